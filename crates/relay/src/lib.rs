@@ -1,0 +1,1 @@
+//! talkbell-relay: the reference talk server (being written).

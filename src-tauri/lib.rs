@@ -1,0 +1,1 @@
+//! The desktop app's shell (being written).
