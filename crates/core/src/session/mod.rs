@@ -1,0 +1,305 @@
+//! The one task that owns the socket (DESIGN.md, PROTOCOL.md §4).
+//!
+//! [`Session::spawn`] starts the task and returns a [`SessionHandle`]; the handle is the
+//! only way to talk to it, so there is never a second path that opens a socket and never
+//! more than one attempt in flight. Every state change is a [`SessionEvent::State`] on a
+//! broadcast channel and the current state is always readable from the handle. A talk is
+//! handed to the [`TalkStore`] before it is acked and before any event about it is sent,
+//! so nothing is shown that is not stored.
+
+mod backoff;
+mod connector;
+mod task;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+pub use backoff::Backoff;
+
+use crate::protocol::{Person, ProtocolError, Seq, TalkMessage, Token, UserId};
+
+/// Where talks are kept. The session calls it before acking; `history::History` is the
+/// real one. Calls are short and synchronous (a local SQLite write).
+pub trait TalkStore: Send + Sync + 'static {
+    /// The highest `seq` stored for this server, sent as `resume` in the hello.
+    fn last_seq(&self, server: &str) -> Result<Option<Seq>, StoreError>;
+    /// Stores a talk received from `server`. A talk whose `seq` is already stored for
+    /// that server is not stored again and gives [`Stored::Duplicate`].
+    fn store(&self, server: &str, talk: &TalkMessage) -> Result<Stored, StoreError>;
+}
+
+/// What [`TalkStore::store`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stored {
+    /// Newly stored, with its row id in the store.
+    New(i64),
+    /// Already there (same server and seq); dropped.
+    Duplicate,
+}
+
+/// A store that could not store. The talk is then not acked, so the server keeps it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreError(pub String);
+
+/// Timings of PROTOCOL.md §4.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    pub heartbeat_interval: Duration,
+    pub heartbeat_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// How long a close handshake may take before the socket is dropped.
+    pub close_timeout: Duration,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    pub healthy_after: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            heartbeat_interval: Duration::from_secs(5),
+            heartbeat_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(2),
+            backoff_min: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            healthy_after: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What the session needs to sign in: which server, and the user's token for it.
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    /// `ws://` or `wss://` URL of the talk server.
+    pub server: String,
+    pub token: Token,
+    /// The user id, if known before the welcome (servers without a welcome need it).
+    pub user_id: Option<UserId>,
+}
+
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// This device's uuid (config).
+    pub device_uuid: String,
+    pub timing: Timing,
+    pub max_message_bytes: usize,
+    /// Sent as the `client` extension of the hello.
+    pub client_name: Option<String>,
+    /// Seeds the backoff jitter, for reproducible tests; `None` in real use.
+    pub jitter_seed: Option<u64>,
+}
+
+impl SessionConfig {
+    pub fn new(device_uuid: impl Into<String>, timing: Timing) -> Self {
+        SessionConfig {
+            device_uuid: device_uuid.into(),
+            timing,
+            max_message_bytes: crate::protocol::MAX_MESSAGE_BYTES,
+            client_name: Some(concat!("talkbell/", env!("CARGO_PKG_VERSION")).to_owned()),
+            jitter_seed: None,
+        }
+    }
+}
+
+/// The state machine's states (DESIGN.md).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionState {
+    /// No credentials, or the server refused them: no attempts until new ones are set.
+    SignedOut { reason: Option<String> },
+    /// Opening TCP/TLS/WebSocket (attempt counts from 1 since the last healthy link).
+    Connecting { attempt: u32 },
+    /// Socket open, hello sent, waiting for the first frame.
+    Authenticating,
+    /// Up. `user` is who the server says we are (welcome) or the configured id.
+    Connected { user: Option<Person> },
+    /// Waiting before the next attempt.
+    Backoff { attempt: u32, delay: Duration, until: std::time::SystemTime, reason: String },
+    /// Shut down for good.
+    Stopped,
+}
+
+/// Everything the session tells its subscribers.
+#[derive(Clone, Debug)]
+pub enum SessionEvent {
+    State(SessionState),
+    /// A new talk, stored. `for_me` is true when `to.id` is the signed-in user.
+    Talk { talk: TalkMessage, row: i64, for_me: bool },
+    /// A talk with a seq already stored was dropped.
+    Duplicate { seq: Seq },
+    /// A frame that was not understood was counted and dropped; the link stays up.
+    Dropped { error: ProtocolError },
+    /// A frame over the size limit: refused, and the link is reconnected.
+    Oversized { size: usize, limit: usize },
+    /// A talk could not be stored; it was not acked and the link is reconnected.
+    StoreFailed { error: String },
+    /// The server said who we are.
+    Welcome { user: Person },
+}
+
+/// Counters a status line or a test can read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    pub connects: u64,
+    pub talks: u64,
+    pub duplicates: u64,
+    pub dropped_frames: u64,
+    pub oversized_frames: u64,
+    pub heartbeats_sent: u64,
+}
+
+
+impl SessionState {
+    /// A short word for a status line, a tray tooltip or a log.
+    pub fn label(&self) -> &'static str {
+        match self {
+            SessionState::SignedOut { .. } => "signed out",
+            SessionState::Connecting { .. } => "connecting",
+            SessionState::Authenticating => "authenticating",
+            SessionState::Connected { .. } => "connected",
+            SessionState::Backoff { .. } => "offline",
+            SessionState::Stopped => "stopped",
+        }
+    }
+}
+
+/// Why a request to the session failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    #[error("not connected to the server")]
+    NotConnected,
+    #[error("the server has not said who the signed-in user is")]
+    UnknownUser,
+    #[error("the session has stopped")]
+    Stopped,
+}
+
+/// What a handle asks the task to do.
+#[derive(Debug)]
+pub(crate) enum Command {
+    ReconnectNow,
+    SetCredentials(Credentials),
+    SignOut,
+    SetTiming(Timing),
+    SendTalk { to: Person, text: String, done: oneshot::Sender<Result<(), SessionError>> },
+    Shutdown { done: oneshot::Sender<()> },
+}
+
+/// Counters shared between the task (writer) and handles (readers).
+pub(crate) type SharedStats = Arc<Mutex<SessionStats>>;
+
+/// The caller's side of a session. Cheap to clone; the task stops when the last handle is
+/// dropped or on [`SessionHandle::shutdown`].
+#[derive(Clone)]
+pub struct SessionHandle {
+    commands: mpsc::UnboundedSender<Command>,
+    events: broadcast::Sender<SessionEvent>,
+    state: watch::Receiver<SessionState>,
+    stats: SharedStats,
+}
+
+/// Namespace for starting a session.
+pub struct Session;
+
+/// How many events a slow subscriber may fall behind before it misses some. History is
+/// not at risk (it is written before events are sent); a lagging subscriber learns how
+/// many it missed from `RecvError::Lagged`.
+const EVENT_BUFFER: usize = 4096;
+
+impl Session {
+    /// Starts the task on the current tokio runtime. Without credentials it waits,
+    /// signed out, for [`SessionHandle::set_credentials`].
+    pub fn spawn(
+        config: SessionConfig,
+        credentials: Option<Credentials>,
+        store: Arc<dyn TalkStore>,
+    ) -> SessionHandle {
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let (state_tx, state) = watch::channel(SessionState::SignedOut { reason: None });
+        let stats = SharedStats::default();
+        let task = task::SessionTask::new(
+            config,
+            credentials,
+            store,
+            command_rx,
+            events.clone(),
+            state_tx,
+            stats.clone(),
+        );
+        tokio::spawn(task.run());
+        SessionHandle { commands, events, state, stats }
+    }
+}
+
+impl SessionHandle {
+    /// Events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<SessionEvent> {
+        self.events.subscribe()
+    }
+
+    /// The state now.
+    pub fn state(&self) -> SessionState {
+        self.state.borrow().clone()
+    }
+
+    /// A receiver that sees every latest state; handy to wait for one.
+    pub fn watch_state(&self) -> watch::Receiver<SessionState> {
+        self.state.clone()
+    }
+
+    pub fn stats(&self) -> SessionStats {
+        *self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Skip any backoff wait and try now; on a live link, reconnect. Ignored when
+    /// signed out (a rejected token must not be retried on its own).
+    pub fn reconnect_now(&self) {
+        let _ = self.commands.send(Command::ReconnectNow);
+    }
+
+    /// Sign in (again), to this server with this token; connects at once.
+    pub fn set_credentials(&self, credentials: Credentials) {
+        let _ = self.commands.send(Command::SetCredentials(credentials));
+    }
+
+    /// Close the link and forget the credentials until new ones are set.
+    pub fn sign_out(&self) {
+        let _ = self.commands.send(Command::SignOut);
+    }
+
+    /// New timings; they apply from the next connection.
+    pub fn set_timing(&self, timing: Timing) {
+        let _ = self.commands.send(Command::SetTiming(timing));
+    }
+
+    /// Sends a talk from the signed-in user (PROTOCOL.md §1.4).
+    pub async fn send_talk(&self, to: Person, text: String) -> Result<(), SessionError> {
+        let (done, result) = oneshot::channel();
+        self.commands
+            .send(Command::SendTalk { to, text, done })
+            .map_err(|_| SessionError::Stopped)?;
+        result.await.unwrap_or(Err(SessionError::Stopped))
+    }
+
+    /// Closes the link (close handshake bounded in time) and stops the task.
+    pub async fn shutdown(&self) {
+        let (done, finished) = oneshot::channel();
+        if self.commands.send(Command::Shutdown { done }).is_ok() {
+            let _ = finished.await;
+        }
+    }
+
+    /// Waits until `pred` holds for the state, or the session stops.
+    pub async fn wait_for(&self, pred: impl Fn(&SessionState) -> bool) -> SessionState {
+        let mut rx = self.state.clone();
+        let result = rx.wait_for(|s| pred(s) || *s == SessionState::Stopped).await;
+        match result {
+            Ok(state) => state.clone(),
+            Err(_) => SessionState::Stopped,
+        }
+    }
+}

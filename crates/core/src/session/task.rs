@@ -1,0 +1,527 @@
+//! The session task: the state machine of DESIGN.md and the life of one link.
+//!
+//! `run` is the one `match` over [`Phase`]; each arm publishes its state and returns the
+//! next phase. Only [`Phase::Linked`] holds a socket, so only one can exist at a time.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::time::{sleep_until, timeout, Instant};
+use tokio_tungstenite::tungstenite::error::CapacityError;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use super::backoff::Backoff;
+use super::connector::{self, ConnectError, Ws};
+use super::{
+    Command, Credentials, SessionConfig, SessionError, SessionEvent, SessionState, SharedStats,
+    Stored, TalkStore, Timing,
+};
+use crate::protocol::{
+    ClientFrame, Hello, Person, ProtocolError, ServerFrame, TalkMessage, UserId,
+    CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED,
+};
+
+/// Where the task is. Mirrors [`SessionState`], but owns what each state needs.
+enum Phase {
+    SignedOut { reason: Option<String> },
+    Connecting { attempt: u32 },
+    /// A socket is open; `attempt` is the attempt that opened it.
+    Linked { ws: Box<Ws>, attempt: u32 },
+    /// Waiting after failed attempt `attempt`.
+    Backoff { attempt: u32, reason: String },
+    Stopped,
+}
+
+/// How a link ended, decided inside `link` and turned into the next phase in one place.
+enum LinkEnd {
+    /// Lost, dead, oversized, unstorable: try again after a backoff.
+    Failed(String),
+    /// The server refused the token (close 4001/4003).
+    Rejected(String),
+    /// A command ended the link; go straight to this phase.
+    Then(Phase),
+}
+
+pub(crate) struct SessionTask {
+    config: SessionConfig,
+    credentials: Option<Credentials>,
+    store: Arc<dyn TalkStore>,
+    commands: mpsc::UnboundedReceiver<Command>,
+    events: broadcast::Sender<SessionEvent>,
+    state: watch::Sender<SessionState>,
+    stats: SharedStats,
+    backoff: Backoff,
+    /// Who the server said we are on the current link.
+    welcomed: Option<Person>,
+    /// Callers of `shutdown()` to answer once stopped.
+    stopping: Vec<oneshot::Sender<()>>,
+}
+
+impl SessionTask {
+    pub(crate) fn new(
+        config: SessionConfig,
+        credentials: Option<Credentials>,
+        store: Arc<dyn TalkStore>,
+        commands: mpsc::UnboundedReceiver<Command>,
+        events: broadcast::Sender<SessionEvent>,
+        state: watch::Sender<SessionState>,
+        stats: SharedStats,
+    ) -> Self {
+        let t = config.timing;
+        let backoff = Backoff::new(t.backoff_min, t.backoff_max, config.jitter_seed);
+        SessionTask {
+            config,
+            credentials,
+            store,
+            commands,
+            events,
+            state,
+            stats,
+            backoff,
+            welcomed: None,
+            stopping: Vec::new(),
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        let mut phase = match self.credentials {
+            Some(_) => Phase::Connecting { attempt: 1 },
+            None => Phase::SignedOut { reason: None },
+        };
+        loop {
+            phase = match phase {
+                Phase::SignedOut { reason } => {
+                    self.credentials = None;
+                    self.publish(SessionState::SignedOut { reason });
+                    self.wait_signed_out().await
+                }
+                Phase::Connecting { attempt } => {
+                    self.publish(SessionState::Connecting { attempt });
+                    self.connect(attempt).await
+                }
+                Phase::Linked { ws, attempt } => {
+                    let opened = Instant::now();
+                    match self.link(*ws).await {
+                        LinkEnd::Then(next) => next,
+                        LinkEnd::Rejected(reason) => Phase::SignedOut { reason: Some(reason) },
+                        LinkEnd::Failed(reason) => {
+                            // A link that was healthy for a while starts the delays afresh.
+                            let healthy = opened.elapsed() >= self.config.timing.healthy_after;
+                            Phase::Backoff { attempt: if healthy { 1 } else { attempt }, reason }
+                        }
+                    }
+                }
+                Phase::Backoff { attempt, reason } => self.wait_backoff(attempt, reason).await,
+                Phase::Stopped => {
+                    self.publish(SessionState::Stopped);
+                    for done in self.stopping.drain(..) {
+                        let _ = done.send(());
+                    }
+                    return;
+                }
+            };
+        }
+    }
+
+    fn publish(&self, state: SessionState) {
+        match &state {
+            SessionState::Backoff { reason, delay, .. } => {
+                tracing::info!(state = state.label(), ?delay, %reason, "session")
+            }
+            SessionState::SignedOut { reason: Some(reason) } => {
+                tracing::info!(state = state.label(), %reason, "session")
+            }
+            _ => tracing::info!(state = state.label(), "session"),
+        }
+        self.state.send_replace(state.clone());
+        self.emit(SessionEvent::State(state));
+    }
+
+    fn emit(&self, event: SessionEvent) {
+        // No subscriber is not an error: the history already holds what matters.
+        let _ = self.events.send(event);
+    }
+
+    fn count(&self, f: impl FnOnce(&mut super::SessionStats)) {
+        f(&mut self.stats.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    /// What a command does when no link is up. `None`: stay in the current phase.
+    fn command_offline(&mut self, cmd: Option<Command>, attempt: Option<u32>) -> Option<Phase> {
+        match cmd {
+            // Every handle is gone: nobody can ever ask for anything again.
+            None => Some(Phase::Stopped),
+            Some(Command::Shutdown { done }) => {
+                self.stopping.push(done);
+                Some(Phase::Stopped)
+            }
+            Some(Command::SetCredentials(c)) => {
+                self.credentials = Some(c);
+                Some(Phase::Connecting { attempt: 1 })
+            }
+            Some(Command::SignOut) => Some(Phase::SignedOut { reason: None }),
+            Some(Command::SetTiming(t)) => {
+                self.set_timing(t);
+                None
+            }
+            Some(Command::SendTalk { done, .. }) => {
+                let _ = done.send(Err(SessionError::NotConnected));
+                None
+            }
+            // Only a backoff wait can be skipped; signed out stays signed out.
+            Some(Command::ReconnectNow) => attempt.map(|a| Phase::Connecting { attempt: a + 1 }),
+        }
+    }
+
+    fn set_timing(&mut self, t: Timing) {
+        self.config.timing = t;
+        self.backoff = Backoff::new(t.backoff_min, t.backoff_max, self.config.jitter_seed);
+    }
+
+    async fn wait_signed_out(&mut self) -> Phase {
+        loop {
+            let cmd = self.commands.recv().await;
+            if let Some(next) = self.command_offline(cmd, None) {
+                return next;
+            }
+        }
+    }
+
+    async fn wait_backoff(&mut self, attempt: u32, reason: String) -> Phase {
+        let delay = self.backoff.delay(attempt);
+        self.publish(SessionState::Backoff {
+            attempt,
+            delay,
+            until: SystemTime::now() + delay,
+            reason,
+        });
+        let wake = Instant::now() + delay;
+        loop {
+            tokio::select! {
+                _ = sleep_until(wake) => return Phase::Connecting { attempt: attempt + 1 },
+                cmd = self.commands.recv() => {
+                    if let Some(next) = self.command_offline(cmd, Some(attempt)) {
+                        return next;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn connect(&mut self, attempt: u32) -> Phase {
+        let Some(creds) = self.credentials.clone() else {
+            return Phase::SignedOut { reason: None };
+        };
+        let timing = self.config.timing;
+        let open = connector::open(&creds.server, timing.connect_timeout, self.config.max_message_bytes);
+        tokio::pin!(open);
+        loop {
+            tokio::select! {
+                result = &mut open => return match result {
+                    Ok(ws) => {
+                        self.count(|s| s.connects += 1);
+                        Phase::Linked { ws: Box::new(ws), attempt }
+                    }
+                    Err(ConnectError::Rejected(reason)) => Phase::SignedOut { reason: Some(reason) },
+                    Err(ConnectError::Failed(reason)) => Phase::Backoff { attempt, reason },
+                },
+                cmd = self.commands.recv() => {
+                    // Already trying: a "reconnect now" has nothing to skip.
+                    if let Some(next) = self.command_offline(cmd, None) {
+                        return next;
+                    }
+                }
+            }
+        }
+    }
+
+    fn user_id(&self) -> Option<&UserId> {
+        match &self.welcomed {
+            Some(p) => Some(&p.id),
+            None => self.credentials.as_ref().and_then(|c| c.user_id.as_ref()),
+        }
+    }
+
+    /// The life of one socket: hello, heartbeat, frames, commands.
+    async fn link(&mut self, mut ws: Ws) -> LinkEnd {
+        let Some(creds) = self.credentials.clone() else {
+            close(&mut ws, CloseCode::Normal, self.config.timing.close_timeout).await;
+            return LinkEnd::Then(Phase::SignedOut { reason: None });
+        };
+        self.welcomed = None;
+        let resume = match self.store.last_seq(&creds.server) {
+            Ok(seq) => seq,
+            Err(e) => {
+                // Without knowing what we have, asking for a replay could only duplicate.
+                tracing::warn!(error = %e, "history unreadable; connecting without resume");
+                None
+            }
+        };
+        let hello = ClientFrame::Hello(Hello {
+            uuid: self.config.device_uuid.clone(),
+            token: creds.token.clone(),
+            resume,
+            client: self.config.client_name.clone(),
+        });
+        let mut timing = self.config.timing;
+        if let Err(e) = send(&mut ws, hello.to_text(), timing.heartbeat_timeout).await {
+            return LinkEnd::Failed(format!("could not send the hello: {e}"));
+        }
+        self.publish(SessionState::Authenticating);
+
+        let mut connected = false;
+        let mut last_rx = Instant::now();
+        let mut last_rx_wall = SystemTime::now();
+        let mut probe_sent: Option<Instant> = None;
+        // Set when an error frame announces a rejection, to explain the close that follows.
+        let mut refusal: Option<String> = None;
+
+        loop {
+            let deadline = match probe_sent {
+                None => last_rx + timing.heartbeat_interval,
+                Some(sent) => sent + timing.heartbeat_timeout,
+            };
+            tokio::select! {
+                frame = ws.next() => {
+                    let message = match frame {
+                        None => return LinkEnd::Failed("the server closed the connection".into()),
+                        Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
+                            self.count(|s| s.oversized_frames += 1);
+                            self.emit(SessionEvent::Oversized { size, limit: max_size });
+                            tracing::warn!(size, limit = max_size, "refused an oversized message");
+                            return LinkEnd::Failed(format!(
+                                "refused a message of {size} bytes (limit {max_size})"
+                            ));
+                        }
+                        Some(Err(e)) => return LinkEnd::Failed(format!("connection lost: {e}")),
+                        Some(Ok(m)) => m,
+                    };
+                    // Any frame at all is a sign of life (§4).
+                    last_rx = Instant::now();
+                    last_rx_wall = SystemTime::now();
+                    probe_sent = None;
+                    if let Message::Close(frame) = &message {
+                        return close_end(frame.as_ref(), refusal.take());
+                    }
+                    if !connected {
+                        connected = true;
+                        self.publish(SessionState::Connected { user: self.welcomed.clone() });
+                    }
+                    match message {
+                        Message::Text(text) => {
+                            match self.on_text(&mut ws, &creds, text.as_str(), &mut timing).await {
+                                Ok(TextOutcome::Continue) => {}
+                                Ok(TextOutcome::Welcomed) => {
+                                    self.publish(SessionState::Connected { user: self.welcomed.clone() });
+                                }
+                                Ok(TextOutcome::Refused(reason)) => refusal = Some(reason),
+                                Err(end) => return end,
+                            }
+                        }
+                        Message::Binary(data) => {
+                            self.count(|s| s.dropped_frames += 1);
+                            tracing::warn!(bytes = data.len(), "dropped a binary frame");
+                            self.emit(SessionEvent::Dropped {
+                                error: ProtocolError::Malformed("binary frame".into()),
+                            });
+                        }
+                        // Pings are answered by tungstenite; both only mean "alive".
+                        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) | Message::Close(_) => {}
+                    }
+                }
+                _ = sleep_until(deadline) => {
+                    // The monotonic clock stops during suspend: if the wall clock says the
+                    // link has been silent past interval + timeout, it is dead now (§4).
+                    let silent = last_rx_wall.elapsed().unwrap_or_default();
+                    if probe_sent.is_some() || silent > timing.heartbeat_interval + timing.heartbeat_timeout {
+                        let reason = format!("no answer to the heartbeat within {:?}", timing.heartbeat_timeout);
+                        tracing::warn!(%reason, "link dead");
+                        close(&mut ws, CloseCode::Away, timing.close_timeout).await;
+                        return LinkEnd::Failed(reason);
+                    }
+                    if let Err(e) = send(&mut ws, ClientFrame::Heartbeat.to_text(), timing.heartbeat_timeout).await {
+                        return LinkEnd::Failed(format!("could not send the heartbeat: {e}"));
+                    }
+                    self.count(|s| s.heartbeats_sent += 1);
+                    probe_sent = Some(Instant::now());
+                }
+                cmd = self.commands.recv() => {
+                    let next = match cmd {
+                        None => Phase::Stopped,
+                        Some(Command::Shutdown { done }) => {
+                            self.stopping.push(done);
+                            Phase::Stopped
+                        }
+                        Some(Command::SignOut) => Phase::SignedOut { reason: None },
+                        Some(Command::SetCredentials(c)) => {
+                            self.credentials = Some(c);
+                            Phase::Connecting { attempt: 1 }
+                        }
+                        Some(Command::ReconnectNow) => Phase::Connecting { attempt: 1 },
+                        Some(Command::SetTiming(t)) => {
+                            self.set_timing(t);
+                            continue;
+                        }
+                        Some(Command::SendTalk { to, text, done }) => {
+                            let result = self.send_talk(&mut ws, to, text, timing).await;
+                            let failed = matches!(result, Err(SessionError::Stopped));
+                            let _ = done.send(result.map_err(|e| match e {
+                                SessionError::Stopped => SessionError::NotConnected,
+                                other => other,
+                            }));
+                            if failed {
+                                return LinkEnd::Failed("could not send a talk".into());
+                            }
+                            continue;
+                        }
+                    };
+                    close(&mut ws, CloseCode::Normal, self.config.timing.close_timeout).await;
+                    return LinkEnd::Then(next);
+                }
+            }
+        }
+    }
+
+    async fn send_talk(
+        &mut self,
+        ws: &mut Ws,
+        to: Person,
+        text: String,
+        timing: Timing,
+    ) -> Result<(), SessionError> {
+        let from = match (&self.welcomed, self.user_id()) {
+            (Some(p), _) => p.clone(),
+            (None, Some(id)) => Person { id: id.clone(), name: String::new() },
+            (None, None) => return Err(SessionError::UnknownUser),
+        };
+        let frame = ClientFrame::Talk(TalkMessage { from, to, talk: text, seq: None, ts: None });
+        send(ws, frame.to_text(), timing.heartbeat_timeout)
+            .await
+            .map_err(|_| SessionError::Stopped)
+    }
+
+    /// One text frame. `Err` ends the link.
+    async fn on_text(
+        &mut self,
+        ws: &mut Ws,
+        creds: &Credentials,
+        text: &str,
+        timing: &mut Timing,
+    ) -> Result<TextOutcome, LinkEnd> {
+        let frame = match ServerFrame::parse(text) {
+            Ok(frame) => frame,
+            Err(error) => {
+                self.count(|s| s.dropped_frames += 1);
+                tracing::warn!(%error, "dropped a frame");
+                self.emit(SessionEvent::Dropped { error });
+                return Ok(TextOutcome::Continue);
+            }
+        };
+        match frame {
+            ServerFrame::Heartbeat => Ok(TextOutcome::Continue),
+            ServerFrame::Welcome(welcome) => {
+                if let Some(hint) = welcome.heartbeat {
+                    if let Some(ms) = hint.interval_ms.filter(|ms| *ms > 0) {
+                        timing.heartbeat_interval = Duration::from_millis(ms);
+                    }
+                    if let Some(ms) = hint.timeout_ms.filter(|ms| *ms > 0) {
+                        timing.heartbeat_timeout = Duration::from_millis(ms);
+                    }
+                }
+                self.welcomed = Some(welcome.user.clone());
+                self.emit(SessionEvent::Welcome { user: welcome.user });
+                Ok(TextOutcome::Welcomed)
+            }
+            ServerFrame::Error(e) => {
+                tracing::warn!(code = %e.code, message = %e.message, "the server reported an error");
+                if e.code == "unauthorized" || e.code == "forbidden" {
+                    Ok(TextOutcome::Refused(format!("the server refused the token: {}", e.message)))
+                } else {
+                    Ok(TextOutcome::Continue)
+                }
+            }
+            ServerFrame::Talk(talk) => self.on_talk(ws, creds, talk, *timing).await,
+        }
+    }
+
+    /// Store, then ack, then tell (PROTOCOL.md §3).
+    async fn on_talk(
+        &mut self,
+        ws: &mut Ws,
+        creds: &Credentials,
+        talk: TalkMessage,
+        timing: Timing,
+    ) -> Result<TextOutcome, LinkEnd> {
+        let stored = match self.store.store(&creds.server, &talk) {
+            Ok(stored) => stored,
+            Err(e) => {
+                // Not acked, so the server keeps it and replays it on the next link.
+                tracing::error!(error = %e, "could not store a talk");
+                self.emit(SessionEvent::StoreFailed { error: e.to_string() });
+                return Err(LinkEnd::Failed(format!("could not store a talk: {e}")));
+            }
+        };
+        if let Some(seq) = talk.seq {
+            if let Err(e) = send(ws, ClientFrame::Ack(seq).to_text(), timing.heartbeat_timeout).await {
+                return Err(LinkEnd::Failed(format!("could not send an ack: {e}")));
+            }
+        }
+        match stored {
+            Stored::New(row) => {
+                self.count(|s| s.talks += 1);
+                let for_me = self.user_id().is_some_and(|me| talk.is_for(me));
+                self.emit(SessionEvent::Talk { talk, row, for_me });
+            }
+            Stored::Duplicate => {
+                self.count(|s| s.duplicates += 1);
+                if let Some(seq) = talk.seq {
+                    self.emit(SessionEvent::Duplicate { seq });
+                }
+            }
+        }
+        Ok(TextOutcome::Continue)
+    }
+}
+
+enum TextOutcome {
+    Continue,
+    Welcomed,
+    Refused(String),
+}
+
+/// What a close frame from the server means.
+fn close_end(frame: Option<&CloseFrame>, refusal: Option<String>) -> LinkEnd {
+    let code = frame.map(|f| u16::from(f.code));
+    match code {
+        Some(CLOSE_UNAUTHORIZED) | Some(CLOSE_FORBIDDEN) => {
+            let reason = frame.map(|f| f.reason.to_string()).filter(|r| !r.is_empty());
+            LinkEnd::Rejected(refusal.or(reason.map(|r| format!("the server refused the token: {r}"))).unwrap_or_else(
+                || format!("the server refused the token (close code {})", code.unwrap_or_default()),
+            ))
+        }
+        Some(code) => LinkEnd::Failed(format!("the server closed the connection (code {code})")),
+        None => LinkEnd::Failed("the server closed the connection".into()),
+    }
+}
+
+/// A send bounded in time: a peer that stops reading must not hang the task.
+async fn send(ws: &mut Ws, text: String, limit: Duration) -> Result<(), String> {
+    match timeout(limit, ws.send(Message::text(text))).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("the send did not finish within {limit:?}")),
+    }
+}
+
+/// The close handshake, bounded in time; after that the socket is simply dropped.
+async fn close(ws: &mut Ws, code: CloseCode, limit: Duration) {
+    let handshake = async {
+        let _ = ws.close(Some(CloseFrame { code, reason: "".into() })).await;
+        while let Some(Ok(_)) = ws.next().await {}
+    };
+    let _ = timeout(limit, handshake).await;
+}

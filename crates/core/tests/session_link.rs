@@ -1,0 +1,430 @@
+//! The session against servers that behave and misbehave, over real sockets.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::*;
+use talkbell_core::protocol::{ProtocolError, Seq};
+use talkbell_core::session::{Session, SessionEvent, SessionState};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use futures_util::SinkExt;
+
+#[tokio::test]
+async fn hello_is_first_and_a_talk_for_me_is_stored_acked_and_told_once() {
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
+    let server = Scripted::start(move |_, mut ws| {
+        let seen = seen_tx.clone();
+        async move {
+            let hello = next_text(&mut ws).await.unwrap();
+            let _ = seen.send(hello);
+            send_text(&mut ws, SAMPLE).await;
+            send_text(&mut ws, talk_json(5, 1, "with seq")).await;
+            send_text(&mut ws, talk_json(6, 3, "for someone else")).await;
+            echo_heartbeats(ws, seen).await;
+        }
+    })
+    .await;
+    let store = Arc::new(MemStore::default());
+    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), store.clone());
+    let mut events = session.subscribe();
+
+    let hello: Value = serde_json::from_str(&seen.recv().await.unwrap()).unwrap();
+    assert_eq!(hello["uuid"], "device-uuid-1");
+    assert_eq!(hello["token"], "secret-token-1");
+    assert!(hello.get("resume").is_none(), "no resume on a first connection: {hello}");
+
+    let mut talks = Vec::new();
+    while talks.len() < 3 {
+        talks.push(wait_event(&mut events, |e| match e {
+            SessionEvent::Talk { talk, for_me, .. } => Some((talk.talk.clone(), *for_me)),
+            _ => None,
+        }).await);
+    }
+    assert_eq!(
+        talks,
+        [("hello".to_owned(), true), ("with seq".to_owned(), true), ("for someone else".to_owned(), false)]
+    );
+    assert_eq!(store.talks.lock().unwrap().len(), 3);
+    // Acks come after storing, one per seq.
+    let mut acks = Vec::new();
+    while acks.len() < 2 {
+        let frame = seen.recv().await.unwrap();
+        if frame != "online" {
+            acks.push(serde_json::from_str::<Value>(&frame).unwrap());
+        }
+    }
+    assert_eq!(acks, [serde_json::json!({"type": "ack", "seq": 5}), serde_json::json!({"type": "ack", "seq": 6})]);
+    assert!(matches!(session.state(), SessionState::Connected { .. }));
+    session.shutdown().await;
+    assert_eq!(session.state(), SessionState::Stopped);
+}
+
+#[tokio::test]
+async fn resume_carries_the_last_stored_seq_and_a_repeated_seq_is_dropped() {
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
+    let server = Scripted::start(move |n, mut ws| {
+        let seen = seen_tx.clone();
+        async move {
+            let _ = seen.send(next_text(&mut ws).await.unwrap());
+            if n == 1 {
+                send_text(&mut ws, talk_json(41, 1, "first")).await;
+                // The second link is opened by a "reconnect now" from the test.
+                echo_heartbeats(ws, mpsc::unbounded_channel().0).await;
+            } else {
+                // At-least-once: a server may replay what we already have.
+                send_text(&mut ws, talk_json(41, 1, "first")).await;
+                send_text(&mut ws, talk_json(42, 1, "second")).await;
+                echo_heartbeats(ws, mpsc::unbounded_channel().0).await;
+            }
+        }
+    })
+    .await;
+    let store = Arc::new(MemStore::default());
+    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), store.clone());
+    let mut events = session.subscribe();
+    wait_event(&mut events, |e| matches!(e, SessionEvent::Talk { .. }).then_some(())).await;
+    let first_hello: Value = serde_json::from_str(&seen.recv().await.unwrap()).unwrap();
+    assert!(first_hello.get("resume").is_none());
+
+    session.reconnect_now();
+    let dup = wait_event(&mut events, |e| match e {
+        SessionEvent::Duplicate { seq } => Some(*seq),
+        _ => None,
+    })
+    .await;
+    assert_eq!(dup, Seq(41));
+    let second = wait_event(&mut events, |e| match e {
+        SessionEvent::Talk { talk, .. } => Some(talk.talk.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(second, "second");
+    let second_hello: Value = serde_json::from_str(&seen.recv().await.unwrap()).unwrap();
+    assert_eq!(second_hello["resume"], 41);
+    let texts: Vec<String> = store.talks.lock().unwrap().iter().map(|t| t.talk.clone()).collect();
+    assert_eq!(texts, ["first", "second"]);
+    assert_eq!(session.stats().duplicates, 1);
+    session.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_silent_server_is_dead_after_interval_plus_timeout_and_is_reconnected() {
+    let (seen_tx, mut seen) = mpsc::unbounded_channel::<(usize, String, Instant)>();
+    let server = Scripted::start(move |n, mut ws| {
+        let seen = seen_tx.clone();
+        async move {
+            // Accept, read everything, answer nothing.
+            while let Some(text) = next_text(&mut ws).await {
+                let _ = seen.send((n, text, Instant::now()));
+            }
+        }
+    })
+    .await;
+    let timing = fast_timing();
+    let session = Session::spawn(config(timing), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
+    let mut events = session.subscribe();
+
+    let (_, hello, hello_at) = seen.recv().await.unwrap();
+    assert!(hello.contains("\"token\""));
+    let (n, probe, probe_at) = seen.recv().await.unwrap();
+    assert_eq!((n, probe.as_str()), (1, "online"), "the heartbeat is exactly `online`");
+    assert!(probe_at - hello_at >= timing.heartbeat_interval);
+
+    let reason = wait_event(&mut events, |e| match e {
+        SessionEvent::State(SessionState::Backoff { reason, .. }) => Some(reason.clone()),
+        _ => None,
+    })
+    .await;
+    let dead_at = Instant::now();
+    assert!(reason.contains("heartbeat"), "{reason}");
+    let silent_for = dead_at - hello_at;
+    assert!(silent_for >= timing.heartbeat_interval + timing.heartbeat_timeout, "{silent_for:?}");
+    assert!(silent_for < Duration::from_secs(10), "{silent_for:?}");
+
+    // And it comes back on its own: a second connection, whose first frame is a hello.
+    let (n, hello2, _) = seen.recv().await.unwrap();
+    assert_eq!(n, 2);
+    assert!(hello2.contains("\"uuid\""));
+    assert_eq!(session.stats().connects, 2);
+    session.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_answering_server_keeps_the_link_up_across_many_heartbeats() {
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
+    let server = Scripted::start(move |_, ws| echo_heartbeats(ws, seen_tx.clone())).await;
+    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
+    let mut probes = 0;
+    while probes < 5 {
+        if seen.recv().await.unwrap() == "online" {
+            probes += 1;
+        }
+    }
+    assert_eq!(server.accepted(), 1);
+    assert_eq!(session.stats().connects, 1);
+    assert!(matches!(session.state(), SessionState::Connected { .. }));
+    session.shutdown().await;
+}
+
+#[tokio::test]
+async fn garbage_is_counted_and_dropped_and_the_link_stays_up() {
+    let server = Scripted::start(|_, mut ws| async move {
+        next_text(&mut ws).await;
+        send_text(&mut ws, "{not json").await;
+        send_text(&mut ws, r#"{"form": {"id": 2, "name": "wang2"}, "to": {"id": 1}}"#).await;
+        let _ = ws.send(Message::binary(vec![1u8, 2, 3])).await;
+        send_text(&mut ws, r#"{"type": "presence", "who": 2}"#).await;
+        send_text(&mut ws, SAMPLE).await;
+        echo_heartbeats(ws, mpsc::unbounded_channel().0).await;
+    })
+    .await;
+    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
+    let mut events = session.subscribe();
+    let mut dropped = Vec::new();
+    let talk = wait_event(&mut events, |e| match e {
+        SessionEvent::Dropped { error } => {
+            dropped.push(error.clone());
+            None
+        }
+        SessionEvent::Talk { talk, .. } => Some(talk.talk.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(talk, "hello");
+    assert_eq!(dropped.len(), 4, "{dropped:?}");
+    assert!(matches!(dropped[0], ProtocolError::Malformed(_)));
+    assert_eq!(dropped[1], ProtocolError::MissingField("form.talk"));
+    assert!(matches!(dropped[3], ProtocolError::UnknownType(ref t) if t == "presence"));
+    assert_eq!(session.stats().dropped_frames, 4);
+    assert_eq!(session.stats().connects, 1);
+    assert!(matches!(session.state(), SessionState::Connected { .. }));
+    session.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_oversized_message_is_refused_and_the_client_reconnects() {
+    let server = Scripted::start(|n, mut ws| async move {
+        next_text(&mut ws).await;
+        if n == 1 {
+            let huge = talk_json(1, 1, &"x".repeat(70 * 1024));
+            send_text(&mut ws, huge).await;
+        } else {
+            send_text(&mut ws, talk_json(2, 1, "small")).await;
+        }
+        echo_heartbeats(ws, mpsc::unbounded_channel().0).await;
+    })
+    .await;
+    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
+    let mut events = session.subscribe();
+    let (size, limit) = wait_event(&mut events, |e| match e {
+        SessionEvent::Oversized { size, limit } => Some((*size, *limit)),
+        _ => None,
+    })
+    .await;
+    assert!(size > limit && limit == 64 * 1024, "{size} {limit}");
+    let next = wait_event(&mut events, |e| match e {
+        SessionEvent::Talk { talk, .. } => Some(talk.talk.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(next, "small");
+    assert_eq!(session.stats().connects, 2);
+    assert_eq!(session.stats().oversized_frames, 1);
+    session.shutdown().await;
+}
+
+/// After a rejection nothing may happen on its own: checked over a minute of (paused) time.
+async fn assert_no_attempts_for_a_minute(server: &Scripted, accepted: usize) {
+    tokio::time::pause();
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    tokio::time::resume();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(server.accepted(), accepted, "no attempt after a rejection");
+}
+
+#[tokio::test]
+async fn close_4001_signs_out_and_stops_trying() {
+    let server = Scripted::start(|_, mut ws| async move {
+        next_text(&mut ws).await;
+        send_text(&mut ws, r#"{"type": "error", "code": "unauthorized", "message": "unknown token"}"#).await;
+        let _ = ws.close(Some(CloseFrame { code: CloseCode::from(4001), reason: "unauthorized".into() })).await;
+    })
+    .await;
+    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
+    let state = wait_state(&session, |s| matches!(s, SessionState::SignedOut { reason: Some(_) })).await;
+    let SessionState::SignedOut { reason: Some(reason) } = state else { unreachable!() };
+    assert!(reason.contains("unknown token"), "{reason}");
+    assert_no_attempts_for_a_minute(&server, 1).await;
+    session.reconnect_now();
+    assert_no_attempts_for_a_minute(&server, 1).await;
+    assert!(matches!(session.state(), SessionState::SignedOut { .. }));
+    session.shutdown().await;
+}
+
+#[tokio::test]
+async fn close_4003_without_an_error_frame_signs_out_too() {
+    let server = Scripted::start(|_, mut ws| async move {
+        next_text(&mut ws).await;
+        let _ = ws.close(Some(CloseFrame { code: CloseCode::from(4003), reason: "".into() })).await;
+    })
+    .await;
+    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
+    let state = wait_state(&session, |s| matches!(s, SessionState::SignedOut { reason: Some(_) })).await;
+    assert!(format!("{state:?}").contains("4003"));
+    assert_no_attempts_for_a_minute(&server, 1).await;
+    session.shutdown().await;
+}
+
+#[tokio::test]
+async fn http_401_to_the_handshake_signs_out_and_new_credentials_try_again() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = Arc::new(std::sync::Mutex::new(0usize));
+    let count = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            *count.lock().unwrap() += 1;
+            let mut buf = [0u8; 2048];
+            let _ = tokio::io::AsyncReadExt::read(&mut tcp, &mut buf).await;
+            let _ = tcp
+                .write_all(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .await;
+        }
+    });
+    let url = format!("ws://{addr}/");
+    let session = Session::spawn(config(fast_timing()), Some(creds(&url, Some(1))), Arc::new(MemStore::default()));
+    let state = wait_state(&session, |s| matches!(s, SessionState::SignedOut { reason: Some(_) })).await;
+    assert!(format!("{state:?}").contains("401"), "{state:?}");
+    tokio::time::pause();
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    tokio::time::resume();
+    assert_eq!(*hits.lock().unwrap(), 1);
+    // Signing in again is what makes it try again.
+    session.set_credentials(creds(&url, Some(1)));
+    wait_state(&session, |s| matches!(s, SessionState::Connecting { .. })).await;
+    wait_state(&session, |s| matches!(s, SessionState::SignedOut { .. })).await;
+    assert_eq!(*hits.lock().unwrap(), 2);
+    session.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_welcome_names_the_user_and_sets_the_heartbeat() {
+    let (seen_tx, mut seen) = mpsc::unbounded_channel::<(String, Instant)>();
+    let server = Scripted::start(move |_, mut ws| {
+        let seen = seen_tx.clone();
+        async move {
+            next_text(&mut ws).await;
+            send_text(&mut ws, r#"{"type": "welcome", "user": {"id": 1, "name": "wang1"}, "heartbeat": {"interval_ms": 1500, "timeout_ms": 1000}}"#).await;
+            send_text(&mut ws, SAMPLE).await;
+            while let Some(t) = next_text(&mut ws).await {
+                let _ = seen.send((t, Instant::now()));
+                let _ = ws.send(Message::text("online")).await;
+            }
+        }
+    })
+    .await;
+    // No user id in the credentials: the welcome is what says the sample is for us.
+    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), None)), Arc::new(MemStore::default()));
+    let mut events = session.subscribe();
+    let for_me = wait_event(&mut events, |e| match e {
+        SessionEvent::Talk { for_me, .. } => Some(*for_me),
+        _ => None,
+    })
+    .await;
+    assert!(for_me);
+    match session.state() {
+        SessionState::Connected { user: Some(user) } => assert_eq!(user.name, "wang1"),
+        other => panic!("{other:?}"),
+    }
+    let started = Instant::now();
+    let (probe, at) = seen.recv().await.unwrap();
+    assert_eq!(probe, "online");
+    // The server's 1.5 s interval, not the configured 0.3 s.
+    assert!(at - started >= Duration::from_millis(1000), "{:?}", at - started);
+    session.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_talk_that_cannot_be_stored_is_not_acked_and_comes_again() {
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
+    let server = Scripted::start(move |_, mut ws| {
+        let seen = seen_tx.clone();
+        async move {
+            next_text(&mut ws).await;
+            send_text(&mut ws, talk_json(9, 1, "precious")).await;
+            echo_heartbeats(ws, seen).await;
+        }
+    })
+    .await;
+    let store = Arc::new(MemStore::default());
+    *store.fail.lock().unwrap() = true;
+    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), store.clone());
+    let mut events = session.subscribe();
+    let error = wait_event(&mut events, |e| match e {
+        SessionEvent::StoreFailed { error } => Some(error.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(error.contains("disk full"));
+    *store.fail.lock().unwrap() = false;
+    let talk = wait_event(&mut events, |e| match e {
+        SessionEvent::Talk { talk, .. } => Some(talk.talk.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(talk, "precious");
+    // The only ack is for the stored copy: the first link sent none.
+    let mut acks = 0;
+    while let Ok(frame) = seen.try_recv() {
+        acks += frame.contains("ack") as usize;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    while let Ok(frame) = seen.try_recv() {
+        acks += frame.contains("ack") as usize;
+    }
+    assert_eq!(acks, 1);
+    assert!(server.accepted() >= 2);
+    session.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_is_bounded_when_the_server_ignores_the_close() {
+    let server = Scripted::start(|_, mut ws| async move {
+        next_text(&mut ws).await;
+        send_text(&mut ws, "online").await;
+        // Never read again, never answer the close.
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        drop(ws);
+    })
+    .await;
+    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
+    wait_state(&session, |s| matches!(s, SessionState::Connected { .. })).await;
+    let started = std::time::Instant::now();
+    session.shutdown().await;
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert_eq!(session.state(), SessionState::Stopped);
+}
+
+#[tokio::test]
+async fn signing_out_closes_the_link_and_new_credentials_connect_at_once() {
+    let server = Scripted::start(|_, ws| echo_heartbeats(ws, mpsc::unbounded_channel().0)).await;
+    let session = Session::spawn(config(fast_timing()), None, Arc::new(MemStore::default()));
+    assert_eq!(session.state(), SessionState::SignedOut { reason: None });
+    session.set_credentials(creds(&server.url(), Some(1)));
+    wait_state(&session, |s| matches!(s, SessionState::Connected { .. })).await;
+    session.sign_out();
+    wait_state(&session, |s| matches!(s, SessionState::SignedOut { .. })).await;
+    assert_eq!(server.accepted(), 1);
+    session.set_credentials(creds(&server.url(), Some(1)));
+    wait_state(&session, |s| matches!(s, SessionState::Connected { .. })).await;
+    assert_eq!(server.accepted(), 2);
+    session.shutdown().await;
+}
