@@ -334,6 +334,12 @@ async fn a_welcome_names_the_user_and_sets_the_heartbeat() {
     // No user id in the credentials: the welcome is what says the sample is for us.
     let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), None)), Arc::new(MemStore::default()));
     let mut events = session.subscribe();
+    let first_connected = wait_event(&mut events, |e| match e {
+        SessionEvent::State(SessionState::Connected { user }) => Some(user.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(first_connected.map(|u| u.name), Some("wang1".to_owned()));
     let for_me = wait_event(&mut events, |e| match e {
         SessionEvent::Talk { for_me, .. } => Some(*for_me),
         _ => None,

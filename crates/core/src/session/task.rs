@@ -307,17 +307,15 @@ impl SessionTask {
                     if let Message::Close(frame) = &message {
                         return close_end(frame.as_ref(), refusal.take());
                     }
-                    if !connected {
-                        connected = true;
-                        self.publish(SessionState::Connected { user: self.welcomed.clone() });
-                    }
                     match message {
                         Message::Text(text) => {
                             match self.on_text(&mut ws, &creds, text.as_str(), &mut timing).await {
                                 Ok(TextOutcome::Continue) => {}
-                                Ok(TextOutcome::Welcomed) => {
+                                // Already connected: say who we are now.
+                                Ok(TextOutcome::Welcomed) if connected => {
                                     self.publish(SessionState::Connected { user: self.welcomed.clone() });
                                 }
+                                Ok(TextOutcome::Welcomed) => {}
                                 Ok(TextOutcome::Refused(reason)) => refusal = Some(reason),
                                 Err(end) => return end,
                             }
@@ -331,6 +329,12 @@ impl SessionTask {
                         }
                         // Pings are answered by tungstenite; both only mean "alive".
                         Message::Ping(_) | Message::Pong(_) | Message::Frame(_) | Message::Close(_) => {}
+                    }
+                    // The first frame proves the hello was taken. It is handled first, so
+                    // that a welcome already names the user in the Connected state.
+                    if !connected {
+                        connected = true;
+                        self.publish(SessionState::Connected { user: self.welcomed.clone() });
                     }
                 }
                 _ = sleep_until(deadline) => {
