@@ -1,1 +1,269 @@
-//! talkbell-relay: the reference talk server (being written).
+//! talkbell-relay: the reference talk server (DESIGN.md, PROTOCOL.md).
+//!
+//! - A WebSocket on `/` (and on any other path, for old clients): hello → welcome or a
+//!   rejection with close code 4001, `online` answered with `online`, talks routed to every
+//!   live connection of their recipient with a per-recipient `seq` and a `ts`, acks.
+//! - `POST /v1/talk` with `Authorization: Bearer <token>` and `{"to": ID, "talk": TEXT}`.
+//! - A durable queue in SQLite ([`store`]), replayed on a hello with `resume`.
+//!
+//! Other crates' tests start it in-process:
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use talkbell_relay::{RelayConfig, Users};
+//! let mut users = Users::new();
+//! let token = users.add(1, "wang1");
+//! let dir = tempfile::tempdir()?;
+//! let relay = talkbell_relay::start(RelayConfig::new(
+//!     "127.0.0.1:0".parse()?,
+//!     users,
+//!     dir.path().join("relay.db"),
+//! ))
+//! .await?;
+//! let posted = talkbell_relay::post_talk(&relay.http_url(), &token, 1, "hello").await?;
+//! assert_eq!(posted.seq, 1);
+//! relay.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use talkbell_core::protocol::{HeartbeatHint, UserId};
+
+mod client;
+mod http;
+mod hub;
+pub mod rate;
+pub mod store;
+pub mod users;
+mod ws;
+
+pub use client::{post_talk, Posted, SendError};
+pub use rate::RateLimit;
+pub use users::{IntoUserId, User, Users, UsersError};
+
+use hub::{Shared, Tracker};
+use store::{Store, StoreError};
+
+/// Everything the relay needs to run. Build it with [`RelayConfig::new`] and change the
+/// fields that matter; the defaults are those of `talkbell-relay serve`.
+#[derive(Clone, Debug)]
+pub struct RelayConfig {
+    /// Where to listen; port 0 picks a free one ([`Relay::local_addr`] tells which).
+    pub listen: SocketAddr,
+    pub users: Users,
+    /// The SQLite file of the durable queue (created if missing).
+    pub db: PathBuf,
+    /// A connection with no frame from the client for this long is closed (default 60 s).
+    pub idle_timeout: Duration,
+    /// A connection that has not sent its hello this long after opening is closed
+    /// (default 10 s).
+    pub hello_timeout: Duration,
+    /// Heartbeat timing sent in the welcome; none by default.
+    pub heartbeat_hint: Option<HeartbeatHint>,
+    /// Talks older than this are deleted even if not acked (default 30 days).
+    pub retention: Duration,
+    /// At most this many talks are kept per recipient; the oldest go first (default 10,000).
+    pub max_queued_per_recipient: usize,
+    /// Frames a connection may send (default 50/s, burst 100).
+    pub ws_rate: RateLimit,
+    /// `POST /v1/talk` per token (default 20/s, burst 100).
+    pub http_rate: RateLimit,
+    /// Largest `POST /v1/talk` body (default 256 KiB; the talk frame itself must also fit
+    /// in 64 KiB).
+    pub http_body_limit: usize,
+    /// Talks waiting to be written to one slow connection before it is dropped (it gets
+    /// them again on resume); default 1024.
+    pub connection_queue: usize,
+    /// How long [`Relay::shutdown`] waits for connections to close (default 5 s).
+    pub shutdown_grace: Duration,
+}
+
+impl RelayConfig {
+    pub fn new(listen: SocketAddr, users: Users, db: impl Into<PathBuf>) -> Self {
+        RelayConfig {
+            listen,
+            users,
+            db: db.into(),
+            idle_timeout: Duration::from_secs(60),
+            hello_timeout: Duration::from_secs(10),
+            heartbeat_hint: None,
+            retention: Duration::from_secs(30 * 24 * 3600),
+            max_queued_per_recipient: 10_000,
+            ws_rate: RateLimit::new(50.0, 100),
+            http_rate: RateLimit::new(20.0, 100),
+            http_body_limit: 256 * 1024,
+            connection_queue: 1024,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot open the queue database {path}: {source}")]
+    Db { path: PathBuf, source: StoreError },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A running relay. Dropping it stops it too, without waiting.
+pub struct Relay {
+    local_addr: SocketAddr,
+    shutdown_tx: watch::Sender<bool>,
+    serve: Option<JoinHandle<()>>,
+    maintenance: Option<JoinHandle<()>>,
+    tracker: Arc<Tracker>,
+    grace: Duration,
+}
+
+/// Starts the relay: opens the database, binds, and serves in the background.
+pub async fn start(cfg: RelayConfig) -> Result<Relay, RelayError> {
+    let db = cfg.db.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(&db))
+        .await
+        .map_err(|e| RelayError::Db {
+            path: cfg.db.clone(),
+            source: StoreError::Task(e.to_string()),
+        })?
+        .map_err(|source| RelayError::Db {
+            path: cfg.db.clone(),
+            source,
+        })?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| RelayError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+    let local_addr = listener.local_addr()?;
+
+    let grace = cfg.shutdown_grace;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let tracker = Arc::new(Tracker::default());
+    let recipients = cfg
+        .users
+        .iter()
+        .map(|u| (u.id.clone(), Default::default()))
+        .collect::<HashMap<_, _>>();
+    let shared = Arc::new(Shared {
+        store,
+        recipients,
+        http_buckets: Default::default(),
+        shutdown: shutdown_rx.clone(),
+        tracker: tracker.clone(),
+        next_conn: Default::default(),
+        cfg,
+    });
+    tracing::info!(
+        addr = %local_addr,
+        users = shared.cfg.users.len(),
+        db = %shared.cfg.db.display(),
+        "talkbell-relay listening"
+    );
+
+    let app = http::router(shared.clone());
+    let mut rx = shutdown_rx.clone();
+    let serve = tokio::spawn(async move {
+        let result = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        })
+        .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "the HTTP server stopped");
+        }
+    });
+    let maintenance = tokio::spawn(hub::maintenance(shared));
+
+    Ok(Relay {
+        local_addr,
+        shutdown_tx,
+        serve: Some(serve),
+        maintenance: Some(maintenance),
+        tracker,
+        grace,
+    })
+}
+
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port())
+        }
+        _ => addr,
+    }
+}
+
+impl Relay {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `ws://127.0.0.1:PORT/`
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/", reachable(self.local_addr))
+    }
+
+    /// `http://127.0.0.1:PORT` (no trailing slash).
+    pub fn http_url(&self) -> String {
+        format!("http://{}", reachable(self.local_addr))
+    }
+
+    /// How many WebSocket connections are open (tests).
+    pub fn connections(&self) -> usize {
+        self.tracker.count()
+    }
+
+    /// Stops accepting, closes every connection with 1001 and waits for them (at most
+    /// the configured grace, 5 s by default).
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown_tx.send(true);
+        let grace = self.grace;
+        if let Some(serve) = self.serve.take() {
+            if tokio::time::timeout(grace, serve).await.is_err() {
+                tracing::warn!("HTTP requests still running at shutdown");
+            }
+        }
+        if tokio::time::timeout(grace, self.tracker.wait_idle())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                open = self.tracker.count(),
+                "connections still open at shutdown"
+            );
+        }
+        if let Some(m) = self.maintenance.take() {
+            m.abort();
+            let _ = m.await;
+        }
+        tracing::info!("talkbell-relay stopped");
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.shutdown_tx.send(true);
+        if let Some(m) = &self.maintenance {
+            m.abort();
+        }
+    }
+}

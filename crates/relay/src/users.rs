@@ -1,0 +1,490 @@
+//! The users file: who may connect, under which name, with which token.
+//!
+//! It is TOML a person can edit. A token is never kept in the clear: the file holds the
+//! SHA-256 of each token in hex, and a presented token is hashed and looked up.
+//!
+//! ```toml
+//! [[users]]
+//! id = 1
+//! name = "wang1"
+//! token_sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use talkbell_core::protocol::{Person, UserId};
+
+/// Anything that names a user: a [`UserId`], a number, or a string. Integer literals work
+/// too (`users.add(1, "wang1")`).
+pub trait IntoUserId {
+    fn into_user_id(self) -> UserId;
+}
+
+impl IntoUserId for UserId {
+    fn into_user_id(self) -> UserId {
+        self
+    }
+}
+impl IntoUserId for &UserId {
+    fn into_user_id(self) -> UserId {
+        self.clone()
+    }
+}
+impl IntoUserId for &str {
+    fn into_user_id(self) -> UserId {
+        UserId::new(self)
+    }
+}
+impl IntoUserId for String {
+    fn into_user_id(self) -> UserId {
+        UserId::new(self)
+    }
+}
+impl IntoUserId for &String {
+    fn into_user_id(self) -> UserId {
+        UserId::new(self.as_str())
+    }
+}
+macro_rules! int_user_ids {
+    ($($t:ty),*) => {$(
+        impl IntoUserId for $t {
+            fn into_user_id(self) -> UserId {
+                UserId::new(self.to_string())
+            }
+        }
+    )*};
+}
+int_user_ids!(i32, i64, u32, u64, usize);
+
+/// One user of the relay.
+#[derive(Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    pub name: String,
+    /// Lower-case hex SHA-256 of the user's token.
+    token_sha256: String,
+}
+
+impl User {
+    /// The user as the wire shows them.
+    pub fn person(&self) -> Person {
+        Person {
+            id: self.id.clone(),
+            name: self.name.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the users file could not be read, written or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum UsersError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid users file: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+    #[error("a user with id {0} already exists")]
+    DuplicateId(UserId),
+    #[error("invalid user: {0}")]
+    BadUser(String),
+}
+
+/// The table of users, by id and by token hash.
+#[derive(Clone, Default)]
+pub struct Users {
+    list: Vec<User>,
+    by_id: HashMap<UserId, usize>,
+    by_hash: HashMap<String, usize>,
+}
+
+impl fmt::Debug for Users {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(&self.list).finish()
+    }
+}
+
+/// The SHA-256 of a token, as lower-case hex.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.trim().as_bytes()))
+}
+
+/// A new random token: 32 random bytes as URL-safe base64 without padding (43 characters).
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum FileId {
+    Int(i64),
+    Str(String),
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileUser {
+    id: FileId,
+    name: String,
+    token_sha256: String,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileUsers {
+    #[serde(default)]
+    users: Vec<FileUser>,
+}
+
+const HEADER: &str = "\
+# Talkbell relay users. Each token is kept only as its SHA-256 (hex), never in the clear.
+# Add a user with: talkbell-relay add-user --users THIS_FILE --id ID --name NAME
+";
+
+fn valid_name(name: &str) -> Result<String, UsersError> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(UsersError::BadUser("the name is empty".into()));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(UsersError::BadUser(
+            "the name has control characters".into(),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+fn valid_id(id: &UserId) -> Result<(), UsersError> {
+    let s = id.as_str();
+    if s.trim().is_empty() || s.trim() != s {
+        return Err(UsersError::BadUser(format!(
+            "the id {s:?} is empty or has surrounding spaces"
+        )));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(UsersError::BadUser("the id has control characters".into()));
+    }
+    Ok(())
+}
+
+impl Users {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &User> {
+        self.list.iter()
+    }
+
+    pub fn get(&self, id: &UserId) -> Option<&User> {
+        self.by_id.get(id).map(|&i| &self.list[i])
+    }
+
+    /// The user whose token this is, if any.
+    pub fn authenticate(&self, token: &str) -> Option<&User> {
+        if token.trim().is_empty() {
+            return None;
+        }
+        self.by_hash.get(&hash_token(token)).map(|&i| &self.list[i])
+    }
+
+    /// Adds a user with a new random token and returns the token (shown once, never
+    /// stored). A user with the same id is replaced; use [`Users::try_add`] to refuse.
+    ///
+    /// # Panics
+    /// If the id is empty or the name is empty: this is for code and tests, where such a
+    /// call is a bug. The CLI goes through [`Users::try_add`].
+    pub fn add(&mut self, id: impl IntoUserId, name: impl Into<String>) -> String {
+        let token = new_token();
+        self.add_with_token(id, name, &token).expect("a valid user");
+        token
+    }
+
+    /// Adds a user with a new random token, refusing an id that is already taken.
+    pub fn try_add(&mut self, id: impl IntoUserId, name: &str) -> Result<String, UsersError> {
+        let id = id.into_user_id();
+        if self.by_id.contains_key(&id) {
+            return Err(UsersError::DuplicateId(id));
+        }
+        let token = new_token();
+        self.add_with_token(id, name, &token)?;
+        Ok(token)
+    }
+
+    /// Adds (or replaces) a user with a token of the caller's choosing.
+    pub fn add_with_token(
+        &mut self,
+        id: impl IntoUserId,
+        name: impl Into<String>,
+        token: &str,
+    ) -> Result<(), UsersError> {
+        if token.trim().is_empty() {
+            return Err(UsersError::BadUser("the token is empty".into()));
+        }
+        self.insert(id.into_user_id(), &name.into(), hash_token(token))
+    }
+
+    fn insert(&mut self, id: UserId, name: &str, token_sha256: String) -> Result<(), UsersError> {
+        valid_id(&id)?;
+        let name = valid_name(name)?;
+        if let Some(&other) = self.by_hash.get(&token_sha256) {
+            if self.list[other].id != id {
+                return Err(UsersError::BadUser(format!(
+                    "user {id} has the same token as user {}",
+                    self.list[other].id
+                )));
+            }
+        }
+        let user = User {
+            id: id.clone(),
+            name,
+            token_sha256,
+        };
+        match self.by_id.get(&id) {
+            Some(&i) => self.list[i] = user,
+            None => self.list.push(user),
+        }
+        self.reindex();
+        Ok(())
+    }
+
+    fn reindex(&mut self) {
+        self.by_id = self
+            .list
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (u.id.clone(), i))
+            .collect();
+        self.by_hash = self
+            .list
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (u.token_sha256.clone(), i))
+            .collect();
+    }
+
+    /// Reads a users file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, UsersError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| UsersError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|reason| UsersError::Invalid {
+            path: path.to_owned(),
+            reason,
+        })
+    }
+
+    /// Reads a users file, or an empty table when there is no file yet.
+    pub fn load_or_new(path: impl AsRef<Path>) -> Result<Self, UsersError> {
+        let path = path.as_ref();
+        match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::new()),
+            _ => Self::load(path),
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self, String> {
+        let file: FileUsers = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut users = Users::new();
+        for (n, u) in file.users.into_iter().enumerate() {
+            let id = match u.id {
+                FileId::Int(i) => UserId::new(i.to_string()),
+                FileId::Str(s) => UserId::new(s),
+            };
+            let hash = u.token_sha256.trim().to_ascii_lowercase();
+            if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!(
+                    "user #{} (id {id}): token_sha256 must be 64 hex characters",
+                    n + 1
+                ));
+            }
+            if users.by_id.contains_key(&id) {
+                return Err(format!("user id {id} appears twice"));
+            }
+            users
+                .insert(id.clone(), &u.name, hash)
+                .map_err(|e| format!("user id {id}: {e}"))?;
+        }
+        Ok(users)
+    }
+
+    /// The file's text.
+    fn render(&self) -> String {
+        let file = FileUsers {
+            users: self
+                .list
+                .iter()
+                .map(|u| FileUser {
+                    id: match u.id.as_str().parse::<i64>() {
+                        Ok(n) if n.to_string() == u.id.as_str() => FileId::Int(n),
+                        _ => FileId::Str(u.id.as_str().to_owned()),
+                    },
+                    name: u.name.clone(),
+                    token_sha256: u.token_sha256.clone(),
+                })
+                .collect(),
+        };
+        let body = toml::to_string(&file).expect("the users table serializes");
+        format!("{HEADER}\n{body}")
+    }
+
+    /// Writes the file atomically (a temporary file beside it, then a rename), readable
+    /// by its owner only.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), UsersError> {
+        let path = path.as_ref();
+        let err = |source| UsersError::Write {
+            path: path.to_owned(),
+            source,
+        };
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let file_name = path.file_name().ok_or_else(|| {
+            err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a file path",
+            ))
+        })?;
+        let tmp = dir.join(format!(
+            ".{}.tmp{}",
+            file_name.to_string_lossy(),
+            std::process::id()
+        ));
+        let write = || -> std::io::Result<()> {
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                opts.mode(0o600);
+            }
+            let mut f = opts.open(&tmp)?;
+            f.write_all(self.render().as_bytes())?;
+            f.sync_all()?;
+            drop(f);
+            std::fs::rename(&tmp, path)
+        };
+        write().map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            err(e)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_url_safe_and_random() {
+        let a = new_token();
+        let b = new_token();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 43);
+        assert!(a
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+    }
+
+    #[test]
+    fn add_authenticate_and_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.toml");
+        let mut users = Users::new();
+        let t1 = users.add(1, "wang1");
+        let t2 = users.try_add("u-2", "wang2").unwrap();
+        assert!(matches!(
+            users.try_add(1, "again"),
+            Err(UsersError::DuplicateId(_))
+        ));
+        assert_eq!(users.authenticate(&t1).unwrap().name, "wang1");
+        assert_eq!(users.authenticate(&t2).unwrap().id, UserId::from("u-2"));
+        assert!(users.authenticate("nope").is_none());
+        assert!(users.authenticate("").is_none());
+        users.save(&path).unwrap();
+
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains(&t1) && !text.contains(&t2), "{text}");
+        assert!(text.contains("id = 1\n"), "{text}");
+        assert!(text.contains("id = \"u-2\""), "{text}");
+
+        let back = Users::load(&path).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(back.authenticate(&t1).unwrap().id, UserId::from(1));
+        assert_eq!(back.get(&UserId::from("1")).unwrap().name, "wang1");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "the users file is private");
+        }
+    }
+
+    #[test]
+    fn hand_written_files_are_checked() {
+        let ok = format!(
+            "[[users]]\nid = \"7\"\nname = \"seven\"\ntoken_sha256 = \"{}\"\n",
+            hash_token("secret").to_uppercase()
+        );
+        let users = Users::parse(&ok).unwrap();
+        assert_eq!(users.authenticate("secret").unwrap().id, UserId::from(7));
+
+        for bad in [
+            "[[users]]\nid = 1\nname = \"a\"\ntoken_sha256 = \"xyz\"\n".to_owned(),
+            format!("[[users]]\nid = 1\nname = \"\"\ntoken_sha256 = \"{}\"\n", hash_token("a")),
+            format!(
+                "[[users]]\nid = 1\nname = \"a\"\ntoken_sha256 = \"{}\"\n[[users]]\nid = \"1\"\nname = \"b\"\ntoken_sha256 = \"{}\"\n",
+                hash_token("a"),
+                hash_token("b")
+            ),
+            format!("[[users]]\nid = 1\nname = \"a\"\ntoken = \"x\"\ntoken_sha256 = \"{}\"\n", hash_token("a")),
+            "not toml [".to_owned(),
+        ] {
+            assert!(Users::parse(&bad).is_err(), "accepted: {bad}");
+        }
+        assert_eq!(Users::parse("").unwrap().len(), 0);
+    }
+
+    #[test]
+    fn debug_never_shows_the_hash() {
+        let mut users = Users::new();
+        users.add_with_token(1, "a", "tok").unwrap();
+        let dbg = format!("{users:?}");
+        assert!(!dbg.contains(&hash_token("tok")), "{dbg}");
+    }
+}

@@ -1,0 +1,521 @@
+//! One WebSocket connection: hello, welcome, replay, then live talks, heartbeats, acks
+//! and talks from the user, until the client goes, idles out, or the relay stops.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use talkbell_core::protocol::{
+    ClientFrame, Hello, ProtocolError, ServerError, ServerFrame, Welcome, CLOSE_UNAUTHORIZED,
+    HEARTBEAT, MAX_MESSAGE_BYTES,
+};
+use tokio::time::{sleep_until, timeout};
+
+use crate::hub::{now_ms, DeliverError, Shared};
+use crate::rate::TokenBucket;
+use crate::store::Store;
+use crate::users::User;
+
+/// What tungstenite itself accepts; anything over [`MAX_MESSAGE_BYTES`] but under this is
+/// refused by us with a clean close 1009, anything bigger by tungstenite (close 1009 too,
+/// best effort).
+pub(crate) const WS_READ_LIMIT: usize = 4 * MAX_MESSAGE_BYTES;
+
+pub(crate) const CLOSE_NORMAL: u16 = 1000;
+pub(crate) const CLOSE_GOING_AWAY: u16 = 1001;
+pub(crate) const CLOSE_POLICY: u16 = 1008;
+pub(crate) const CLOSE_TOO_BIG: u16 = 1009;
+pub(crate) const CLOSE_INTERNAL: u16 = 1011;
+pub(crate) const CLOSE_TRY_AGAIN: u16 = 1013;
+
+/// How long a close handshake may take before the socket is simply dropped.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// Talks replayed per database read.
+const REPLAY_PAGE: usize = 256;
+/// At most one "rate limited" error frame per this long.
+const RATE_ERROR_EVERY: Duration = Duration::from_secs(1);
+const MAX_UUID_BYTES: usize = 256;
+/// Acks are written at most this often per connection (the highest one wins).
+const ACK_EVERY: Duration = Duration::from_millis(100);
+
+fn error_frame(code: &str, message: impl Into<String>) -> Message {
+    Message::Text(
+        ServerFrame::Error(ServerError {
+            code: code.into(),
+            message: message.into(),
+        })
+        .to_text()
+        .into(),
+    )
+}
+
+/// Sends a close frame and waits (briefly) for the client's reply, so that the close
+/// frame is read before the socket goes.
+async fn close(ws: &mut WebSocket, code: u16, reason: &str) {
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from(reason),
+    };
+    match timeout(CLOSE_WAIT, ws.send(Message::Close(Some(frame)))).await {
+        Ok(Ok(())) => {}
+        _ => return,
+    }
+    let _ = timeout(CLOSE_WAIT, async {
+        while let Some(Ok(msg)) = ws.recv().await {
+            if matches!(msg, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Whether a read error is a frame over tungstenite's size limit.
+fn is_too_big(err: &axum::Error) -> bool {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(WsError::Capacity(_)) = e.downcast_ref::<WsError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// Handles a read error: a frame too big gets close 1009, anything else just ends.
+async fn on_read_error(ws: &mut WebSocket, err: axum::Error, who: &str) {
+    if is_too_big(&err) {
+        tracing::info!(%who, "frame over the size limit; closing with 1009");
+        close(ws, CLOSE_TOO_BIG, "message too big").await;
+    } else {
+        tracing::debug!(%who, error = %err, "read failed");
+    }
+}
+
+/// Resolves once the relay is stopping.
+pub(crate) async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// Sends one frame within the idle timeout; false when the connection is gone.
+async fn send(ws: &mut WebSocket, msg: Message, limit: Duration) -> bool {
+    matches!(timeout(limit, ws.send(msg)).await, Ok(Ok(())))
+}
+
+pub(crate) async fn serve_connection(shared: Arc<Shared>, mut ws: WebSocket, peer: SocketAddr) {
+    let who = peer.to_string();
+    tracing::debug!(%who, "connection opened");
+    let Some(hello) = wait_for_hello(&shared, &mut ws, &who).await else {
+        return;
+    };
+    let Some(user) = shared.cfg.users.authenticate(hello.token.expose()).cloned() else {
+        tracing::info!(%who, uuid = %hello.uuid, "hello with an unknown token; refusing");
+        let send_limit = shared.cfg.idle_timeout;
+        send(
+            &mut ws,
+            error_frame("unauthorized", "unknown token"),
+            send_limit,
+        )
+        .await;
+        close(&mut ws, CLOSE_UNAUTHORIZED, "unauthorized").await;
+        return;
+    };
+    tracing::info!(
+        %who,
+        user = %user.id,
+        uuid = %hello.uuid,
+        client = hello.client.as_deref().unwrap_or("-"),
+        resume = hello.resume.map(|s| s.0),
+        "signed in"
+    );
+    let uuid = hello.uuid.clone();
+    let reg = match shared
+        .register(&user.id, &uuid, hello.resume.map(|s| s.0))
+        .await
+    {
+        Ok(reg) => reg,
+        Err(e) => {
+            tracing::error!(%who, error = %e, "could not register a connection");
+            send(
+                &mut ws,
+                error_frame("internal", "the relay's database failed"),
+                shared.cfg.idle_timeout,
+            )
+            .await;
+            close(&mut ws, CLOSE_INTERNAL, "database error").await;
+            return;
+        }
+    };
+    let conn_id = reg.conn_id;
+    Connection {
+        shared: shared.clone(),
+        user: user.clone(),
+        uuid: uuid.clone(),
+        who,
+    }
+    .run(ws, hello, reg)
+    .await;
+    shared.unregister(&user.id, conn_id, &uuid).await;
+}
+
+/// The first frame must be the hello. Other frames get an error frame; the connection is
+/// closed if no hello arrives within the hello timeout of opening.
+async fn wait_for_hello(shared: &Shared, ws: &mut WebSocket, who: &str) -> Option<Hello> {
+    let deadline = tokio::time::Instant::now() + shared.cfg.hello_timeout;
+    let mut stop = shared.shutdown.clone();
+    let send_limit = shared.cfg.idle_timeout;
+    loop {
+        let msg = tokio::select! {
+            _ = sleep_until(deadline) => {
+                tracing::info!(%who, "no hello in time; closing");
+                send(ws, error_frame("hello_timeout", "no hello in time"), send_limit).await;
+                close(ws, CLOSE_POLICY, "no hello").await;
+                return None;
+            }
+            _ = stopped(&mut stop) => {
+                close(ws, CLOSE_GOING_AWAY, "server shutting down").await;
+                return None;
+            }
+            msg = ws.recv() => msg,
+        };
+        let text = match msg {
+            None | Some(Ok(Message::Close(_))) => return None,
+            Some(Err(e)) => {
+                on_read_error(ws, e, who).await;
+                return None;
+            }
+            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(Message::Binary(b))) => {
+                tracing::info!(%who, bytes = b.len(), "binary frame before hello; dropped");
+                if !send(
+                    ws,
+                    error_frame("unsupported", "binary frames are not supported"),
+                    send_limit,
+                )
+                .await
+                {
+                    return None;
+                }
+                continue;
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+        };
+        if text.len() > MAX_MESSAGE_BYTES {
+            tracing::info!(%who, bytes = text.len(), "frame over the size limit; closing with 1009");
+            close(ws, CLOSE_TOO_BIG, "message too big").await;
+            return None;
+        }
+        let problem = match ClientFrame::parse(text.as_str()) {
+            Ok(ClientFrame::Hello(hello)) => {
+                if hello.uuid.trim().is_empty() || hello.uuid.len() > MAX_UUID_BYTES {
+                    tracing::info!(%who, "hello with an empty or overlong uuid; refusing");
+                    send(
+                        ws,
+                        error_frame("bad_hello", "the hello's uuid is empty or too long"),
+                        send_limit,
+                    )
+                    .await;
+                    close(ws, CLOSE_POLICY, "bad hello").await;
+                    return None;
+                }
+                return Some(hello);
+            }
+            // A hello whose token is missing or empty is a refused token.
+            Err(ProtocolError::MissingField("token"))
+            | Err(ProtocolError::BadField { field: "token", .. }) => {
+                tracing::info!(%who, "hello without a token; refusing");
+                send(ws, error_frame("unauthorized", "missing token"), send_limit).await;
+                close(ws, CLOSE_UNAUTHORIZED, "unauthorized").await;
+                return None;
+            }
+            Ok(_) => "the first frame must be the hello".to_owned(),
+            Err(e) => format!("not a hello: {e}"),
+        };
+        tracing::debug!(%who, %problem, "frame before hello");
+        if !send(ws, error_frame("hello_required", problem), send_limit).await {
+            return None;
+        }
+    }
+}
+
+/// Per-connection flow control: the frame rate limit and ack coalescing.
+struct Flow {
+    bucket: TokenBucket,
+    last_rate_error: Option<Instant>,
+    /// The highest ack received and not yet written.
+    ack_pending: Option<u64>,
+    ack_written: Option<tokio::time::Instant>,
+}
+
+impl Flow {
+    /// When the pending ack should be written, if there is one.
+    fn ack_due(&self) -> Option<tokio::time::Instant> {
+        self.ack_pending?;
+        Some(match self.ack_written {
+            Some(t) => t + ACK_EVERY,
+            None => tokio::time::Instant::now(),
+        })
+    }
+}
+
+struct Connection {
+    shared: Arc<Shared>,
+    user: User,
+    uuid: String,
+    who: String,
+}
+
+enum Next {
+    Continue,
+    Close(u16, &'static str),
+    Gone,
+}
+
+impl Connection {
+    async fn run(self, mut ws: WebSocket, hello: Hello, mut reg: crate::hub::Registration) {
+        let cfg = &self.shared.cfg;
+        let send_limit = cfg.idle_timeout;
+        let welcome = ServerFrame::Welcome(Welcome {
+            user: self.user.person(),
+            heartbeat: cfg.heartbeat_hint,
+        });
+        if !send(&mut ws, Message::Text(welcome.to_text().into()), send_limit).await {
+            return;
+        }
+
+        // Replay (resume, last_seq] from the database, less what this device acked;
+        // later talks wait in `reg.live`.
+        if let Some(resume) = hello.resume {
+            match self
+                .replay(&mut ws, resume.0.max(reg.acked), reg.last_seq)
+                .await
+            {
+                Next::Continue => {}
+                Next::Close(code, reason) => return close(&mut ws, code, reason).await,
+                Next::Gone => return,
+            }
+        }
+
+        let mut stop = self.shared.shutdown.clone();
+        let mut idle_deadline = tokio::time::Instant::now() + cfg.idle_timeout;
+        let mut flow = Flow {
+            bucket: TokenBucket::new(cfg.ws_rate),
+            last_rate_error: None,
+            ack_pending: None,
+            ack_written: None,
+        };
+        let outcome = loop {
+            let ack_due = flow.ack_due();
+            let next = tokio::select! {
+                _ = stopped(&mut stop) => Next::Close(CLOSE_GOING_AWAY, "server shutting down"),
+                live = reg.live.recv() => match live {
+                    Some(frame) => {
+                        if send(&mut ws, Message::Text(frame), send_limit).await { Next::Continue } else { Next::Gone }
+                    }
+                    // The relay dropped this connection for being too slow.
+                    None => Next::Close(CLOSE_TRY_AGAIN, "too slow; reconnect with resume"),
+                },
+                _ = sleep_until(idle_deadline) => {
+                    tracing::info!(who = %self.who, user = %self.user.id, "idle; closing");
+                    Next::Close(CLOSE_NORMAL, "idle timeout")
+                }
+                _ = sleep_until(ack_due.unwrap_or(idle_deadline)), if ack_due.is_some() => {
+                    self.flush_ack(&mut ws, &mut flow).await
+                }
+                msg = ws.recv() => {
+                    idle_deadline = tokio::time::Instant::now() + cfg.idle_timeout;
+                    match msg {
+                        None | Some(Ok(Message::Close(_))) => Next::Gone,
+                        Some(Err(e)) => {
+                            on_read_error(&mut ws, e, &self.who).await;
+                            Next::Gone
+                        }
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => Next::Continue,
+                        Some(Ok(msg)) => self.on_frame(&mut ws, msg, &mut flow).await,
+                    }
+                }
+            };
+            match next {
+                Next::Continue => continue,
+                other => break other,
+            }
+        };
+        if flow.ack_pending.is_some() {
+            self.flush_ack(&mut ws, &mut flow).await;
+        }
+        if let Next::Close(code, reason) = outcome {
+            close(&mut ws, code, reason).await;
+        }
+        tracing::info!(who = %self.who, user = %self.user.id, uuid = %self.uuid, "connection closed");
+    }
+
+    /// Records the highest ack received since the last write.
+    async fn flush_ack(&self, ws: &mut WebSocket, flow: &mut Flow) -> Next {
+        let Some(seq) = flow.ack_pending.take() else {
+            return Next::Continue;
+        };
+        flow.ack_written = Some(tokio::time::Instant::now());
+        let (user, uuid) = (self.user.id.clone(), self.uuid.clone());
+        match self
+            .shared
+            .store
+            .run(move |c| Store::ack(c, &user, &uuid, seq, now_ms()))
+            .await
+        {
+            Ok(()) => Next::Continue,
+            Err(e) => {
+                tracing::error!(who = %self.who, error = %e, "could not record an ack");
+                let err = error_frame("internal", "could not record the ack");
+                if send(ws, err, self.shared.cfg.idle_timeout).await {
+                    Next::Continue
+                } else {
+                    Next::Gone
+                }
+            }
+        }
+    }
+
+    async fn replay(&self, ws: &mut WebSocket, mut after: u64, upto: u64) -> Next {
+        let send_limit = self.shared.cfg.idle_timeout;
+        let mut sent = 0usize;
+        while after < upto {
+            let user = self.user.id.clone();
+            let page = match self
+                .shared
+                .store
+                .run(move |c| Store::range(c, &user, after, upto, REPLAY_PAGE))
+                .await
+            {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::error!(who = %self.who, error = %e, "replay failed");
+                    return Next::Close(CLOSE_INTERNAL, "database error");
+                }
+            };
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for talk in &page {
+                let text = ServerFrame::Talk(talk.message()).to_text();
+                if !send(ws, Message::Text(text.into()), send_limit).await {
+                    return Next::Gone;
+                }
+                sent += 1;
+            }
+            if page.len() < REPLAY_PAGE {
+                break;
+            }
+        }
+        if sent > 0 {
+            tracing::info!(who = %self.who, user = %self.user.id, talks = sent, "replayed");
+        }
+        Next::Continue
+    }
+
+    async fn on_frame(&self, ws: &mut WebSocket, msg: Message, flow: &mut Flow) -> Next {
+        let send_limit = self.shared.cfg.idle_timeout;
+        let parsed = match &msg {
+            Message::Text(text) => {
+                if text.len() > MAX_MESSAGE_BYTES {
+                    tracing::info!(who = %self.who, bytes = text.len(), "frame over the size limit; closing with 1009");
+                    return Next::Close(CLOSE_TOO_BIG, "message too big");
+                }
+                Some(ClientFrame::parse(text.as_str()))
+            }
+            Message::Binary(_) => None,
+            _ => return Next::Continue,
+        };
+        // Acks are not rate limited (a client acks every talk of a long replay); they are
+        // coalesced instead: written at once, then at most every ACK_EVERY.
+        if let Some(Ok(ClientFrame::Ack(seq))) = parsed {
+            flow.ack_pending = Some(flow.ack_pending.unwrap_or(0).max(seq.0));
+            return if flow
+                .ack_due()
+                .is_some_and(|due| due <= tokio::time::Instant::now())
+            {
+                self.flush_ack(ws, flow).await
+            } else {
+                Next::Continue
+            };
+        }
+        if !flow.bucket.try_take() {
+            tracing::debug!(who = %self.who, "rate limited; frame dropped");
+            if flow.last_rate_error.is_some_and(|t| t.elapsed() < RATE_ERROR_EVERY) {
+                return Next::Continue;
+            }
+            flow.last_rate_error = Some(Instant::now());
+            tracing::info!(who = %self.who, user = %self.user.id, "rate limited");
+            let err = error_frame("rate_limited", "too many frames; dropped");
+            return if send(ws, err, send_limit).await {
+                Next::Continue
+            } else {
+                Next::Gone
+            };
+        }
+        let Some(parsed) = parsed else {
+            let bytes = if let Message::Binary(b) = &msg {
+                b.len()
+            } else {
+                0
+            };
+            tracing::info!(who = %self.who, bytes, "binary frame; dropped");
+            let err = error_frame("unsupported", "binary frames are not supported");
+            return if send(ws, err, send_limit).await {
+                Next::Continue
+            } else {
+                Next::Gone
+            };
+        };
+        let reply = match parsed {
+            Ok(ClientFrame::Heartbeat) => Some(Message::Text(Utf8Bytes::from_static(HEARTBEAT))),
+            Ok(ClientFrame::Ack(_)) => None,
+            Ok(ClientFrame::Talk(talk)) => {
+                if talk.from.id != self.user.id {
+                    tracing::info!(who = %self.who, user = %self.user.id, claimed = %talk.from.id, "talk with someone else's form; refused");
+                    Some(error_frame("bad_sender", "form must be the signed-in user"))
+                } else {
+                    match self
+                        .shared
+                        .deliver(&self.user, &talk.to.id, talk.talk)
+                        .await
+                    {
+                        Ok(_) => None,
+                        Err(e) => Some(deliver_error_frame(&e)),
+                    }
+                }
+            }
+            Ok(ClientFrame::Hello(_)) => Some(error_frame(
+                "already_signed_in",
+                "this connection has already sent its hello",
+            )),
+            Err(e) => {
+                tracing::debug!(who = %self.who, error = %e, "bad frame; dropped");
+                Some(error_frame("bad_frame", e.to_string()))
+            }
+        };
+        match reply {
+            Some(m) => {
+                if send(ws, m, send_limit).await {
+                    Next::Continue
+                } else {
+                    Next::Gone
+                }
+            }
+            None => Next::Continue,
+        }
+    }
+}
+
+fn deliver_error_frame(e: &DeliverError) -> Message {
+    let code = match e {
+        DeliverError::UnknownRecipient => "unknown_recipient",
+        DeliverError::TooLarge => "too_large",
+        DeliverError::Empty => "bad_talk",
+        DeliverError::Store(_) | DeliverError::Stopped => "internal",
+    };
+    if let DeliverError::Store(err) = e {
+        tracing::error!(error = %err, "could not store a talk");
+    }
+    error_frame(code, e.to_string())
+}
