@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Installs the Debian/Ubuntu packages Talkbell needs to build and to run its tests.
+#
+#   scripts/install-deps.sh            # the `core` group (the default)
+#   scripts/install-deps.sh core gui   # several groups
+#
+# Idempotent and fast when everything is there: it asks dpkg first, and only runs
+# `apt-get update` + `apt-get install` when a package is missing. Needs root (or sudo).
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+
+# ---- package groups ------------------------------------------------------------------
+# core: building talkbell-core and running its tests inside scripts/desktop-session.sh
+#       (private D-Bus session, gnome-keyring as the Secret Service, dunst under Xvfb).
+CORE_PACKAGES=(
+  pkg-config build-essential ca-certificates
+  dbus dbus-x11            # dbus-daemon, dbus-run-session, dbus-send
+  gnome-keyring            # gnome-keyring-daemon: the Secret Service
+  libsecret-tools          # secret-tool: the tests look at what was stored
+  dunst                    # a notification daemon; dunstctl history shows what popped up
+  xvfb xauth x11-utils     # a headless X server (dunst needs one); xdpyinfo to probe it
+  libnotify-bin            # notify-send, to check the daemon by hand
+  procps psmisc            # ps/pkill-free process checks in the scripts
+  jq                       # reading dunstctl's JSON in the scripts
+)
+
+# gui: the Tauri desktop shell (src-tauri). ADD THE GUI'S PACKAGES HERE, e.g.
+#       libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libssl-dev
+GUI_PACKAGES=(
+)
+# ---------------------------------------------------------------------------------------
+
+groups=("$@")
+[ ${#groups[@]} -eq 0 ] && groups=(core)
+
+wanted=()
+for g in "${groups[@]}"; do
+  case "$g" in
+    core) wanted+=("${CORE_PACKAGES[@]}") ;;
+    gui)  wanted+=("${GUI_PACKAGES[@]}") ;;
+    *) echo "install-deps: unknown group '$g' (known: core gui)" >&2; exit 2 ;;
+  esac
+done
+
+missing=()
+for p in "${wanted[@]}"; do
+  # "install ok installed" only; a removed-but-configured package counts as missing.
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#wanted[@]} packages of group(s) ${groups[*]} are installed"
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO="sudo -E"; else
+    echo "install-deps: missing ${missing[*]} and not root (no sudo)" >&2; exit 1
+  fi
+fi
+
+echo "install-deps: installing ${missing[*]}"
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+echo "install-deps: done"
