@@ -1,0 +1,269 @@
+//! The real [`Notifier`]: notify-rust, i.e. the freedesktop notification service over
+//! D-Bus on Linux (GNOME Shell, KDE Plasma, dunst, mako...), the native centres elsewhere.
+
+use std::sync::atomic::{AtomicIsize, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, OnceLock};
+use std::time::Duration;
+
+use super::{Notification, NotificationKind, Notifier, NotifyError};
+
+/// The application name the notification service shows.
+pub const APP_NAME: &str = "Talkbell";
+
+/// At most this many popups wait for a click at once (one thread each, each ending when its
+/// popup closes). Popups beyond that are shown without a click action.
+const MAX_CLICK_WAITERS: usize = 8;
+
+type ClickCallback = dyn Fn(NotificationKind) + Send + Sync;
+
+/// Shows notifications through the desktop's notification service.
+///
+/// - app name "Talkbell", category `im.received`, a popup timeout (default 10 s);
+/// - a `default` action: when a callback is set with [`on_click`](Self::on_click), a click
+///   on the popup calls it with the notification's [`NotificationKind`], on a background
+///   thread (never the caller's);
+/// - `show` never blocks for longer than the call timeout (default 10 s): each call runs
+///   on a short thread of its own, and while one is stuck (a notification service that
+///   does not answer) the next fail at once with [`NotifyError::NoAnswer`] instead of
+///   piling up more stuck threads.
+#[derive(Clone)]
+pub struct DesktopNotifier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    app_name: String,
+    timeout: Duration,
+    call_timeout: Duration,
+    on_click: Option<Arc<ClickCallback>>,
+    /// Calls that timed out and whose thread is still blocked.
+    stuck: AtomicIsize,
+    click_waiters: AtomicUsize,
+    /// Whether the service renders markup in the body (then the text is escaped).
+    body_markup: OnceLock<bool>,
+}
+
+impl Default for DesktopNotifier {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DesktopNotifier {
+    pub fn new() -> Self {
+        DesktopNotifier {
+            inner: Arc::new(Inner {
+                app_name: APP_NAME.to_owned(),
+                timeout: Duration::from_secs(10),
+                call_timeout: Duration::from_secs(10),
+                on_click: None,
+                stuck: AtomicIsize::new(0),
+                click_waiters: AtomicUsize::new(0),
+                body_markup: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// How long a popup stays up (the service may cap it).
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        self.map(|i| i.timeout = timeout)
+    }
+
+    /// How long `show` waits for the notification service.
+    pub fn with_call_timeout(self, timeout: Duration) -> Self {
+        self.map(|i| i.call_timeout = timeout)
+    }
+
+    /// Calls `callback` (on a background thread) when the user clicks a popup.
+    pub fn on_click(self, callback: impl Fn(NotificationKind) + Send + Sync + 'static) -> Self {
+        self.map(|i| i.on_click = Some(Arc::new(callback)))
+    }
+
+    /// Builder steps happen before the notifier is shared, so the Arc is still unique;
+    /// if it is not, the settings are copied into a new one.
+    fn map(self, f: impl FnOnce(&mut Inner)) -> Self {
+        let mut inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
+            app_name: shared.app_name.clone(),
+            timeout: shared.timeout,
+            call_timeout: shared.call_timeout,
+            on_click: shared.on_click.clone(),
+            stuck: AtomicIsize::new(0),
+            click_waiters: AtomicUsize::new(0),
+            body_markup: OnceLock::new(),
+        });
+        f(&mut inner);
+        DesktopNotifier { inner: Arc::new(inner) }
+    }
+}
+
+const RUNNING: u8 = 0;
+const DONE: u8 = 1;
+const ABANDONED: u8 = 2;
+
+impl Notifier for DesktopNotifier {
+    fn show(&self, n: &Notification) -> Result<(), NotifyError> {
+        let after = self.inner.call_timeout;
+        if self.inner.stuck.load(Ordering::SeqCst) > 0 {
+            return Err(NotifyError::NoAnswer { after });
+        }
+        let state = Arc::new(AtomicU8::new(RUNNING));
+        let (tx, rx) = mpsc::channel();
+        let (inner, n2, thread_state) = (self.inner.clone(), n.clone(), state.clone());
+        std::thread::Builder::new()
+            .name("talkbell-notify".into())
+            .spawn(move || {
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.show_now(&n2)))
+                    .unwrap_or_else(|_| Err(NotifyError::Failed("the notification library panicked".into())));
+                if thread_state.swap(DONE, Ordering::SeqCst) == ABANDONED {
+                    inner.stuck.fetch_sub(1, Ordering::SeqCst);
+                }
+                let _ = tx.send(result);
+            })
+            .map_err(|e| NotifyError::Failed(format!("cannot start a thread: {e}")))?;
+        match rx.recv_timeout(after) {
+            Ok(result) => result,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                self.inner.stuck.fetch_add(1, Ordering::SeqCst);
+                if state.compare_exchange(RUNNING, ABANDONED, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+                    // It finished just now after all.
+                    self.inner.stuck.fetch_sub(1, Ordering::SeqCst);
+                    return rx.recv().unwrap_or(Err(NotifyError::NoAnswer { after }));
+                }
+                Err(NotifyError::NoAnswer { after })
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                Err(NotifyError::Failed("the notification thread ended without an answer".into()))
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// The blocking call to the notification service.
+    fn show_now(self: &Arc<Self>, n: &Notification) -> Result<(), NotifyError> {
+        let body = if self.body_markup() { escape_markup(&n.body) } else { n.body.clone() };
+        let mut popup = notify_rust::Notification::new();
+        popup
+            .appname(&self.app_name)
+            .summary(&n.title)
+            .body(&body)
+            .timeout(notify_rust::Timeout::Milliseconds(
+                u32::try_from(self.timeout.as_millis()).unwrap_or(u32::MAX),
+            ))
+            .action("default", "Open");
+        #[cfg(all(unix, not(target_os = "macos")))]
+        popup.hint(notify_rust::Hint::Category("im.received".into()));
+        let handle = popup.show().map_err(classify)?;
+
+        #[cfg(all(unix, not(target_os = "macos")))]
+        if let Some(callback) = self.on_click.clone() {
+            self.wait_for_click(handle, n.kind.clone(), callback);
+        }
+        #[cfg(not(all(unix, not(target_os = "macos"))))]
+        let _ = handle;
+        Ok(())
+    }
+
+    /// Whether the service renders markup in bodies (asked once; unknown = no).
+    fn body_markup(&self) -> bool {
+        #[cfg(all(unix, not(target_os = "macos")))]
+        {
+            if let Some(known) = self.body_markup.get() {
+                return *known;
+            }
+            match notify_rust::get_capabilities() {
+                Ok(caps) => *self.body_markup.get_or_init(|| caps.iter().any(|c| c == "body-markup")),
+                Err(_) => false,
+            }
+        }
+        #[cfg(not(all(unix, not(target_os = "macos"))))]
+        false
+    }
+
+    #[cfg(all(unix, not(target_os = "macos")))]
+    fn wait_for_click(self: &Arc<Self>, handle: notify_rust::NotificationHandle, kind: NotificationKind, callback: Arc<ClickCallback>) {
+        if self.click_waiters.fetch_add(1, Ordering::SeqCst) >= MAX_CLICK_WAITERS {
+            self.click_waiters.fetch_sub(1, Ordering::SeqCst);
+            tracing::debug!("too many popups waiting for a click; this one has no click action");
+            return;
+        }
+        let inner = self.clone();
+        let spawned = std::thread::Builder::new().name("talkbell-notify-click".into()).spawn(move || {
+            // Returns when the popup is clicked or closed (expired, dismissed).
+            let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                handle.wait_for_action(|action| {
+                    if action == "default" {
+                        callback(kind);
+                    }
+                })
+            }));
+            if waited.is_err() {
+                tracing::warn!("waiting for a click on a notification failed");
+            }
+            inner.click_waiters.fetch_sub(1, Ordering::SeqCst);
+        });
+        if spawned.is_err() {
+            self.click_waiters.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// notify-rust's errors only carry text (its error kinds are private), so this goes by
+/// the words zbus uses. A failed connection (no bus) or a bus with no notification service
+/// is [`NotifyError::NoService`]; the tests cover each way a bus can be missing.
+fn classify(err: notify_rust::error::Error) -> NotifyError {
+    const NO_SERVICE: &[&str] = &[
+        "failed to connect",
+        "I/O error",
+        "Connection refused",
+        "No such file or directory",
+        "Address error",
+        "Handshake",
+        "org.freedesktop.DBus.Error.ServiceUnknown",
+        "org.freedesktop.DBus.Error.NameHasNoOwner",
+        "org.freedesktop.DBus.Error.Spawn",
+        "org.freedesktop.DBus.Error.NoServer",
+        "org.freedesktop.DBus.Error.Disconnected",
+    ];
+    let text = err.to_string();
+    if NO_SERVICE.iter().any(|s| text.contains(s)) {
+        NotifyError::NoService { detail: text }
+    } else {
+        NotifyError::Failed(text)
+    }
+}
+
+/// The body markup of the notification spec is a small subset of HTML: the message text
+/// must show as text, never as markup.
+fn escape_markup(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markup_is_escaped() {
+        assert_eq!(escape_markup(r#"<b>hi</b> & "you""#), r#"&lt;b&gt;hi&lt;/b&gt; &amp; "you""#);
+        assert_eq!(escape_markup("hello"), "hello");
+    }
+
+    #[test]
+    fn builder_settings_stick() {
+        let n = DesktopNotifier::new().with_timeout(Duration::from_secs(3)).with_call_timeout(Duration::from_secs(4)).on_click(|_| {});
+        assert_eq!(n.inner.timeout, Duration::from_secs(3));
+        assert_eq!(n.inner.call_timeout, Duration::from_secs(4));
+        assert!(n.inner.on_click.is_some());
+        assert_eq!(n.inner.app_name, "Talkbell");
+    }
+}

@@ -1,0 +1,668 @@
+//! The notification policy, as a task on tokio time.
+//!
+//! Fed each new stored talk (with whether it is for the signed-in user), the gate decides
+//! what reaches the screen:
+//! - only talks `for_me` notify (PROTOCOL.md §2.1); title = the sender's name, body = the
+//!   text cut to 300 characters with `…` ([`notification_text`], §5);
+//! - nothing while paused ([`NotifyHandle::pause`], until [`NotifyHandle::resume`] or the
+//!   end of the pause);
+//! - bursts: a window opens with the first talk and lasts `burst_window` (2 s). Its first
+//!   `burst_count` (3) talks are shown one by one; the rest are collected and shown as one
+//!   summary when the window ends ("497 new messages from wang2 and 2 others"). While talks
+//!   keep coming, the next window starts right away and is summarised too: at most one
+//!   summary per window, and no single popups until a window passes without a summary.
+//!   So a replay of 500 talks gives 3 popups and 1 summary.
+//!
+//! Time is tokio's, so the whole policy runs on the paused clock in tests. A pause also
+//! ends when the wall clock passes its end, so one that spans a suspend is not stretched.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::{Notification, NotificationKind, Notifier};
+use crate::protocol::{notification_text, TalkMessage};
+use crate::session::SessionEvent;
+
+/// Longest title shown (a sender's name from the wire can be anything).
+const TITLE_CHARS: usize = 100;
+
+/// The gate's settings (config: notification settings).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotifySettings {
+    /// How many talks of a window are shown one by one.
+    pub burst_count: usize,
+    /// How long a window lasts.
+    pub burst_window: Duration,
+}
+
+impl Default for NotifySettings {
+    fn default() -> Self {
+        NotifySettings { burst_count: 3, burst_window: Duration::from_secs(2) }
+    }
+}
+
+/// What the gate did, for a status line and for tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NotifyStats {
+    /// Popups the notifier accepted (single talks and summaries).
+    pub shown: u64,
+    /// Of those, summaries.
+    pub summaries: u64,
+    /// Talks not shown on their own because a summary stood for them.
+    pub summarised: u64,
+    /// Talks not for the signed-in user (never shown).
+    pub not_for_me: u64,
+    /// Talks not shown because notifications were paused.
+    pub paused: u64,
+    /// Popups the notifier failed to show.
+    pub failed: u64,
+    /// The last failure, to show in the status.
+    pub last_error: Option<String>,
+    /// Whether notifications are paused right now.
+    pub is_paused: bool,
+}
+
+enum Command {
+    Talk { talk: TalkMessage, row: i64, for_me: bool },
+    Pause(Option<Duration>),
+    Resume,
+    Sync(oneshot::Sender<()>),
+}
+
+/// Starts the gate.
+pub struct NotifyGate;
+
+impl NotifyGate {
+    /// Spawns the gate's task on the current tokio runtime. It runs until every handle is
+    /// dropped or [`NotifyHandle::shutdown`] is called.
+    pub fn spawn(notifier: Arc<dyn Notifier>, settings: NotifySettings) -> NotifyHandle {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let stats = Arc::new(Mutex::new(NotifyStats::default()));
+        let task = Task { rx, notifier, policy: Policy::new(settings), stats: stats.clone() };
+        tokio::spawn(task.run());
+        NotifyHandle { tx, stats }
+    }
+}
+
+/// The way to feed and steer the gate. Cheap to clone; calls never block.
+#[derive(Clone)]
+pub struct NotifyHandle {
+    tx: mpsc::UnboundedSender<Option<Command>>,
+    stats: Arc<Mutex<NotifyStats>>,
+}
+
+impl NotifyHandle {
+    /// A new stored talk. `row` is its row in the history (what a click opens); `for_me`
+    /// whether it is addressed to the signed-in user.
+    pub fn talk(&self, talk: TalkMessage, row: i64, for_me: bool) {
+        self.send(Command::Talk { talk, row, for_me });
+    }
+
+    /// Feeds a session event: a [`SessionEvent::Talk`] goes to [`talk`](Self::talk),
+    /// anything else is ignored.
+    pub fn session_event(&self, event: &SessionEvent) {
+        if let SessionEvent::Talk { talk, row, for_me } = event {
+            self.talk(talk.clone(), *row, *for_me);
+        }
+    }
+
+    /// Pauses notifications for `duration`, or until [`resume`](Self::resume) when `None`.
+    /// Talks during a pause are not shown later (they are in the history, unread).
+    pub fn pause(&self, duration: Option<Duration>) {
+        self.send(Command::Pause(duration));
+    }
+
+    /// Ends a pause.
+    pub fn resume(&self) {
+        self.send(Command::Resume);
+    }
+
+    /// The counters after everything sent before this call has been handled.
+    pub async fn stats(&self) -> NotifyStats {
+        let (tx, rx) = oneshot::channel();
+        self.send(Command::Sync(tx));
+        let _ = rx.await;
+        self.stats_now()
+    }
+
+    /// The counters as they are now (talks still queued are not counted yet).
+    pub fn stats_now(&self) -> NotifyStats {
+        self.stats.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Stops the gate. A summary still being collected is dropped.
+    pub fn shutdown(&self) {
+        let _ = self.tx.send(None);
+    }
+
+    fn send(&self, cmd: Command) {
+        // The task is gone only after shutdown: then there is nothing left to notify.
+        let _ = self.tx.send(Some(cmd));
+    }
+}
+
+struct Task {
+    rx: mpsc::UnboundedReceiver<Option<Command>>,
+    notifier: Arc<dyn Notifier>,
+    policy: Policy,
+    stats: Arc<Mutex<NotifyStats>>,
+}
+
+impl Task {
+    async fn run(mut self) {
+        loop {
+            let deadline = self.policy.next_deadline();
+            // The far-off fallback is never polled (the branch is disabled without one).
+            let sleep_to = deadline.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
+            let cmd = tokio::select! {
+                biased;
+                _ = tokio::time::sleep_until(sleep_to), if deadline.is_some() => {
+                    let out = self.policy.on_deadline(Instant::now(), SystemTime::now());
+                    self.show_all(out).await;
+                    self.publish();
+                    continue;
+                }
+                cmd = self.rx.recv() => cmd,
+            };
+            match cmd {
+                None | Some(None) => break,
+                Some(Some(Command::Talk { talk, row, for_me })) => {
+                    let out = self.policy.on_talk(Instant::now(), SystemTime::now(), &talk, row, for_me);
+                    self.show_all(out).await;
+                }
+                Some(Some(Command::Pause(duration))) => {
+                    self.policy.pause(Instant::now(), SystemTime::now(), duration)
+                }
+                Some(Some(Command::Resume)) => self.policy.resume(),
+                Some(Some(Command::Sync(done))) => {
+                    self.publish();
+                    let _ = done.send(());
+                }
+            }
+            self.publish();
+        }
+    }
+
+    async fn show_all(&mut self, out: Vec<Notification>) {
+        for n in out {
+            let summary = matches!(n.kind, NotificationKind::Summary { .. });
+            let notifier = self.notifier.clone();
+            // Off the async threads: a D-Bus call blocks. DesktopNotifier bounds how long.
+            let result = tokio::task::spawn_blocking(move || notifier.show(&n)).await;
+            let stats = &mut self.policy.stats;
+            match result {
+                Ok(Ok(())) => {
+                    stats.shown += 1;
+                    stats.summaries += u64::from(summary);
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "notification not shown");
+                    stats.failed += 1;
+                    stats.last_error = Some(e.to_string());
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "notifier failed");
+                    stats.failed += 1;
+                    stats.last_error = Some(format!("the notifier failed: {e}"));
+                }
+            }
+        }
+    }
+
+    fn publish(&mut self) {
+        self.policy.stats.is_paused = self.policy.is_paused(Instant::now(), SystemTime::now());
+        if let Ok(mut shared) = self.stats.lock() {
+            *shared = self.policy.stats.clone();
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Pause {
+    Indefinite,
+    /// Ends when either clock passes its end.
+    Until { at: Instant, wall: SystemTime },
+}
+
+/// A burst window: see the module doc.
+#[derive(Debug)]
+struct Window {
+    ends: Instant,
+    /// Talks of this window shown one by one.
+    shown: usize,
+    pending: Pending,
+}
+
+/// Talks collected for a summary.
+#[derive(Debug, Default)]
+struct Pending {
+    rows: Vec<i64>,
+    /// Senders by first appearance, with how many talks each.
+    senders: Vec<(String, u64)>,
+    /// The latest, shown on its own when it is the only one.
+    last: Option<Notification>,
+}
+
+impl Pending {
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn add(&mut self, talk: &TalkMessage, row: i64) {
+        self.rows.push(row);
+        let name = sender_name(talk);
+        match self.senders.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, count)) => *count += 1,
+            None => self.senders.push((name, 1)),
+        }
+        self.last = Some(single(talk, row));
+    }
+
+    /// One popup for everything collected: the talk itself when there is only one.
+    fn into_notification(self) -> Option<Notification> {
+        match self.rows.len() {
+            0 => None,
+            1 => self.last,
+            n => {
+                // The sender with the most talks first (the first seen on a tie).
+                let mut top = &self.senders[0];
+                for s in &self.senders[1..] {
+                    if s.1 > top.1 {
+                        top = s;
+                    }
+                }
+                let others = self.senders.len() - 1;
+                let from = match others {
+                    0 => top.0.clone(),
+                    1 => format!("{} and 1 other", top.0),
+                    k => format!("{} and {k} others", top.0),
+                };
+                Some(Notification {
+                    title: "New messages".into(),
+                    body: format!("{n} new messages from {from}"),
+                    kind: NotificationKind::Summary { rows: self.rows },
+                })
+            }
+        }
+    }
+}
+
+/// The decisions, without the task: pure, driven by the times it is given.
+struct Policy {
+    settings: NotifySettings,
+    window: Option<Window>,
+    pause: Option<Pause>,
+    stats: NotifyStats,
+}
+
+impl Policy {
+    fn new(settings: NotifySettings) -> Self {
+        Policy { settings, window: None, pause: None, stats: NotifyStats::default() }
+    }
+
+    fn is_paused(&mut self, now: Instant, wall: SystemTime) -> bool {
+        match self.pause {
+            None => false,
+            Some(Pause::Indefinite) => true,
+            Some(Pause::Until { at, wall: end }) => {
+                let paused = now < at && wall < end;
+                if !paused {
+                    self.pause = None;
+                }
+                paused
+            }
+        }
+    }
+
+    fn pause(&mut self, now: Instant, wall: SystemTime, duration: Option<Duration>) {
+        self.pause = Some(match duration {
+            None => Pause::Indefinite,
+            Some(d) => Pause::Until { at: now + d, wall: wall + d },
+        });
+    }
+
+    fn resume(&mut self) {
+        self.pause = None;
+    }
+
+    /// When the task must wake up: the end of a window with talks to summarise.
+    fn next_deadline(&self) -> Option<Instant> {
+        self.window.as_ref().filter(|w| w.pending.len() > 0).map(|w| w.ends)
+    }
+
+    fn on_talk(&mut self, now: Instant, wall: SystemTime, talk: &TalkMessage, row: i64, for_me: bool) -> Vec<Notification> {
+        if !for_me {
+            self.stats.not_for_me += 1;
+            return Vec::new();
+        }
+        if self.is_paused(now, wall) {
+            self.stats.paused += 1;
+            return Vec::new();
+        }
+        let mut out = self.roll(now, wall);
+        let burst_count = self.settings.burst_count;
+        let ends = now + self.settings.burst_window;
+        let window = self.window.get_or_insert_with(|| Window { ends, shown: 0, pending: Pending::default() });
+        if window.shown < burst_count {
+            window.shown += 1;
+            out.push(single(talk, row));
+        } else {
+            window.pending.add(talk, row);
+        }
+        out
+    }
+
+    fn on_deadline(&mut self, now: Instant, wall: SystemTime) -> Vec<Notification> {
+        self.roll(now, wall)
+    }
+
+    /// Closes every window that has ended by `now`: summarises what it collected and, if it
+    /// did, opens the next window at once with no single popups left in it.
+    fn roll(&mut self, now: Instant, wall: SystemTime) -> Vec<Notification> {
+        let mut out = Vec::new();
+        while let Some(w) = self.window.take_if(|w| w.ends <= now) {
+            let collected = w.pending.len() as u64;
+            if collected == 0 {
+                break; // a quiet window: the next talk opens a fresh one
+            }
+            if self.is_paused(now, wall) {
+                self.stats.paused += collected;
+            } else if let Some(n) = w.pending.into_notification() {
+                if collected > 1 {
+                    self.stats.summarised += collected;
+                }
+                out.push(n);
+            }
+            self.window = Some(Window {
+                ends: w.ends + self.settings.burst_window,
+                shown: self.settings.burst_count,
+                pending: Pending::default(),
+            });
+        }
+        out
+    }
+}
+
+fn sender_name(talk: &TalkMessage) -> String {
+    let name = talk.from.name.trim();
+    if name.is_empty() {
+        talk.from.id.to_string()
+    } else {
+        name.to_owned()
+    }
+}
+
+/// The popup of one talk: the sender's name, and the text cut per §5.
+fn single(talk: &TalkMessage, row: i64) -> Notification {
+    Notification {
+        title: cut(&sender_name(talk), TITLE_CHARS),
+        body: notification_text(&talk.talk),
+        kind: NotificationKind::Talk { row },
+    }
+}
+
+fn cut(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut s: String = text.chars().take(max.saturating_sub(1)).collect();
+    s.push('…');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notify::NotifyError;
+    use crate::protocol::{Person, ServerFrame, UserId};
+
+    /// Records what it is asked to show.
+    #[derive(Default)]
+    struct Recorder {
+        shown: Mutex<Vec<Notification>>,
+        fail: bool,
+    }
+
+    impl Notifier for Recorder {
+        fn show(&self, n: &Notification) -> Result<(), NotifyError> {
+            if self.fail {
+                return Err(NotifyError::NoService { detail: "test".into() });
+            }
+            self.shown.lock().unwrap().push(n.clone());
+            Ok(())
+        }
+    }
+
+    impl Recorder {
+        fn popups(&self) -> Vec<Notification> {
+            self.shown.lock().unwrap().clone()
+        }
+    }
+
+    fn talk(from: &str, text: &str) -> TalkMessage {
+        TalkMessage {
+            from: Person { id: UserId::new(format!("id-{from}")), name: from.into() },
+            to: Person { id: 1.into(), name: "wang1".into() },
+            talk: text.into(),
+            seq: None,
+            ts: None,
+        }
+    }
+
+    fn gate() -> (Arc<Recorder>, NotifyHandle) {
+        let rec = Arc::new(Recorder::default());
+        let handle = NotifyGate::spawn(rec.clone(), NotifySettings::default());
+        (rec, handle)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_talk_for_me_is_one_popup_with_sender_and_text() {
+        let (rec, gate) = gate();
+        let frame = ServerFrame::parse(r#"{"form":{"id":2,"name":"wang2","talk":"hello"},"to":{"id":1,"name":"wang1"}}"#).unwrap();
+        let ServerFrame::Talk(t) = frame else { panic!("a talk") };
+        let for_me = t.is_for(&UserId::from(1));
+        gate.talk(t, 7, for_me);
+        let stats = gate.stats().await;
+        assert_eq!(
+            rec.popups(),
+            vec![Notification { title: "wang2".into(), body: "hello".into(), kind: NotificationKind::Talk { row: 7 } }]
+        );
+        assert_eq!((stats.shown, stats.summaries, stats.failed), (1, 0, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_talk_not_for_me_shows_nothing() {
+        let (rec, gate) = gate();
+        gate.talk(talk("wang2", "to someone else"), 1, false);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let stats = gate.stats().await;
+        assert!(rec.popups().is_empty());
+        assert_eq!((stats.shown, stats.not_for_me), (0, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn five_hundred_talks_at_once_are_three_popups_and_one_summary() {
+        let (rec, gate) = gate();
+        let senders = ["wang2", "li3", "zhao4"];
+        for i in 0..500 {
+            // wang2 sends most of them.
+            let from = if i % 5 == 0 { senders[1 + (i / 5) % 2] } else { senders[0] };
+            gate.talk(talk(from, &format!("message {i}")), i as i64, true);
+        }
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let popups = rec.popups();
+        assert!(popups.len() <= 4, "{} popups", popups.len());
+        assert_eq!(popups.len(), 4);
+        assert_eq!(popups[0].body, "message 0");
+        assert_eq!(popups[2].body, "message 2");
+        let last = popups.last().unwrap();
+        assert_eq!(last.body, "497 new messages from wang2 and 2 others");
+        assert_eq!(last.kind, NotificationKind::Summary { rows: (3..500).collect() });
+        let stats = gate.stats().await;
+        assert_eq!((stats.shown, stats.summaries, stats.summarised), (4, 1, 497));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_summary_comes_at_the_end_of_the_window_not_before() {
+        let (rec, gate) = gate();
+        for i in 0..10 {
+            gate.talk(talk("wang2", "x"), i, true);
+        }
+        tokio::time::sleep(Duration::from_millis(1900)).await;
+        assert_eq!(rec.popups().len(), 3, "only the first three within the window");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let popups = rec.popups();
+        assert_eq!(popups.len(), 4);
+        assert_eq!(popups[3].body, "7 new messages from wang2");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_burst_gives_at_most_one_summary_per_window() {
+        let (rec, gate) = gate();
+        // 500 talks over 10 s, one every 20 ms.
+        for i in 0..500 {
+            gate.talk(talk("wang2", "x"), i, true);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let popups = rec.popups();
+        let singles = popups.iter().filter(|n| matches!(n.kind, NotificationKind::Talk { .. })).count();
+        let summaries: Vec<_> = popups.iter().filter(|n| matches!(n.kind, NotificationKind::Summary { .. })).collect();
+        assert_eq!(singles, 3, "single popups only at the start of the burst");
+        // 10 s of talks in 2 s windows: one summary per window, never more.
+        assert!((5..=6).contains(&summaries.len()), "{} summaries", summaries.len());
+        let summarised: usize = summaries
+            .iter()
+            .map(|n| match &n.kind {
+                NotificationKind::Summary { rows } => rows.len(),
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(singles + summarised, 500, "every talk is in a popup or a summary");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_quiet_window_talks_show_one_by_one_again() {
+        let (rec, gate) = gate();
+        for i in 0..5 {
+            gate.talk(talk("wang2", &format!("a{i}")), i, true);
+        }
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert_eq!(rec.popups().len(), 4);
+        gate.talk(talk("li3", "later"), 9, true);
+        gate.stats().await;
+        let popups = rec.popups();
+        assert_eq!(popups.len(), 5);
+        assert_eq!((popups[4].title.as_str(), popups[4].body.as_str()), ("li3", "later"));
+        assert_eq!(popups[4].kind, NotificationKind::Talk { row: 9 });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_talk_over_the_limit_is_shown_as_itself() {
+        let (rec, gate) = gate();
+        for i in 0..4 {
+            gate.talk(talk("wang2", &format!("t{i}")), i, true);
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let popups = rec.popups();
+        assert_eq!(popups.len(), 4);
+        assert_eq!(popups[3], Notification { title: "wang2".into(), body: "t3".into(), kind: NotificationKind::Talk { row: 3 } });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn paused_shows_nothing_and_resume_shows_again() {
+        let (rec, gate) = gate();
+        gate.pause(None);
+        gate.talk(talk("wang2", "while paused"), 1, true);
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        let stats = gate.stats().await;
+        assert!(rec.popups().is_empty());
+        assert_eq!(stats.paused, 1);
+        assert!(stats.is_paused);
+
+        gate.resume();
+        gate.talk(talk("wang2", "after resume"), 2, true);
+        let stats = gate.stats().await;
+        assert_eq!(rec.popups().iter().map(|n| n.body.as_str()).collect::<Vec<_>>(), ["after resume"]);
+        assert!(!stats.is_paused);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_timed_pause_ends_by_itself() {
+        let (rec, gate) = gate();
+        gate.pause(Some(Duration::from_secs(60)));
+        gate.talk(talk("wang2", "muted"), 1, true);
+        tokio::time::sleep(Duration::from_secs(59)).await;
+        gate.talk(talk("wang2", "still muted"), 2, true);
+        gate.stats().await;
+        assert!(rec.popups().is_empty());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        gate.talk(talk("wang2", "heard"), 3, true);
+        let stats = gate.stats().await;
+        assert_eq!(rec.popups().iter().map(|n| n.body.as_str()).collect::<Vec<_>>(), ["heard"]);
+        assert_eq!((stats.paused, stats.is_paused), (2, false));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pausing_during_a_burst_drops_its_summary() {
+        let (rec, gate) = gate();
+        for i in 0..10 {
+            gate.talk(talk("wang2", "x"), i, true);
+        }
+        gate.pause(None);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let stats = gate.stats().await;
+        assert_eq!(rec.popups().len(), 3);
+        assert_eq!(stats.paused, 7);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn long_text_is_cut_at_300_chars_with_an_ellipsis() {
+        let (rec, gate) = gate();
+        let long = "字".repeat(1000);
+        gate.talk(talk("wang2", &long), 1, true);
+        gate.talk(talk(&"n".repeat(500), "short"), 2, true);
+        gate.stats().await;
+        let popups = rec.popups();
+        assert_eq!(popups[0].body.chars().count(), 300);
+        assert!(popups[0].body.ends_with('…'));
+        assert!(popups[0].body.starts_with("字字字"));
+        assert_eq!(popups[1].title.chars().count(), TITLE_CHARS);
+        assert!(popups[1].title.ends_with('…'));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_notifier_is_counted_and_the_gate_goes_on() {
+        let rec = Arc::new(Recorder { fail: true, ..Recorder::default() });
+        let gate = NotifyGate::spawn(rec.clone(), NotifySettings::default());
+        gate.talk(talk("wang2", "a"), 1, true);
+        gate.talk(talk("wang2", "b"), 2, true);
+        let stats = gate.stats().await;
+        assert_eq!((stats.shown, stats.failed), (0, 2));
+        assert!(stats.last_error.unwrap().contains("no notification service"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn session_events_feed_the_gate() {
+        let (rec, gate) = gate();
+        gate.session_event(&SessionEvent::Talk { talk: talk("wang2", "via event"), row: 5, for_me: true });
+        gate.session_event(&SessionEvent::Talk { talk: talk("wang2", "not mine"), row: 6, for_me: false });
+        let stats = gate.stats().await;
+        assert_eq!(rec.popups().len(), 1);
+        assert_eq!(stats.not_for_me, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_stops_the_gate() {
+        let (rec, gate) = gate();
+        gate.shutdown();
+        gate.talk(talk("wang2", "too late"), 1, true);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(rec.popups().is_empty());
+        // stats() still returns (the last published counters).
+        assert_eq!(gate.stats().await.shown, 0);
+    }
+}

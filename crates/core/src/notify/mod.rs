@@ -1,0 +1,57 @@
+//! Native notifications: what to show ([`NotifyGate`]) and how ([`Notifier`]).
+//!
+//! The gate is a tokio task fed every new stored talk. It shows only talks for the
+//! signed-in user, none while paused, and turns a burst into one summary instead of a
+//! flood (see [`gate`]). What it decides to show goes to a [`Notifier`]: the real one is
+//! [`DesktopNotifier`] (notify-rust: the freedesktop notification service on Linux, the
+//! native centres on macOS and Windows); tests use a recording fake.
+
+mod desktop;
+pub mod gate;
+
+use std::time::Duration;
+
+pub use desktop::DesktopNotifier;
+pub use gate::{NotifyGate, NotifyHandle, NotifySettings, NotifyStats};
+
+/// Something that can put a notification on the screen. `show` may block for a D-Bus
+/// round trip: the gate calls it off the async threads.
+pub trait Notifier: Send + Sync {
+    fn show(&self, n: &Notification) -> Result<(), NotifyError>;
+}
+
+/// One popup.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notification {
+    pub title: String,
+    pub body: String,
+    /// What a click on it should open.
+    pub kind: NotificationKind,
+}
+
+/// What a notification stands for; handed back to the click callback.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NotificationKind {
+    /// One talk, by its row in the history.
+    Talk { row: i64 },
+    /// Several talks of a burst, by their rows, oldest first.
+    Summary { rows: Vec<i64> },
+}
+
+/// Why a notification could not be shown. The gate counts these and carries on.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NotifyError {
+    /// No notification service: no D-Bus session bus, or no notification daemon on it.
+    #[error(
+        "no notification service is running ({detail}): notifications need a notification \
+         daemon in the desktop session (every major desktop has one; on a bare window manager \
+         start dunst or mako)"
+    )]
+    NoService { detail: String },
+    /// The service did not answer in time (an earlier call may still be stuck).
+    #[error("the notification service did not answer within {} s", after.as_secs())]
+    NoAnswer { after: Duration },
+    /// The service answered with an error.
+    #[error("the notification service refused the notification: {0}")]
+    Failed(String),
+}

@@ -1,0 +1,382 @@
+//! `notify` against a real notification daemon: dunst on Xvfb in the private session of
+//! scripts/desktop-session.sh, observed with `dunstctl`. Run with
+//!
+//! ```text
+//! scripts/desktop-session.sh cargo test -p talkbell-core --test notify_dunst -- --include-ignored
+//! ```
+//!
+//! Outside that session these tests fail on purpose (they are ignored by default).
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use talkbell_core::notify::{DesktopNotifier, Notification, NotificationKind, Notifier, NotifyError, NotifyGate, NotifySettings};
+use talkbell_core::protocol::{ServerFrame, UserId};
+use tokio::sync::Mutex;
+
+/// One dunst for all tests: they take turns, so counts and positions are theirs.
+static DUNST: Mutex<()> = Mutex::const_new(());
+
+/// Generous: a loaded CI machine may be slow to show and expire a popup.
+const BOUND: Duration = Duration::from_secs(30);
+
+const SAMPLE: &str = r#"{"form":{"id":2,"name":"wang2","talk":"hello"},"to":{"id":1,"name":"wang1"}}"#;
+
+fn require_desktop() {
+    assert_eq!(
+        std::env::var("TALKBELL_DESKTOP_SESSION").as_deref(),
+        Ok("1"),
+        "this test needs the private desktop session: run it as \
+         `scripts/desktop-session.sh cargo test -p talkbell-core --test notify_dunst -- --include-ignored`"
+    );
+}
+
+fn unique(what: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{what} {}-{nanos}", std::process::id())
+}
+
+fn dunstctl(args: &[&str]) -> String {
+    let out = Command::new("dunstctl").args(args).output().expect("dunstctl runs");
+    assert!(out.status.success(), "dunstctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A popup as dunst's history has it.
+#[derive(Debug, Clone, PartialEq)]
+struct Popup {
+    app: String,
+    summary: String,
+    body: String,
+    /// What dunst renders (its format applied; markup in it is rendered).
+    message: String,
+    default_action: String,
+    category: String,
+}
+
+/// Every popup in dunst's history (closed or expired ones), newest first.
+fn history() -> Vec<Popup> {
+    let json: Value = serde_json::from_str(&dunstctl(&["history"])).expect("dunstctl history is JSON");
+    let field = |e: &Value, k: &str| e[k]["data"].as_str().unwrap_or_default().to_owned();
+    json["data"][0]
+        .as_array()
+        .map(|entries| {
+            entries
+                .iter()
+                .map(|e| Popup {
+                    app: field(e, "appname"),
+                    summary: field(e, "summary"),
+                    body: field(e, "body"),
+                    message: field(e, "message"),
+                    default_action: field(e, "default_action_name"),
+                    category: field(e, "category"),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn displayed() -> u64 {
+    dunstctl(&["count", "displayed"]).trim().parse().expect("a count")
+}
+
+fn count(summary: &str, body: &str) -> usize {
+    history().iter().filter(|p| p.summary == summary && p.body == body).count()
+}
+
+/// Polls `check` every 100 ms until it holds or `BOUND` passes.
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < BOUND, "not within {BOUND:?}: {what}\nhistory: {:#?}", history());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Popups that expire quickly into dunst's history, where the tests read them.
+fn quick_notifier() -> DesktopNotifier {
+    DesktopNotifier::new().with_timeout(Duration::from_millis(500))
+}
+
+async fn show(notifier: &DesktopNotifier, n: Notification) -> Result<(), NotifyError> {
+    let notifier = notifier.clone();
+    tokio::task::spawn_blocking(move || notifier.show(&n)).await.expect("show does not panic")
+}
+
+#[tokio::test]
+#[ignore = "needs scripts/desktop-session.sh"]
+async fn a_notification_reaches_dunst_with_its_title_and_body() {
+    require_desktop();
+    let _turn = DUNST.lock().await;
+    let (title, body) = (unique("title"), unique("the body"));
+    show(&quick_notifier(), Notification { title: title.clone(), body: body.clone(), kind: NotificationKind::Talk { row: 1 } })
+        .await
+        .expect("shown");
+    eventually("the popup is in dunst's history", || count(&title, &body) == 1).await;
+    let popup = history().into_iter().find(|p| p.summary == title).expect("found");
+    assert_eq!(popup.app, "Talkbell");
+    assert_eq!(popup.default_action, "default", "a click has something to do");
+    assert_eq!(popup.category, "im.received");
+}
+
+#[tokio::test]
+#[ignore = "needs scripts/desktop-session.sh"]
+async fn markup_in_a_talk_is_shown_as_text() {
+    require_desktop();
+    let _turn = DUNST.lock().await;
+    let title = unique("markup");
+    let text = "<b>not bold</b> & <a href=\"x\">no link</a>";
+    show(&quick_notifier(), Notification { title: title.clone(), body: text.into(), kind: NotificationKind::Talk { row: 1 } })
+        .await
+        .expect("shown");
+    eventually("the popup is in dunst's history", || history().iter().any(|p| p.summary == title)).await;
+    let popup = history().into_iter().find(|p| p.summary == title).expect("found");
+    // dunst renders `message` as Pango markup: escaped, the tags show as the characters.
+    assert!(
+        popup.message.ends_with("&lt;b&gt;not bold&lt;/b&gt; &amp; &lt;a href=\"x\"&gt;no link&lt;/a&gt;"),
+        "{popup:?}"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs scripts/desktop-session.sh"]
+async fn the_sample_talk_pops_up_once_for_user_1_and_never_for_user_3() {
+    require_desktop();
+    let _turn = DUNST.lock().await;
+    let ServerFrame::Talk(talk) = ServerFrame::parse(SAMPLE).expect("the sample parses") else {
+        panic!("the sample is a talk")
+    };
+    let before = count("wang2", "hello");
+
+    // Signed in as user 1: the talk is for me.
+    let gate = NotifyGate::spawn(Arc::new(quick_notifier()), NotifySettings::default());
+    gate.talk(talk.clone(), 1, talk.is_for(&UserId::from(1)));
+    // A later talk as a marker: the gate works in order, so once the marker is up, whatever
+    // the sample talk caused is up too.
+    let marker = unique("marker one");
+    let mut later = talk.clone();
+    later.talk = marker.clone();
+    gate.talk(later, 2, true);
+    eventually("the marker popup", || count("wang2", &marker) == 1).await;
+    eventually("the sample popup", || count("wang2", "hello") == before + 1).await;
+    let stats = gate.stats().await;
+    assert_eq!((stats.shown, stats.not_for_me), (2, 0));
+    gate.shutdown();
+
+    // Signed in as user 3: the same talk is someone else's.
+    let gate = NotifyGate::spawn(Arc::new(quick_notifier()), NotifySettings::default());
+    gate.talk(talk.clone(), 3, talk.is_for(&UserId::from(3)));
+    let marker = unique("marker three");
+    let mut later = talk.clone();
+    later.talk = marker.clone();
+    gate.talk(later, 4, true);
+    eventually("the second marker popup", || count("wang2", &marker) == 1).await;
+    assert_eq!(count("wang2", "hello"), before + 1, "no popup for a talk to user 1 when signed in as user 3");
+    let stats = gate.stats().await;
+    assert_eq!((stats.shown, stats.not_for_me), (1, 1));
+    gate.shutdown();
+}
+
+#[tokio::test]
+#[ignore = "needs scripts/desktop-session.sh"]
+async fn a_burst_reaches_dunst_as_three_popups_and_a_summary() {
+    require_desktop();
+    let _turn = DUNST.lock().await;
+    let ServerFrame::Talk(talk) = ServerFrame::parse(SAMPLE).expect("the sample parses") else {
+        panic!("the sample is a talk")
+    };
+    let tag = unique("burst");
+    let before = history().len();
+    let gate = NotifyGate::spawn(Arc::new(quick_notifier()), NotifySettings::default());
+    for i in 0..50 {
+        let mut t = talk.clone();
+        t.talk = format!("{tag} #{i}");
+        gate.talk(t, i, true);
+    }
+    let summary_text = "47 new messages from wang2";
+    eventually("the summary popup", || history().iter().any(|p| p.body == summary_text)).await;
+    // Let anything else that might come arrive: two more windows.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let ours: Vec<Popup> = history()
+        .into_iter()
+        .take(history().len() - before)
+        .filter(|p| p.body.starts_with(&tag) || p.body == summary_text)
+        .collect();
+    assert_eq!(ours.len(), 4, "{ours:#?}");
+    let stats = gate.stats().await;
+    assert_eq!((stats.shown, stats.summaries, stats.summarised), (4, 1, 47));
+}
+
+#[tokio::test]
+#[ignore = "needs scripts/desktop-session.sh"]
+async fn a_click_on_the_popup_calls_back_with_what_it_shows() {
+    require_desktop();
+    let _turn = DUNST.lock().await;
+    dunstctl(&["close-all"]);
+    eventually("no popup on screen", || displayed() == 0).await;
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let notifier = DesktopNotifier::new()
+        .with_timeout(Duration::from_secs(60))
+        .on_click(move |kind| {
+            let _ = tx.send(kind);
+        });
+    let title = unique("click me");
+    show(&notifier, Notification { title: title.clone(), body: "x".into(), kind: NotificationKind::Talk { row: 42 } })
+        .await
+        .expect("shown");
+    eventually("the popup is on screen", || displayed() == 1).await;
+    // What a left click does with scripts/dunstrc: the default action.
+    dunstctl(&["action", "0"]);
+    let clicked = tokio::task::spawn_blocking(move || rx.recv_timeout(BOUND)).await.expect("join");
+    assert_eq!(clicked, Ok(NotificationKind::Talk { row: 42 }));
+    dunstctl(&["close-all"]);
+}
+
+// ---- no notification service ----------------------------------------------------------
+
+/// Runs `child_without_a_service` in a child process with a broken or bare session bus
+/// (changing this process's environment would race with the other tests).
+#[test]
+#[ignore = "needs scripts/desktop-session.sh"]
+fn without_a_notification_service_show_is_an_error_not_a_hang() {
+    require_desktop();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dead = tmp.path().join("dead-bus");
+    drop(std::os::unix::net::UnixListener::bind(&dead).expect("bind"));
+    let bare = BareBus::start(tmp.path(), true);
+    let mute = BareBus::start(tmp.path(), false);
+    let cases = [
+        ("refused", format!("unix:path={}", dead.display())),
+        ("missing", format!("unix:path={}", tmp.path().join("no-such-socket").display())),
+        ("no-daemon", bare.address.clone()),
+        ("mute", mute.address.clone()),
+    ];
+    for (case, address) in cases {
+        let mut cmd = Command::new(std::env::current_exe().expect("test binary"));
+        cmd.args(["--exact", "child_without_a_service", "--include-ignored", "--nocapture", "--test-threads=1"])
+            .env("TALKBELL_NOTIFY_CHILD", case)
+            .env("DBUS_SESSION_BUS_ADDRESS", address);
+        let (status, stdout, stderr) = run_bounded(cmd, Duration::from_secs(120));
+        assert!(
+            status == Some(true) && stdout.contains(&format!("CHILD OK {case}")),
+            "case {case}: child failed ({}):\n{stdout}\n{stderr}",
+            if status.is_none() { "did not exit in time" } else { "exit" }
+        );
+    }
+}
+
+/// Only does something as the child of the test above.
+#[test]
+#[ignore = "a helper of without_a_notification_service_show_is_an_error_not_a_hang"]
+fn child_without_a_service() {
+    let Ok(case) = std::env::var("TALKBELL_NOTIFY_CHILD") else {
+        return;
+    };
+    let after = Duration::from_secs(2);
+    let notifier = DesktopNotifier::new().with_call_timeout(after);
+    let n = Notification { title: "nobody".into(), body: "listens".into(), kind: NotificationKind::Talk { row: 1 } };
+    let started = Instant::now();
+    for attempt in 0..3 {
+        match (case.as_str(), notifier.show(&n)) {
+            ("mute", Err(NotifyError::NoAnswer { after: a })) => assert_eq!(a, after),
+            (_, Err(NotifyError::NoService { detail })) if case != "mute" => println!("{case}: NoService ({detail})"),
+            (_, other) => panic!("{case} attempt {attempt}: got {other:?}"),
+        }
+    }
+    // A stuck service costs one call timeout, not one per popup.
+    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    println!("CHILD OK {case}");
+}
+
+/// Runs `cmd` to its end or for at most `limit` (then kills it): (success, stdout, stderr),
+/// success being None when it had to be killed.
+fn run_bounded(mut cmd: Command, limit: Duration) -> (Option<bool>, String, String) {
+    use std::io::Read;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("child starts");
+    let (mut out, mut err) = (child.stdout.take().expect("stdout"), child.stderr.take().expect("stderr"));
+    let readers = (
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = out.read_to_string(&mut s);
+            s
+        }),
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        }),
+    );
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break Some(status.success());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (status, readers.0.join().unwrap_or_default(), readers.1.join().unwrap_or_default())
+}
+
+/// A dbus-daemon with no service files, stopped on drop. Not `answering`: its policy lets
+/// no message reach a client, so a client waits forever for the reply to its Hello.
+struct BareBus {
+    child: std::process::Child,
+    address: String,
+}
+
+impl BareBus {
+    fn start(dir: &std::path::Path, answering: bool) -> BareBus {
+        use std::io::BufRead;
+        let conf = dir.join(if answering { "bare-bus.conf" } else { "mute-bus.conf" });
+        std::fs::write(
+            &conf,
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:dir={}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    {}
+    <allow own="*"/>
+  </policy>
+</busconfig>"#,
+                dir.display(),
+                if answering { r#"<allow eavesdrop="true"/>"# } else { "" }
+            ),
+        )
+        .expect("write bus config");
+        let mut child = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", conf.display()))
+            .args(["--nofork", "--print-address=1"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("dbus-daemon starts");
+        let mut address = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut address)
+            .expect("dbus-daemon prints its address");
+        BareBus { child, address: address.trim().to_owned() }
+    }
+}
+
+impl Drop for BareBus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
