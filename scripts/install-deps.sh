@@ -17,11 +17,11 @@ CORE_PACKAGES=(
   dbus dbus-x11            # dbus-daemon, dbus-run-session, dbus-send
   gnome-keyring            # gnome-keyring-daemon: the Secret Service
   libsecret-tools          # secret-tool: the tests look at what was stored
-  dunst                    # a notification daemon; dunstctl history shows what popped up
-  xvfb xauth x11-utils     # a headless X server (dunst needs one); xdpyinfo to probe it
-  libnotify-bin            # notify-send, to check the daemon by hand
-  procps psmisc            # ps/pkill-free process checks in the scripts
-  jq                       # reading dunstctl's JSON in the scripts
+  dunst                    # a notification daemon; `dunstctl history` shows what popped up
+  xvfb xauth               # a headless X server for dunst
+  fonts-dejavu-core        # the font scripts/dunstrc draws popups with
+  libnotify-bin            # notify-send, to try the daemon by hand
+  procps util-linux        # ps (process groups) and setsid, used by desktop-session.sh
 )
 
 # gui: the Tauri desktop shell (src-tauri). ADD THE GUI'S PACKAGES HERE, e.g.
