@@ -1,1 +1,398 @@
-//! (being written)
+//! The user's settings: TOML in the platform's config dir. Never the token (that lives
+//! in the keyring, see `secrets`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::notify::NotifySettings;
+use crate::protocol::UserId;
+use crate::session::Timing;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse { path: PathBuf, line: usize, column: usize, message: String },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("no home directory: set HOME, or TALKBELL_CONFIG_DIR and TALKBELL_DATA_DIR")]
+    NoHome,
+}
+
+/// Where Talkbell keeps its files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Paths {
+    pub config_file: PathBuf,
+    pub data_dir: PathBuf,
+    pub history_db: PathBuf,
+}
+
+impl Paths {
+    /// The platform's dirs (`$XDG_CONFIG_HOME/talkbell`, `$XDG_DATA_HOME/talkbell` on
+    /// Linux), unless `TALKBELL_CONFIG_DIR` / `TALKBELL_DATA_DIR` say otherwise.
+    pub fn from_env() -> Result<Paths, ConfigError> {
+        let config_override = std::env::var_os("TALKBELL_CONFIG_DIR").filter(|v| !v.is_empty()).map(PathBuf::from);
+        let data_override = std::env::var_os("TALKBELL_DATA_DIR").filter(|v| !v.is_empty()).map(PathBuf::from);
+        let dirs = directories::ProjectDirs::from("", "", "talkbell");
+        let config_dir = match (config_override, &dirs) {
+            (Some(dir), _) => dir,
+            (None, Some(d)) => d.config_dir().to_path_buf(),
+            (None, None) => return Err(ConfigError::NoHome),
+        };
+        let data_dir = match (data_override, &dirs) {
+            (Some(dir), _) => dir,
+            (None, Some(d)) => d.data_dir().to_path_buf(),
+            (None, None) => return Err(ConfigError::NoHome),
+        };
+        Ok(Paths::with_dirs(config_dir, data_dir))
+    }
+
+    pub fn with_dirs(config_dir: PathBuf, data_dir: PathBuf) -> Paths {
+        Paths {
+            config_file: config_dir.join("config.toml"),
+            history_db: data_dir.join("history.sqlite3"),
+            data_dir,
+        }
+    }
+
+    /// Both dirs under one root, for tests.
+    pub fn in_dir(root: &Path) -> Paths {
+        Paths::with_dirs(root.join("config"), root.join("data"))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `ws://` or `wss://` URL of the talk server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// Names this device to the server; made on first start.
+    pub device_uuid: Uuid,
+    /// Who the signed-in user is (from the welcome, or given at login).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<UserId>,
+    #[serde(default)]
+    pub heartbeat: HeartbeatConfig,
+    #[serde(default)]
+    pub connection: ConnectionConfig,
+    #[serde(default)]
+    pub notifications: NotificationConfig,
+    #[serde(default)]
+    pub history: HistoryConfig,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeartbeatConfig {
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        HeartbeatConfig { interval_ms: 5_000, timeout_ms: 5_000 }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionConfig {
+    pub connect_timeout_ms: u64,
+    pub backoff_min_ms: u64,
+    pub backoff_max_ms: u64,
+    pub healthy_after_ms: u64,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        ConnectionConfig {
+            connect_timeout_ms: 10_000,
+            backoff_min_ms: 1_000,
+            backoff_max_ms: 60_000,
+            healthy_after_ms: 30_000,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotificationConfig {
+    pub enabled: bool,
+    pub burst_count: usize,
+    pub burst_window_ms: u64,
+}
+
+impl Default for NotificationConfig {
+    fn default() -> Self {
+        NotificationConfig { enabled: true, burst_count: 3, burst_window_ms: 2_000 }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistoryConfig {
+    pub max_rows: usize,
+    pub max_age_days: u64,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig { max_rows: 100_000, max_age_days: 365 }
+    }
+}
+
+/// `Ok` for a `ws://` or `wss://` URL with a host; otherwise why not.
+pub fn validate_server_url(url: &str) -> Result<(), String> {
+    let uri: tokio_tungstenite::tungstenite::http::Uri =
+        url.parse().map_err(|e| format!("not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("ws") | Some("wss") => {}
+        Some(other) => return Err(format!("the scheme must be ws:// or wss://, not {other}://")),
+        None => return Err("the URL must start with ws:// or wss://".into()),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err("the URL has no host".into());
+    }
+    Ok(())
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ConfigError + '_ {
+    move |source| ConfigError::Io { path: path.to_path_buf(), source }
+}
+
+impl Config {
+    /// A fresh config with a new device uuid.
+    pub fn new() -> Config {
+        Config {
+            server: None,
+            device_uuid: Uuid::new_v4(),
+            user_id: None,
+            heartbeat: HeartbeatConfig::default(),
+            connection: ConnectionConfig::default(),
+            notifications: NotificationConfig::default(),
+            history: HistoryConfig::default(),
+        }
+    }
+
+    /// Reads the file, or on first start writes a new one (with a new device uuid).
+    pub fn load_or_create(path: &Path) -> Result<Config, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(path, &text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let config = Config::new();
+                config.save(path)?;
+                Ok(config)
+            }
+            Err(e) => Err(io(path)(e)),
+        }
+    }
+
+    /// Parses `text` read from `path`; errors name the file, line and column.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map(|span| line_column(text, span.start))
+                .unwrap_or((1, 1));
+            let mut message = e.message().to_owned();
+            if message.contains("`token`") {
+                message.push_str(" (tokens are kept in the OS keyring, never in this file: use `talkbell login`)");
+            }
+            ConfigError::Parse { path: path.to_path_buf(), line, column, message }
+        })?;
+        config.validate().map_err(|message| ConfigError::Invalid { path: path.to_path_buf(), message })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if let Some(server) = &self.server {
+            validate_server_url(server).map_err(|e| format!("server {server:?}: {e}"))?;
+        }
+        let h = &self.heartbeat;
+        let c = &self.connection;
+        if h.interval_ms == 0 || h.timeout_ms == 0 {
+            return Err("heartbeat interval_ms and timeout_ms must be above 0".into());
+        }
+        if c.connect_timeout_ms == 0 || c.backoff_min_ms == 0 {
+            return Err("connection connect_timeout_ms and backoff_min_ms must be above 0".into());
+        }
+        if c.backoff_min_ms > c.backoff_max_ms {
+            return Err(format!(
+                "connection backoff_min_ms ({}) is above backoff_max_ms ({})",
+                c.backoff_min_ms, c.backoff_max_ms
+            ));
+        }
+        if self.notifications.burst_count == 0 {
+            return Err("notifications burst_count must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// Writes the file atomically (a temporary file renamed over it), private to the user.
+    pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
+        self.validate().map_err(|message| ConfigError::Invalid { path: path.to_path_buf(), message })?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let text = toml::to_string_pretty(self)
+            .map_err(|e| ConfigError::Invalid { path: path.to_path_buf(), message: e.to_string() })?;
+        let mut tmp = tempfile_in(dir).map_err(io(dir))?;
+        tmp.1.write_all(text.as_bytes()).and_then(|_| tmp.1.sync_all()).map_err(io(&tmp.0))?;
+        std::fs::rename(&tmp.0, path).map_err(io(path))?;
+        Ok(())
+    }
+
+    pub fn timing(&self) -> Timing {
+        let ms = Duration::from_millis;
+        Timing {
+            heartbeat_interval: ms(self.heartbeat.interval_ms),
+            heartbeat_timeout: ms(self.heartbeat.timeout_ms),
+            connect_timeout: ms(self.connection.connect_timeout_ms),
+            backoff_min: ms(self.connection.backoff_min_ms),
+            backoff_max: ms(self.connection.backoff_max_ms),
+            healthy_after: ms(self.connection.healthy_after_ms),
+            ..Timing::default()
+        }
+    }
+
+    pub fn notify_settings(&self) -> NotifySettings {
+        NotifySettings {
+            burst_count: self.notifications.burst_count,
+            burst_window: Duration::from_millis(self.notifications.burst_window_ms),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::new()
+    }
+}
+
+/// A new file beside the config, readable by the user alone.
+fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
+    let path = dir.join(format!(".config.toml.{}.tmp", Uuid::new_v4().simple()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(&path)?;
+    Ok((path, file))
+}
+
+/// 1-based line and column of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_start_makes_a_file_with_a_uuid_and_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("talkbell/config.toml");
+        let first = Config::load_or_create(&path).unwrap();
+        assert!(path.exists());
+        let second = Config::load_or_create(&path).unwrap();
+        assert_eq!(first.device_uuid, second.device_uuid);
+        assert_eq!(first, second);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn round_trip_keeps_every_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let mut c = Config::new();
+        c.server = Some("wss://talk.example.com/ws".into());
+        c.user_id = Some("1".into());
+        c.heartbeat.interval_ms = 25_000;
+        c.notifications.enabled = false;
+        c.save(&path).unwrap();
+        assert_eq!(Config::load_or_create(&path).unwrap(), c);
+    }
+
+    #[test]
+    fn defaults_are_the_protocol_timings() {
+        let t = Config::new().timing();
+        assert_eq!(t.heartbeat_interval, Duration::from_secs(5));
+        assert_eq!(t.heartbeat_timeout, Duration::from_secs(5));
+        assert_eq!(t.connect_timeout, Duration::from_secs(10));
+        assert_eq!(t.backoff_min, Duration::from_secs(1));
+        assert_eq!(t.backoff_max, Duration::from_secs(60));
+        assert_eq!(t.healthy_after, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_bad_file_names_the_file_and_line() {
+        let path = Path::new("/home/u/.config/talkbell/config.toml");
+        let text = "device_uuid = \"5f0c2b1e-1111-4222-8333-444455556666\"\n\n[heartbeat]\ninterval_ms = \"soon\"\n";
+        let err = Config::parse(path, text).unwrap_err().to_string();
+        assert!(err.starts_with("/home/u/.config/talkbell/config.toml:4:"), "{err}");
+
+        let err = Config::parse(path, "device_uuid = \"x\"\nserver = \n").unwrap_err().to_string();
+        assert!(err.contains("config.toml:2:"), "{err}");
+    }
+
+    #[test]
+    fn unknown_fields_and_tokens_are_refused() {
+        let path = Path::new("c.toml");
+        let uuid = "device_uuid = \"5f0c2b1e-1111-4222-8333-444455556666\"\n";
+        let err = Config::parse(path, &format!("{uuid}sever = \"ws://x\"\n")).unwrap_err().to_string();
+        assert!(err.contains("c.toml:2:") && err.contains("sever"), "{err}");
+        let err = Config::parse(path, &format!("{uuid}token = \"abc\"\n")).unwrap_err().to_string();
+        assert!(err.contains("keyring"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_are_clear_errors() {
+        let path = Path::new("c.toml");
+        let uuid = "device_uuid = \"5f0c2b1e-1111-4222-8333-444455556666\"\n";
+        let err = Config::parse(path, &format!("{uuid}server = \"http://x/\"\n")).unwrap_err().to_string();
+        assert!(err.contains("ws://"), "{err}");
+        let err = Config::parse(path, &format!("{uuid}[connection]\nbackoff_min_ms = 5000\nbackoff_max_ms = 10\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("backoff_min_ms"), "{err}");
+    }
+
+    #[test]
+    fn server_urls() {
+        assert!(validate_server_url("ws://127.0.0.1:8765/").is_ok());
+        assert!(validate_server_url("wss://talk.example.com/ws").is_ok());
+        assert!(validate_server_url("http://talk.example.com/").is_err());
+        assert!(validate_server_url("talk.example.com").is_err());
+        assert!(validate_server_url("").is_err());
+    }
+
+    #[test]
+    fn xdg_and_talkbell_dirs_are_respected() {
+        // One test touches the environment, so no other test races it.
+        let dir = tempfile::tempdir().unwrap();
+        std::env::set_var("XDG_CONFIG_HOME", dir.path().join("cfg"));
+        std::env::set_var("XDG_DATA_HOME", dir.path().join("dat"));
+        std::env::remove_var("TALKBELL_CONFIG_DIR");
+        std::env::remove_var("TALKBELL_DATA_DIR");
+        let p = Paths::from_env().unwrap();
+        assert_eq!(p.config_file, dir.path().join("cfg/talkbell/config.toml"));
+        assert_eq!(p.history_db, dir.path().join("dat/talkbell/history.sqlite3"));
+        std::env::set_var("TALKBELL_DATA_DIR", dir.path().join("elsewhere"));
+        let p = Paths::from_env().unwrap();
+        assert_eq!(p.history_db, dir.path().join("elsewhere/history.sqlite3"));
+        std::env::remove_var("TALKBELL_DATA_DIR");
+    }
+}

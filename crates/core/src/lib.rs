@@ -9,6 +9,8 @@ pub mod session;
 #[cfg(feature = "desktop")]
 pub mod config;
 #[cfg(feature = "desktop")]
+pub mod engine;
+#[cfg(feature = "desktop")]
 pub mod history;
 #[cfg(feature = "desktop")]
 pub mod notify;

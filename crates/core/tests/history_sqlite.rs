@@ -1,0 +1,176 @@
+//! The history against a real SQLite file.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use talkbell_core::history::{History, HistoryError, HistoryQuery};
+use talkbell_core::protocol::{Person, Seq, TalkMessage, UserId};
+use talkbell_core::session::{Stored, TalkStore};
+
+const SERVER: &str = "ws://127.0.0.1:9/";
+
+fn talk(seq: Option<u64>, from: &str, to: u64, text: &str) -> TalkMessage {
+    TalkMessage {
+        from: Person { id: "2".into(), name: from.into() },
+        to: Person { id: to.into(), name: format!("wang{to}") },
+        talk: text.into(),
+        seq: seq.map(Seq),
+        ts: Some(1_763_900_000_000),
+    }
+}
+
+fn all(h: &History) -> Vec<String> {
+    h.list(&HistoryQuery { limit: 1000, ..Default::default() }).unwrap().into_iter().map(|e| e.talk).collect()
+}
+
+fn search(h: &History, q: &str) -> Vec<String> {
+    h.list(&HistoryQuery { search: Some(q.into()), limit: 100, ..Default::default() })
+        .unwrap()
+        .into_iter()
+        .map(|e| e.talk)
+        .collect()
+}
+
+#[test]
+fn stores_lists_newest_first_and_drops_a_repeated_seq() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = History::open(&dir.path().join("data/history.sqlite3")).unwrap();
+    assert!(matches!(h.store(SERVER, &talk(Some(1), "wang2", 1, "one")).unwrap(), Stored::New(_)));
+    assert!(matches!(h.store(SERVER, &talk(Some(2), "wang2", 1, "two")).unwrap(), Stored::New(_)));
+    assert_eq!(h.store(SERVER, &talk(Some(1), "wang2", 1, "one")).unwrap(), Stored::Duplicate);
+    // The same seq from another server is another talk; no seq is always new.
+    assert!(matches!(h.store("ws://other/", &talk(Some(1), "x", 1, "elsewhere")).unwrap(), Stored::New(_)));
+    assert!(matches!(h.store(SERVER, &talk(None, "wang2", 1, "no seq")).unwrap(), Stored::New(_)));
+    assert!(matches!(h.store(SERVER, &talk(None, "wang2", 1, "no seq")).unwrap(), Stored::New(_)));
+    assert_eq!(all(&h), ["no seq", "no seq", "elsewhere", "two", "one"]);
+    let e = &h.list(&HistoryQuery { limit: 1, before: Some(4), ..Default::default() }).unwrap()[0];
+    assert_eq!((e.talk.as_str(), e.from.name.as_str(), e.to.id.as_str(), e.seq), ("elsewhere", "x", "1", Some(1)));
+    assert_eq!(e.server_ts, Some(1_763_900_000_000));
+    assert!(!e.read);
+}
+
+#[test]
+fn the_last_seq_survives_a_restart_and_pruning() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.sqlite3");
+    {
+        let h = History::open(&path).unwrap();
+        assert_eq!(h.last_seq(SERVER).unwrap(), None);
+        for seq in [3, 7, 5] {
+            h.store(SERVER, &talk(Some(seq), "wang2", 1, "t")).unwrap();
+        }
+    }
+    let h = History::open(&path).unwrap();
+    assert_eq!(h.last_seq(SERVER).unwrap(), Some(Seq(7)));
+    assert_eq!(h.last_seq("ws://other/").unwrap(), None);
+    assert_eq!(h.prune(0, Duration::from_secs(3600)).unwrap(), 3);
+    assert_eq!(h.count().unwrap(), 0);
+    assert_eq!(h.last_seq(SERVER).unwrap(), Some(Seq(7)), "pruning must not cause a replay");
+}
+
+#[test]
+fn search_finds_words_and_never_fails_on_odd_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = History::open(&dir.path().join("h.sqlite3")).unwrap();
+    h.store(SERVER, &talk(Some(1), "wang2", 1, "lunch at noon?")).unwrap();
+    h.store(SERVER, &talk(Some(2), "li3", 1, "the build is green")).unwrap();
+    h.store(SERVER, &talk(Some(3), "wang2", 1, "你好 世界")).unwrap();
+    assert_eq!(search(&h, "lunch"), ["lunch at noon?"]);
+    assert_eq!(search(&h, "LUN"), ["lunch at noon?"], "prefix, any case");
+    assert_eq!(search(&h, "build green"), ["the build is green"]);
+    assert_eq!(search(&h, "li3"), ["the build is green"], "the sender's name");
+    assert_eq!(search(&h, "你好"), ["你好 世界"]);
+    assert!(search(&h, "nothing").is_empty());
+    for odd in ["\"unbalanced", "a AND", "*", "NEAR(", "-x", "(", "\"\"", "talk:", "OR OR"] {
+        let _ = search(&h, odd); // must not be an error
+    }
+    assert_eq!(search(&h, "   ").len(), 3, "blank search is no filter");
+}
+
+#[test]
+fn paging_with_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = History::open(&dir.path().join("h.sqlite3")).unwrap();
+    for i in 1..=25 {
+        h.store(SERVER, &talk(Some(i), "wang2", 1, &format!("t{i}"))).unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = h.list(&HistoryQuery { limit: 10, before, ..Default::default() }).unwrap();
+        if page.is_empty() {
+            break;
+        }
+        before = page.last().map(|e| e.id);
+        seen.extend(page.into_iter().map(|e| e.talk));
+    }
+    assert_eq!(seen.len(), 25);
+    assert_eq!(seen.first().map(String::as_str), Some("t25"));
+    assert_eq!(seen.last().map(String::as_str), Some("t1"));
+}
+
+#[test]
+fn unread_marks() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = History::open(&dir.path().join("h.sqlite3")).unwrap();
+    let me = UserId::from(1);
+    let rows: Vec<i64> = (1..=4)
+        .map(|i| match h.store(SERVER, &talk(Some(i), "wang2", if i == 4 { 3 } else { 1 }, "x")).unwrap() {
+            Stored::New(row) => row,
+            Stored::Duplicate => unreachable!(),
+        })
+        .collect();
+    assert_eq!(h.unread_count(Some(&me)).unwrap(), 3);
+    assert_eq!(h.unread_count(None).unwrap(), 4);
+    assert_eq!(h.mark_read(&rows[..2]).unwrap(), 2);
+    assert_eq!(h.mark_read(&rows[..2]).unwrap(), 0);
+    assert_eq!(h.unread_count(Some(&me)).unwrap(), 1);
+    let unread = h.list(&HistoryQuery { limit: 10, only_unread: true, ..Default::default() }).unwrap();
+    assert_eq!(unread.len(), 2);
+    assert!(h.get(rows[0]).unwrap().unwrap().read);
+    h.mark_all_read().unwrap();
+    assert_eq!(h.unread_count(None).unwrap(), 0);
+}
+
+#[test]
+fn a_reader_sees_what_a_writer_commits_while_it_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.sqlite3");
+    let writer = Arc::new(History::open(&path).unwrap());
+    let reader = History::open(&path).unwrap();
+    let w = writer.clone();
+    let handle = std::thread::spawn(move || {
+        for i in 1..=300 {
+            w.store(SERVER, &talk(Some(i), "wang2", 1, "x")).unwrap();
+        }
+    });
+    let mut last = 0;
+    while !handle.is_finished() {
+        let n = reader.count().unwrap();
+        assert!(n >= last, "counts only grow");
+        last = n;
+    }
+    handle.join().unwrap();
+    assert_eq!(reader.count().unwrap(), 300);
+}
+
+#[test]
+fn a_full_disk_is_a_clear_error_and_loses_nothing_already_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.sqlite3");
+    let h = History::open(&path).unwrap();
+    h.store(SERVER, &talk(Some(1), "wang2", 1, "kept")).unwrap();
+    h.set_max_pages_for_test(64);
+    let big = "z".repeat(100_000);
+    let err = (2..100)
+        .find_map(|i| h.insert(SERVER, &talk(Some(i), "wang2", 1, &big)).err())
+        .expect("the capped file must fill up");
+    assert!(matches!(err, HistoryError::DiskFull), "{err:?}");
+    assert!(err.to_string().contains("disk is full"));
+    // Through the session's interface it is a StoreError (not acked, replayed later).
+    assert!(h.store(SERVER, &talk(Some(500), "wang2", 1, &big)).is_err());
+    assert!(h.last_seq(SERVER).unwrap() < Some(Seq(500)));
+    drop(h);
+    let reopened = History::open(&path).unwrap();
+    assert!(all(&reopened).contains(&"kept".to_owned()));
+}
