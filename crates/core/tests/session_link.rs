@@ -259,7 +259,15 @@ async fn close_4001_signs_out_and_stops_trying() {
     })
     .await;
     let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
+    let mut events = session.subscribe();
     let state = wait_state(&session, |s| matches!(s, SessionState::SignedOut { reason: Some(_) })).await;
+    let mut states = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if let SessionEvent::State(s) = e {
+            states.push(s.label());
+        }
+    }
+    assert_eq!(states, ["connecting", "authenticating", "signed out"], "a refusal never looks connected");
     let SessionState::SignedOut { reason: Some(reason) } = state else { unreachable!() };
     assert!(reason.contains("unknown token"), "{reason}");
     assert_no_attempts_for_a_minute(&server, 1).await;

@@ -332,7 +332,8 @@ impl SessionTask {
                     }
                     // The first frame proves the hello was taken. It is handled first, so
                     // that a welcome already names the user in the Connected state.
-                    if !connected {
+                    // An error frame announcing a refusal proves nothing but the refusal.
+                    if !connected && refusal.is_none() {
                         connected = true;
                         self.publish(SessionState::Connected { user: self.welcomed.clone() });
                     }

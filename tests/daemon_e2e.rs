@@ -1,0 +1,126 @@
+//! `talkbell login`, `talkbell daemon` and `talkbell history` as a user runs them: real
+//! relay process, real Secret Service (gnome-keyring), real notification daemon (dunst),
+//! real SQLite file. Run inside scripts/desktop-session.sh.
+
+mod common;
+
+use common::*;
+
+const DESKTOP: &str = "needs scripts/desktop-session.sh (D-Bus, gnome-keyring, dunst)";
+
+fn popups_with(body: &str) -> usize {
+    dunst_history().iter().filter(|(_, b)| b.contains(body)).count()
+}
+
+#[test]
+#[ignore = "needs scripts/desktop-session.sh (D-Bus, gnome-keyring, dunst)"]
+fn login_keeps_the_token_in_the_keyring_only_and_a_talk_pops_up_once() {
+    require_desktop_session();
+    let _ = DESKTOP;
+    let relay = Relay::start();
+    let app = App::new();
+    let token = relay.token(1).to_owned();
+
+    let out = app.login(&relay.url(), &token, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "login failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("as user 1"), "{stdout}");
+    assert_eq!(secret_tool_lookup(&relay.url()).as_deref(), Some(token.as_str()));
+
+    let mut daemon = app.daemon();
+    daemon.wait_connected(1);
+    let marker = format!("hello from the test {}", std::process::id());
+    relay.send(2, 1, &marker);
+    eventually("the popup", || (popups_with(&marker) == 1).then_some(()));
+    let shown = dunst_history();
+    let (title, body) = shown.iter().find(|(_, b)| b.contains(&marker)).unwrap();
+    assert_eq!(title, "wang2");
+    assert_eq!(body, &marker);
+
+    // A talk for someone else never reaches this user's app at all.
+    let other = format!("for wang3 only {}", std::process::id());
+    relay.send(2, 3, &other);
+    let after = format!("second for wang1 {}", std::process::id());
+    relay.send(2, 1, &after);
+    eventually("the second popup", || (popups_with(&after) == 1).then_some(()));
+    assert_eq!(popups_with(&other), 0);
+    assert_eq!(popups_with(&marker), 1, "the first talk popped up twice");
+
+    let texts = app.history_texts();
+    assert_eq!(texts, [after.clone(), marker.clone()], "newest first, nothing else");
+    let found = app.history_json(&["--search", "second"]);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0]["talk"], after.as_str());
+    assert_eq!(found[0]["from"]["name"], "wang2");
+    assert!(app.history_json(&["--search", "nowhere-to-be-found"]).is_empty());
+
+    daemon.stop();
+    assert_eq!(app.files_containing(&token), Vec::<std::path::PathBuf>::new(), "token on disk");
+    assert!(!daemon.log.text().contains(&token), "token in the log");
+    assert!(!relay.log.text().contains(&token), "token in the relay's log");
+}
+
+#[test]
+#[ignore = "needs scripts/desktop-session.sh (D-Bus, gnome-keyring, dunst)"]
+fn the_daemon_comes_back_after_the_relay_is_killed_and_catches_up_after_its_own_restart() {
+    require_desktop_session();
+    let mut relay = Relay::start();
+    let app = App::new();
+    assert!(app.login(&relay.url(), relay.token(1), &[]).status.success());
+    let mut daemon = app.daemon();
+    daemon.wait_connected(1);
+    relay.send(2, 1, "before the crash");
+    eventually("the first talk", || app.history_texts().contains(&"before the crash".to_owned()).then_some(()));
+
+    relay.kill();
+    relay.spawn();
+    daemon.wait_connected(2);
+    relay.send(2, 1, "after the crash");
+    eventually("the talk after the restart", || {
+        app.history_texts().contains(&"after the crash".to_owned()).then_some(())
+    });
+
+    // Talks sent while the app is not running are replayed when it starts again.
+    daemon.stop();
+    relay.send(2, 1, "while you were away");
+    let mut daemon = app.daemon();
+    daemon.wait_connected(1);
+    eventually("the replayed talk", || {
+        app.history_texts().contains(&"while you were away".to_owned()).then_some(())
+    });
+    let texts = app.history_texts();
+    assert_eq!(texts, ["while you were away", "after the crash", "before the crash"]);
+    daemon.stop();
+}
+
+#[test]
+#[ignore = "needs scripts/desktop-session.sh (D-Bus, gnome-keyring, dunst)"]
+fn a_refused_token_or_a_dead_server_fails_login_clearly_and_stores_nothing() {
+    require_desktop_session();
+    let relay = Relay::start();
+    let app = App::new();
+
+    let out = app.login(&relay.url(), "not-a-real-token", &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("refused"), "{stderr}");
+    assert_eq!(secret_tool_lookup(&relay.url()), None);
+
+    let dead = format!("ws://127.0.0.1:{}/", free_port());
+    let out = app.login(&dead, relay.token(1), &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("could not reach"), "{stderr}");
+    assert_eq!(secret_tool_lookup(&dead), None);
+
+    let out = app.login("http://example.invalid/", relay.token(1), &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("URL"));
+
+    // Logging out removes the token again.
+    assert!(app.login(&relay.url(), relay.token(1), &[]).status.success());
+    assert!(secret_tool_lookup(&relay.url()).is_some());
+    let out = app.command().arg("logout").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(secret_tool_lookup(&relay.url()), None);
+}
