@@ -70,6 +70,7 @@ async fn login(paths: Paths, server: &str, user_id: Option<String>) -> Result<()
 async fn daemon(paths: Paths) -> Result<()> {
     let notifier = Arc::new(DesktopNotifier::new());
     let engine = Engine::start(paths, Some(notifier)).await?;
+    engine.watch_system();
     if engine.config().server.is_none() {
         tracing::warn!("no server configured: run `talkbell login --server URL` first");
     }

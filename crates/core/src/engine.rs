@@ -170,6 +170,12 @@ impl Engine {
         self.bridge.abort();
     }
 
+    /// Reconnects at once after resume from sleep or when the network comes up (logind,
+    /// NetworkManager). For the long-running modes; a one-off `login` does without.
+    pub fn watch_system(&self) {
+        crate::wake::spawn(self.session.clone());
+    }
+
     /// The keyring handle, for callers that show the keyring's state.
     pub fn secrets(&self) -> &SecretStore {
         &self.secrets

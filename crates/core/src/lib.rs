@@ -16,3 +16,5 @@ pub mod history;
 pub mod notify;
 #[cfg(feature = "desktop")]
 pub mod secrets;
+#[cfg(feature = "desktop")]
+pub mod wake;

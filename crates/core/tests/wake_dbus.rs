@@ -1,0 +1,148 @@
+//! Resume and network-up signals on a real (private) D-Bus cause an immediate reconnect.
+//! A stand-in service owns the logind and NetworkManager names on the private session bus
+//! of scripts/desktop-session.sh and emits their signals, as the real ones do on the
+//! system bus.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::*;
+use talkbell_core::session::{Session, SessionEvent, SessionState, Timing};
+use tokio::sync::mpsc;
+use zbus::Connection;
+
+/// Signals are broadcast on the one bus, so these tests take turns.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn require_desktop_session() -> std::sync::MutexGuard<'static, ()> {
+    let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(
+        std::env::var_os("TALKBELL_DESKTOP_SESSION").is_some(),
+        "this test needs a private D-Bus: run it through scripts/desktop-session.sh"
+    );
+    turn
+}
+
+/// Owns the two names, as logind and NetworkManager would.
+async fn stand_in() -> Connection {
+    let service = Connection::session().await.expect("private session bus");
+    service.request_name("org.freedesktop.login1").await.unwrap();
+    service.request_name("org.freedesktop.NetworkManager").await.unwrap();
+    service
+}
+
+async fn prepare_for_sleep(service: &Connection, start: bool) {
+    service
+        .emit_signal(
+            None::<&str>,
+            "/org/freedesktop/login1",
+            "org.freedesktop.login1.Manager",
+            "PrepareForSleep",
+            &start,
+        )
+        .await
+        .unwrap();
+}
+
+async fn network_state(service: &Connection, state: u32) {
+    service
+        .emit_signal(
+            None::<&str>,
+            "/org/freedesktop/NetworkManager",
+            "org.freedesktop.NetworkManager",
+            "StateChanged",
+            &state,
+        )
+        .await
+        .unwrap();
+}
+
+/// Long waits everywhere, so that only a wake can explain a quick reconnect.
+fn patient_timing() -> Timing {
+    Timing {
+        heartbeat_interval: Duration::from_secs(600),
+        heartbeat_timeout: Duration::from_secs(600),
+        backoff_min: Duration::from_secs(600),
+        backoff_max: Duration::from_secs(600),
+        ..fast_timing()
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs scripts/desktop-session.sh"]
+async fn resume_from_sleep_reconnects_a_live_link_at_once() {
+    let _turn = require_desktop_session();
+    // Says hello back at once, so the link is up without waiting for a heartbeat.
+    let server = Scripted::start(|_, mut ws| async move {
+        next_text(&mut ws).await;
+        send_text(&mut ws, "online").await;
+        echo_heartbeats(ws, mpsc::unbounded_channel().0).await;
+    })
+    .await;
+    let session = Session::spawn(config(patient_timing()), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
+    let service = stand_in().await;
+    tokio::spawn(talkbell_core::wake::watch(Connection::session().await.unwrap(), session.clone()));
+    wait_state(&session, |s| matches!(s, SessionState::Connected { .. })).await;
+    // Give the watcher a moment to subscribe (generous; it is not a timing claim).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Going to sleep changes nothing; waking up reconnects.
+    prepare_for_sleep(&service, true).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(server.accepted(), 1);
+    prepare_for_sleep(&service, false).await;
+    let started = std::time::Instant::now();
+    while server.accepted() < 2 {
+        assert!(started.elapsed() < Duration::from_secs(10), "no reconnect after resume");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    wait_state(&session, |s| matches!(s, SessionState::Connected { .. })).await;
+    session.shutdown().await;
+}
+
+#[tokio::test]
+#[ignore = "needs scripts/desktop-session.sh"]
+async fn the_network_coming_up_ends_a_backoff_wait_at_once() {
+    let _turn = require_desktop_session();
+    // Nothing listens: the first attempt fails and the next one is 10 minutes away.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/", listener.local_addr().unwrap());
+    drop(listener);
+    let session = Session::spawn(config(patient_timing()), Some(creds(&url, Some(1))), Arc::new(MemStore::default()));
+    let mut events = session.subscribe();
+    let service = stand_in().await;
+    tokio::spawn(talkbell_core::wake::watch(Connection::session().await.unwrap(), session.clone()));
+    wait_state(&session, |s| matches!(s, SessionState::Backoff { .. })).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Still offline (e.g. connecting, 40): no attempt. Fully online (70): an attempt now.
+    network_state(&service, 40).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(matches!(session.state(), SessionState::Backoff { attempt: 1, .. }), "{:?}", session.state());
+    network_state(&service, 70).await;
+    let attempt = wait_event(&mut events, |e| match e {
+        SessionEvent::State(SessionState::Connecting { attempt }) if *attempt > 1 => Some(*attempt),
+        _ => None,
+    })
+    .await;
+    // Within wait_event's bound, far below the 10-minute backoff it cut short.
+    assert_eq!(attempt, 2);
+    session.shutdown().await;
+}
+
+#[tokio::test]
+#[ignore = "needs scripts/desktop-session.sh"]
+async fn without_logind_or_network_manager_the_session_just_works() {
+    let _turn = require_desktop_session();
+    let server = Scripted::start(|_, ws| echo_heartbeats(ws, mpsc::unbounded_channel().0)).await;
+    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
+    // A bus where nobody owns the names; the watcher must neither fail nor reconnect.
+    tokio::spawn(talkbell_core::wake::watch(Connection::session().await.unwrap(), session.clone()));
+    wait_state(&session, |s| matches!(s, SessionState::Connected { .. })).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(server.accepted(), 1);
+    assert!(matches!(session.state(), SessionState::Connected { .. }));
+    session.shutdown().await;
+}
