@@ -197,16 +197,16 @@ pub async fn forget_token(paths: &Paths) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// Follows the session: new talks go to the notifier; a welcome's user id is kept.
+/// Follows the session: talks and links coming up go to the notifier; a welcome's user
+/// id is kept.
 async fn bridge(session: SessionHandle, notify: Option<NotifyHandle>, config: Arc<Mutex<Config>>, paths: Paths) {
     let mut events = session.subscribe();
     loop {
-        match events.recv().await {
-            Ok(SessionEvent::Talk { talk, row, for_me }) => {
-                if let Some(n) = &notify {
-                    n.talk(talk, row, for_me);
-                }
-            }
+        let event = events.recv().await;
+        if let (Some(n), Ok(event)) = (&notify, &event) {
+            n.session_event(event);
+        }
+        match event {
             Ok(SessionEvent::Welcome { user }) => {
                 let mut c = config.lock().unwrap_or_else(|e| e.into_inner());
                 if c.user_id.as_ref() != Some(&user.id) {

@@ -11,7 +11,12 @@
 //!   summary when the window ends ("497 new messages from wang2 and 2 others"). While talks
 //!   keep coming, the next window starts right away and is summarised too: at most one
 //!   summary per window, and no single popups until a window passes without a summary.
-//!   So a replay of 500 talks gives 3 popups and 1 summary.
+//!   So 500 live talks at once give 3 popups and 1 summary.
+//! - catch-up: when a link comes up ([`NotifyHandle::catch_up`], fed by the `Connected`
+//!   state), the first window shows nothing on its own: what the server replays after a
+//!   gap is collected into one popup at the window's end (the talk itself when it is
+//!   only one). A replay of 500 talks is one summary. The price: a live talk in the first
+//!   2 s of a link waits for the window's end.
 //!
 //! Time is tokio's, so the whole policy runs on the paused clock in tests. A pause also
 //! ends when the wall clock passes its end, so one that spans a suspend is not stretched.
@@ -24,7 +29,7 @@ use tokio::time::Instant;
 
 use super::{Notification, NotificationKind, Notifier};
 use crate::protocol::{notification_text, TalkMessage};
-use crate::session::SessionEvent;
+use crate::session::{SessionEvent, SessionState};
 
 /// Longest title shown (a sender's name from the wire can be anything).
 const TITLE_CHARS: usize = 100;
@@ -69,6 +74,7 @@ enum Command {
     Talk { talk: TalkMessage, row: i64, for_me: bool },
     Pause(Option<Duration>),
     Resume,
+    CatchUp,
     Sync(oneshot::Sender<()>),
 }
 
@@ -101,12 +107,19 @@ impl NotifyHandle {
         self.send(Command::Talk { talk, row, for_me });
     }
 
-    /// Feeds a session event: a [`SessionEvent::Talk`] goes to [`talk`](Self::talk),
-    /// anything else is ignored.
+    /// Feeds a session event: a [`SessionEvent::Talk`] goes to [`talk`](Self::talk), a
+    /// link coming up starts a [`catch_up`](Self::catch_up), anything else is ignored.
     pub fn session_event(&self, event: &SessionEvent) {
-        if let SessionEvent::Talk { talk, row, for_me } = event {
-            self.talk(talk.clone(), *row, *for_me);
+        match event {
+            SessionEvent::Talk { talk, row, for_me } => self.talk(talk.clone(), *row, *for_me),
+            SessionEvent::State(SessionState::Connected { .. }) => self.catch_up(),
+            _ => {}
         }
+    }
+
+    /// A link came up: what arrives in the next window is a replay, summarised as one.
+    pub fn catch_up(&self) {
+        self.send(Command::CatchUp);
     }
 
     /// Pauses notifications for `duration`, or until [`resume`](Self::resume) when `None`.
@@ -177,6 +190,7 @@ impl Task {
                     self.policy.pause(Instant::now(), SystemTime::now(), duration)
                 }
                 Some(Some(Command::Resume)) => self.policy.resume(),
+                Some(Some(Command::CatchUp)) => self.policy.catch_up(Instant::now()),
                 Some(Some(Command::Sync(done))) => {
                     self.publish();
                     let _ = done.send(());
@@ -326,6 +340,14 @@ impl Policy {
 
     fn resume(&mut self) {
         self.pause = None;
+    }
+
+    /// No single popups in the current window (a new one if none is open).
+    fn catch_up(&mut self, now: Instant) {
+        let burst_count = self.settings.burst_count;
+        let ends = now + self.settings.burst_window;
+        let window = self.window.get_or_insert_with(|| Window { ends, shown: 0, pending: Pending::default() });
+        window.shown = burst_count;
     }
 
     /// When the task must wake up: the end of a window with talks to summarise.
@@ -643,6 +665,38 @@ mod tests {
         let stats = gate.stats().await;
         assert_eq!((stats.shown, stats.failed), (0, 2));
         assert!(stats.last_error.unwrap().contains("no notification service"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_replay_after_reconnecting_is_one_summary() {
+        let (rec, gate) = gate();
+        gate.session_event(&SessionEvent::State(SessionState::Connected { user: None }));
+        for i in 0..500 {
+            let sender = ["wang2", "li3", "zhao4"][i % 3];
+            gate.talk(talk(sender, &format!("missed {i}")), i as i64, true);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(rec.popups().is_empty(), "nothing before the window ends");
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let popups = rec.popups();
+        assert_eq!(popups.len(), 1, "{popups:?}");
+        assert_eq!(popups[0].body, "500 new messages from wang2 and 2 others");
+        assert!(matches!(&popups[0].kind, NotificationKind::Summary { rows } if rows.len() == 500));
+        // Live talks afterwards show one by one again.
+        gate.talk(talk("wang2", "live"), 900, true);
+        gate.stats().await;
+        assert_eq!(rec.popups().last().map(|n| n.body.as_str()), Some("live"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_missed_talk_after_reconnecting_is_shown_as_itself() {
+        let (rec, gate) = gate();
+        gate.catch_up();
+        gate.talk(talk("wang2", "just one"), 1, true);
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let popups = rec.popups();
+        assert_eq!(popups.len(), 1);
+        assert_eq!((popups[0].title.as_str(), popups[0].body.as_str()), ("wang2", "just one"));
     }
 
     #[tokio::test(start_paused = true)]
