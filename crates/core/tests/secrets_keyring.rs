@@ -9,6 +9,9 @@
 
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::Command;
+
+mod support_bus;
+use support_bus::{run_bounded, BareBus};
 use std::time::Duration;
 
 use talkbell_core::protocol::Token;
@@ -270,96 +273,6 @@ fn without_a_session_bus_it_is_no_keyring() {
             "case {case}: child failed ({}):\n{stdout}\n{stderr}",
             if status.is_none() { "did not exit in time" } else { "exit" }
         );
-    }
-}
-
-/// Runs `cmd` to its end or for at most `limit` (then kills it): (success, stdout, stderr),
-/// success being None when it had to be killed.
-fn run_bounded(mut cmd: Command, limit: Duration) -> (Option<bool>, String, String) {
-    use std::io::Read;
-    let mut child = cmd
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("child starts");
-    let (mut out, mut err) = (child.stdout.take().expect("stdout"), child.stderr.take().expect("stderr"));
-    let readers = (
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = out.read_to_string(&mut s);
-            s
-        }),
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = err.read_to_string(&mut s);
-            s
-        }),
-    );
-    let deadline = std::time::Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break Some(status.success());
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    (status, readers.0.join().unwrap_or_default(), readers.1.join().unwrap_or_default())
-}
-
-/// A dbus-daemon with no service files, stopped on drop. Not `answering`: its policy lets
-/// no message reach a client, so a client waits forever for the reply to its Hello.
-struct BareBus {
-    child: std::process::Child,
-    address: String,
-}
-
-impl BareBus {
-    fn start(dir: &std::path::Path, answering: bool) -> BareBus {
-        use std::io::BufRead;
-        let conf = dir.join(if answering { "bare-bus.conf" } else { "mute-bus.conf" });
-        std::fs::write(
-            &conf,
-            format!(
-                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:dir={}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    {}
-    <allow own="*"/>
-  </policy>
-</busconfig>"#,
-                dir.display(),
-                if answering { r#"<allow eavesdrop="true"/>"# } else { "" }
-            ),
-        )
-        .expect("write bus config");
-        let mut child = Command::new("dbus-daemon")
-            .arg(format!("--config-file={}", conf.display()))
-            .args(["--nofork", "--print-address=1"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("dbus-daemon starts");
-        let mut address = String::new();
-        std::io::BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut address)
-            .expect("dbus-daemon prints its address");
-        BareBus { child, address: address.trim().to_owned() }
-    }
-}
-
-impl Drop for BareBus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
