@@ -59,6 +59,7 @@ impl Engine {
     pub async fn start(paths: Paths, notifier: Option<Arc<dyn Notifier>>) -> Result<Engine, EngineError> {
         let config = Config::load_or_create(&paths.config_file)?;
         let history = Arc::new(History::open(&paths.history_db)?);
+        let retention = (config.history.max_rows, Duration::from_secs(config.history.max_age_days.saturating_mul(86_400)));
         let credentials = match &config.server {
             None => None,
             Some(server) => {
@@ -80,6 +81,7 @@ impl Engine {
             .map(|n| NotifyGate::spawn(n, config.notify_settings()));
         let config = Arc::new(Mutex::new(config));
         let bridge = tokio::spawn(bridge(session.clone(), notify.clone(), config.clone(), paths.clone()));
+        tokio::spawn(prune_daily(history.clone(), retention));
         Ok(Engine { session, history, notify, config, paths, secrets: SecretStore::new(), bridge })
     }
 
@@ -222,6 +224,22 @@ async fn bridge(session: SessionHandle, notify: Option<NotifyHandle>, config: Ar
                 // The talks are in the history; only their popups are lost to the lag.
                 tracing::warn!(missed, "fell behind the session's events");
             }
+        }
+    }
+}
+
+/// Applies the history's retention limits now and then once a day: one wake-up a day is
+/// all it costs while the app sits in the tray.
+async fn prune_daily(history: Arc<History>, (max_rows, max_age): (usize, Duration)) {
+    let mut day = tokio::time::interval(Duration::from_secs(86_400));
+    loop {
+        day.tick().await;
+        let h = history.clone();
+        match tokio::task::spawn_blocking(move || h.prune(max_rows, max_age)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(removed = n, "history pruned to its retention limits"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not prune the history"),
+            Err(_) => return,
         }
     }
 }

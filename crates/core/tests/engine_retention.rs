@@ -1,0 +1,43 @@
+//! The engine applies the history's retention limits from the config when it starts.
+
+use std::time::Duration;
+
+use talkbell_core::config::{Config, Paths};
+use talkbell_core::engine::Engine;
+use talkbell_core::history::History;
+use talkbell_core::protocol::{Person, Seq, TalkMessage};
+use talkbell_core::session::{SessionState, TalkStore};
+
+#[tokio::test]
+async fn history_beyond_max_rows_is_pruned_at_start_and_the_newest_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = Paths::in_dir(dir.path());
+    let mut config = Config::new();
+    config.history.max_rows = 2;
+    config.save(&paths.config_file).unwrap();
+    {
+        let history = History::open(&paths.history_db).unwrap();
+        for i in 1..=5u64 {
+            let talk = TalkMessage {
+                from: Person { id: 2.into(), name: "wang2".into() },
+                to: Person { id: 1.into(), name: "wang1".into() },
+                talk: format!("t{i}"),
+                seq: Some(Seq(i)),
+                ts: None,
+            };
+            history.store("ws://127.0.0.1:9/", &talk).unwrap();
+        }
+    }
+    // No server configured: the engine starts signed out and never asks the keyring.
+    let engine = Engine::start(paths.clone(), None).await.unwrap();
+    assert_eq!(engine.session().state(), SessionState::SignedOut { reason: None });
+    let started = std::time::Instant::now();
+    while engine.history().count().unwrap() != 2 {
+        assert!(started.elapsed() < Duration::from_secs(20), "not pruned");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let q = talkbell_core::history::HistoryQuery { limit: 10, ..Default::default() };
+    let left: Vec<String> = engine.history().list(&q).unwrap().into_iter().map(|e| e.talk).collect();
+    assert_eq!(left, ["t5", "t4"]);
+    engine.shutdown().await;
+}
