@@ -24,9 +24,16 @@ CORE_PACKAGES=(
   procps util-linux        # ps (process groups) and setsid, used by desktop-session.sh
 )
 
-# gui: the Tauri desktop shell (src-tauri). ADD THE GUI'S PACKAGES HERE, e.g.
-#       libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libssl-dev
+# gui: the Tauri desktop shell (src-tauri) and its tests on a real desktop.
 GUI_PACKAGES=(
+  libwebkit2gtk-4.1-dev          # the web view (WebKitGTK) Tauri 2 renders into
+  libayatana-appindicator3-dev   # the tray icon on StatusNotifier desktops
+  librsvg2-dev                   # SVG icons
+  webkit2gtk-driver              # WebKitWebDriver, for driving the real window in tests
+  trayer                         # a plain XEmbed tray host for the tests
+  openbox wmctrl                 # a window manager, so a test closes the window as a user does
+  x11-utils                      # xwininfo: the tests find the tray icon in the tray host
+  imagemagick                    # `import`: screenshots of the window, tray and popups
 )
 # ---------------------------------------------------------------------------------------
 

@@ -5,6 +5,9 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "talkbell", version, about = "Rings when someone talks to you.")]
 pub struct Cli {
+    /// Start in the tray only, with no window (as at login).
+    #[arg(long, global = true)]
+    pub hidden: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
 }

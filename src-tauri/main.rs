@@ -1,5 +1,5 @@
-//! `talkbell`: the desktop app's binary. Until the window lands it is the command line
-//! and the headless daemon.
+//! `talkbell`: the desktop app's binary. With no subcommand it is the tray app; the
+//! subcommands are the command line and the headless daemon.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -28,7 +28,19 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let Some(command) = cli.command else {
+        // The window and tray need the main thread; async work runs on this runtime.
+        tauri::async_runtime::set(runtime.handle().clone());
+        let result = Paths::from_env().map_err(anyhow::Error::from).and_then(|p| talkbell_app::gui::run(p, cli.hidden));
+        return match result {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("talkbell: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    };
+    match runtime.block_on(run(command)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("talkbell: {e:#}");
@@ -37,17 +49,17 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<()> {
+async fn run(command: Command) -> Result<()> {
     let paths = Paths::from_env()?;
-    match cli.command {
-        Some(Command::Login { server, user_id }) => login(paths, &server, user_id).await,
-        Some(Command::Logout) => {
+    match command {
+        Command::Login { server, user_id } => login(paths, &server, user_id).await,
+        Command::Logout => {
             engine::forget_token(&paths).await?;
             println!("Signed out; the token is removed from the keyring.");
             Ok(())
         }
-        Some(Command::Daemon) | None => daemon(paths).await,
-        Some(Command::History { json, search, limit }) => history(paths, json, search, limit),
+        Command::Daemon => daemon(paths).await,
+        Command::History { json, search, limit } => history(paths, json, search, limit),
     }
 }
 

@@ -167,7 +167,18 @@ impl Engine {
         forget_token(&self.paths).await
     }
 
-    pub async fn shutdown(self) {
+    /// New heartbeat timings: saved in the config, used from the next connection.
+    pub fn save_heartbeat(&self, interval_ms: u64, timeout_ms: u64) -> Result<(), EngineError> {
+        let mut config = self.config();
+        config.heartbeat.interval_ms = interval_ms;
+        config.heartbeat.timeout_ms = timeout_ms;
+        config.save(&self.paths.config_file)?;
+        self.session.set_timing(config.timing());
+        *self.config.lock().unwrap_or_else(|e| e.into_inner()) = config;
+        Ok(())
+    }
+
+    pub async fn shutdown(&self) {
         self.session.shutdown().await;
         self.bridge.abort();
     }

@@ -1,0 +1,21 @@
+// Tauri's build step: reads tauri.conf.json and capabilities/, and declares the app's own
+// commands so that a capability must grant each one (none is open to the UI by default).
+fn main() {
+    let commands = &[
+        "get_status",
+        "list_history",
+        "mark_read",
+        "sign_in",
+        "sign_out",
+        "reconnect_now",
+        "pause_notifications",
+        "resume_notifications",
+        "get_settings",
+        "save_settings",
+    ];
+    let attributes = tauri_build::Attributes::new()
+        .app_manifest(tauri_build::AppManifest::new().commands(commands));
+    if let Err(e) = tauri_build::try_build(attributes) {
+        panic!("tauri build step failed: {e:#}");
+    }
+}

@@ -1,0 +1,82 @@
+//! The desktop shell: Tauri builder, tray, window, commands and the event bridge. It
+//! holds no protocol or connection logic: everything it shows comes from the core's
+//! `Engine`, and everything the user does is a thin call into it.
+
+mod bridge;
+mod commands;
+mod status;
+mod tray;
+mod window;
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use talkbell_core::config::Paths;
+use talkbell_core::engine::Engine;
+use talkbell_core::notify::{DesktopNotifier, NotificationKind};
+use tauri::{Manager, RunEvent};
+
+/// What every part of the shell reaches through Tauri's state.
+pub struct Shell {
+    pub engine: Engine,
+}
+
+/// Runs the tray app until Quit. Must be called on the main thread, with Tauri's async
+/// runtime already set to the process's tokio runtime.
+pub fn run(paths: Paths, hidden: bool) -> Result<()> {
+    let app = tauri::Builder::default()
+        // First, so that a second `talkbell` only wakes this one (and then exits).
+        .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| {
+            window::open(app, None);
+        }))
+        .plugin(tauri_plugin_autostart::init(
+            tauri_plugin_autostart::MacosLauncher::LaunchAgent,
+            Some(vec!["--hidden"]),
+        ))
+        .invoke_handler(tauri::generate_handler![
+            commands::get_status,
+            commands::list_history,
+            commands::mark_read,
+            commands::sign_in,
+            commands::sign_out,
+            commands::reconnect_now,
+            commands::pause_notifications,
+            commands::resume_notifications,
+            commands::get_settings,
+            commands::save_settings,
+        ])
+        .setup(move |app| {
+            let handle = app.handle().clone();
+            // A click on a popup opens the window at that talk.
+            let notifier = DesktopNotifier::new().on_click(move |kind| {
+                let row = match kind {
+                    NotificationKind::Talk { row } => Some(row),
+                    NotificationKind::Summary { rows } => rows.first().copied(),
+                };
+                window::open(&handle, row);
+            });
+            let engine = tauri::async_runtime::block_on(Engine::start(paths.clone(), Some(Arc::new(notifier))))
+                .context("cannot start")?;
+            engine.watch_system();
+            app.manage(Shell { engine });
+            tray::create(app.handle())?;
+            bridge::spawn(app.handle().clone());
+            if !hidden {
+                window::open(app.handle(), None);
+            }
+            Ok(())
+        })
+        .build(tauri::generate_context!())
+        .context("cannot start the desktop app")?;
+    app.run(|app, event| match event {
+        // The last window closed: the app lives on in the tray. Quit passes a code.
+        RunEvent::ExitRequested { api, code: None, .. } => api.prevent_exit(),
+        RunEvent::Exit => {
+            if let Some(shell) = app.try_state::<Shell>() {
+                tauri::async_runtime::block_on(shell.engine.shutdown());
+            }
+        }
+        _ => {}
+    });
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! The tray icon: one picture per connection state, the state and unread count in the
+//! tooltip (and, since Linux trays show no tooltips, in the menu's first line), and the
+//! menu of DESIGN.md.
+
+use std::time::Duration;
+
+use tauri::image::Image;
+use tauri::menu::{Menu, MenuEvent, MenuItem, PredefinedMenuItem, Submenu};
+use tauri::tray::TrayIconBuilder;
+use tauri::{AppHandle, Manager, Wry};
+
+use super::status::Status;
+use super::{window, Shell};
+
+const TRAY_ID: &str = "talkbell";
+
+/// The menu items whose text or availability follows the state.
+pub struct TrayItems {
+    status: MenuItem<Wry>,
+    pause_hour: MenuItem<Wry>,
+    pause_forever: MenuItem<Wry>,
+    resume: MenuItem<Wry>,
+    sign_out: MenuItem<Wry>,
+}
+
+fn icon_for(state: &str) -> tauri::Result<Image<'static>> {
+    let bytes: &'static [u8] = match state {
+        "connected" => include_bytes!("../../icons/tray-connected.png"),
+        "connecting" | "authenticating" => include_bytes!("../../icons/tray-connecting.png"),
+        "signed out" => include_bytes!("../../icons/tray-signed-out.png"),
+        _ => include_bytes!("../../icons/tray-offline.png"),
+    };
+    Image::from_bytes(bytes)
+}
+
+pub fn create(app: &AppHandle) -> tauri::Result<()> {
+    let status = MenuItem::with_id(app, "status", "Talkbell", false, None::<&str>)?;
+    let open = MenuItem::with_id(app, "open", "Open Talkbell", true, None::<&str>)?;
+    let reconnect = MenuItem::with_id(app, "reconnect", "Reconnect now", true, None::<&str>)?;
+    let pause_hour = MenuItem::with_id(app, "pause-hour", "For 1 hour", true, None::<&str>)?;
+    let pause_forever = MenuItem::with_id(app, "pause-forever", "Until resumed", true, None::<&str>)?;
+    let pause = Submenu::with_items(app, "Pause notifications", true, &[&pause_hour, &pause_forever])?;
+    let resume = MenuItem::with_id(app, "resume", "Resume notifications", false, None::<&str>)?;
+    let sign_out = MenuItem::with_id(app, "sign-out", "Sign out", true, None::<&str>)?;
+    let quit = MenuItem::with_id(app, "quit", "Quit", true, None::<&str>)?;
+    let menu = Menu::with_items(
+        app,
+        &[
+            &status,
+            &PredefinedMenuItem::separator(app)?,
+            &open,
+            &reconnect,
+            &pause,
+            &resume,
+            &PredefinedMenuItem::separator(app)?,
+            &sign_out,
+            &quit,
+        ],
+    )?;
+    TrayIconBuilder::with_id(TRAY_ID)
+        .icon(icon_for("connecting")?)
+        .tooltip("Talkbell")
+        .menu(&menu)
+        .on_menu_event(on_menu)
+        .build(app)?;
+    app.manage(TrayItems { status, pause_hour, pause_forever, resume, sign_out });
+    update(app, &Status::of(&app.state::<Shell>()));
+    Ok(())
+}
+
+fn on_menu(app: &AppHandle, event: MenuEvent) {
+    let shell = app.state::<Shell>();
+    let engine = &shell.engine;
+    match event.id().as_ref() {
+        "open" => window::open(app, None),
+        "reconnect" => engine.session().reconnect_now(),
+        "pause-hour" | "pause-forever" | "resume" => {
+            if let Some(n) = engine.notifications() {
+                match event.id().as_ref() {
+                    "pause-hour" => n.pause(Some(Duration::from_secs(3600))),
+                    "pause-forever" => n.pause(None),
+                    _ => n.resume(),
+                }
+            }
+            super::bridge::refresh(app);
+        }
+        "sign-out" => {
+            let app = app.clone();
+            tauri::async_runtime::spawn(async move {
+                if let Err(e) = app.state::<Shell>().engine.sign_out().await {
+                    tracing::warn!(error = %e, "sign out");
+                }
+            });
+        }
+        "quit" => app.exit(0),
+        _ => {}
+    }
+}
+
+/// Shows `status` on the tray.
+pub fn update(app: &AppHandle, status: &Status) {
+    let Some(tray) = app.tray_by_id(TRAY_ID) else { return };
+    if let Ok(icon) = icon_for(status.state) {
+        let _ = tray.set_icon(Some(icon));
+    }
+    let line = status.summary();
+    let _ = tray.set_tooltip(Some(&line));
+    if let Some(items) = app.try_state::<TrayItems>() {
+        let _ = items.status.set_text(&line);
+        let _ = items.pause_hour.set_enabled(!status.paused);
+        let _ = items.pause_forever.set_enabled(!status.paused);
+        let _ = items.resume.set_enabled(status.paused);
+        let _ = items.sign_out.set_enabled(status.state != "signed out");
+    }
+}

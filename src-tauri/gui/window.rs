@@ -1,0 +1,32 @@
+//! The window exists only while it is open: closing it destroys it and its web view, so
+//! that nothing of WebKit stays alive while the app sits in the tray.
+
+use tauri::{AppHandle, Emitter, Manager, WebviewUrl, WebviewWindowBuilder};
+
+pub const LABEL: &str = "main";
+
+/// Opens the window (or brings it to the front), optionally at a history row.
+pub fn open(app: &AppHandle, focus_row: Option<i64>) {
+    if let Some(window) = app.get_webview_window(LABEL) {
+        let _ = window.unminimize();
+        let _ = window.show();
+        let _ = window.set_focus();
+        if let Some(row) = focus_row {
+            let _ = window.emit("talkbell://focus", row);
+        }
+        return;
+    }
+    // The page reads the row to open at from its fragment.
+    let page = match focus_row {
+        Some(row) => format!("index.html#row={row}"),
+        None => "index.html".to_owned(),
+    };
+    let built = WebviewWindowBuilder::new(app, LABEL, WebviewUrl::App(page.into()))
+        .title("Talkbell")
+        .inner_size(440.0, 640.0)
+        .min_inner_size(320.0, 360.0)
+        .build();
+    if let Err(e) = built {
+        tracing::error!(error = %e, "cannot open the window");
+    }
+}

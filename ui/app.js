@@ -1,0 +1,242 @@
+// Talkbell's window. It keeps no state of its own that the backend does not hold: it asks
+// for the status and the history, and follows the backend's events. Message text is only
+// ever put on the page with textContent, never as HTML.
+
+const { invoke } = window.__TAURI__.core;
+const { listen } = window.__TAURI__.event;
+
+const $ = (id) => document.getElementById(id);
+const PAGE = 50;
+
+// ---- status line ---------------------------------------------------------------------
+
+let status = null;
+let countdown = null;
+
+function describe(s) {
+  switch (s.state) {
+    case "connected": return s.user ? `Connected as ${s.user}` : "Connected";
+    case "connecting": return "Connecting…";
+    case "authenticating": return "Signing in…";
+    case "signed out": return s.detail ? `Signed out: ${s.detail}` : "Signed out";
+    case "offline": {
+      const secs = s.retry_at_ms ? Math.max(0, Math.ceil((s.retry_at_ms - Date.now()) / 1000)) : null;
+      const next = secs === null ? "" : `, retrying in ${secs} s`;
+      return `Offline${s.detail ? ` (${s.detail})` : ""}${next}`;
+    }
+    default: return s.state;
+  }
+}
+
+function showStatus(s) {
+  status = s;
+  const el = $("status");
+  el.dataset.state = s.state.replace(" ", "-");
+  let text = describe(s);
+  if (s.unread > 0) text += ` · ${s.unread} unread`;
+  if (s.paused) text += " · notifications paused";
+  $("status-text").textContent = text;
+  $("resume").hidden = !s.paused;
+  $("pause-hour").hidden = $("pause-forever").hidden = s.paused;
+  clearInterval(countdown);
+  // Ticks only while a countdown is on screen.
+  if (s.state === "offline" && s.retry_at_ms) countdown = setInterval(() => showStatus(status), 1000);
+}
+
+// ---- history -------------------------------------------------------------------------
+
+let oldest = null;
+let loading = false;
+let exhausted = false;
+let query = "";
+const unseen = new Set();
+
+function when(ms) {
+  const d = new Date(ms);
+  return d.toLocaleString(undefined, { dateStyle: "short", timeStyle: "short" });
+}
+
+function item(e) {
+  const li = document.createElement("li");
+  li.className = "talk";
+  li.id = `talk-${e.id}`;
+  li.dataset.id = String(e.id);
+  if (!e.read) li.classList.add("unread");
+  const head = document.createElement("div");
+  head.className = "head";
+  const from = document.createElement("span");
+  from.className = "from";
+  from.textContent = e.from.name || String(e.from.id);
+  const to = document.createElement("span");
+  to.className = "to";
+  to.textContent = `→ ${e.to.name || e.to.id}`;
+  const time = document.createElement("time");
+  time.textContent = when(e.server_ts ?? e.received_at);
+  head.append(from, to, time);
+  const body = document.createElement("p");
+  body.className = "text";
+  body.textContent = e.talk;
+  li.append(head, body);
+  if (!e.read) {
+    unseen.add(e.id);
+    seenObserver.observe(li);
+  }
+  return li;
+}
+
+// Unread marks clear once a talk has been on screen.
+const seenObserver = new IntersectionObserver((entries) => {
+  const ids = [];
+  for (const en of entries) {
+    if (!en.isIntersecting || document.hidden) continue;
+    const id = Number(en.target.dataset.id);
+    if (unseen.delete(id)) ids.push(id);
+    seenObserver.unobserve(en.target);
+    setTimeout(() => en.target.classList.remove("unread"), 1500);
+  }
+  if (ids.length) invoke("mark_read", { ids }).catch(logError);
+});
+
+async function loadMore() {
+  if (loading || exhausted) return;
+  loading = true;
+  try {
+    const page = await invoke("list_history", { search: query || null, before: oldest, limit: PAGE });
+    const list = $("history");
+    for (const e of page) list.append(item(e));
+    if (page.length) oldest = page[page.length - 1].id;
+    exhausted = page.length < PAGE;
+    $("history-empty").hidden = list.children.length > 0;
+  } catch (e) {
+    logError(e);
+  } finally {
+    loading = false;
+  }
+}
+
+function reloadHistory() {
+  $("history").replaceChildren();
+  oldest = null;
+  exhausted = false;
+  loadMore();
+}
+
+// More is loaded when the end of the list comes into view.
+new IntersectionObserver((entries) => {
+  if (entries.some((en) => en.isIntersecting)) loadMore();
+}).observe($("history-end"));
+
+let searchTimer = null;
+$("search").addEventListener("input", () => {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(() => {
+    query = $("search").value.trim();
+    reloadHistory();
+  }, 200);
+});
+
+async function focusRow(row) {
+  showPanel("history");
+  for (let tries = 0; tries < 20 && !$(`talk-${row}`) && !exhausted; tries++) await loadMore();
+  const el = $(`talk-${row}`);
+  if (el) {
+    el.scrollIntoView({ block: "center" });
+    el.classList.add("focused");
+  }
+}
+
+// ---- panels, forms, log --------------------------------------------------------------
+
+function showPanel(name) {
+  for (const p of ["history", "account", "log"]) {
+    $(`panel-${p}`).hidden = p !== name;
+    $(`tab-${p}`).setAttribute("aria-pressed", String(p === name));
+  }
+}
+for (const p of ["history", "account", "log"]) $(`tab-${p}`).addEventListener("click", () => showPanel(p));
+
+function log(text, atMs = Date.now()) {
+  const li = document.createElement("li");
+  const t = document.createElement("time");
+  t.textContent = new Date(atMs).toLocaleTimeString();
+  const s = document.createElement("span");
+  s.textContent = text;
+  li.append(t, s);
+  const list = $("log");
+  list.prepend(li);
+  while (list.children.length > 500) list.lastElementChild.remove();
+}
+
+function logError(e) {
+  log(`error: ${e}`);
+}
+
+$("sign-in").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const result = $("sign-in-result");
+  const button = $("sign-in-button");
+  button.disabled = true;
+  result.textContent = "Checking the token with the server…";
+  try {
+    const user = await invoke("sign_in", {
+      server: $("server").value,
+      token: $("token").value,
+      userId: $("user-id").value || null,
+    });
+    result.textContent = `Signed in as user ${user}.`;
+    reloadHistory();
+  } catch (e) {
+    result.textContent = String(e);
+  } finally {
+    // The token goes to the keyring; the page does not keep it.
+    $("token").value = "";
+    button.disabled = false;
+  }
+});
+
+$("sign-out").addEventListener("click", () => invoke("sign_out").catch(logError));
+$("reconnect").addEventListener("click", () => invoke("reconnect_now").catch(logError));
+$("pause-hour").addEventListener("click", () => invoke("pause_notifications", { minutes: 60 }).catch(logError));
+$("pause-forever").addEventListener("click", () => invoke("pause_notifications", { minutes: null }).catch(logError));
+$("resume").addEventListener("click", () => invoke("resume_notifications").catch(logError));
+
+$("settings").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const settings = {
+    server: null,
+    heartbeat_interval_ms: Number($("hb-interval").value),
+    heartbeat_timeout_ms: Number($("hb-timeout").value),
+    autostart: $("autostart").checked,
+  };
+  try {
+    await invoke("save_settings", { settings });
+    $("settings-result").textContent = "Saved; new timings apply from the next connection.";
+  } catch (e) {
+    $("settings-result").textContent = String(e);
+  }
+});
+
+// ---- start ---------------------------------------------------------------------------
+
+async function start() {
+  await listen("talkbell://status", (ev) => showStatus(ev.payload));
+  await listen("talkbell://log", (ev) => log(ev.payload.text, ev.payload.at_ms));
+  await listen("talkbell://talk", (ev) => {
+    if (query) return; // a search result list is not the live list
+    $("history").prepend(item(ev.payload));
+    $("history-empty").hidden = true;
+  });
+  await listen("talkbell://focus", (ev) => focusRow(ev.payload));
+  showStatus(await invoke("get_status"));
+  const settings = await invoke("get_settings");
+  $("server").value = settings.server ?? "";
+  $("hb-interval").value = settings.heartbeat_interval_ms;
+  $("hb-timeout").value = settings.heartbeat_timeout_ms;
+  $("autostart").checked = settings.autostart;
+  if (status.state === "signed out") showPanel("account");
+  await loadMore();
+  const row = /^#row=(\d+)$/.exec(location.hash);
+  if (row) focusRow(Number(row[1]));
+}
+
+start().catch(logError);
