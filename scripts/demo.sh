@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's run command: installs what is needed, builds, starts a relay with two demo
-# users, signs the app in as one of them, and has the other talk to it every few seconds.
+# users, signs the app in as one of them, starts the tray app with its window, and has
+# the other user talk to it every few seconds.
 #
 # On a desktop (a D-Bus session with a Secret Service and a notification daemon) the
 # popups appear on your screen and the token goes into your keyring, under the demo
@@ -14,7 +15,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 
 if [ -z "${TALKBELL_DEMO_INNER:-}" ]; then
-  bash scripts/install-deps.sh
+  bash scripts/install-deps.sh core gui
   cargo build --locked -p talkbell -p talkbell-relay
   export TALKBELL_DEMO_INNER=1
   if [ -n "${DBUS_SESSION_BUS_ADDRESS:-}" ] && { [ -n "${DISPLAY:-}" ] || [ -n "${WAYLAND_DISPLAY:-}" ]; }; then
@@ -53,8 +54,17 @@ done
 
 printf '%s' "$token_me" | "$bin/talkbell" login --server "$server"
 
-"$bin/talkbell" daemon &
-pids+=($!)
+# In a private session there is no tray: give the icon a plain XEmbed one to sit in.
+if [ -n "${TALKBELL_DESKTOP_SESSION:-}" ] && command -v trayer >/dev/null; then
+  trayer --edge bottom --align right --widthtype pixel --width 120 --heighttype pixel --height 32 \
+    --SetDockType true >/dev/null 2>&1 &
+  pids+=($!)
+fi
+
+# The tray app, with its window open (DEMO_HIDDEN=1: tray only). Its log: $demo/app.log.
+"$bin/talkbell" ${DEMO_HIDDEN:+--hidden} 2>"$demo/app.log" &
+app_pid=$!
+pids+=("$app_pid")
 
 # wang2 talks to wang1 every few seconds.
 (
@@ -92,5 +102,6 @@ if [ -n "${DEMO_SECONDS:-}" ]; then
   sleep "$DEMO_SECONDS"
   "$bin/talkbell" history
 else
-  wait "${pids[1]}"
+  # Until Ctrl-C, or Quit in the tray menu.
+  wait "$app_pid"
 fi

@@ -22,6 +22,7 @@ CORE_PACKAGES=(
   fonts-dejavu-core        # the font scripts/dunstrc draws popups with
   libnotify-bin            # notify-send, to try the daemon by hand
   procps util-linux        # ps (process groups) and setsid, used by desktop-session.sh
+  jq                       # the demo reads dunst's history with it
 )
 
 # gui: the Tauri desktop shell (src-tauri) and its tests on a real desktop.
@@ -33,6 +34,7 @@ GUI_PACKAGES=(
   trayer                         # a plain XEmbed tray host for the tests
   openbox wmctrl                 # a window manager, so a test closes the window as a user does
   x11-utils                      # xwininfo: the tests find the tray icon in the tray host
+  at-spi2-core python3-gi gir1.2-atspi-2.0  # the tests read the window as a screen reader does
   imagemagick                    # `import`: screenshots of the window, tray and popups
 )
 # ---------------------------------------------------------------------------------------

@@ -31,6 +31,8 @@ fn main() -> std::process::ExitCode {
     let Some(command) = cli.command else {
         // The window and tray need the main thread; async work runs on this runtime.
         tauri::async_runtime::set(runtime.handle().clone());
+        // The engine spawns its tasks from the main thread too (in Tauri's setup).
+        let _in_runtime = runtime.enter();
         let result = Paths::from_env().map_err(anyhow::Error::from).and_then(|p| talkbell_app::gui::run(p, cli.hidden));
         return match result {
             Ok(()) => std::process::ExitCode::SUCCESS,

@@ -18,11 +18,10 @@ function describe(s) {
     case "connected": return s.user ? `Connected as ${s.user}` : "Connected";
     case "connecting": return "Connecting…";
     case "authenticating": return "Signing in…";
-    case "signed out": return s.detail ? `Signed out: ${s.detail}` : "Signed out";
+    case "signed out": return "Signed out";
     case "offline": {
       const secs = s.retry_at_ms ? Math.max(0, Math.ceil((s.retry_at_ms - Date.now()) / 1000)) : null;
-      const next = secs === null ? "" : `, retrying in ${secs} s`;
-      return `Offline${s.detail ? ` (${s.detail})` : ""}${next}`;
+      return secs === null ? "Offline" : `Offline, retrying in ${secs} s`;
     }
     default: return s.state;
   }
@@ -36,6 +35,8 @@ function showStatus(s) {
   if (s.unread > 0) text += ` · ${s.unread} unread`;
   if (s.paused) text += " · notifications paused";
   $("status-text").textContent = text;
+  // Why offline or signed out, in the server's or the network's words.
+  $("status-detail").textContent = s.detail ?? "";
   $("resume").hidden = !s.paused;
   $("pause-hour").hidden = $("pause-forever").hidden = s.paused;
   clearInterval(countdown);

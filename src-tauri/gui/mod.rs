@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use talkbell_core::config::Paths;
 use talkbell_core::engine::Engine;
 use talkbell_core::notify::{DesktopNotifier, NotificationKind};
-use tauri::{Manager, RunEvent};
+use tauri::{Manager, RunEvent, WindowEvent};
 
 /// What every part of the shell reaches through Tauri's state.
 pub struct Shell {
@@ -45,6 +45,11 @@ pub fn run(paths: Paths, hidden: bool) -> Result<()> {
             commands::get_settings,
             commands::save_settings,
         ])
+        .on_window_event(|window, event| {
+            if let WindowEvent::Destroyed = event {
+                window::closed(window.app_handle(), window.label());
+            }
+        })
         .setup(move |app| {
             let handle = app.handle().clone();
             // A click on a popup opens the window at that talk.
