@@ -100,12 +100,27 @@ pub struct Relay {
     pub tokens: Vec<(u64, String)>,
     child: Option<Child>,
     pub log: Log,
+    /// Appended to `serve`'s arguments on every spawn (see [`Relay::start_with`]).
+    extra_args: Vec<String>,
 }
 
 impl Relay {
     pub fn start() -> Relay {
+        Relay::start_with(&[])
+    }
+
+    /// Like [`Relay::start`], with more `serve` flags (e.g. `--http-rate`), kept for every
+    /// later [`Relay::spawn`].
+    pub fn start_with(extra_args: &[&str]) -> Relay {
         let dir = tempfile::tempdir().unwrap();
-        let mut relay = Relay { port: free_port(), dir, tokens: Vec::new(), child: None, log: Log::default() };
+        let mut relay = Relay {
+            port: free_port(),
+            dir,
+            tokens: Vec::new(),
+            child: None,
+            log: Log::default(),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+        };
         for (id, name) in [(1, "wang1"), (2, "wang2"), (3, "wang3")] {
             let token = relay.add_user(id, name);
             relay.tokens.push((id, token));
@@ -148,6 +163,7 @@ impl Relay {
             .arg(self.users_file())
             .arg("--db")
             .arg(self.dir.path().join("relay.db"))
+            .args(&self.extra_args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -167,6 +183,27 @@ impl Relay {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// The relay process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGSTOP: the process freezes with its sockets open; the kernel still completes TCP
+    /// handshakes and buffers what peers send, but nothing answers.
+    pub fn freeze(&self) {
+        signal(self.pid().expect("the relay is not running"), "STOP");
+    }
+
+    /// SIGCONT after [`Relay::freeze`].
+    pub fn thaw(&self) {
+        signal(self.pid().expect("the relay is not running"), "CONT");
+    }
+
+    /// `POST /v1/talk` in-process, from `from` to `to` (see [`post_talk`]).
+    pub fn post(&self, from: u64, to: u64, text: &str) -> Result<u64, PostError> {
+        post_talk(self.port, self.token(from), to, text)
     }
 
     /// Sends a talk from `from` to `to` through the `send` command; returns its seq.
@@ -190,6 +227,66 @@ impl Drop for Relay {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Sends `kill -SIG pid`.
+pub fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().expect("kill");
+    assert!(status.success(), "kill -{sig} {pid} failed");
+}
+
+/// Why a `POST /v1/talk` did not give a seq.
+#[derive(Debug)]
+pub enum PostError {
+    /// No connection at all (the relay is down): the talk was certainly not taken.
+    Connect(std::io::Error),
+    /// Connected, but no complete answer (the relay died meanwhile): the talk may or may
+    /// not have been stored.
+    CutOff(String),
+    /// A complete answer that is not a 2xx.
+    Status(u16, String),
+}
+
+/// `POST /v1/talk` over a plain HTTP/1.1 connection to 127.0.0.1:`port` (one request per
+/// connection, no retries): the talk's seq on a 2xx answer.
+pub fn post_talk(port: u16, token: &str, to: u64, text: &str) -> Result<u64, PostError> {
+    use std::io::Read;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(PostError::Connect)?;
+    let cut = |what: &str, e: std::io::Error| PostError::CutOff(format!("{what}: {e}"));
+    stream.set_read_timeout(Some(PATIENCE)).map_err(|e| cut("set timeout", e))?;
+    stream.set_write_timeout(Some(PATIENCE)).map_err(|e| cut("set timeout", e))?;
+    let body = serde_json::json!({"to": to, "talk": text}).to_string();
+    let request = format!(
+        "POST /v1/talk HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).map_err(|e| cut("write", e))?;
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).map_err(|e| cut("read", e))?;
+    let answer = String::from_utf8_lossy(&answer);
+    let Some((head, body)) = answer.split_once("\r\n\r\n") else {
+        return Err(PostError::CutOff(format!("incomplete answer: {answer:?}")));
+    };
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| PostError::CutOff(format!("no status line: {head:?}")))?;
+    let declared: Option<usize> = head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.trim().eq_ignore_ascii_case("content-length").then(|| value.trim().parse().ok())?
+    });
+    if declared.is_some_and(|n| body.len() < n) {
+        return Err(PostError::CutOff(format!("answer cut short: {answer:?}")));
+    }
+    if !(200..300).contains(&status) {
+        return Err(PostError::Status(status, body.to_owned()));
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| PostError::CutOff(format!("answer body {body:?}: {e}")))?;
+    v["seq"].as_u64().ok_or_else(|| PostError::Status(status, format!("no seq in {body}")))
 }
 
 /// The app's own config and data dirs, so tests never touch the user's.
@@ -232,6 +329,22 @@ impl App {
             .unwrap();
         child.stdin.take().unwrap().write_all(token.as_bytes()).unwrap();
         child.wait_with_output().unwrap()
+    }
+
+    /// The config file `talkbell login` writes.
+    pub fn config_file(&self) -> PathBuf {
+        self.config_home().join("talkbell").join("config.toml")
+    }
+
+    /// Changes the config file (e.g. shorter heartbeat timings); it must exist (log in
+    /// first). The daemon reads it when it starts.
+    pub fn edit_config(&self, edit: impl FnOnce(&mut talkbell_core::config::Config)) {
+        use talkbell_core::config::Config;
+        let path = self.config_file();
+        assert!(path.exists(), "no config at {}: log in first", path.display());
+        let mut config = Config::load_or_create(&path).unwrap();
+        edit(&mut config);
+        config.save(&path).unwrap();
     }
 
     pub fn daemon(&self) -> Daemon {
@@ -331,6 +444,40 @@ pub fn dunst_history() -> Vec<(String, String)> {
         }
     }
     shown
+}
+
+/// One popup in dunst's history.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Popup {
+    /// dunst's notification id: it grows with every popup shown.
+    pub id: u64,
+    pub summary: String,
+    pub body: String,
+}
+
+/// What dunst has shown, with ids, oldest first. Popups still on screen are not in the
+/// history yet: `dunstctl close-all` moves them there.
+pub fn dunst_popups() -> Vec<Popup> {
+    let out = Command::new("dunstctl").arg("history").output().expect("dunstctl");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    let mut shown = Vec::new();
+    for group in v["data"].as_array().into_iter().flatten() {
+        for n in group.as_array().into_iter().flatten() {
+            shown.push(Popup {
+                id: n["id"]["data"].as_u64().unwrap_or_default(),
+                summary: n["summary"]["data"].as_str().unwrap_or_default().to_owned(),
+                body: n["body"]["data"].as_str().unwrap_or_default().to_owned(),
+            });
+        }
+    }
+    shown.sort_by_key(|p| p.id);
+    shown
+}
+
+/// `dunstctl close-all`: every popup on screen goes to the history.
+pub fn dunst_close_all() {
+    let status = Command::new("dunstctl").arg("close-all").status().expect("dunstctl");
+    assert!(status.success(), "dunstctl close-all failed");
 }
 
 /// `secret-tool lookup` with the attributes Talkbell's keyring entries carry.

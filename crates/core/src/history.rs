@@ -183,6 +183,14 @@ impl History {
         Ok(Stored::New(row))
     }
 
+    /// Records that a link to `server` came up: its cursor is 0 until a talk is stored,
+    /// so that the next hello resumes from 0 rather than asking for nothing. Never lowers
+    /// a cursor.
+    pub fn mark_linked(&self, server: &str) -> Result<(), HistoryError> {
+        self.conn().execute("INSERT OR IGNORE INTO cursors (server, last_seq) VALUES (?1, 0)", [server])?;
+        Ok(())
+    }
+
     pub fn last_stored_seq(&self, server: &str) -> Result<Option<Seq>, HistoryError> {
         let seq: Option<i64> = self
             .conn()
@@ -312,5 +320,9 @@ impl TalkStore for History {
 
     fn store(&self, server: &str, talk: &TalkMessage) -> Result<Stored, StoreError> {
         self.insert(server, talk).map_err(|e| StoreError(e.to_string()))
+    }
+
+    fn linked(&self, server: &str) -> Result<(), StoreError> {
+        self.mark_linked(server).map_err(|e| StoreError(e.to_string()))
     }
 }

@@ -69,6 +69,26 @@ fn the_last_seq_survives_a_restart_and_pruning() {
 }
 
 #[test]
+fn a_link_that_stored_nothing_still_resumes_from_zero_and_never_lowers_the_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.sqlite3");
+    {
+        let h = History::open(&path).unwrap();
+        assert_eq!(h.last_seq(SERVER).unwrap(), None, "a first connection has no resume");
+        h.linked(SERVER).unwrap();
+    }
+    // After a link that brought nothing (e.g. `talkbell login`), the next hello asks for
+    // everything the server queued since: resume 0, not no resume.
+    let h = History::open(&path).unwrap();
+    assert_eq!(h.last_seq(SERVER).unwrap(), Some(Seq(0)));
+    assert_eq!(h.last_seq("ws://other/").unwrap(), None);
+    h.store(SERVER, &talk(Some(4), "wang2", 1, "t")).unwrap();
+    h.linked(SERVER).unwrap();
+    assert_eq!(h.last_seq(SERVER).unwrap(), Some(Seq(4)));
+    assert_eq!(h.count().unwrap(), 1);
+}
+
+#[test]
 fn search_finds_words_and_never_fails_on_odd_input() {
     let dir = tempfile::tempdir().unwrap();
     let h = History::open(&dir.path().join("h.sqlite3")).unwrap();

@@ -28,6 +28,15 @@ pub trait TalkStore: Send + Sync + 'static {
     /// Stores a talk received from `server`. A talk whose `seq` is already stored for
     /// that server is not stored again and gives [`Stored::Duplicate`].
     fn store(&self, server: &str, talk: &TalkMessage) -> Result<Stored, StoreError>;
+    /// A link to `server` came up (the server took the hello). From then on the server
+    /// keeps this device's talks, so later hellos must carry a `resume` even if nothing
+    /// has been stored yet (`last_seq` gives `Some(Seq(0))`): without one the server
+    /// replays nothing, and what it queued while the app was closed would never arrive.
+    /// The default does nothing.
+    fn linked(&self, server: &str) -> Result<(), StoreError> {
+        let _ = server;
+        Ok(())
+    }
 }
 
 /// What [`TalkStore::store`] did.

@@ -335,6 +335,9 @@ impl SessionTask {
                     // An error frame announcing a refusal proves nothing but the refusal.
                     if !connected && refusal.is_none() {
                         connected = true;
+                        if let Err(e) = self.store.linked(&creds.server) {
+                            tracing::warn!(error = %e, "could not record the link in the history");
+                        }
                         self.publish(SessionState::Connected { user: self.welcomed.clone() });
                     }
                 }
