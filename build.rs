@@ -3,6 +3,7 @@
 fn main() {
     let commands = &[
         "get_status",
+        "get_log",
         "list_history",
         "mark_read",
         "sign_in",

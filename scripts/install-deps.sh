@@ -32,7 +32,7 @@ GUI_PACKAGES=(
   librsvg2-dev                   # SVG icons
   webkit2gtk-driver              # WebKitWebDriver, for driving the real window in tests
   trayer                         # a plain XEmbed tray host for the tests
-  openbox wmctrl                 # a window manager, so a test closes the window as a user does
+  openbox wmctrl xdotool         # a window manager, so tests close the window and click as a user does
   x11-utils                      # xwininfo: the tests find the tray icon in the tray host
   at-spi2-core python3-gi gir1.2-atspi-2.0  # the tests read the window as a screen reader does
   imagemagick                    # `import`: screenshots of the window, tray and popups

@@ -104,14 +104,44 @@ fn screen_shot(name: &str, area: Option<(u32, u32, i32, i32)>, scale: Option<u32
     path
 }
 
-/// The talks the window shows, top first, as a screen reader reads them (AT-SPI); None
-/// while the app has no window.
-fn screen_reader_history(pid: u32) -> Option<Vec<String>> {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/common/atspi_texts.py");
+/// Asks tests/common/atspi.py about the app, as a screen reader would (AT-SPI).
+fn screen_reader<T: serde::de::DeserializeOwned>(pid: u32, args: &[&str]) -> T {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/common/atspi.py");
     // Debian's python3, which has the AT-SPI bindings (python3-gi).
-    let out = Command::new("/usr/bin/python3").arg(script).arg(pid.to_string()).output().expect("python3");
-    assert!(out.status.success(), "atspi_texts.py: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("JSON from atspi_texts.py")
+    let out = Command::new("/usr/bin/python3").arg(script).arg(pid.to_string()).args(args).output().expect("python3");
+    assert!(out.status.success(), "atspi.py {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("JSON from atspi.py")
+}
+
+/// The talks the window shows, top first; None while the app has no window.
+fn screen_reader_history(pid: u32) -> Option<Vec<String>> {
+    screen_reader(pid, &["history"])
+}
+
+/// Opens the tray menu with a click on the icon, as a user does; its items and whether
+/// each is enabled.
+fn open_tray_menu(pid: u32) -> Vec<(String, bool)> {
+    let (w, h, x, y) = tray_icon().expect("the tray icon");
+    let (cx, cy) = (x + w as i32 / 2, y + h as i32 / 2);
+    let mut last_click: Option<Instant> = None;
+    eventually("the tray menu", || {
+        if let Some(items) = screen_reader::<Option<Vec<(String, bool)>>>(pid, &["menu"]) {
+            return Some(items);
+        }
+        // Again if a click went nowhere (the icon was not ready for it yet).
+        if last_click.is_none_or(|t| t.elapsed() > Duration::from_secs(3)) {
+            assert!(run_ok("xdotool", &["mousemove", &cx.to_string(), &cy.to_string(), "click", "1"]));
+            last_click = Some(Instant::now());
+        }
+        None
+    })
+}
+
+/// Clicks an item of the tray menu (opening the menu first).
+fn tray_menu_click(pid: u32, item: &str) {
+    let items = open_tray_menu(pid);
+    assert!(items.iter().any(|(name, on)| name == item && *on), "{item:?} not enabled in {items:?}");
+    assert!(screen_reader::<bool>(pid, &["click", item]), "could not click {item:?}");
 }
 
 fn dunst_displayed() -> u64 {
@@ -119,7 +149,10 @@ fn dunst_displayed() -> u64 {
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
 }
 
-fn popups_with(body: &str) -> usize {
+/// Popups with `body` in them, shown so far: those still on screen are closed first, as
+/// dunst's history holds only closed ones.
+fn popups_shown_with(body: &str) -> usize {
+    assert!(run_ok("dunstctl", &["close-all"]));
     dunst_history().iter().filter(|(_, b)| b.contains(body)).count()
 }
 
@@ -151,7 +184,15 @@ fn start_driver(app: &App) -> (Helper, u16) {
             driver.env(k, v);
         }
     }
-    let helper = Helper::start(&mut driver);
+    // The autostart plugin writes to $HOME/.config/autostart, whatever XDG_CONFIG_HOME says.
+    driver.env("HOME", app.home.path());
+    // The app's own log comes out here: TALKBELL_TEST_VERBOSE=1 shows it.
+    let verbose = std::env::var_os("TALKBELL_TEST_VERBOSE").is_some();
+    let helper = if verbose {
+        Helper(driver.spawn().expect("tauri-driver"))
+    } else {
+        Helper::start(&mut driver)
+    };
     eventually("tauri-driver to listen", || std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ()));
     (helper, port)
 }
@@ -269,12 +310,37 @@ async fn wait_top_talk(client: &Client, text: &str) {
     .await;
 }
 
-// ---- the test ------------------------------------------------------------------------
+// ---- the tests -----------------------------------------------------------------------
+
+/// One app at a time: they share the session bus (where the single-instance plugin
+/// claims its name), the tray and dunst.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+async fn click(client: &Client, id: &str) {
+    client.find(Locator::Id(id)).await.unwrap_or_else(|e| panic!("#{id}: {e}")).click().await.unwrap();
+}
+
+async fn texts(client: &Client, css: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for el in client.find_all(Locator::Css(css)).await.unwrap_or_default() {
+        out.push(el.text().await.unwrap_or_default());
+    }
+    out
+}
+
+fn close_tray_menu() {
+    assert!(run_ok("xdotool", &["key", "Escape"]));
+}
 
 #[test]
 #[ignore = "needs scripts/desktop-session.sh (D-Bus, gnome-keyring, dunst, Xvfb)"]
 fn a_user_signs_in_gets_talks_rides_out_an_outage_and_closes_the_window_to_the_tray() {
     require_desktop_session();
+    let _turn = one_at_a_time();
     let _desktop = window_manager_and_tray();
     let mut relay = Relay::start();
     let app = App::new();
@@ -331,9 +397,9 @@ fn a_user_signs_in_gets_talks_rides_out_an_outage_and_closes_the_window_to_the_t
         assert!(client.find_all(Locator::Css("#history img")).await.unwrap().is_empty(), "the text became HTML");
         assert!(client.get_alert_text().await.is_err(), "an alert is open");
         let popup_text = &first;
-        eventually("the first popup in dunst's history", || (popups_with(popup_text) == 1).then_some(()));
-        eventually("the markup talk's popup", || (popups_with("onerror=alert(1)") == 1).then_some(()));
-        assert_eq!(popups_with(&other), 0, "a talk for wang3 popped up");
+        eventually("the first popup", || (popups_shown_with(popup_text) == 1).then_some(()));
+        eventually("the markup talk's popup", || (popups_shown_with("onerror=alert(1)") == 1).then_some(()));
+        assert_eq!(popups_shown_with(&other), 0, "a talk for wang3 popped up");
         let window_png = client.screenshot().await.unwrap();
         std::fs::write(screenshots_dir().join("window.png"), &window_png).unwrap();
 
@@ -390,4 +456,183 @@ fn a_user_signs_in_gets_talks_rides_out_an_outage_and_closes_the_window_to_the_t
     for pid in app_pids(&app) {
         let _ = Command::new("kill").arg(pid.to_string()).status();
     }
+}
+
+#[test]
+#[ignore = "needs scripts/desktop-session.sh (D-Bus, gnome-keyring, dunst, Xvfb)"]
+fn unread_marks_log_pause_search_paging_settings_a_popup_click_and_quit() {
+    require_desktop_session();
+    let _turn = one_at_a_time();
+    let _desktop = window_manager_and_tray();
+    let relay = Relay::start();
+    let app = App::new();
+    let out = app.login(&relay.url(), relay.token(1), &[]);
+    assert!(out.status.success(), "login: {}", String::from_utf8_lossy(&out.stderr));
+    // A short burst window, so that each step's talks pop up on their own instead of
+    // joining the previous step's summary.
+    app.edit_config(|c| c.notifications.burst_window_ms = 300);
+    let (_driver, port) = start_driver(&app);
+    let id = std::process::id();
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let client = connect(port).await;
+        wait_status(&client, "connected", |t| t == "Connected as wang1").await;
+        let pid = app_pids(&app)[0];
+
+        // The log shows the connection, though it came up before the page did.
+        click(&client, "tab-log").await;
+        let log = texts(&client, "#log li span").await;
+        assert!(log.iter().any(|l| l == "connected"), "{log:?}");
+
+        // Talks that arrive while the history is not on screen are unread: in the status
+        // line and the tray menu's first line. Seeing them clears the marks.
+        let zebra = format!("the zebra crossing {id}");
+        let quiet = format!("a quiet afternoon {id}");
+        relay.send(2, 1, &zebra);
+        relay.send(2, 1, &quiet);
+        wait_status(&client, "2 unread", |t| t == "Connected as wang1 · 2 unread").await;
+        let menu = open_tray_menu(pid);
+        assert_eq!(menu[0].0, "Talkbell: connected · 2 unread", "{menu:?}");
+        let names: Vec<&str> = menu.iter().map(|(n, _)| n.as_str()).collect();
+        for item in ["Open Talkbell", "Reconnect now", "Pause notifications", "For 1 hour", "Until resumed",
+            "Resume notifications", "Sign out", "Quit"]
+        {
+            assert!(names.contains(&item), "{item:?} missing from the tray menu {names:?}");
+        }
+        assert!(menu.iter().any(|(n, on)| n == "Resume notifications" && !on), "resume enabled while not paused");
+        close_tray_menu();
+        click(&client, "tab-history").await;
+        wait_status(&client, "no unread", |t| t == "Connected as wang1").await;
+        let unread = client.find_all(Locator::Css("#history li.unread")).await.unwrap();
+        let json = app.history_json(&[]);
+        assert!(json.iter().all(|e| e["read"] == true), "still unread in the history: {json:?} ({} on screen)", unread.len());
+
+        // Paused from the tray: the talk is in the history and pops up nowhere.
+        tray_menu_click(pid, "Until resumed");
+        wait_status(&client, "paused", |t| t.ends_with("· notifications paused")).await;
+        let paused = format!("sent while paused {id}");
+        relay.send(2, 1, &paused);
+        wait_top_talk(&client, &paused).await;
+        click(&client, "tab-account").await;
+        click(&client, "resume").await;
+        wait_status(&client, "resumed", |t| !t.contains("paused")).await;
+        let resumed = format!("sent after resuming {id}");
+        relay.send(2, 1, &resumed);
+        eventually("the popup after resuming", || (popups_shown_with(&resumed) == 1).then_some(()));
+        assert_eq!(popups_shown_with(&paused), 0, "a talk popped up while paused");
+
+        // Search, then paging: 60 more talks; the list loads 50 at a time as it scrolls.
+        click(&client, "tab-history").await;
+        let search = client.find(Locator::Id("search")).await.unwrap();
+        search.send_keys("zebra").await.unwrap();
+        until("the search result", || async {
+            let rows = shown_history(&client).await;
+            (rows.len() == 1 && rows[0].1 == zebra).then_some(())
+        })
+        .await;
+        for n in 0..60 {
+            relay.send(2, 1, &format!("filler {n} {id}"));
+        }
+        let total = 64;
+        eventually("all talks stored", || (app.history_json(&["--limit", "1000"]).len() == total).then_some(()));
+        search.clear().await.unwrap();
+        search.send_keys(" ").await.unwrap(); // an input event; blank is no search
+        until("the first page", || async { (shown_history(&client).await.len() == 50).then_some(()) }).await;
+        client.execute("document.querySelector('main').scrollTop = 1e9", vec![]).await.unwrap();
+        until("the rest on scrolling", || async { (shown_history(&client).await.len() == total).then_some(()) }).await;
+        let rows = shown_history(&client).await;
+        assert_eq!(rows.last().unwrap().1, zebra, "the oldest is last");
+
+        // Settings: heartbeat timing into the config file; start at login as a desktop entry.
+        click(&client, "tab-account").await;
+        for (field, value) in [("hb-interval", "4000"), ("hb-timeout", "3000")] {
+            let input = client.find(Locator::Id(field)).await.unwrap();
+            input.clear().await.unwrap();
+            input.send_keys(value).await.unwrap();
+        }
+        click(&client, "autostart").await;
+        client.find(Locator::Css("#settings button[type=submit]")).await.unwrap().click().await.unwrap();
+        until("saved", || async {
+            let el = client.find(Locator::Id("settings-result")).await.ok()?;
+            el.text().await.ok()?.starts_with("Saved").then_some(())
+        })
+        .await;
+        let config = std::fs::read_to_string(app.config_home().join("talkbell/config.toml")).unwrap();
+        assert!(config.contains("interval_ms = 4000") && config.contains("timeout_ms = 3000"), "{config}");
+        let autostart_dir = app.home.path().join(".config/autostart");
+        let entries = || -> Vec<String> {
+            std::fs::read_dir(&autostart_dir)
+                .map(|d| d.flatten().filter_map(|e| std::fs::read_to_string(e.path()).ok()).collect())
+                .unwrap_or_default()
+        };
+        let entry = entries();
+        assert_eq!(entry.len(), 1, "{entry:?}");
+        assert!(entry[0].contains("--hidden"), "starts in the tray at login: {}", entry[0]);
+        click(&client, "autostart").await;
+        client.find(Locator::Css("#settings button[type=submit]")).await.unwrap().click().await.unwrap();
+        eventually("the autostart entry removed", || entries().is_empty().then_some(()));
+
+        // Window closed; a click on a popup opens it at that talk.
+        assert!(run_ok("wmctrl", &["-c", "Talkbell"]));
+        eventually("the window gone", || screen_reader_history(pid).is_none().then_some(()));
+        assert!(run_ok("dunstctl", &["close-all"]));
+        let clicked = format!("click me {id}");
+        relay.send(2, 1, &clicked);
+        eventually("the popup on screen", || (dunst_displayed() == 1).then_some(()));
+        assert!(run_ok("dunstctl", &["action", "0"]), "dunstctl action");
+        eventually("the window opened at the talk", || {
+            screen_reader_history(pid).and_then(|h| (h.first() == Some(&clicked)).then_some(()))
+        });
+
+        // Quit in the tray menu ends the app.
+        tray_menu_click(pid, "Quit");
+        eventually("the app to quit", || (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(()));
+        let _ = client.close().await;
+    });
+}
+
+#[test]
+#[ignore = "needs scripts/desktop-session.sh (D-Bus, gnome-keyring, dunst, Xvfb)"]
+fn hidden_start_sits_in_the_tray_with_no_web_view_until_opened_and_signs_out_from_the_menu() {
+    require_desktop_session();
+    let _turn = one_at_a_time();
+    let _desktop = window_manager_and_tray();
+    let relay = Relay::start();
+    let app = App::new();
+    let out = app.login(&relay.url(), relay.token(1), &[]);
+    assert!(out.status.success(), "login: {}", String::from_utf8_lossy(&out.stderr));
+    let text = format!("waiting in the tray {}", std::process::id());
+    relay.send(2, 1, &text);
+
+    let mut tray_app = Helper::start(app.command().arg("--hidden"));
+    let pid = tray_app.0.id();
+    eventually("the tray icon", tray_icon);
+    // Connected (the menu's first line) with no window and no WebKit process at all.
+    let menu = eventually("connected", || {
+        let menu = open_tray_menu(pid);
+        close_tray_menu();
+        menu[0].0.starts_with("Talkbell: connected").then_some(menu)
+    });
+    assert_eq!(menu[0].0, "Talkbell: connected · 1 unread");
+    assert_eq!(screen_reader_history(pid), None, "a window is open");
+    assert!(webkit_children(pid).is_empty(), "WebKit runs with no window: {:?}", webkit_children(pid));
+
+    tray_menu_click(pid, "Open Talkbell");
+    eventually("the window with the talk", || {
+        screen_reader_history(pid).and_then(|h| (h == [text.clone()]).then_some(()))
+    });
+
+    tray_menu_click(pid, "Sign out");
+    eventually("signed out", || {
+        let menu = open_tray_menu(pid);
+        close_tray_menu();
+        (menu[0].0 == "Talkbell: signed out").then_some(())
+    });
+    assert_eq!(secret_tool_lookup(&relay.url()), None, "the token is still in the keyring");
+    let menu = open_tray_menu(pid);
+    assert!(menu.iter().any(|(n, on)| n == "Sign out" && !on), "sign out still enabled: {menu:?}");
+    assert!(screen_reader::<bool>(pid, &["click", "Quit"]));
+    let status = tray_app.0.wait().unwrap();
+    assert!(status.success(), "quit with {status:?}");
 }

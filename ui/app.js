@@ -222,6 +222,7 @@ $("settings").addEventListener("submit", async (ev) => {
 async function start() {
   await listen("talkbell://status", (ev) => showStatus(ev.payload));
   await listen("talkbell://log", (ev) => log(ev.payload.text, ev.payload.at_ms));
+  for (const line of await invoke("get_log")) log(line.text, line.at_ms);
   await listen("talkbell://talk", (ev) => {
     if (query) return; // a search result list is not the live list
     $("history").prepend(item(ev.payload));

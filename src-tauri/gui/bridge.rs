@@ -1,9 +1,11 @@
 //! The session's events, turned into the tray's picture and events for the window.
 
+use std::collections::VecDeque;
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use talkbell_core::session::SessionEvent;
+use talkbell_core::session::{SessionEvent, SessionState};
 use tauri::{AppHandle, Emitter, Manager};
 use tokio::sync::broadcast::error::RecvError;
 
@@ -12,13 +14,58 @@ use super::{tray, Shell};
 
 /// A line of the window's connection log.
 #[derive(Clone, Serialize)]
-struct LogLine {
+pub struct LogLine {
     at_ms: u64,
     text: String,
 }
 
+/// The connection log's latest lines, kept here rather than in the page: the window
+/// comes and goes, and shows what happened while it was closed.
+#[derive(Default)]
+pub struct EventLog(Mutex<VecDeque<LogLine>>);
+
+impl EventLog {
+    const KEEP: usize = 500;
+
+    fn push(&self, app: &AppHandle, text: String) {
+        let line = LogLine { at_ms: now_ms(), text };
+        let _ = app.emit("talkbell://log", &line);
+        let mut lines = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if lines.len() == Self::KEEP {
+            lines.pop_front();
+        }
+        lines.push_back(line);
+    }
+
+    /// Oldest first.
+    pub fn lines(&self) -> Vec<LogLine> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+    }
+}
+
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// What the user asks of notifications, from the tray or the window.
+pub enum PauseChange {
+    For(std::time::Duration),
+    UntilResumed,
+    Resume,
+}
+
+/// Applies `change`, and shows the new status once the notifier has taken it (it runs as
+/// a task of its own, so reading its state at once would show the old one).
+pub async fn change_pause(app: &AppHandle, change: PauseChange) {
+    if let Some(n) = app.state::<Shell>().engine.notifications() {
+        match change {
+            PauseChange::For(d) => n.pause(Some(d)),
+            PauseChange::UntilResumed => n.pause(None),
+            PauseChange::Resume => n.resume(),
+        }
+        n.stats().await;
+    }
+    refresh(app);
 }
 
 /// Re-reads the status and shows it on the tray and in the window.
@@ -28,8 +75,22 @@ pub fn refresh(app: &AppHandle) {
     let _ = app.emit("talkbell://status", &status);
 }
 
+fn state_line(state: &SessionState) -> String {
+    match state {
+        SessionState::Backoff { reason, delay, .. } => {
+            format!("offline ({reason}); next attempt in {:.1} s", delay.as_secs_f64())
+        }
+        SessionState::SignedOut { reason: Some(r) } => format!("signed out: {r}"),
+        other => other.label().to_owned(),
+    }
+}
+
 pub fn spawn(app: AppHandle) {
+    app.manage(EventLog::default());
     let mut events = app.state::<Shell>().engine.session().subscribe();
+    // Where the session already is (it started before this subscribed).
+    let now = app.state::<Shell>().engine.session().state();
+    app.state::<EventLog>().push(&app, state_line(&now));
     tauri::async_runtime::spawn(async move {
         loop {
             let event = match events.recv().await {
@@ -43,15 +104,7 @@ pub fn spawn(app: AppHandle) {
             let log = match &event {
                 SessionEvent::State(state) => {
                     refresh(&app);
-                    Some(match state {
-                        talkbell_core::session::SessionState::Backoff { reason, delay, .. } => {
-                            format!("offline ({reason}); next attempt in {:.1} s", delay.as_secs_f64())
-                        }
-                        talkbell_core::session::SessionState::SignedOut { reason: Some(r) } => {
-                            format!("signed out: {r}")
-                        }
-                        other => other.label().to_owned(),
-                    })
+                    Some(state_line(state))
                 }
                 SessionEvent::Talk { row, .. } => {
                     if let Ok(Some(entry)) = app.state::<Shell>().engine.history().get(*row) {
@@ -69,7 +122,7 @@ pub fn spawn(app: AppHandle) {
                 SessionEvent::Duplicate { .. } => None,
             };
             if let Some(text) = log {
-                let _ = app.emit("talkbell://log", LogLine { at_ms: now_ms(), text });
+                app.state::<EventLog>().push(&app, text);
             }
         }
     });

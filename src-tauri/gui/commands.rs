@@ -9,6 +9,7 @@ use talkbell_core::protocol::{Token, UserId};
 use tauri::{AppHandle, State};
 use tauri_plugin_autostart::ManagerExt;
 
+use super::bridge::{EventLog, LogLine, PauseChange};
 use super::status::Status;
 use super::{bridge, Shell};
 
@@ -34,6 +35,12 @@ pub fn list_history(
         only_unread: false,
     };
     shell.engine.history().list(&query).map_err(|e| e.to_string())
+}
+
+/// The connection log so far, oldest first; new lines follow as events.
+#[tauri::command]
+pub fn get_log(log: State<'_, EventLog>) -> Vec<LogLine> {
+    log.lines()
 }
 
 /// The window marks what it has shown.
@@ -73,19 +80,19 @@ pub fn reconnect_now(shell: State<'_, Shell>) {
 
 /// `minutes`: how long; none is until resumed.
 #[tauri::command]
-pub fn pause_notifications(app: AppHandle, shell: State<'_, Shell>, minutes: Option<u64>) {
-    if let Some(n) = shell.engine.notifications() {
-        n.pause(minutes.map(|m| Duration::from_secs(m.saturating_mul(60))));
-    }
-    bridge::refresh(&app);
+pub async fn pause_notifications(app: AppHandle, minutes: Option<u64>) -> Result<(), String> {
+    let change = match minutes {
+        Some(m) => PauseChange::For(Duration::from_secs(m.saturating_mul(60))),
+        None => PauseChange::UntilResumed,
+    };
+    bridge::change_pause(&app, change).await;
+    Ok(())
 }
 
 #[tauri::command]
-pub fn resume_notifications(app: AppHandle, shell: State<'_, Shell>) {
-    if let Some(n) = shell.engine.notifications() {
-        n.resume();
-    }
-    bridge::refresh(&app);
+pub async fn resume_notifications(app: AppHandle) -> Result<(), String> {
+    bridge::change_pause(&app, PauseChange::Resume).await;
+    Ok(())
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -35,6 +35,7 @@ pub fn run(paths: Paths, hidden: bool) -> Result<()> {
         ))
         .invoke_handler(tauri::generate_handler![
             commands::get_status,
+            commands::get_log,
             commands::list_history,
             commands::mark_read,
             commands::sign_in,

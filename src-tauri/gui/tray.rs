@@ -9,6 +9,7 @@ use tauri::menu::{Menu, MenuEvent, MenuItem, PredefinedMenuItem, Submenu};
 use tauri::tray::TrayIconBuilder;
 use tauri::{AppHandle, Manager, Wry};
 
+use super::bridge::{self, PauseChange};
 use super::status::Status;
 use super::{window, Shell};
 
@@ -74,15 +75,14 @@ fn on_menu(app: &AppHandle, event: MenuEvent) {
     match event.id().as_ref() {
         "open" => window::open(app, None),
         "reconnect" => engine.session().reconnect_now(),
-        "pause-hour" | "pause-forever" | "resume" => {
-            if let Some(n) = engine.notifications() {
-                match event.id().as_ref() {
-                    "pause-hour" => n.pause(Some(Duration::from_secs(3600))),
-                    "pause-forever" => n.pause(None),
-                    _ => n.resume(),
-                }
-            }
-            super::bridge::refresh(app);
+        id @ ("pause-hour" | "pause-forever" | "resume") => {
+            let change = match id {
+                "pause-hour" => PauseChange::For(Duration::from_secs(3600)),
+                "pause-forever" => PauseChange::UntilResumed,
+                _ => PauseChange::Resume,
+            };
+            let app = app.clone();
+            tauri::async_runtime::spawn(async move { bridge::change_pause(&app, change).await });
         }
         "sign-out" => {
             let app = app.clone();
