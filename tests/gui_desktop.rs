@@ -149,6 +149,15 @@ fn dunst_displayed() -> u64 {
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
 }
 
+/// Waits until exactly one popup with `body` in it was shown; on failure says what was.
+fn wait_popup(body: &str) {
+    let started = Instant::now();
+    while popups_shown_with(body) != 1 {
+        assert!(started.elapsed() < PATIENCE, "no single popup with {body:?}; dunst showed {:?}", dunst_history());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Popups with `body` in them, shown so far: those still on screen are closed first, as
 /// dunst's history holds only closed ones.
 fn popups_shown_with(body: &str) -> usize {
@@ -169,6 +178,43 @@ fn tauri_driver_bin() -> PathBuf {
         assert!(bin.exists(), "tauri-driver is not installed: scripts/test.sh installs it");
         bin
     })
+}
+
+/// Ends, with the test (passed or failed), every process started for `app`: the app, and
+/// the WebDriver servers between it and the test. They all carry its data dir in their
+/// environment. A leftover app would hold the single-instance name on the bus, and the
+/// next test's app would only hand over to it and exit.
+struct Cleanup(String);
+
+impl Cleanup {
+    fn new(app: &App) -> Cleanup {
+        Cleanup(env_marker(app))
+    }
+}
+
+/// What every process started for `app` has in its environment.
+fn env_marker(app: &App) -> String {
+    format!("TALKBELL_DATA_DIR={}", app.data_home().join("talkbell").display())
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for pid in pids_with_env(&self.0) {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        }
+    }
+}
+
+fn pids_with_env(marker: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let env = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+        if env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes()) {
+            pids.push(pid);
+        }
+    }
+    pids
 }
 
 /// tauri-driver on a port of its own; the app it starts inherits this environment, so it
@@ -205,30 +251,22 @@ async fn connect(port: u16) -> Client {
         serde_json::json!({ "application": talkbell_bin(), "args": [] }),
     );
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    ClientBuilder::new(connector)
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
+    let mut builder = ClientBuilder::new(connector);
+    builder.capabilities(caps);
+    let url = format!("http://127.0.0.1:{port}");
+    tokio::time::timeout(PATIENCE, builder.connect(&url))
         .await
+        .expect("no WebDriver session within the bound (is another Talkbell running?)")
         .expect("a WebDriver session with the app")
 }
 
 /// The running `talkbell` processes of this test (found by their data dir).
 fn app_pids(app: &App) -> Vec<u32> {
-    let marker = format!("TALKBELL_DATA_DIR={}", app.data_home().join("talkbell").display());
     let bin = talkbell_bin().canonicalize().unwrap();
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let exe = std::fs::read_link(entry.path().join("exe")).ok();
-        if exe.as_deref() != Some(bin.as_path()) {
-            continue;
-        }
-        let env = std::fs::read(entry.path().join("environ")).unwrap_or_default();
-        if env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes()) {
-            pids.push(pid);
-        }
-    }
-    pids
+    pids_with_env(&env_marker(app))
+        .into_iter()
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).ok().as_deref() == Some(bin.as_path()))
+        .collect()
 }
 
 /// The WebKit processes (web content, network) whose parent is `pid`.
@@ -344,6 +382,7 @@ fn a_user_signs_in_gets_talks_rides_out_an_outage_and_closes_the_window_to_the_t
     let _desktop = window_manager_and_tray();
     let mut relay = Relay::start();
     let app = App::new();
+    let _cleanup = Cleanup::new(&app);
     let token = relay.token(1).to_owned();
     let (_driver, port) = start_driver(&app);
 
@@ -397,8 +436,8 @@ fn a_user_signs_in_gets_talks_rides_out_an_outage_and_closes_the_window_to_the_t
         assert!(client.find_all(Locator::Css("#history img")).await.unwrap().is_empty(), "the text became HTML");
         assert!(client.get_alert_text().await.is_err(), "an alert is open");
         let popup_text = &first;
-        eventually("the first popup", || (popups_shown_with(popup_text) == 1).then_some(()));
-        eventually("the markup talk's popup", || (popups_shown_with("onerror=alert(1)") == 1).then_some(()));
+        wait_popup(popup_text);
+        wait_popup("onerror=alert(1)");
         assert_eq!(popups_shown_with(&other), 0, "a talk for wang3 popped up");
         let window_png = client.screenshot().await.unwrap();
         std::fs::write(screenshots_dir().join("window.png"), &window_png).unwrap();
@@ -425,7 +464,9 @@ fn a_user_signs_in_gets_talks_rides_out_an_outage_and_closes_the_window_to_the_t
         assert_eq!(pids.len(), 1, "one talkbell process: {pids:?}");
         let pid = pids[0];
         let shown_before = before_close.iter().map(|(_, t)| t.clone()).collect::<Vec<_>>();
-        assert_eq!(screen_reader_history(pid), Some(shown_before.clone()), "AT-SPI reads what WebDriver sees");
+        eventually("AT-SPI to read what WebDriver sees", || {
+            (screen_reader_history(pid).as_ref() == Some(&shown_before)).then_some(())
+        });
         assert!(!webkit_children(pid).is_empty(), "the open window has WebKit processes");
         assert!(run_ok("wmctrl", &["-c", "Talkbell"]), "wmctrl could not close the window");
         eventually("no WebKit process once the window is closed", || webkit_children(pid).is_empty().then_some(()));
@@ -466,6 +507,7 @@ fn unread_marks_log_pause_search_paging_settings_a_popup_click_and_quit() {
     let _desktop = window_manager_and_tray();
     let relay = Relay::start();
     let app = App::new();
+    let _cleanup = Cleanup::new(&app);
     let out = app.login(&relay.url(), relay.token(1), &[]);
     assert!(out.status.success(), "login: {}", String::from_utf8_lossy(&out.stderr));
     // A short burst window, so that each step's talks pop up on their own instead of
@@ -519,7 +561,7 @@ fn unread_marks_log_pause_search_paging_settings_a_popup_click_and_quit() {
         wait_status(&client, "resumed", |t| !t.contains("paused")).await;
         let resumed = format!("sent after resuming {id}");
         relay.send(2, 1, &resumed);
-        eventually("the popup after resuming", || (popups_shown_with(&resumed) == 1).then_some(()));
+        wait_popup(&resumed);
         assert_eq!(popups_shown_with(&paused), 0, "a talk popped up while paused");
 
         // Search, then paging: 60 more talks; the list loads 50 at a time as it scrolls.
@@ -600,6 +642,7 @@ fn hidden_start_sits_in_the_tray_with_no_web_view_until_opened_and_signs_out_fro
     let _desktop = window_manager_and_tray();
     let relay = Relay::start();
     let app = App::new();
+    let _cleanup = Cleanup::new(&app);
     let out = app.login(&relay.url(), relay.token(1), &[]);
     assert!(out.status.success(), "login: {}", String::from_utf8_lossy(&out.stderr));
     let text = format!("waiting in the tray {}", std::process::id());
@@ -633,6 +676,6 @@ fn hidden_start_sits_in_the_tray_with_no_web_view_until_opened_and_signs_out_fro
     let menu = open_tray_menu(pid);
     assert!(menu.iter().any(|(n, on)| n == "Sign out" && !on), "sign out still enabled: {menu:?}");
     assert!(screen_reader::<bool>(pid, &["click", "Quit"]));
-    let status = tray_app.0.wait().unwrap();
+    let status = eventually("the app to quit", || tray_app.0.try_wait().unwrap());
     assert!(status.success(), "quit with {status:?}");
 }
