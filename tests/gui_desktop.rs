@@ -370,6 +370,15 @@ async fn texts(client: &Client, css: &str) -> Vec<String> {
     out
 }
 
+/// An app of its own, signed in as wang1 through `talkbell login`.
+fn signed_in(relay: &Relay) -> (App, Cleanup) {
+    let app = App::new();
+    let cleanup = Cleanup::new(&app);
+    let out = app.login(&relay.url(), relay.token(1), &[]);
+    assert!(out.status.success(), "login: {}", String::from_utf8_lossy(&out.stderr));
+    (app, cleanup)
+}
+
 fn close_tray_menu() {
     assert!(run_ok("xdotool", &["key", "Escape"]));
 }
@@ -497,9 +506,6 @@ fn a_user_signs_in_gets_talks_rides_out_an_outage_and_closes_the_window_to_the_t
         assert!(!webkit_children(pid).is_empty());
         let _ = client.close().await;
     });
-    for pid in app_pids(&app) {
-        let _ = Command::new("kill").arg(pid.to_string()).status();
-    }
 }
 
 #[test]
@@ -509,10 +515,7 @@ fn unread_marks_log_pause_search_paging_settings_a_popup_click_and_quit() {
     let _turn = one_at_a_time();
     let _desktop = window_manager_and_tray();
     let relay = Relay::start();
-    let app = App::new();
-    let _cleanup = Cleanup::new(&app);
-    let out = app.login(&relay.url(), relay.token(1), &[]);
-    assert!(out.status.success(), "login: {}", String::from_utf8_lossy(&out.stderr));
+    let (app, _cleanup) = signed_in(&relay);
     // A short burst window, so that each step's talks pop up on their own instead of
     // joining the previous step's summary.
     app.edit_config(|c| c.notifications.burst_window_ms = 300);
@@ -644,10 +647,7 @@ fn hidden_start_sits_in_the_tray_with_no_web_view_until_opened_and_signs_out_fro
     let _turn = one_at_a_time();
     let _desktop = window_manager_and_tray();
     let relay = Relay::start();
-    let app = App::new();
-    let _cleanup = Cleanup::new(&app);
-    let out = app.login(&relay.url(), relay.token(1), &[]);
-    assert!(out.status.success(), "login: {}", String::from_utf8_lossy(&out.stderr));
+    let (app, _cleanup) = signed_in(&relay);
     let text = format!("waiting in the tray {}", std::process::id());
     relay.send(2, 1, &text);
 
@@ -735,10 +735,7 @@ fn on_a_status_notifier_desktop_the_tray_is_an_item_with_the_same_menu() {
     assert!(ready.get("ready").is_some(), "{ready}");
 
     let relay = Relay::start();
-    let app = App::new();
-    let _cleanup = Cleanup::new(&app);
-    let out = app.login(&relay.url(), relay.token(1), &[]);
-    assert!(out.status.success(), "login: {}", String::from_utf8_lossy(&out.stderr));
+    let (app, _cleanup) = signed_in(&relay);
     relay.send(2, 1, &format!("for the menu {}", std::process::id()));
     let mut tray_app = Helper::start(app.command().arg("--hidden"));
 
