@@ -37,6 +37,12 @@ GUI_PACKAGES=(
   at-spi2-core python3-gi gir1.2-atspi-2.0  # the tests read the window as a screen reader does
   imagemagick                    # `import`: screenshots of the window, tray and popups
 )
+
+# bench: the benchmarks (crates/bench); the browser baseline runs bench/baseline.html in it.
+BENCH_PACKAGES=(
+  chromium                       # Debian's Chromium, run --headless as the original browser client
+  procps                         # kill (of a process group), used to stop the baseline's Chromium
+)
 # ---------------------------------------------------------------------------------------
 
 groups=("$@")
@@ -47,7 +53,8 @@ for g in "${groups[@]}"; do
   case "$g" in
     core) wanted+=("${CORE_PACKAGES[@]}") ;;
     gui)  wanted+=("${GUI_PACKAGES[@]}") ;;
-    *) echo "install-deps: unknown group '$g' (known: core gui)" >&2; exit 2 ;;
+    bench) wanted+=("${BENCH_PACKAGES[@]}") ;;
+    *) echo "install-deps: unknown group '$g' (known: core gui bench)" >&2; exit 2 ;;
   esac
 done
 

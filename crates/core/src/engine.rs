@@ -2,11 +2,14 @@
 //! ack → notifier. The headless daemon and the desktop shell both run one `Engine`, so
 //! neither holds connection logic of its own.
 
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::config::{Config, ConfigError, Paths};
 use crate::history::{History, HistoryError};
@@ -79,8 +82,9 @@ impl Engine {
         let notify = notifier
             .filter(|_| config.notifications.enabled)
             .map(|n| NotifyGate::spawn(n, config.notify_settings()));
+        let trace = notify.as_ref().and_then(|_| DeliveryTrace::from_env());
         let config = Arc::new(Mutex::new(config));
-        let bridge = tokio::spawn(bridge(session.clone(), notify.clone(), config.clone(), paths.clone()));
+        let bridge = tokio::spawn(bridge(session.clone(), notify.clone(), config.clone(), paths.clone(), trace));
         tokio::spawn(prune_daily(history.clone(), retention));
         Ok(Engine { session, history, notify, config, paths, secrets: SecretStore::new(), bridge })
     }
@@ -211,13 +215,34 @@ pub async fn forget_token(paths: &Paths) -> Result<(), EngineError> {
 }
 
 /// Follows the session: talks and links coming up go to the notifier; a welcome's user
-/// id is kept.
-async fn bridge(session: SessionHandle, notify: Option<NotifyHandle>, config: Arc<Mutex<Config>>, paths: Paths) {
+/// id is kept. With a [`DeliveryTrace`], each talk for the user handed to the notifier is
+/// also written there.
+async fn bridge(
+    session: SessionHandle,
+    notify: Option<NotifyHandle>,
+    config: Arc<Mutex<Config>>,
+    paths: Paths,
+    mut trace: Option<DeliveryTrace>,
+) {
     let mut events = session.subscribe();
     loop {
-        let event = events.recv().await;
+        // Without a trace this is always `None`: no timer, no wake-up.
+        let flush_at = trace.as_ref().and_then(DeliveryTrace::flush_due);
+        let event = tokio::select! {
+            event = events.recv() => event,
+            () = sleep_until_some(flush_at) => {
+                DeliveryTrace::flush_or_end(&mut trace);
+                continue;
+            }
+        };
         if let (Some(n), Ok(event)) = (&notify, &event) {
             n.session_event(event);
+            if let (Some(t), SessionEvent::Talk { talk, for_me: true, .. }) = (trace.as_mut(), event) {
+                if let Err(e) = t.record(&talk.talk) {
+                    tracing::warn!(error = %e, "delivery trace: cannot write; tracing stops");
+                    trace = None;
+                }
+            }
         }
         match event {
             Ok(SessionEvent::Welcome { user }) => {
@@ -229,13 +254,98 @@ async fn bridge(session: SessionHandle, notify: Option<NotifyHandle>, config: Ar
                     }
                 }
             }
-            Ok(SessionEvent::State(SessionState::Stopped)) | Err(RecvError::Closed) => return,
+            Ok(SessionEvent::State(SessionState::Stopped)) | Err(RecvError::Closed) => {
+                DeliveryTrace::flush_or_end(&mut trace);
+                return;
+            }
             Ok(_) => {}
             Err(RecvError::Lagged(missed)) => {
                 // The talks are in the history; only their popups are lost to the lag.
                 tracing::warn!(missed, "fell behind the session's events");
             }
         }
+    }
+}
+
+/// The environment variable that turns the [`DeliveryTrace`] on: a file path.
+pub const DELIVERY_TRACE_ENV: &str = "TALKBELL_DELIVERY_TRACE";
+
+/// How long a traced line may wait in the buffer.
+const TRACE_FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+/// For benchmarks only (talkbell-bench measures delivery latency with it): when
+/// `TALKBELL_DELIVERY_TRACE=<file>` is set at [`Engine::start`] (and there is a notifier),
+/// the bridge appends one line per talk for the user that it hands to the notifier,
+/// `<unix time in µs>\t<talk text>`, with `\`, tab, CR and LF in the text written as
+/// `\\`, `\t`, `\r` and `\n`. The writer is buffered and flushed at least every 100 ms
+/// while lines wait, and at shutdown (or when dropped). A file that cannot be opened or
+/// written is logged and the trace ends; it never stops the engine. Unset, it costs
+/// nothing: no file, no timer, one `None` check per event.
+struct DeliveryTrace {
+    out: BufWriter<File>,
+    /// Since when written lines wait unflushed.
+    dirty_since: Option<Instant>,
+}
+
+impl DeliveryTrace {
+    fn from_env() -> Option<DeliveryTrace> {
+        let path = std::env::var_os(DELIVERY_TRACE_ENV).filter(|p| !p.is_empty())?;
+        match OpenOptions::new().create(true).append(true).open(&path) {
+            Ok(file) => {
+                tracing::info!(path = %std::path::Path::new(&path).display(), "delivery trace on (benchmarks)");
+                Some(DeliveryTrace { out: BufWriter::with_capacity(64 * 1024, file), dirty_since: None })
+            }
+            Err(e) => {
+                tracing::warn!(path = %std::path::Path::new(&path).display(), error = %e, "delivery trace: cannot open; no trace");
+                None
+            }
+        }
+    }
+
+    /// One line, stamped now.
+    fn record(&mut self, text: &str) -> std::io::Result<()> {
+        let now_us = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros());
+        write!(self.out, "{now_us}\t")?;
+        let mut rest = text;
+        while let Some(i) = rest.find(['\\', '\t', '\r', '\n']) {
+            self.out.write_all(&rest.as_bytes()[..i])?;
+            let escaped: &[u8] = match rest.as_bytes()[i] {
+                b'\\' => b"\\\\",
+                b'\t' => b"\\t",
+                b'\r' => b"\\r",
+                _ => b"\\n",
+            };
+            self.out.write_all(escaped)?;
+            rest = &rest[i + 1..];
+        }
+        self.out.write_all(rest.as_bytes())?;
+        self.out.write_all(b"\n")?;
+        self.dirty_since.get_or_insert_with(Instant::now);
+        Ok(())
+    }
+
+    /// When the waiting lines must be flushed, if any wait.
+    fn flush_due(&self) -> Option<Instant> {
+        self.dirty_since.map(|since| since + TRACE_FLUSH_EVERY)
+    }
+
+    /// Flushes; on an error the trace ends (it is logged, never fatal).
+    fn flush_or_end(trace: &mut Option<DeliveryTrace>) {
+        if let Some(t) = trace {
+            t.dirty_since = None;
+            if let Err(e) = t.out.flush() {
+                tracing::warn!(error = %e, "delivery trace: cannot write; tracing stops");
+                *trace = None;
+            }
+        }
+    }
+}
+
+/// Sleeps until `at`, or forever when there is none.
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -251,6 +361,48 @@ async fn prune_daily(history: Arc<History>, (max_rows, max_age): (usize, Duratio
             Ok(Ok(n)) => tracing::info!(removed = n, "history pruned to its retention limits"),
             Ok(Err(e)) => tracing::warn!(error = %e, "could not prune the history"),
             Err(_) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_delivery_trace_writes_one_escaped_line_per_talk_and_asks_for_a_flush_within_100_ms() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trace.tsv");
+        let file = OpenOptions::new().create(true).append(true).open(&path).unwrap();
+        let mut trace = Some(DeliveryTrace { out: BufWriter::new(file), dirty_since: None });
+        let t = trace.as_mut().unwrap();
+        assert_eq!(t.flush_due(), None, "nothing waits: no timer");
+        let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros();
+        t.record("bench 1 1763900000123456").unwrap();
+        t.record("two\tlines\nand a \\ and \r").unwrap();
+        assert_eq!(t.flush_due(), Some(Instant::now() + TRACE_FLUSH_EVERY));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "", "buffered until the flush");
+        DeliveryTrace::flush_or_end(&mut trace);
+        assert_eq!(trace.as_ref().unwrap().flush_due(), None);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<(u128, &str)> = text
+            .lines()
+            .map(|l| {
+                let (us, talk) = l.split_once('\t').unwrap();
+                (us.parse().unwrap(), talk)
+            })
+            .collect();
+        assert_eq!(lines.len(), 2, "{text:?}");
+        assert!(lines.iter().all(|(us, _)| *us >= before));
+        assert_eq!(lines[0].1, "bench 1 1763900000123456");
+        assert_eq!(lines[1].1, "two\\tlines\\nand a \\\\ and \\r");
+    }
+
+    #[test]
+    fn without_the_variable_there_is_no_trace() {
+        // The variable is not set in the test environment (and is never set by tests).
+        if std::env::var_os(DELIVERY_TRACE_ENV).is_none() {
+            assert!(DeliveryTrace::from_env().is_none());
         }
     }
 }

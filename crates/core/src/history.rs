@@ -2,6 +2,7 @@
 //! search and unread marks. The session stores here before it acks (`TalkStore`).
 
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -68,6 +69,9 @@ pub struct HistoryQuery {
 
 pub struct History {
     conn: Mutex<Connection>,
+    /// Wakes the checkpointer after a write; None where it could not start (then SQLite
+    /// checkpoints on commit, as by default).
+    checkpoint: Option<SyncSender<()>>,
 }
 
 const SCHEMA_VERSION: i64 = 1;
@@ -102,6 +106,30 @@ END;
 
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Folds the WAL back into the database file on a thread and connection of its own. A
+/// checkpoint fsyncs the file; run by the writer (SQLite's default, every 1,000 pages) it
+/// stalled the talk being stored, and with it the ack and the popup, for as long as the
+/// disk took. Idle, the thread sleeps in `recv` and costs no wake-ups.
+fn spawn_checkpointer(path: &Path) -> Option<SyncSender<()>> {
+    let conn = Connection::open(path).ok()?;
+    conn.busy_timeout(Duration::from_secs(5)).ok()?;
+    let (tx, rx) = sync_channel::<()>(1);
+    std::thread::Builder::new()
+        .name("history-checkpoint".into())
+        .spawn(move || {
+            while rx.recv().is_ok() {
+                // One checkpoint for a burst of commits, not one each.
+                std::thread::sleep(Duration::from_millis(200));
+                while rx.try_recv().is_ok() {}
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::debug!(error = %e, "history checkpoint");
+                }
+            }
+        })
+        .ok()?;
+    Some(tx)
 }
 
 /// User text as an FTS5 query that cannot be a syntax error: every word a quoted prefix
@@ -141,7 +169,18 @@ impl History {
                 )))
             }
         }
-        Ok(History { conn: Mutex::new(conn) })
+        let checkpoint = spawn_checkpointer(path);
+        if checkpoint.is_some() {
+            conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(open_err)?;
+        }
+        Ok(History { conn: Mutex::new(conn), checkpoint })
+    }
+
+    /// After a write: the WAL grew, the checkpointer will fold it back in.
+    fn wrote(&self) {
+        if let Some(tx) = &self.checkpoint {
+            let _ = tx.try_send(());
+        }
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -180,6 +219,8 @@ impl History {
             )?;
         }
         tx.commit()?;
+        drop(conn);
+        self.wrote();
         Ok(Stored::New(row))
     }
 
@@ -188,6 +229,7 @@ impl History {
     /// a cursor.
     pub fn mark_linked(&self, server: &str) -> Result<(), HistoryError> {
         self.conn().execute("INSERT OR IGNORE INTO cursors (server, last_seq) VALUES (?1, 0)", [server])?;
+        self.wrote();
         Ok(())
     }
 
@@ -254,11 +296,15 @@ impl History {
             }
         }
         tx.commit()?;
+        drop(conn);
+        self.wrote();
         Ok(changed)
     }
 
     pub fn mark_all_read(&self) -> Result<usize, HistoryError> {
-        Ok(self.conn().execute("UPDATE talks SET read = 1 WHERE read = 0", [])?)
+        let changed = self.conn().execute("UPDATE talks SET read = 1 WHERE read = 0", [])?;
+        self.wrote();
+        Ok(changed)
     }
 
     /// Unread talks; with a user, only those addressed to that user.
@@ -284,6 +330,8 @@ impl History {
             "DELETE FROM talks WHERE id NOT IN (SELECT id FROM talks ORDER BY id DESC LIMIT ?1)",
             [max_rows.min(i64::MAX as usize) as i64],
         )?;
+        drop(conn);
+        self.wrote();
         Ok(by_age + by_count)
     }
 

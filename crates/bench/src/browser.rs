@@ -1,0 +1,608 @@
+//! The baseline: the original browser client (`bench/baseline.html`) in headless Chromium.
+//!
+//! The page is what users had before Talkbell: a WebSocket with a hello, `online` after 5 s
+//! of silence, a close when that goes unanswered for 5 s, a reconnect 5 s later, and an
+//! `alert` for a talk to the user. Here the alert is replaced by a record — the time the
+//! handler ran (µs since the Unix epoch, from `performance.timeOrigin + performance.now()`)
+//! and the talk — which the page POSTs in batches to a small HTTP collector this module runs
+//! on 127.0.0.1 (an ephemeral port). The page also reports each time its socket opens, and
+//! the first frame the server sends on it, so [`Baseline::start`] returns once it is
+//! connected — and, with a server that answers the hello (the relay's welcome), once the
+//! server has taken it, so that talks posted right after start reach the page.
+//!
+//! Chromium is Debian's `chromium` (`/usr/bin/chromium`, or `$TALKBELL_CHROMIUM`), started
+//! in its own process group with a fresh profile; [`Baseline::stop`] and `Drop` kill the
+//! whole group.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The Chromium flags, besides `--user-data-dir=<fresh temp dir>` and the page's URL.
+pub const CHROMIUM_FLAGS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+    // Keep the page's timers at full speed: it is a background page nobody looks at.
+    "--disable-background-timer-throttling",
+    "--disable-renderer-backgrounding",
+    "--disable-backgrounding-occluded-windows",
+    // Never touch the desktop session's keyring.
+    "--password-store=basic",
+    "--mute-audio",
+];
+
+/// How long Chromium gets to start and open the page's WebSocket.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// After the socket opens, how long start waits for the server's first frame (a welcome).
+/// A server that sends nothing until a talk costs start this much.
+const FIRST_FRAME_WAIT: Duration = Duration::from_secs(2);
+
+/// The largest request the collector takes (a batch of records).
+const MAX_BODY: usize = 256 << 20;
+const MAX_HEAD: usize = 64 << 10;
+
+/// A running headless Chromium on `bench/baseline.html`, and the collector of its records.
+pub struct Baseline {
+    /// The browser process; it leads the process group of every Chromium process.
+    child: Option<Child>,
+    pid: u32,
+    collector: Arc<Collector>,
+    server: JoinHandle<()>,
+    /// The fresh `--user-data-dir`, removed once Chromium is gone.
+    profile: Option<tempfile::TempDir>,
+}
+
+struct Collector {
+    records: Mutex<Vec<(u64, String)>>,
+    /// How many times the page's WebSocket has opened.
+    opens: watch::Sender<u64>,
+    /// How many connections have had a first frame from the server.
+    frames: watch::Sender<u64>,
+    /// How many times it has closed (each is followed by a reconnect 5 s later).
+    closes: AtomicU64,
+}
+
+impl Baseline {
+    /// Starts headless Chromium (its own fresh --user-data-dir) on bench/baseline.html against
+    /// `ws_url`, signed in as `user_id` with `token`; returns once the page's WebSocket is open.
+    pub async fn start(ws_url: &str, token: &str, user_id: u64) -> anyhow::Result<Baseline> {
+        let began = Instant::now();
+        let page = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../bench/baseline.html")
+            .canonicalize()
+            .context("finding bench/baseline.html")?;
+        let chromium = chromium_binary()?;
+
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding the baseline's collector")?;
+        let port = listener.local_addr()?.port();
+        let (opens, mut opened) = watch::channel(0u64);
+        let (frames, mut heard) = watch::channel(0u64);
+        let collector = Arc::new(Collector {
+            records: Mutex::new(Vec::new()),
+            opens,
+            frames,
+            closes: AtomicU64::new(0),
+        });
+        let server = tokio::spawn(serve(listener, collector.clone()));
+
+        let profile = tempfile::Builder::new()
+            .prefix("talkbell-baseline-")
+            .tempdir()
+            .context("making Chromium's profile directory")?;
+        let log_path = profile.path().join("chromium.log");
+        let log = fs::File::create(&log_path).context("creating Chromium's log")?;
+        let url = format!(
+            "{}?ws={}&token={}&user={}&collector={}",
+            file_url(&page),
+            query_escape(ws_url),
+            query_escape(token),
+            user_id,
+            query_escape(&format!("http://127.0.0.1:{port}/")),
+        );
+        let mut cmd = Command::new(&chromium);
+        cmd.args(CHROMIUM_FLAGS)
+            .arg(format!(
+                "--user-data-dir={}",
+                profile.path().join("profile").display()
+            ))
+            .arg(format!(
+                "--disk-cache-dir={}",
+                profile.path().join("cache").display()
+            ))
+            .arg(&url)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", chromium.display()))?;
+        let pid = child.id();
+        let mut baseline = Baseline {
+            child: Some(child),
+            pid,
+            collector,
+            server,
+            profile: Some(profile),
+        };
+
+        // Wait for the page's first "open", watching that Chromium is still there.
+        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+        loop {
+            if *opened.borrow_and_update() > 0 {
+                break;
+            }
+            if let Some(status) = baseline
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                let tail = log_tail(&log_path);
+                // Reaped already; end whatever of its group is left.
+                baseline.child = None;
+                kill_group(pid, &[]);
+                bail!(
+                    "chromium exited ({status}) before the page connected; its log ends:\n{tail}"
+                );
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let tail = log_tail(&log_path);
+                let closes = baseline.collector.closes.load(Ordering::Relaxed);
+                let loaded = if closes > 0 {
+                    format!("the page ran and saw its socket fail {closes} times")
+                } else {
+                    "the page never reported".to_string()
+                };
+                baseline.stop().await;
+                bail!(
+                    "the baseline page did not connect to {ws_url} within {}s ({loaded}); chromium's log ends:\n{tail}",
+                    START_TIMEOUT.as_secs()
+                );
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(100), opened.changed()).await;
+        }
+        let opened_ms = began.elapsed().as_millis() as u64;
+        let welcomed = tokio::time::timeout(FIRST_FRAME_WAIT, heard.wait_for(|n| *n > 0))
+            .await
+            .is_ok();
+        if !welcomed {
+            tracing::warn!(
+                "the baseline page heard nothing from {ws_url} within {}s of connecting",
+                FIRST_FRAME_WAIT.as_secs()
+            );
+        }
+        tracing::info!(
+            pid,
+            collector_port = port,
+            opened_ms,
+            elapsed_ms = began.elapsed().as_millis() as u64,
+            "baseline page connected"
+        );
+        Ok(baseline)
+    }
+
+    /// Every process of this Chromium instance (for PSS / CPU / wake-ups): the browser
+    /// process and all its descendants.
+    pub fn pids(&self) -> Vec<u32> {
+        if self.child.is_none() {
+            return Vec::new();
+        }
+        family(self.pid)
+    }
+
+    /// (unix_time_us when the page's talk handler ran, talk text) for each talk for its user so far.
+    pub async fn records(&self) -> Vec<(u64, String)> {
+        self.collector.records.lock().unwrap().clone()
+    }
+
+    pub async fn stop(mut self) {
+        let Some(child) = self.child.take() else {
+            return;
+        };
+        let pid = self.pid;
+        // Kill, reap the browser process, then wait until no process of the group is left
+        // before the profile directory goes.
+        let _ = tokio::task::spawn_blocking(move || kill_and_reap(child, pid)).await;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !group_members(pid).is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.server.abort();
+        if let Some(profile) = self.profile.take() {
+            let _ = tokio::task::spawn_blocking(move || drop(profile)).await;
+        }
+    }
+}
+
+impl Drop for Baseline {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.take() {
+            kill_and_reap(child, self.pid);
+            // Give the rest of the group a moment to go before the profile is removed.
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while !group_members(self.pid).is_empty() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        self.server.abort();
+    }
+}
+
+/// SIGKILL to the whole process group (and any descendant that left it), then reap.
+fn kill_and_reap(mut child: Child, pid: u32) {
+    let others: Vec<u32> = family(pid).into_iter().filter(|&p| p != pid).collect();
+    if !kill_group(pid, &others) {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+}
+
+/// `kill -KILL -- -pgid pids...` (std has no killpg); true if it worked.
+fn kill_group(pgid: u32, others: &[u32]) -> bool {
+    let mut args = vec!["-KILL".to_string(), "--".to_string(), format!("-{pgid}")];
+    args.extend(others.iter().map(|p| p.to_string()));
+    let status = Command::new("kill")
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    matches!(status, Ok(s) if s.success())
+}
+
+fn chromium_binary() -> anyhow::Result<PathBuf> {
+    let path = std::env::var_os("TALKBELL_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    if !path.exists() {
+        bail!(
+            "{} not found: install Debian's chromium (scripts/install-deps.sh bench)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// The last lines of Chromium's log, less its D-Bus complaints (there is no system bus).
+fn log_tail(path: &Path) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains(":ERROR:dbus/"))
+        .collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+// ---- processes ---------------------------------------------------------------------------
+
+/// (pid, ppid, pgid) of every process, from /proc/*/stat.
+fn processes() -> Vec<(u32, u32, u32)> {
+    let mut out = Vec::new();
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid pgrp ..."; comm may hold spaces and parentheses.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next();
+        let ppid = fields.next().and_then(|s| s.parse().ok());
+        let pgid = fields.next().and_then(|s| s.parse().ok());
+        if let (Some(state), Some(ppid), Some(pgid)) = (state, ppid, pgid) {
+            if state != "Z" && state != "X" {
+                out.push((pid, ppid, pgid));
+            }
+        }
+    }
+    out
+}
+
+/// The process `root`, its descendants, and anything else in its process group (a helper
+/// that was reparented), sorted.
+fn family(root: u32) -> Vec<u32> {
+    let procs = processes();
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    for &(pid, ppid, _) in &procs {
+        children.entry(ppid).or_default().push(pid);
+    }
+    let mut found: HashSet<u32> = HashSet::new();
+    if procs.iter().any(|&(pid, _, _)| pid == root) {
+        let mut stack = vec![root];
+        while let Some(p) = stack.pop() {
+            if found.insert(p) {
+                if let Some(kids) = children.get(&p) {
+                    stack.extend(kids);
+                }
+            }
+        }
+    }
+    found.extend(
+        procs
+            .iter()
+            .filter(|&&(_, _, pgid)| pgid == root)
+            .map(|&(pid, _, _)| pid),
+    );
+    let mut out: Vec<u32> = found.into_iter().collect();
+    out.sort_unstable();
+    out
+}
+
+fn group_members(pgid: u32) -> Vec<u32> {
+    processes()
+        .into_iter()
+        .filter(|&(_, _, g)| g == pgid)
+        .map(|(pid, _, _)| pid)
+        .collect()
+}
+
+// ---- URLs --------------------------------------------------------------------------------
+
+fn file_url(path: &Path) -> String {
+    let mut url = String::from("file://");
+    for b in path.to_string_lossy().bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            url.push(b as char);
+        } else {
+            url.push_str(&format!("%{b:02X}"));
+        }
+    }
+    url
+}
+
+fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+// ---- the collector -----------------------------------------------------------------------
+
+async fn serve(listener: TcpListener, collector: Arc<Collector>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let collector = collector.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = connection(stream, &collector).await {
+                        tracing::debug!("baseline collector: {e:#}");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!("baseline collector: accept: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+const NO_CONTENT: &[u8] = b"HTTP/1.1 204 No Content\r\n\
+Access-Control-Allow-Origin: *\r\n\
+Access-Control-Allow-Methods: POST, OPTIONS\r\n\
+Access-Control-Allow-Headers: *\r\n\
+Access-Control-Allow-Private-Network: true\r\n\
+\r\n";
+
+/// HTTP/1.1 with keep-alive, requests with a Content-Length body (or none); every answer is
+/// 204 with CORS headers.
+async fn connection(mut stream: TcpStream, collector: &Collector) -> anyhow::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut buf: Vec<u8> = Vec::with_capacity(8192);
+    loop {
+        // The head.
+        let head_end = loop {
+            if let Some(i) = find(&buf, b"\r\n\r\n") {
+                break i + 4;
+            }
+            if buf.len() > MAX_HEAD {
+                bail!("request head too large");
+            }
+            if read_more(&mut stream, &mut buf).await? == 0 {
+                return Ok(()); // closed between requests
+            }
+        };
+        let head = std::str::from_utf8(&buf[..head_end]).context("request head not UTF-8")?;
+        let mut lines = head.split("\r\n");
+        let request_line = lines.next().unwrap_or_default();
+        let mut parts = request_line.split(' ');
+        let method = parts.next().unwrap_or_default().to_string();
+        let version = parts.nth(1).unwrap_or_default();
+        let mut keep_alive = version == "HTTP/1.1";
+        let mut length = 0usize;
+        for line in lines {
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
+            let value = value.trim();
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.parse().context("bad Content-Length")?;
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                bail!("Transfer-Encoding {value} not supported");
+            } else if name.eq_ignore_ascii_case("connection") {
+                if value.eq_ignore_ascii_case("close") {
+                    keep_alive = false;
+                } else if value.eq_ignore_ascii_case("keep-alive") {
+                    keep_alive = true;
+                }
+            }
+        }
+        if length > MAX_BODY {
+            bail!("request body of {length} bytes too large");
+        }
+        // The body.
+        while buf.len() < head_end + length {
+            if read_more(&mut stream, &mut buf).await? == 0 {
+                bail!("closed in the middle of a body");
+            }
+        }
+        if method == "POST" {
+            collector.take(&buf[head_end..head_end + length]);
+        }
+        buf.drain(..head_end + length);
+        stream.write_all(NO_CONTENT).await?;
+        if !keep_alive {
+            return Ok(());
+        }
+    }
+}
+
+async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    let mut chunk = [0u8; 16384];
+    let n = stream.read(&mut chunk).await?;
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(n)
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+impl Collector {
+    /// One POST from the page: `{"records": [[us, talk], ...]}`, or `{"event": "open"}`,
+    /// `{"event": "frame"}` (the first from the server on this connection) and
+    /// `{"event": "close", "code": 1006}`.
+    fn take(&self, body: &[u8]) {
+        let value: serde_json::Value = match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!("baseline collector: a body that is not JSON: {e}");
+                return;
+            }
+        };
+        if let Some(records) = value.get("records").and_then(|r| r.as_array()) {
+            let parsed: Vec<(u64, String)> = records
+                .iter()
+                .filter_map(|r| {
+                    let us = r.get(0)?;
+                    let us = us.as_u64().or_else(|| us.as_f64().map(|f| f as u64))?;
+                    let talk = r.get(1)?.as_str()?.to_string();
+                    Some((us, talk))
+                })
+                .collect();
+            if parsed.len() != records.len() {
+                tracing::warn!(
+                    "baseline collector: {} malformed records dropped",
+                    records.len() - parsed.len()
+                );
+            }
+            self.records.lock().unwrap().extend(parsed);
+        }
+        match value.get("event").and_then(|e| e.as_str()) {
+            Some("open") => {
+                self.opens.send_modify(|n| *n += 1);
+                tracing::debug!("baseline page: WebSocket open");
+            }
+            Some("frame") => self.frames.send_modify(|n| *n += 1),
+            Some("close") => {
+                self.closes.fetch_add(1, Ordering::Relaxed);
+                let code = value.get("code").and_then(|c| c.as_u64()).unwrap_or(0);
+                tracing::info!(
+                    code,
+                    "baseline page: WebSocket closed; it reconnects in 5 s"
+                );
+            }
+            Some(other) => tracing::debug!("baseline page: event {other}"),
+            None => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(file_url(Path::new("/a b/c.html")), "file:///a%20b/c.html");
+        assert_eq!(
+            query_escape("ws://127.0.0.1:1/?x=1&y"),
+            "ws%3A%2F%2F127.0.0.1%3A1%2F%3Fx%3D1%26y"
+        );
+    }
+
+    #[tokio::test]
+    async fn collector_takes_batches_over_keep_alive() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (opens, mut opened) = watch::channel(0u64);
+        let (frames, mut heard) = watch::channel(0u64);
+        let collector = Arc::new(Collector {
+            records: Mutex::new(Vec::new()),
+            opens,
+            frames,
+            closes: AtomicU64::new(0),
+        });
+        let server = tokio::spawn(serve(listener, collector.clone()));
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let b1 = r#"{"event":"open"}"#;
+        let b2 = r#"{"records":[[1700000000000123,"hi"],[1700000000000456,"你好\n"]]}"#;
+        let b3 = r#"{"event":"frame"}"#;
+        let req = format!(
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{b1}\
+             POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n{b2}\
+             POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n{b3}",
+            b1.len(),
+            b2.len(),
+            b3.len()
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        while got.windows(12).filter(|w| w == b"HTTP/1.1 204").count() < 3 {
+            let mut c = [0u8; 1024];
+            let n = s.read(&mut c).await.unwrap();
+            assert!(n > 0);
+            got.extend_from_slice(&c[..n]);
+        }
+        heard.wait_for(|n| *n == 1).await.unwrap();
+        assert!(got.starts_with(b"HTTP/1.1 204"));
+        opened.changed().await.unwrap();
+        assert_eq!(*opened.borrow(), 1);
+        assert_eq!(
+            collector.records.lock().unwrap().clone(),
+            vec![
+                (1700000000000123, "hi".to_string()),
+                (1700000000000456, "你好\n".to_string())
+            ]
+        );
+        server.abort();
+    }
+}

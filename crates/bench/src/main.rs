@@ -1,0 +1,270 @@
+//! talkbell-bench: Talkbell's benchmarks (issue 5), against the original browser client.
+//!
+//! Runs inside a private desktop session (scripts/desktop-session.sh: D-Bus, gnome-keyring,
+//! dunst, Xvfb) with the release binaries beside it, and writes a Markdown report
+//! (docs/BENCHMARKS.md by default). `scripts/bench.sh` does all of that in one command.
+//!
+//! 1. idle footprint: PSS, CPU time and wake-ups of the tray app (window closed and open),
+//!    the daemon and the browser baseline after 60 s connected and idle;
+//! 2. delivery latency: 10,000 talks at 1,000/s, sent → the notifier called (the app's
+//!    delivery trace) or the page's handler run (the baseline);
+//! 3. burst: 100,000 talks as fast as the relay takes them, until all are in the history;
+//! 4. recovery: relay SIGKILLed and back after 2 s; relay SIGSTOPped (half-open link);
+//! 5. relay: memory with 10,000 idle clients, talks routed per second to 1,000 clients;
+//! 6. start: process start → connected, for `talkbell --hidden` and `talkbell daemon`.
+
+mod app;
+mod browser;
+mod child;
+mod dunst;
+mod http;
+mod procfs;
+mod relay;
+mod report;
+mod sender;
+mod stats;
+mod suite;
+mod wsclient;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+
+use report::Report;
+
+#[derive(Parser, Debug)]
+#[command(name = "talkbell-bench", about = "Talkbell's benchmarks (issue 5); writes a Markdown report")]
+struct Cli {
+    /// A short smoke run (small sizes, short idle periods): for development, not for the report.
+    #[arg(long)]
+    quick: bool,
+    /// Only these benchmarks (comma-separated): idle, latency, burst, recovery, relay, start.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Where to write the report.
+    #[arg(long, default_value = "docs/BENCHMARKS.md")]
+    out: PathBuf,
+    /// Where talkbell and talkbell-relay are (default: beside this program).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+    /// Where the relay keeps its queue database (default: /dev/shm, a tmpfs, so that the
+    /// disk's fsync rate does not cap the relay; see the report's notes).
+    #[arg(long)]
+    relay_db_dir: Option<PathBuf>,
+    /// Keep the work directory (logs, histories, traces) instead of removing it.
+    #[arg(long)]
+    keep: bool,
+    /// Seconds connected and idle before the footprint is taken (default 60).
+    #[arg(long)]
+    idle_secs: Option<u64>,
+    /// Talks of the latency benchmark, per client (default 10,000).
+    #[arg(long)]
+    latency_talks: Option<u64>,
+    /// Talks of the burst benchmark (default 100,000).
+    #[arg(long)]
+    burst_talks: Option<u64>,
+    /// Relay restarts of the recovery benchmark (default 20).
+    #[arg(long)]
+    recovery_rounds: Option<usize>,
+    /// Idle clients of the relay benchmark (default 10,000).
+    #[arg(long)]
+    relay_clients: Option<usize>,
+    /// Runs per mode of the start benchmark (default 10).
+    #[arg(long)]
+    start_runs: Option<usize>,
+    /// Skip the browser baseline (when Chromium is not available).
+    #[arg(long)]
+    no_browser: bool,
+}
+
+/// The sizes of a run: the issue's by default, small ones with `--quick`.
+#[derive(Clone, Debug)]
+pub struct Sizes {
+    pub idle_secs: u64,
+    pub latency_talks: u64,
+    pub latency_rate: f64,
+    pub burst_talks: u64,
+    pub recovery_rounds: usize,
+    pub halfopen_rounds: usize,
+    pub relay_idle_clients: usize,
+    pub relay_idle_secs: u64,
+    pub route_clients: usize,
+    pub route_talks: u64,
+    pub disk_talks: u64,
+    pub start_runs: usize,
+}
+
+impl Sizes {
+    fn issue() -> Sizes {
+        Sizes {
+            idle_secs: 60,
+            latency_talks: 10_000,
+            latency_rate: 1_000.0,
+            burst_talks: 100_000,
+            recovery_rounds: 20,
+            halfopen_rounds: 3,
+            relay_idle_clients: 10_000,
+            relay_idle_secs: 20,
+            route_clients: 1_000,
+            route_talks: 50_000,
+            disk_talks: 2_000,
+            start_runs: 10,
+        }
+    }
+
+    fn quick() -> Sizes {
+        Sizes {
+            idle_secs: 10,
+            latency_talks: 1_000,
+            latency_rate: 1_000.0,
+            burst_talks: 10_000,
+            recovery_rounds: 3,
+            halfopen_rounds: 1,
+            relay_idle_clients: 1_000,
+            relay_idle_secs: 5,
+            route_clients: 100,
+            route_talks: 5_000,
+            disk_talks: 300,
+            start_runs: 3,
+        }
+    }
+}
+
+/// What every benchmark needs.
+pub struct Env {
+    pub work: PathBuf,
+    pub bin_dir: PathBuf,
+    pub relay_db_dir: PathBuf,
+    pub sizes: Sizes,
+    pub quick: bool,
+    pub browser: bool,
+}
+
+impl Env {
+    pub fn bin(&self, name: &str) -> PathBuf {
+        self.bin_dir.join(name)
+    }
+}
+
+pub const BENCHMARKS: &[&str] = &["idle", "latency", "burst", "recovery", "relay", "start"];
+
+fn main() -> std::process::ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("talkbell-bench: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("talkbell-bench: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    if std::env::var_os("TALKBELL_DESKTOP_SESSION").is_none() {
+        bail!("run inside a private desktop session: scripts/desktop-session.sh talkbell-bench … (or scripts/bench.sh)");
+    }
+    for name in &cli.only {
+        if !BENCHMARKS.contains(&name.as_str()) {
+            bail!("unknown benchmark {name:?} (known: {})", BENCHMARKS.join(", "));
+        }
+    }
+    let bin_dir = match cli.bin_dir.clone() {
+        Some(d) => d,
+        None => std::env::current_exe()?.parent().context("the program's directory")?.to_path_buf(),
+    };
+    for bin in ["talkbell", "talkbell-relay"] {
+        if !bin_dir.join(bin).exists() {
+            bail!("{} is missing: build it first (cargo build --release -p talkbell -p talkbell-relay)", bin_dir.join(bin).display());
+        }
+    }
+    let relay_db_dir = cli.relay_db_dir.clone().unwrap_or_else(|| {
+        let shm = Path::new("/dev/shm");
+        if shm.is_dir() {
+            shm.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        }
+    });
+    let mut sizes = if cli.quick { Sizes::quick() } else { Sizes::issue() };
+    if let Some(v) = cli.idle_secs {
+        sizes.idle_secs = v.max(1);
+    }
+    if let Some(v) = cli.latency_talks {
+        sizes.latency_talks = v.max(1);
+    }
+    if let Some(v) = cli.burst_talks {
+        sizes.burst_talks = v.max(1);
+    }
+    if let Some(v) = cli.recovery_rounds {
+        sizes.recovery_rounds = v.max(1);
+    }
+    if let Some(v) = cli.relay_clients {
+        sizes.relay_idle_clients = v.max(1);
+    }
+    if let Some(v) = cli.start_runs {
+        sizes.start_runs = v.max(1);
+    }
+    let nofile = procfs::raise_nofile();
+    let work = tempfile::Builder::new().prefix("talkbell-bench-").tempdir().context("making the work directory")?;
+    let env = Env {
+        work: work.path().to_path_buf(),
+        bin_dir,
+        relay_db_dir,
+        sizes,
+        quick: cli.quick,
+        browser: !cli.no_browser,
+    };
+    tracing::info!(work = %env.work.display(), nofile, quick = env.quick, "talkbell-bench starting");
+
+    let selected: Vec<&str> =
+        BENCHMARKS.iter().copied().filter(|b| cli.only.is_empty() || cli.only.iter().any(|o| o == b)).collect();
+    let mut report = Report::new(&env, nofile);
+    let began = Instant::now();
+    for name in &selected {
+        let started = Instant::now();
+        tracing::info!(benchmark = name, "running");
+        let result = match *name {
+            "idle" => suite::idle::run(&env, &mut report).await,
+            "latency" => suite::latency::run(&env, &mut report).await,
+            "burst" => suite::burst::run(&env, &mut report).await,
+            "recovery" => suite::recovery::run(&env, &mut report).await,
+            "relay" => suite::relay_load::run(&env, &mut report).await,
+            "start" => suite::start::run(&env, &mut report).await,
+            _ => unreachable!(),
+        };
+        let took = started.elapsed();
+        report.took(name, took);
+        match result {
+            Ok(()) => tracing::info!(benchmark = name, took = %stats::secs(took), "done"),
+            Err(e) => {
+                tracing::error!(benchmark = name, "failed: {e:#}");
+                report.failed(name, &e);
+            }
+        }
+        // Write as we go, so that a later failure leaves what was measured.
+        report.write(&cli.out, began.elapsed())?;
+    }
+    report.write(&cli.out, began.elapsed())?;
+    tracing::info!(out = %cli.out.display(), took = %stats::secs(began.elapsed()), "report written");
+    if cli.keep {
+        let kept = work.keep();
+        tracing::info!(dir = %kept.display(), "work directory kept");
+    }
+    Ok(())
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Talkbell's benchmarks (issue 5), in one command: installs what they need, builds in
+# release mode, runs every benchmark inside a private desktop session and writes
+# docs/BENCHMARKS.md.
+#
+#   bash scripts/bench.sh             # the issue's sizes (about 15 minutes on 2 cores, after the build)
+#   bash scripts/bench.sh --quick     # a short smoke run; any talkbell-bench flag passes through,
+#   bash scripts/bench.sh --only idle,start --out /tmp/b.md     e.g. these
+#
+# Needs root (or sudo) for the packages: scripts/install-deps.sh core gui bench.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+bash scripts/install-deps.sh core gui bench
+
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+cargo build --release --locked -p talkbell-bench -p talkbell -p talkbell-relay
+
+# The relay benchmark holds 10,000 WebSocket connections open: one descriptor each in the
+# relay and in the benchmark's clients.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 10100 ]; then
+  echo "bench: warning: only $(ulimit -n) open files allowed; the 10,000-client benchmark will fail" >&2
+fi
+
+exec bash scripts/desktop-session.sh target/release/talkbell-bench "$@"
