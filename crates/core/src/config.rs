@@ -264,6 +264,7 @@ impl Config {
         NotifySettings {
             burst_count: self.notifications.burst_count,
             burst_window: Duration::from_millis(self.notifications.burst_window_ms),
+            ..NotifySettings::default()
         }
     }
 }

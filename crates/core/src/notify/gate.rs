@@ -6,17 +6,18 @@
 //!   text cut to 300 characters with `…` ([`notification_text`], §5);
 //! - nothing while paused ([`NotifyHandle::pause`], until [`NotifyHandle::resume`] or the
 //!   end of the pause);
-//! - bursts: a window opens with the first talk and lasts `burst_window` (2 s). Its first
-//!   `burst_count` (3) talks are shown one by one; the rest are collected and shown as one
-//!   summary when the window ends ("497 new messages from wang2 and 2 others"). While talks
-//!   keep coming, the next window starts right away and is summarised too: at most one
-//!   summary per window, and no single popups until a window passes without a summary.
-//!   So 500 live talks at once give 3 popups and 1 summary.
+//! - bursts: a burst is talks that come less than `burst_window` (2 s) apart; it ends
+//!   when that long passes with no talk. It raises at most `burst_count` (3) popups: its
+//!   first `burst_count - 1` talks one by one, and everything after them as one popup
+//!   when the burst ends ("498 new messages from wang2 and 2 others", or the talk itself
+//!   when it is only one). A stream that never pauses shows its summary at the latest
+//!   `summary_max_wait` (30 s) after the first talk it collected, then collects again.
+//!   So 500 talks at once, or 100,000 over ten seconds, give 2 popups and 1 summary.
 //! - catch-up: when a link comes up ([`NotifyHandle::catch_up`], fed by the `Connected`
-//!   state), the first window shows nothing on its own: what the server replays after a
-//!   gap is collected into one popup at the window's end (the talk itself when it is
-//!   only one). A replay of 500 talks is one summary. The price: a live talk in the first
-//!   2 s of a link waits for the window's end.
+//!   state), a burst starts with no single popups left: what the server replays after a
+//!   gap, however long the replay takes, is one popup once the talks pause (the talk
+//!   itself when it is only one). A replay of 500 talks is one summary. The price: a live
+//!   talk in the first 2 s of a link waits until the talks pause.
 //!
 //! Time is tokio's, so the whole policy runs on the paused clock in tests. A pause also
 //! ends when the wall clock passes its end, so one that spans a suspend is not stretched.
@@ -37,15 +38,22 @@ const TITLE_CHARS: usize = 100;
 /// The gate's settings (config: notification settings).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NotifySettings {
-    /// How many talks of a window are shown one by one.
+    /// The most popups one burst raises (at least 1): the first `burst_count - 1` talks
+    /// one by one, then one for the rest.
     pub burst_count: usize,
-    /// How long a window lasts.
+    /// Talks less than this apart are one burst.
     pub burst_window: Duration,
+    /// The longest a summary waits while talks keep coming.
+    pub summary_max_wait: Duration,
 }
 
 impl Default for NotifySettings {
     fn default() -> Self {
-        NotifySettings { burst_count: 3, burst_window: Duration::from_secs(2) }
+        NotifySettings {
+            burst_count: 3,
+            burst_window: Duration::from_secs(2),
+            summary_max_wait: Duration::from_secs(30),
+        }
     }
 }
 
@@ -241,13 +249,18 @@ enum Pause {
     Until { at: Instant, wall: SystemTime },
 }
 
-/// A burst window: see the module doc.
+/// A burst: talks for the user that come less than `burst_window` apart. See the module doc.
 #[derive(Debug)]
-struct Window {
-    ends: Instant,
-    /// Talks of this window shown one by one.
-    shown: usize,
+struct Burst {
+    /// It ends here unless another talk comes first: `burst_window` after its latest talk.
+    quiet_at: Instant,
+    /// Single popups it may still raise.
+    singles_left: usize,
+    /// What it collected for its summary.
     pending: Pending,
+    /// When that summary is shown even though talks keep coming (`summary_max_wait`
+    /// after the first talk collected for it).
+    flush_at: Option<Instant>,
 }
 
 /// Talks collected for a summary.
@@ -307,14 +320,14 @@ impl Pending {
 /// The decisions, without the task: pure, driven by the times it is given.
 struct Policy {
     settings: NotifySettings,
-    window: Option<Window>,
+    burst: Option<Burst>,
     pause: Option<Pause>,
     stats: NotifyStats,
 }
 
 impl Policy {
     fn new(settings: NotifySettings) -> Self {
-        Policy { settings, window: None, pause: None, stats: NotifyStats::default() }
+        Policy { settings, burst: None, pause: None, stats: NotifyStats::default() }
     }
 
     fn is_paused(&mut self, now: Instant, wall: SystemTime) -> bool {
@@ -342,17 +355,30 @@ impl Policy {
         self.pause = None;
     }
 
-    /// No single popups in the current window (a new one if none is open).
-    fn catch_up(&mut self, now: Instant) {
-        let burst_count = self.settings.burst_count;
-        let ends = now + self.settings.burst_window;
-        let window = self.window.get_or_insert_with(|| Window { ends, shown: 0, pending: Pending::default() });
-        window.shown = burst_count;
+    /// The burst going on at `now` (a new one if none is), kept going for another window.
+    fn burst_at(&mut self, now: Instant) -> &mut Burst {
+        let quiet_at = now + self.settings.burst_window;
+        let singles = self.settings.burst_count.saturating_sub(1);
+        let burst = self.burst.get_or_insert_with(|| Burst {
+            quiet_at,
+            singles_left: singles,
+            pending: Pending::default(),
+            flush_at: None,
+        });
+        burst.quiet_at = quiet_at;
+        burst
     }
 
-    /// When the task must wake up: the end of a window with talks to summarise.
+    /// A link came up: no single popups until the talks pause for a window.
+    fn catch_up(&mut self, now: Instant) {
+        self.burst_at(now).singles_left = 0;
+    }
+
+    /// When the task must wake up: when a burst with talks to summarise ends, or when
+    /// its summary may wait no longer.
     fn next_deadline(&self) -> Option<Instant> {
-        self.window.as_ref().filter(|w| w.pending.len() > 0).map(|w| w.ends)
+        let burst = self.burst.as_ref().filter(|b| b.pending.len() > 0)?;
+        Some(burst.flush_at.map_or(burst.quiet_at, |at| at.min(burst.quiet_at)))
     }
 
     fn on_talk(&mut self, now: Instant, wall: SystemTime, talk: &TalkMessage, row: i64, for_me: bool) -> Vec<Notification> {
@@ -365,14 +391,14 @@ impl Policy {
             return Vec::new();
         }
         let mut out = self.roll(now, wall);
-        let burst_count = self.settings.burst_count;
-        let ends = now + self.settings.burst_window;
-        let window = self.window.get_or_insert_with(|| Window { ends, shown: 0, pending: Pending::default() });
-        if window.shown < burst_count {
-            window.shown += 1;
+        let max_wait = self.settings.summary_max_wait;
+        let burst = self.burst_at(now);
+        if burst.singles_left > 0 {
+            burst.singles_left -= 1;
             out.push(single(talk, row));
         } else {
-            window.pending.add(talk, row);
+            burst.pending.add(talk, row);
+            burst.flush_at.get_or_insert(now + max_wait);
         }
         out
     }
@@ -381,28 +407,27 @@ impl Policy {
         self.roll(now, wall)
     }
 
-    /// Closes every window that has ended by `now`: summarises what it collected and, if it
-    /// did, opens the next window at once with no single popups left in it.
+    /// Shows what the burst collected once it has ended or its summary is due, and
+    /// forgets a burst that has ended.
     fn roll(&mut self, now: Instant, wall: SystemTime) -> Vec<Notification> {
+        let Some(mut burst) = self.burst.take() else { return Vec::new() };
+        let ended = burst.quiet_at <= now;
         let mut out = Vec::new();
-        while let Some(w) = self.window.take_if(|w| w.ends <= now) {
-            let collected = w.pending.len() as u64;
-            if collected == 0 {
-                break; // a quiet window: the next talk opens a fresh one
-            }
-            if self.is_paused(now, wall) {
+        if ended || burst.flush_at.is_some_and(|at| at <= now) {
+            let pending = std::mem::take(&mut burst.pending);
+            burst.flush_at = None;
+            let collected = pending.len() as u64;
+            if collected > 0 && self.is_paused(now, wall) {
                 self.stats.paused += collected;
-            } else if let Some(n) = w.pending.into_notification() {
+            } else if let Some(n) = pending.into_notification() {
                 if collected > 1 {
                     self.stats.summarised += collected;
                 }
                 out.push(n);
             }
-            self.window = Some(Window {
-                ends: w.ends + self.settings.burst_window,
-                shown: self.settings.burst_count,
-                pending: Pending::default(),
-            });
+        }
+        if !ended {
+            self.burst = Some(burst);
         }
         out
     }
@@ -506,7 +531,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn five_hundred_talks_at_once_are_three_popups_and_one_summary() {
+    async fn five_hundred_talks_at_once_are_two_popups_and_one_summary() {
         let (rec, gate) = gate();
         let senders = ["wang2", "li3", "zhao4"];
         for i in 0..500 {
@@ -516,54 +541,72 @@ mod tests {
         }
         tokio::time::sleep(Duration::from_secs(30)).await;
         let popups = rec.popups();
-        assert!(popups.len() <= 4, "{} popups", popups.len());
-        assert_eq!(popups.len(), 4);
+        assert_eq!(popups.len(), 3, "{popups:?}");
         assert_eq!(popups[0].body, "message 0");
-        assert_eq!(popups[2].body, "message 2");
+        assert_eq!(popups[1].body, "message 1");
         let last = popups.last().unwrap();
-        assert_eq!(last.body, "497 new messages from wang2 and 2 others");
-        assert_eq!(last.kind, NotificationKind::Summary { rows: (3..500).collect() });
+        assert_eq!(last.body, "498 new messages from wang2 and 2 others");
+        assert_eq!(last.kind, NotificationKind::Summary { rows: (2..500).collect() });
         let stats = gate.stats().await;
-        assert_eq!((stats.shown, stats.summaries, stats.summarised), (4, 1, 497));
+        assert_eq!((stats.shown, stats.summaries, stats.summarised), (3, 1, 498));
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_summary_comes_at_the_end_of_the_window_not_before() {
+    async fn the_summary_comes_when_the_talks_pause_not_before() {
         let (rec, gate) = gate();
         for i in 0..10 {
             gate.talk(talk("wang2", "x"), i, true);
         }
         tokio::time::sleep(Duration::from_millis(1900)).await;
-        assert_eq!(rec.popups().len(), 3, "only the first three within the window");
+        assert_eq!(rec.popups().len(), 2, "only the first two while the burst lasts");
         tokio::time::sleep(Duration::from_millis(200)).await;
         let popups = rec.popups();
-        assert_eq!(popups.len(), 4);
-        assert_eq!(popups[3].body, "7 new messages from wang2");
+        assert_eq!(popups.len(), 3);
+        assert_eq!(popups[2].body, "8 new messages from wang2");
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_long_burst_gives_at_most_one_summary_per_window() {
+    async fn a_ten_second_burst_is_three_popups_in_all() {
         let (rec, gate) = gate();
         // 500 talks over 10 s, one every 20 ms.
         for i in 0..500 {
             gate.talk(talk("wang2", "x"), i, true);
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        tokio::time::sleep(Duration::from_millis(1900)).await;
+        assert_eq!(rec.popups().len(), 2, "no summary while the talks keep coming");
         tokio::time::sleep(Duration::from_secs(10)).await;
-        let popups = rec.popups();
+        let (singles, summaries) = split(&rec.popups());
+        assert_eq!((singles, summaries.len()), (2, 1));
+        assert_eq!(singles + summaries[0], 500, "every talk is in a popup or the summary");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_that_never_pauses_shows_a_summary_every_30_seconds() {
+        let (rec, gate) = gate();
+        // Two talks a second for 70 s: never 2 s apart, so one burst all along.
+        for i in 0..140 {
+            gate.talk(talk("wang2", "x"), i, true);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let (singles, summaries) = split(&rec.popups());
+        // Collected from 1 s on: summaries at 31 s and 61 s, and one when the talks stop.
+        assert_eq!((singles, summaries.len()), (2, 3), "{summaries:?}");
+        assert_eq!(singles + summaries.iter().sum::<usize>(), 140);
+    }
+
+    /// How many single popups, and how many talks each summary stands for.
+    fn split(popups: &[Notification]) -> (usize, Vec<usize>) {
         let singles = popups.iter().filter(|n| matches!(n.kind, NotificationKind::Talk { .. })).count();
-        let summaries: Vec<_> = popups.iter().filter(|n| matches!(n.kind, NotificationKind::Summary { .. })).collect();
-        assert_eq!(singles, 3, "single popups only at the start of the burst");
-        // 10 s of talks in 2 s windows: one summary per window, never more.
-        assert!((5..=6).contains(&summaries.len()), "{} summaries", summaries.len());
-        let summarised: usize = summaries
+        let summaries = popups
             .iter()
-            .map(|n| match &n.kind {
-                NotificationKind::Summary { rows } => rows.len(),
-                _ => 0,
+            .filter_map(|n| match &n.kind {
+                NotificationKind::Summary { rows } => Some(rows.len()),
+                NotificationKind::Talk { .. } => None,
             })
-            .sum();
-        assert_eq!(singles + summarised, 500, "every talk is in a popup or a summary");
+            .collect();
+        (singles, summaries)
     }
 
     #[tokio::test(start_paused = true)]
@@ -573,25 +616,27 @@ mod tests {
             gate.talk(talk("wang2", &format!("a{i}")), i, true);
         }
         tokio::time::sleep(Duration::from_secs(10)).await;
-        assert_eq!(rec.popups().len(), 4);
+        assert_eq!(rec.popups().len(), 3);
         gate.talk(talk("li3", "later"), 9, true);
         gate.stats().await;
         let popups = rec.popups();
-        assert_eq!(popups.len(), 5);
-        assert_eq!((popups[4].title.as_str(), popups[4].body.as_str()), ("li3", "later"));
-        assert_eq!(popups[4].kind, NotificationKind::Talk { row: 9 });
+        assert_eq!(popups.len(), 4);
+        assert_eq!((popups[3].title.as_str(), popups[3].body.as_str()), ("li3", "later"));
+        assert_eq!(popups[3].kind, NotificationKind::Talk { row: 9 });
     }
 
     #[tokio::test(start_paused = true)]
-    async fn one_talk_over_the_limit_is_shown_as_itself() {
+    async fn one_talk_over_the_limit_is_shown_as_itself_when_the_burst_ends() {
         let (rec, gate) = gate();
-        for i in 0..4 {
+        for i in 0..3 {
             gate.talk(talk("wang2", &format!("t{i}")), i, true);
         }
+        gate.stats().await;
+        assert_eq!(rec.popups().len(), 2);
         tokio::time::sleep(Duration::from_secs(3)).await;
         let popups = rec.popups();
-        assert_eq!(popups.len(), 4);
-        assert_eq!(popups[3], Notification { title: "wang2".into(), body: "t3".into(), kind: NotificationKind::Talk { row: 3 } });
+        assert_eq!(popups.len(), 3);
+        assert_eq!(popups[2], Notification { title: "wang2".into(), body: "t2".into(), kind: NotificationKind::Talk { row: 2 } });
     }
 
     #[tokio::test(start_paused = true)]
@@ -637,8 +682,8 @@ mod tests {
         gate.pause(None);
         tokio::time::sleep(Duration::from_secs(5)).await;
         let stats = gate.stats().await;
-        assert_eq!(rec.popups().len(), 3);
-        assert_eq!(stats.paused, 7);
+        assert_eq!(rec.popups().len(), 2);
+        assert_eq!(stats.paused, 8);
     }
 
     #[tokio::test(start_paused = true)]
@@ -686,6 +731,21 @@ mod tests {
         gate.talk(talk("wang2", "live"), 900, true);
         gate.stats().await;
         assert_eq!(rec.popups().last().map(|n| n.body.as_str()), Some("live"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_replay_slower_than_the_window_is_still_one_summary() {
+        let (rec, gate) = gate();
+        gate.catch_up();
+        // 500 talks over 25 s (a big backlog on a slow disk).
+        for i in 0..500 {
+            gate.talk(talk("wang2", "missed"), i, true);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let popups = rec.popups();
+        assert_eq!(popups.len(), 1, "{popups:?}");
+        assert_eq!(popups[0].body, "500 new messages from wang2");
     }
 
     #[tokio::test(start_paused = true)]
