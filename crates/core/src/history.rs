@@ -108,6 +108,9 @@ fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
+/// WAL pages after which the writer checkpoints itself (SQLite's default is 1,000).
+const WRITER_CHECKPOINT_PAGES: i64 = 10_000;
+
 /// Folds the WAL back into the database file on a thread and connection of its own. A
 /// checkpoint fsyncs the file; run by the writer (SQLite's default, every 1,000 pages) it
 /// stalled the talk being stored, and with it the ack and the popup, for as long as the
@@ -152,9 +155,11 @@ impl History {
         let conn = Connection::open(path).map_err(open_err)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(open_err)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
-        // In WAL, NORMAL is durable against a crash of the app (only a power cut may lose
-        // the last commits), and the server keeps what we have not acked.
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_err)?;
+        // FULL: a commit is on the disk before it returns, because the ack that follows
+        // lets the server forget the talk; with NORMAL a power cut could lose what was
+        // acked. The session stores what it read in one go in one commit, so a replay or
+        // a burst pays one sync per batch, not one per talk.
+        conn.pragma_update(None, "synchronous", "FULL").map_err(open_err)?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(open_err)?;
         match version {
             0 => {
@@ -171,7 +176,10 @@ impl History {
         }
         let checkpoint = spawn_checkpointer(path);
         if checkpoint.is_some() {
-            conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(open_err)?;
+            // The writer checkpoints only as a backstop, where a long burst outruns the
+            // checkpointer (whose passive checkpoints cannot reset a WAL that keeps
+            // growing): a WAL without bound would slow every page lookup.
+            conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES).map_err(open_err)?;
         }
         Ok(History { conn: Mutex::new(conn), checkpoint })
     }
@@ -189,39 +197,58 @@ impl History {
 
     /// Stores a talk; a (server, seq) already present is not stored again.
     pub fn insert(&self, server: &str, talk: &TalkMessage) -> Result<Stored, HistoryError> {
+        let mut stored = self.insert_all(server, std::slice::from_ref(talk))?;
+        Ok(stored.pop().unwrap_or(Stored::Duplicate))
+    }
+
+    /// Stores talks in one transaction (one commit, one sync of the file for all of
+    /// them): all, or none on an error. A (server, seq) already present is not stored
+    /// again.
+    pub fn insert_all(&self, server: &str, talks: &[TalkMessage]) -> Result<Vec<Stored>, HistoryError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let seq = talk.seq.map(|s| s.0 as i64);
-        let inserted = tx.execute(
-            "INSERT OR IGNORE INTO talks (server, seq, from_id, from_name, to_id, to_name, talk, server_ts, received_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![
-                server,
-                seq,
-                talk.from.id.as_str(),
-                talk.from.name,
-                talk.to.id.as_str(),
-                talk.to.name,
-                talk.talk,
-                talk.ts,
-                now_ms()
-            ],
-        )?;
-        if inserted == 0 {
-            return Ok(Stored::Duplicate);
+        let mut stored = Vec::with_capacity(talks.len());
+        let mut last_seq = None;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO talks (server, seq, from_id, from_name, to_id, to_name, talk, server_ts, received_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            let received_at = now_ms();
+            for talk in talks {
+                let seq = talk.seq.map(|s| s.0 as i64);
+                let inserted = insert.execute(params![
+                    server,
+                    seq,
+                    talk.from.id.as_str(),
+                    talk.from.name,
+                    talk.to.id.as_str(),
+                    talk.to.name,
+                    talk.talk,
+                    talk.ts,
+                    received_at
+                ])?;
+                if inserted == 0 {
+                    stored.push(Stored::Duplicate);
+                    continue;
+                }
+                stored.push(Stored::New(tx.last_insert_rowid()));
+                last_seq = last_seq.max(seq);
+            }
         }
-        let row = tx.last_insert_rowid();
-        if let Some(seq) = seq {
-            tx.execute(
+        if let Some(seq) = last_seq {
+            tx.prepare_cached(
                 "INSERT INTO cursors (server, last_seq) VALUES (?1, ?2)
                  ON CONFLICT(server) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)",
-                params![server, seq],
-            )?;
+            )?
+            .execute(params![server, seq])?;
         }
         tx.commit()?;
         drop(conn);
-        self.wrote();
-        Ok(Stored::New(row))
+        if stored.iter().any(|s| matches!(s, Stored::New(_))) {
+            self.wrote();
+        }
+        Ok(stored)
     }
 
     /// Records that a link to `server` came up: its cursor is 0 until a talk is stored,
@@ -368,6 +395,10 @@ impl TalkStore for History {
 
     fn store(&self, server: &str, talk: &TalkMessage) -> Result<Stored, StoreError> {
         self.insert(server, talk).map_err(|e| StoreError(e.to_string()))
+    }
+
+    fn store_all(&self, server: &str, talks: &[TalkMessage]) -> Result<Vec<Stored>, StoreError> {
+        self.insert_all(server, talks).map_err(|e| StoreError(e.to_string()))
     }
 
     fn linked(&self, server: &str) -> Result<(), StoreError> {

@@ -194,3 +194,26 @@ fn a_full_disk_is_a_clear_error_and_loses_nothing_already_stored() {
     let reopened = History::open(&path).unwrap();
     assert!(all(&reopened).contains(&"kept".to_owned()));
 }
+
+#[test]
+fn talks_read_in_one_go_are_stored_together_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.sqlite3");
+    let h = History::open(&path).unwrap();
+    h.store(SERVER, &talk(Some(1), "wang2", 1, "before")).unwrap();
+    // A run with a seq already stored in it: that one is dropped, the rest kept in order.
+    let run = [talk(Some(1), "wang2", 1, "before"), talk(Some(2), "wang2", 1, "two"), talk(None, "li3", 1, "no seq")];
+    let stored = h.store_all(SERVER, &run).unwrap();
+    assert!(matches!(stored[..], [Stored::Duplicate, Stored::New(_), Stored::New(_)]), "{stored:?}");
+    assert_eq!(all(&h), ["no seq", "two", "before"]);
+    assert_eq!(h.last_seq(SERVER).unwrap(), Some(Seq(2)));
+
+    // A run that does not fit: none of it is stored, and the cursor stays where it was, so
+    // the server (not acked) sends the whole run again.
+    h.set_max_pages_for_test(64);
+    let big = "z".repeat(100_000);
+    let run: Vec<_> = (3..40).map(|i| talk(Some(i), "wang2", 1, &big)).collect();
+    assert!(h.store_all(SERVER, &run).is_err());
+    assert_eq!(all(&h), ["no seq", "two", "before"]);
+    assert_eq!(h.last_seq(SERVER).unwrap(), Some(Seq(2)));
+}

@@ -28,6 +28,13 @@ pub trait TalkStore: Send + Sync + 'static {
     /// Stores a talk received from `server`. A talk whose `seq` is already stored for
     /// that server is not stored again and gives [`Stored::Duplicate`].
     fn store(&self, server: &str, talk: &TalkMessage) -> Result<Stored, StoreError>;
+    /// Stores several talks (what the session read in one go, before one ack for all of
+    /// them). On an error none is acked, so the server sends them all again and those
+    /// stored already are dropped as duplicates. The default stores them one by one; a
+    /// store that can do it in one transaction should.
+    fn store_all(&self, server: &str, talks: &[TalkMessage]) -> Result<Vec<Stored>, StoreError> {
+        talks.iter().map(|t| self.store(server, t)).collect()
+    }
     /// A link to `server` came up (the server took the hello). From then on the server
     /// keeps this device's talks, so later hellos must carry a `resume` even if nothing
     /// has been stored yet (`last_seq` gives `Some(Seq(0))`): without one the server

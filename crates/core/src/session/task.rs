@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_tungstenite::tungstenite::error::CapacityError;
@@ -24,6 +24,14 @@ use crate::protocol::{
     ClientFrame, Hello, Person, ProtocolError, ServerFrame, TalkMessage, UserId,
     CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED,
 };
+
+/// The range a welcome's heartbeat interval is held to (PROTOCOL.md §2.3).
+pub(crate) const HINT_INTERVAL: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(300));
+/// The range a welcome's heartbeat timeout is held to.
+pub(crate) const HINT_TIMEOUT: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(60));
+
+/// The most frames read in one go before what they hold is stored and acked.
+const READ_BATCH: usize = 256;
 
 /// Where the task is. Mirrors [`SessionState`], but owns what each state needs.
 enum Phase {
@@ -59,6 +67,8 @@ pub(crate) struct SessionTask {
     welcomed: Option<Person>,
     /// Callers of `shutdown()` to answer once stopped.
     stopping: Vec<oneshot::Sender<()>>,
+    /// Talks read from the socket and not stored yet (within one read of the link).
+    talks_read: Vec<TalkMessage>,
 }
 
 impl SessionTask {
@@ -84,6 +94,7 @@ impl SessionTask {
             backoff,
             welcomed: None,
             stopping: Vec::new(),
+            talks_read: Vec::new(),
         }
     }
 
@@ -230,7 +241,11 @@ impl SessionTask {
                     Err(ConnectError::Failed(reason)) => Phase::Backoff { attempt, reason },
                 },
                 cmd = self.commands.recv() => {
-                    // Already trying: a "reconnect now" has nothing to skip.
+                    // A "reconnect now" (a wake from sleep, the network back) starts the
+                    // attempt afresh: one begun before a suspend may hang until its timeout.
+                    if matches!(cmd, Some(Command::ReconnectNow)) {
+                        return Phase::Connecting { attempt };
+                    }
                     if let Some(next) = self.command_offline(cmd, None) {
                         return next;
                     }
@@ -253,99 +268,77 @@ impl SessionTask {
             return LinkEnd::Then(Phase::SignedOut { reason: None });
         };
         self.welcomed = None;
+        // A hello without `resume` asks for nothing, and the first ack afterwards tells
+        // the server to forget what it queued: so no hello unless the history answers.
         let resume = match self.store.last_seq(&creds.server) {
             Ok(seq) => seq,
             Err(e) => {
-                // Without knowing what we have, asking for a replay could only duplicate.
-                tracing::warn!(error = %e, "history unreadable; connecting without resume");
-                None
+                close(&mut ws, CloseCode::Away, self.config.timing.close_timeout).await;
+                return LinkEnd::Failed(format!("the history cannot be read: {e}"));
             }
         };
+        // Recorded before the hello is sent, not once it is answered: the server may
+        // take the hello and keep talks for this device even if we die before its answer,
+        // and only a later hello with `resume` would get them.
+        if let Err(e) = self.store.linked(&creds.server) {
+            close(&mut ws, CloseCode::Away, self.config.timing.close_timeout).await;
+            return LinkEnd::Failed(format!("the history cannot be written: {e}"));
+        }
         let hello = ClientFrame::Hello(Hello {
             uuid: self.config.device_uuid.clone(),
             token: creds.token.clone(),
             resume,
             client: self.config.client_name.clone(),
         });
-        let mut timing = self.config.timing;
-        if let Err(e) = send(&mut ws, hello.to_text(), timing.heartbeat_timeout).await {
+        let mut link = Link {
+            timing: self.config.timing,
+            connected: false,
+            last_rx: Instant::now(),
+            last_rx_wall: SystemTime::now(),
+            probe_sent: None,
+        };
+        if let Err(e) = send(&mut ws, hello.to_text(), link.timing.heartbeat_timeout).await {
             return LinkEnd::Failed(format!("could not send the hello: {e}"));
         }
         self.publish(SessionState::Authenticating);
 
-        let mut connected = false;
-        let mut last_rx = Instant::now();
-        let mut last_rx_wall = SystemTime::now();
-        let mut probe_sent: Option<Instant> = None;
-        // Set when an error frame announces a rejection, to explain the close that follows.
-        let mut refusal: Option<String> = None;
-
         loop {
-            let deadline = match probe_sent {
-                None => last_rx + timing.heartbeat_interval,
-                Some(sent) => sent + timing.heartbeat_timeout,
+            let deadline = match link.probe_sent {
+                None => link.last_rx + link.timing.heartbeat_interval,
+                Some(sent) => sent + link.timing.heartbeat_timeout,
             };
             tokio::select! {
                 frame = ws.next() => {
-                    let message = match frame {
-                        None => return LinkEnd::Failed("the server closed the connection".into()),
-                        Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
-                            self.count(|s| s.oversized_frames += 1);
-                            self.emit(SessionEvent::Oversized { size, limit: max_size });
-                            tracing::warn!(size, limit = max_size, "refused an oversized message");
-                            return LinkEnd::Failed(format!(
-                                "refused a message of {size} bytes (limit {max_size})"
-                            ));
+                    // Frames already here are taken at once, so that a run of talks (a
+                    // replay, a burst) is stored in one transaction and acked once (acks
+                    // are cumulative, PROTOCOL.md §1.3).
+                    let mut frames = vec![frame];
+                    while frames.len() < READ_BATCH && matches!(frames.last(), Some(Some(Ok(_)))) {
+                        match ws.next().now_or_never() {
+                            Some(frame) => frames.push(frame),
+                            None => break,
                         }
-                        Some(Err(e)) => return LinkEnd::Failed(format!("connection lost: {e}")),
-                        Some(Ok(m)) => m,
-                    };
-                    // Any frame at all is a sign of life (§4).
-                    last_rx = Instant::now();
-                    last_rx_wall = SystemTime::now();
-                    probe_sent = None;
-                    if let Message::Close(frame) = &message {
-                        return close_end(frame.as_ref(), refusal.take());
                     }
-                    match message {
-                        Message::Text(text) => {
-                            match self.on_text(&mut ws, &creds, text.as_str(), &mut timing).await {
-                                Ok(TextOutcome::Continue) => {}
-                                // Already connected: say who we are now.
-                                Ok(TextOutcome::Welcomed) if connected => {
-                                    self.publish(SessionState::Connected { user: self.welcomed.clone() });
-                                }
-                                Ok(TextOutcome::Welcomed) => {}
-                                Ok(TextOutcome::Refused(reason)) => refusal = Some(reason),
-                                Err(end) => return end,
-                            }
+                    let mut end = None;
+                    for frame in frames {
+                        if let Err(e) = self.on_frame(&mut ws, &creds, frame, &mut link).await {
+                            end = Some(e);
+                            break;
                         }
-                        Message::Binary(data) => {
-                            self.count(|s| s.dropped_frames += 1);
-                            tracing::warn!(bytes = data.len(), "dropped a binary frame");
-                            self.emit(SessionEvent::Dropped {
-                                error: ProtocolError::Malformed("binary frame".into()),
-                            });
-                        }
-                        // Pings are answered by tungstenite; both only mean "alive".
-                        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) | Message::Close(_) => {}
                     }
-                    // The first frame proves the hello was taken. It is handled first, so
-                    // that a welcome already names the user in the Connected state.
-                    // An error frame announcing a refusal proves nothing but the refusal.
-                    if !connected && refusal.is_none() {
-                        connected = true;
-                        if let Err(e) = self.store.linked(&creds.server) {
-                            tracing::warn!(error = %e, "could not record the link in the history");
-                        }
-                        self.publish(SessionState::Connected { user: self.welcomed.clone() });
+                    // Talks read before an end are still stored (and acked if the socket
+                    // still takes it): the server would only send them again.
+                    let flushed = self.store_talks(&mut ws, &creds, link.timing).await;
+                    if let Some(end) = end.or(flushed.err()) {
+                        return end;
                     }
                 }
                 _ = sleep_until(deadline) => {
                     // The monotonic clock stops during suspend: if the wall clock says the
                     // link has been silent past interval + timeout, it is dead now (§4).
-                    let silent = last_rx_wall.elapsed().unwrap_or_default();
-                    if probe_sent.is_some() || silent > timing.heartbeat_interval + timing.heartbeat_timeout {
+                    let timing = link.timing;
+                    let silent = link.last_rx_wall.elapsed().unwrap_or_default();
+                    if link.probe_sent.is_some() || silent > timing.heartbeat_interval + timing.heartbeat_timeout {
                         let reason = format!("no answer to the heartbeat within {:?}", timing.heartbeat_timeout);
                         tracing::warn!(%reason, "link dead");
                         close(&mut ws, CloseCode::Away, timing.close_timeout).await;
@@ -355,7 +348,7 @@ impl SessionTask {
                         return LinkEnd::Failed(format!("could not send the heartbeat: {e}"));
                     }
                     self.count(|s| s.heartbeats_sent += 1);
-                    probe_sent = Some(Instant::now());
+                    link.probe_sent = Some(Instant::now());
                 }
                 cmd = self.commands.recv() => {
                     let next = match cmd {
@@ -375,7 +368,7 @@ impl SessionTask {
                             continue;
                         }
                         Some(Command::SendTalk { to, text, done }) => {
-                            let result = self.send_talk(&mut ws, to, text, timing).await;
+                            let result = self.send_talk(&mut ws, to, text, link.timing).await;
                             let failed = matches!(result, Err(SessionError::Stopped));
                             let _ = done.send(result.map_err(|e| match e {
                                 SessionError::Stopped => SessionError::NotConnected,
@@ -392,6 +385,80 @@ impl SessionTask {
                 }
             }
         }
+    }
+
+    /// One frame read from the socket (or its end). Talks are only collected here, for
+    /// [`store_talks`](Self::store_talks); anything else is handled after the talks read
+    /// before it are stored, so that order holds. `Err` ends the link.
+    async fn on_frame(
+        &mut self,
+        ws: &mut Ws,
+        creds: &Credentials,
+        frame: Option<Result<Message, WsError>>,
+        link: &mut Link,
+    ) -> Result<(), LinkEnd> {
+        let message = match frame {
+            None => return Err(LinkEnd::Failed("the server closed the connection".into())),
+            Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
+                self.count(|s| s.oversized_frames += 1);
+                self.emit(SessionEvent::Oversized { size, limit: max_size });
+                tracing::warn!(size, limit = max_size, "refused an oversized message");
+                return Err(LinkEnd::Failed(format!("refused a message of {size} bytes (limit {max_size})")));
+            }
+            Some(Err(e)) => return Err(LinkEnd::Failed(format!("connection lost: {e}"))),
+            Some(Ok(m)) => m,
+        };
+        // Any frame at all is a sign of life (§4).
+        link.last_rx = Instant::now();
+        link.last_rx_wall = SystemTime::now();
+        link.probe_sent = None;
+        match message {
+            Message::Text(text) => match ServerFrame::parse(text.as_str()) {
+                Ok(ServerFrame::Talk(talk)) => self.talks_read.push(talk),
+                Ok(frame) => {
+                    self.store_talks(ws, creds, link.timing).await?;
+                    match self.on_server_frame(frame, &mut link.timing) {
+                        TextOutcome::Continue => {}
+                        // Already connected: say who we are now.
+                        TextOutcome::Welcomed if link.connected => {
+                            self.publish(SessionState::Connected { user: self.welcomed.clone() });
+                        }
+                        TextOutcome::Welcomed => {}
+                        // The close that should follow is ours, so that a server that
+                        // refuses but keeps the socket open is not waited on.
+                        TextOutcome::Refused(reason) => {
+                            close(ws, CloseCode::Normal, link.timing.close_timeout).await;
+                            return Err(LinkEnd::Rejected(reason));
+                        }
+                    }
+                }
+                Err(error) => {
+                    self.count(|s| s.dropped_frames += 1);
+                    tracing::warn!(%error, "dropped a frame");
+                    self.emit(SessionEvent::Dropped { error });
+                }
+            },
+            Message::Binary(data) => {
+                self.count(|s| s.dropped_frames += 1);
+                tracing::warn!(bytes = data.len(), "dropped a binary frame");
+                self.emit(SessionEvent::Dropped { error: ProtocolError::Malformed("binary frame".into()) });
+            }
+            Message::Close(frame) => {
+                // The close is why the link ends, whatever becomes of an ack on it.
+                let _ = self.store_talks(ws, creds, link.timing).await;
+                return Err(close_end(frame.as_ref()));
+            }
+            // Pings are answered by tungstenite; both only mean "alive".
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+        }
+        // The first frame proves the hello was taken. It is handled first, so that a
+        // welcome already names the user in the Connected state, and talks that came with
+        // it are told after it (a replay is then caught up as one).
+        if !link.connected {
+            link.connected = true;
+            self.publish(SessionState::Connected { user: self.welcomed.clone() });
+        }
+        Ok(())
     }
 
     async fn send_talk(
@@ -412,87 +479,85 @@ impl SessionTask {
             .map_err(|_| SessionError::Stopped)
     }
 
-    /// One text frame. `Err` ends the link.
-    async fn on_text(
-        &mut self,
-        ws: &mut Ws,
-        creds: &Credentials,
-        text: &str,
-        timing: &mut Timing,
-    ) -> Result<TextOutcome, LinkEnd> {
-        let frame = match ServerFrame::parse(text) {
-            Ok(frame) => frame,
-            Err(error) => {
-                self.count(|s| s.dropped_frames += 1);
-                tracing::warn!(%error, "dropped a frame");
-                self.emit(SessionEvent::Dropped { error });
-                return Ok(TextOutcome::Continue);
-            }
-        };
+    /// A frame other than a talk.
+    fn on_server_frame(&mut self, frame: ServerFrame, timing: &mut Timing) -> TextOutcome {
         match frame {
-            ServerFrame::Heartbeat => Ok(TextOutcome::Continue),
+            ServerFrame::Heartbeat | ServerFrame::Talk(_) => TextOutcome::Continue,
             ServerFrame::Welcome(welcome) => {
                 if let Some(hint) = welcome.heartbeat {
+                    // A server's wish, within bounds: a huge interval would switch off
+                    // dead-link detection, a tiny one would flood it with `online`.
                     if let Some(ms) = hint.interval_ms.filter(|ms| *ms > 0) {
-                        timing.heartbeat_interval = Duration::from_millis(ms);
+                        timing.heartbeat_interval = Duration::from_millis(ms).clamp(HINT_INTERVAL.0, HINT_INTERVAL.1);
                     }
                     if let Some(ms) = hint.timeout_ms.filter(|ms| *ms > 0) {
-                        timing.heartbeat_timeout = Duration::from_millis(ms);
+                        timing.heartbeat_timeout = Duration::from_millis(ms).clamp(HINT_TIMEOUT.0, HINT_TIMEOUT.1);
                     }
                 }
                 self.welcomed = Some(welcome.user.clone());
                 self.emit(SessionEvent::Welcome { user: welcome.user });
-                Ok(TextOutcome::Welcomed)
+                TextOutcome::Welcomed
             }
             ServerFrame::Error(e) => {
                 tracing::warn!(code = %e.code, message = %e.message, "the server reported an error");
                 if e.code == "unauthorized" || e.code == "forbidden" {
-                    Ok(TextOutcome::Refused(format!("the server refused the token: {}", e.message)))
+                    TextOutcome::Refused(format!("the server refused the token: {}", e.message))
                 } else {
-                    Ok(TextOutcome::Continue)
+                    TextOutcome::Continue
                 }
             }
-            ServerFrame::Talk(talk) => self.on_talk(ws, creds, talk, *timing).await,
         }
     }
 
-    /// Store, then ack, then tell (PROTOCOL.md §3).
-    async fn on_talk(
-        &mut self,
-        ws: &mut Ws,
-        creds: &Credentials,
-        talk: TalkMessage,
-        timing: Timing,
-    ) -> Result<TextOutcome, LinkEnd> {
-        let stored = match self.store.store(&creds.server, &talk) {
+    /// Store, then ack, then tell (PROTOCOL.md §3), for every talk read so far: one
+    /// transaction and one (cumulative) ack for all of them.
+    async fn store_talks(&mut self, ws: &mut Ws, creds: &Credentials, timing: Timing) -> Result<(), LinkEnd> {
+        if self.talks_read.is_empty() {
+            return Ok(());
+        }
+        let talks = std::mem::take(&mut self.talks_read);
+        let stored = match self.store.store_all(&creds.server, &talks) {
             Ok(stored) => stored,
             Err(e) => {
-                // Not acked, so the server keeps it and replays it on the next link.
-                tracing::error!(error = %e, "could not store a talk");
+                // Not acked, so the server keeps them and replays them on the next link.
+                tracing::error!(error = %e, talks = talks.len(), "could not store talks");
                 self.emit(SessionEvent::StoreFailed { error: e.to_string() });
                 return Err(LinkEnd::Failed(format!("could not store a talk: {e}")));
             }
         };
-        if let Some(seq) = talk.seq {
+        if let Some(seq) = talks.iter().filter_map(|t| t.seq).max() {
             if let Err(e) = send(ws, ClientFrame::Ack(seq).to_text(), timing.heartbeat_timeout).await {
                 return Err(LinkEnd::Failed(format!("could not send an ack: {e}")));
             }
         }
-        match stored {
-            Stored::New(row) => {
-                self.count(|s| s.talks += 1);
-                let for_me = self.user_id().is_some_and(|me| talk.is_for(me));
-                self.emit(SessionEvent::Talk { talk, row, for_me });
-            }
-            Stored::Duplicate => {
-                self.count(|s| s.duplicates += 1);
-                if let Some(seq) = talk.seq {
-                    self.emit(SessionEvent::Duplicate { seq });
+        for (talk, stored) in talks.into_iter().zip(stored) {
+            match stored {
+                Stored::New(row) => {
+                    self.count(|s| s.talks += 1);
+                    let for_me = self.user_id().is_some_and(|me| talk.is_for(me));
+                    self.emit(SessionEvent::Talk { talk, row, for_me });
+                }
+                Stored::Duplicate => {
+                    self.count(|s| s.duplicates += 1);
+                    if let Some(seq) = talk.seq {
+                        self.emit(SessionEvent::Duplicate { seq });
+                    }
                 }
             }
         }
-        Ok(TextOutcome::Continue)
+        Ok(())
     }
+}
+
+/// The state of the link that one frame can change.
+struct Link {
+    /// The heartbeat timing on this link (config, or the server's welcome).
+    timing: Timing,
+    /// Whether a frame has come (the hello was taken).
+    connected: bool,
+    last_rx: Instant,
+    last_rx_wall: SystemTime,
+    probe_sent: Option<Instant>,
 }
 
 enum TextOutcome {
@@ -502,12 +567,12 @@ enum TextOutcome {
 }
 
 /// What a close frame from the server means.
-fn close_end(frame: Option<&CloseFrame>, refusal: Option<String>) -> LinkEnd {
+fn close_end(frame: Option<&CloseFrame>) -> LinkEnd {
     let code = frame.map(|f| u16::from(f.code));
     match code {
         Some(CLOSE_UNAUTHORIZED) | Some(CLOSE_FORBIDDEN) => {
             let reason = frame.map(|f| f.reason.to_string()).filter(|r| !r.is_empty());
-            LinkEnd::Rejected(refusal.or(reason.map(|r| format!("the server refused the token: {r}"))).unwrap_or_else(
+            LinkEnd::Rejected(reason.map(|r| format!("the server refused the token: {r}")).unwrap_or_else(
                 || format!("the server refused the token (close code {})", code.unwrap_or_default()),
             ))
         }
