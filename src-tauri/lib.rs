@@ -3,5 +3,4 @@
 
 pub mod cli;
 pub mod format;
-pub mod logging;
 pub mod gui;

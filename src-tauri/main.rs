@@ -2,7 +2,6 @@
 //! subcommands are the command line and the headless daemon.
 
 use std::io::Read;
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -10,18 +9,15 @@ use talkbell_app::cli::{Cli, Command};
 use talkbell_core::config::Paths;
 use talkbell_core::engine::{self, Engine};
 use talkbell_core::history::{History, HistoryQuery};
-use talkbell_core::notify::DesktopNotifier;
 use talkbell_core::protocol::{Token, UserId};
 
 fn main() -> std::process::ExitCode {
-    talkbell_app::logging::init();
+    talkbell_daemon::logging::init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        // Two workers are plenty for one socket; fewer threads, fewer wake-ups.
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    if matches!(cli.command, Some(Command::Daemon)) {
+        exec_daemon();
+    }
+    let runtime = match talkbell_daemon::runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("talkbell: cannot start: {e}");
@@ -60,7 +56,7 @@ async fn run(command: Command) -> Result<()> {
             println!("Signed out; the token is removed from the keyring.");
             Ok(())
         }
-        Command::Daemon => daemon(paths).await,
+        Command::Daemon => talkbell_daemon::run(paths).await,
         Command::History { json, search, limit } => history(paths, json, search, limit),
     }
 }
@@ -81,27 +77,22 @@ async fn login(paths: Paths, server: &str, user_id: Option<String>) -> Result<()
     Ok(())
 }
 
-async fn daemon(paths: Paths) -> Result<()> {
-    let notifier = Arc::new(DesktopNotifier::new());
-    let engine = Engine::start(paths, Some(notifier)).await?;
-    engine.watch_system();
-    if engine.config().server.is_none() {
-        tracing::warn!("no server configured: run `talkbell login --server URL` first");
-    }
-    wait_for_signal().await?;
-    tracing::info!("shutting down");
-    engine.shutdown().await;
-    Ok(())
-}
-
-async fn wait_for_signal() -> Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r?,
-        _ = term.recv() => {}
-    }
-    Ok(())
+/// Becomes `talkbell-daemon` (beside this binary) in the same process: the headless
+/// daemon then maps none of the GUI's libraries this binary is linked with, which cost
+/// it about 40 MB. Returns only where that binary is missing or cannot be run; the daemon
+/// then runs here, the same code with the larger footprint.
+fn exec_daemon() {
+    use std::os::unix::process::CommandExt;
+    let Some(path) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(talkbell_daemon::BINARY)))
+        .filter(|path| path.is_file())
+    else {
+        tracing::info!("{} not found beside this binary; the daemon runs in this process", talkbell_daemon::BINARY);
+        return;
+    };
+    let error = std::process::Command::new(&path).exec();
+    tracing::warn!(path = %path.display(), %error, "cannot run the headless daemon binary; the daemon runs in this process");
 }
 
 fn history(paths: Paths, json: bool, search: Option<String>, limit: usize) -> Result<()> {
