@@ -14,8 +14,15 @@ use talkbell_core::protocol::{Token, UserId};
 fn main() -> std::process::ExitCode {
     talkbell_daemon::logging::init();
     let cli = Cli::parse();
-    if matches!(cli.command, Some(Command::Daemon)) {
-        exec_daemon();
+    match cli.command {
+        Some(Command::Daemon) => exec_daemon(),
+        // Before GTK starts, while this is the only thread: GTK would otherwise open a GL
+        // display at start for its visuals, which loads the GPU driver (or Mesa's
+        // llvmpipe, 30 MB) into the tray process for its whole life, window or none. The
+        // window's web view then draws without GL, which this small page does not miss.
+        // Setting GDK_GL yourself (e.g. GDK_GL=always) overrides this.
+        None if std::env::var_os("GDK_GL").is_none() => std::env::set_var("GDK_GL", "disable"),
+        _ => {}
     }
     let runtime = match talkbell_daemon::runtime() {
         Ok(rt) => rt,

@@ -17,7 +17,8 @@ fn popups_with(body: &str) -> usize {
 fn login_keeps_the_token_in_the_keyring_only_and_a_talk_pops_up_once() {
     require_desktop_session();
     let _ = DESKTOP;
-    let relay = Relay::start();
+    // Like the original servers: every talk goes to everyone, and the app picks its own.
+    let relay = Relay::start_with(&["--deliver-to-all"]);
     let app = App::new();
     let token = relay.token(1).to_owned();
 
@@ -29,6 +30,14 @@ fn login_keeps_the_token_in_the_keyring_only_and_a_talk_pops_up_once() {
 
     let mut daemon = app.daemon();
     daemon.wait_connected(1);
+    // Headless means headless: the process became talkbell-daemon and maps no GUI library.
+    let pid = daemon.pid().expect("the daemon runs");
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert!(exe.ends_with("talkbell-daemon"), "the daemon runs as {}", exe.display());
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    for lib in ["libwebkit2gtk", "libgtk-3", "libjavascriptcoregtk"] {
+        assert!(!maps.contains(lib), "the headless daemon maps {lib}");
+    }
     let marker = format!("hello from the test {}", std::process::id());
     relay.send(2, 1, &marker);
     eventually("the popup", || (popups_with(&marker) == 1).then_some(()));
@@ -37,7 +46,8 @@ fn login_keeps_the_token_in_the_keyring_only_and_a_talk_pops_up_once() {
     assert_eq!(title, "wang2");
     assert_eq!(body, &marker);
 
-    // A talk for someone else never reaches this user's app at all.
+    // A talk for someone else reaches this app too (see above): kept in the history,
+    // never a popup.
     let other = format!("for wang3 only {}", std::process::id());
     relay.send(2, 3, &other);
     let after = format!("second for wang1 {}", std::process::id());
@@ -47,7 +57,10 @@ fn login_keeps_the_token_in_the_keyring_only_and_a_talk_pops_up_once() {
     assert_eq!(popups_with(&marker), 1, "the first talk popped up twice");
 
     let texts = app.history_texts();
-    assert_eq!(texts, [after.clone(), marker.clone()], "newest first, nothing else");
+    assert_eq!(texts, [after.clone(), other.clone(), marker.clone()], "newest first, nothing else");
+    let theirs = app.history_json(&["--search", "wang3 only"]);
+    assert_eq!(theirs.len(), 1);
+    assert_eq!(theirs[0]["to"]["name"], "wang3");
     let found = app.history_json(&["--search", "second"]);
     assert_eq!(found.len(), 1);
     assert_eq!(found[0]["talk"], after.as_str());

@@ -388,7 +388,13 @@ fn soak_every_accepted_talk_is_stored_exactly_once_in_order_across_relay_kills_a
         "  stored in the history: {} (every accepted one exactly once; {not_accepted_but_stored} more were cut off after the relay had committed them)",
         rows.len()
     );
-    eprintln!("  duplicates in the history: 0; duplicates dropped by the daemon: not observable (the daemon neither logs nor exposes SessionStats::duplicates)");
+    let dropped: u64 = daemon_logs
+        .iter()
+        .flat_map(|l| l.lines())
+        .filter(|l| l.contains("talks already stored, dropped"))
+        .filter_map(|l| l.split("dropped=").nth(1)?.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    eprintln!("  duplicates in the history: 0; duplicates the daemon received and dropped: {dropped}");
     eprintln!(
         "  relay replays on resume: {} ({} talks); daemon connects: {connects}",
         replays.len(),
@@ -397,6 +403,9 @@ fn soak_every_accepted_talk_is_stored_exactly_once_in_order_across_relay_kills_a
     eprintln!("  relay restarts (SIGKILL): {relay_restarts}; daemon restarts: {} {daemon_restarts:?}", daemon_restarts.len());
     eprintln!("  outages: {outages}; longest time disconnected: {}", secs(longest));
     eprintln!("  faults took {}; the whole test {}", secs(chaos_took), secs(began.elapsed()));
+    // Talks accepted while the daemon was down can only have come by a replay: so the
+    // exactly-once above held through the replay path, not around it.
+    assert!(replays.iter().sum::<u64>() > 0, "no talk was replayed on resume: the faults missed the replay path");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -412,8 +421,10 @@ fn a_frozen_relay_is_declared_dead_within_interval_plus_timeout_and_the_link_com
     let relay = Relay::start();
     let app = App::new();
     login(&app, &relay);
-    let (interval, timeout) = (Duration::from_secs(1), Duration::from_secs(1));
-    let slack = Duration::from_secs(10);
+    // The slack is for a loaded machine's scheduling only; the benchmark (docs/
+    // BENCHMARKS.md, 4) measures the detection time itself.
+    let (interval, timeout) = (Duration::from_secs(2), Duration::from_secs(2));
+    let slack = Duration::from_secs(2);
     app.edit_config(|c| {
         c.heartbeat.interval_ms = interval.as_millis() as u64;
         c.heartbeat.timeout_ms = timeout.as_millis() as u64;
@@ -429,7 +440,7 @@ fn a_frozen_relay_is_declared_dead_within_interval_plus_timeout_and_the_link_com
     wait_until(PATIENCE, "the talk before the freeze", || app.history_texts().contains(&before).then_some(()));
     // A live relay answers every heartbeat: several intervals pass and the link stays up,
     // so what follows is the freeze's doing, not the heartbeat's.
-    thread::sleep(3 * (interval + timeout));
+    thread::sleep(2 * (interval + timeout));
     assert_eq!(daemon.log.count("link dead"), 0, "a live link was declared dead:\n{}", daemon.log.text());
     assert_eq!(daemon.log.count("state=\"connected\""), 1, "{}", daemon.log.text());
     let offline_before = daemon.log.count("state=\"offline\"");

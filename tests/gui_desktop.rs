@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -79,6 +79,25 @@ fn tray_icon() -> Option<(u32, u32, i32, i32)> {
         .take_while(|l| depth(l) > panel_depth)
         .find(|l| l.contains("tray-icon tray app"))?;
     x_window(icon.trim())
+}
+
+/// Whether two image files hold the same pixels (ImageMagick's `compare`).
+fn same_picture(a: &Path, b: &Path) -> bool {
+    let out = Command::new("compare").args(["-metric", "AE"]).arg(a).arg(b).arg("null:").output().expect("compare");
+    out.status.success() && String::from_utf8_lossy(&out.stderr).trim() == "0"
+}
+
+/// The X screen's width and height (`xwininfo -root`).
+fn screen_size() -> (i32, i32) {
+    let out = Command::new("xwininfo").arg("-root").output().expect("xwininfo");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().parse::<i32>()))
+            .and_then(Result::ok)
+            .unwrap_or_else(|| panic!("no {name} in xwininfo -root: {text}"))
+    };
+    (field("Width:"), field("Height:"))
 }
 
 fn screenshots_dir() -> PathBuf {
@@ -389,7 +408,8 @@ fn a_user_signs_in_gets_talks_rides_out_an_outage_and_closes_the_window_to_the_t
     require_desktop_session();
     let _turn = one_at_a_time();
     let _desktop = window_manager_and_tray();
-    let mut relay = Relay::start();
+    // As the original servers did: every talk to everyone, the app picks its own.
+    let mut relay = Relay::start_with(&["--deliver-to-all"]);
     let app = App::new();
     let _cleanup = Cleanup::new(&app);
     let token = relay.token(1).to_owned();
@@ -435,7 +455,12 @@ fn a_user_signs_in_gets_talks_rides_out_an_outage_and_closes_the_window_to_the_t
         screen_shot("desktop.png", None, None);
         screen_shot("popup.png", Some(popup), None);
         let icon = tray_icon().expect("the tray icon in trayer's panel");
-        screen_shot("tray.png", Some((icon.0 + 16, icon.1 + 8, icon.2 - 8, icon.3 - 4)), Some(300));
+        // A margin around the icon, within the screen (the tray sits at its edge).
+        let (screen_w, screen_h) = screen_size();
+        let (left, top) = ((icon.2 - 8).max(0), (icon.3 - 4).max(0));
+        let right = (icon.2 + icon.0 as i32 + 8).min(screen_w);
+        let bottom = (icon.3 + icon.1 as i32 + 4).min(screen_h);
+        screen_shot("tray.png", Some(((right - left) as u32, (bottom - top) as u32, left, top)), Some(300));
         // It popped up on its own. (Talks in the first seconds of a link are collected
         // into one popup; this one was alone in them.)
         wait_popup(&first);
@@ -467,7 +492,10 @@ fn a_user_signs_in_gets_talks_rides_out_an_outage_and_closes_the_window_to_the_t
         relay.send(2, 1, &after);
         wait_top_talk(&client, &after).await;
         let before_close = shown_history(&client).await;
-        assert_eq!(before_close.len(), 3, "{before_close:?}");
+        // The talk for wang3 is in the history (the relay sends everyone everything, as
+        // the original servers did), but it did not pop up (above).
+        let texts: Vec<&str> = before_close.iter().map(|(_, t)| t.as_str()).collect();
+        assert_eq!(texts, [after.as_str(), xss, other.as_str(), first.as_str()], "{before_close:?}");
 
         // Closing the window leaves the app in the tray, with no WebKit process alive.
         // (This also ends the WebDriver session: WebKit counts its network process going
@@ -569,6 +597,22 @@ fn unread_marks_log_pause_search_paging_settings_a_popup_click_and_quit() {
         relay.send(2, 1, &resumed);
         wait_popup(&resumed);
         assert_eq!(popups_shown_with(&paused), 0, "a talk popped up while paused");
+        // The tray's other pause, and its Resume.
+        tray_menu_click(pid, "For 1 hour");
+        wait_status(&client, "paused for an hour", |t| t.ends_with("· notifications paused")).await;
+        tray_menu_click(pid, "Resume notifications");
+        wait_status(&client, "resumed from the tray", |t| !t.contains("paused")).await;
+
+        // Reconnect now, from the tray: a new link, which the log shows.
+        click(&client, "tab-log").await;
+        let links = |log: Vec<String>| log.iter().filter(|l| l.as_str() == "connected").count();
+        let before = links(texts(&client, "#log li span").await);
+        tray_menu_click(pid, "Reconnect now");
+        until("a new link after Reconnect now", || async {
+            (links(texts(&client, "#log li span").await) > before).then_some(())
+        })
+        .await;
+        wait_status(&client, "connected after Reconnect now", |t| t.starts_with("Connected as wang1")).await;
 
         // Search, then paging: 60 more talks; the list loads 50 at a time as it scrolls.
         click(&client, "tab-history").await;
@@ -734,7 +778,7 @@ fn on_a_status_notifier_desktop_the_tray_is_an_item_with_the_same_menu() {
     let ready = rx.recv_timeout(PATIENCE).expect("the watcher to own its name");
     assert!(ready.get("ready").is_some(), "{ready}");
 
-    let relay = Relay::start();
+    let mut relay = Relay::start();
     let (app, _cleanup) = signed_in(&relay);
     relay.send(2, 1, &format!("for the menu {}", std::process::id()));
     let mut tray_app = Helper::start(app.command().arg("--hidden"));
@@ -763,6 +807,19 @@ fn on_a_status_notifier_desktop_the_tray_is_an_item_with_the_same_menu() {
         ]
     );
     assert!(items.iter().any(|(_, l, on)| l == "Resume notifications" && !on));
+
+    // One picture per state: the item shows the connected icon, and once the relay is
+    // gone, the offline one.
+    let icon_now = || {
+        let props = gdbus_call(&sender, &path, "org.freedesktop.DBus.Properties.GetAll", &["org.kde.StatusNotifierItem"]);
+        props.split("'IconName': <'").nth(1).and_then(|s| s.split("'>").next()).unwrap_or_default().to_owned()
+    };
+    let icons = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("icons");
+    let shows = |name: &str| same_picture(Path::new(&icon_now()), &icons.join(name));
+    assert!(shows("tray-connected.png"), "not the connected icon: {}", icon_now());
+    relay.kill();
+    eventually("the offline icon", || shows("tray-offline.png").then_some(()));
+    relay.spawn();
 
     // A click on Quit, as the desktop's tray sends it.
     let quit = items.iter().find(|(_, l, _)| l == "Quit").unwrap().0;

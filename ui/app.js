@@ -47,7 +47,6 @@ function showStatus(s) {
 // ---- history -------------------------------------------------------------------------
 
 let oldest = null;
-let loading = false;
 let exhausted = false;
 let query = "";
 const unseen = new Set();
@@ -98,28 +97,40 @@ const seenObserver = new IntersectionObserver((entries) => {
   if (ids.length) invoke("mark_read", { ids }).catch(logError);
 });
 
-async function loadMore() {
-  if (loading || exhausted) return;
-  loading = true;
+// The page being loaded, so that callers wait for it rather than skip it; `generation`
+// tells a page of a list that has since been reloaded (a new search) from a current one.
+let inflight = null;
+let generation = 0;
+
+function loadMore() {
+  if (exhausted) return Promise.resolve();
+  if (!inflight) inflight = loadPage().finally(() => { inflight = null; });
+  return inflight;
+}
+
+async function loadPage() {
+  const gen = generation;
   try {
     const page = await invoke("list_history", { search: query || null, before: oldest, limit: PAGE });
+    if (gen !== generation) return;
     const list = $("history");
-    for (const e of page) list.append(item(e));
+    // A live talk may already be listed: it came while this page was on its way.
+    for (const e of page) if (!$(`talk-${e.id}`)) list.append(item(e));
     if (page.length) oldest = page[page.length - 1].id;
     exhausted = page.length < PAGE;
     $("history-empty").hidden = list.children.length > 0;
   } catch (e) {
     logError(e);
-  } finally {
-    loading = false;
   }
 }
 
 function reloadHistory() {
+  generation++;
   $("history").replaceChildren();
   oldest = null;
   exhausted = false;
-  loadMore();
+  inflight = null;
+  return loadMore();
 }
 
 // More is loaded when the end of the list comes into view.
@@ -225,6 +236,7 @@ async function start() {
   for (const line of await invoke("get_log")) log(line.text, line.at_ms);
   await listen("talkbell://talk", (ev) => {
     if (query) return; // a search result list is not the live list
+    if ($(`talk-${ev.payload.id}`)) return; // the first page, loading meanwhile, had it
     $("history").prepend(item(ev.payload));
     $("history-empty").hidden = true;
   });

@@ -399,6 +399,11 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// The daemon's process id (the same after it has become `talkbell-daemon`).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// Waits for the n-th "connected" state line in the daemon's log.
     pub fn wait_connected(&self, n: usize) {
         let log = self.log.clone();

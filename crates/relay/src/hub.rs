@@ -107,6 +107,20 @@ pub(crate) struct Registration {
     pub live: mpsc::Receiver<Utf8Bytes>,
 }
 
+/// Hands a frame to every live connection of a recipient.
+fn send_to_all(recipient: &mut Recipient, frame: &Utf8Bytes) {
+    recipient.conns.retain(|id, tx| match tx.try_send(frame.clone()) {
+        Ok(()) => true,
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            // Dropping its sender ends the connection once it has written what it has;
+            // it gets the rest on resume.
+            tracing::warn!(conn = id, "a connection is too slow to keep up; dropping it");
+            false
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => false,
+    });
+}
+
 impl Shared {
     /// Delivers a talk from `from` to `to`: `seq`, commit, then every live connection of
     /// the recipient. Runs in its own task, so that a caller that goes away (an HTTP
@@ -167,23 +181,18 @@ impl Shared {
         msg.seq = Some(Seq(seq));
         msg.ts = Some(ts);
         let to_id = msg.to.id.clone();
+        let copy = self.cfg.deliver_to_all.then(|| TalkMessage { seq: None, ..msg.clone() });
         let frame: Utf8Bytes = ServerFrame::Talk(msg).to_text().into();
-        guard
-            .conns
-            .retain(|id, tx| match tx.try_send(frame.clone()) {
-                Ok(()) => true,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    // Dropping its sender ends the connection once it has written what it
-                    // has; it gets the rest on resume.
-                    tracing::warn!(
-                        conn = id,
-                        "a connection is too slow to keep up; dropping it"
-                    );
-                    false
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
-            });
+        send_to_all(&mut guard, &frame);
         drop(guard);
+        if let Some(copy) = copy {
+            let frame: Utf8Bytes = ServerFrame::Talk(copy).to_text().into();
+            for (user, others) in &self.recipients {
+                if *user != to_id {
+                    send_to_all(&mut *others.lock().await, &frame);
+                }
+            }
+        }
         tracing::debug!(to = %to_id, seq, "talk delivered");
         Ok((seq, ts))
     }

@@ -83,6 +83,10 @@ pub struct RelayConfig {
     pub connection_queue: usize,
     /// How long [`Relay::shutdown`] waits for connections to close (default 5 s).
     pub shutdown_grace: Duration,
+    /// Also send every talk to every other live connection, as the original servers did
+    /// (the client picks out its own by `to.id`). Those copies carry no `seq` (that is
+    /// the recipient's numbering) and are not queued. Off by default.
+    pub deliver_to_all: bool,
 }
 
 impl RelayConfig {
@@ -101,6 +105,7 @@ impl RelayConfig {
             http_body_limit: 256 * 1024,
             connection_queue: 1024,
             shutdown_grace: Duration::from_secs(5),
+            deliver_to_all: false,
         }
     }
 }

@@ -93,6 +93,10 @@ struct ServeArgs {
     /// POST /v1/talk at once per token.
     #[arg(long, default_value_t = 100)]
     http_burst: u32,
+    /// Also send every talk, without its seq, to everyone else connected, as the
+    /// original servers did (clients pick out their own).
+    #[arg(long)]
+    deliver_to_all: bool,
 }
 
 fn init_logs(default: &str) {
@@ -161,6 +165,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     cfg.retention = Duration::from_secs(args.retention_days.max(1) * 24 * 3600);
     cfg.max_queued_per_recipient = args.max_queued.max(1);
+    cfg.deliver_to_all = args.deliver_to_all;
     if !(args.ws_rate > 0.0 && args.http_rate > 0.0) {
         bail!("--ws-rate and --http-rate must be above 0");
     }

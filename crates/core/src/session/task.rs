@@ -530,6 +530,11 @@ impl SessionTask {
                 return Err(LinkEnd::Failed(format!("could not send an ack: {e}")));
             }
         }
+        let duplicates = stored.iter().filter(|s| matches!(s, Stored::Duplicate)).count();
+        if duplicates > 0 {
+            // At-least-once at work: the server sent again what it had no ack for.
+            tracing::info!(dropped = duplicates, "talks already stored, dropped");
+        }
         for (talk, stored) in talks.into_iter().zip(stored) {
             match stored {
                 Stored::New(row) => {
