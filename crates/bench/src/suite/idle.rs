@@ -298,7 +298,10 @@ pub async fn run(env: &Env, report: &mut Report) -> Result<()> {
             verdicts.push_str(&format!(
                 "\n**Missed: the tray app uses {} PSS, above the 30 MB target.** Its heap is small; \
                  most of its PSS is shared libraries mapped into its one process (see the breakdown \
-                 above: WebKitGTK, GTK and their dependencies are loaded although no web view exists).{llvm}\n",
+                 above: WebKitGTK, GTK and their dependencies are loaded although no web view exists).{llvm} \
+                 Tauri links the web view into the app's one binary, so the tray process maps it \
+                 for its whole life; reaching 30 MB would take a tray process of its own without \
+                 WebKit (GTK and the tray only), which starts the window's process on demand.\n",
                 mb(t.mem.pss_kib)
             ));
         }
