@@ -312,6 +312,17 @@ async fn close_4003_without_an_error_frame_signs_out_too() {
 
 #[tokio::test]
 async fn http_401_to_the_handshake_signs_out_and_new_credentials_try_again() {
+    refused_handshake(b"HTTP/1.1 401 Unauthorized", "401").await;
+}
+
+#[tokio::test]
+async fn http_403_to_the_handshake_signs_out_too() {
+    refused_handshake(b"HTTP/1.1 403 Forbidden", "403").await;
+}
+
+/// A server that answers the WebSocket handshake with `status`: signed out, no attempt
+/// for a minute, and new credentials try again.
+async fn refused_handshake(status: &'static [u8], code: &str) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let hits = Arc::new(std::sync::Mutex::new(0usize));
@@ -321,24 +332,51 @@ async fn http_401_to_the_handshake_signs_out_and_new_credentials_try_again() {
             *count.lock().unwrap() += 1;
             let mut buf = [0u8; 2048];
             let _ = tokio::io::AsyncReadExt::read(&mut tcp, &mut buf).await;
-            let _ = tcp
-                .write_all(b"HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                .await;
+            let _ = tcp.write_all(status).await;
+            let _ = tcp.write_all(b"\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
         }
     });
     let url = format!("ws://{addr}/");
     let session = Session::spawn(config(fast_timing()), Some(creds(&url, Some(1))), Arc::new(MemStore::default()));
     let state = wait_state(&session, |s| matches!(s, SessionState::SignedOut { reason: Some(_) })).await;
-    assert!(format!("{state:?}").contains("401"), "{state:?}");
+    assert!(format!("{state:?}").contains(code), "{state:?}");
     tokio::time::pause();
     tokio::time::sleep(Duration::from_secs(61)).await;
     tokio::time::resume();
+    tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(*hits.lock().unwrap(), 1);
     // Signing in again is what makes it try again.
     session.set_credentials(creds(&url, Some(1)));
     wait_state(&session, |s| matches!(s, SessionState::Connecting { .. })).await;
     wait_state(&session, |s| matches!(s, SessionState::SignedOut { .. })).await;
     assert_eq!(*hits.lock().unwrap(), 2);
+    session.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_welcome_asking_for_a_1_ms_heartbeat_gets_one_a_second_at_most() {
+    let (seen_tx, mut seen) = mpsc::unbounded_channel::<String>();
+    let server = Scripted::start(move |_, mut ws| {
+        let seen = seen_tx.clone();
+        async move {
+            next_text(&mut ws).await;
+            send_text(&mut ws, r#"{"type": "welcome", "user": {"id": 1, "name": "wang1"}, "heartbeat": {"interval_ms": 1, "timeout_ms": 1}}"#).await;
+            echo_heartbeats(ws, seen).await;
+        }
+    })
+    .await;
+    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), None)), Arc::new(MemStore::default()));
+    wait_state(&session, |s| matches!(s, SessionState::Connected { .. })).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let mut probes = 0;
+    while let Ok(frame) = seen.try_recv() {
+        probes += usize::from(frame == "online");
+    }
+    // Held to 1 s: two or three in 2.5 s (a 1 ms heartbeat would have sent thousands),
+    // and the link is still up (a 1 ms timeout would have declared it dead).
+    assert!((1..=3).contains(&probes), "{probes} heartbeats in 2.5 s");
+    assert!(matches!(session.state(), SessionState::Connected { .. }), "{:?}", session.state());
+    assert_eq!(session.stats().connects, 1);
     session.shutdown().await;
 }
 
