@@ -14,7 +14,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/install-deps.sh core gui bench
 
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
-cargo build --release --locked -p talkbell-bench -p talkbell -p talkbell-daemon -p talkbell-relay
+cargo build --release --locked -p talkbell-bench -p talkbell -p talkbell-relay
 
 # The relay benchmark holds 10,000 WebSocket connections open: one descriptor each in the
 # relay and in the benchmark's clients.

@@ -16,7 +16,7 @@ root=$(pwd)
 
 if [ -z "${TALKBELL_DEMO_INNER:-}" ]; then
   bash scripts/install-deps.sh core gui
-  cargo build --locked -p talkbell -p talkbell-daemon -p talkbell-relay
+  cargo build --locked -p talkbell -p talkbell-relay
   export TALKBELL_DEMO_INNER=1
   if [ -n "${DBUS_SESSION_BUS_ADDRESS:-}" ] && { [ -n "${DISPLAY:-}" ] || [ -n "${WAYLAND_DISPLAY:-}" ]; }; then
     exec bash "$0" "$@"

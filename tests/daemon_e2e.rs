@@ -137,3 +137,39 @@ fn a_refused_token_or_a_dead_server_fails_login_clearly_and_stores_nothing() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(secret_tool_lookup(&relay.url()), None);
 }
+
+#[test]
+#[ignore = "needs scripts/desktop-session.sh (D-Bus, gnome-keyring, dunst)"]
+fn another_account_on_the_same_server_gets_all_its_talks_and_its_own_resume() {
+    require_desktop_session();
+    let relay = Relay::start();
+    let app = App::new();
+    assert!(app.login(&relay.url(), relay.token(1), &[]).status.success());
+    let mut daemon = app.daemon();
+    daemon.wait_connected(1);
+    for i in 1..=3 {
+        relay.send(2, 1, &format!("to wang1 #{i}"));
+    }
+    eventually("wang1's talks", || (app.history_texts().len() == 3).then_some(()));
+    daemon.stop();
+
+    // wang3 on the same device and server: the relay numbers wang3's talks from 1 again,
+    // and they must not be taken for repeats of wang1's.
+    let out = app.login(&relay.url(), relay.token(3), &[]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("as user 3"), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut daemon = app.daemon();
+    daemon.wait_connected(1);
+    relay.send(2, 3, "to wang3 #1");
+    relay.send(2, 3, "to wang3 #2");
+    let theirs = || app.history_texts().into_iter().filter(|t| t.starts_with("to wang3")).count();
+    eventually("wang3's two talks", || (theirs() == 2).then_some(()));
+    daemon.stop();
+
+    // And wang3's own resume: a talk sent while the daemon is down comes on its return.
+    relay.send(2, 3, "to wang3 while away");
+    let mut daemon = app.daemon();
+    daemon.wait_connected(1);
+    eventually("the talk queued while away", || (theirs() == 3).then_some(()));
+    daemon.stop();
+    assert_eq!(app.history_texts().len(), 6);
+}

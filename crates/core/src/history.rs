@@ -74,7 +74,28 @@ pub struct History {
     checkpoint: Option<SyncSender<()>>,
 }
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
+
+/// From schema 1, where a seq and the cursor were per server alone: with two accounts on
+/// one server, the second one's talks were taken for repeats of the first one's.
+const MIGRATE_1_TO_2: &str = "
+DROP INDEX talks_server_seq;
+CREATE UNIQUE INDEX talks_server_to_seq ON talks(server, to_id, seq) WHERE seq IS NOT NULL;
+CREATE TABLE cursors_2 (
+    server   TEXT NOT NULL,
+    user_id  TEXT NOT NULL,
+    last_seq INTEGER NOT NULL,
+    PRIMARY KEY (server, user_id)
+);
+INSERT INTO cursors_2 (server, user_id, last_seq)
+    SELECT server, to_id, max(seq) FROM talks WHERE seq IS NOT NULL GROUP BY server, to_id;
+-- A schema-1 cursor outlived pruning; it belonged to whoever was signed in, best told by
+-- the recipient of the latest talk with a seq.
+UPDATE cursors_2 SET last_seq = max(last_seq, coalesce((SELECT c.last_seq FROM cursors c WHERE c.server = cursors_2.server), 0))
+    WHERE user_id = (SELECT t.to_id FROM talks t WHERE t.server = cursors_2.server AND t.seq IS NOT NULL ORDER BY t.id DESC LIMIT 1);
+DROP TABLE cursors;
+ALTER TABLE cursors_2 RENAME TO cursors;
+";
 
 const SCHEMA: &str = "
 CREATE TABLE talks (
@@ -90,11 +111,18 @@ CREATE TABLE talks (
     received_at INTEGER NOT NULL,
     read        INTEGER NOT NULL DEFAULT 0
 );
-CREATE UNIQUE INDEX talks_server_seq ON talks(server, seq) WHERE seq IS NOT NULL;
+-- A seq numbers one recipient's talks on one server (PROTOCOL.md 2.1).
+CREATE UNIQUE INDEX talks_server_to_seq ON talks(server, to_id, seq) WHERE seq IS NOT NULL;
 CREATE INDEX talks_unread ON talks(read, to_id);
--- The highest seq ever stored per server. Kept apart from talks, so that pruning old
--- talks never makes the server replay them.
-CREATE TABLE cursors (server TEXT PRIMARY KEY, last_seq INTEGER NOT NULL);
+-- The highest seq ever stored per server and recipient (the signed-in user): what a
+-- hello as that user resumes from. Kept apart from talks, so that pruning old talks
+-- never makes the server replay them.
+CREATE TABLE cursors (
+    server   TEXT NOT NULL,
+    user_id  TEXT NOT NULL,
+    last_seq INTEGER NOT NULL,
+    PRIMARY KEY (server, user_id)
+);
 CREATE VIRTUAL TABLE talks_fts USING fts5(talk, from_name, content='talks', content_rowid='id');
 CREATE TRIGGER talks_ai AFTER INSERT ON talks BEGIN
     INSERT INTO talks_fts(rowid, talk, from_name) VALUES (new.id, new.talk, new.from_name);
@@ -166,6 +194,10 @@ impl History {
                 conn.execute_batch(&format!("BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))
                     .map_err(open_err)?;
             }
+            1 => {
+                conn.execute_batch(&format!("BEGIN; {MIGRATE_1_TO_2} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))
+                    .map_err(open_err)?;
+            }
             SCHEMA_VERSION => {}
             newer => {
                 return Err(HistoryError::Corrupt(format!(
@@ -208,7 +240,7 @@ impl History {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let mut stored = Vec::with_capacity(talks.len());
-        let mut last_seq = None;
+        let mut cursors: Vec<(&str, i64)> = Vec::new();
         {
             let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO talks (server, seq, from_id, from_name, to_id, to_name, talk, server_ts, received_at)
@@ -233,15 +265,21 @@ impl History {
                     continue;
                 }
                 stored.push(Stored::New(tx.last_insert_rowid()));
-                last_seq = last_seq.max(seq);
+                if let Some(seq) = seq {
+                    let to = talk.to.id.as_str();
+                    match cursors.iter_mut().find(|(user, _)| *user == to) {
+                        Some((_, last)) => *last = (*last).max(seq),
+                        None => cursors.push((to, seq)),
+                    }
+                }
             }
         }
-        if let Some(seq) = last_seq {
+        for (user, seq) in cursors {
             tx.prepare_cached(
-                "INSERT INTO cursors (server, last_seq) VALUES (?1, ?2)
-                 ON CONFLICT(server) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)",
+                "INSERT INTO cursors (server, user_id, last_seq) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(server, user_id) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)",
             )?
-            .execute(params![server, seq])?;
+            .execute(params![server, user, seq])?;
         }
         tx.commit()?;
         drop(conn);
@@ -251,19 +289,27 @@ impl History {
         Ok(stored)
     }
 
-    /// Records that a link to `server` came up: its cursor is 0 until a talk is stored,
-    /// so that the next hello resumes from 0 rather than asking for nothing. Never lowers
-    /// a cursor.
-    pub fn mark_linked(&self, server: &str) -> Result<(), HistoryError> {
-        self.conn().execute("INSERT OR IGNORE INTO cursors (server, last_seq) VALUES (?1, 0)", [server])?;
+    /// Records that `user` linked to `server`: the cursor is 0 until a talk is stored, so
+    /// that the next hello resumes from 0 rather than asking for nothing. Never lowers a
+    /// cursor.
+    pub fn mark_linked(&self, server: &str, user: &UserId) -> Result<(), HistoryError> {
+        self.conn().execute(
+            "INSERT OR IGNORE INTO cursors (server, user_id, last_seq) VALUES (?1, ?2, 0)",
+            params![server, user.as_str()],
+        )?;
         self.wrote();
         Ok(())
     }
 
-    pub fn last_stored_seq(&self, server: &str) -> Result<Option<Seq>, HistoryError> {
+    /// The highest seq stored for `user`'s talks from `server` (None: never linked).
+    pub fn last_stored_seq(&self, server: &str, user: &UserId) -> Result<Option<Seq>, HistoryError> {
         let seq: Option<i64> = self
             .conn()
-            .query_row("SELECT last_seq FROM cursors WHERE server = ?1", [server], |r| r.get(0))
+            .query_row(
+                "SELECT last_seq FROM cursors WHERE server = ?1 AND user_id = ?2",
+                params![server, user.as_str()],
+                |r| r.get(0),
+            )
             .optional()?;
         Ok(seq.map(|s| Seq(s as u64)))
     }
@@ -389,8 +435,8 @@ fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HistoryEntry> {
 }
 
 impl TalkStore for History {
-    fn last_seq(&self, server: &str) -> Result<Option<Seq>, StoreError> {
-        self.last_stored_seq(server).map_err(|e| StoreError(e.to_string()))
+    fn last_seq(&self, server: &str, user: &UserId) -> Result<Option<Seq>, StoreError> {
+        self.last_stored_seq(server, user).map_err(|e| StoreError(e.to_string()))
     }
 
     fn store(&self, server: &str, talk: &TalkMessage) -> Result<Stored, StoreError> {
@@ -401,7 +447,7 @@ impl TalkStore for History {
         self.insert_all(server, talks).map_err(|e| StoreError(e.to_string()))
     }
 
-    fn linked(&self, server: &str) -> Result<(), StoreError> {
-        self.mark_linked(server).map_err(|e| StoreError(e.to_string()))
+    fn linked(&self, server: &str, user: &UserId) -> Result<(), StoreError> {
+        self.mark_linked(server, user).map_err(|e| StoreError(e.to_string()))
     }
 }

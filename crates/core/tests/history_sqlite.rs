@@ -19,6 +19,11 @@ fn talk(seq: Option<u64>, from: &str, to: u64, text: &str) -> TalkMessage {
     }
 }
 
+/// The signed-in user of these tests (the talks are to user 1 unless said otherwise).
+fn me() -> UserId {
+    UserId::from(1)
+}
+
 fn all(h: &History) -> Vec<String> {
     h.list(&HistoryQuery { limit: 1000, ..Default::default() }).unwrap().into_iter().map(|e| e.talk).collect()
 }
@@ -55,17 +60,17 @@ fn the_last_seq_survives_a_restart_and_pruning() {
     let path = dir.path().join("h.sqlite3");
     {
         let h = History::open(&path).unwrap();
-        assert_eq!(h.last_seq(SERVER).unwrap(), None);
+        assert_eq!(h.last_seq(SERVER, &me()).unwrap(), None);
         for seq in [3, 7, 5] {
             h.store(SERVER, &talk(Some(seq), "wang2", 1, "t")).unwrap();
         }
     }
     let h = History::open(&path).unwrap();
-    assert_eq!(h.last_seq(SERVER).unwrap(), Some(Seq(7)));
-    assert_eq!(h.last_seq("ws://other/").unwrap(), None);
+    assert_eq!(h.last_seq(SERVER, &me()).unwrap(), Some(Seq(7)));
+    assert_eq!(h.last_seq("ws://other/", &me()).unwrap(), None);
     assert_eq!(h.prune(0, Duration::from_secs(3600)).unwrap(), 3);
     assert_eq!(h.count().unwrap(), 0);
-    assert_eq!(h.last_seq(SERVER).unwrap(), Some(Seq(7)), "pruning must not cause a replay");
+    assert_eq!(h.last_seq(SERVER, &me()).unwrap(), Some(Seq(7)), "pruning must not cause a replay");
 }
 
 #[test]
@@ -74,17 +79,17 @@ fn a_link_that_stored_nothing_still_resumes_from_zero_and_never_lowers_the_curso
     let path = dir.path().join("h.sqlite3");
     {
         let h = History::open(&path).unwrap();
-        assert_eq!(h.last_seq(SERVER).unwrap(), None, "a first connection has no resume");
-        h.linked(SERVER).unwrap();
+        assert_eq!(h.last_seq(SERVER, &me()).unwrap(), None, "a first connection has no resume");
+        h.linked(SERVER, &me()).unwrap();
     }
     // After a link that brought nothing (e.g. `talkbell login`), the next hello asks for
     // everything the server queued since: resume 0, not no resume.
     let h = History::open(&path).unwrap();
-    assert_eq!(h.last_seq(SERVER).unwrap(), Some(Seq(0)));
-    assert_eq!(h.last_seq("ws://other/").unwrap(), None);
+    assert_eq!(h.last_seq(SERVER, &me()).unwrap(), Some(Seq(0)));
+    assert_eq!(h.last_seq("ws://other/", &me()).unwrap(), None);
     h.store(SERVER, &talk(Some(4), "wang2", 1, "t")).unwrap();
-    h.linked(SERVER).unwrap();
-    assert_eq!(h.last_seq(SERVER).unwrap(), Some(Seq(4)));
+    h.linked(SERVER, &me()).unwrap();
+    assert_eq!(h.last_seq(SERVER, &me()).unwrap(), Some(Seq(4)));
     assert_eq!(h.count().unwrap(), 1);
 }
 
@@ -189,7 +194,7 @@ fn a_full_disk_is_a_clear_error_and_loses_nothing_already_stored() {
     assert!(err.to_string().contains("disk is full"));
     // Through the session's interface it is a StoreError (not acked, replayed later).
     assert!(h.store(SERVER, &talk(Some(500), "wang2", 1, &big)).is_err());
-    assert!(h.last_seq(SERVER).unwrap() < Some(Seq(500)));
+    assert!(h.last_seq(SERVER, &me()).unwrap() < Some(Seq(500)));
     drop(h);
     let reopened = History::open(&path).unwrap();
     assert!(all(&reopened).contains(&"kept".to_owned()));
@@ -206,7 +211,7 @@ fn talks_read_in_one_go_are_stored_together_or_not_at_all() {
     let stored = h.store_all(SERVER, &run).unwrap();
     assert!(matches!(stored[..], [Stored::Duplicate, Stored::New(_), Stored::New(_)]), "{stored:?}");
     assert_eq!(all(&h), ["no seq", "two", "before"]);
-    assert_eq!(h.last_seq(SERVER).unwrap(), Some(Seq(2)));
+    assert_eq!(h.last_seq(SERVER, &me()).unwrap(), Some(Seq(2)));
 
     // A run that does not fit: none of it is stored, and the cursor stays where it was, so
     // the server (not acked) sends the whole run again.
@@ -215,5 +220,65 @@ fn talks_read_in_one_go_are_stored_together_or_not_at_all() {
     let run: Vec<_> = (3..40).map(|i| talk(Some(i), "wang2", 1, &big)).collect();
     assert!(h.store_all(SERVER, &run).is_err());
     assert_eq!(all(&h), ["no seq", "two", "before"]);
-    assert_eq!(h.last_seq(SERVER).unwrap(), Some(Seq(2)));
+    assert_eq!(h.last_seq(SERVER, &me()).unwrap(), Some(Seq(2)));
+}
+
+#[test]
+fn two_accounts_on_one_server_each_have_their_own_seqs_and_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = History::open(&dir.path().join("h.sqlite3")).unwrap();
+    // wang1 signed in first, then wang3 on the same server: each is numbered from 1.
+    for seq in 1..=5 {
+        h.store(SERVER, &talk(Some(seq), "wang2", 1, &format!("to one {seq}"))).unwrap();
+    }
+    let wang3 = UserId::from(3);
+    assert_eq!(h.last_seq(SERVER, &wang3).unwrap(), None, "a first sign-in as wang3 has no resume");
+    let stored = h.store_all(SERVER, &[talk(Some(1), "wang2", 3, "to three 1"), talk(Some(2), "wang2", 3, "to three 2")]).unwrap();
+    assert!(matches!(stored[..], [Stored::New(_), Stored::New(_)]), "wang3's talks are not wang1's repeats: {stored:?}");
+    assert_eq!(h.last_seq(SERVER, &wang3).unwrap(), Some(Seq(2)));
+    assert_eq!(h.last_seq(SERVER, &me()).unwrap(), Some(Seq(5)));
+    // A repeat is still a repeat within one account.
+    assert_eq!(h.store(SERVER, &talk(Some(2), "wang2", 3, "to three 2")).unwrap(), Stored::Duplicate);
+    assert_eq!(h.count().unwrap(), 7);
+}
+
+#[test]
+fn a_schema_1_history_is_migrated_with_its_talks_and_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.sqlite3");
+    {
+        // What Talkbell wrote before cursors were per account.
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE talks (id INTEGER PRIMARY KEY, server TEXT NOT NULL, seq INTEGER, from_id TEXT NOT NULL,
+                from_name TEXT NOT NULL, to_id TEXT NOT NULL, to_name TEXT NOT NULL, talk TEXT NOT NULL,
+                server_ts INTEGER, received_at INTEGER NOT NULL, read INTEGER NOT NULL DEFAULT 0);
+             CREATE UNIQUE INDEX talks_server_seq ON talks(server, seq) WHERE seq IS NOT NULL;
+             CREATE INDEX talks_unread ON talks(read, to_id);
+             CREATE TABLE cursors (server TEXT PRIMARY KEY, last_seq INTEGER NOT NULL);
+             CREATE VIRTUAL TABLE talks_fts USING fts5(talk, from_name, content='talks', content_rowid='id');
+             CREATE TRIGGER talks_ai AFTER INSERT ON talks BEGIN
+                 INSERT INTO talks_fts(rowid, talk, from_name) VALUES (new.id, new.talk, new.from_name);
+             END;
+             CREATE TRIGGER talks_ad AFTER DELETE ON talks BEGIN
+                 INSERT INTO talks_fts(talks_fts, rowid, talk, from_name) VALUES ('delete', old.id, old.talk, old.from_name);
+             END;
+             INSERT INTO talks (server, seq, from_id, from_name, to_id, to_name, talk, received_at)
+                 VALUES ('ws://127.0.0.1:9/', 8, '2', 'wang2', '1', 'wang1', 'kept from before', 1);
+             -- Pruned talks had taken the cursor further than the rows show.
+             INSERT INTO cursors VALUES ('ws://127.0.0.1:9/', 12);
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let h = History::open(&path).unwrap();
+    assert_eq!(all(&h), ["kept from before"]);
+    assert_eq!(search(&h, "kept"), ["kept from before"]);
+    assert_eq!(h.last_seq(SERVER, &me()).unwrap(), Some(Seq(12)));
+    assert_eq!(h.store(SERVER, &talk(Some(8), "wang2", 1, "kept from before")).unwrap(), Stored::Duplicate);
+    assert!(matches!(h.store(SERVER, &talk(Some(13), "wang2", 1, "new")).unwrap(), Stored::New(_)));
+    drop(h);
+    // Opened again: already at the new schema, nothing migrated twice.
+    let h = History::open(&path).unwrap();
+    assert_eq!(h.last_seq(SERVER, &me()).unwrap(), Some(Seq(13)));
 }

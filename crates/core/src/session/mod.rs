@@ -23,10 +23,12 @@ use crate::protocol::{Person, ProtocolError, Seq, TalkMessage, Token, UserId};
 /// Where talks are kept. The session calls it before acking; `history::History` is the
 /// real one. Calls are short and synchronous (a local SQLite write).
 pub trait TalkStore: Send + Sync + 'static {
-    /// The highest `seq` stored for this server, sent as `resume` in the hello.
-    fn last_seq(&self, server: &str) -> Result<Option<Seq>, StoreError>;
+    /// The highest `seq` stored for `user`'s talks from this server, sent as `resume` in
+    /// a hello as that user. A `seq` numbers one recipient's talks, so each account on a
+    /// server has its own.
+    fn last_seq(&self, server: &str, user: &UserId) -> Result<Option<Seq>, StoreError>;
     /// Stores a talk received from `server`. A talk whose `seq` is already stored for
-    /// that server is not stored again and gives [`Stored::Duplicate`].
+    /// that server and recipient is not stored again and gives [`Stored::Duplicate`].
     fn store(&self, server: &str, talk: &TalkMessage) -> Result<Stored, StoreError>;
     /// Stores several talks (what the session read in one go, before one ack for all of
     /// them). On an error none is acked, so the server sends them all again and those
@@ -35,13 +37,13 @@ pub trait TalkStore: Send + Sync + 'static {
     fn store_all(&self, server: &str, talks: &[TalkMessage]) -> Result<Vec<Stored>, StoreError> {
         talks.iter().map(|t| self.store(server, t)).collect()
     }
-    /// A link to `server` came up (the server took the hello). From then on the server
-    /// keeps this device's talks, so later hellos must carry a `resume` even if nothing
-    /// has been stored yet (`last_seq` gives `Some(Seq(0))`): without one the server
-    /// replays nothing, and what it queued while the app was closed would never arrive.
-    /// The default does nothing.
-    fn linked(&self, server: &str) -> Result<(), StoreError> {
-        let _ = server;
+    /// `user` linked to `server` (a hello went out). From then on the server keeps this
+    /// device's talks for them, so later hellos must carry a `resume` even if nothing has
+    /// been stored yet (`last_seq` gives `Some(Seq(0))`): without one the server replays
+    /// nothing, and what it queued while the app was closed would never arrive. The
+    /// default does nothing.
+    fn linked(&self, server: &str, user: &UserId) -> Result<(), StoreError> {
+        let _ = (server, user);
         Ok(())
     }
 }

@@ -268,22 +268,32 @@ impl SessionTask {
             return LinkEnd::Then(Phase::SignedOut { reason: None });
         };
         self.welcomed = None;
-        // A hello without `resume` asks for nothing, and the first ack afterwards tells
-        // the server to forget what it queued: so no hello unless the history answers.
-        let resume = match self.store.last_seq(&creds.server) {
-            Ok(seq) => seq,
-            Err(e) => {
-                close(&mut ws, CloseCode::Away, self.config.timing.close_timeout).await;
-                return LinkEnd::Failed(format!("the history cannot be read: {e}"));
+        // The resume is the account's we sign in as (a seq numbers one recipient's
+        // talks). Not known yet (a first sign-in without a user id): none, as on a first
+        // connection, and the welcome records the link.
+        let resume = match &creds.user_id {
+            None => None,
+            Some(user) => {
+                // A hello without `resume` asks for nothing, and the first ack afterwards
+                // tells the server to forget what it queued: so no hello unless the
+                // history answers.
+                let resume = match self.store.last_seq(&creds.server, user) {
+                    Ok(seq) => seq,
+                    Err(e) => {
+                        close(&mut ws, CloseCode::Away, self.config.timing.close_timeout).await;
+                        return LinkEnd::Failed(format!("the history cannot be read: {e}"));
+                    }
+                };
+                // Recorded before the hello is sent, not once it is answered: the server
+                // may take the hello and keep talks for this device even if we die
+                // before its answer, and only a later hello with `resume` would get them.
+                if let Err(e) = self.store.linked(&creds.server, user) {
+                    close(&mut ws, CloseCode::Away, self.config.timing.close_timeout).await;
+                    return LinkEnd::Failed(format!("the history cannot be written: {e}"));
+                }
+                resume
             }
         };
-        // Recorded before the hello is sent, not once it is answered: the server may
-        // take the hello and keep talks for this device even if we die before its answer,
-        // and only a later hello with `resume` would get them.
-        if let Err(e) = self.store.linked(&creds.server) {
-            close(&mut ws, CloseCode::Away, self.config.timing.close_timeout).await;
-            return LinkEnd::Failed(format!("the history cannot be written: {e}"));
-        }
         let hello = ClientFrame::Hello(Hello {
             uuid: self.config.device_uuid.clone(),
             token: creds.token.clone(),
@@ -492,6 +502,18 @@ impl SessionTask {
                     }
                     if let Some(ms) = hint.timeout_ms.filter(|ms| *ms > 0) {
                         timing.heartbeat_timeout = Duration::from_millis(ms).clamp(HINT_TIMEOUT.0, HINT_TIMEOUT.1);
+                    }
+                }
+                // The server says whose token this is: later hellos resume that account.
+                if let Some(creds) = self.credentials.as_mut() {
+                    if creds.user_id.as_ref() != Some(&welcome.user.id) {
+                        if let Some(expected) = &creds.user_id {
+                            tracing::warn!(%expected, user = %welcome.user.id, "the token belongs to another user than configured");
+                        }
+                        creds.user_id = Some(welcome.user.id.clone());
+                        if let Err(e) = self.store.linked(&creds.server, &welcome.user.id) {
+                            tracing::warn!(error = %e, "could not record the link in the history");
+                        }
                     }
                 }
                 self.welcomed = Some(welcome.user.clone());

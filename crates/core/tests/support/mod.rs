@@ -103,20 +103,21 @@ pub async fn echo_heartbeats(mut ws: ServerWs, seen: mpsc::UnboundedSender<Strin
 #[derive(Default)]
 pub struct MemStore {
     pub talks: Mutex<Vec<TalkMessage>>,
-    seqs: Mutex<HashSet<(String, u64)>>,
+    seqs: Mutex<HashSet<(String, String, u64)>>,
     pub fail: Mutex<bool>,
 }
 
 impl TalkStore for MemStore {
-    fn last_seq(&self, server: &str) -> Result<Option<Seq>, StoreError> {
-        Ok(self.seqs.lock().unwrap().iter().filter(|(s, _)| s == server).map(|(_, n)| Seq(*n)).max())
+    fn last_seq(&self, server: &str, user: &UserId) -> Result<Option<Seq>, StoreError> {
+        let seqs = self.seqs.lock().unwrap();
+        Ok(seqs.iter().filter(|(s, u, _)| s == server && u == user.as_str()).map(|(_, _, n)| Seq(*n)).max())
     }
     fn store(&self, server: &str, talk: &TalkMessage) -> Result<Stored, StoreError> {
         if *self.fail.lock().unwrap() {
             return Err(StoreError("disk full".into()));
         }
         if let Some(seq) = talk.seq {
-            if !self.seqs.lock().unwrap().insert((server.to_owned(), seq.0)) {
+            if !self.seqs.lock().unwrap().insert((server.to_owned(), talk.to.id.as_str().to_owned(), seq.0)) {
                 return Ok(Stored::Duplicate);
             }
         }
