@@ -227,15 +227,15 @@ impl History {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Stores a talk; a (server, seq) already present is not stored again.
+    /// Stores a talk; a (server, recipient, seq) already present is not stored again.
     pub fn insert(&self, server: &str, talk: &TalkMessage) -> Result<Stored, HistoryError> {
         let mut stored = self.insert_all(server, std::slice::from_ref(talk))?;
         Ok(stored.pop().unwrap_or(Stored::Duplicate))
     }
 
     /// Stores talks in one transaction (one commit, one sync of the file for all of
-    /// them): all, or none on an error. A (server, seq) already present is not stored
-    /// again.
+    /// them): all, or none on an error. A (server, recipient, seq) already present is not
+    /// stored again.
     pub fn insert_all(&self, server: &str, talks: &[TalkMessage]) -> Result<Vec<Stored>, HistoryError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;

@@ -18,17 +18,17 @@ use super::backoff::Backoff;
 use super::connector::{self, ConnectError, Ws};
 use super::{
     Command, Credentials, SessionConfig, SessionError, SessionEvent, SessionState, SharedStats,
-    Stored, TalkStore, Timing,
+    StoreError, Stored, TalkStore, Timing,
 };
 use crate::protocol::{
-    ClientFrame, Hello, Person, ProtocolError, ServerFrame, TalkMessage, UserId,
+    ClientFrame, Hello, Person, ProtocolError, Seq, ServerFrame, TalkMessage, UserId,
     CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED,
 };
 
 /// The range a welcome's heartbeat interval is held to (PROTOCOL.md §2.3).
-pub(crate) const HINT_INTERVAL: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(300));
+const HINT_INTERVAL: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(300));
 /// The range a welcome's heartbeat timeout is held to.
-pub(crate) const HINT_TIMEOUT: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(60));
+const HINT_TIMEOUT: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(60));
 
 /// The most frames read in one go before what they hold is stored and acked.
 const READ_BATCH: usize = 256;
@@ -268,30 +268,13 @@ impl SessionTask {
             return LinkEnd::Then(Phase::SignedOut { reason: None });
         };
         self.welcomed = None;
-        // The resume is the account's we sign in as (a seq numbers one recipient's
-        // talks). Not known yet (a first sign-in without a user id): none, as on a first
-        // connection, and the welcome records the link.
-        let resume = match &creds.user_id {
-            None => None,
-            Some(user) => {
-                // A hello without `resume` asks for nothing, and the first ack afterwards
-                // tells the server to forget what it queued: so no hello unless the
-                // history answers.
-                let resume = match self.store.last_seq(&creds.server, user) {
-                    Ok(seq) => seq,
-                    Err(e) => {
-                        close(&mut ws, CloseCode::Away, self.config.timing.close_timeout).await;
-                        return LinkEnd::Failed(format!("the history cannot be read: {e}"));
-                    }
-                };
-                // Recorded before the hello is sent, not once it is answered: the server
-                // may take the hello and keep talks for this device even if we die
-                // before its answer, and only a later hello with `resume` would get them.
-                if let Err(e) = self.store.linked(&creds.server, user) {
-                    close(&mut ws, CloseCode::Away, self.config.timing.close_timeout).await;
-                    return LinkEnd::Failed(format!("the history cannot be written: {e}"));
-                }
-                resume
+        // A hello without `resume` asks for nothing, and the first ack afterwards tells
+        // the server to forget what it queued: so no hello unless the history answers.
+        let resume = match self.resume_for(&creds) {
+            Ok(resume) => resume,
+            Err(e) => {
+                close(&mut ws, CloseCode::Away, self.config.timing.close_timeout).await;
+                return LinkEnd::Failed(format!("the history cannot be used: {e}"));
             }
         };
         let hello = ClientFrame::Hello(Hello {
@@ -395,6 +378,19 @@ impl SessionTask {
                 }
             }
         }
+    }
+
+    /// The `resume` of a hello with these credentials: the account's we sign in as (a
+    /// seq numbers one recipient's talks). Not known yet (a first sign-in without a user
+    /// id): none, as on a first connection, and the welcome records the link. Otherwise
+    /// the link is recorded before the hello is sent, not once it is answered: the
+    /// server may take the hello and keep talks for this device even if we die before
+    /// its answer, and only a later hello with `resume` would get them.
+    fn resume_for(&self, creds: &Credentials) -> Result<Option<Seq>, StoreError> {
+        let Some(user) = &creds.user_id else { return Ok(None) };
+        let resume = self.store.last_seq(&creds.server, user)?;
+        self.store.linked(&creds.server, user)?;
+        Ok(resume)
     }
 
     /// One frame read from the socket (or its end). Talks are only collected here, for
