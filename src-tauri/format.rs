@@ -10,11 +10,5 @@ pub fn history_line(e: &HistoryEntry) -> String {
     let mark = if e.read { ' ' } else { '*' };
     // One line per talk: a newline inside a talk would look like another entry.
     let text = e.talk.replace(['\n', '\r'], " ");
-    format!(
-        "{mark} {}  {} → {}  {}",
-        humantime::format_rfc3339_seconds(when),
-        e.from.name,
-        e.to.name,
-        text
-    )
+    format!("{mark} {}  {} → {}  {}", humantime::format_rfc3339_seconds(when), e.from.name, e.to.name, text)
 }

@@ -98,9 +98,7 @@ fn the_daemon_comes_back_after_the_relay_is_killed_and_catches_up_after_its_own_
     relay.send(2, 1, "while you were away");
     let mut daemon = app.daemon();
     daemon.wait_connected(1);
-    eventually("the replayed talk", || {
-        app.history_texts().contains(&"while you were away".to_owned()).then_some(())
-    });
+    eventually("the replayed talk", || app.history_texts().contains(&"while you were away".to_owned()).then_some(()));
     let texts = app.history_texts();
     assert_eq!(texts, ["while you were away", "after the crash", "before the crash"]);
     daemon.stop();

@@ -150,7 +150,13 @@ fn parse_soak_text(marker: &str, text: &str) -> Option<(u64, usize)> {
     Some((sender.parse().ok()?, n.parse().ok()?))
 }
 
-fn spawn_sender(port: u16, token: String, sender: u64, marker: String, done: Arc<AtomicBool>) -> thread::JoinHandle<Sent> {
+fn spawn_sender(
+    port: u16,
+    token: String,
+    sender: u64,
+    marker: String,
+    done: Arc<AtomicBool>,
+) -> thread::JoinHandle<Sent> {
     thread::spawn(move || {
         let mut s = Sent { sender, ..Sent::default() };
         let started = Instant::now();
@@ -269,10 +275,8 @@ fn soak_every_accepted_talk_is_stored_exactly_once_in_order_across_relay_kills_a
     let accepted_total: usize = sent.iter().map(|s| s.accepted.len()).sum();
     let missing = || -> (Vec<serde_json::Value>, Vec<(u64, usize)>) {
         let entries = app.history_json(&["--limit", "1000000"]);
-        let have: HashSet<(u64, usize)> = entries
-            .iter()
-            .filter_map(|e| parse_soak_text(&marker, e["talk"].as_str()?))
-            .collect();
+        let have: HashSet<(u64, usize)> =
+            entries.iter().filter_map(|e| parse_soak_text(&marker, e["talk"].as_str()?)).collect();
         let missing = sent
             .iter()
             .flat_map(|s| s.accepted.keys().map(move |n| (s.sender, *n)))
@@ -304,8 +308,8 @@ fn soak_every_accepted_talk_is_stored_exactly_once_in_order_across_relay_kills_a
     let mut rows: Vec<(i64, u64, u64, usize, String)> = Vec::new(); // (id, seq, from, n, text)
     for e in &all_in {
         let text = e["talk"].as_str().unwrap_or_default();
-        let (from, n) = parse_soak_text(&marker, text)
-            .unwrap_or_else(|| panic!("a talk nobody sent in the history: {e}"));
+        let (from, n) =
+            parse_soak_text(&marker, text).unwrap_or_else(|| panic!("a talk nobody sent in the history: {e}"));
         // A user id is a number or a string on the wire; either way it names the sender.
         let from_id = &e["from"]["id"];
         assert_eq!(from_id.as_str().map_or_else(|| from_id.to_string(), str::to_owned), from.to_string(), "{e}");
@@ -342,7 +346,12 @@ fn soak_every_accepted_talk_is_stored_exactly_once_in_order_across_relay_kills_a
                 }
             }
         }
-        assert!(s.other.is_empty(), "sender {}: answers that are neither 2xx nor a dead relay: {:?}", s.sender, s.other);
+        assert!(
+            s.other.is_empty(),
+            "sender {}: answers that are neither 2xx nor a dead relay: {:?}",
+            s.sender,
+            s.other
+        );
     }
     let sent_total: usize = sent.iter().map(|s| s.sent).sum();
     assert!(sent_total >= 2_000 && accepted_total >= 2_000, "sent {sent_total}, accepted {accepted_total}");
@@ -400,7 +409,10 @@ fn soak_every_accepted_talk_is_stored_exactly_once_in_order_across_relay_kills_a
         replays.len(),
         replays.iter().sum::<u64>()
     );
-    eprintln!("  relay restarts (SIGKILL): {relay_restarts}; daemon restarts: {} {daemon_restarts:?}", daemon_restarts.len());
+    eprintln!(
+        "  relay restarts (SIGKILL): {relay_restarts}; daemon restarts: {} {daemon_restarts:?}",
+        daemon_restarts.len()
+    );
     eprintln!("  outages: {outages}; longest time disconnected: {}", secs(longest));
     eprintln!("  faults took {}; the whole test {}", secs(chaos_took), secs(began.elapsed()));
     // Talks accepted while the daemon was down can only have come by a replay: so the
@@ -452,9 +464,8 @@ fn a_frozen_relay_is_declared_dead_within_interval_plus_timeout_and_the_link_com
         daemon.log.lines().into_iter().find(|l| l.contains("link dead"))
     });
     let dead_at = line_time(&dead_line).unwrap_or_else(|| panic!("no time stamp on {dead_line:?}"));
-    let detected_in = dead_at
-        .duration_since(frozen_at)
-        .unwrap_or_else(|_| panic!("declared dead before the freeze: {dead_line}"));
+    let detected_in =
+        dead_at.duration_since(frozen_at).unwrap_or_else(|_| panic!("declared dead before the freeze: {dead_line}"));
     assert!(detected_in <= bound, "declared dead {detected_in:?} after the freeze, bound {bound:?}");
     // While frozen, the kernel still completes TCP handshakes on the relay's port, but no
     // WebSocket handshake is answered: attempts fail, and nothing is called connected.

@@ -36,9 +36,26 @@ fn window_manager_and_tray() -> (Helper, Helper) {
     let wm = Helper::start(&mut Command::new("openbox"));
     eventually("openbox to manage the screen", || run_ok("wmctrl", &["-m"]).then_some(()));
     let tray = Helper::start(Command::new("trayer").args([
-        "--edge", "bottom", "--align", "right", "--widthtype", "pixel", "--width", "120", "--heighttype",
-        "pixel", "--height", "32", "--SetDockType", "true", "--tint", "0x303030", "--transparent", "true",
-        "--alpha", "0",
+        "--edge",
+        "bottom",
+        "--align",
+        "right",
+        "--widthtype",
+        "pixel",
+        "--width",
+        "120",
+        "--heighttype",
+        "pixel",
+        "--height",
+        "32",
+        "--SetDockType",
+        "true",
+        "--tint",
+        "0x303030",
+        "--transparent",
+        "true",
+        "--alpha",
+        "0",
     ]));
     eventually("trayer's panel", || x_window(r#"("panel" "trayer")"#));
     (wm, tray)
@@ -74,10 +91,8 @@ fn tray_icon() -> Option<(u32, u32, i32, i32)> {
     let depth = |l: &str| l.len() - l.trim_start().len();
     let panel = tree.iter().position(|l| l.contains(r#"("panel" "trayer")"#))?;
     let panel_depth = depth(&tree[panel]);
-    let icon = tree[panel + 1..]
-        .iter()
-        .take_while(|l| depth(l) > panel_depth)
-        .find(|l| l.contains("tray-icon tray app"))?;
+    let icon =
+        tree[panel + 1..].iter().take_while(|l| depth(l) > panel_depth).find(|l| l.contains("tray-icon tray app"))?;
     x_window(icon.trim())
 }
 
@@ -253,11 +268,7 @@ fn start_driver(app: &App) -> (Helper, u16) {
     driver.env("HOME", app.home.path());
     // The app's own log comes out here: TALKBELL_TEST_VERBOSE=1 shows it.
     let verbose = std::env::var_os("TALKBELL_TEST_VERBOSE").is_some();
-    let helper = if verbose {
-        Helper(driver.spawn().expect("tauri-driver"))
-    } else {
-        Helper::start(&mut driver)
-    };
+    let helper = if verbose { Helper(driver.spawn().expect("tauri-driver")) } else { Helper::start(&mut driver) };
     eventually("tauri-driver to listen", || std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ()));
     (helper, port)
 }
@@ -265,10 +276,7 @@ fn start_driver(app: &App) -> (Helper, u16) {
 async fn connect(port: u16) -> Client {
     let mut caps = serde_json::Map::new();
     caps.insert("browserName".into(), "wry".into());
-    caps.insert(
-        "tauri:options".into(),
-        serde_json::json!({ "application": talkbell_bin(), "args": [] }),
-    );
+    caps.insert("tauri:options".into(), serde_json::json!({ "application": talkbell_bin(), "args": [] }));
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
     let mut builder = ClientBuilder::new(connector);
     builder.capabilities(caps);
@@ -481,8 +489,10 @@ fn a_user_signs_in_gets_talks_rides_out_an_outage_and_closes_the_window_to_the_t
 
         // The relay dies: the status line counts down to the next attempt.
         relay.kill();
-        let offline = wait_status(&client, "a countdown", |t| t.starts_with("Offline") && t.contains("retrying in")).await;
-        let secs: String = offline.rsplit("retrying in ").next().unwrap().chars().take_while(char::is_ascii_digit).collect();
+        let offline =
+            wait_status(&client, "a countdown", |t| t.starts_with("Offline") && t.contains("retrying in")).await;
+        let secs: String =
+            offline.rsplit("retrying in ").next().unwrap().chars().take_while(char::is_ascii_digit).collect();
         assert!(!secs.is_empty(), "no number in {offline:?}");
         screen_shot("offline.png", None, None);
         // Back: connected again with nothing done by the user, and talks flow.
@@ -571,9 +581,16 @@ fn unread_marks_log_pause_search_paging_settings_a_popup_click_and_quit() {
         let menu = open_tray_menu(pid);
         assert_eq!(menu[0].0, "Talkbell: connected · 2 unread", "{menu:?}");
         let names: Vec<&str> = menu.iter().map(|(n, _)| n.as_str()).collect();
-        for item in ["Open Talkbell", "Reconnect now", "Pause notifications", "For 1 hour", "Until resumed",
-            "Resume notifications", "Sign out", "Quit"]
-        {
+        for item in [
+            "Open Talkbell",
+            "Reconnect now",
+            "Pause notifications",
+            "For 1 hour",
+            "Until resumed",
+            "Resume notifications",
+            "Sign out",
+            "Quit",
+        ] {
             assert!(names.contains(&item), "{item:?} missing from the tray menu {names:?}");
         }
         assert!(menu.iter().any(|(n, on)| n == "Resume notifications" && !on), "resume enabled while not paused");
@@ -582,7 +599,11 @@ fn unread_marks_log_pause_search_paging_settings_a_popup_click_and_quit() {
         wait_status(&client, "no unread", |t| t == "Connected as wang1").await;
         let unread = client.find_all(Locator::Css("#history li.unread")).await.unwrap();
         let json = app.history_json(&[]);
-        assert!(json.iter().all(|e| e["read"] == true), "still unread in the history: {json:?} ({} on screen)", unread.len());
+        assert!(
+            json.iter().all(|e| e["read"] == true),
+            "still unread in the history: {json:?} ({} on screen)",
+            unread.len()
+        );
 
         // Paused from the tray: the talk is in the history and pops up nowhere.
         tray_menu_click(pid, "Until resumed");
@@ -795,15 +816,23 @@ fn on_a_status_notifier_desktop_the_tray_is_an_item_with_the_same_menu() {
 
     // The same menu as on an XEmbed tray, with the state and unread count first.
     let items = eventually("the menu to show the connection", || {
-        let items = dbusmenu_items(&gdbus_call(&sender, &menu, "com.canonical.dbusmenu.GetLayout", &["0", "-1", "@as []"]));
+        let items =
+            dbusmenu_items(&gdbus_call(&sender, &menu, "com.canonical.dbusmenu.GetLayout", &["0", "-1", "@as []"]));
         items.first().is_some_and(|(_, l, _)| l == "Talkbell: connected · 1 unread").then_some(items)
     });
     let labels: Vec<&str> = items.iter().map(|(_, l, _)| l.as_str()).collect();
     assert_eq!(
         labels,
         [
-            "Talkbell: connected · 1 unread", "Open Talkbell", "Reconnect now", "Pause notifications", "For 1 hour",
-            "Until resumed", "Resume notifications", "Sign out", "Quit"
+            "Talkbell: connected · 1 unread",
+            "Open Talkbell",
+            "Reconnect now",
+            "Pause notifications",
+            "For 1 hour",
+            "Until resumed",
+            "Resume notifications",
+            "Sign out",
+            "Quit"
         ]
     );
     assert!(items.iter().any(|(_, l, on)| l == "Resume notifications" && !on));
@@ -811,7 +840,8 @@ fn on_a_status_notifier_desktop_the_tray_is_an_item_with_the_same_menu() {
     // One picture per state: the item shows the connected icon, and once the relay is
     // gone, the offline one.
     let icon_now = || {
-        let props = gdbus_call(&sender, &path, "org.freedesktop.DBus.Properties.GetAll", &["org.kde.StatusNotifierItem"]);
+        let props =
+            gdbus_call(&sender, &path, "org.freedesktop.DBus.Properties.GetAll", &["org.kde.StatusNotifierItem"]);
         props.split("'IconName': <'").nth(1).and_then(|s| s.split("'>").next()).unwrap_or_default().to_owned()
     };
     let icons = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("icons");

@@ -172,9 +172,7 @@ impl Relay {
         self.log.follow(child.stderr.take().unwrap(), "relay");
         self.child = Some(child);
         let port = self.port;
-        eventually("the relay to listen", || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
-        });
+        eventually("the relay to listen", || std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ()));
     }
 
     /// SIGKILL: no close frames, no goodbyes.
@@ -348,13 +346,7 @@ impl App {
     }
 
     pub fn daemon(&self) -> Daemon {
-        let mut child = self
-            .command()
-            .arg("daemon")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = self.command().arg("daemon").stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
         let log = Log::default();
         log.follow(child.stderr.take().unwrap(), "daemon");
         Daemon { child: Some(child), log }

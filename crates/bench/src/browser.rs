@@ -92,18 +92,12 @@ impl Baseline {
             .context("finding bench/baseline.html")?;
         let chromium = chromium_binary()?;
 
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .context("binding the baseline's collector")?;
+        let listener = TcpListener::bind("127.0.0.1:0").await.context("binding the baseline's collector")?;
         let port = listener.local_addr()?.port();
         let (opens, mut opened) = watch::channel(0u64);
         let (frames, mut heard) = watch::channel(0u64);
-        let collector = Arc::new(Collector {
-            records: Mutex::new(Vec::new()),
-            opens,
-            frames,
-            closes: AtomicU64::new(0),
-        });
+        let collector =
+            Arc::new(Collector { records: Mutex::new(Vec::new()), opens, frames, closes: AtomicU64::new(0) });
         let server = tokio::spawn(serve(listener, collector.clone()));
 
         let profile = tempfile::Builder::new()
@@ -122,30 +116,16 @@ impl Baseline {
         );
         let mut cmd = Command::new(&chromium);
         cmd.args(CHROMIUM_FLAGS)
-            .arg(format!(
-                "--user-data-dir={}",
-                profile.path().join("profile").display()
-            ))
-            .arg(format!(
-                "--disk-cache-dir={}",
-                profile.path().join("cache").display()
-            ))
+            .arg(format!("--user-data-dir={}", profile.path().join("profile").display()))
+            .arg(format!("--disk-cache-dir={}", profile.path().join("cache").display()))
             .arg(&url)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .process_group(0);
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("starting {}", chromium.display()))?;
+        let child = cmd.spawn().with_context(|| format!("starting {}", chromium.display()))?;
         let pid = child.id();
-        let mut baseline = Baseline {
-            child: Some(child),
-            pid,
-            collector,
-            server,
-            profile: Some(profile),
-        };
+        let mut baseline = Baseline { child: Some(child), pid, collector, server, profile: Some(profile) };
 
         // Wait for the page's first "open", watching that Chromium is still there.
         let deadline = tokio::time::Instant::now() + START_TIMEOUT;
@@ -153,18 +133,12 @@ impl Baseline {
             if *opened.borrow_and_update() > 0 {
                 break;
             }
-            if let Some(status) = baseline
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
+            if let Some(status) = baseline.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 let tail = log_tail(&log_path);
                 // Reaped already; end whatever of its group is left.
                 baseline.child = None;
                 kill_group(pid, &[]);
-                bail!(
-                    "chromium exited ({status}) before the page connected; its log ends:\n{tail}"
-                );
+                bail!("chromium exited ({status}) before the page connected; its log ends:\n{tail}");
             }
             if tokio::time::Instant::now() >= deadline {
                 let tail = log_tail(&log_path);
@@ -183,9 +157,7 @@ impl Baseline {
             let _ = tokio::time::timeout(Duration::from_millis(100), opened.changed()).await;
         }
         let opened_ms = began.elapsed().as_millis() as u64;
-        let welcomed = tokio::time::timeout(FIRST_FRAME_WAIT, heard.wait_for(|n| *n > 0))
-            .await
-            .is_ok();
+        let welcomed = tokio::time::timeout(FIRST_FRAME_WAIT, heard.wait_for(|n| *n > 0)).await.is_ok();
         if !welcomed {
             tracing::warn!(
                 "the baseline page heard nothing from {ws_url} within {}s of connecting",
@@ -262,24 +234,16 @@ fn kill_and_reap(mut child: Child, pid: u32) {
 fn kill_group(pgid: u32, others: &[u32]) -> bool {
     let mut args = vec!["-KILL".to_string(), "--".to_string(), format!("-{pgid}")];
     args.extend(others.iter().map(|p| p.to_string()));
-    let status = Command::new("kill")
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+    let status =
+        Command::new("kill").args(&args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status();
     matches!(status, Ok(s) if s.success())
 }
 
 fn chromium_binary() -> anyhow::Result<PathBuf> {
-    let path = std::env::var_os("TALKBELL_CHROMIUM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    let path =
+        std::env::var_os("TALKBELL_CHROMIUM").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
     if !path.exists() {
-        bail!(
-            "{} not found: install Debian's chromium (scripts/install-deps.sh bench)",
-            path.display()
-        );
+        bail!("{} not found: install Debian's chromium (scripts/install-deps.sh bench)", path.display());
     }
     Ok(path)
 }
@@ -287,10 +251,7 @@ fn chromium_binary() -> anyhow::Result<PathBuf> {
 /// The last lines of Chromium's log, less its D-Bus complaints (there is no system bus).
 fn log_tail(path: &Path) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text
-        .lines()
-        .filter(|l| !l.contains(":ERROR:dbus/"))
-        .collect();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.contains(":ERROR:dbus/")).collect();
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
@@ -303,11 +264,7 @@ fn processes() -> Vec<(u32, u32, u32)> {
         return out;
     };
     for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
         let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
@@ -349,23 +306,14 @@ fn family(root: u32) -> Vec<u32> {
             }
         }
     }
-    found.extend(
-        procs
-            .iter()
-            .filter(|&&(_, _, pgid)| pgid == root)
-            .map(|&(pid, _, _)| pid),
-    );
+    found.extend(procs.iter().filter(|&&(_, _, pgid)| pgid == root).map(|&(pid, _, _)| pid));
     let mut out: Vec<u32> = found.into_iter().collect();
     out.sort_unstable();
     out
 }
 
 fn group_members(pgid: u32) -> Vec<u32> {
-    processes()
-        .into_iter()
-        .filter(|&(_, _, g)| g == pgid)
-        .map(|(pid, _, _)| pid)
-        .collect()
+    processes().into_iter().filter(|&(_, _, g)| g == pgid).map(|(pid, _, _)| pid).collect()
 }
 
 // ---- URLs --------------------------------------------------------------------------------
@@ -519,10 +467,7 @@ impl Collector {
                 })
                 .collect();
             if parsed.len() != records.len() {
-                tracing::warn!(
-                    "baseline collector: {} malformed records dropped",
-                    records.len() - parsed.len()
-                );
+                tracing::warn!("baseline collector: {} malformed records dropped", records.len() - parsed.len());
             }
             self.records.lock().unwrap().extend(parsed);
         }
@@ -535,10 +480,7 @@ impl Collector {
             Some("close") => {
                 self.closes.fetch_add(1, Ordering::Relaxed);
                 let code = value.get("code").and_then(|c| c.as_u64()).unwrap_or(0);
-                tracing::info!(
-                    code,
-                    "baseline page: WebSocket closed; it reconnects in 5 s"
-                );
+                tracing::info!(code, "baseline page: WebSocket closed; it reconnects in 5 s");
             }
             Some(other) => tracing::debug!("baseline page: event {other}"),
             None => {}
@@ -553,10 +495,7 @@ mod tests {
     #[test]
     fn urls() {
         assert_eq!(file_url(Path::new("/a b/c.html")), "file:///a%20b/c.html");
-        assert_eq!(
-            query_escape("ws://127.0.0.1:1/?x=1&y"),
-            "ws%3A%2F%2F127.0.0.1%3A1%2F%3Fx%3D1%26y"
-        );
+        assert_eq!(query_escape("ws://127.0.0.1:1/?x=1&y"), "ws%3A%2F%2F127.0.0.1%3A1%2F%3Fx%3D1%26y");
     }
 
     #[tokio::test]
@@ -565,12 +504,8 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let (opens, mut opened) = watch::channel(0u64);
         let (frames, mut heard) = watch::channel(0u64);
-        let collector = Arc::new(Collector {
-            records: Mutex::new(Vec::new()),
-            opens,
-            frames,
-            closes: AtomicU64::new(0),
-        });
+        let collector =
+            Arc::new(Collector { records: Mutex::new(Vec::new()), opens, frames, closes: AtomicU64::new(0) });
         let server = tokio::spawn(serve(listener, collector.clone()));
         let mut s = TcpStream::connect(addr).await.unwrap();
         let b1 = r#"{"event":"open"}"#;
@@ -598,10 +533,7 @@ mod tests {
         assert_eq!(*opened.borrow(), 1);
         assert_eq!(
             collector.records.lock().unwrap().clone(),
-            vec![
-                (1700000000000123, "hi".to_string()),
-                (1700000000000456, "你好\n".to_string())
-            ]
+            vec![(1700000000000123, "hi".to_string()), (1700000000000456, "你好\n".to_string())]
         );
         server.abort();
     }

@@ -177,7 +177,9 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> Result<()> {
     if std::env::var_os("TALKBELL_DESKTOP_SESSION").is_none() {
-        bail!("run inside a private desktop session: scripts/desktop-session.sh talkbell-bench … (or scripts/bench.sh)");
+        bail!(
+            "run inside a private desktop session: scripts/desktop-session.sh talkbell-bench … (or scripts/bench.sh)"
+        );
     }
     for name in &cli.only {
         if !BENCHMARKS.contains(&name.as_str()) {
@@ -190,7 +192,10 @@ async fn run(cli: Cli) -> Result<()> {
     };
     for bin in ["talkbell", "talkbell-relay"] {
         if !bin_dir.join(bin).exists() {
-            bail!("{} is missing: build it first (cargo build --release -p talkbell -p talkbell-relay)", bin_dir.join(bin).display());
+            bail!(
+                "{} is missing: build it first (cargo build --release -p talkbell -p talkbell-relay)",
+                bin_dir.join(bin).display()
+            );
         }
     }
     let relay_db_dir = cli.relay_db_dir.clone().unwrap_or_else(|| {

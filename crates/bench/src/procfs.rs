@@ -153,7 +153,9 @@ fn task_switches(pid: u32, tid: &str) -> Option<u64> {
     let text = fs::read_to_string(format!("/proc/{pid}/task/{tid}/status")).ok()?;
     let mut total = 0;
     for l in text.lines() {
-        if let Some(v) = l.strip_prefix("voluntary_ctxt_switches:").or_else(|| l.strip_prefix("nonvoluntary_ctxt_switches:")) {
+        if let Some(v) =
+            l.strip_prefix("voluntary_ctxt_switches:").or_else(|| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+        {
             total += v.trim().parse::<u64>().ok()?;
         }
     }
@@ -189,16 +191,10 @@ pub fn activity(pids: &[u32]) -> Activity {
 /// thread that is new in `after` counts from zero; one that is gone counts nothing (its
 /// last interval is lost, a small undercount).
 pub fn activity_delta(before: &Activity, after: &Activity) -> (f64, u64) {
-    let ticks: u64 = after
-        .cpu_ticks
-        .iter()
-        .map(|(pid, t)| t.saturating_sub(before.cpu_ticks.get(pid).copied().unwrap_or(0)))
-        .sum();
-    let switches: u64 = after
-        .switches
-        .iter()
-        .map(|(k, s)| s.saturating_sub(before.switches.get(k).copied().unwrap_or(0)))
-        .sum();
+    let ticks: u64 =
+        after.cpu_ticks.iter().map(|(pid, t)| t.saturating_sub(before.cpu_ticks.get(pid).copied().unwrap_or(0))).sum();
+    let switches: u64 =
+        after.switches.iter().map(|(k, s)| s.saturating_sub(before.switches.get(k).copied().unwrap_or(0))).sum();
     (ticks as f64 / clock_ticks_per_second(), switches)
 }
 
@@ -267,10 +263,8 @@ pub fn machine() -> Machine {
         .unwrap_or_else(|| "unknown".into());
     let cores = cpuinfo.lines().filter(|l| l.starts_with("processor")).count().max(1);
     let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let mem_total_kib = meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:")?.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0);
+    let mem_total_kib =
+        meminfo.lines().find_map(|l| l.strip_prefix("MemTotal:")?.split_whitespace().next()?.parse().ok()).unwrap_or(0);
     let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned();
     let os = fs::read_to_string("/etc/os-release")
         .unwrap_or_default()

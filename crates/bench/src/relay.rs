@@ -122,7 +122,8 @@ impl RelayProc {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         let listening = log.wait_for(from, "talkbell-relay listening", Duration::from_secs(10)).await?;
-        self.start_took = listening.duration_since(self.proc.as_ref().map_or(listening, |p| p.spawned_at)).unwrap_or_default();
+        self.start_took =
+            listening.duration_since(self.proc.as_ref().map_or(listening, |p| p.spawned_at)).unwrap_or_default();
         Ok(listening)
     }
 

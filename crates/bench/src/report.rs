@@ -108,10 +108,7 @@ impl Report {
 
     pub fn failed(&mut self, name: &str, error: &anyhow::Error) {
         let body = self.sections.remove(&order(name)).unwrap_or_default();
-        self.sections.insert(
-            order(name),
-            format!("{body}\n**This benchmark failed:**\n\n```text\n{error:#}\n```\n"),
-        );
+        self.sections.insert(order(name), format!("{body}\n**This benchmark failed:**\n\n```text\n{error:#}\n```\n"));
     }
 
     pub fn write(&self, path: &Path, total: Duration) -> Result<()> {

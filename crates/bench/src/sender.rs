@@ -47,7 +47,15 @@ pub fn parse_stamp(label: &str, text: &str) -> Option<(u64, u64)> {
 
 /// Sends `count` talks to `to` at `rate` per second, each stamped with its send time (µs)
 /// just before its request is written, over `conns` keep-alive connections.
-pub async fn paced(addr: SocketAddr, token: &str, to: u64, label: &str, count: u64, rate: f64, conns: usize) -> Result<Sent> {
+pub async fn paced(
+    addr: SocketAddr,
+    token: &str,
+    to: u64,
+    label: &str,
+    count: u64,
+    rate: f64,
+    conns: usize,
+) -> Result<Sent> {
     let (tx, rx) = mpsc::channel::<(u64, Instant)>(conns * 4);
     let rx = Arc::new(Mutex::new(rx));
     let mut workers = Vec::new();

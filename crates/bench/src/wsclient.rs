@@ -38,9 +38,8 @@ pub async fn run(url: String, token: String, stats: Arc<ClientStats>, heartbeat:
 async fn link(url: &str, token: &str, stats: &ClientStats, heartbeat: Duration) -> Result<()> {
     // Small buffers: ten thousand of these run in one process.
     let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
-        .await
-        .context("WebSocket handshake")?;
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async_with_config(url, Some(config), true).await.context("WebSocket handshake")?;
     let hello = serde_json::json!({"uuid": uuid::Uuid::new_v4().to_string(), "token": token}).to_string();
     ws.send(Message::Text(hello.into())).await.context("sending the hello")?;
     let mut welcomed = false;

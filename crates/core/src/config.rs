@@ -53,11 +53,7 @@ impl Paths {
     }
 
     pub fn with_dirs(config_dir: PathBuf, data_dir: PathBuf) -> Paths {
-        Paths {
-            config_file: config_dir.join("config.toml"),
-            history_db: data_dir.join("history.sqlite3"),
-            data_dir,
-        }
+        Paths { config_file: config_dir.join("config.toml"), history_db: data_dir.join("history.sqlite3"), data_dir }
     }
 
     /// Both dirs under one root, for tests.
@@ -149,8 +145,7 @@ impl Default for HistoryConfig {
 
 /// `Ok` for a `ws://` or `wss://` URL with a host; otherwise why not.
 pub fn validate_server_url(url: &str) -> Result<(), String> {
-    let uri: tokio_tungstenite::tungstenite::http::Uri =
-        url.parse().map_err(|e| format!("not a URL: {e}"))?;
+    let uri: tokio_tungstenite::tungstenite::http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
     match uri.scheme_str() {
         Some("ws") | Some("wss") => {}
         Some(other) => return Err(format!("the scheme must be ws:// or wss://, not {other}://")),
@@ -196,10 +191,7 @@ impl Config {
     /// Parses `text` read from `path`; errors name the file, line and column.
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| {
-            let (line, column) = e
-                .span()
-                .map(|span| line_column(text, span.start))
-                .unwrap_or((1, 1));
+            let (line, column) = e.span().map(|span| line_column(text, span.start)).unwrap_or((1, 1));
             let mut message = e.message().to_owned();
             if message.contains("`token`") {
                 message.push_str(" (tokens are kept in the OS keyring, never in this file: use `talkbell login`)");

@@ -13,12 +13,10 @@ use tokio::time::Instant;
 
 use crate::config::{Config, ConfigError, Paths};
 use crate::history::{History, HistoryError};
-use crate::notify::{NotifyGate, NotifyHandle, Notifier};
+use crate::notify::{Notifier, NotifyGate, NotifyHandle};
 use crate::protocol::{Token, UserId};
 use crate::secrets::{SecretStore, SecretsError};
-use crate::session::{
-    Credentials, Session, SessionConfig, SessionEvent, SessionHandle, SessionState,
-};
+use crate::session::{Credentials, Session, SessionConfig, SessionEvent, SessionHandle, SessionState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -62,26 +60,24 @@ impl Engine {
     pub async fn start(paths: Paths, notifier: Option<Arc<dyn Notifier>>) -> Result<Engine, EngineError> {
         let config = Config::load_or_create(&paths.config_file)?;
         let history = Arc::new(History::open(&paths.history_db)?);
-        let retention = (config.history.max_rows, Duration::from_secs(config.history.max_age_days.saturating_mul(86_400)));
+        let retention =
+            (config.history.max_rows, Duration::from_secs(config.history.max_age_days.saturating_mul(86_400)));
         let credentials = match &config.server {
             None => None,
-            Some(server) => {
-                match SecretStore::new().get(server).await {
-                    Ok(token) => Some(Credentials { server: server.clone(), token, user_id: config.user_id.clone() }),
-                    Err(SecretsError::NotFound { .. }) => {
-                        tracing::info!("no token in the keyring: signed out until `talkbell login`");
-                        None
-                    }
-                    Err(e) => return Err(e.into()),
+            Some(server) => match SecretStore::new().get(server).await {
+                Ok(token) => Some(Credentials { server: server.clone(), token, user_id: config.user_id.clone() }),
+                Err(SecretsError::NotFound { .. }) => {
+                    tracing::info!("no token in the keyring: signed out until `talkbell login`");
+                    None
                 }
-            }
+                Err(e) => return Err(e.into()),
+            },
         };
         let mut session_config = SessionConfig::new(config.device_uuid.to_string(), config.timing());
         session_config.client_name = Some(concat!("talkbell/", env!("CARGO_PKG_VERSION")).into());
         let session = Session::spawn(session_config, credentials, history.clone());
-        let notify = notifier
-            .filter(|_| config.notifications.enabled)
-            .map(|n| NotifyGate::spawn(n, config.notify_settings()));
+        let notify =
+            notifier.filter(|_| config.notifications.enabled).map(|n| NotifyGate::spawn(n, config.notify_settings()));
         let trace = notify.as_ref().and_then(|_| DeliveryTrace::from_env());
         let config = Arc::new(Mutex::new(config));
         let bridge = tokio::spawn(bridge(session.clone(), notify.clone(), config.clone(), paths.clone(), trace));
@@ -129,9 +125,7 @@ impl Engine {
                         SessionState::Connecting { .. } => started = true,
                         _ if !started => {}
                         SessionState::Connected { user: Some(user) } => return Ok(user.id),
-                        SessionState::Connected { user: None } => {
-                            return user_id.clone().ok_or(EngineError::NoUserId)
-                        }
+                        SessionState::Connected { user: None } => return user_id.clone().ok_or(EngineError::NoUserId),
                         SessionState::SignedOut { reason } => {
                             return Err(EngineError::Refused(reason.unwrap_or_default()))
                         }

@@ -33,9 +33,7 @@ impl From<rusqlite::Error> for HistoryError {
         match e.sqlite_error_code() {
             Some(ErrorCode::DiskFull) => HistoryError::DiskFull,
             Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => HistoryError::Busy,
-            Some(ErrorCode::DatabaseCorrupt) | Some(ErrorCode::NotADatabase) => {
-                HistoryError::Corrupt(e.to_string())
-            }
+            Some(ErrorCode::DatabaseCorrupt) | Some(ErrorCode::NotADatabase) => HistoryError::Corrupt(e.to_string()),
             _ => HistoryError::Other(e),
         }
     }
@@ -166,10 +164,7 @@ fn spawn_checkpointer(path: &Path) -> Option<SyncSender<()>> {
 /// User text as an FTS5 query that cannot be a syntax error: every word a quoted prefix
 /// term, all required.
 fn fts_query(search: &str) -> Option<String> {
-    let terms: Vec<String> = search
-        .split_whitespace()
-        .map(|w| format!("\"{}\"*", w.replace('"', "\"\"")))
-        .collect();
+    let terms: Vec<String> = search.split_whitespace().map(|w| format!("\"{}\"*", w.replace('"', "\"\""))).collect();
     (!terms.is_empty()).then(|| terms.join(" "))
 }
 
@@ -384,11 +379,11 @@ impl History {
     pub fn unread_count(&self, for_user: Option<&UserId>) -> Result<u64, HistoryError> {
         let conn = self.conn();
         let n: i64 = match for_user {
-            Some(user) => conn.query_row(
-                "SELECT count(*) FROM talks WHERE read = 0 AND to_id = ?1",
-                [user.as_str()],
-                |r| r.get(0),
-            )?,
+            Some(user) => {
+                conn.query_row("SELECT count(*) FROM talks WHERE read = 0 AND to_id = ?1", [user.as_str()], |r| {
+                    r.get(0)
+                })?
+            }
             None => conn.query_row("SELECT count(*) FROM talks WHERE read = 0", [], |r| r.get(0))?,
         };
         Ok(n as u64)

@@ -37,9 +37,7 @@ impl UserId {
     /// like the original servers sent it.
     fn as_number(&self) -> Option<u64> {
         let s = &self.0;
-        let canonical = !s.is_empty()
-            && s.bytes().all(|b| b.is_ascii_digit())
-            && (s == "0" || !s.starts_with('0'));
+        let canonical = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
         canonical.then(|| s.parse().ok()).flatten()
     }
 }
@@ -290,25 +288,17 @@ fn parse_talk(obj: &Map<String, Value>) -> Result<TalkMessage, ProtocolError> {
         Some(v) => ("form", v),
         None => ("from", field(obj, "from").map_err(|_| ProtocolError::MissingField("form"))?),
     };
-    let sender_obj = sender.1.as_object().ok_or(ProtocolError::BadField {
-        field: "form",
-        reason: "not an object".into(),
-    })?;
-    let to_obj = field(obj, "to")?
-        .as_object()
-        .ok_or(ProtocolError::BadField { field: "to", reason: "not an object".into() })?;
+    let sender_obj =
+        sender.1.as_object().ok_or(ProtocolError::BadField { field: "form", reason: "not an object".into() })?;
+    let to_obj =
+        field(obj, "to")?.as_object().ok_or(ProtocolError::BadField { field: "to", reason: "not an object".into() })?;
 
     let from = Person {
         id: typed(field(sender_obj, "id").map_err(|_| ProtocolError::MissingField("form.id"))?, "form.id")?,
-        name: typed(
-            field(sender_obj, "name").map_err(|_| ProtocolError::MissingField("form.name"))?,
-            "form.name",
-        )?,
+        name: typed(field(sender_obj, "name").map_err(|_| ProtocolError::MissingField("form.name"))?, "form.name")?,
     };
-    let talk: String = typed(
-        field(sender_obj, "talk").map_err(|_| ProtocolError::MissingField("form.talk"))?,
-        "form.talk",
-    )?;
+    let talk: String =
+        typed(field(sender_obj, "talk").map_err(|_| ProtocolError::MissingField("form.talk"))?, "form.talk")?;
     let to = Person {
         id: typed(field(to_obj, "id").map_err(|_| ProtocolError::MissingField("to.id"))?, "to.id")?,
         name: opt_typed(to_obj, "name")?.unwrap_or_default(),
@@ -354,8 +344,7 @@ impl ServerFrame {
                 v.to_string()
             }
             ServerFrame::Error(e) => {
-                serde_json::json!({"type": "error", "code": e.code, "message": e.message})
-                    .to_string()
+                serde_json::json!({"type": "error", "code": e.code, "message": e.message}).to_string()
             }
         }
     }
@@ -480,7 +469,11 @@ mod tests {
             (
                 "unknown fields are ignored, seq and ts kept",
                 r#"{"form": {"id": 2, "name": "wang2", "talk": "t", "avatar": "a.png"}, "to": {"id": 1, "name": "wang1", "x": 1}, "seq": 42, "ts": 1763900000000, "extra": [1]}"#,
-                Ok(F::Talk(TalkMessage { seq: Some(Seq(42)), ts: Some(1_763_900_000_000), ..talk(("2", "wang2"), ("1", "wang1"), "t") })),
+                Ok(F::Talk(TalkMessage {
+                    seq: Some(Seq(42)),
+                    ts: Some(1_763_900_000_000),
+                    ..talk(("2", "wang2"), ("1", "wang1"), "t")
+                })),
             ),
             ("heartbeat", "online", Ok(F::Heartbeat)),
             (
@@ -532,11 +525,9 @@ mod tests {
             let got = ServerFrame::parse(text);
             match (&got, &want) {
                 // Error details come from serde; the kind is what callers rely on.
-                (Err(g), Err(w)) => assert_eq!(
-                    std::mem::discriminant(g),
-                    std::mem::discriminant(w),
-                    "{name}: got {g:?}, want {w:?}"
-                ),
+                (Err(g), Err(w)) => {
+                    assert_eq!(std::mem::discriminant(g), std::mem::discriminant(w), "{name}: got {g:?}, want {w:?}")
+                }
                 _ => assert_eq!(got, want, "{name}"),
             }
         }
@@ -544,7 +535,10 @@ mod tests {
 
     #[test]
     fn oversized_frames_are_refused_before_parsing() {
-        let text = format!(r#"{{"form": {{"id": 2, "name": "w", "talk": "{}"}}, "to": {{"id": 1}}}}"#, "x".repeat(MAX_MESSAGE_BYTES));
+        let text = format!(
+            r#"{{"form": {{"id": 2, "name": "w", "talk": "{}"}}, "to": {{"id": 1}}}}"#,
+            "x".repeat(MAX_MESSAGE_BYTES)
+        );
         assert!(matches!(ServerFrame::parse(&text), Err(ProtocolError::TooLarge { .. })));
     }
 
@@ -552,7 +546,12 @@ mod tests {
     fn client_frames_round_trip() {
         let frames = vec![
             ClientFrame::Heartbeat,
-            ClientFrame::Hello(Hello { uuid: "u".into(), token: Token::new("s3cret").unwrap(), resume: None, client: None }),
+            ClientFrame::Hello(Hello {
+                uuid: "u".into(),
+                token: Token::new("s3cret").unwrap(),
+                resume: None,
+                client: None,
+            }),
             ClientFrame::Hello(Hello {
                 uuid: "u".into(),
                 token: Token::new("s3cret").unwrap(),
@@ -570,7 +569,12 @@ mod tests {
 
     #[test]
     fn hello_is_the_original_shape() {
-        let hello = ClientFrame::Hello(Hello { uuid: "dev".into(), token: Token::new("tok").unwrap(), resume: None, client: None });
+        let hello = ClientFrame::Hello(Hello {
+            uuid: "dev".into(),
+            token: Token::new("tok").unwrap(),
+            resume: None,
+            client: None,
+        });
         let v: Value = serde_json::from_str(&hello.to_text()).unwrap();
         assert_eq!(v, serde_json::json!({"uuid": "dev", "token": "tok"}));
     }
@@ -579,7 +583,11 @@ mod tests {
     fn server_frames_round_trip() {
         let frames = vec![
             ServerFrame::Heartbeat,
-            ServerFrame::Talk(TalkMessage { seq: Some(Seq(7)), ts: Some(5), ..talk(("2", "wang2"), ("1", "wang1"), "hi") }),
+            ServerFrame::Talk(TalkMessage {
+                seq: Some(Seq(7)),
+                ts: Some(5),
+                ..talk(("2", "wang2"), ("1", "wang1"), "hi")
+            }),
             ServerFrame::Welcome(Welcome { user: Person { id: 1.into(), name: "wang1".into() }, heartbeat: None }),
             ServerFrame::Error(ServerError { code: "unauthorized".into(), message: "no".into() }),
         ];

@@ -194,20 +194,19 @@ fn classify(err: keyring::Error, server: &str) -> SecretsError {
     use keyring::Error as K;
     match err {
         K::NoEntry => SecretsError::NotFound { server: server.to_owned() },
-        K::BadEncoding(_) => SecretsError::Access(format!(
-            "the item stored for {server} is not text; delete it (or sign in again)"
-        )),
+        K::BadEncoding(_) => {
+            SecretsError::Access(format!("the item stored for {server} is not text; delete it (or sign in again)"))
+        }
         K::TooLong(what, max) => SecretsError::Access(format!("{what} is longer than {max}")),
         K::Invalid(what, why) => SecretsError::Access(format!("{what} is invalid: {why}")),
         K::Ambiguous(items) => SecretsError::Access(format!(
             "{} items are stored for {server}; remove the extra ones in \"Passwords and Keys\"",
             items.len()
         )),
-        K::NoStorageAccess(inner) => {
-            platform::classify(inner.as_ref()).unwrap_or(SecretsError::Locked)
+        K::NoStorageAccess(inner) => platform::classify(inner.as_ref()).unwrap_or(SecretsError::Locked),
+        K::PlatformFailure(inner) => {
+            platform::classify(inner.as_ref()).unwrap_or_else(|| SecretsError::Access(inner.to_string()))
         }
-        K::PlatformFailure(inner) => platform::classify(inner.as_ref())
-            .unwrap_or_else(|| SecretsError::Access(inner.to_string())),
         other => SecretsError::Access(other.to_string()),
     }
 }
@@ -231,7 +230,9 @@ mod platform {
         let ss = err.downcast_ref::<Ss>()?;
         Some(match ss {
             Ss::Locked | Ss::Prompt => SecretsError::Locked,
-            Ss::Unavailable => SecretsError::NoKeyring { detail: "no D-Bus session bus or Secret Service found".into() },
+            Ss::Unavailable => {
+                SecretsError::NoKeyring { detail: "no D-Bus session bus or Secret Service found".into() }
+            }
             Ss::NoResult => SecretsError::Access("the Secret Service returned no result".into()),
             Ss::Crypto(what) => SecretsError::Access(format!("the session encryption failed: {what}")),
             Ss::Zbus(_) | Ss::ZbusFdo(_) | Ss::Zvariant(_) => {

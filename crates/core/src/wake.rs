@@ -38,7 +38,13 @@ pub fn spawn(session: SessionHandle) -> JoinHandle<()> {
     })
 }
 
-async fn signals(bus: &Connection, sender: &str, path: &str, interface: &str, member: &str) -> zbus::Result<MessageStream> {
+async fn signals(
+    bus: &Connection,
+    sender: &str,
+    path: &str,
+    interface: &str,
+    member: &str,
+) -> zbus::Result<MessageStream> {
     let rule = MatchRule::builder()
         .msg_type(Type::Signal)
         .sender(sender)
@@ -57,7 +63,8 @@ async fn has_owner(bus: &Connection, name: &'static str) -> bool {
 
 /// Watches `bus` until the session stops; each wake is a `reconnect_now()`.
 pub async fn watch(bus: Connection, session: SessionHandle) {
-    let sleep = signals(&bus, LOGIND, "/org/freedesktop/login1", "org.freedesktop.login1.Manager", "PrepareForSleep").await;
+    let sleep =
+        signals(&bus, LOGIND, "/org/freedesktop/login1", "org.freedesktop.login1.Manager", "PrepareForSleep").await;
     let network = signals(
         &bus,
         NETWORK_MANAGER,

@@ -233,8 +233,13 @@ fn two_accounts_on_one_server_each_have_their_own_seqs_and_resume() {
     }
     let wang3 = UserId::from(3);
     assert_eq!(h.last_seq(SERVER, &wang3).unwrap(), None, "a first sign-in as wang3 has no resume");
-    let stored = h.store_all(SERVER, &[talk(Some(1), "wang2", 3, "to three 1"), talk(Some(2), "wang2", 3, "to three 2")]).unwrap();
-    assert!(matches!(stored[..], [Stored::New(_), Stored::New(_)]), "wang3's talks are not wang1's repeats: {stored:?}");
+    let stored = h
+        .store_all(SERVER, &[talk(Some(1), "wang2", 3, "to three 1"), talk(Some(2), "wang2", 3, "to three 2")])
+        .unwrap();
+    assert!(
+        matches!(stored[..], [Stored::New(_), Stored::New(_)]),
+        "wang3's talks are not wang1's repeats: {stored:?}"
+    );
     assert_eq!(h.last_seq(SERVER, &wang3).unwrap(), Some(Seq(2)));
     assert_eq!(h.last_seq(SERVER, &me()).unwrap(), Some(Seq(5)));
     // A repeat is still a repeat within one account.

@@ -10,12 +10,14 @@
 use std::process::Command;
 
 mod support_bus;
-use support_bus::{run_bounded, BareBus};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support_bus::{run_bounded, BareBus};
 
 use serde_json::Value;
-use talkbell_core::notify::{DesktopNotifier, Notification, NotificationKind, Notifier, NotifyError, NotifyGate, NotifySettings};
+use talkbell_core::notify::{
+    DesktopNotifier, Notification, NotificationKind, Notifier, NotifyError, NotifyGate, NotifySettings,
+};
 use talkbell_core::protocol::{ServerFrame, UserId};
 use tokio::sync::Mutex;
 
@@ -114,9 +116,12 @@ async fn a_notification_reaches_dunst_with_its_title_and_body() {
     require_desktop();
     let _turn = DUNST.lock().await;
     let (title, body) = (unique("title"), unique("the body"));
-    show(&quick_notifier(), Notification { title: title.clone(), body: body.clone(), kind: NotificationKind::Talk { row: 1 } })
-        .await
-        .expect("shown");
+    show(
+        &quick_notifier(),
+        Notification { title: title.clone(), body: body.clone(), kind: NotificationKind::Talk { row: 1 } },
+    )
+    .await
+    .expect("shown");
     eventually("the popup is in dunst's history", || count(&title, &body) == 1).await;
     let popup = history().into_iter().find(|p| p.summary == title).expect("found");
     assert_eq!(popup.app, "Talkbell");
@@ -131,9 +136,12 @@ async fn markup_in_a_talk_is_shown_as_text() {
     let _turn = DUNST.lock().await;
     let title = unique("markup");
     let text = "<b>not bold</b> & <a href=\"x\">no link</a>";
-    show(&quick_notifier(), Notification { title: title.clone(), body: text.into(), kind: NotificationKind::Talk { row: 1 } })
-        .await
-        .expect("shown");
+    show(
+        &quick_notifier(),
+        Notification { title: title.clone(), body: text.into(), kind: NotificationKind::Talk { row: 1 } },
+    )
+    .await
+    .expect("shown");
     eventually("the popup is in dunst's history", || history().iter().any(|p| p.summary == title)).await;
     let popup = history().into_iter().find(|p| p.summary == title).expect("found");
     // dunst renders `message` as Pango markup: escaped, the tags show as the characters.
@@ -221,11 +229,9 @@ async fn a_click_on_the_popup_calls_back_with_what_it_shows() {
     eventually("no popup on screen", || displayed() == 0).await;
 
     let (tx, rx) = std::sync::mpsc::channel();
-    let notifier = DesktopNotifier::new()
-        .with_timeout(Duration::from_secs(60))
-        .on_click(move |kind| {
-            let _ = tx.send(kind);
-        });
+    let notifier = DesktopNotifier::new().with_timeout(Duration::from_secs(60)).on_click(move |kind| {
+        let _ = tx.send(kind);
+    });
     let title = unique("click me");
     show(&notifier, Notification { title: title.clone(), body: "x".into(), kind: NotificationKind::Talk { row: 42 } })
         .await

@@ -11,8 +11,8 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::Command;
 
 mod support_bus;
-use support_bus::{run_bounded, BareBus};
 use std::time::Duration;
+use support_bus::{run_bounded, BareBus};
 
 use talkbell_core::protocol::Token;
 use talkbell_core::secrets::{SecretStore, SecretsError, SERVICE};
@@ -155,8 +155,13 @@ fn dbus_send(args: &[&str]) -> String {
 }
 
 fn login_is_locked() -> bool {
-    dbus_send(&[LOGIN, "org.freedesktop.DBus.Properties.Get", "string:org.freedesktop.Secret.Collection", "string:Locked"])
-        .contains("boolean true")
+    dbus_send(&[
+        LOGIN,
+        "org.freedesktop.DBus.Properties.Get",
+        "string:org.freedesktop.Secret.Collection",
+        "string:Locked",
+    ])
+    .contains("boolean true")
 }
 
 fn lock_login() {
@@ -214,17 +219,18 @@ async fn a_locked_keyring_gives_locked_and_works_again_once_unlocked() {
     assert_eq!(got, Err(SecretsError::Locked), "get of a stored token");
     let got = store.set(&fresh, &token("while-locked")).await;
     assert_eq!(got, Err(SecretsError::Locked), "set of a new token");
-    assert!(
-        SecretsError::Locked.to_string().contains("Unlock it"),
-        "the user is told what to do"
-    );
+    assert!(SecretsError::Locked.to_string().contains("Unlock it"), "the user is told what to do");
     assert!(login_is_locked(), "nothing unlocked it behind our back");
 
     assert_eq!(unlock_login("not-the-password").expect("control socket"), 1, "a wrong password is denied");
     assert_eq!(unlock_login(&password).expect("control socket"), 0, "the right one unlocks");
     assert!(!login_is_locked());
     assert_eq!(store.get(&stored).await.expect("get after unlock").expose(), "before-the-lock");
-    assert_eq!(store.get(&fresh).await, Err(SecretsError::NotFound { server: fresh.clone() }), "nothing was stored while locked");
+    assert_eq!(
+        store.get(&fresh).await,
+        Err(SecretsError::NotFound { server: fresh.clone() }),
+        "nothing was stored while locked"
+    );
     store.delete(&stored).await.expect("delete");
 }
 

@@ -5,6 +5,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::SinkExt;
 use serde_json::Value;
 use support::*;
 use talkbell_core::protocol::{ProtocolError, Seq};
@@ -15,7 +16,6 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
-use futures_util::SinkExt;
 
 #[tokio::test]
 async fn hello_is_first_and_a_talk_for_me_is_stored_acked_and_told_once() {
@@ -43,10 +43,13 @@ async fn hello_is_first_and_a_talk_for_me_is_stored_acked_and_told_once() {
 
     let mut talks = Vec::new();
     while talks.len() < 3 {
-        talks.push(wait_event(&mut events, |e| match e {
-            SessionEvent::Talk { talk, for_me, .. } => Some((talk.talk.clone(), *for_me)),
-            _ => None,
-        }).await);
+        talks.push(
+            wait_event(&mut events, |e| match e {
+                SessionEvent::Talk { talk, for_me, .. } => Some((talk.talk.clone(), *for_me)),
+                _ => None,
+            })
+            .await,
+        );
     }
     assert_eq!(
         talks,
@@ -164,7 +167,8 @@ async fn a_silent_server_is_dead_after_interval_plus_timeout_and_is_reconnected(
 async fn an_answering_server_keeps_the_link_up_across_many_heartbeats() {
     let (seen_tx, mut seen) = mpsc::unbounded_channel();
     let server = Scripted::start(move |_, ws| echo_heartbeats(ws, seen_tx.clone())).await;
-    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
+    let session =
+        Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
     let mut probes = 0;
     while probes < 5 {
         if seen.recv().await.unwrap() == "online" {
@@ -189,7 +193,8 @@ async fn garbage_is_counted_and_dropped_and_the_link_stays_up() {
         echo_heartbeats(ws, mpsc::unbounded_channel().0).await;
     })
     .await;
-    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
+    let session =
+        Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
     let mut events = session.subscribe();
     let mut dropped = Vec::new();
     let talk = wait_event(&mut events, |e| match e {
@@ -225,7 +230,8 @@ async fn an_oversized_message_is_refused_and_the_client_reconnects() {
         echo_heartbeats(ws, mpsc::unbounded_channel().0).await;
     })
     .await;
-    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
+    let session =
+        Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
     let mut events = session.subscribe();
     let (size, limit) = wait_event(&mut events, |e| match e {
         SessionEvent::Oversized { size, limit } => Some((*size, *limit)),
@@ -261,7 +267,8 @@ async fn close_4001_signs_out_and_stops_trying() {
         let _ = ws.close(Some(CloseFrame { code: CloseCode::from(4001), reason: "unauthorized".into() })).await;
     })
     .await;
-    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
+    let session =
+        Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
     let mut events = session.subscribe();
     let state = wait_state(&session, |s| matches!(s, SessionState::SignedOut { reason: Some(_) })).await;
     let mut states = Vec::new();
@@ -289,7 +296,8 @@ async fn an_unauthorized_error_frame_signs_out_even_if_the_server_keeps_the_sock
         echo_heartbeats(ws, mpsc::unbounded_channel().0).await;
     })
     .await;
-    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
+    let session =
+        Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
     let state = wait_state(&session, |s| matches!(s, SessionState::SignedOut { reason: Some(_) })).await;
     assert!(format!("{state:?}").contains("token expired"), "{state:?}");
     assert_no_attempts_for_a_minute(&server, 1).await;
@@ -303,7 +311,8 @@ async fn close_4003_without_an_error_frame_signs_out_too() {
         let _ = ws.close(Some(CloseFrame { code: CloseCode::from(4003), reason: "".into() })).await;
     })
     .await;
-    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
+    let session =
+        Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
     let state = wait_state(&session, |s| matches!(s, SessionState::SignedOut { reason: Some(_) })).await;
     assert!(format!("{state:?}").contains("4003"));
     assert_no_attempts_for_a_minute(&server, 1).await;
@@ -365,7 +374,8 @@ async fn a_welcome_asking_for_a_1_ms_heartbeat_gets_one_a_second_at_most() {
         }
     })
     .await;
-    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), None)), Arc::new(MemStore::default()));
+    let session =
+        Session::spawn(config(fast_timing()), Some(creds(&server.url(), None)), Arc::new(MemStore::default()));
     wait_state(&session, |s| matches!(s, SessionState::Connected { .. })).await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let mut probes = 0;
@@ -397,7 +407,8 @@ async fn a_welcome_names_the_user_and_sets_the_heartbeat() {
     })
     .await;
     // No user id in the credentials: the welcome is what says the sample is for us.
-    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), None)), Arc::new(MemStore::default()));
+    let session =
+        Session::spawn(config(fast_timing()), Some(creds(&server.url(), None)), Arc::new(MemStore::default()));
     let mut events = session.subscribe();
     let first_connected = wait_event(&mut events, |e| match e {
         SessionEvent::State(SessionState::Connected { user }) => Some(user.clone()),
@@ -476,7 +487,8 @@ async fn shutdown_is_bounded_when_the_server_ignores_the_close() {
         drop(ws);
     })
     .await;
-    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
+    let session =
+        Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
     wait_state(&session, |s| matches!(s, SessionState::Connected { .. })).await;
     let started = std::time::Instant::now();
     session.shutdown().await;

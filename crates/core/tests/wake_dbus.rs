@@ -81,7 +81,8 @@ async fn resume_from_sleep_reconnects_a_live_link_at_once() {
         echo_heartbeats(ws, mpsc::unbounded_channel().0).await;
     })
     .await;
-    let session = Session::spawn(config(patient_timing()), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
+    let session =
+        Session::spawn(config(patient_timing()), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
     let service = stand_in().await;
     tokio::spawn(talkbell_core::wake::watch(Connection::session().await.unwrap(), session.clone()));
     wait_state(&session, |s| matches!(s, SessionState::Connected { .. })).await;
@@ -137,7 +138,8 @@ async fn the_network_coming_up_ends_a_backoff_wait_at_once() {
 async fn without_logind_or_network_manager_the_session_just_works() {
     let _turn = require_desktop_session();
     let server = Scripted::start(|_, ws| echo_heartbeats(ws, mpsc::unbounded_channel().0)).await;
-    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
+    let session =
+        Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
     // A bus where nobody owns the names; the watcher must neither fail nor reconnect.
     tokio::spawn(talkbell_core::wake::watch(Connection::session().await.unwrap(), session.clone()));
     wait_state(&session, |s| matches!(s, SessionState::Connected { .. })).await;

@@ -63,16 +63,9 @@ struct Target {
 }
 
 fn parse_url(url: &str) -> Result<Target, SendError> {
-    let bad = |reason: &str| SendError::BadUrl {
-        url: url.to_owned(),
-        reason: reason.to_owned(),
-    };
+    let bad = |reason: &str| SendError::BadUrl { url: url.to_owned(), reason: reason.to_owned() };
     let trimmed = url.trim();
-    let with_scheme = if trimmed.contains("://") {
-        trimmed.to_owned()
-    } else {
-        format!("http://{trimmed}")
-    };
+    let with_scheme = if trimmed.contains("://") { trimmed.to_owned() } else { format!("http://{trimmed}") };
     let uri: Uri = with_scheme.parse().map_err(|e| bad(&format!("{e}")))?;
     let tls = match uri.scheme_str().map(str::to_ascii_lowercase).as_deref() {
         Some("http") | Some("ws") => false,
@@ -81,42 +74,26 @@ fn parse_url(url: &str) -> Result<Target, SendError> {
     };
     let authority = uri.authority().ok_or_else(|| bad("no host"))?;
     if authority.as_str().contains('@') {
-        return Err(bad(
-            "credentials in the URL are not supported; use the token",
-        ));
+        return Err(bad("credentials in the URL are not supported; use the token"));
     }
-    let host = authority
-        .host()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
+    let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_owned();
     if host.is_empty() {
         return Err(bad("no host"));
     }
     let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let path = format!("{}/v1/talk", uri.path().trim_end_matches('/'));
-    Ok(Target {
-        tls,
-        host,
-        port,
-        authority: authority.as_str().to_owned(),
-        path,
-    })
+    Ok(Target { tls, host, port, authority: authority.as_str().to_owned(), path })
 }
 
 fn tls_config() -> Arc<rustls::ClientConfig> {
     static TLS: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     TLS.get_or_init(|| {
-        let roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("ring supports the default TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
         Arc::new(config)
     })
     .clone()
@@ -135,59 +112,34 @@ pub async fn post_talk(
     let (http_url, token, text) = (http_url.as_ref(), token.as_ref(), text.as_ref());
     let target = parse_url(http_url)?;
     let to = to.into_user_id();
-    let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.trim()))
-        .map_err(|_| SendError::BadToken)?;
+    let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.trim())).map_err(|_| SendError::BadToken)?;
     auth.set_sensitive(true);
     let body = serde_json::json!({"to": to, "talk": text}).to_string();
     let request = Request::post(target.path.as_str())
         .header(header::HOST, target.authority.as_str())
         .header(header::AUTHORIZATION, auth)
         .header(header::CONTENT_TYPE, "application/json")
-        .header(
-            header::USER_AGENT,
-            concat!("talkbell-relay/", env!("CARGO_PKG_VERSION")),
-        )
+        .header(header::USER_AGENT, concat!("talkbell-relay/", env!("CARGO_PKG_VERSION")))
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| SendError::Protocol(e.to_string()))?;
 
     let (status, bytes) = tokio::time::timeout(REQUEST_TIMEOUT, async {
         let addr = format!("{}:{}", target.host, target.port);
-        let tcp = match tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            TcpStream::connect((target.host.as_str(), target.port)),
-        )
-        .await
+        let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((target.host.as_str(), target.port)))
+            .await
         {
             Ok(Ok(tcp)) => tcp,
-            Ok(Err(e)) => {
-                return Err(SendError::Connect {
-                    addr,
-                    reason: e.to_string(),
-                })
-            }
-            Err(_) => {
-                return Err(SendError::Connect {
-                    addr,
-                    reason: "timed out".into(),
-                })
-            }
+            Ok(Err(e)) => return Err(SendError::Connect { addr, reason: e.to_string() }),
+            Err(_) => return Err(SendError::Connect { addr, reason: "timed out".into() }),
         };
         let _ = tcp.set_nodelay(true);
         if target.tls {
-            let name =
-                rustls::pki_types::ServerName::try_from(target.host.clone()).map_err(|e| {
-                    SendError::Tls {
-                        host: target.host.clone(),
-                        reason: e.to_string(),
-                    }
-                })?;
+            let name = rustls::pki_types::ServerName::try_from(target.host.clone())
+                .map_err(|e| SendError::Tls { host: target.host.clone(), reason: e.to_string() })?;
             let stream = tokio_rustls::TlsConnector::from(tls_config())
                 .connect(name, tcp)
                 .await
-                .map_err(|e| SendError::Tls {
-                    host: target.host.clone(),
-                    reason: e.to_string(),
-                })?;
+                .map_err(|e| SendError::Tls { host: target.host.clone(), reason: e.to_string() })?;
             exchange(stream, request).await
         } else {
             exchange(tcp, request).await
@@ -202,12 +154,8 @@ pub async fn post_talk(
             seq: u64,
             ts: i64,
         }
-        let a: Answer =
-            serde_json::from_slice(&bytes).map_err(|e| SendError::BadResponse(e.to_string()))?;
-        return Ok(Posted {
-            seq: a.seq,
-            ts: a.ts,
-        });
+        let a: Answer = serde_json::from_slice(&bytes).map_err(|e| SendError::BadResponse(e.to_string()))?;
+        return Ok(Posted { seq: a.seq, ts: a.ts });
     }
     let message = serde_json::from_slice::<serde_json::Value>(&bytes)
         .ok()
@@ -220,23 +168,15 @@ pub async fn post_talk(
                 text.chars().take(300).collect()
             }
         });
-    Err(SendError::Http {
-        status: status.as_u16(),
-        message,
-    })
+    Err(SendError::Http { status: status.as_u16(), message })
 }
 
-async fn exchange<S>(
-    stream: S,
-    request: Request<Full<Bytes>>,
-) -> Result<(StatusCode, Bytes), SendError>
+async fn exchange<S>(stream: S, request: Request<Full<Bytes>>) -> Result<(StatusCode, Bytes), SendError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let proto = |e: hyper::Error| SendError::Protocol(e.to_string());
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(proto)?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(proto)?;
     let driver = tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -263,16 +203,10 @@ mod tests {
     fn urls() {
         let t = parse_url("ws://127.0.0.1:8080/").unwrap();
         assert!(!t.tls);
-        assert_eq!(
-            (t.host.as_str(), t.port, t.path.as_str()),
-            ("127.0.0.1", 8080, "/v1/talk")
-        );
+        assert_eq!((t.host.as_str(), t.port, t.path.as_str()), ("127.0.0.1", 8080, "/v1/talk"));
         let t = parse_url("wss://relay.example/base/").unwrap();
         assert!(t.tls);
-        assert_eq!(
-            (t.port, t.path.as_str(), t.authority.as_str()),
-            (443, "/base/v1/talk", "relay.example")
-        );
+        assert_eq!((t.port, t.path.as_str(), t.authority.as_str()), (443, "/base/v1/talk", "relay.example"));
         let t = parse_url("http://[::1]:9").unwrap();
         assert_eq!((t.host.as_str(), t.port), ("::1", 9));
         let t = parse_url("localhost:1234").unwrap();

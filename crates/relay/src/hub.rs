@@ -21,10 +21,7 @@ use crate::users::User;
 use crate::RelayConfig;
 
 pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// Counts open WebSocket connections so that shutdown can wait for them.
@@ -125,12 +122,7 @@ impl Shared {
     /// Delivers a talk from `from` to `to`: `seq`, commit, then every live connection of
     /// the recipient. Runs in its own task, so that a caller that goes away (an HTTP
     /// client hanging up) cannot leave a talk committed but not fanned out.
-    pub async fn deliver(
-        self: &Arc<Self>,
-        from: &User,
-        to: &UserId,
-        talk: String,
-    ) -> Result<(u64, i64), DeliverError> {
+    pub async fn deliver(self: &Arc<Self>, from: &User, to: &UserId, talk: String) -> Result<(u64, i64), DeliverError> {
         let shared = self.clone();
         let from = from.person();
         let to = to.clone();
@@ -139,32 +131,13 @@ impl Shared {
             .map_err(|_| DeliverError::Stopped)?
     }
 
-    async fn deliver_inner(
-        &self,
-        from: Person,
-        to: UserId,
-        talk: String,
-    ) -> Result<(u64, i64), DeliverError> {
-        let recipient = self
-            .recipients
-            .get(&to)
-            .ok_or(DeliverError::UnknownRecipient)?;
-        let to = self
-            .cfg
-            .users
-            .get(&to)
-            .ok_or(DeliverError::UnknownRecipient)?
-            .person();
+    async fn deliver_inner(&self, from: Person, to: UserId, talk: String) -> Result<(u64, i64), DeliverError> {
+        let recipient = self.recipients.get(&to).ok_or(DeliverError::UnknownRecipient)?;
+        let to = self.cfg.users.get(&to).ok_or(DeliverError::UnknownRecipient)?.person();
         if talk.trim().is_empty() {
             return Err(DeliverError::Empty);
         }
-        let mut msg = TalkMessage {
-            from,
-            to,
-            talk,
-            seq: Some(Seq(u64::MAX)),
-            ts: Some(now_ms()),
-        };
+        let mut msg = TalkMessage { from, to, talk, seq: Some(Seq(u64::MAX)), ts: Some(now_ms()) };
         // The largest the frame can get, with the widest seq.
         if ServerFrame::Talk(msg.clone()).to_text().len() > MAX_MESSAGE_BYTES {
             return Err(DeliverError::TooLarge);
@@ -174,10 +147,7 @@ impl Shared {
         let ts = now_ms();
         let cap = self.cfg.max_queued_per_recipient;
         let (from, to, text) = (msg.from.clone(), msg.to.clone(), msg.talk.clone());
-        let seq = self
-            .store
-            .run(move |c| Store::insert(c, &from, &to, &text, ts, cap))
-            .await?;
+        let seq = self.store.run(move |c| Store::insert(c, &from, &to, &text, ts, cap)).await?;
         msg.seq = Some(Seq(seq));
         msg.ts = Some(ts);
         let to_id = msg.to.id.clone();
@@ -199,31 +169,15 @@ impl Shared {
 
     /// Records the device and registers the connection for live talks, under the
     /// recipient's lock. Talks up to `last_seq` are the replay's; later ones come live.
-    pub async fn register(
-        &self,
-        user: &UserId,
-        uuid: &str,
-        resume: Option<u64>,
-    ) -> Result<Registration, StoreError> {
-        let recipient = self
-            .recipients
-            .get(user)
-            .expect("every authenticated user has a recipient entry");
+    pub async fn register(&self, user: &UserId, uuid: &str, resume: Option<u64>) -> Result<Registration, StoreError> {
+        let recipient = self.recipients.get(user).expect("every authenticated user has a recipient entry");
         let mut guard = recipient.lock().await;
         let (u, d) = (user.clone(), uuid.to_owned());
-        let reg = self
-            .store
-            .run(move |c| Store::register_device(c, &u, &d, resume, now_ms()))
-            .await?;
+        let reg = self.store.run(move |c| Store::register_device(c, &u, &d, resume, now_ms())).await?;
         let conn_id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(self.cfg.connection_queue.max(1));
         guard.conns.insert(conn_id, tx);
-        Ok(Registration {
-            conn_id,
-            last_seq: reg.last_seq,
-            acked: reg.acked,
-            live: rx,
-        })
+        Ok(Registration { conn_id, last_seq: reg.last_seq, acked: reg.acked, live: rx })
     }
 
     pub async fn unregister(&self, user: &UserId, conn_id: u64, uuid: &str) {
@@ -231,11 +185,7 @@ impl Shared {
             recipient.lock().await.conns.remove(&conn_id);
         }
         let (u, d) = (user.clone(), uuid.to_owned());
-        if let Err(e) = self
-            .store
-            .run(move |c| Store::touch_device(c, &u, &d, now_ms()))
-            .await
-        {
+        if let Err(e) = self.store.run(move |c| Store::touch_device(c, &u, &d, now_ms())).await {
             tracing::warn!(error = %e, "could not record a device's last visit");
         }
     }
@@ -247,10 +197,7 @@ impl Shared {
         if buckets.len() > 10_000 {
             buckets.retain(|_, b| !b.is_full_at(now));
         }
-        buckets
-            .entry(user.clone())
-            .or_insert_with(|| TokenBucket::new_at(self.cfg.http_rate, now))
-            .try_take_at(now)
+        buckets.entry(user.clone()).or_insert_with(|| TokenBucket::new_at(self.cfg.http_rate, now)).try_take_at(now)
     }
 }
 
@@ -261,11 +208,7 @@ pub(crate) async fn maintenance(shared: Arc<Shared>) {
     let mut stop = shared.shutdown.clone();
     loop {
         let cutoff = now_ms().saturating_sub(retention.as_millis().min(i64::MAX as u128) as i64);
-        match shared
-            .store
-            .run(move |c| Store::prune_older_than(c, cutoff))
-            .await
-        {
+        match shared.store.run(move |c| Store::prune_older_than(c, cutoff)).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(talks = n, "deleted talks past the retention limit"),
             Err(e) => tracing::warn!(error = %e, "retention pass failed"),

@@ -113,10 +113,7 @@ impl RelayConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot open the queue database {path}: {source}")]
     Db { path: PathBuf, source: StoreError },
     #[error("{0}")]
@@ -138,30 +135,17 @@ pub async fn start(cfg: RelayConfig) -> Result<Relay, RelayError> {
     let db = cfg.db.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&db))
         .await
-        .map_err(|e| RelayError::Db {
-            path: cfg.db.clone(),
-            source: StoreError::Task(e.to_string()),
-        })?
-        .map_err(|source| RelayError::Db {
-            path: cfg.db.clone(),
-            source,
-        })?;
+        .map_err(|e| RelayError::Db { path: cfg.db.clone(), source: StoreError::Task(e.to_string()) })?
+        .map_err(|source| RelayError::Db { path: cfg.db.clone(), source })?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
-        .map_err(|source| RelayError::Bind {
-            addr: cfg.listen,
-            source,
-        })?;
+        .map_err(|source| RelayError::Bind { addr: cfg.listen, source })?;
     let local_addr = listener.local_addr()?;
 
     let grace = cfg.shutdown_grace;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let tracker = Arc::new(Tracker::default());
-    let recipients = cfg
-        .users
-        .iter()
-        .map(|u| (u.id.clone(), Default::default()))
-        .collect::<HashMap<_, _>>();
+    let recipients = cfg.users.iter().map(|u| (u.id.clone(), Default::default())).collect::<HashMap<_, _>>();
     let shared = Arc::new(Shared {
         store,
         recipients,
@@ -181,38 +165,24 @@ pub async fn start(cfg: RelayConfig) -> Result<Relay, RelayError> {
     let app = http::router(shared.clone());
     let mut rx = shutdown_rx.clone();
     let serve = tokio::spawn(async move {
-        let result = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        })
-        .await;
+        let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            })
+            .await;
         if let Err(e) = result {
             tracing::error!(error = %e, "the HTTP server stopped");
         }
     });
     let maintenance = tokio::spawn(hub::maintenance(shared));
 
-    Ok(Relay {
-        local_addr,
-        shutdown_tx,
-        serve: Some(serve),
-        maintenance: Some(maintenance),
-        tracker,
-        grace,
-    })
+    Ok(Relay { local_addr, shutdown_tx, serve: Some(serve), maintenance: Some(maintenance), tracker, grace })
 }
 
 fn reachable(addr: SocketAddr) -> SocketAddr {
     match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => {
-            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())
-        }
-        IpAddr::V6(ip) if ip.is_unspecified() => {
-            SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port())
-        }
+        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port()),
+        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port()),
         _ => addr,
     }
 }
@@ -247,14 +217,8 @@ impl Relay {
                 tracing::warn!("HTTP requests still running at shutdown");
             }
         }
-        if tokio::time::timeout(grace, self.tracker.wait_idle())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                open = self.tracker.count(),
-                "connections still open at shutdown"
-            );
+        if tokio::time::timeout(grace, self.tracker.wait_idle()).await.is_err() {
+            tracing::warn!(open = self.tracker.count(), "connections still open at shutdown");
         }
         if let Some(m) = self.maintenance.take() {
             m.abort();

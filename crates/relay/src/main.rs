@@ -11,11 +11,7 @@ use clap::{Parser, Subcommand};
 use talkbell_relay::{HeartbeatHint, RateLimit, RelayConfig, UserId, Users};
 
 #[derive(Parser)]
-#[command(
-    name = "talkbell-relay",
-    version,
-    about = "Talkbell's reference talk server"
-)]
+#[command(name = "talkbell-relay", version, about = "Talkbell's reference talk server")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -135,10 +131,7 @@ fn main() -> ExitCode {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
 }
 
 fn default_db(users: &Path) -> PathBuf {
@@ -158,10 +151,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     cfg.idle_timeout = Duration::from_secs(args.idle_timeout.max(1));
     cfg.hello_timeout = Duration::from_secs(args.hello_timeout.max(1));
     if args.heartbeat_interval_ms.is_some() || args.heartbeat_timeout_ms.is_some() {
-        cfg.heartbeat_hint = Some(HeartbeatHint {
-            interval_ms: args.heartbeat_interval_ms,
-            timeout_ms: args.heartbeat_timeout_ms,
-        });
+        cfg.heartbeat_hint =
+            Some(HeartbeatHint { interval_ms: args.heartbeat_interval_ms, timeout_ms: args.heartbeat_timeout_ms });
     }
     cfg.retention = Duration::from_secs(args.retention_days.max(1) * 24 * 3600);
     cfg.max_queued_per_recipient = args.max_queued.max(1);
@@ -205,9 +196,7 @@ async fn wait_for_signal() {
 fn add_user(path: &Path, id: &str, name: &str) -> anyhow::Result<()> {
     let id: UserId = id.parse().map_err(|_| anyhow::anyhow!("the id is empty"))?;
     let mut users = Users::load_or_new(path)?;
-    let token = users
-        .try_add(id.clone(), name)
-        .with_context(|| format!("cannot add to {}", path.display()))?;
+    let token = users.try_add(id.clone(), name).with_context(|| format!("cannot add to {}", path.display()))?;
     users.save(path)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{token}")?;
@@ -232,10 +221,7 @@ fn read_token() -> anyhow::Result<String> {
         let _ = std::io::stderr().flush();
     }
     let mut line = String::new();
-    stdin
-        .lock()
-        .read_line(&mut line)
-        .context("cannot read the token from standard input")?;
+    stdin.lock().read_line(&mut line).context("cannot read the token from standard input")?;
     let token = line.trim();
     if token.is_empty() {
         bail!("no token: set TALKBELL_TOKEN or give the token on standard input");
@@ -244,9 +230,7 @@ fn read_token() -> anyhow::Result<String> {
 }
 
 async fn send(server: &str, to: &str, text: &str) -> anyhow::Result<()> {
-    let to: UserId = to
-        .parse()
-        .map_err(|_| anyhow::anyhow!("the recipient id is empty"))?;
+    let to: UserId = to.parse().map_err(|_| anyhow::anyhow!("the recipient id is empty"))?;
     let token = read_token()?;
     let posted = talkbell_relay::post_talk(server, &token, to, text).await?;
     println!("{}", posted.seq);

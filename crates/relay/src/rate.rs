@@ -16,10 +16,7 @@ impl RateLimit {
 
     /// No limit at all (benchmarks).
     pub const fn unlimited() -> Self {
-        RateLimit {
-            per_second: f64::INFINITY,
-            burst: u32::MAX,
-        }
+        RateLimit { per_second: f64::INFINITY, burst: u32::MAX }
     }
 }
 
@@ -36,11 +33,7 @@ impl TokenBucket {
     }
 
     pub fn new_at(limit: RateLimit, now: Instant) -> Self {
-        TokenBucket {
-            limit,
-            tokens: f64::from(limit.burst),
-            last: now,
-        }
+        TokenBucket { limit, tokens: f64::from(limit.burst), last: now }
     }
 
     /// Takes one token if there is one.
@@ -54,8 +47,7 @@ impl TokenBucket {
         }
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
-        self.tokens =
-            (self.tokens + elapsed * self.limit.per_second).min(f64::from(self.limit.burst));
+        self.tokens = (self.tokens + elapsed * self.limit.per_second).min(f64::from(self.limit.burst));
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true

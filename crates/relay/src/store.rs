@@ -118,9 +118,7 @@ impl Store {
              PRAGMA user_version = 1;
              COMMIT;",
         )?;
-        Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        Ok(Store { conn: Arc::new(Mutex::new(conn)) })
     }
 
     /// Runs `f` on the connection, on the blocking pool.
@@ -139,14 +137,8 @@ impl Store {
     }
 
     /// Runs `f` on the connection on this thread (tests, start-up).
-    pub fn run_sync<R>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> Result<R, StoreError>,
-    ) -> Result<R, StoreError> {
-        let mut guard = self
-            .conn
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+    pub fn run_sync<R>(&self, f: impl FnOnce(&mut Connection) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        let mut guard = self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&mut guard)
     }
 
@@ -171,22 +163,11 @@ impl Store {
         tx.execute(
             "INSERT INTO talks (recipient, seq, ts, from_id, from_name, to_name, talk)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                to.id.as_str(),
-                seq,
-                ts,
-                from.id.as_str(),
-                from.name,
-                to.name,
-                talk
-            ],
+            params![to.id.as_str(), seq, ts, from.id.as_str(), from.name, to.name, talk],
         )?;
         let cap = to_i64(cap.max(1) as u64);
         if seq > cap {
-            tx.execute(
-                "DELETE FROM talks WHERE recipient = ?1 AND seq <= ?2",
-                params![to.id.as_str(), seq - cap],
-            )?;
+            tx.execute("DELETE FROM talks WHERE recipient = ?1 AND seq <= ?2", params![to.id.as_str(), seq - cap])?;
         }
         tx.commit()?;
         Ok(seq as u64)
@@ -195,11 +176,7 @@ impl Store {
     /// The recipient's last `seq` (0 before the first talk).
     pub fn last_seq(conn: &Connection, recipient: &UserId) -> Result<u64, StoreError> {
         let last: Option<i64> = conn
-            .query_row(
-                "SELECT last_seq FROM counters WHERE recipient = ?1",
-                params![recipient.as_str()],
-                |r| r.get(0),
-            )
+            .query_row("SELECT last_seq FROM counters WHERE recipient = ?1", params![recipient.as_str()], |r| r.get(0))
             .optional()?;
         Ok(last.unwrap_or(0).max(0) as u64)
     }
@@ -233,20 +210,11 @@ impl Store {
             Self::prune_acked(&tx, recipient)?;
         }
         tx.commit()?;
-        Ok(Registered {
-            last_seq,
-            acked: acked.max(0) as u64,
-        })
+        Ok(Registered { last_seq, acked: acked.max(0) as u64 })
     }
 
     /// Records a cumulative ack from a device and deletes what every device has acked.
-    pub fn ack(
-        conn: &mut Connection,
-        recipient: &UserId,
-        uuid: &str,
-        seq: u64,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
+    pub fn ack(conn: &mut Connection, recipient: &UserId, uuid: &str, seq: u64, now_ms: i64) -> Result<(), StoreError> {
         let tx = conn.transaction()?;
         let last_seq = Self::last_seq(&tx, recipient)?;
         let acked = to_i64(seq.min(last_seq));
@@ -272,12 +240,7 @@ impl Store {
     }
 
     /// Notes that a device was seen (on disconnect), so that retention keeps it.
-    pub fn touch_device(
-        conn: &Connection,
-        recipient: &UserId,
-        uuid: &str,
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
+    pub fn touch_device(conn: &Connection, recipient: &UserId, uuid: &str, now_ms: i64) -> Result<(), StoreError> {
         conn.execute(
             "UPDATE devices SET last_seen = max(last_seen, ?3) WHERE recipient = ?1 AND uuid = ?2",
             params![recipient.as_str(), uuid, now_ms],
@@ -297,29 +260,16 @@ impl Store {
             "SELECT seq, ts, from_id, from_name, to_name, talk FROM talks
              WHERE recipient = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
         )?;
-        let rows = stmt.query_map(
-            params![
-                recipient.as_str(),
-                to_i64(after),
-                to_i64(upto),
-                to_i64(limit as u64)
-            ],
-            |r| {
+        let rows =
+            stmt.query_map(params![recipient.as_str(), to_i64(after), to_i64(upto), to_i64(limit as u64)], |r| {
                 Ok(StoredTalk {
                     seq: r.get::<_, i64>(0)?.max(0) as u64,
                     ts: r.get(1)?,
-                    from: Person {
-                        id: UserId::new(r.get::<_, String>(2)?),
-                        name: r.get(3)?,
-                    },
-                    to: Person {
-                        id: recipient.clone(),
-                        name: r.get(4)?,
-                    },
+                    from: Person { id: UserId::new(r.get::<_, String>(2)?), name: r.get(3)? },
+                    to: Person { id: recipient.clone(), name: r.get(4)? },
                     talk: r.get(5)?,
                 })
-            },
-        )?;
+            })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
@@ -328,21 +278,17 @@ impl Store {
     pub fn prune_older_than(conn: &mut Connection, cutoff_ms: i64) -> Result<usize, StoreError> {
         let tx = conn.transaction()?;
         let talks = tx.execute("DELETE FROM talks WHERE ts < ?1", params![cutoff_ms])?;
-        tx.execute(
-            "DELETE FROM devices WHERE last_seen < ?1",
-            params![cutoff_ms],
-        )?;
+        tx.execute("DELETE FROM devices WHERE last_seen < ?1", params![cutoff_ms])?;
         tx.commit()?;
         Ok(talks)
     }
 
     /// How many talks are queued for `recipient` (tests, logs).
     pub fn queued(conn: &Connection, recipient: &UserId) -> Result<usize, StoreError> {
-        let n: i64 = conn.query_row(
-            "SELECT count(*) FROM talks WHERE recipient = ?1",
-            params![recipient.as_str()],
-            |r| r.get(0),
-        )?;
+        let n: i64 =
+            conn.query_row("SELECT count(*) FROM talks WHERE recipient = ?1", params![recipient.as_str()], |r| {
+                r.get(0)
+            })?;
         Ok(n as usize)
     }
 }
@@ -352,10 +298,7 @@ mod tests {
     use super::*;
 
     fn p(id: &str, name: &str) -> Person {
-        Person {
-            id: id.into(),
-            name: name.into(),
-        }
+        Person { id: id.into(), name: name.into() }
     }
 
     #[test]
@@ -365,18 +308,9 @@ mod tests {
         let store = Store::open(&path).unwrap();
         store
             .run_sync(|c| {
-                assert_eq!(
-                    Store::insert(c, &p("2", "b"), &p("1", "a"), "x", 10, 100)?,
-                    1
-                );
-                assert_eq!(
-                    Store::insert(c, &p("2", "b"), &p("1", "a"), "y", 11, 100)?,
-                    2
-                );
-                assert_eq!(
-                    Store::insert(c, &p("1", "a"), &p("2", "b"), "z", 12, 100)?,
-                    1
-                );
+                assert_eq!(Store::insert(c, &p("2", "b"), &p("1", "a"), "x", 10, 100)?, 1);
+                assert_eq!(Store::insert(c, &p("2", "b"), &p("1", "a"), "y", 11, 100)?, 2);
+                assert_eq!(Store::insert(c, &p("1", "a"), &p("2", "b"), "z", 12, 100)?, 1);
                 Ok(())
             })
             .unwrap();
@@ -385,10 +319,7 @@ mod tests {
         store
             .run_sync(|c| {
                 assert_eq!(Store::last_seq(c, &"1".into())?, 2);
-                assert_eq!(
-                    Store::insert(c, &p("2", "b"), &p("1", "a"), "w", 13, 100)?,
-                    3
-                );
+                assert_eq!(Store::insert(c, &p("2", "b"), &p("1", "a"), "w", 13, 100)?, 3);
                 let all = Store::range(c, &"1".into(), 0, u64::MAX, 10)?;
                 let seqs: Vec<u64> = all.iter().map(|t| t.seq).collect();
                 assert_eq!(seqs, vec![1, 2, 3]);
@@ -412,21 +343,9 @@ mod tests {
                 // No device yet: everything stays.
                 assert_eq!(Store::queued(c, &r)?, 5);
                 let reg = Store::register_device(c, &r, "dev-a", None, 0)?;
-                assert_eq!(
-                    reg,
-                    Registered {
-                        last_seq: 5,
-                        acked: 0
-                    }
-                );
+                assert_eq!(reg, Registered { last_seq: 5, acked: 0 });
                 let reg = Store::register_device(c, &r, "dev-b", Some(2), 0)?;
-                assert_eq!(
-                    reg,
-                    Registered {
-                        last_seq: 5,
-                        acked: 2
-                    }
-                );
+                assert_eq!(reg, Registered { last_seq: 5, acked: 2 });
                 Store::ack(c, &r, "dev-a", 4, 0)?;
                 // dev-b has only 2.
                 assert_eq!(Store::queued(c, &r)?, 3);
@@ -438,18 +357,8 @@ mod tests {
                 assert_eq!(Store::queued(c, &r)?, 0);
                 // A device coming back with a lower resume keeps what it acked.
                 let reg = Store::register_device(c, &r, "dev-a", Some(1), 0)?;
-                assert_eq!(
-                    reg,
-                    Registered {
-                        last_seq: 5,
-                        acked: 5
-                    }
-                );
-                let acked: i64 = c.query_row(
-                    "SELECT acked FROM devices WHERE uuid = 'dev-a'",
-                    [],
-                    |row| row.get(0),
-                )?;
+                assert_eq!(reg, Registered { last_seq: 5, acked: 5 });
+                let acked: i64 = c.query_row("SELECT acked FROM devices WHERE uuid = 'dev-a'", [], |row| row.get(0))?;
                 assert_eq!(acked, 5);
                 // A device that acks is recorded, and holds what it has not acked.
                 Store::insert(c, &p("2", "b"), &p("1", "a"), "t", 9, 100)?;
@@ -473,16 +382,12 @@ mod tests {
                 for i in 0..10 {
                     Store::insert(c, &p("2", "b"), &p("1", "a"), "t", i * 1000, 3)?;
                 }
-                let seqs: Vec<u64> = Store::range(c, &r, 0, u64::MAX, 100)?
-                    .iter()
-                    .map(|t| t.seq)
-                    .collect();
+                let seqs: Vec<u64> = Store::range(c, &r, 0, u64::MAX, 100)?.iter().map(|t| t.seq).collect();
                 assert_eq!(seqs, vec![8, 9, 10]);
                 Store::register_device(c, &r, "old", None, 500)?;
                 assert_eq!(Store::prune_older_than(c, 9000)?, 2);
                 assert_eq!(Store::queued(c, &r)?, 1);
-                let devices: i64 =
-                    c.query_row("SELECT count(*) FROM devices", [], |row| row.get(0))?;
+                let devices: i64 = c.query_row("SELECT count(*) FROM devices", [], |row| row.get(0))?;
                 assert_eq!(devices, 0);
                 Ok(())
             })
@@ -498,15 +403,9 @@ mod tests {
                 for i in 0..7 {
                     Store::insert(c, &p("2", "b"), &p("1", "a"), &format!("t{i}"), i, 100)?;
                 }
-                let page: Vec<u64> = Store::range(c, &r, 2, 6, 3)?
-                    .iter()
-                    .map(|t| t.seq)
-                    .collect();
+                let page: Vec<u64> = Store::range(c, &r, 2, 6, 3)?.iter().map(|t| t.seq).collect();
                 assert_eq!(page, vec![3, 4, 5]);
-                let page: Vec<u64> = Store::range(c, &r, 5, 6, 3)?
-                    .iter()
-                    .map(|t| t.seq)
-                    .collect();
+                let page: Vec<u64> = Store::range(c, &r, 5, 6, 3)?.iter().map(|t| t.seq).collect();
                 assert_eq!(page, vec![6]);
                 Ok(())
             })

@@ -75,19 +75,13 @@ pub struct User {
 impl User {
     /// The user as the wire shows them.
     pub fn person(&self) -> Person {
-        Person {
-            id: self.id.clone(),
-            name: self.name.clone(),
-        }
+        Person { id: self.id.clone(), name: self.name.clone() }
     }
 }
 
 impl fmt::Debug for User {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("User")
-            .field("id", &self.id)
-            .field("name", &self.name)
-            .finish_non_exhaustive()
+        f.debug_struct("User").field("id", &self.id).field("name", &self.name).finish_non_exhaustive()
     }
 }
 
@@ -95,15 +89,9 @@ impl fmt::Debug for User {
 #[derive(Debug, thiserror::Error)]
 pub enum UsersError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
     #[error("{path} is not a valid users file: {reason}")]
     Invalid { path: PathBuf, reason: String },
     #[error("a user with id {0} already exists")]
@@ -171,9 +159,7 @@ fn valid_name(name: &str) -> Result<String, UsersError> {
         return Err(UsersError::BadUser("the name is empty".into()));
     }
     if name.chars().any(char::is_control) {
-        return Err(UsersError::BadUser(
-            "the name has control characters".into(),
-        ));
+        return Err(UsersError::BadUser("the name has control characters".into()));
     }
     Ok(name.to_owned())
 }
@@ -181,9 +167,7 @@ fn valid_name(name: &str) -> Result<String, UsersError> {
 fn valid_id(id: &UserId) -> Result<(), UsersError> {
     let s = id.as_str();
     if s.trim().is_empty() || s.trim() != s {
-        return Err(UsersError::BadUser(format!(
-            "the id {s:?} is empty or has surrounding spaces"
-        )));
+        return Err(UsersError::BadUser(format!("the id {s:?} is empty or has surrounding spaces")));
     }
     if s.chars().any(char::is_control) {
         return Err(UsersError::BadUser("the id has control characters".into()));
@@ -267,11 +251,7 @@ impl Users {
                 )));
             }
         }
-        let user = User {
-            id: id.clone(),
-            name,
-            token_sha256,
-        };
+        let user = User { id: id.clone(), name, token_sha256 };
         match self.by_id.get(&id) {
             Some(&i) => self.list[i] = user,
             None => self.list.push(user),
@@ -281,31 +261,16 @@ impl Users {
     }
 
     fn reindex(&mut self) {
-        self.by_id = self
-            .list
-            .iter()
-            .enumerate()
-            .map(|(i, u)| (u.id.clone(), i))
-            .collect();
-        self.by_hash = self
-            .list
-            .iter()
-            .enumerate()
-            .map(|(i, u)| (u.token_sha256.clone(), i))
-            .collect();
+        self.by_id = self.list.iter().enumerate().map(|(i, u)| (u.id.clone(), i)).collect();
+        self.by_hash = self.list.iter().enumerate().map(|(i, u)| (u.token_sha256.clone(), i)).collect();
     }
 
     /// Reads a users file.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, UsersError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| UsersError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(&text).map_err(|reason| UsersError::Invalid {
-            path: path.to_owned(),
-            reason,
-        })
+        let text =
+            std::fs::read_to_string(path).map_err(|source| UsersError::Read { path: path.to_owned(), source })?;
+        Self::parse(&text).map_err(|reason| UsersError::Invalid { path: path.to_owned(), reason })
     }
 
     /// Reads a users file, or an empty table when there is no file yet.
@@ -327,17 +292,12 @@ impl Users {
             };
             let hash = u.token_sha256.trim().to_ascii_lowercase();
             if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(format!(
-                    "user #{} (id {id}): token_sha256 must be 64 hex characters",
-                    n + 1
-                ));
+                return Err(format!("user #{} (id {id}): token_sha256 must be 64 hex characters", n + 1));
             }
             if users.by_id.contains_key(&id) {
                 return Err(format!("user id {id} appears twice"));
             }
-            users
-                .insert(id.clone(), &u.name, hash)
-                .map_err(|e| format!("user id {id}: {e}"))?;
+            users.insert(id.clone(), &u.name, hash).map_err(|e| format!("user id {id}: {e}"))?;
         }
         Ok(users)
     }
@@ -366,25 +326,15 @@ impl Users {
     /// by its owner only.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), UsersError> {
         let path = path.as_ref();
-        let err = |source| UsersError::Write {
-            path: path.to_owned(),
-            source,
-        };
+        let err = |source| UsersError::Write { path: path.to_owned(), source };
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
             _ => PathBuf::from("."),
         };
-        let file_name = path.file_name().ok_or_else(|| {
-            err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "not a file path",
-            ))
-        })?;
-        let tmp = dir.join(format!(
-            ".{}.tmp{}",
-            file_name.to_string_lossy(),
-            std::process::id()
-        ));
+        let file_name = path
+            .file_name()
+            .ok_or_else(|| err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path")))?;
+        let tmp = dir.join(format!(".{}.tmp{}", file_name.to_string_lossy(), std::process::id()));
         let write = || -> std::io::Result<()> {
             let mut opts = std::fs::OpenOptions::new();
             opts.write(true).create(true).truncate(true);
@@ -416,9 +366,7 @@ mod tests {
         let b = new_token();
         assert_ne!(a, b);
         assert_eq!(a.len(), 43);
-        assert!(a
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert!(a.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
     }
 
     #[test]
@@ -428,10 +376,7 @@ mod tests {
         let mut users = Users::new();
         let t1 = users.add(1, "wang1");
         let t2 = users.try_add("u-2", "wang2").unwrap();
-        assert!(matches!(
-            users.try_add(1, "again"),
-            Err(UsersError::DuplicateId(_))
-        ));
+        assert!(matches!(users.try_add(1, "again"), Err(UsersError::DuplicateId(_))));
         assert_eq!(users.authenticate(&t1).unwrap().name, "wang1");
         assert_eq!(users.authenticate(&t2).unwrap().id, UserId::from("u-2"));
         assert!(users.authenticate("nope").is_none());

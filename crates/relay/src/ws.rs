@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use talkbell_core::protocol::{
-    ClientFrame, Hello, ProtocolError, ServerError, ServerFrame, Welcome, CLOSE_UNAUTHORIZED,
-    HEARTBEAT, MAX_MESSAGE_BYTES,
+    ClientFrame, Hello, ProtocolError, ServerError, ServerFrame, Welcome, CLOSE_UNAUTHORIZED, HEARTBEAT,
+    MAX_MESSAGE_BYTES,
 };
 use tokio::time::{sleep_until, timeout};
 
@@ -40,23 +40,13 @@ const MAX_UUID_BYTES: usize = 256;
 const ACK_EVERY: Duration = Duration::from_millis(100);
 
 fn error_frame(code: &str, message: impl Into<String>) -> Message {
-    Message::Text(
-        ServerFrame::Error(ServerError {
-            code: code.into(),
-            message: message.into(),
-        })
-        .to_text()
-        .into(),
-    )
+    Message::Text(ServerFrame::Error(ServerError { code: code.into(), message: message.into() }).to_text().into())
 }
 
 /// Sends a close frame and waits (briefly) for the client's reply, so that the close
 /// frame is read before the socket goes.
 async fn close(ws: &mut WebSocket, code: u16, reason: &str) {
-    let frame = CloseFrame {
-        code,
-        reason: Utf8Bytes::from(reason),
-    };
+    let frame = CloseFrame { code, reason: Utf8Bytes::from(reason) };
     match timeout(CLOSE_WAIT, ws.send(Message::Close(Some(frame)))).await {
         Ok(Ok(())) => {}
         _ => return,
@@ -113,12 +103,7 @@ pub(crate) async fn serve_connection(shared: Arc<Shared>, mut ws: WebSocket, pee
     let Some(user) = shared.cfg.users.authenticate(hello.token.expose()).cloned() else {
         tracing::info!(%who, uuid = %hello.uuid, "hello with an unknown token; refusing");
         let send_limit = shared.cfg.idle_timeout;
-        send(
-            &mut ws,
-            error_frame("unauthorized", "unknown token"),
-            send_limit,
-        )
-        .await;
+        send(&mut ws, error_frame("unauthorized", "unknown token"), send_limit).await;
         close(&mut ws, CLOSE_UNAUTHORIZED, "unauthorized").await;
         return;
     };
@@ -131,32 +116,17 @@ pub(crate) async fn serve_connection(shared: Arc<Shared>, mut ws: WebSocket, pee
         "signed in"
     );
     let uuid = hello.uuid.clone();
-    let reg = match shared
-        .register(&user.id, &uuid, hello.resume.map(|s| s.0))
-        .await
-    {
+    let reg = match shared.register(&user.id, &uuid, hello.resume.map(|s| s.0)).await {
         Ok(reg) => reg,
         Err(e) => {
             tracing::error!(%who, error = %e, "could not register a connection");
-            send(
-                &mut ws,
-                error_frame("internal", "the relay's database failed"),
-                shared.cfg.idle_timeout,
-            )
-            .await;
+            send(&mut ws, error_frame("internal", "the relay's database failed"), shared.cfg.idle_timeout).await;
             close(&mut ws, CLOSE_INTERNAL, "database error").await;
             return;
         }
     };
     let conn_id = reg.conn_id;
-    Connection {
-        shared: shared.clone(),
-        user: user.clone(),
-        uuid: uuid.clone(),
-        who,
-    }
-    .run(ws, hello, reg)
-    .await;
+    Connection { shared: shared.clone(), user: user.clone(), uuid: uuid.clone(), who }.run(ws, hello, reg).await;
     shared.unregister(&user.id, conn_id, &uuid).await;
 }
 
@@ -189,13 +159,7 @@ async fn wait_for_hello(shared: &Shared, ws: &mut WebSocket, who: &str) -> Optio
             Some(Ok(Message::Text(t))) => t,
             Some(Ok(Message::Binary(b))) => {
                 tracing::info!(%who, bytes = b.len(), "binary frame before hello; dropped");
-                if !send(
-                    ws,
-                    error_frame("unsupported", "binary frames are not supported"),
-                    send_limit,
-                )
-                .await
-                {
+                if !send(ws, error_frame("unsupported", "binary frames are not supported"), send_limit).await {
                     return None;
                 }
                 continue;
@@ -211,20 +175,14 @@ async fn wait_for_hello(shared: &Shared, ws: &mut WebSocket, who: &str) -> Optio
             Ok(ClientFrame::Hello(hello)) => {
                 if hello.uuid.trim().is_empty() || hello.uuid.len() > MAX_UUID_BYTES {
                     tracing::info!(%who, "hello with an empty or overlong uuid; refusing");
-                    send(
-                        ws,
-                        error_frame("bad_hello", "the hello's uuid is empty or too long"),
-                        send_limit,
-                    )
-                    .await;
+                    send(ws, error_frame("bad_hello", "the hello's uuid is empty or too long"), send_limit).await;
                     close(ws, CLOSE_POLICY, "bad hello").await;
                     return None;
                 }
                 return Some(hello);
             }
             // A hello whose token is missing or empty is a refused token.
-            Err(ProtocolError::MissingField("token"))
-            | Err(ProtocolError::BadField { field: "token", .. }) => {
+            Err(ProtocolError::MissingField("token")) | Err(ProtocolError::BadField { field: "token", .. }) => {
                 tracing::info!(%who, "hello without a token; refusing");
                 send(ws, error_frame("unauthorized", "missing token"), send_limit).await;
                 close(ws, CLOSE_UNAUTHORIZED, "unauthorized").await;
@@ -277,10 +235,7 @@ impl Connection {
     async fn run(self, mut ws: WebSocket, hello: Hello, mut reg: crate::hub::Registration) {
         let cfg = &self.shared.cfg;
         let send_limit = cfg.idle_timeout;
-        let welcome = ServerFrame::Welcome(Welcome {
-            user: self.user.person(),
-            heartbeat: cfg.heartbeat_hint,
-        });
+        let welcome = ServerFrame::Welcome(Welcome { user: self.user.person(), heartbeat: cfg.heartbeat_hint });
         if !send(&mut ws, Message::Text(welcome.to_text().into()), send_limit).await {
             return;
         }
@@ -288,10 +243,7 @@ impl Connection {
         // Replay (resume, last_seq] from the database, less what this device acked;
         // later talks wait in `reg.live`.
         if let Some(resume) = hello.resume {
-            match self
-                .replay(&mut ws, resume.0.max(reg.acked), reg.last_seq)
-                .await
-            {
+            match self.replay(&mut ws, resume.0.max(reg.acked), reg.last_seq).await {
                 Next::Continue => {}
                 Next::Close(code, reason) => return close(&mut ws, code, reason).await,
                 Next::Gone => return,
@@ -300,12 +252,8 @@ impl Connection {
 
         let mut stop = self.shared.shutdown.clone();
         let mut idle_deadline = tokio::time::Instant::now() + cfg.idle_timeout;
-        let mut flow = Flow {
-            bucket: TokenBucket::new(cfg.ws_rate),
-            last_rate_error: None,
-            ack_pending: None,
-            ack_written: None,
-        };
+        let mut flow =
+            Flow { bucket: TokenBucket::new(cfg.ws_rate), last_rate_error: None, ack_pending: None, ack_written: None };
         let outcome = loop {
             let ack_due = flow.ack_due();
             let next = tokio::select! {
@@ -358,12 +306,7 @@ impl Connection {
         };
         flow.ack_written = Some(tokio::time::Instant::now());
         let (user, uuid) = (self.user.id.clone(), self.uuid.clone());
-        match self
-            .shared
-            .store
-            .run(move |c| Store::ack(c, &user, &uuid, seq, now_ms()))
-            .await
-        {
+        match self.shared.store.run(move |c| Store::ack(c, &user, &uuid, seq, now_ms())).await {
             Ok(()) => Next::Continue,
             Err(e) => {
                 tracing::error!(who = %self.who, error = %e, "could not record an ack");
@@ -382,12 +325,7 @@ impl Connection {
         let mut sent = 0usize;
         while after < upto {
             let user = self.user.id.clone();
-            let page = match self
-                .shared
-                .store
-                .run(move |c| Store::range(c, &user, after, upto, REPLAY_PAGE))
-                .await
-            {
+            let page = match self.shared.store.run(move |c| Store::range(c, &user, after, upto, REPLAY_PAGE)).await {
                 Ok(page) => page,
                 Err(e) => {
                     tracing::error!(who = %self.who, error = %e, "replay failed");
@@ -430,10 +368,7 @@ impl Connection {
         // coalesced instead: written at once, then at most every ACK_EVERY.
         if let Some(Ok(ClientFrame::Ack(seq))) = parsed {
             flow.ack_pending = Some(flow.ack_pending.unwrap_or(0).max(seq.0));
-            return if flow
-                .ack_due()
-                .is_some_and(|due| due <= tokio::time::Instant::now())
-            {
+            return if flow.ack_due().is_some_and(|due| due <= tokio::time::Instant::now()) {
                 self.flush_ack(ws, flow).await
             } else {
                 Next::Continue
@@ -447,25 +382,13 @@ impl Connection {
             flow.last_rate_error = Some(Instant::now());
             tracing::info!(who = %self.who, user = %self.user.id, "rate limited");
             let err = error_frame("rate_limited", "too many frames; dropped");
-            return if send(ws, err, send_limit).await {
-                Next::Continue
-            } else {
-                Next::Gone
-            };
+            return if send(ws, err, send_limit).await { Next::Continue } else { Next::Gone };
         }
         let Some(parsed) = parsed else {
-            let bytes = if let Message::Binary(b) = &msg {
-                b.len()
-            } else {
-                0
-            };
+            let bytes = if let Message::Binary(b) = &msg { b.len() } else { 0 };
             tracing::info!(who = %self.who, bytes, "binary frame; dropped");
             let err = error_frame("unsupported", "binary frames are not supported");
-            return if send(ws, err, send_limit).await {
-                Next::Continue
-            } else {
-                Next::Gone
-            };
+            return if send(ws, err, send_limit).await { Next::Continue } else { Next::Gone };
         };
         let reply = match parsed {
             Ok(ClientFrame::Heartbeat) => Some(Message::Text(Utf8Bytes::from_static(HEARTBEAT))),
@@ -475,20 +398,15 @@ impl Connection {
                     tracing::info!(who = %self.who, user = %self.user.id, claimed = %talk.from.id, "talk with someone else's form; refused");
                     Some(error_frame("bad_sender", "form must be the signed-in user"))
                 } else {
-                    match self
-                        .shared
-                        .deliver(&self.user, &talk.to.id, talk.talk)
-                        .await
-                    {
+                    match self.shared.deliver(&self.user, &talk.to.id, talk.talk).await {
                         Ok(_) => None,
                         Err(e) => Some(deliver_error_frame(&e)),
                     }
                 }
             }
-            Ok(ClientFrame::Hello(_)) => Some(error_frame(
-                "already_signed_in",
-                "this connection has already sent its hello",
-            )),
+            Ok(ClientFrame::Hello(_)) => {
+                Some(error_frame("already_signed_in", "this connection has already sent its hello"))
+            }
             Err(e) => {
                 tracing::debug!(who = %self.who, error = %e, "bad frame; dropped");
                 Some(error_frame("bad_frame", e.to_string()))

@@ -24,19 +24,13 @@ async fn add_user(users: &std::path::Path, id: &str, name: &str) -> std::process
 }
 
 fn token_of(out: &std::process::Output) -> String {
-    assert!(
-        out.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8(out.stdout.clone()).unwrap();
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 1, "exactly one line on stdout: {stdout:?}");
     let token = lines[0];
     assert_eq!(token.len(), 43, "32 bytes as URL-safe base64: {token}");
-    assert!(token
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    assert!(token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
     token.to_owned()
 }
 
@@ -50,10 +44,7 @@ async fn add_user_prints_one_token_and_stores_only_its_hash() {
     let t2 = token_of(&add_user(&file, "u-2", "wang two").await);
     assert_ne!(t1, t2);
     let text = std::fs::read_to_string(&file).unwrap();
-    assert!(
-        !text.contains(&t1) && !text.contains(&t2),
-        "a token is in the file:\n{text}"
-    );
+    assert!(!text.contains(&t1) && !text.contains(&t2), "a token is in the file:\n{text}");
 
     let users = Users::load(&file).unwrap();
     assert_eq!(users.authenticate(&t1).unwrap().name, "wang1");
@@ -80,25 +71,18 @@ async fn send(
     stdin_token: Option<&str>,
 ) -> std::process::Output {
     let mut cmd = Command::new(BIN);
-    cmd.args(["send", "--server", server, "--to", to])
-        .args(text)
-        .env_remove("TALKBELL_TOKEN");
+    cmd.args(["send", "--server", server, "--to", to]).args(text).env_remove("TALKBELL_TOKEN");
     if let Some(t) = env_token {
         cmd.env("TALKBELL_TOKEN", t);
     }
-    cmd.stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
     if let Some(t) = stdin_token {
         stdin.write_all(format!("{t}\n").as_bytes()).await.unwrap();
     }
     drop(stdin);
-    tokio::time::timeout(WAIT, child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap()
+    tokio::time::timeout(WAIT, child.wait_with_output()).await.unwrap().unwrap()
 }
 
 #[tokio::test]
@@ -106,46 +90,21 @@ async fn send_posts_and_prints_the_seq() {
     let env = start().await;
     let mut one = signed_in(&env.ws_url(), env.token(1), "dev", None).await;
 
-    let out = send(
-        &env.http_url(),
-        "1",
-        &["hello", "world"],
-        Some(env.token(2)),
-        None,
-    )
-    .await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = send(&env.http_url(), "1", &["hello", "world"], Some(env.token(2)), None).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "1\n");
     let talk = next_talk(&mut one).await;
     assert_eq!(talk["form"]["talk"], "hello world");
     assert_eq!(talk["form"]["id"], 2);
 
     // The token from stdin, the server as a ws:// URL.
-    let out = send(
-        &env.ws_url(),
-        "1",
-        &["from stdin"],
-        None,
-        Some(env.token(3)),
-    )
-    .await;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = send(&env.ws_url(), "1", &["from stdin"], None, Some(env.token(3))).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "2\n");
     assert_eq!(next_talk(&mut one).await["form"]["name"], "wang3");
 
     // Errors: non-zero, a clear message, nothing on stdout.
-    for (to, token, want) in [
-        ("1", "bad-token", "401"),
-        ("77", env.token(2), "no user with id 77"),
-    ] {
+    for (to, token, want) in [("1", "bad-token", "401"), ("77", env.token(2), "no user with id 77")] {
         let out = send(&env.http_url(), to, &["x"], Some(token), None).await;
         assert!(!out.status.success());
         assert!(out.stdout.is_empty());
@@ -208,35 +167,18 @@ async fn serve_runs_until_sigterm_and_closes_with_1001() {
     assert_eq!(welcome["user"]["name"], "wang1");
     assert_eq!(welcome["heartbeat"]["interval_ms"], 25000);
     let out = send(&url, "1", &["via the binary"], Some(&t2), None).await;
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "1\n",
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1\n", "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(next_talk(&mut ws).await["form"]["talk"], "via the binary");
 
     let pid = child.id().unwrap();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
+    let killed = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
     assert!(killed.success());
     assert_eq!(close_code(&mut ws).await, Some(1001));
-    let status = tokio::time::timeout(WAIT, child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = tokio::time::timeout(WAIT, child.wait()).await.unwrap().unwrap();
     assert!(status.success(), "exit status {status}");
     log.push_str(&reader.await.unwrap());
 
-    assert!(
-        dir.path().join("talkbell-relay.db").exists(),
-        "the db defaults to beside the users file"
-    );
-    assert!(
-        !log.contains(&t1) && !log.contains(&t2),
-        "a token is in the log:\n{log}"
-    );
+    assert!(dir.path().join("talkbell-relay.db").exists(), "the db defaults to beside the users file");
+    assert!(!log.contains(&t1) && !log.contains(&t2), "a token is in the log:\n{log}");
     assert!(log.contains("signed in"), "{log}");
 }

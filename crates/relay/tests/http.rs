@@ -10,10 +10,7 @@ use talkbell_core::protocol::MAX_MESSAGE_BYTES;
 use talkbell_relay::{post_talk, RateLimit};
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
 #[tokio::test]
@@ -28,14 +25,9 @@ async fn post_reaches_every_connection_of_the_recipient_and_no_one_else() {
     let before = now_ms();
     let mut last_seq = 0;
     for i in 0..5 {
-        let posted = post_talk(&env.http_url(), env.token(2), 1, &format!("hello {i}"))
-            .await
-            .unwrap();
+        let posted = post_talk(&env.http_url(), env.token(2), 1, &format!("hello {i}")).await.unwrap();
         assert_eq!(posted.seq, last_seq + 1, "seq strictly increasing by one");
-        assert!(
-            posted.ts >= before && posted.ts <= now_ms(),
-            "ts is server time in ms"
-        );
+        assert!(posted.ts >= before && posted.ts <= now_ms(), "ts is server time in ms");
         last_seq = posted.seq;
         for ws in [&mut one_a, &mut one_b] {
             let talk = next_talk(ws).await;
@@ -50,15 +42,10 @@ async fn post_reaches_every_connection_of_the_recipient_and_no_one_else() {
     expect_silence(&mut three, Duration::from_millis(10)).await;
 
     // Seq is per recipient: user 3's first talk is 1, whatever user 1 has had.
-    let posted = post_talk(&env.http_url(), env.token(1), "3", "to three")
-        .await
-        .unwrap();
+    let posted = post_talk(&env.http_url(), env.token(1), "3", "to three").await.unwrap();
     assert_eq!(posted.seq, 1);
     let talk = next_talk(&mut three).await;
-    assert_eq!(
-        (talk["seq"].clone(), talk["form"]["talk"].clone()),
-        (json!(1), json!("to three"))
-    );
+    assert_eq!((talk["seq"].clone(), talk["form"]["talk"].clone()), (json!(1), json!("to three")));
     expect_silence(&mut one_a, Duration::from_millis(100)).await;
 }
 
@@ -66,19 +53,9 @@ async fn post_reaches_every_connection_of_the_recipient_and_no_one_else() {
 async fn post_accepts_ws_urls_and_string_ids_and_unicode() {
     let env = start().await;
     let mut two = signed_in(&env.ws_url(), env.token(2), "two", None).await;
-    let posted = post_talk(
-        &env.ws_url(),
-        env.token(1),
-        "2",
-        "你好 \"quoted\" \n newline",
-    )
-    .await
-    .unwrap();
+    let posted = post_talk(&env.ws_url(), env.token(1), "2", "你好 \"quoted\" \n newline").await.unwrap();
     assert_eq!(posted.seq, 1);
-    assert_eq!(
-        next_talk(&mut two).await["form"]["talk"],
-        "你好 \"quoted\" \n newline"
-    );
+    assert_eq!(next_talk(&mut two).await["form"]["talk"], "你好 \"quoted\" \n newline");
 }
 
 #[tokio::test]
@@ -89,11 +66,7 @@ async fn post_errors_are_json_with_the_right_status() {
     let ok_body = br#"{"to": 2, "talk": "hi"}"#;
 
     // 401: no header, a wrong scheme, an unknown token.
-    for auth in [
-        None,
-        Some(format!("Basic {}", env.token(1))),
-        Some("Bearer nope".to_owned()),
-    ] {
+    for auth in [None, Some(format!("Basic {}", env.token(1))), Some("Bearer nope".to_owned())] {
         let (status, body) = raw_post(addr, auth.as_deref(), ok_body).await;
         assert_eq!(status, 401, "{auth:?}");
         assert!(body["error"].is_string(), "{body}");
@@ -136,9 +109,7 @@ async fn post_errors_are_json_with_the_right_status() {
         tcp.write_all(head.as_bytes()).await.unwrap();
         let chunk = vec![b'x'; 64 * 1024];
         for _ in 0..4 {
-            let _ = tcp
-                .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
-                .await;
+            let _ = tcp.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await;
             let _ = tcp.write_all(&chunk).await;
             let _ = tcp.write_all(b"\r\n").await;
         }
@@ -151,33 +122,16 @@ async fn post_errors_are_json_with_the_right_status() {
     }
 
     // The same through the client: the status and the server's message.
-    let err = post_talk(&env.http_url(), "wrong", 2, "x")
-        .await
-        .unwrap_err();
+    let err = post_talk(&env.http_url(), "wrong", 2, "x").await.unwrap_err();
     assert_eq!(err.status(), Some(401));
-    let err = post_talk(&env.http_url(), env.token(1), 99, "x")
-        .await
-        .unwrap_err();
+    let err = post_talk(&env.http_url(), env.token(1), 99, "x").await.unwrap_err();
     assert_eq!(err.status(), Some(404));
     assert!(err.to_string().contains("no user with id 99"), "{err}");
-    let err = post_talk(
-        &env.http_url(),
-        env.token(1),
-        2,
-        &"x".repeat(MAX_MESSAGE_BYTES),
-    )
-    .await
-    .unwrap_err();
+    let err = post_talk(&env.http_url(), env.token(1), 2, &"x".repeat(MAX_MESSAGE_BYTES)).await.unwrap_err();
     assert_eq!(err.status(), Some(413));
 
     // Nothing above was stored: the next talk to 2 is seq 1.
-    assert_eq!(
-        post_talk(&env.http_url(), env.token(1), 2, "ok")
-            .await
-            .unwrap()
-            .seq,
-        1
-    );
+    assert_eq!(post_talk(&env.http_url(), env.token(1), 2, "ok").await.unwrap().seq, 1);
 }
 
 #[tokio::test]
@@ -197,23 +151,15 @@ async fn other_paths_and_methods() {
 async fn posts_are_rate_limited_per_token() {
     let env = start_with(|c| c.http_rate = RateLimit::new(1.0, 3)).await;
     for _ in 0..3 {
-        post_talk(&env.http_url(), env.token(1), 2, "x")
-            .await
-            .unwrap();
+        post_talk(&env.http_url(), env.token(1), 2, "x").await.unwrap();
     }
-    let err = post_talk(&env.http_url(), env.token(1), 2, "x")
-        .await
-        .unwrap_err();
+    let err = post_talk(&env.http_url(), env.token(1), 2, "x").await.unwrap_err();
     assert_eq!(err.status(), Some(429), "{err}");
     // Another token has its own bucket.
-    post_talk(&env.http_url(), env.token(3), 2, "x")
-        .await
-        .unwrap();
+    post_talk(&env.http_url(), env.token(3), 2, "x").await.unwrap();
     // And the bucket refills.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    post_talk(&env.http_url(), env.token(1), 2, "x")
-        .await
-        .unwrap();
+    post_talk(&env.http_url(), env.token(1), 2, "x").await.unwrap();
 }
 
 #[tokio::test]
@@ -221,9 +167,7 @@ async fn unreachable_server_is_a_clear_error() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
-    let err = post_talk(&format!("http://{addr}"), "t", 1, "x")
-        .await
-        .unwrap_err();
+    let err = post_talk(&format!("http://{addr}"), "t", 1, "x").await.unwrap_err();
     assert!(err.to_string().contains("cannot connect"), "{err}");
     assert!(post_talk("gopher://x", "t", 1, "x").await.is_err());
 }

@@ -13,21 +13,14 @@ use talkbell_relay::{post_talk, UserId};
 async fn post_n(env: &Env, to: u64, n: usize, prefix: &str) -> Vec<u64> {
     let mut seqs = Vec::new();
     for i in 0..n {
-        seqs.push(
-            post_talk(&env.http_url(), env.token(2), to, &format!("{prefix}{i}"))
-                .await
-                .unwrap()
-                .seq,
-        );
+        seqs.push(post_talk(&env.http_url(), env.token(2), to, &format!("{prefix}{i}")).await.unwrap().seq);
     }
     seqs
 }
 
 fn queued(env: &Env, user: u64) -> usize {
     let store = Store::open(&env.db).unwrap();
-    store
-        .run_sync(|c| Store::queued(c, &UserId::from(user)))
-        .unwrap()
+    store.run_sync(|c| Store::queued(c, &UserId::from(user))).unwrap()
 }
 
 #[tokio::test]
@@ -38,10 +31,7 @@ async fn hello_without_resume_gets_no_replay() {
     expect_silence(&mut ws, Duration::from_millis(200)).await;
     post_n(&env, 1, 1, "new ").await;
     let talk = next_talk(&mut ws).await;
-    assert_eq!(
-        (talk["seq"].clone(), talk["form"]["talk"].clone()),
-        (json!(4), json!("new 0"))
-    );
+    assert_eq!((talk["seq"].clone(), talk["form"]["talk"].clone()), (json!(4), json!("new 0")));
 }
 
 #[tokio::test]
@@ -139,26 +129,12 @@ async fn restart_keeps_the_queue_and_the_seq_counter() {
     send_text(&mut ws, json!({"type": "ack", "seq": 1}).to_string()).await;
     assert_alive(&mut ws).await;
 
-    let Env {
-        relay,
-        dir,
-        users,
-        db,
-        tokens,
-    } = env;
+    let Env { relay, dir, users, db, tokens } = env;
     relay.shutdown().await;
     assert_eq!(close_code(&mut ws).await, Some(1001));
 
-    let relay = talkbell_relay::start(test_config(users.clone(), db.clone()))
-        .await
-        .unwrap();
-    let env = Env {
-        relay,
-        dir,
-        users,
-        db,
-        tokens,
-    };
+    let relay = talkbell_relay::start(test_config(users.clone(), db.clone())).await.unwrap();
+    let env = Env { relay, dir, users, db, tokens };
     let mut ws = signed_in(&env.ws_url(), env.token(1), "dev", Some(0)).await;
     assert_eq!(next_talk(&mut ws).await["seq"], 2);
     assert_eq!(next_talk(&mut ws).await["form"]["talk"], "before2");
@@ -185,11 +161,7 @@ async fn retention_deletes_old_talks_even_unacked() {
     assert_eq!(queued(&env, 1), 0);
     let mut ws = signed_in(&env.ws_url(), env.token(1), "dev", Some(0)).await;
     expect_silence(&mut ws, Duration::from_millis(200)).await;
-    assert_eq!(
-        post_n(&env, 1, 1, "new").await,
-        vec![4],
-        "the counter is kept"
-    );
+    assert_eq!(post_n(&env, 1, 1, "new").await, vec![4], "the counter is kept");
 }
 
 #[tokio::test]
@@ -200,12 +172,8 @@ async fn a_slow_connection_is_dropped_and_catches_up_on_resume() {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let tcp = socket.connect(env.relay.local_addr()).await.unwrap();
-    let (mut stuck, _) = tokio_tungstenite::client_async(
-        env.ws_url(),
-        tokio_tungstenite::MaybeTlsStream::Plain(tcp),
-    )
-    .await
-    .unwrap();
+    let (mut stuck, _) =
+        tokio_tungstenite::client_async(env.ws_url(), tokio_tungstenite::MaybeTlsStream::Plain(tcp)).await.unwrap();
     send_text(&mut stuck, hello_text(env.token(1), "stuck", Some(0))).await;
     assert_eq!(next_json(&mut stuck).await["type"], "welcome");
     let mut fine = signed_in(&env.ws_url(), env.token(1), "fine", Some(0)).await;
@@ -226,19 +194,14 @@ async fn a_slow_connection_is_dropped_and_catches_up_on_resume() {
     // The stuck one got a prefix, in order, then a close 1013.
     let mut last = 0;
     let code = loop {
-        match tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut stuck))
-            .await
-            .unwrap()
-        {
+        match tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut stuck)).await.unwrap() {
             Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
                 let v: serde_json::Value = serde_json::from_str(&t).unwrap();
                 let seq = v["seq"].as_u64().unwrap();
                 assert_eq!(seq, last + 1);
                 last = seq;
             }
-            Some(Ok(tokio_tungstenite::tungstenite::Message::Close(f))) => {
-                break f.map(|f| u16::from(f.code))
-            }
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Close(f))) => break f.map(|f| u16::from(f.code)),
             other => panic!("{other:?}"),
         }
     };

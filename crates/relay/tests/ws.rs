@@ -18,23 +18,16 @@ async fn hello_gets_welcome() {
     let mut ws = connect(&env.ws_url()).await;
     send_text(&mut ws, hello_text(env.token(1), "dev-1", None)).await;
     let welcome = next_json(&mut ws).await;
-    assert_eq!(
-        welcome,
-        json!({"type": "welcome", "user": {"id": 1, "name": "wang1"}})
-    );
+    assert_eq!(welcome, json!({"type": "welcome", "user": {"id": 1, "name": "wang1"}}));
     assert_alive(&mut ws).await;
     assert_eq!(env.relay.connections(), 1);
 }
 
 #[tokio::test]
 async fn welcome_carries_the_heartbeat_hint_when_configured() {
-    let env = start_with(|c| {
-        c.heartbeat_hint = Some(HeartbeatHint {
-            interval_ms: Some(25_000),
-            timeout_ms: Some(10_000),
-        })
-    })
-    .await;
+    let env =
+        start_with(|c| c.heartbeat_hint = Some(HeartbeatHint { interval_ms: Some(25_000), timeout_ms: Some(10_000) }))
+            .await;
     let mut ws = connect(&env.ws_url()).await;
     send_text(&mut ws, hello_text(env.token(2), "dev-2", None)).await;
     let welcome = next_json(&mut ws).await;
@@ -66,10 +59,7 @@ async fn unknown_token_gets_error_frame_and_close_4001() {
 #[tokio::test]
 async fn missing_or_empty_token_is_unauthorized() {
     let env = start().await;
-    for hello in [
-        json!({"uuid": "dev"}),
-        json!({"uuid": "dev", "token": "  "}),
-    ] {
+    for hello in [json!({"uuid": "dev"}), json!({"uuid": "dev", "token": "  "})] {
         let mut ws = connect(&env.ws_url()).await;
         send_text(&mut ws, hello.to_string()).await;
         assert_eq!(next_json(&mut ws).await["code"], "unauthorized");
@@ -137,10 +127,7 @@ async fn bad_input_gets_error_frames_and_keeps_the_connection() {
         (r#"{"hello": 1}"#, "bad_frame"),
         (r#"{"type": "ack"}"#, "bad_frame"),
         (r#"{"type": "ack", "seq": -4}"#, "bad_frame"),
-        (
-            r#"{"form": {"id": 1, "name": "wang1"}, "to": {"id": 2}}"#,
-            "bad_frame",
-        ),
+        (r#"{"form": {"id": 1, "name": "wang1"}, "to": {"id": 2}}"#, "bad_frame"),
         (&hello_text(env.token(1), "dev", None), "already_signed_in"),
     ];
     for (text, code) in cases {
@@ -205,11 +192,7 @@ async fn flooding_client_is_rate_limited_but_kept() {
     assert!(answered >= 10, "the burst is served: answered {answered}");
     assert!(answered < 40, "some frames were dropped");
     assert!(limited >= 1, "no rate_limited error");
-    assert!(
-        limited < 40 - answered,
-        "errors are throttled: {limited} for {} dropped",
-        40 - answered
-    );
+    assert!(limited < 40 - answered, "errors are throttled: {limited} for {} dropped", 40 - answered);
     // Once the bucket refills, the connection is served again.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_alive(&mut ws).await;
@@ -222,41 +205,26 @@ async fn talks_from_clients_are_routed_and_spoofing_is_refused() {
     let mut two = signed_in(&env.ws_url(), env.token(2), "two", None).await;
 
     // A talk as someone else: an error, the connection stays, nothing is delivered.
-    send_text(
-        &mut one,
-        json!({"form": {"id": 3, "name": "wang3", "talk": "fake"}, "to": {"id": 2}}).to_string(),
-    )
-    .await;
+    send_text(&mut one, json!({"form": {"id": 3, "name": "wang3", "talk": "fake"}, "to": {"id": 2}}).to_string()).await;
     let err = next_json(&mut one).await;
     assert_eq!(err["code"], "bad_sender");
-    assert_ne!(
-        err["code"], "forbidden",
-        "forbidden would sign the client out"
-    );
+    assert_ne!(err["code"], "forbidden", "forbidden would sign the client out");
     assert_alive(&mut one).await;
 
     // A real reply ("from" spelling, string id, a made-up name the relay replaces).
     send_text(
         &mut one,
-        json!({"from": {"id": "1", "name": "me?", "talk": "reply"}, "to": {"id": "2"}, "seq": 77})
-            .to_string(),
+        json!({"from": {"id": "1", "name": "me?", "talk": "reply"}, "to": {"id": "2"}, "seq": 77}).to_string(),
     )
     .await;
     let talk = next_talk(&mut two).await;
-    assert_eq!(
-        talk["form"],
-        json!({"id": 1, "name": "wang1", "talk": "reply"})
-    );
+    assert_eq!(talk["form"], json!({"id": 1, "name": "wang1", "talk": "reply"}));
     assert_eq!(talk["to"], json!({"id": 2, "name": "wang2"}));
     assert_eq!(talk["seq"], 1);
     assert!(talk["ts"].as_i64().unwrap() > 1_700_000_000_000);
 
     // To nobody: an error frame.
-    send_text(
-        &mut one,
-        json!({"form": {"id": 1, "name": "wang1", "talk": "x"}, "to": {"id": 42}}).to_string(),
-    )
-    .await;
+    send_text(&mut one, json!({"form": {"id": 1, "name": "wang1", "talk": "x"}, "to": {"id": 42}}).to_string()).await;
     assert_eq!(next_json(&mut one).await["code"], "unknown_recipient");
     assert_alive(&mut one).await;
     expect_silence(&mut two, Duration::from_millis(200)).await;
@@ -272,8 +240,5 @@ async fn shutdown_closes_connections_with_1001() {
     assert_eq!(close_code(&mut a).await, Some(1001));
     assert_eq!(close_code(&mut b).await, Some(1001));
     tokio::time::timeout(WAIT, stop).await.unwrap().unwrap();
-    assert!(
-        tokio::net::TcpStream::connect(addr).await.is_err(),
-        "still listening"
-    );
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "still listening");
 }

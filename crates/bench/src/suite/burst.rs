@@ -126,7 +126,16 @@ async fn replay(env: &Env, relay: &RelayProc, user: u64) -> Result<(Burst, Durat
     let home = AppHome::new(env, "burst-replay-app")?;
     // Signing in links the device, so the relay keeps its talks for it from then on.
     home.login(&relay.ws_url(), relay.token(user))?;
-    let sent = sender::flood(relay.addr(), relay.token(2), n, SENDER_CONNECTIONS, move |_| user, "replay", Arc::new(AtomicU64::new(0))).await?;
+    let sent = sender::flood(
+        relay.addr(),
+        relay.token(2),
+        n,
+        SENDER_CONNECTIONS,
+        move |_| user,
+        "replay",
+        Arc::new(AtomicU64::new(0)),
+    )
+    .await?;
     let popups_before = dunst::last_id()?;
     let relay_cpu0 = procfs::activity(&relay.pid().into_iter().collect::<Vec<_>>());
     let mut app = home.spawn(Mode::Daemon, None)?;
@@ -136,7 +145,8 @@ async fn replay(env: &Env, relay: &RelayProc, user: u64) -> Result<(Burst, Durat
     let (all_at, peak, count) = watch_history(&home, &mut app, n).await?;
     // The app's CPU from its start (it is a fresh process), the relay's since then.
     let (app_cpu_s, _) = cpu_since(&app, relay, &(procfs::Activity::default(), procfs::Activity::default()));
-    let relay_cpu_s = procfs::activity_delta(&relay_cpu0, &procfs::activity(&relay.pid().into_iter().collect::<Vec<_>>())).0;
+    let relay_cpu_s =
+        procfs::activity_delta(&relay_cpu0, &procfs::activity(&relay.pid().into_iter().collect::<Vec<_>>())).0;
     let vm_hwm_kib = procfs::status_kib(app.pid, "VmHWM").unwrap_or(0);
     let popups = dunst::settle(popups_before, Duration::from_secs(4), Duration::from_secs(30)).await?;
     app.terminate(Duration::from_secs(10)).await;
@@ -260,8 +270,20 @@ pub async fn run(env: &Env, report: &mut Report) -> Result<()> {
                   index entry, the cursor), synchronously in the session task, before it acks it";
     match &live {
         Ok(b) => {
-            report.target("burst", "talks/s into the history (live)", "≥ 20,000/s", rate(b.rate), Some(b.rate >= 20_000.0));
-            report.target("burst", "popups for the burst (live)", "≤ 3", b.popups.len().to_string(), Some(b.popups.len() <= 3));
+            report.target(
+                "burst",
+                "talks/s into the history (live)",
+                "≥ 20,000/s",
+                rate(b.rate),
+                Some(b.rate >= 20_000.0),
+            );
+            report.target(
+                "burst",
+                "popups for the burst (live)",
+                "≤ 3",
+                b.popups.len().to_string(),
+                Some(b.popups.len() <= 3),
+            );
             if b.rate < 20_000.0 {
                 verdicts.push_str(&format!(
                     "\n**Missed: {} into the history (live), below 20,000/s.** The relay took the POSTs at \
@@ -290,7 +312,13 @@ pub async fn run(env: &Env, report: &mut Report) -> Result<()> {
         Err(_) => report.target("burst", "talks/s into the history (live)", "≥ 20,000/s", "failed".into(), None),
     }
     if let Ok((b, _)) = &replayed {
-        report.target("burst", "talks/s into the history (replay)", "≥ 20,000/s", rate(b.rate), Some(b.rate >= 20_000.0));
+        report.target(
+            "burst",
+            "talks/s into the history (replay)",
+            "≥ 20,000/s",
+            rate(b.rate),
+            Some(b.rate >= 20_000.0),
+        );
         report.target("burst", "popups for the replay", "≤ 3", b.popups.len().to_string(), Some(b.popups.len() <= 3));
         if b.rate < 20_000.0 {
             verdicts.push_str(&format!(

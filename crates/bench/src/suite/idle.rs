@@ -213,7 +213,18 @@ pub async fn run(env: &Env, report: &mut Report) -> Result<()> {
          and all its descendants (the window's WebKit processes; every Chromium process).\n\n"
     );
     body.push_str(&table(
-        &["case", "processes", "PSS", "peak PSS", "USS", "RSS", "threads", &format!("CPU in {secs} s"), "wake-ups/s", "PSS vs baseline"],
+        &[
+            "case",
+            "processes",
+            "PSS",
+            "peak PSS",
+            "USS",
+            "RSS",
+            "threads",
+            &format!("CPU in {secs} s"),
+            "wake-ups/s",
+            "PSS vs baseline",
+        ],
         &rows,
     ));
     if !failures.is_empty() {
@@ -269,7 +280,13 @@ pub async fn run(env: &Env, report: &mut Report) -> Result<()> {
                 Some(t.webkit.is_empty()),
             );
             if let Some(x) = five_x(t) {
-                report.target("idle", "tray vs browser baseline (PSS)", "≥ 5× below", format!("{x:.1}× below"), Some(x >= 5.0));
+                report.target(
+                    "idle",
+                    "tray vs browser baseline (PSS)",
+                    "≥ 5× below",
+                    format!("{x:.1}× below"),
+                    Some(x >= 5.0),
+                );
             }
         }
         None => report.target("idle", "tray, window closed: PSS", "≤ 30 MB", "failed".into(), None),
@@ -278,7 +295,13 @@ pub async fn run(env: &Env, report: &mut Report) -> Result<()> {
         Some(d) => {
             report.target("idle", "daemon: PSS", "≤ 10 MB", mb(d.mem.pss_kib), Some(mb_f(d.mem.pss_kib) <= 10.0));
             if let Some(x) = five_x(d) {
-                report.target("idle", "daemon vs browser baseline (PSS)", "≥ 5× below", format!("{x:.1}× below"), Some(x >= 5.0));
+                report.target(
+                    "idle",
+                    "daemon vs browser baseline (PSS)",
+                    "≥ 5× below",
+                    format!("{x:.1}× below"),
+                    Some(x >= 5.0),
+                );
             }
         }
         None => report.target("idle", "daemon: PSS", "≤ 10 MB", "failed".into(), None),
@@ -333,7 +356,8 @@ pub async fn run(env: &Env, report: &mut Report) -> Result<()> {
         if let (Some(f), Some(b)) = (get(key), baseline_pss) {
             let x = b / f.mem.pss_kib as f64;
             if x < 5.0 {
-                verdicts.push_str(&format!("\n**Missed: {key} is only {x:.1}× below the baseline's PSS (target 5×).**\n"));
+                verdicts
+                    .push_str(&format!("\n**Missed: {key} is only {x:.1}× below the baseline's PSS (target 5×).**\n"));
             }
         }
     }

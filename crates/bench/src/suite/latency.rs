@@ -114,7 +114,8 @@ async fn app_case(env: &Env, relay: &RelayProc, data_under: Option<&std::path::P
     app::wait_connected(&mut app, 1, Duration::from_secs(60)).await?;
     // Past the notifier's catch-up window of a new link.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let sent = sender::paced(relay.addr(), relay.token(2), 1, "app", n, env.sizes.latency_rate, SENDER_CONNECTIONS).await?;
+    let sent =
+        sender::paced(relay.addr(), relay.token(2), 1, "app", n, env.sizes.latency_rate, SENDER_CONNECTIONS).await?;
     let received = wait_all(sent.accepted as usize, Duration::from_secs(15), async || {
         read_trace(&trace).iter().filter(|(_, t)| t.starts_with("bench app ")).count()
     })
@@ -147,7 +148,8 @@ async fn browser_case(env: &Env, relay: &RelayProc) -> Result<Measured> {
     let baseline = Baseline::start(&relay.ws_url(), relay.token(1), 1).await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let sent =
-        sender::paced(relay.addr(), relay.token(2), 1, "baseline", n, env.sizes.latency_rate, SENDER_CONNECTIONS).await?;
+        sender::paced(relay.addr(), relay.token(2), 1, "baseline", n, env.sizes.latency_rate, SENDER_CONNECTIONS)
+            .await?;
     wait_all(sent.accepted as usize, Duration::from_secs(15), async || {
         baseline.records().await.iter().filter(|(_, t)| t.starts_with("bench baseline ")).count()
     })
@@ -159,7 +161,8 @@ async fn browser_case(env: &Env, relay: &RelayProc) -> Result<Measured> {
 }
 
 pub async fn run(env: &Env, report: &mut Report) -> Result<()> {
-    let relay = RelayProc::start(env, "latency-relay", 2, &["--http-rate", "1000000", "--http-burst", "1000000"]).await?;
+    let relay =
+        RelayProc::start(env, "latency-relay", 2, &["--http-rate", "1000000", "--http-burst", "1000000"]).await?;
     tracing::info!(talks = env.sizes.latency_talks, rate = env.sizes.latency_rate, "latency: app");
     let app = app_case(env, &relay, None, "latency-app").await;
     let browser = if env.browser {
@@ -269,7 +272,10 @@ pub async fn run(env: &Env, report: &mut Report) -> Result<()> {
                     m.sent.accepted
                 ));
             }
-            body.push_str(&format!("\n- {name}: the sender's largest lag behind its schedule: {}.", ms(m.sent.max_lag.as_secs_f64() * 1e3)));
+            body.push_str(&format!(
+                "\n- {name}: the sender's largest lag behind its schedule: {}.",
+                ms(m.sent.max_lag.as_secs_f64() * 1e3)
+            ));
         }
     }
     if let Some(r) = app.as_ref().ok().and_then(|m| m.relay_part) {
@@ -312,7 +318,11 @@ pub async fn run(env: &Env, report: &mut Report) -> Result<()> {
     if let (Some(a), Some(d)) = (a, diag) {
         let missed = a.p99 > 5.0 || b.is_some_and(|b| a.p99 >= b.p99);
         if missed && d.p99 * 2.0 < a.p99 {
-            let every = app.as_ref().ok().and_then(|m| m.episodes.1).map_or(String::new(), |g| format!(", about one every {g:.0} talks"));
+            let every = app
+                .as_ref()
+                .ok()
+                .and_then(|m| m.episodes.1)
+                .map_or(String::new(), |g| format!(", about one every {g:.0} talks"));
             body.push_str(&format!(
                 "\nWhy: the same run with the app's history on tmpfs gives p99 {} (max {}), so the tail \
                  comes from the history's disk: the app stores each talk in its history (SQLite, WAL) \

@@ -23,8 +23,14 @@ pub async fn tray_host(env: &Env) -> Option<Spawned> {
         return None;
     }
     let mut cmd = Command::new("trayer");
-    cmd.args(["--edge", "bottom", "--align", "right", "--widthtype", "pixel", "--width", "120"])
-        .args(["--heighttype", "pixel", "--height", "32", "--SetDockType", "true"]);
+    cmd.args(["--edge", "bottom", "--align", "right", "--widthtype", "pixel", "--width", "120"]).args([
+        "--heighttype",
+        "pixel",
+        "--height",
+        "32",
+        "--SetDockType",
+        "true",
+    ]);
     let p = Spawned::spawn(&mut cmd, "trayer", Some(&env.work.join("trayer.log"))).ok()?;
     // Give it a moment to take the tray selection.
     tokio::time::sleep(Duration::from_millis(500)).await;

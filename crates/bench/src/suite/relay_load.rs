@@ -127,13 +127,9 @@ async fn routing(env: &Env) -> Result<Routing> {
     let m = env.sizes.route_clients;
     let talks = env.sizes.route_talks;
     let sender_id = m as u64 + 1;
-    let relay = RelayProc::start(
-        env,
-        "relay-route",
-        sender_id,
-        &["--http-rate", "1000000000", "--http-burst", "1000000000"],
-    )
-    .await?;
+    let relay =
+        RelayProc::start(env, "relay-route", sender_id, &["--http-rate", "1000000000", "--http-burst", "1000000000"])
+            .await?;
     let pid = relay.pid().context("relay pid")?;
     let stats = Arc::new(ClientStats::default());
     let (mut clients, _) = connect_clients(&relay, m, &stats).await?;
@@ -190,12 +186,33 @@ async fn on_disk(env: &Env) -> Result<(sender::Sent, String, sender::Sent)> {
         quick: env.quick,
         browser: env.browser,
     };
-    let relay = RelayProc::start(&disk_env, "relay-disk", 2, &["--http-rate", "1000000000", "--http-burst", "1000000000"]).await?;
-    let sent = sender::flood(relay.addr(), relay.token(2), env.sizes.disk_talks, SENDER_CONNECTIONS, |_| 1, "disk", Arc::new(AtomicU64::new(0))).await?;
+    let relay =
+        RelayProc::start(&disk_env, "relay-disk", 2, &["--http-rate", "1000000000", "--http-burst", "1000000000"])
+            .await?;
+    let sent = sender::flood(
+        relay.addr(),
+        relay.token(2),
+        env.sizes.disk_talks,
+        SENDER_CONNECTIONS,
+        |_| 1,
+        "disk",
+        Arc::new(AtomicU64::new(0)),
+    )
+    .await?;
     drop(relay);
     // The same on tmpfs, for comparison.
-    let relay = RelayProc::start(env, "relay-tmpfs", 2, &["--http-rate", "1000000000", "--http-burst", "1000000000"]).await?;
-    let tmpfs = sender::flood(relay.addr(), relay.token(2), env.sizes.disk_talks, SENDER_CONNECTIONS, |_| 1, "tmpfs", Arc::new(AtomicU64::new(0))).await?;
+    let relay =
+        RelayProc::start(env, "relay-tmpfs", 2, &["--http-rate", "1000000000", "--http-burst", "1000000000"]).await?;
+    let tmpfs = sender::flood(
+        relay.addr(),
+        relay.token(2),
+        env.sizes.disk_talks,
+        SENDER_CONNECTIONS,
+        |_| 1,
+        "tmpfs",
+        Arc::new(AtomicU64::new(0)),
+    )
+    .await?;
     drop(relay);
     Ok((sent, fs, tmpfs))
 }
@@ -214,11 +231,24 @@ pub async fn run(env: &Env, report: &mut Report) -> Result<()> {
     match &idle {
         Ok(i) => {
             let per = (i.after.pss_kib.saturating_sub(i.before.pss_kib)) as f64 * 1024.0 / i.clients as f64;
-            body.push_str(&format!("**{} idle clients** (all connected in {}, then {} s idle):\n\n", int(i.clients as u64), secs(i.connect_time), i.idle_secs));
+            body.push_str(&format!(
+                "**{} idle clients** (all connected in {}, then {} s idle):\n\n",
+                int(i.clients as u64),
+                secs(i.connect_time),
+                i.idle_secs
+            ));
             body.push_str(&table(
                 &["relay", "PSS", "RSS", "peak RSS (VmHWM)", "threads", "CPU while idle", "wake-ups/s"],
                 &[
-                    vec!["started, no client".into(), mb(i.before.pss_kib), mb(i.before.rss_kib), "".into(), "".into(), "".into(), "".into()],
+                    vec![
+                        "started, no client".into(),
+                        mb(i.before.pss_kib),
+                        mb(i.before.rss_kib),
+                        "".into(),
+                        "".into(),
+                        "".into(),
+                        "".into(),
+                    ],
                     vec![
                         format!("{} clients connected, idle", int(i.clients as u64)),
                         format!("**{}**", mb(i.after.pss_kib)),
@@ -274,7 +304,13 @@ pub async fn run(env: &Env, report: &mut Report) -> Result<()> {
                 SENDER_CONNECTIONS
             ));
             body.push_str(&table(
-                &["talks accepted", "received by the clients", "first POST → last received", "routed per second", "relay CPU"],
+                &[
+                    "talks accepted",
+                    "received by the clients",
+                    "first POST → last received",
+                    "routed per second",
+                    "relay CPU",
+                ],
                 &[vec![
                     int(r.posted.accepted),
                     int(r.received),
@@ -284,10 +320,17 @@ pub async fn run(env: &Env, report: &mut Report) -> Result<()> {
                 ]],
             ));
             if r.received < r.posted.accepted {
-                body.push_str(&format!("\n**{} accepted talks never reached their client.**\n", int(r.posted.accepted - r.received)));
+                body.push_str(&format!(
+                    "\n**{} accepted talks never reached their client.**\n",
+                    int(r.posted.accepted - r.received)
+                ));
             }
             if r.posted.failed > 0 {
-                body.push_str(&format!("\n{} POSTs failed (first: {}).\n", r.posted.failed, r.posted.first_error.clone().unwrap_or_default()));
+                body.push_str(&format!(
+                    "\n{} POSTs failed (first: {}).\n",
+                    r.posted.failed,
+                    r.posted.first_error.clone().unwrap_or_default()
+                ));
             }
             body.push('\n');
         }

@@ -147,9 +147,7 @@ impl Inner {
             .appname(&self.app_name)
             .summary(&n.title)
             .body(&body)
-            .timeout(notify_rust::Timeout::Milliseconds(
-                u32::try_from(self.timeout.as_millis()).unwrap_or(u32::MAX),
-            ))
+            .timeout(notify_rust::Timeout::Milliseconds(u32::try_from(self.timeout.as_millis()).unwrap_or(u32::MAX)))
             .action("default", "Open");
         #[cfg(all(unix, not(target_os = "macos")))]
         popup.hint(notify_rust::Hint::Category("im.received".into()));
@@ -181,7 +179,12 @@ impl Inner {
     }
 
     #[cfg(all(unix, not(target_os = "macos")))]
-    fn wait_for_click(self: &Arc<Self>, handle: notify_rust::NotificationHandle, kind: NotificationKind, callback: Arc<ClickCallback>) {
+    fn wait_for_click(
+        self: &Arc<Self>,
+        handle: notify_rust::NotificationHandle,
+        kind: NotificationKind,
+        callback: Arc<ClickCallback>,
+    ) {
         if self.click_waiters.fetch_add(1, Ordering::SeqCst) >= MAX_CLICK_WAITERS {
             self.click_waiters.fetch_sub(1, Ordering::SeqCst);
             tracing::debug!("too many popups waiting for a click; this one has no click action");
@@ -260,7 +263,10 @@ mod tests {
 
     #[test]
     fn builder_settings_stick() {
-        let n = DesktopNotifier::new().with_timeout(Duration::from_secs(3)).with_call_timeout(Duration::from_secs(4)).on_click(|_| {});
+        let n = DesktopNotifier::new()
+            .with_timeout(Duration::from_secs(3))
+            .with_call_timeout(Duration::from_secs(4))
+            .on_click(|_| {});
         assert_eq!(n.inner.timeout, Duration::from_secs(3));
         assert_eq!(n.inner.call_timeout, Duration::from_secs(4));
         assert!(n.inner.on_click.is_some());

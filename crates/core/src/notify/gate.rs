@@ -194,9 +194,7 @@ impl Task {
                     let out = self.policy.on_talk(Instant::now(), SystemTime::now(), &talk, row, for_me);
                     self.show_all(out).await;
                 }
-                Some(Some(Command::Pause(duration))) => {
-                    self.policy.pause(Instant::now(), SystemTime::now(), duration)
-                }
+                Some(Some(Command::Pause(duration))) => self.policy.pause(Instant::now(), SystemTime::now(), duration),
                 Some(Some(Command::Resume)) => self.policy.resume(),
                 Some(Some(Command::CatchUp)) => self.policy.catch_up(Instant::now()),
                 Some(Some(Command::Sync(done))) => {
@@ -246,7 +244,10 @@ impl Task {
 enum Pause {
     Indefinite,
     /// Ends when either clock passes its end.
-    Until { at: Instant, wall: SystemTime },
+    Until {
+        at: Instant,
+        wall: SystemTime,
+    },
 }
 
 /// A burst: talks for the user that come less than `burst_window` apart. See the module doc.
@@ -381,7 +382,14 @@ impl Policy {
         Some(burst.flush_at.map_or(burst.quiet_at, |at| at.min(burst.quiet_at)))
     }
 
-    fn on_talk(&mut self, now: Instant, wall: SystemTime, talk: &TalkMessage, row: i64, for_me: bool) -> Vec<Notification> {
+    fn on_talk(
+        &mut self,
+        now: Instant,
+        wall: SystemTime,
+        talk: &TalkMessage,
+        row: i64,
+        for_me: bool,
+    ) -> Vec<Notification> {
         if !for_me {
             self.stats.not_for_me += 1;
             return Vec::new();
@@ -508,7 +516,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn one_talk_for_me_is_one_popup_with_sender_and_text() {
         let (rec, gate) = gate();
-        let frame = ServerFrame::parse(r#"{"form":{"id":2,"name":"wang2","talk":"hello"},"to":{"id":1,"name":"wang1"}}"#).unwrap();
+        let frame =
+            ServerFrame::parse(r#"{"form":{"id":2,"name":"wang2","talk":"hello"},"to":{"id":1,"name":"wang1"}}"#)
+                .unwrap();
         let ServerFrame::Talk(t) = frame else { panic!("a talk") };
         let for_me = t.is_for(&UserId::from(1));
         gate.talk(t, 7, for_me);
@@ -636,7 +646,10 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(3)).await;
         let popups = rec.popups();
         assert_eq!(popups.len(), 3);
-        assert_eq!(popups[2], Notification { title: "wang2".into(), body: "t2".into(), kind: NotificationKind::Talk { row: 2 } });
+        assert_eq!(
+            popups[2],
+            Notification { title: "wang2".into(), body: "t2".into(), kind: NotificationKind::Talk { row: 2 } }
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -38,16 +38,10 @@ fn tls() -> Option<Arc<rustls::ClientConfig>> {
 }
 
 pub(crate) fn ws_config(max_message_bytes: usize) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .max_message_size(Some(max_message_bytes))
-        .max_frame_size(Some(max_message_bytes))
+    WebSocketConfig::default().max_message_size(Some(max_message_bytes)).max_frame_size(Some(max_message_bytes))
 }
 
-pub(crate) async fn open(
-    server: &str,
-    timeout: Duration,
-    max_message_bytes: usize,
-) -> Result<Ws, ConnectError> {
+pub(crate) async fn open(server: &str, timeout: Duration, max_message_bytes: usize) -> Result<Ws, ConnectError> {
     let request = server
         .into_client_request()
         .map_err(|e| ConnectError::Failed(format!("invalid server URL {server:?}: {e}")))?;
@@ -59,12 +53,8 @@ pub(crate) async fn open(
     } else {
         Some(Connector::Plain)
     };
-    let attempt = tokio_tungstenite::connect_async_tls_with_config(
-        request,
-        Some(ws_config(max_message_bytes)),
-        true,
-        connector,
-    );
+    let attempt =
+        tokio_tungstenite::connect_async_tls_with_config(request, Some(ws_config(max_message_bytes)), true, connector);
     match tokio::time::timeout(timeout, attempt).await {
         Err(_) => Err(ConnectError::Failed(format!("no connection within {timeout:?}"))),
         Ok(Ok((ws, _response))) => Ok(ws),

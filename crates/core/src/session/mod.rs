@@ -145,17 +145,32 @@ pub enum SessionState {
 pub enum SessionEvent {
     State(SessionState),
     /// A new talk, stored. `for_me` is true when `to.id` is the signed-in user.
-    Talk { talk: TalkMessage, row: i64, for_me: bool },
+    Talk {
+        talk: TalkMessage,
+        row: i64,
+        for_me: bool,
+    },
     /// A talk with a seq already stored was dropped.
-    Duplicate { seq: Seq },
+    Duplicate {
+        seq: Seq,
+    },
     /// A frame that was not understood was counted and dropped; the link stays up.
-    Dropped { error: ProtocolError },
+    Dropped {
+        error: ProtocolError,
+    },
     /// A frame over the size limit: refused, and the link is reconnected.
-    Oversized { size: usize, limit: usize },
+    Oversized {
+        size: usize,
+        limit: usize,
+    },
     /// A talk could not be stored; it was not acked and the link is reconnected.
-    StoreFailed { error: String },
+    StoreFailed {
+        error: String,
+    },
     /// The server said who we are.
-    Welcome { user: Person },
+    Welcome {
+        user: Person,
+    },
 }
 
 /// Counters a status line or a test can read.
@@ -168,7 +183,6 @@ pub struct SessionStats {
     pub oversized_frames: u64,
     pub heartbeats_sent: u64,
 }
-
 
 impl SessionState {
     /// A short word for a status line, a tray tooltip or a log.
@@ -230,24 +244,13 @@ const EVENT_BUFFER: usize = 4096;
 impl Session {
     /// Starts the task on the current tokio runtime. Without credentials it waits,
     /// signed out, for [`SessionHandle::set_credentials`].
-    pub fn spawn(
-        config: SessionConfig,
-        credentials: Option<Credentials>,
-        store: Arc<dyn TalkStore>,
-    ) -> SessionHandle {
+    pub fn spawn(config: SessionConfig, credentials: Option<Credentials>, store: Arc<dyn TalkStore>) -> SessionHandle {
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (state_tx, state) = watch::channel(SessionState::SignedOut { reason: None });
         let stats = SharedStats::default();
-        let task = task::SessionTask::new(
-            config,
-            credentials,
-            store,
-            command_rx,
-            events.clone(),
-            state_tx,
-            stats.clone(),
-        );
+        let task =
+            task::SessionTask::new(config, credentials, store, command_rx, events.clone(), state_tx, stats.clone());
         tokio::spawn(task.run());
         SessionHandle { commands, events, state, stats }
     }
@@ -297,9 +300,7 @@ impl SessionHandle {
     /// Sends a talk from the signed-in user (PROTOCOL.md §1.4).
     pub async fn send_talk(&self, to: Person, text: String) -> Result<(), SessionError> {
         let (done, result) = oneshot::channel();
-        self.commands
-            .send(Command::SendTalk { to, text, done })
-            .map_err(|_| SessionError::Stopped)?;
+        self.commands.send(Command::SendTalk { to, text, done }).map_err(|_| SessionError::Stopped)?;
         result.await.unwrap_or(Err(SessionError::Stopped))
     }
 

@@ -17,12 +17,12 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use super::backoff::Backoff;
 use super::connector::{self, ConnectError, Ws};
 use super::{
-    Command, Credentials, SessionConfig, SessionError, SessionEvent, SessionState, SharedStats,
-    StoreError, Stored, TalkStore, Timing,
+    Command, Credentials, SessionConfig, SessionError, SessionEvent, SessionState, SharedStats, StoreError, Stored,
+    TalkStore, Timing,
 };
 use crate::protocol::{
-    ClientFrame, Hello, Person, ProtocolError, Seq, ServerFrame, TalkMessage, UserId,
-    CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED,
+    ClientFrame, Hello, Person, ProtocolError, Seq, ServerFrame, TalkMessage, UserId, CLOSE_FORBIDDEN,
+    CLOSE_UNAUTHORIZED,
 };
 
 /// The range a welcome's heartbeat interval is held to (PROTOCOL.md §2.3).
@@ -35,12 +35,22 @@ const READ_BATCH: usize = 256;
 
 /// Where the task is. Mirrors [`SessionState`], but owns what each state needs.
 enum Phase {
-    SignedOut { reason: Option<String> },
-    Connecting { attempt: u32 },
+    SignedOut {
+        reason: Option<String>,
+    },
+    Connecting {
+        attempt: u32,
+    },
     /// A socket is open; `attempt` is the attempt that opened it.
-    Linked { ws: Box<Ws>, attempt: u32 },
+    Linked {
+        ws: Box<Ws>,
+        attempt: u32,
+    },
     /// Waiting after failed attempt `attempt`.
-    Backoff { attempt: u32, reason: String },
+    Backoff {
+        attempt: u32,
+        reason: String,
+    },
     Stopped,
 }
 
@@ -204,12 +214,7 @@ impl SessionTask {
 
     async fn wait_backoff(&mut self, attempt: u32, reason: String) -> Phase {
         let delay = self.backoff.delay(attempt);
-        self.publish(SessionState::Backoff {
-            attempt,
-            delay,
-            until: SystemTime::now() + delay,
-            reason,
-        });
+        self.publish(SessionState::Backoff { attempt, delay, until: SystemTime::now() + delay, reason });
         let wake = Instant::now() + delay;
         loop {
             tokio::select! {
@@ -467,22 +472,14 @@ impl SessionTask {
         Ok(())
     }
 
-    async fn send_talk(
-        &mut self,
-        ws: &mut Ws,
-        to: Person,
-        text: String,
-        timing: Timing,
-    ) -> Result<(), SessionError> {
+    async fn send_talk(&mut self, ws: &mut Ws, to: Person, text: String, timing: Timing) -> Result<(), SessionError> {
         let from = match (&self.welcomed, self.user_id()) {
             (Some(p), _) => p.clone(),
             (None, Some(id)) => Person { id: id.clone(), name: String::new() },
             (None, None) => return Err(SessionError::UnknownUser),
         };
         let frame = ClientFrame::Talk(TalkMessage { from, to, talk: text, seq: None, ts: None });
-        send(ws, frame.to_text(), timing.heartbeat_timeout)
-            .await
-            .map_err(|_| SessionError::Stopped)
+        send(ws, frame.to_text(), timing.heartbeat_timeout).await.map_err(|_| SessionError::Stopped)
     }
 
     /// A frame other than a talk.
@@ -595,9 +592,11 @@ fn close_end(frame: Option<&CloseFrame>) -> LinkEnd {
     match code {
         Some(CLOSE_UNAUTHORIZED) | Some(CLOSE_FORBIDDEN) => {
             let reason = frame.map(|f| f.reason.to_string()).filter(|r| !r.is_empty());
-            LinkEnd::Rejected(reason.map(|r| format!("the server refused the token: {r}")).unwrap_or_else(
-                || format!("the server refused the token (close code {})", code.unwrap_or_default()),
-            ))
+            LinkEnd::Rejected(
+                reason.map(|r| format!("the server refused the token: {r}")).unwrap_or_else(|| {
+                    format!("the server refused the token (close code {})", code.unwrap_or_default())
+                }),
+            )
         }
         Some(code) => LinkEnd::Failed(format!("the server closed the connection (code {code})")),
         None => LinkEnd::Failed("the server closed the connection".into()),

@@ -13,8 +13,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use talkbell_core::protocol::{Seq, TalkMessage, Token, UserId};
 use talkbell_core::session::{
-    Credentials, SessionConfig, SessionEvent, SessionHandle, SessionState, StoreError, Stored,
-    TalkStore, Timing,
+    Credentials, SessionConfig, SessionEvent, SessionHandle, SessionState, StoreError, Stored, TalkStore, Timing,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc};
@@ -175,14 +174,13 @@ pub async fn wait_event<T>(
 }
 
 pub async fn wait_state(handle: &SessionHandle, pred: impl Fn(&SessionState) -> bool) -> SessionState {
-    tokio::time::timeout(Duration::from_secs(20), handle.wait_for(pred))
-        .await
-        .expect("timed out waiting for a state")
+    tokio::time::timeout(Duration::from_secs(20), handle.wait_for(pred)).await.expect("timed out waiting for a state")
 }
 
-pub const SAMPLE: &str =
-    r#"{"form": {"id": 2, "name": "wang2", "talk": "hello"}, "to": {"id": 1, "name": "wang1"}}"#;
+pub const SAMPLE: &str = r#"{"form": {"id": 2, "name": "wang2", "talk": "hello"}, "to": {"id": 1, "name": "wang1"}}"#;
 
 pub fn talk_json(seq: u64, to: u64, text: &str) -> String {
-    format!(r#"{{"form": {{"id": 2, "name": "wang2", "talk": "{text}"}}, "to": {{"id": {to}, "name": "u{to}"}}, "seq": {seq}}}"#)
+    format!(
+        r#"{{"form": {{"id": 2, "name": "wang2", "talk": "{text}"}}, "to": {{"id": {to}, "name": "u{to}"}}, "seq": {seq}}}"#
+    )
 }

@@ -9,11 +9,8 @@ use std::time::{Duration, Instant};
 /// success being None when it had to be killed.
 pub fn run_bounded(mut cmd: Command, limit: Duration) -> (Option<bool>, String, String) {
     use std::io::Read;
-    let mut child = cmd
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("child starts");
+    let mut child =
+        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("child starts");
     let (mut out, mut err) = (child.stdout.take().expect("stdout"), child.stderr.take().expect("stderr"));
     let readers = (
         std::thread::spawn(move || {

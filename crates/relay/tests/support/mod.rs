@@ -61,9 +61,7 @@ pub async fn start() -> Env {
 pub async fn start_with(tweak: impl FnOnce(&mut RelayConfig)) -> Env {
     let _ = tracing_subscriber::fmt()
         .with_test_writer()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .try_init();
     let dir = tempfile::tempdir().unwrap();
     let mut users = Users::new();
@@ -75,13 +73,7 @@ pub async fn start_with(tweak: impl FnOnce(&mut RelayConfig)) -> Env {
     let mut cfg = test_config(users.clone(), db.clone());
     tweak(&mut cfg);
     let relay = talkbell_relay::start(cfg).await.expect("relay starts");
-    Env {
-        relay,
-        dir,
-        users,
-        db,
-        tokens,
-    }
+    Env { relay, dir, users, db, tokens }
 }
 
 pub async fn connect(url: &str) -> Ws {
@@ -144,10 +136,7 @@ pub async fn next_talk(ws: &mut Ws) -> Value {
 /// Reads until the close frame and returns its code (None: closed without one).
 pub async fn close_code(ws: &mut Ws) -> Option<u16> {
     loop {
-        match tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("the close in time")
-        {
+        match tokio::time::timeout(WAIT, ws.next()).await.expect("the close in time") {
             Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
             Some(Ok(_)) => continue,
             Some(Err(e)) => panic!("connection failed instead of closing: {e}"),
@@ -176,27 +165,16 @@ pub async fn raw_http(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> (u
     if !req.ends_with("\r\n") {
         req.push_str("\r\n");
     }
-    req.push_str(&format!(
-        "Host: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    ));
+    req.push_str(&format!("Host: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n", body.len()));
     tcp.write_all(req.as_bytes()).await.unwrap();
     // The server may answer (413) before reading the whole body; ignore a failed write.
     let _ = tcp.write_all(body).await;
     let mut out = Vec::new();
-    let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut out))
-        .await
-        .expect("an answer in time");
+    let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut out)).await.expect("an answer in time");
     let text = String::from_utf8_lossy(&out).to_string();
-    let status: u16 = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {text:?}"));
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
+    let status: u16 =
+        text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status in {text:?}"));
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     (status, body)
 }
 
@@ -207,7 +185,6 @@ pub async fn raw_post(addr: std::net::SocketAddr, auth: Option<&str>, body: &[u8
         head.push_str(&format!("Authorization: {a}\n"));
     }
     let (status, body) = raw_http(addr, &head, body).await;
-    let v = serde_json::from_str(&body)
-        .unwrap_or_else(|e| panic!("status {status}: body is not JSON ({e}): {body:?}"));
+    let v = serde_json::from_str(&body).unwrap_or_else(|e| panic!("status {status}: body is not JSON ({e}): {body:?}"));
     (status, v)
 }
