@@ -34,6 +34,14 @@ pub enum SendError {
     Connect { addr: String, reason: String },
     #[error("TLS with {host} failed: {reason}")]
     Tls { host: String, reason: String },
+    #[error("the server's certificate is not trusted: {}", untrusted_reason(.cause))]
+    Untrusted { host: String, cause: rustls::CertificateError },
+    #[error("the server's certificate is not valid for the name {host}: {cause}")]
+    WrongHost { host: String, cause: rustls::CertificateError },
+    #[error("the server's certificate has expired (or is not valid yet): {cause}")]
+    Expired { host: String, cause: rustls::CertificateError },
+    #[error("{host} did not answer in TLS: is it a plain http:// server?")]
+    NotTls { host: String },
     #[error("timed out talking to the server")]
     Timeout,
     #[error("the server answered {status}: {message}")]
@@ -85,18 +93,68 @@ fn parse_url(url: &str) -> Result<Target, SendError> {
     Ok(Target { tls, host, port, authority: authority.as_str().to_owned(), path })
 }
 
-fn tls_config() -> Arc<rustls::ClientConfig> {
-    static TLS: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+/// The operating system's trusted certificates (on Linux the system bundle, or the
+/// files `SSL_CERT_FILE` and `SSL_CERT_DIR` name), read once per process. A system with
+/// no readable store falls back to the public roots built in (webpki-roots).
+fn root_store() -> rustls::RootCertStore {
+    let loaded = rustls_native_certs::load_native_certs();
+    for e in &loaded.errors {
+        tracing::warn!(error = %e, "cannot read some of the system's trusted certificates");
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    let (_, unusable) = roots.add_parsable_certificates(loaded.certs);
+    if unusable > 0 {
+        tracing::debug!(unusable, "some system certificates cannot be used and were skipped");
+    }
+    if roots.is_empty() {
+        tracing::warn!("the system has no trusted certificates; using the built-in public roots");
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    }
+    roots
+}
+
+fn tls_config() -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+    static TLS: OnceLock<Result<Arc<rustls::ClientConfig>, rustls::Error>> = OnceLock::new();
     TLS.get_or_init(|| {
-        let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default TLS versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Arc::new(config)
+        let mut config =
+            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()?
+                .with_root_certificates(root_store())
+                .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
     })
     .clone()
+}
+
+/// The error of a failed TLS handshake, told apart by what the user can do about it.
+fn tls_error(host: &str, e: std::io::Error) -> SendError {
+    use rustls::CertificateError as C;
+    let host = host.to_owned();
+    let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()).cloned() else {
+        return SendError::Tls { host, reason: e.to_string() };
+    };
+    match tls {
+        rustls::Error::InvalidCertificate(c @ (C::NotValidForName | C::NotValidForNameContext { .. })) => {
+            SendError::WrongHost { host, cause: c }
+        }
+        rustls::Error::InvalidCertificate(c @ (C::Expired | C::ExpiredContext { .. })) => {
+            SendError::Expired { host, cause: c }
+        }
+        rustls::Error::InvalidCertificate(c) => SendError::Untrusted { host, cause: c },
+        rustls::Error::InvalidMessage(_) => SendError::NotTls { host },
+        other => SendError::Tls { host, reason: other.to_string() },
+    }
+}
+
+/// The reason a certificate is not trusted, in words.
+fn untrusted_reason(e: &rustls::CertificateError) -> String {
+    match e {
+        rustls::CertificateError::UnknownIssuer => "unknown issuer".into(),
+        rustls::CertificateError::BadSignature => "bad signature".into(),
+        rustls::CertificateError::Revoked => "revoked".into(),
+        other => other.to_string(),
+    }
 }
 
 /// Posts a talk to a relay and returns its `seq` and `ts` once the relay has stored it.
@@ -136,10 +194,12 @@ pub async fn post_talk(
         if target.tls {
             let name = rustls::pki_types::ServerName::try_from(target.host.clone())
                 .map_err(|e| SendError::Tls { host: target.host.clone(), reason: e.to_string() })?;
-            let stream = tokio_rustls::TlsConnector::from(tls_config())
+            let config =
+                tls_config().map_err(|e| SendError::Tls { host: target.host.clone(), reason: e.to_string() })?;
+            let stream = tokio_rustls::TlsConnector::from(config)
                 .connect(name, tcp)
                 .await
-                .map_err(|e| SendError::Tls { host: target.host.clone(), reason: e.to_string() })?;
+                .map_err(|e| tls_error(&target.host, e))?;
             exchange(stream, request).await
         } else {
             exchange(tcp, request).await

@@ -105,8 +105,8 @@ fn parse_body(body: &[u8]) -> Result<(UserId, String), String> {
 }
 
 async fn post_talk(State(shared): State<Arc<Shared>>, req: Request) -> Response {
-    let user: User = match bearer(req.headers()).and_then(|t| shared.cfg.users.authenticate(t)) {
-        Some(u) => u.clone(),
+    let user: User = match bearer(req.headers()).and_then(|t| shared.users.load().authenticate(t).cloned()) {
+        Some(u) => u,
         None => return json_error(StatusCode::UNAUTHORIZED, "missing or unknown bearer token"),
     };
     if !shared.http_allowed(&user.id) {

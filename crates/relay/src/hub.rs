@@ -5,10 +5,18 @@
 //! new connection and reading the `seq` its replay must reach. A connection therefore
 //! replays exactly the talks up to that `seq` from the database and gets every later one
 //! live, in order, with no gap, whatever POSTs run meanwhile.
+//!
+//! The users table can be replaced while the relay runs ([`Shared::set_users`]); the
+//! recipient locks are not affected by that. A connection whose user is gone from the new
+//! table, or whose token changed, is told so under its recipient's lock and closes with
+//! 4001; a registration checks the current table under the same lock, so none slips
+//! between the swap and that sweep.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::Utf8Bytes;
@@ -17,7 +25,7 @@ use tokio::sync::{mpsc, watch, Notify};
 
 use crate::rate::TokenBucket;
 use crate::store::{Store, StoreError};
-use crate::users::User;
+use crate::users::{User, Users};
 use crate::RelayConfig;
 
 pub(crate) fn now_ms() -> i64 {
@@ -64,17 +72,37 @@ impl Drop for TrackGuard {
     }
 }
 
+/// What a connection's live channel carries.
+pub(crate) enum Live {
+    /// A talk frame to write.
+    Frame(Utf8Bytes),
+    /// The user or their token is no longer in the users table: close with 4001.
+    Revoked,
+}
+
+/// One live connection, as its recipient sees it.
+struct Conn {
+    tx: mpsc::Sender<Live>,
+    /// Who signed in, with which token (hash), to check against a new users table.
+    user: User,
+}
+
 /// The live connections of one recipient.
 #[derive(Default)]
 pub(crate) struct Recipient {
-    conns: HashMap<u64, mpsc::Sender<Utf8Bytes>>,
+    conns: HashMap<u64, Conn>,
 }
+
+type RecipientLock = Arc<tokio::sync::Mutex<Recipient>>;
 
 pub(crate) struct Shared {
     pub cfg: RelayConfig,
     pub store: Store,
-    /// One entry per user, made at start; the users table does not change while running.
-    pub recipients: HashMap<UserId, Arc<tokio::sync::Mutex<Recipient>>>,
+    /// Who may connect; replaced whole by [`Shared::set_users`].
+    pub users: ArcSwap<Users>,
+    /// One entry per user who has been routed to or connected; entries of users removed
+    /// since stay, empty. The map's own lock is held only to find or add an entry.
+    pub recipients: Mutex<HashMap<UserId, RecipientLock>>,
     pub http_buckets: Mutex<HashMap<UserId, TokenBucket>>,
     pub shutdown: watch::Receiver<bool>,
     pub tracker: Arc<Tracker>,
@@ -95,18 +123,26 @@ pub(crate) enum DeliverError {
     Stopped,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RegisterError {
+    #[error("the user or their token is no longer in the users table")]
+    Revoked,
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
 /// A registered connection: where its live talks arrive, and where its replay ends.
 pub(crate) struct Registration {
     pub conn_id: u64,
     pub last_seq: u64,
     /// What the device has already acked; it is not replayed again.
     pub acked: u64,
-    pub live: mpsc::Receiver<Utf8Bytes>,
+    pub live: mpsc::Receiver<Live>,
 }
 
 /// Hands a frame to every live connection of a recipient.
 fn send_to_all(recipient: &mut Recipient, frame: &Utf8Bytes) {
-    recipient.conns.retain(|id, tx| match tx.try_send(frame.clone()) {
+    recipient.conns.retain(|id, conn| match conn.tx.try_send(Live::Frame(frame.clone())) {
         Ok(()) => true,
         Err(mpsc::error::TrySendError::Full(_)) => {
             // Dropping its sender ends the connection once it has written what it has;
@@ -119,6 +155,40 @@ fn send_to_all(recipient: &mut Recipient, frame: &Utf8Bytes) {
 }
 
 impl Shared {
+    /// The recipient entry of a user, made on first use.
+    fn recipient(&self, id: &UserId) -> RecipientLock {
+        let mut map = self.recipients.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(id.clone()).or_default().clone()
+    }
+
+    fn all_recipients(&self) -> Vec<(UserId, RecipientLock)> {
+        let map = self.recipients.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter().map(|(id, r)| (id.clone(), r.clone())).collect()
+    }
+
+    /// Puts a new users table in force for every later hello and POST, and closes (4001)
+    /// the connections of users it no longer has or whose token it changed. Returns how
+    /// many connections were closed.
+    pub async fn set_users(&self, users: Users) -> usize {
+        self.users.store(Arc::new(users));
+        let mut closed = 0;
+        for (_, recipient) in self.all_recipients() {
+            let mut guard = recipient.lock().await;
+            let users = self.users.load();
+            guard.conns.retain(|_, conn| {
+                if users.still_valid(&conn.user) {
+                    return true;
+                }
+                // A full queue means the connection is too slow; dropping its sender
+                // closes it all the same, and its next hello is refused.
+                let _ = conn.tx.try_send(Live::Revoked);
+                closed += 1;
+                false
+            });
+        }
+        closed
+    }
+
     /// Delivers a talk from `from` to `to`: `seq`, commit, then every live connection of
     /// the recipient. Runs in its own task, so that a caller that goes away (an HTTP
     /// client hanging up) cannot leave a talk committed but not fanned out.
@@ -132,8 +202,9 @@ impl Shared {
     }
 
     async fn deliver_inner(&self, from: Person, to: UserId, talk: String) -> Result<(u64, i64), DeliverError> {
-        let recipient = self.recipients.get(&to).ok_or(DeliverError::UnknownRecipient)?;
-        let to = self.cfg.users.get(&to).ok_or(DeliverError::UnknownRecipient)?.person();
+        let to_user = self.users.load().get(&to).ok_or(DeliverError::UnknownRecipient)?.person();
+        let recipient = self.recipient(&to);
+        let to = to_user;
         if talk.trim().is_empty() {
             return Err(DeliverError::Empty);
         }
@@ -157,8 +228,8 @@ impl Shared {
         drop(guard);
         if let Some(copy) = copy {
             let frame: Utf8Bytes = ServerFrame::Talk(copy).to_text().into();
-            for (user, others) in &self.recipients {
-                if *user != to_id {
+            for (user, others) in self.all_recipients() {
+                if user != to_id {
                     send_to_all(&mut *others.lock().await, &frame);
                 }
             }
@@ -169,19 +240,24 @@ impl Shared {
 
     /// Records the device and registers the connection for live talks, under the
     /// recipient's lock. Talks up to `last_seq` are the replay's; later ones come live.
-    pub async fn register(&self, user: &UserId, uuid: &str, resume: Option<u64>) -> Result<Registration, StoreError> {
-        let recipient = self.recipients.get(user).expect("every authenticated user has a recipient entry");
+    /// Refused when the user is no longer in the current users table with that token.
+    pub async fn register(&self, user: &User, uuid: &str, resume: Option<u64>) -> Result<Registration, RegisterError> {
+        let recipient = self.recipient(&user.id);
         let mut guard = recipient.lock().await;
-        let (u, d) = (user.clone(), uuid.to_owned());
+        if !self.users.load().still_valid(user) {
+            return Err(RegisterError::Revoked);
+        }
+        let (u, d) = (user.id.clone(), uuid.to_owned());
         let reg = self.store.run(move |c| Store::register_device(c, &u, &d, resume, now_ms())).await?;
         let conn_id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(self.cfg.connection_queue.max(1));
-        guard.conns.insert(conn_id, tx);
+        guard.conns.insert(conn_id, Conn { tx, user: user.clone() });
         Ok(Registration { conn_id, last_seq: reg.last_seq, acked: reg.acked, live: rx })
     }
 
     pub async fn unregister(&self, user: &UserId, conn_id: u64, uuid: &str) {
-        if let Some(recipient) = self.recipients.get(user) {
+        let recipient = self.recipients.lock().unwrap_or_else(|p| p.into_inner()).get(user).cloned();
+        if let Some(recipient) = recipient {
             recipient.lock().await.conns.remove(&conn_id);
         }
         let (u, d) = (user.clone(), uuid.to_owned());

@@ -5,6 +5,8 @@
 //!   live connection of their recipient with a per-recipient `seq` and a `ts`, acks.
 //! - `POST /v1/talk` with `Authorization: Bearer <token>` and `{"to": ID, "talk": TEXT}`.
 //! - A durable queue in SQLite ([`store`]), replayed on a hello with `resume`.
+//! - Optionally TLS on the same listener for both ([`RelayConfig::tls`]), the certificate
+//!   swapped by [`Relay::reload_tls`]; the users table swapped by [`Relay::set_users`].
 //!
 //! Other crates' tests start it in-process:
 //! ```no_run
@@ -25,7 +27,6 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,20 +37,27 @@ use tokio::task::JoinHandle;
 
 pub use talkbell_core::protocol::{HeartbeatHint, UserId};
 
+mod atomic;
 mod client;
 mod http;
 mod hub;
 pub mod rate;
 pub mod store;
+mod tls;
 pub mod users;
 mod ws;
+
+pub use atomic::ReplaceError;
+pub use tls::{TlsError, TlsFiles};
 
 pub use client::{post_talk, Posted, SendError};
 pub use rate::RateLimit;
 pub use users::{IntoUserId, User, Users, UsersError};
 
+use arc_swap::ArcSwap;
 use hub::{Shared, Tracker};
 use store::{Store, StoreError};
+use tls::Tls;
 
 /// Everything the relay needs to run. Build it with [`RelayConfig::new`] and change the
 /// fields that matter; the defaults are those of `talkbell-relay serve`.
@@ -87,6 +95,8 @@ pub struct RelayConfig {
     /// (the client picks out its own by `to.id`). Those copies carry no `seq` (that is
     /// the recipient's numbering) and are not queued. Off by default.
     pub deliver_to_all: bool,
+    /// Serve TLS only (WebSocket and HTTP) with this certificate and key; plain by default.
+    pub tls: Option<TlsFiles>,
 }
 
 impl RelayConfig {
@@ -106,6 +116,7 @@ impl RelayConfig {
             connection_queue: 1024,
             shutdown_grace: Duration::from_secs(5),
             deliver_to_all: false,
+            tls: None,
         }
     }
 }
@@ -116,6 +127,8 @@ pub enum RelayError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot open the queue database {path}: {source}")]
     Db { path: PathBuf, source: StoreError },
+    #[error("{0}")]
+    Tls(#[from] TlsError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -128,15 +141,19 @@ pub struct Relay {
     maintenance: Option<JoinHandle<()>>,
     tracker: Arc<Tracker>,
     grace: Duration,
+    shared: Arc<Shared>,
+    tls: Option<Arc<Tls>>,
 }
 
-/// Starts the relay: opens the database, binds, and serves in the background.
-pub async fn start(cfg: RelayConfig) -> Result<Relay, RelayError> {
+/// Starts the relay: opens the database, reads the TLS files, binds, and serves in the
+/// background.
+pub async fn start(mut cfg: RelayConfig) -> Result<Relay, RelayError> {
     let db = cfg.db.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&db))
         .await
         .map_err(|e| RelayError::Db { path: cfg.db.clone(), source: StoreError::Task(e.to_string()) })?
         .map_err(|source| RelayError::Db { path: cfg.db.clone(), source })?;
+    let tls = cfg.tls.clone().map(Tls::new).transpose()?.map(Arc::new);
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| RelayError::Bind { addr: cfg.listen, source })?;
@@ -145,10 +162,11 @@ pub async fn start(cfg: RelayConfig) -> Result<Relay, RelayError> {
     let grace = cfg.shutdown_grace;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let tracker = Arc::new(Tracker::default());
-    let recipients = cfg.users.iter().map(|u| (u.id.clone(), Default::default())).collect::<HashMap<_, _>>();
+    let users = std::mem::take(&mut cfg.users);
     let shared = Arc::new(Shared {
         store,
-        recipients,
+        users: ArcSwap::from_pointee(users),
+        recipients: Default::default(),
         http_buckets: Default::default(),
         shutdown: shutdown_rx.clone(),
         tracker: tracker.clone(),
@@ -157,26 +175,51 @@ pub async fn start(cfg: RelayConfig) -> Result<Relay, RelayError> {
     });
     tracing::info!(
         addr = %local_addr,
-        users = shared.cfg.users.len(),
+        tls = tls.is_some(),
+        users = shared.users.load().len(),
         db = %shared.cfg.db.display(),
         "talkbell-relay listening"
     );
 
-    let app = http::router(shared.clone());
-    let mut rx = shutdown_rx.clone();
-    let serve = tokio::spawn(async move {
-        let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                let _ = rx.wait_for(|stop| *stop).await;
-            })
-            .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "the HTTP server stopped");
-        }
-    });
-    let maintenance = tokio::spawn(hub::maintenance(shared));
+    let serve = tokio::spawn(serve(listener, tls.clone(), shared.clone(), shutdown_rx));
+    let maintenance = tokio::spawn(hub::maintenance(shared.clone()));
 
-    Ok(Relay { local_addr, shutdown_tx, serve: Some(serve), maintenance: Some(maintenance), tracker, grace })
+    Ok(Relay {
+        local_addr,
+        shutdown_tx,
+        serve: Some(serve),
+        maintenance: Some(maintenance),
+        tracker,
+        grace,
+        shared,
+        tls,
+    })
+}
+
+/// Serves HTTP and WebSocket upgrades on the listener, through TLS when it is on, until
+/// shutdown.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<Tls>>,
+    shared: Arc<Shared>,
+    mut rx: watch::Receiver<bool>,
+) {
+    use axum::serve::ListenerExt;
+    let app = http::router(shared).into_make_service_with_connect_info::<SocketAddr>();
+    let stop = async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let result = match tls {
+        Some(tls) => {
+            // tap_io gives the TLS listener the SocketAddr connect info a TcpListener has.
+            let listener = tls.listener(listener).tap_io(|_| {});
+            axum::serve(listener, app).with_graceful_shutdown(stop).await
+        }
+        None => axum::serve(listener, app).with_graceful_shutdown(stop).await,
+    };
+    if let Err(e) = result {
+        tracing::error!(error = %e, "the HTTP server stopped");
+    }
 }
 
 fn reachable(addr: SocketAddr) -> SocketAddr {
@@ -192,14 +235,48 @@ impl Relay {
         self.local_addr
     }
 
-    /// `ws://127.0.0.1:PORT/`
-    pub fn ws_url(&self) -> String {
-        format!("ws://{}/", reachable(self.local_addr))
+    /// Whether the listener serves TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
-    /// `http://127.0.0.1:PORT` (no trailing slash).
+    /// `ws://127.0.0.1:PORT/`, or `wss://127.0.0.1:PORT/` with TLS (an unspecified listen
+    /// address becomes the loopback one).
+    pub fn ws_url(&self) -> String {
+        let scheme = if self.is_tls() { "wss" } else { "ws" };
+        format!("{scheme}://{}/", reachable(self.local_addr))
+    }
+
+    /// `http://127.0.0.1:PORT`, or `https://…` with TLS (no trailing slash).
     pub fn http_url(&self) -> String {
-        format!("http://{}", reachable(self.local_addr))
+        let scheme = if self.is_tls() { "https" } else { "http" };
+        format!("{scheme}://{}", reachable(self.local_addr))
+    }
+
+    /// Puts a new users table in force: later hellos and POSTs use it at once, and the
+    /// open connections of users it no longer has (or whose token it changed) are closed
+    /// with 4001. Returns how many were closed.
+    pub async fn set_users(&self, users: Users) -> usize {
+        self.shared.set_users(users).await
+    }
+
+    /// The users table in force.
+    pub fn users(&self) -> Arc<Users> {
+        self.shared.users.load_full()
+    }
+
+    /// Reads the TLS certificate and key again and uses them for new connections; open
+    /// ones keep theirs. On an error the old ones stay. Does nothing without TLS.
+    pub fn reload_tls(&self) -> Result<(), TlsError> {
+        match &self.tls {
+            Some(tls) => tls.reload(),
+            None => Ok(()),
+        }
+    }
+
+    /// The TLS files, when TLS is on.
+    pub fn tls_files(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref().map(|t| t.files())
     }
 
     /// How many WebSocket connections are open (tests).

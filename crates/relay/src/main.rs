@@ -1,14 +1,15 @@
-//! `talkbell-relay`: serve, add a user, or send a talk.
+//! `talkbell-relay`: serve, manage the users file, or send a talk.
+
+mod config;
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use talkbell_relay::{HeartbeatHint, RateLimit, RelayConfig, UserId, Users};
+use config::{ServeArgs, Settings};
+use talkbell_relay::{Relay, UserId, Users};
 
 #[derive(Parser)]
 #[command(name = "talkbell-relay", version, about = "Talkbell's reference talk server")]
@@ -19,11 +20,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the relay: WebSocket on /, POST /v1/talk, a durable queue in SQLite.
+    /// Run the relay: WebSocket on /, POST /v1/talk, a durable queue in SQLite. SIGHUP
+    /// reads the users file and the TLS certificate again.
     Serve(ServeArgs),
     /// Add a user to the users file and print their new token (shown once).
     AddUser {
-        /// The users file (TOML); created if missing.
+        /// The users file (TOML); created (mode 0640) if missing, else its owner, group
+        /// and mode are kept.
         #[arg(long)]
         users: PathBuf,
         /// The user's id (a number or a string).
@@ -32,6 +35,25 @@ enum Command {
         /// The name others see.
         #[arg(long)]
         name: String,
+    },
+    /// Remove a user from the users file (a running relay applies it on SIGHUP).
+    RemoveUser {
+        /// The users file (TOML).
+        #[arg(long)]
+        users: PathBuf,
+        /// The user's id.
+        #[arg(long)]
+        id: String,
+    },
+    /// Give a user a new token and print it (shown once); the old one stops working once
+    /// the relay reloads the file (SIGHUP).
+    RotateToken {
+        /// The users file (TOML).
+        #[arg(long)]
+        users: PathBuf,
+        /// The user's id.
+        #[arg(long)]
+        id: String,
     },
     /// Send a talk through a relay's POST /v1/talk and print its seq. The sender's token
     /// comes from TALKBELL_TOKEN, or else from the first line of standard input.
@@ -46,53 +68,6 @@ enum Command {
         #[arg(required = true, num_args = 1.., trailing_var_arg = true)]
         text: Vec<String>,
     },
-}
-
-#[derive(clap::Args)]
-struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-    /// The users file (TOML; see add-user).
-    #[arg(long)]
-    users: PathBuf,
-    /// The queue database (SQLite); defaults to talkbell-relay.db beside the users file.
-    #[arg(long)]
-    db: Option<PathBuf>,
-    /// Close a connection that sent nothing for this many seconds.
-    #[arg(long, default_value_t = 60)]
-    idle_timeout: u64,
-    /// Close a connection that has not sent its hello this many seconds after opening.
-    #[arg(long, default_value_t = 10)]
-    hello_timeout: u64,
-    /// Heartbeat interval to suggest to clients in the welcome, in ms.
-    #[arg(long)]
-    heartbeat_interval_ms: Option<u64>,
-    /// Heartbeat timeout to suggest to clients in the welcome, in ms.
-    #[arg(long)]
-    heartbeat_timeout_ms: Option<u64>,
-    /// Delete talks older than this many days, acked or not.
-    #[arg(long, default_value_t = 30)]
-    retention_days: u64,
-    /// Keep at most this many talks per recipient.
-    #[arg(long, default_value_t = 10_000)]
-    max_queued: usize,
-    /// Frames per second one connection may send (average).
-    #[arg(long, default_value_t = 50.0)]
-    ws_rate: f64,
-    /// Frames one connection may send at once.
-    #[arg(long, default_value_t = 100)]
-    ws_burst: u32,
-    /// POST /v1/talk per second per token (average).
-    #[arg(long, default_value_t = 20.0)]
-    http_rate: f64,
-    /// POST /v1/talk at once per token.
-    #[arg(long, default_value_t = 100)]
-    http_burst: u32,
-    /// Also send every talk, without its seq, to everyone else connected, as the
-    /// original servers did (clients pick out their own).
-    #[arg(long)]
-    deliver_to_all: bool,
 }
 
 fn init_logs(default: &str) {
@@ -116,6 +91,14 @@ fn main() -> ExitCode {
             init_logs("warn");
             add_user(&users, &id, &name)
         }
+        Command::RemoveUser { users, id } => {
+            init_logs("warn");
+            remove_user(&users, &id)
+        }
+        Command::RotateToken { users, id } => {
+            init_logs("warn");
+            rotate_token(&users, &id)
+        }
         Command::Send { server, to, text } => {
             init_logs("warn");
             runtime().and_then(|rt| rt.block_on(send(&server, &to, &text.join(" "))))
@@ -134,67 +117,95 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
 }
 
-fn default_db(users: &Path) -> PathBuf {
-    match users.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.join("talkbell-relay.db"),
-        _ => PathBuf::from("talkbell-relay.db"),
-    }
-}
-
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let users = Users::load(&args.users)?;
+    let settings = Settings::resolve(args)?;
+    let users = Users::load(&settings.users)?;
     if users.is_empty() {
-        tracing::warn!(file = %args.users.display(), "the users file has no users; nobody can connect");
+        tracing::warn!(file = %settings.users.display(), "the users file has no users; nobody can connect");
     }
-    let db = args.db.clone().unwrap_or_else(|| default_db(&args.users));
-    let mut cfg = RelayConfig::new(args.listen, users, db);
-    cfg.idle_timeout = Duration::from_secs(args.idle_timeout.max(1));
-    cfg.hello_timeout = Duration::from_secs(args.hello_timeout.max(1));
-    if args.heartbeat_interval_ms.is_some() || args.heartbeat_timeout_ms.is_some() {
-        cfg.heartbeat_hint =
-            Some(HeartbeatHint { interval_ms: args.heartbeat_interval_ms, timeout_ms: args.heartbeat_timeout_ms });
-    }
-    cfg.retention = Duration::from_secs(args.retention_days.max(1) * 24 * 3600);
-    cfg.max_queued_per_recipient = args.max_queued.max(1);
-    cfg.deliver_to_all = args.deliver_to_all;
-    if !(args.ws_rate > 0.0 && args.http_rate > 0.0) {
-        bail!("--ws-rate and --http-rate must be above 0");
-    }
-    cfg.ws_rate = RateLimit::new(args.ws_rate, args.ws_burst.max(1));
-    cfg.http_rate = RateLimit::new(args.http_rate, args.http_burst.max(1));
-
+    let mut cfg = settings.relay.clone();
+    cfg.users = users;
+    // SIGHUP's default would end the process: take it over before anyone can send it.
+    let mut signals = Signals::new()?;
     let relay = talkbell_relay::start(cfg).await?;
     eprintln!("talkbell-relay: listening on {}", relay.ws_url());
-    wait_for_signal().await;
+    loop {
+        match signals.next().await {
+            Signal::Stop => break,
+            Signal::Reload => reload(&relay, &settings.users).await,
+        }
+    }
     tracing::info!("shutting down");
     relay.shutdown().await;
     Ok(())
 }
 
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+/// SIGHUP: the users file and the TLS certificate again; what does not load leaves the
+/// old one in force.
+async fn reload(relay: &Relay, users_file: &Path) {
+    match Users::load(users_file) {
+        Ok(users) => {
+            let count = users.len();
+            let closed = relay.set_users(users).await;
+            tracing::info!(file = %users_file.display(), users = count, closed, "reloaded the users file");
+        }
+        Err(e) => tracing::warn!(error = %e, "the users file did not load; keeping the old one"),
+    }
+    if let Some(files) = relay.tls_files() {
+        let cert = files.cert.display().to_string();
+        match relay.reload_tls() {
+            Ok(()) => tracing::info!(%cert, "reloaded the TLS certificate"),
+            Err(e) => tracing::warn!(error = %e, "the TLS certificate did not load; keeping the old one"),
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+}
+
+enum Signal {
+    Stop,
+    Reload,
+}
+
+/// SIGINT and SIGTERM stop the relay; SIGHUP reloads it.
+struct Signals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Signals {
+                term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+                hup: signal(SignalKind::hangup()).context("cannot handle SIGHUP")?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    async fn next(&mut self) -> Signal {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => Signal::Stop,
+                _ = self.term.recv() => Signal::Stop,
+                _ = self.hup.recv() => Signal::Reload,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Signal::Stop
+        }
     }
 }
 
 fn add_user(path: &Path, id: &str, name: &str) -> anyhow::Result<()> {
-    let id: UserId = id.parse().map_err(|_| anyhow::anyhow!("the id is empty"))?;
+    let id = parse_id(id)?;
     let mut users = Users::load_or_new(path)?;
     let token = users.try_add(id.clone(), name).with_context(|| format!("cannot add to {}", path.display()))?;
     users.save(path)?;
@@ -204,6 +215,40 @@ fn add_user(path: &Path, id: &str, name: &str) -> anyhow::Result<()> {
     eprintln!(
         "talkbell-relay: added user {id} ({}) to {}; the token above is shown only this once",
         name.trim(),
+        path.display()
+    );
+    Ok(())
+}
+
+fn parse_id(id: &str) -> anyhow::Result<UserId> {
+    id.parse().map_err(|_| anyhow::anyhow!("the id is empty"))
+}
+
+fn remove_user(path: &Path, id: &str) -> anyhow::Result<()> {
+    let id = parse_id(id)?;
+    let mut users = Users::load(path)?;
+    let user = users.remove(id).with_context(|| format!("cannot remove from {}", path.display()))?;
+    users.save(path)?;
+    eprintln!(
+        "talkbell-relay: removed user {} ({}) from {}; a running relay applies it on SIGHUP",
+        user.id,
+        user.name,
+        path.display()
+    );
+    Ok(())
+}
+
+fn rotate_token(path: &Path, id: &str) -> anyhow::Result<()> {
+    let id = parse_id(id)?;
+    let mut users = Users::load(path)?;
+    let token = users.rotate_token(id.clone()).with_context(|| format!("cannot change {}", path.display()))?;
+    users.save(path)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{token}")?;
+    out.flush()?;
+    eprintln!(
+        "talkbell-relay: user {id} has a new token (above, shown only this once) in {}; the old one stops \
+         working when a running relay gets SIGHUP",
         path.display()
     );
     Ok(())

@@ -12,7 +12,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -20,6 +19,12 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use talkbell_core::protocol::{Person, UserId};
+
+use crate::atomic::{replace_file, ReplaceError};
+
+/// The mode of a users file [`Users::save`] creates: the owner writes, the group (the
+/// relay's, in the package) reads.
+pub const NEW_FILE_MODE: u32 = 0o640;
 
 /// Anything that names a user: a [`UserId`], a number, or a string. Integer literals work
 /// too (`users.add(1, "wang1")`).
@@ -91,11 +96,15 @@ pub enum UsersError {
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
     #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write { path: PathBuf, source: ReplaceError },
+    #[error("cannot render the users file: {0}")]
+    Render(#[from] toml::ser::Error),
     #[error("{path} is not a valid users file: {reason}")]
     Invalid { path: PathBuf, reason: String },
     #[error("a user with id {0} already exists")]
     DuplicateId(UserId),
+    #[error("there is no user with id {0}")]
+    UnknownId(UserId),
     #[error("invalid user: {0}")]
     BadUser(String),
 }
@@ -196,6 +205,11 @@ impl Users {
         self.by_id.get(id).map(|&i| &self.list[i])
     }
 
+    /// Whether `user` is still in the table with the token it signed in with.
+    pub(crate) fn still_valid(&self, user: &User) -> bool {
+        self.get(&user.id).is_some_and(|u| u.token_sha256 == user.token_sha256)
+    }
+
     /// The user whose token this is, if any.
     pub fn authenticate(&self, token: &str) -> Option<&User> {
         if token.trim().is_empty() {
@@ -224,6 +238,26 @@ impl Users {
         }
         let token = new_token();
         self.add_with_token(id, name, &token)?;
+        Ok(token)
+    }
+
+    /// Removes a user and returns them.
+    pub fn remove(&mut self, id: impl IntoUserId) -> Result<User, UsersError> {
+        let id = id.into_user_id();
+        let i = *self.by_id.get(&id).ok_or(UsersError::UnknownId(id))?;
+        let user = self.list.remove(i);
+        self.reindex();
+        Ok(user)
+    }
+
+    /// Gives a user a new random token and returns it (shown once, never stored); the old
+    /// token stops working.
+    pub fn rotate_token(&mut self, id: impl IntoUserId) -> Result<String, UsersError> {
+        let id = id.into_user_id();
+        let i = *self.by_id.get(&id).ok_or_else(|| UsersError::UnknownId(id.clone()))?;
+        let token = new_token();
+        self.list[i].token_sha256 = hash_token(&token);
+        self.reindex();
         Ok(token)
     }
 
@@ -303,7 +337,7 @@ impl Users {
     }
 
     /// The file's text.
-    fn render(&self) -> String {
+    fn render(&self) -> Result<String, UsersError> {
         let file = FileUsers {
             users: self
                 .list
@@ -318,41 +352,18 @@ impl Users {
                 })
                 .collect(),
         };
-        let body = toml::to_string(&file).expect("the users table serializes");
-        format!("{HEADER}\n{body}")
+        let body = toml::to_string(&file)?;
+        Ok(format!("{HEADER}\n{body}"))
     }
 
-    /// Writes the file atomically (a temporary file beside it, then a rename), readable
-    /// by its owner only.
+    /// Writes the file atomically (a new file beside it, synced, then renamed over it).
+    /// An existing file keeps its mode, owner and group; a new one is created with
+    /// [`NEW_FILE_MODE`], owned by the caller.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), UsersError> {
         let path = path.as_ref();
-        let err = |source| UsersError::Write { path: path.to_owned(), source };
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-            _ => PathBuf::from("."),
-        };
-        let file_name = path
-            .file_name()
-            .ok_or_else(|| err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path")))?;
-        let tmp = dir.join(format!(".{}.tmp{}", file_name.to_string_lossy(), std::process::id()));
-        let write = || -> std::io::Result<()> {
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                opts.mode(0o600);
-            }
-            let mut f = opts.open(&tmp)?;
-            f.write_all(self.render().as_bytes())?;
-            f.sync_all()?;
-            drop(f);
-            std::fs::rename(&tmp, path)
-        };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            err(e)
-        })
+        let text = self.render()?;
+        replace_file(path, text.as_bytes(), NEW_FILE_MODE)
+            .map_err(|source| UsersError::Write { path: path.to_owned(), source })
     }
 }
 
@@ -396,7 +407,7 @@ mod tests {
         {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-            assert_eq!(mode & 0o077, 0, "the users file is private");
+            assert_eq!(mode & 0o777, 0o640, "owner writes, group reads, others nothing");
         }
     }
 
@@ -423,6 +434,24 @@ mod tests {
             assert!(Users::parse(&bad).is_err(), "accepted: {bad}");
         }
         assert_eq!(Users::parse("").unwrap().len(), 0);
+    }
+
+    #[test]
+    fn remove_and_rotate() {
+        let mut users = Users::new();
+        let t1 = users.add(1, "wang1");
+        let t2 = users.add(2, "wang2");
+        let before = users.get(&UserId::from(2)).unwrap().clone();
+        let t2_new = users.rotate_token(2).unwrap();
+        assert_ne!(t2, t2_new);
+        assert!(users.authenticate(&t2).is_none());
+        assert_eq!(users.authenticate(&t2_new).unwrap().id, UserId::from(2));
+        assert!(!users.still_valid(&before));
+        assert_eq!(users.remove(1).unwrap().name, "wang1");
+        assert!(users.authenticate(&t1).is_none());
+        assert!(matches!(users.remove(1), Err(UsersError::UnknownId(_))));
+        assert!(matches!(users.rotate_token("nobody"), Err(UsersError::UnknownId(_))));
+        assert_eq!(users.len(), 1);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use talkbell_core::protocol::{
 };
 use tokio::time::{sleep_until, timeout};
 
-use crate::hub::{now_ms, DeliverError, Shared};
+use crate::hub::{now_ms, DeliverError, Live, RegisterError, Shared};
 use crate::rate::TokenBucket;
 use crate::store::Store;
 use crate::users::User;
@@ -94,18 +94,21 @@ async fn send(ws: &mut WebSocket, msg: Message, limit: Duration) -> bool {
     matches!(timeout(limit, ws.send(msg)).await, Ok(Ok(())))
 }
 
+/// Refuses a token: an `unauthorized` error frame, then close 4001.
+async fn refuse(ws: &mut WebSocket, send_limit: Duration, message: &str) {
+    send(ws, error_frame("unauthorized", message), send_limit).await;
+    close(ws, CLOSE_UNAUTHORIZED, "unauthorized").await;
+}
+
 pub(crate) async fn serve_connection(shared: Arc<Shared>, mut ws: WebSocket, peer: SocketAddr) {
     let who = peer.to_string();
     tracing::debug!(%who, "connection opened");
     let Some(hello) = wait_for_hello(&shared, &mut ws, &who).await else {
         return;
     };
-    let Some(user) = shared.cfg.users.authenticate(hello.token.expose()).cloned() else {
+    let Some(user) = shared.users.load().authenticate(hello.token.expose()).cloned() else {
         tracing::info!(%who, uuid = %hello.uuid, "hello with an unknown token; refusing");
-        let send_limit = shared.cfg.idle_timeout;
-        send(&mut ws, error_frame("unauthorized", "unknown token"), send_limit).await;
-        close(&mut ws, CLOSE_UNAUTHORIZED, "unauthorized").await;
-        return;
+        return refuse(&mut ws, shared.cfg.idle_timeout, "unknown token").await;
     };
     tracing::info!(
         %who,
@@ -116,9 +119,13 @@ pub(crate) async fn serve_connection(shared: Arc<Shared>, mut ws: WebSocket, pee
         "signed in"
     );
     let uuid = hello.uuid.clone();
-    let reg = match shared.register(&user.id, &uuid, hello.resume.map(|s| s.0)).await {
+    let reg = match shared.register(&user, &uuid, hello.resume.map(|s| s.0)).await {
         Ok(reg) => reg,
-        Err(e) => {
+        Err(RegisterError::Revoked) => {
+            tracing::info!(%who, user = %user.id, "the users table changed during the hello; refusing");
+            return refuse(&mut ws, shared.cfg.idle_timeout, "unknown token").await;
+        }
+        Err(RegisterError::Store(e)) => {
             tracing::error!(%who, error = %e, "could not register a connection");
             send(&mut ws, error_frame("internal", "the relay's database failed"), shared.cfg.idle_timeout).await;
             close(&mut ws, CLOSE_INTERNAL, "database error").await;
@@ -259,8 +266,14 @@ impl Connection {
             let next = tokio::select! {
                 _ = stopped(&mut stop) => Next::Close(CLOSE_GOING_AWAY, "server shutting down"),
                 live = reg.live.recv() => match live {
-                    Some(frame) => {
+                    Some(Live::Frame(frame)) => {
                         if send(&mut ws, Message::Text(frame), send_limit).await { Next::Continue } else { Next::Gone }
+                    }
+                    Some(Live::Revoked) => {
+                        tracing::info!(who = %self.who, user = %self.user.id, "the user or their token was removed; closing");
+                        // Best effort: the close code is what the client acts on.
+                        let _ = send(&mut ws, error_frame("unauthorized", "the token was revoked"), send_limit).await;
+                        Next::Close(CLOSE_UNAUTHORIZED, "unauthorized")
                     }
                     // The relay dropped this connection for being too slow.
                     None => Next::Close(CLOSE_TRY_AGAIN, "too slow; reconnect with resume"),

@@ -1,0 +1,237 @@
+//! The settings of `serve`: each one from its command-line flag, else from the config
+//! file (`--config FILE`, TOML, keys named like the long flags in snake_case), else its
+//! default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use talkbell_relay::{HeartbeatHint, RateLimit, RelayConfig, TlsFiles, Users};
+
+/// The flags of `serve`, and the keys of its config file. Every one is optional here; the
+/// defaults apply after the flags and the file are merged.
+#[derive(clap::Args, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeArgs {
+    /// A TOML file with any of the options below (snake_case keys: listen, users, db,
+    /// tls_cert, …); a flag given here overrides the file.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// The users file (TOML; see add-user). Required, here or in the config file.
+    #[arg(long)]
+    pub users: Option<PathBuf>,
+    /// The queue database (SQLite) [default: talkbell-relay.db beside the users file].
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// Close a connection that sent nothing for this many seconds [default: 60].
+    #[arg(long)]
+    pub idle_timeout: Option<u64>,
+    /// Close a connection that has not sent its hello this many seconds after opening
+    /// [default: 10].
+    #[arg(long)]
+    pub hello_timeout: Option<u64>,
+    /// Heartbeat interval to suggest to clients in the welcome, in ms [default: none].
+    #[arg(long)]
+    pub heartbeat_interval_ms: Option<u64>,
+    /// Heartbeat timeout to suggest to clients in the welcome, in ms [default: none].
+    #[arg(long)]
+    pub heartbeat_timeout_ms: Option<u64>,
+    /// Delete talks older than this many days, acked or not [default: 30].
+    #[arg(long)]
+    pub retention_days: Option<u64>,
+    /// Keep at most this many talks per recipient [default: 10000].
+    #[arg(long)]
+    pub max_queued: Option<usize>,
+    /// Frames per second one connection may send, on average [default: 50].
+    #[arg(long)]
+    pub ws_rate: Option<f64>,
+    /// Frames one connection may send at once [default: 100].
+    #[arg(long)]
+    pub ws_burst: Option<u32>,
+    /// POST /v1/talk per second per token, on average [default: 20].
+    #[arg(long)]
+    pub http_rate: Option<f64>,
+    /// POST /v1/talk at once per token [default: 100].
+    #[arg(long)]
+    pub http_burst: Option<u32>,
+    /// Also send every talk, without its seq, to everyone else connected, as the
+    /// original servers did (clients pick out their own). `--deliver-to-all=false` turns
+    /// off what the config file turned on [default: false].
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub deliver_to_all: Option<bool>,
+    /// The TLS certificate chain (PEM): the listener then serves TLS only, WebSocket
+    /// and HTTP. Needs --tls-key. Read again on SIGHUP.
+    #[arg(long, value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// The TLS private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("the config file {path} is not valid: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("no users file: give --users FILE, or `users = \"FILE\"` in the config file")]
+    NoUsers,
+    #[error("TLS needs both a certificate and a key: {missing} is not set")]
+    HalfTls { missing: &'static str },
+    #[error("ws_rate and http_rate must be above 0")]
+    BadRate,
+}
+
+/// What `serve` runs with, once flags, file and defaults are merged.
+#[derive(Debug)]
+pub struct Settings {
+    pub users: PathBuf,
+    pub relay: RelayConfig,
+}
+
+/// A path from the config file: a relative one is taken from the file's directory.
+fn beside(config: &Path, path: PathBuf) -> PathBuf {
+    match config.parent() {
+        Some(dir) if path.is_relative() => dir.join(path),
+        _ => path,
+    }
+}
+
+/// Reads a config file; its relative paths are made relative to its directory.
+pub fn read_file(path: &Path) -> Result<ServeArgs, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+    let mut file: ServeArgs =
+        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })?;
+    file.users = file.users.map(|p| beside(path, p));
+    file.db = file.db.map(|p| beside(path, p));
+    file.tls_cert = file.tls_cert.map(|p| beside(path, p));
+    file.tls_key = file.tls_key.map(|p| beside(path, p));
+    Ok(file)
+}
+
+/// The flags over the file: each field from `cli` when given there.
+fn merge(cli: ServeArgs, file: ServeArgs) -> ServeArgs {
+    macro_rules! pick {
+        ($($f:ident),*) => { ServeArgs { config: cli.config, $($f: cli.$f.or(file.$f)),* } };
+    }
+    pick!(
+        listen,
+        users,
+        db,
+        idle_timeout,
+        hello_timeout,
+        heartbeat_interval_ms,
+        heartbeat_timeout_ms,
+        retention_days,
+        max_queued,
+        ws_rate,
+        ws_burst,
+        http_rate,
+        http_burst,
+        deliver_to_all,
+        tls_cert,
+        tls_key
+    )
+}
+
+fn default_db(users: &Path) -> PathBuf {
+    match users.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.join("talkbell-relay.db"),
+        _ => PathBuf::from("talkbell-relay.db"),
+    }
+}
+
+fn tls_files(cert: Option<PathBuf>, key: Option<PathBuf>) -> Result<Option<TlsFiles>, ConfigError> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key })),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(ConfigError::HalfTls { missing: "tls_key (--tls-key)" }),
+        (None, Some(_)) => Err(ConfigError::HalfTls { missing: "tls_cert (--tls-cert)" }),
+    }
+}
+
+impl Settings {
+    /// Merges the flags, the config file (if `--config` names one) and the defaults. The
+    /// users table is left empty: the caller loads the file.
+    pub fn resolve(cli: ServeArgs) -> Result<Settings, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => read_file(path)?,
+            None => ServeArgs::default(),
+        };
+        let a = merge(cli, file);
+        let users = a.users.ok_or(ConfigError::NoUsers)?;
+        let listen = a.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let db = a.db.unwrap_or_else(|| default_db(&users));
+        let mut cfg = RelayConfig::new(listen, Users::new(), db);
+        cfg.idle_timeout = Duration::from_secs(a.idle_timeout.unwrap_or(60).max(1));
+        cfg.hello_timeout = Duration::from_secs(a.hello_timeout.unwrap_or(10).max(1));
+        if a.heartbeat_interval_ms.is_some() || a.heartbeat_timeout_ms.is_some() {
+            cfg.heartbeat_hint =
+                Some(HeartbeatHint { interval_ms: a.heartbeat_interval_ms, timeout_ms: a.heartbeat_timeout_ms });
+        }
+        cfg.retention = Duration::from_secs(a.retention_days.unwrap_or(30).max(1) * 24 * 3600);
+        cfg.max_queued_per_recipient = a.max_queued.unwrap_or(10_000).max(1);
+        cfg.deliver_to_all = a.deliver_to_all.unwrap_or(false);
+        let (ws_rate, http_rate) = (a.ws_rate.unwrap_or(50.0), a.http_rate.unwrap_or(20.0));
+        if !(ws_rate > 0.0 && http_rate > 0.0) {
+            return Err(ConfigError::BadRate);
+        }
+        cfg.ws_rate = RateLimit::new(ws_rate, a.ws_burst.unwrap_or(100).max(1));
+        cfg.http_rate = RateLimit::new(http_rate, a.http_burst.unwrap_or(100).max(1));
+        cfg.tls = tls_files(a.tls_cert, a.tls_key)?;
+        Ok(Settings { users, relay: cfg })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let path = dir.join("relay.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn the_flags_override_the_file_and_relative_paths_are_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "listen = \"127.0.0.1:9000\"\nusers = \"users.toml\"\nidle_timeout = 5\ndeliver_to_all = true\n",
+        );
+        let cli =
+            ServeArgs { config: Some(path), idle_timeout: Some(7), deliver_to_all: Some(false), ..Default::default() };
+        let s = Settings::resolve(cli).unwrap();
+        assert_eq!(s.users, dir.path().join("users.toml"));
+        assert_eq!(s.relay.db, dir.path().join("talkbell-relay.db"));
+        assert_eq!(s.relay.listen, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(s.relay.idle_timeout, Duration::from_secs(7));
+        assert!(!s.relay.deliver_to_all);
+        assert!(s.relay.tls.is_none());
+    }
+
+    #[test]
+    fn bad_files_name_the_file_the_line_and_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "users = \"u.toml\"\n\nlisten_on = \"x\"\n");
+        let err = Settings::resolve(ServeArgs { config: Some(path.clone()), ..Default::default() }).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(&path.display().to_string()), "{text}");
+        assert!(text.contains("line 3"), "{text}");
+        assert!(text.contains("listen_on"), "{text}");
+
+        let path = write(dir.path(), "idle_timeout = \"soon\"\n");
+        let err = Settings::resolve(ServeArgs { config: Some(path), ..Default::default() }).unwrap_err();
+        assert!(err.to_string().contains("line 1"), "{err}");
+
+        assert!(matches!(Settings::resolve(ServeArgs::default()), Err(ConfigError::NoUsers)));
+        let half = ServeArgs { users: Some("u".into()), tls_cert: Some("c.pem".into()), ..Default::default() };
+        assert!(matches!(Settings::resolve(half), Err(ConfigError::HalfTls { .. })));
+    }
+}
