@@ -38,6 +38,19 @@ GUI_PACKAGES=(
   imagemagick                    # `import`: screenshots of the window, tray and popups
 )
 
+# package: building the .deb/.rpm (scripts/package.sh) and checking them as a distribution
+#          would (tests/packages.rs).
+PACKAGE_PACKAGES=(
+  dpkg-dev fakeroot              # dpkg-shlibdeps and dpkg-deb, used by cargo-deb
+  rpm                            # rpm -qpl / -qp --requires: what the .rpm holds and needs
+  lintian                        # Debian's package checker
+  desktop-file-utils             # desktop-file-validate
+  appstream                      # appstreamcli validate
+  systemd                        # systemd-analyze verify, for the units (no systemd runs here)
+  adduser passwd                 # the relay package's postinst/postrm make its system user
+  util-linux                     # runuser: a unit's ExecStart run as the unit's user
+)
+
 # bench: the benchmarks (crates/bench); the browser baseline runs bench/baseline.html in it.
 BENCH_PACKAGES=(
   chromium                       # Debian's Chromium, run --headless as the original browser client
@@ -53,8 +66,9 @@ for g in "${groups[@]}"; do
   case "$g" in
     core) wanted+=("${CORE_PACKAGES[@]}") ;;
     gui)  wanted+=("${GUI_PACKAGES[@]}") ;;
+    package) wanted+=("${PACKAGE_PACKAGES[@]}") ;;
     bench) wanted+=("${BENCH_PACKAGES[@]}") ;;
-    *) echo "install-deps: unknown group '$g' (known: core gui bench)" >&2; exit 2 ;;
+    *) echo "install-deps: unknown group '$g' (known: core gui package bench)" >&2; exit 2 ;;
   esac
 done
 
