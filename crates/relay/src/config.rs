@@ -234,4 +234,13 @@ mod tests {
         let half = ServeArgs { users: Some("u".into()), tls_cert: Some("c.pem".into()), ..Default::default() };
         assert!(matches!(Settings::resolve(half), Err(ConfigError::HalfTls { .. })));
     }
+
+    #[test]
+    fn the_packaged_config_file_is_valid() {
+        let file: ServeArgs = toml::from_str(include_str!("../debian/relay.toml")).unwrap();
+        assert_eq!(file.users.as_deref(), Some(Path::new("/etc/talkbell-relay/users.toml")));
+        assert_eq!(file.db.as_deref(), Some(Path::new("/var/lib/talkbell-relay/relay.db")));
+        assert_eq!(file.listen, Some("127.0.0.1:8080".parse().unwrap()));
+        assert!(file.tls_cert.is_none() && file.tls_key.is_none());
+    }
 }

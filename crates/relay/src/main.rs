@@ -22,7 +22,7 @@ struct Cli {
 enum Command {
     /// Run the relay: WebSocket on /, POST /v1/talk, a durable queue in SQLite. SIGHUP
     /// reads the users file and the TLS certificate again.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Add a user to the users file and print their new token (shown once).
     AddUser {
         /// The users file (TOML); created (mode 0640) if missing, else its owner, group
@@ -85,7 +85,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => {
             init_logs("info");
-            runtime().and_then(|rt| rt.block_on(serve(args)))
+            runtime().and_then(|rt| rt.block_on(serve(*args)))
         }
         Command::AddUser { users, id, name } => {
             init_logs("warn");
@@ -107,10 +107,23 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("talkbell-relay: error: {e:#}");
+            eprintln!("talkbell-relay: error: {}", report(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, each cause once: most messages already include their cause.
+fn report(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -158,6 +171,7 @@ async fn reload(relay: &Relay, users_file: &Path) {
             Err(e) => tracing::warn!(error = %e, "the TLS certificate did not load; keeping the old one"),
         }
     }
+    tracing::info!("reload done");
 }
 
 enum Signal {

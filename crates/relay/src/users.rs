@@ -162,6 +162,16 @@ const HEADER: &str = "\
 # Add a user with: talkbell-relay add-user --users THIS_FILE --id ID --name NAME
 ";
 
+/// A TOML error on one line (for the log): "line L, column C: message".
+fn one_line(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim().replace('\n', "; ");
+    let Some(at) = e.span().map(|s| s.start.min(text.len())) else { return message };
+    let before = text.get(..at).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("line {line}, column {column}: {message}")
+}
+
 fn valid_name(name: &str) -> Result<String, UsersError> {
     let name = name.trim();
     if name.is_empty() {
@@ -317,7 +327,7 @@ impl Users {
     }
 
     fn parse(text: &str) -> Result<Self, String> {
-        let file: FileUsers = toml::from_str(text).map_err(|e| e.to_string())?;
+        let file: FileUsers = toml::from_str(text).map_err(|e| one_line(text, &e))?;
         let mut users = Users::new();
         for (n, u) in file.users.into_iter().enumerate() {
             let id = match u.id {
@@ -434,6 +444,8 @@ mod tests {
             assert!(Users::parse(&bad).is_err(), "accepted: {bad}");
         }
         assert_eq!(Users::parse("").unwrap().len(), 0);
+        let err = Users::parse("[[users]]\nid = 1\nnam = \"x\"\n").unwrap_err();
+        assert!(err.starts_with("line 3, column 1: unknown field `nam`") && !err.contains('\n'), "{err}");
     }
 
     #[test]

@@ -182,3 +182,123 @@ async fn serve_runs_until_sigterm_and_closes_with_1001() {
     assert!(!log.contains(&t1) && !log.contains(&t2), "a token is in the log:\n{log}");
     assert!(log.contains("signed in"), "{log}");
 }
+
+async fn run(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    let out = Command::new(BIN).args(args).stdin(Stdio::null()).output();
+    tokio::time::timeout(WAIT, out).await.unwrap().unwrap()
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn add_user_creates_0640_and_keeps_the_mode_and_owner_of_an_existing_file() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("users.toml");
+    token_of(&add_user(&file, "1", "wang1").await);
+    let meta = std::fs::metadata(&file).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o640, "a new users file is 0640");
+
+    // As root, the file is given to another owner and group first (as the package's
+    // root:talkbell-relay); otherwise it keeps ours.
+    let me = meta.uid();
+    let (uid, gid) = if me == 0 { (4242, 4343) } else { (meta.uid(), meta.gid()) };
+    if me == 0 {
+        std::os::unix::fs::chown(&file, Some(uid), Some(gid)).unwrap();
+    }
+    for mode in [0o600, 0o640] {
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+        let id = format!("{mode:o}");
+        token_of(&add_user(&file, &id, "someone").await);
+        let meta = std::fs::metadata(&file).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, mode, "the mode is kept");
+        assert_eq!((meta.uid(), meta.gid()), (uid, gid), "the owner and group are kept");
+    }
+    assert_eq!(Users::load(&file).unwrap().len(), 3);
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names.len(), 1, "no temporary file is left: {names:?}");
+}
+
+#[tokio::test]
+async fn remove_user_and_rotate_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("users.toml");
+    let t1 = token_of(&add_user(&file, "1", "wang1").await);
+    let t2 = token_of(&add_user(&file, "2", "wang2").await);
+    let f = file.as_os_str();
+
+    let out = run(&["rotate-token".as_ref(), "--users".as_ref(), f, "--id".as_ref(), "2".as_ref()]).await;
+    let t2_new = token_of(&out);
+    assert_ne!(t2, t2_new);
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(!text.contains(&t2_new), "only the hash is kept");
+    let users = Users::load(&file).unwrap();
+    assert!(users.authenticate(&t2).is_none(), "the old token is refused");
+    assert_eq!(users.authenticate(&t2_new).unwrap().name, "wang2");
+
+    let out = run(&["remove-user".as_ref(), "--users".as_ref(), f, "--id".as_ref(), "1".as_ref()]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout.is_empty());
+    let users = Users::load(&file).unwrap();
+    assert!(users.authenticate(&t1).is_none());
+    assert_eq!(users.len(), 1);
+
+    for cmd in ["remove-user", "rotate-token"] {
+        let before = std::fs::read_to_string(&file).unwrap();
+        let out = run(&[cmd.as_ref(), "--users".as_ref(), f, "--id".as_ref(), "9".as_ref()]).await;
+        assert!(!out.status.success());
+        assert!(out.stdout.is_empty(), "no token for an unknown id");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("there is no user with id 9"), "{cmd}: {err}");
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), before, "the file is left alone");
+    }
+    let missing = dir.path().join("missing.toml");
+    let out =
+        run(&["remove-user".as_ref(), "--users".as_ref(), missing.as_os_str(), "--id".as_ref(), "1".as_ref()]).await;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"), "{out:?}");
+}
+
+#[tokio::test]
+async fn serve_reads_a_config_file_and_a_flag_overrides_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.toml");
+    let token = token_of(&add_user(&users, "1", "wang1").await);
+    let config = dir.path().join("relay.toml");
+    std::fs::write(
+        &config,
+        "# relative paths are the config file's\nlisten = \"127.0.0.1:0\"\nusers = \"users.toml\"\ndb = \"queue.db\"\n\
+         heartbeat_interval_ms = 1000\nheartbeat_timeout_ms = 7000\n",
+    )
+    .unwrap();
+    let served = support::child::Served::start([
+        "--config".as_ref(),
+        config.as_os_str(),
+        "--heartbeat-interval-ms".as_ref(),
+        "25000".as_ref(),
+    ])
+    .await;
+    let mut ws = connect(&served.url).await;
+    send_text(&mut ws, hello_text(&token, "dev", None)).await;
+    let welcome = next_json(&mut ws).await;
+    assert_eq!(welcome["heartbeat"]["interval_ms"], 25000, "the flag wins: {welcome}");
+    assert_eq!(welcome["heartbeat"]["timeout_ms"], 7000, "the file fills in: {welcome}");
+    assert!(dir.path().join("queue.db").exists(), "db is taken from the config file's directory");
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn serve_refuses_a_config_with_an_unknown_key_or_no_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("relay.toml");
+    std::fs::write(&config, "users = \"users.toml\"\n\nlisten_address = \"127.0.0.1:0\"\n").unwrap();
+    let out = run(&["serve".as_ref(), "--config".as_ref(), config.as_os_str()]).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [config.display().to_string().as_str(), "line 3", "unknown field", "listen_address"] {
+        assert!(err.contains(want), "{want:?} missing in: {err}");
+    }
+
+    let out = run(&["serve".as_ref(), "--listen".as_ref(), "127.0.0.1:0".as_ref()]).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--users"), "{err}");
+}

@@ -1,6 +1,10 @@
 //! Shared helpers: a relay in-process on 127.0.0.1:0 with three users, WebSocket clients
-//! (tokio-tungstenite), and a raw HTTP/1.1 client for requests `post_talk` never makes.
+//! (tokio-tungstenite), and a raw HTTP/1.1 client for requests `post_talk` never makes;
+//! [`tls`]: a test CA and wss clients; [`child`]: the relay binary as a child process.
 #![allow(dead_code)]
+
+pub mod child;
+pub mod tls;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -17,6 +21,19 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// How long a test waits for a frame that must come.
 pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Polls `check` until it gives Some, or panics after [`WAIT`] (three times over: these
+/// conditions involve child processes on a shared machine).
+pub async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + WAIT * 3;
+    loop {
+        if let Some(t) = check() {
+            return t;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
 
 pub struct Env {
     pub relay: Relay,
@@ -74,6 +91,15 @@ pub async fn start_with(tweak: impl FnOnce(&mut RelayConfig)) -> Env {
     tweak(&mut cfg);
     let relay = talkbell_relay::start(cfg).await.expect("relay starts");
     Env { relay, dir, users, db, tokens }
+}
+
+/// Says hello with a token the relay must refuse: the error frame, then close 4001.
+pub async fn refused(url: &str, token: &str) {
+    let mut ws = connect(url).await;
+    send_text(&mut ws, hello_text(token, "refused-dev", None)).await;
+    let err = next_json(&mut ws).await;
+    assert_eq!(err["code"], "unauthorized", "{err}");
+    assert_eq!(close_code(&mut ws).await, Some(4001));
 }
 
 pub async fn connect(url: &str) -> Ws {
