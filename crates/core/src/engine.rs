@@ -129,7 +129,9 @@ impl Engine {
                         SessionState::SignedOut { reason } => {
                             return Err(EngineError::Refused(reason.unwrap_or_default()))
                         }
-                        SessionState::Backoff { reason, .. } => return Err(EngineError::Unreachable(reason)),
+                        SessionState::Backoff { reason, .. } => {
+                            return Err(EngineError::Unreachable(reason.to_string()))
+                        }
                         SessionState::Stopped => return Err(EngineError::Unreachable("stopped".into())),
                         SessionState::Authenticating => {}
                     },

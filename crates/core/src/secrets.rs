@@ -2,9 +2,13 @@
 //!
 //! On Linux the keyring is the Secret Service (GNOME Keyring, KWallet, KeePassXC...) on
 //! the D-Bus session bus, reached through the `keyring` crate; on macOS and Windows the
-//! same calls go to the Keychain and the Credential Manager. There is **no fallback**: no
-//! file, no environment variable, no memory-only store. A missing or locked keyring is a
-//! [`SecretsError`] whose message tells the user what to do.
+//! same calls go to the Keychain and the Credential Manager (keyring's `apple-native` and
+//! `windows-native` stores, enabled per target in Cargo.toml; `scripts/check-keyring-targets.sh`
+//! asserts it). There is **no fallback**: no file, no environment variable, no memory-only
+//! store. A missing or locked keyring is a [`SecretsError`] whose message tells the user
+//! what to do, and on a target with no persistent store every call is
+//! [`SecretsError::NoPersistentStore`], so signing in fails instead of keeping the token
+//! in memory until the next restart.
 //!
 //! # What ends up in the Secret Service
 //! One item per server, in the default collection (normally `login`), with the
@@ -75,6 +79,13 @@ pub enum SecretsError {
         after.as_secs()
     )]
     NoAnswer { after: Duration },
+    /// This build has no persistent keyring (keyring would keep the token in memory only).
+    #[error(
+        "no persistent keyring on this platform: the token would be lost at restart. \
+         Talkbell stores tokens only in the Secret Service (Linux), the Keychain (macOS) \
+         or the Credential Manager (Windows)"
+    )]
+    NoPersistentStore,
     /// Anything else the keyring reported.
     #[error("the keyring refused the request: {0}")]
     Access(String),
@@ -161,6 +172,7 @@ impl SecretStore {
         if server.is_empty() {
             return Err(SecretsError::Access("the server URL is empty".into()));
         }
+        platform::persistent()?;
         keyring::Entry::new(&self.service, server).map_err(|e| classify(e, server))
     }
 
@@ -226,6 +238,11 @@ mod platform {
         "org.freedesktop.DBus.Error.Disconnected",
     ];
 
+    /// The Secret Service keeps items across restarts.
+    pub(super) fn persistent() -> Result<(), SecretsError> {
+        Ok(())
+    }
+
     pub(super) fn classify(err: &(dyn std::error::Error + Send + Sync + 'static)) -> Option<SecretsError> {
         let ss = err.downcast_ref::<Ss>()?;
         Some(match ss {
@@ -264,9 +281,36 @@ mod platform {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(any(target_os = "windows", target_os = "macos"))]
 mod platform {
+    //! The Credential Manager and the Keychain: keyring's own error kinds say enough.
     use super::SecretsError;
+
+    pub(super) fn persistent() -> Result<(), SecretsError> {
+        Ok(())
+    }
+
+    pub(super) fn classify(_: &(dyn std::error::Error + Send + Sync + 'static)) -> Option<SecretsError> {
+        None
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "windows", target_os = "macos")))]
+mod platform {
+    //! No persistent store: keyring would fall back to its in-memory mock.
+    pub(super) use super::no_store::{classify, persistent};
+}
+
+/// What a target without a persistent keyring does: refuse every call. Compiled on every
+/// target so that its test runs here.
+#[cfg_attr(any(target_os = "linux", target_os = "windows", target_os = "macos"), allow(dead_code))]
+mod no_store {
+    use super::SecretsError;
+
+    pub(super) fn persistent() -> Result<(), SecretsError> {
+        Err(SecretsError::NoPersistentStore)
+    }
+
     pub(super) fn classify(_: &(dyn std::error::Error + Send + Sync + 'static)) -> Option<SecretsError> {
         None
     }
@@ -308,6 +352,25 @@ mod tests {
             classify(keyring::Error::PlatformFailure(boxed(secret_service::Error::Unavailable)), "s"),
             SecretsError::NoKeyring { .. }
         ));
+    }
+
+    #[test]
+    fn a_target_without_a_persistent_store_refuses_to_keep_the_token() {
+        let refused = no_store::persistent();
+        assert_eq!(refused, Err(SecretsError::NoPersistentStore));
+        let text = SecretsError::NoPersistentStore.to_string();
+        assert!(
+            text.starts_with("no persistent keyring on this platform: the token would be lost at restart"),
+            "{text}"
+        );
+    }
+
+    /// The targets Talkbell ships for have a real store (the features are checked by
+    /// scripts/check-keyring-targets.sh; this checks the code path that uses them).
+    #[cfg(any(target_os = "linux", target_os = "windows", target_os = "macos"))]
+    #[test]
+    fn shipped_targets_have_a_persistent_store() {
+        assert_eq!(platform::persistent(), Ok(()));
     }
 
     #[test]

@@ -13,11 +13,12 @@ use talkbell_core::session::{Session, SessionEvent, SessionState, Timing};
 use tokio::sync::mpsc;
 use zbus::Connection;
 
-/// Signals are broadcast on the one bus, so these tests take turns.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// Signals are broadcast on the one bus, so these tests take turns. An async mutex: the
+/// turn is held across the test's awaits, each test on a runtime of its own.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn require_desktop_session() -> std::sync::MutexGuard<'static, ()> {
-    let turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+async fn require_desktop_session() -> tokio::sync::MutexGuard<'static, ()> {
+    let turn = ONE_AT_A_TIME.lock().await;
     assert!(
         std::env::var_os("TALKBELL_DESKTOP_SESSION").is_some(),
         "this test needs a private D-Bus: run it through scripts/desktop-session.sh"
@@ -73,7 +74,7 @@ fn patient_timing() -> Timing {
 #[tokio::test]
 #[ignore = "needs scripts/desktop-session.sh"]
 async fn resume_from_sleep_reconnects_a_live_link_at_once() {
-    let _turn = require_desktop_session();
+    let _turn = require_desktop_session().await;
     // Says hello back at once, so the link is up without waiting for a heartbeat.
     let server = Scripted::start(|_, mut ws| async move {
         next_text(&mut ws).await;
@@ -106,7 +107,7 @@ async fn resume_from_sleep_reconnects_a_live_link_at_once() {
 #[tokio::test]
 #[ignore = "needs scripts/desktop-session.sh"]
 async fn the_network_coming_up_ends_a_backoff_wait_at_once() {
-    let _turn = require_desktop_session();
+    let _turn = require_desktop_session().await;
     // Nothing listens: the first attempt fails and the next one is 10 minutes away.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}/", listener.local_addr().unwrap());
@@ -136,7 +137,7 @@ async fn the_network_coming_up_ends_a_backoff_wait_at_once() {
 #[tokio::test]
 #[ignore = "needs scripts/desktop-session.sh"]
 async fn without_logind_or_network_manager_the_session_just_works() {
-    let _turn = require_desktop_session();
+    let _turn = require_desktop_session().await;
     let server = Scripted::start(|_, ws| echo_heartbeats(ws, mpsc::unbounded_channel().0)).await;
     let session =
         Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));

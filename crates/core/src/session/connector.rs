@@ -1,71 +1,232 @@
-//! Opening one WebSocket: TCP, TLS and the handshake, within the connect timeout.
+//! Opening one WebSocket: DNS, TCP (directly or through an HTTP CONNECT proxy), TLS and
+//! the handshake, all within the connect timeout. Each failure is an [`OfflineReason`]
+//! that names its cause.
 
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::error::{TlsError, UrlError};
+use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
-pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use super::reason::{self, OfflineReason};
+use super::transport::Transport;
+
+pub(crate) type Ws = WebSocketStream<MaybeTlsStream<Wire>>;
 
 /// Why a socket could not be opened.
 #[derive(Debug)]
 pub(crate) enum ConnectError {
     /// HTTP 401/403 to the handshake: the server refuses us; do not retry on our own.
-    Rejected(String),
-    /// Anything else (refused, DNS, TLS, timeout, bad URL): try again later.
-    Failed(String),
+    Rejected { status: u16 },
+    /// Anything else: try again later.
+    Failed(OfflineReason),
 }
 
-/// One TLS configuration for the process, with ring as the provider and the Mozilla
-/// roots, so that `wss://` works without a system certificate store.
-fn tls() -> Option<Arc<rustls::ClientConfig>> {
-    static TLS: OnceLock<Option<Arc<rustls::ClientConfig>>> = OnceLock::new();
-    TLS.get_or_init(|| {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .ok()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Some(Arc::new(config))
-    })
-    .clone()
+impl From<OfflineReason> for ConnectError {
+    fn from(reason: OfflineReason) -> Self {
+        ConnectError::Failed(reason)
+    }
 }
 
 pub(crate) fn ws_config(max_message_bytes: usize) -> WebSocketConfig {
     WebSocketConfig::default().max_message_size(Some(max_message_bytes)).max_frame_size(Some(max_message_bytes))
 }
 
-pub(crate) async fn open(server: &str, timeout: Duration, max_message_bytes: usize) -> Result<Ws, ConnectError> {
-    let request = server
-        .into_client_request()
-        .map_err(|e| ConnectError::Failed(format!("invalid server URL {server:?}: {e}")))?;
-    let connector = if request.uri().scheme_str() == Some("wss") {
-        match tls() {
-            Some(config) => Some(Connector::Rustls(config)),
-            None => return Err(ConnectError::Failed("TLS is not available".into())),
+/// Where a server URL points.
+struct Target {
+    request: Request,
+    /// Without IPv6 brackets.
+    host: String,
+    port: u16,
+    tls: bool,
+}
+
+impl Target {
+    fn parse(server: &str) -> Result<Target, OfflineReason> {
+        let bad = |detail: String| OfflineReason::BadUrl { url: server.to_owned(), detail };
+        let request = server.into_client_request().map_err(|e| bad(e.to_string()))?;
+        let uri = request.uri();
+        let tls = match uri.scheme_str() {
+            Some("wss") => true,
+            Some("ws") => false,
+            _ => return Err(bad("it must start with ws:// or wss://".into())),
+        };
+        let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_owned();
+        if host.is_empty() {
+            return Err(bad("it names no host".into()));
         }
-    } else {
-        Some(Connector::Plain)
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        Ok(Target { request, host, port, tls })
+    }
+}
+
+pub(crate) async fn open(
+    server: &str,
+    transport: &Transport,
+    timeout: Duration,
+    max_message_bytes: usize,
+) -> Result<Ws, ConnectError> {
+    let target = Target::parse(server)?;
+    match tokio::time::timeout(timeout, handshake(target, transport, max_message_bytes)).await {
+        Err(_) => Err(OfflineReason::TimedOut { after: timeout }.into()),
+        Ok(result) => result,
+    }
+}
+
+async fn handshake(target: Target, transport: &Transport, max_message_bytes: usize) -> Result<Ws, ConnectError> {
+    let connector = match (target.tls, transport.tls()) {
+        (false, _) => Connector::Plain,
+        (true, Some(config)) => Connector::Rustls(config),
+        (true, None) => return Err(OfflineReason::Tls { detail: "TLS is not available in this build".into() }.into()),
     };
-    let attempt =
-        tokio_tungstenite::connect_async_tls_with_config(request, Some(ws_config(max_message_bytes)), true, connector);
-    match tokio::time::timeout(timeout, attempt).await {
-        Err(_) => Err(ConnectError::Failed(format!("no connection within {timeout:?}"))),
-        Ok(Ok((ws, _response))) => Ok(ws),
-        Ok(Err(WsError::Http(response))) => {
-            let status = response.status();
-            if status.as_u16() == 401 || status.as_u16() == 403 {
-                Err(ConnectError::Rejected(format!("the server answered HTTP {status}")))
-            } else {
-                Err(ConnectError::Failed(format!("the server answered HTTP {status}")))
+    let tcp = match transport.proxy_for(&target.host, target.port, target.tls) {
+        Some(proxy) => super::proxy::tunnel(&proxy, &target.host, target.port).await.map_err(OfflineReason::from)?,
+        None => dial(&target.host, target.port).await?,
+    };
+    let first = Arc::new(OnceLock::new());
+    let wire = Wire { tcp, first: first.clone() };
+    let (host, tls) = (target.host.clone(), target.tls);
+    let attempt = tokio_tungstenite::client_async_tls_with_config(
+        target.request,
+        wire,
+        Some(ws_config(max_message_bytes)),
+        Some(connector),
+    );
+    match attempt.await {
+        Ok((ws, _response)) => Ok(ws),
+        Err(e) => Err(classify(e, &host, tls, first.get().copied())),
+    }
+}
+
+/// TCP to the first address of `host` that answers.
+async fn dial(host: &str, port: u16) -> Result<TcpStream, OfflineReason> {
+    let addrs: Vec<_> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| OfflineReason::Dns { host: host.to_owned(), detail: e.to_string() })?
+        .collect();
+    let mut last = OfflineReason::Dns { host: host.to_owned(), detail: "no address".into() };
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(tcp) => {
+                let _ = tcp.set_nodelay(true);
+                return Ok(tcp);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                last = OfflineReason::Refused { addr: addr.to_string() };
+            }
+            Err(e) => last = OfflineReason::Unreachable { addr: addr.to_string(), detail: e.to_string() },
+        }
+    }
+    Err(last)
+}
+
+/// What a failed TLS or WebSocket handshake means. `first` is the first byte the server
+/// sent: a TLS record to a `ws://` URL, or plain text to a `wss://` one, says the scheme
+/// is wrong whatever the error it caused.
+fn classify(err: WsError, host: &str, tls: bool, first: Option<u8>) -> ConnectError {
+    let speaks_tls = first.map(reason::is_tls_record);
+    let reason = match err {
+        WsError::Http(response) => {
+            let status = response.status().as_u16();
+            if status == 401 || status == 403 {
+                return ConnectError::Rejected { status };
+            }
+            OfflineReason::Http { status }
+        }
+        _ if !tls && speaks_tls == Some(true) => OfflineReason::PortSpeaksTls,
+        WsError::Tls(TlsError::Rustls(e)) => reason::from_rustls(&e, host, first),
+        WsError::Io(e) => match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+            Some(e) => reason::from_rustls(e, host, first),
+            None if tls && speaks_tls == Some(false) => OfflineReason::PortSpeaksPlain,
+            None if tls && e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                OfflineReason::Tls { detail: "the server closed the connection during the TLS handshake".into() }
+            }
+            None => OfflineReason::Lost { detail: e.to_string() },
+        },
+        WsError::Tls(TlsError::InvalidDnsName) => {
+            OfflineReason::BadUrl { url: host.to_owned(), detail: "not a host name TLS can check".into() }
+        }
+        WsError::Url(UrlError::TlsFeatureNotEnabled) => OfflineReason::Tls { detail: "TLS is not available".into() },
+        WsError::Url(e) => OfflineReason::BadUrl { url: host.to_owned(), detail: e.to_string() },
+        _ if tls && speaks_tls == Some(false) => OfflineReason::PortSpeaksPlain,
+        other => OfflineReason::Handshake { detail: other.to_string() },
+    };
+    ConnectError::Failed(reason)
+}
+
+/// The TCP stream under TLS and the WebSocket, noting the first byte the server sends.
+pub(crate) struct Wire {
+    tcp: TcpStream,
+    first: Arc<OnceLock<u8>>,
+}
+
+impl AsyncRead for Wire {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.tcp).poll_read(cx, buf);
+        if let Some(byte) = buf.filled().get(before) {
+            if self.first.get().is_none() {
+                let _ = self.first.set(*byte);
             }
         }
-        Ok(Err(e)) => Err(ConnectError::Failed(e.to_string())),
+        polled
+    }
+}
+
+impl AsyncWrite for Wire {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked_before_any_socket() {
+        let cases = [
+            ("wss://talk.example/ws", Ok(("talk.example", 443, true))),
+            ("ws://127.0.0.1:8080/ws", Ok(("127.0.0.1", 8080, false))),
+            ("ws://[::1]:9/ws", Ok(("::1", 9, false))),
+            ("https://talk.example/ws", Err(())),
+            ("not a url", Err(())),
+        ];
+        for (url, want) in cases {
+            let got = Target::parse(url).map(|t| (t.host, t.port, t.tls));
+            match (got, want) {
+                (Ok((h, p, t)), Ok((wh, wp, wt))) => assert_eq!((h.as_str(), p, t), (wh, wp, wt), "{url}"),
+                (Err(OfflineReason::BadUrl { .. }), Err(())) => {}
+                (got, _) => panic!("{url}: {:?}", got.map(|_| ())),
+            }
+        }
     }
 }

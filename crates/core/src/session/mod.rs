@@ -9,7 +9,10 @@
 
 mod backoff;
 mod connector;
+mod proxy;
+mod reason;
 mod task;
+mod transport;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,6 +20,8 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 pub use backoff::Backoff;
+pub use reason::{OfflineReason, ProxyError, Untrusted};
+pub use transport::{ProxySettings, Transport};
 
 use crate::protocol::{Person, ProtocolError, Seq, TalkMessage, Token, UserId};
 
@@ -109,6 +114,8 @@ pub struct SessionConfig {
     pub client_name: Option<String>,
     /// Seeds the backoff jitter, for reproducible tests; `None` in real use.
     pub jitter_seed: Option<u64>,
+    /// The roots TLS trusts and the proxies (the system's and the environment's).
+    pub transport: Transport,
 }
 
 impl SessionConfig {
@@ -119,6 +126,7 @@ impl SessionConfig {
             max_message_bytes: crate::protocol::MAX_MESSAGE_BYTES,
             client_name: Some(concat!("talkbell/", env!("CARGO_PKG_VERSION")).to_owned()),
             jitter_seed: None,
+            transport: Transport::from_env(),
         }
     }
 }
@@ -134,8 +142,8 @@ pub enum SessionState {
     Authenticating,
     /// Up. `user` is who the server says we are (welcome) or the configured id.
     Connected { user: Option<Person> },
-    /// Waiting before the next attempt.
-    Backoff { attempt: u32, delay: Duration, until: std::time::SystemTime, reason: String },
+    /// Waiting before the next attempt, and why the last one failed.
+    Backoff { attempt: u32, delay: Duration, until: std::time::SystemTime, reason: OfflineReason },
     /// Shut down for good.
     Stopped,
 }

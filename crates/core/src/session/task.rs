@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::backoff::Backoff;
 use super::connector::{self, ConnectError, Ws};
+use super::reason::OfflineReason;
 use super::{
     Command, Credentials, SessionConfig, SessionError, SessionEvent, SessionState, SharedStats, StoreError, Stored,
     TalkStore, Timing,
@@ -49,7 +50,7 @@ enum Phase {
     /// Waiting after failed attempt `attempt`.
     Backoff {
         attempt: u32,
-        reason: String,
+        reason: OfflineReason,
     },
     Stopped,
 }
@@ -57,7 +58,7 @@ enum Phase {
 /// How a link ended, decided inside `link` and turned into the next phase in one place.
 enum LinkEnd {
     /// Lost, dead, oversized, unstorable: try again after a backoff.
-    Failed(String),
+    Failed(OfflineReason),
     /// The server refused the token (close 4001/4003).
     Rejected(String),
     /// A command ended the link; go straight to this phase.
@@ -79,6 +80,8 @@ pub(crate) struct SessionTask {
     stopping: Vec<oneshot::Sender<()>>,
     /// Talks read from the socket and not stored yet (within one read of the link).
     talks_read: Vec<TalkMessage>,
+    /// The reason last logged as a warning, until a link is up again.
+    last_offline: Option<OfflineReason>,
 }
 
 impl SessionTask {
@@ -105,6 +108,7 @@ impl SessionTask {
             welcomed: None,
             stopping: Vec::new(),
             talks_read: Vec::new(),
+            last_offline: None,
         }
     }
 
@@ -148,18 +152,38 @@ impl SessionTask {
         }
     }
 
-    fn publish(&self, state: SessionState) {
-        match &state {
-            SessionState::Backoff { reason, delay, .. } => {
-                tracing::info!(state = state.label(), ?delay, %reason, "session")
-            }
-            SessionState::SignedOut { reason: Some(reason) } => {
-                tracing::info!(state = state.label(), %reason, "session")
-            }
-            _ => tracing::info!(state = state.label(), "session"),
-        }
+    fn publish(&mut self, state: SessionState) {
+        self.log(&state);
         self.state.send_replace(state.clone());
         self.emit(SessionEvent::State(state));
+    }
+
+    /// One warning per offline reason: the attempts after it that fail the same way (a
+    /// server down for an hour, an untrusted certificate) are logged at debug only.
+    fn log(&mut self, state: &SessionState) {
+        match state {
+            SessionState::Backoff { reason, delay, attempt, .. } => {
+                if self.last_offline.as_ref() == Some(reason) {
+                    tracing::debug!(state = state.label(), attempt, ?delay, %reason, "session");
+                } else {
+                    tracing::warn!(state = state.label(), attempt, ?delay, %reason, "session");
+                    self.last_offline = Some(reason.clone());
+                }
+            }
+            SessionState::Connecting { attempt } if self.last_offline.is_some() => {
+                tracing::debug!(state = state.label(), attempt, "session")
+            }
+            SessionState::SignedOut { reason: Some(reason) } => {
+                self.last_offline = None;
+                tracing::info!(state = state.label(), %reason, "session")
+            }
+            _ => {
+                if !matches!(state, SessionState::Connecting { .. } | SessionState::Authenticating) {
+                    self.last_offline = None;
+                }
+                tracing::info!(state = state.label(), "session")
+            }
+        }
     }
 
     fn emit(&self, event: SessionEvent) {
@@ -212,7 +236,7 @@ impl SessionTask {
         }
     }
 
-    async fn wait_backoff(&mut self, attempt: u32, reason: String) -> Phase {
+    async fn wait_backoff(&mut self, attempt: u32, reason: OfflineReason) -> Phase {
         let delay = self.backoff.delay(attempt);
         self.publish(SessionState::Backoff { attempt, delay, until: SystemTime::now() + delay, reason });
         let wake = Instant::now() + delay;
@@ -233,7 +257,8 @@ impl SessionTask {
             return Phase::SignedOut { reason: None };
         };
         let timing = self.config.timing;
-        let open = connector::open(&creds.server, timing.connect_timeout, self.config.max_message_bytes);
+        let transport = self.config.transport.clone();
+        let open = connector::open(&creds.server, &transport, timing.connect_timeout, self.config.max_message_bytes);
         tokio::pin!(open);
         loop {
             tokio::select! {
@@ -242,7 +267,9 @@ impl SessionTask {
                         self.count(|s| s.connects += 1);
                         Phase::Linked { ws: Box::new(ws), attempt }
                     }
-                    Err(ConnectError::Rejected(reason)) => Phase::SignedOut { reason: Some(reason) },
+                    Err(ConnectError::Rejected { status }) => Phase::SignedOut {
+                        reason: Some(format!("the server refused the token (HTTP {status})")),
+                    },
                     Err(ConnectError::Failed(reason)) => Phase::Backoff { attempt, reason },
                 },
                 cmd = self.commands.recv() => {
@@ -279,7 +306,7 @@ impl SessionTask {
             Ok(resume) => resume,
             Err(e) => {
                 close(&mut ws, CloseCode::Away, self.config.timing.close_timeout).await;
-                return LinkEnd::Failed(format!("the history cannot be used: {e}"));
+                return LinkEnd::Failed(OfflineReason::History { detail: e.to_string() });
             }
         };
         let hello = ClientFrame::Hello(Hello {
@@ -296,7 +323,7 @@ impl SessionTask {
             probe_sent: None,
         };
         if let Err(e) = send(&mut ws, hello.to_text(), link.timing.heartbeat_timeout).await {
-            return LinkEnd::Failed(format!("could not send the hello: {e}"));
+            return LinkEnd::Failed(lost("could not send the hello", e));
         }
         self.publish(SessionState::Authenticating);
 
@@ -337,13 +364,12 @@ impl SessionTask {
                     let timing = link.timing;
                     let silent = link.last_rx_wall.elapsed().unwrap_or_default();
                     if link.probe_sent.is_some() || silent > timing.heartbeat_interval + timing.heartbeat_timeout {
-                        let reason = format!("no answer to the heartbeat within {:?}", timing.heartbeat_timeout);
-                        tracing::warn!(%reason, "link dead");
+                        let reason = OfflineReason::HeartbeatTimeout { after: timing.heartbeat_timeout };
                         close(&mut ws, CloseCode::Away, timing.close_timeout).await;
                         return LinkEnd::Failed(reason);
                     }
                     if let Err(e) = send(&mut ws, ClientFrame::Heartbeat.to_text(), timing.heartbeat_timeout).await {
-                        return LinkEnd::Failed(format!("could not send the heartbeat: {e}"));
+                        return LinkEnd::Failed(lost("could not send the heartbeat", e));
                     }
                     self.count(|s| s.heartbeats_sent += 1);
                     link.probe_sent = Some(Instant::now());
@@ -373,7 +399,7 @@ impl SessionTask {
                                 other => other,
                             }));
                             if failed {
-                                return LinkEnd::Failed("could not send a talk".into());
+                                return LinkEnd::Failed(lost("could not send a talk", "the send failed".into()));
                             }
                             continue;
                         }
@@ -409,14 +435,14 @@ impl SessionTask {
         link: &mut Link,
     ) -> Result<(), LinkEnd> {
         let message = match frame {
-            None => return Err(LinkEnd::Failed("the server closed the connection".into())),
+            None => return Err(LinkEnd::Failed(OfflineReason::Closed { code: None })),
             Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
                 self.count(|s| s.oversized_frames += 1);
                 self.emit(SessionEvent::Oversized { size, limit: max_size });
                 tracing::warn!(size, limit = max_size, "refused an oversized message");
-                return Err(LinkEnd::Failed(format!("refused a message of {size} bytes (limit {max_size})")));
+                return Err(LinkEnd::Failed(OfflineReason::Oversized { size, limit: max_size }));
             }
-            Some(Err(e)) => return Err(LinkEnd::Failed(format!("connection lost: {e}"))),
+            Some(Err(e)) => return Err(LinkEnd::Failed(OfflineReason::Lost { detail: e.to_string() })),
             Some(Ok(m)) => m,
         };
         // Any frame at all is a sign of life (§4).
@@ -537,12 +563,12 @@ impl SessionTask {
                 // Not acked, so the server keeps them and replays them on the next link.
                 tracing::error!(error = %e, talks = talks.len(), "could not store talks");
                 self.emit(SessionEvent::StoreFailed { error: e.to_string() });
-                return Err(LinkEnd::Failed(format!("could not store a talk: {e}")));
+                return Err(LinkEnd::Failed(OfflineReason::History { detail: format!("could not store a talk: {e}") }));
             }
         };
         if let Some(seq) = talks.iter().filter_map(|t| t.seq).max() {
             if let Err(e) = send(ws, ClientFrame::Ack(seq).to_text(), timing.heartbeat_timeout).await {
-                return Err(LinkEnd::Failed(format!("could not send an ack: {e}")));
+                return Err(LinkEnd::Failed(lost("could not send an ack", e)));
             }
         }
         let duplicates = stored.iter().filter(|s| matches!(s, Stored::Duplicate)).count();
@@ -598,9 +624,13 @@ fn close_end(frame: Option<&CloseFrame>) -> LinkEnd {
                 }),
             )
         }
-        Some(code) => LinkEnd::Failed(format!("the server closed the connection (code {code})")),
-        None => LinkEnd::Failed("the server closed the connection".into()),
+        code => LinkEnd::Failed(OfflineReason::Closed { code }),
     }
+}
+
+/// A link lost while sending `what`.
+fn lost(what: &str, detail: String) -> OfflineReason {
+    OfflineReason::Lost { detail: format!("{what}: {detail}") }
 }
 
 /// A send bounded in time: a peer that stops reading must not hang the task.
