@@ -265,19 +265,7 @@ impl Connection {
             let ack_due = flow.ack_due();
             let next = tokio::select! {
                 _ = stopped(&mut stop) => Next::Close(CLOSE_GOING_AWAY, "server shutting down"),
-                live = reg.live.recv() => match live {
-                    Some(Live::Frame(frame)) => {
-                        if send(&mut ws, Message::Text(frame), send_limit).await { Next::Continue } else { Next::Gone }
-                    }
-                    Some(Live::Revoked) => {
-                        tracing::info!(who = %self.who, user = %self.user.id, "the user or their token was removed; closing");
-                        // Best effort: the close code is what the client acts on.
-                        let _ = send(&mut ws, error_frame("unauthorized", "the token was revoked"), send_limit).await;
-                        Next::Close(CLOSE_UNAUTHORIZED, "unauthorized")
-                    }
-                    // The relay dropped this connection for being too slow.
-                    None => Next::Close(CLOSE_TRY_AGAIN, "too slow; reconnect with resume"),
-                },
+                live = reg.live.recv() => self.on_live(&mut ws, live).await,
                 _ = sleep_until(idle_deadline) => {
                     tracing::info!(who = %self.who, user = %self.user.id, "idle; closing");
                     Next::Close(CLOSE_NORMAL, "idle timeout")
@@ -362,6 +350,28 @@ impl Connection {
             tracing::info!(who = %self.who, user = %self.user.id, talks = sent, "replayed");
         }
         Next::Continue
+    }
+
+    /// What the recipient's side sent this connection: a talk, or word that its token
+    /// was revoked; nothing at all means it was dropped for being too slow.
+    async fn on_live(&self, ws: &mut WebSocket, live: Option<Live>) -> Next {
+        let send_limit = self.shared.cfg.idle_timeout;
+        match live {
+            Some(Live::Frame(frame)) => {
+                if send(ws, Message::Text(frame), send_limit).await {
+                    Next::Continue
+                } else {
+                    Next::Gone
+                }
+            }
+            Some(Live::Revoked) => {
+                tracing::info!(who = %self.who, user = %self.user.id, "the user or their token was removed; closing");
+                // Best effort: the close code is what the client acts on.
+                let _ = send(ws, error_frame("unauthorized", "the token was revoked"), send_limit).await;
+                Next::Close(CLOSE_UNAUTHORIZED, "unauthorized")
+            }
+            None => Next::Close(CLOSE_TRY_AGAIN, "too slow; reconnect with resume"),
+        }
     }
 
     async fn on_frame(&self, ws: &mut WebSocket, msg: Message, flow: &mut Flow) -> Next {

@@ -153,3 +153,25 @@ async fn sighup_rotates_the_certificate_under_an_open_connection() {
     assert!(!log.to_lowercase().contains("handshake"), "handshake failures are logged at debug only:\n{log}");
     assert!(!log.contains(&token), "a token is in the log");
 }
+
+#[tokio::test]
+async fn send_tells_a_wrong_name_and_an_expired_certificate_apart() {
+    let ca = TestCa::new("Talkbell Test CA");
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    ca.write(&ca_file);
+    let cases = [
+        (ca.server_with("elsewhere", &["relay.example"], false), "not valid for the name 127.0.0.1"),
+        (ca.server_with("old", &["localhost", "127.0.0.1"], true), "has expired"),
+    ];
+    for (n, (cert, want)) in cases.into_iter().enumerate() {
+        let sub = dir.path().join(n.to_string());
+        std::fs::create_dir(&sub).unwrap();
+        let files = cert.write_to(&sub);
+        let env = start_with(|c| c.tls = Some(files)).await;
+        let out = send_with_ca(&env.http_url(), env.token(2), Some(&ca_file)).await;
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{want:?} missing in: {err}");
+    }
+}

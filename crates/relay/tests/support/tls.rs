@@ -37,8 +37,18 @@ impl TestCa {
     }
 
     pub fn server(&self, common_name: &str) -> ServerCert {
-        let mut params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+        self.server_with(common_name, &["localhost", "127.0.0.1"], false)
+    }
+
+    /// A server certificate for the names given; `expired`: valid only in 2020.
+    pub fn server_with(&self, common_name: &str, names: &[&str], expired: bool) -> ServerCert {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(names).unwrap();
         params.distinguished_name.push(DnType::CommonName, common_name);
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2020, 12, 31);
+        }
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         ServerCert { cert_pem: cert.pem(), key_pem: key.serialize_pem(), der: cert.der().clone() }
