@@ -243,4 +243,19 @@ mod tests {
         assert_eq!(file.listen, Some("127.0.0.1:8080".parse().unwrap()));
         assert!(file.tls_cert.is_none() && file.tls_key.is_none());
     }
+
+    #[test]
+    fn deliver_to_all_is_a_switch_that_can_be_turned_off() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let parse = |args: &[&str]| Cli::try_parse_from([&["serve"], args].concat()).unwrap().serve.deliver_to_all;
+        assert_eq!(parse(&[]), None);
+        assert_eq!(parse(&["--deliver-to-all"]), Some(true));
+        assert_eq!(parse(&["--deliver-to-all=false"]), Some(false));
+        assert_eq!(parse(&["--deliver-to-all", "--listen", "127.0.0.1:1"]), Some(true));
+    }
 }

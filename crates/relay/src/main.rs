@@ -131,6 +131,8 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // SIGHUP's default would end the process: take it over before anything else.
+    let mut signals = Signals::new()?;
     let settings = Settings::resolve(args)?;
     let users = Users::load(&settings.users)?;
     if users.is_empty() {
@@ -138,8 +140,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let mut cfg = settings.relay.clone();
     cfg.users = users;
-    // SIGHUP's default would end the process: take it over before anyone can send it.
-    let mut signals = Signals::new()?;
     let relay = talkbell_relay::start(cfg).await?;
     eprintln!("talkbell-relay: listening on {}", relay.ws_url());
     loop {
