@@ -38,10 +38,14 @@ pub enum SendError {
     Untrusted { host: String, cause: rustls::CertificateError },
     #[error("the server's certificate is not valid for the name {host}: {cause}")]
     WrongHost { host: String, cause: rustls::CertificateError },
-    #[error("the server's certificate has expired (or is not valid yet): {cause}")]
+    #[error("the server's certificate has expired")]
     Expired { host: String, cause: rustls::CertificateError },
+    #[error("the server's certificate is not valid yet (is this machine's clock right?)")]
+    NotYetValid { host: String, cause: rustls::CertificateError },
     #[error("{host} did not answer in TLS: is it a plain http:// server?")]
     NotTls { host: String },
+    #[error("the server did not answer in HTTP: is it a TLS server (https://)?")]
+    NotHttp,
     #[error("timed out talking to the server")]
     Timeout,
     #[error("the server answered {status}: {message}")]
@@ -141,6 +145,9 @@ fn tls_error(host: &str, e: std::io::Error) -> SendError {
         rustls::Error::InvalidCertificate(c @ (C::Expired | C::ExpiredContext { .. })) => {
             SendError::Expired { host, cause: c }
         }
+        rustls::Error::InvalidCertificate(c @ (C::NotValidYet | C::NotValidYetContext { .. })) => {
+            SendError::NotYetValid { host, cause: c }
+        }
         rustls::Error::InvalidCertificate(c) => SendError::Untrusted { host, cause: c },
         rustls::Error::InvalidMessage(_) => SendError::NotTls { host },
         other => SendError::Tls { host, reason: other.to_string() },
@@ -148,11 +155,20 @@ fn tls_error(host: &str, e: std::io::Error) -> SendError {
 }
 
 /// The reason a certificate is not trusted, in words.
+/// The reason a certificate is not trusted, in words (the same as talkbell-core's).
 fn untrusted_reason(e: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as C;
     match e {
-        rustls::CertificateError::UnknownIssuer => "unknown issuer".into(),
-        rustls::CertificateError::BadSignature => "bad signature".into(),
-        rustls::CertificateError::Revoked => "revoked".into(),
+        C::UnknownIssuer => {
+            "unknown issuer (self-signed, or from a certificate authority not in the system store)".into()
+        }
+        C::BadSignature => "its signature is not valid".into(),
+        C::Revoked => "it has been revoked".into(),
+        C::InvalidPurpose | C::InvalidPurposeContext { .. } => "it is not meant for a TLS server".into(),
+        C::Other(other) if other.to_string().contains("CaUsedAsEndEntity") => {
+            "it is a certificate authority's certificate, used as the server's own".into()
+        }
+        C::Other(other) => other.to_string(),
         other => other.to_string(),
     }
 }
@@ -200,9 +216,9 @@ pub async fn post_talk(
                 .connect(name, tcp)
                 .await
                 .map_err(|e| tls_error(&target.host, e))?;
-            exchange(stream, request).await
+            exchange(stream, request, true).await
         } else {
-            exchange(tcp, request).await
+            exchange(tcp, request, false).await
         }
     })
     .await
@@ -231,11 +247,18 @@ pub async fn post_talk(
     Err(SendError::Http { status: status.as_u16(), message })
 }
 
-async fn exchange<S>(stream: S, request: Request<Full<Bytes>>) -> Result<(StatusCode, Bytes), SendError>
+async fn exchange<S>(stream: S, request: Request<Full<Bytes>>, tls: bool) -> Result<(StatusCode, Bytes), SendError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let proto = |e: hyper::Error| SendError::Protocol(e.to_string());
+    // A TLS server answers plain HTTP with a TLS alert, which is not HTTP.
+    let proto = |e: hyper::Error| {
+        if e.is_parse() && !tls {
+            SendError::NotHttp
+        } else {
+            SendError::Protocol(e.to_string())
+        }
+    };
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(proto)?;
     let driver = tokio::spawn(async move {
         let _ = conn.await;

@@ -76,9 +76,10 @@ async fn plain_clients_on_the_tls_port_fail_and_nothing_else_does() {
     let mut out = Vec::new();
     let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut out)).await.expect("the relay hangs up");
     assert!(!String::from_utf8_lossy(&out).contains("HTTP/1.1"), "{out:?}");
-    // `send` to the TLS port over http:// fails too, without a token in the message.
+    // `send` to the TLS port over http:// fails too, and says what is likely wrong.
     let out = send_with_ca(&format!("http://{addr}"), env.token(2), None).await;
-    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("is it a TLS server (https://)?"), "{err}");
     // And a plain relay asked for TLS says it is not TLS.
     let plain_env = start().await;
     let out = send_with_ca(&plain_env.http_url().replace("http://", "https://"), env.token(2), None).await;
