@@ -14,6 +14,9 @@ pub struct Status {
     pub state: &'static str,
     /// Why offline or signed out.
     pub detail: Option<String>,
+    /// Offline because of the server's certificate: a person must act, so the tray's
+    /// first line says why too.
+    pub certificate_problem: bool,
     /// When the next attempt is due (ms since the epoch), while backing off.
     pub retry_at_ms: Option<u64>,
     pub user: Option<String>,
@@ -29,17 +32,19 @@ impl Status {
         let config = engine.config();
         let (detail, retry_at_ms, user) = match &state {
             SessionState::Backoff { reason, until, .. } => {
-                (Some(reason.clone()), until.duration_since(UNIX_EPOCH).ok().map(|d| d.as_millis() as u64), None)
+                (Some(reason.to_string()), until.duration_since(UNIX_EPOCH).ok().map(|d| d.as_millis() as u64), None)
             }
             SessionState::SignedOut { reason } => (reason.clone(), None, None),
             SessionState::Connected { user: Some(p) } => (None, None, Some(p.name.clone())),
             _ => (None, None, None),
         };
+        let certificate_problem = matches!(&state, SessionState::Backoff { reason, .. } if reason.is_certificate());
         let unread = engine.history().unread_count(config.user_id.as_ref()).unwrap_or(0);
         let paused = engine.notifications().is_some_and(|n| n.stats_now().is_paused);
         Status {
             state: state.label(),
             detail,
+            certificate_problem,
             retry_at_ms,
             user: user.or_else(|| config.user_id.as_ref().map(|id| id.to_string())),
             server: config.server,
@@ -51,6 +56,9 @@ impl Status {
     /// The line a tooltip (and on Linux the tray menu's first item) shows.
     pub fn summary(&self) -> String {
         let mut line = format!("Talkbell: {}", self.state);
+        if let Some(detail) = self.detail.as_ref().filter(|_| self.certificate_problem) {
+            line.push_str(&format!(" · {detail}"));
+        }
         if self.unread > 0 {
             line.push_str(&format!(" · {} unread", self.unread));
         }
@@ -58,5 +66,31 @@ impl Status {
             line.push_str(" · notifications paused");
         }
         line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offline(detail: &str, certificate_problem: bool) -> Status {
+        Status {
+            state: "offline",
+            detail: Some(detail.into()),
+            certificate_problem,
+            retry_at_ms: None,
+            user: None,
+            server: None,
+            unread: 2,
+            paused: false,
+        }
+    }
+
+    #[test]
+    fn the_first_line_names_a_certificate_problem_and_no_other_reason() {
+        let cert = offline("the server's certificate has expired", true);
+        assert_eq!(cert.summary(), "Talkbell: offline · the server's certificate has expired · 2 unread");
+        let refused = offline("the server 127.0.0.1:1 refused the connection", false);
+        assert_eq!(refused.summary(), "Talkbell: offline · 2 unread");
     }
 }

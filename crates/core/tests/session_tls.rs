@@ -208,3 +208,23 @@ async fn a_port_where_nothing_listens_is_refused() {
     assert_eq!(offline_reason(&session).await, OfflineReason::Refused { addr: addr.to_string() });
     session.shutdown().await;
 }
+
+#[tokio::test]
+async fn wss_to_a_plain_websocket_server_that_hangs_up_suggests_ws() {
+    // A plain WebSocket server drops a connection whose first bytes are not HTTP.
+    let server = Scripted::start(|_, ws| echo_heartbeats(ws, tokio::sync::mpsc::unbounded_channel().0)).await;
+    let session = spawn(&format!("wss://{}/", server.addr), direct(&Ca::new("Talkbell Test CA")));
+    let reason = offline_reason(&session).await;
+    assert!(matches!(reason, OfflineReason::Tls { .. } | OfflineReason::PortSpeaksPlain), "{reason:?}");
+    assert!(reason.to_string().contains("ws://"), "{reason}");
+    session.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_name_that_does_not_resolve_is_a_dns_reason() {
+    let session = spawn("wss://nothing.invalid/", direct(&Ca::new("Talkbell Test CA")));
+    let reason = offline_reason(&session).await;
+    assert!(matches!(reason, OfflineReason::Dns { ref host, .. } if host == "nothing.invalid"), "{reason:?}");
+    assert!(reason.to_string().starts_with("the server's name nothing.invalid cannot be resolved"), "{reason}");
+    session.shutdown().await;
+}

@@ -147,7 +147,9 @@ fn classify(err: WsError, host: &str, tls: bool, first: Option<u8>) -> ConnectEr
             Some(e) => reason::from_rustls(e, host, first),
             None if tls && speaks_tls == Some(false) => OfflineReason::PortSpeaksPlain,
             None if tls && e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                OfflineReason::Tls { detail: "the server closed the connection during the TLS handshake".into() }
+                OfflineReason::Tls {
+                    detail: "the server closed the connection during the TLS handshake (if this port does not speak TLS, use ws://)".into(),
+                }
             }
             None => OfflineReason::Lost { detail: e.to_string() },
         },

@@ -79,10 +79,7 @@ pub enum OfflineReason {
 #[non_exhaustive]
 pub enum Untrusted {
     /// No trusted root issued it: self-signed, or from a CA not in the system store.
-    #[error(
-        "unknown issuer (self-signed, or from a certificate authority this computer does not trust: \
-         add it to the system store or point SSL_CERT_FILE at it)"
-    )]
+    #[error("unknown issuer (self-signed, or from a certificate authority not in the system store)")]
     UnknownIssuer,
     #[error("it has been revoked")]
     Revoked,
