@@ -19,7 +19,7 @@ tauri_flags=()
 deb_flags=()
 case "${1:-}" in
   "") ;;
-  --debug) profile=debug; tauri_flags=(--debug); deb_flags=(--profile dev --no-strip) ;;
+  --debug) profile=debug; tauri_flags=(--debug); deb_flags=(--profile dev) ;;
   *) echo "usage: scripts/package.sh [--debug]" >&2; exit 2 ;;
 esac
 
@@ -43,13 +43,16 @@ mkdir -p "$out"
 
 # The desktop app: both binaries of the app's package, the desktop entry, icons, AppStream
 # metainfo and the daemon's user unit (tauri.conf.json's bundle section). Built first,
-# then stripped (lintian: no symbols shipped) and its Depends computed from what the two
-# binaries link (dpkg-shlibdeps), then bundled.
+# then stripped (lintian: no symbols shipped), then bundled with the Depends computed from
+# what the two binaries link and the changelog (scripts/bundle-config.py).
 tauri=packaging/node_modules/.bin/tauri
 "$tauri" build "${tauri_flags[@]}" --no-bundle --ci
 bins=("$target/$profile/talkbell" "$target/$profile/talkbell-daemon")
 strip --remove-section=.comment --remove-section=.note "${bins[@]}"
-"$tauri" bundle "${tauri_flags[@]}" --bundles deb,rpm --ci --config "$(python3 scripts/deb-depends.py "${bins[@]}")"
+mkdir -p "$target/packaging"
+gzip -9n -c packaging/linux/changelog > "$target/packaging/changelog.gz"
+config=$(python3 scripts/bundle-config.py "$target/packaging/changelog.gz" "${bins[@]}")
+"$tauri" bundle "${tauri_flags[@]}" --bundles deb,rpm --ci --config "$config"
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 cp "$target/$profile"/bundle/deb/*.deb "$out/talkbell_${version}_amd64.deb"
 cp "$target/$profile"/bundle/rpm/*.rpm "$out/talkbell-${version}-1.x86_64.rpm"

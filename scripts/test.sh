@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The README's test command: installs what the tests need, builds, and runs every test —
-# the ones that need a desktop (D-Bus, gnome-keyring, dunst under Xvfb; the window's tests
-# add openbox, trayer and tauri-driver) inside a private session made by
-# scripts/desktop-session.sh, so nothing of the machine's own is touched.
+# The README's test command: installs what the tests need, builds, checks the code's form,
+# builds the packages, and runs every test — the ones that need a desktop (D-Bus,
+# gnome-keyring, dunst under Xvfb; the window's tests add openbox, trayer and
+# tauri-driver) inside a private session made by scripts/desktop-session.sh, so nothing
+# of the machine's own is touched. tests/packages.rs installs the packages on this machine
+# with apt-get and purges them again (CI runs as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/install-deps.sh core gui
+bash scripts/install-deps.sh core gui package
 
 # tauri-driver: the WebDriver server the window's tests drive the app through (it starts
 # WebKitWebDriver, from webkit2gtk-driver). A crate, so cargo installs it, once.
@@ -16,8 +18,18 @@ if ! tauri-driver --help 2>/dev/null | grep -q "tauri-driver"; then
   cargo install tauri-driver --locked --version "$TAURI_DRIVER_VERSION"
 fi
 
+cargo fmt --all --check
+
+# The keyring has a persistent store on Windows and macOS too (no cross-compilation here:
+# cargo tree resolves the features each target gets).
+bash scripts/check-keyring-targets.sh
+
 # Build first, outside the timed desktop session, so its slowness shows where it belongs.
 cargo build --workspace --all-targets --locked
+
+# The .deb and .rpm (debug profile: no second, optimised build of everything on 2 cores),
+# into target/packages for tests/packages.rs.
+bash scripts/package.sh --debug
 
 # --include-ignored: the desktop tests are ignored by a plain `cargo test`, because they
 # fail loudly outside a desktop session; here they run.

@@ -306,7 +306,13 @@ impl App {
     }
 
     pub fn command(&self) -> Command {
-        let mut cmd = Command::new(talkbell_bin());
+        self.command_of(&talkbell_bin())
+    }
+
+    /// [`App::command`] for another binary of the app (an installed `/usr/bin/talkbell`,
+    /// `talkbell-daemon`), with this app's directories.
+    pub fn command_of(&self, bin: &Path) -> Command {
+        let mut cmd = Command::new(bin);
         cmd.env("XDG_CONFIG_HOME", self.config_home())
             .env("TALKBELL_DATA_DIR", self.data_home().join("talkbell"))
             .env("TALKBELL_CONFIG_DIR", self.config_home().join("talkbell"))
@@ -346,10 +352,9 @@ impl App {
     }
 
     pub fn daemon(&self) -> Daemon {
-        let mut child = self.command().arg("daemon").stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-        let log = Log::default();
-        log.follow(child.stderr.take().unwrap(), "daemon");
-        Daemon { child: Some(child), log }
+        let mut cmd = self.command();
+        cmd.arg("daemon");
+        Daemon::spawn(cmd)
     }
 
     pub fn history_json(&self, extra: &[&str]) -> Vec<serde_json::Value> {
@@ -391,6 +396,14 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// Starts a long-running process of the app (daemon or tray app), following its log.
+    pub fn spawn(mut cmd: Command) -> Daemon {
+        let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let log = Log::default();
+        log.follow(child.stderr.take().unwrap(), "daemon");
+        Daemon { child: Some(child), log }
+    }
+
     /// The daemon's process id (the same after it has become `talkbell-daemon`).
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
@@ -484,4 +497,73 @@ pub fn secret_tool_lookup(server: &str) -> Option<String> {
         .output()
         .expect("secret-tool");
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+// ---- one app per profile, `talkbell status` ------------------------------------------
+
+/// The `talkbell-daemon` binary (the headless daemon, built beside `talkbell`).
+pub fn talkbell_daemon_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_talkbell-daemon"))
+}
+
+/// Runs `cmd` to its end with its output captured; panics if it takes over [`PATIENCE`].
+pub fn output_within_patience(cmd: &mut Command) -> std::process::Output {
+    let child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(PATIENCE) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            panic!("{:?} did not end within {PATIENCE:?}", cmd.get_program());
+        }
+    }
+}
+
+impl App {
+    /// The profile's data dir (`TALKBELL_DATA_DIR`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_home().join("talkbell")
+    }
+
+    /// `talkbell-daemon` itself (not through `talkbell daemon`), with this app's dirs.
+    pub fn daemon_bin_command(&self) -> Command {
+        let mut cmd = Command::new(talkbell_daemon_bin());
+        cmd.env("XDG_CONFIG_HOME", self.config_home())
+            .env("TALKBELL_DATA_DIR", self.data_dir())
+            .env("TALKBELL_CONFIG_DIR", self.config_home().join("talkbell"))
+            .env("RUST_LOG", "info");
+        cmd
+    }
+
+    /// `talkbell status --json`, parsed.
+    pub fn status_json(&self) -> serde_json::Value {
+        let out = output_within_patience(self.command().args(["status", "--json"]));
+        assert!(out.status.success(), "status --json: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("status --json: {e}: {:?}", out.stdout))
+    }
+
+    /// `talkbell status`, as a person reads it.
+    pub fn status_text(&self) -> String {
+        let out = output_within_patience(self.command().arg("status"));
+        assert!(out.status.success(), "status: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Daemon {
+    /// Whether the process has not ended yet.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+}
+
+/// Popups with `body` in them shown so far: those still on screen are closed first, as
+/// dunst's history holds only closed ones.
+pub fn closed_popups_with(body: &str) -> usize {
+    dunst_close_all();
+    dunst_history().iter().filter(|(_, b)| b.contains(body)).count()
 }
