@@ -182,3 +182,43 @@ impl axum::serve::Listener for TlsListener {
         self.tcp.local_addr()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_pair(dir: &std::path::Path, name: &str) -> TlsFiles {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let files = TlsFiles { cert: dir.join(format!("{name}.crt")), key: dir.join(format!("{name}.key")) };
+        std::fs::write(&files.cert, made.cert.pem()).unwrap();
+        std::fs::write(&files.key, made.signing_key.serialize_pem()).unwrap();
+        files
+    }
+
+    #[test]
+    fn bad_files_are_refused_and_the_old_certificate_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write_pair(dir.path(), "a");
+        let b = write_pair(dir.path(), "b");
+        let tls = Tls::new(a.clone()).unwrap();
+        let before = tls.resolver.0.load_full();
+
+        let missing = TlsFiles { cert: dir.path().join("none.crt"), key: a.key.clone() };
+        assert!(matches!(Tls::new(missing), Err(TlsError::Cert { .. })));
+        std::fs::write(dir.path().join("empty.crt"), "").unwrap();
+        let empty = TlsFiles { cert: dir.path().join("empty.crt"), key: a.key.clone() };
+        assert!(matches!(Tls::new(empty), Err(TlsError::NoCert(_))));
+        let crossed = TlsFiles { cert: a.cert.clone(), key: b.key.clone() };
+        let err = Tls::new(crossed).err().expect("a key of another certificate is refused");
+        assert!(matches!(err, TlsError::Mismatch { .. }), "{err}");
+
+        // The files change under a running relay: a mismatched pair is refused, and the
+        // certificate in force is still the first.
+        std::fs::copy(&b.key, &a.key).unwrap();
+        assert!(matches!(tls.reload(), Err(TlsError::Mismatch { .. })));
+        assert!(Arc::ptr_eq(&before, &tls.resolver.0.load_full()));
+        std::fs::copy(&b.cert, &a.cert).unwrap();
+        tls.reload().unwrap();
+        assert_ne!(before.cert, tls.resolver.0.load_full().cert);
+    }
+}
