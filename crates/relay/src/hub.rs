@@ -15,10 +15,9 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-
-use arc_swap::ArcSwap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use axum::extract::ws::Utf8Bytes;
 use talkbell_core::protocol::{Person, Seq, ServerFrame, TalkMessage, UserId, MAX_MESSAGE_BYTES};
 use tokio::sync::{mpsc, watch, Notify};
@@ -202,9 +201,9 @@ impl Shared {
     }
 
     async fn deliver_inner(&self, from: Person, to: UserId, talk: String) -> Result<(u64, i64), DeliverError> {
-        let to_user = self.users.load().get(&to).ok_or(DeliverError::UnknownRecipient)?.person();
+        let person = self.users.load().get(&to).ok_or(DeliverError::UnknownRecipient)?.person();
         let recipient = self.recipient(&to);
-        let to = to_user;
+        let to = person;
         if talk.trim().is_empty() {
             return Err(DeliverError::Empty);
         }
