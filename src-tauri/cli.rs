@@ -28,6 +28,14 @@ pub enum Command {
     Logout,
     /// Runs headless: the connection, the history and notifications, no window.
     Daemon,
+    /// Prints the state of this profile's tray app or daemon (why offline or signed
+    /// out), the server, the user and the unread count.
+    Status {
+        /// One JSON object instead of lines of text (keys: running, process, state,
+        /// reason, retry_at_ms, server, user, user_name, unread).
+        #[arg(long)]
+        json: bool,
+    },
     /// Prints the history, newest first.
     History {
         /// One JSON array instead of lines of text.

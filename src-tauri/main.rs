@@ -37,19 +37,17 @@ fn main() -> std::process::ExitCode {
         // The engine spawns its tasks from the main thread too (in Tauri's setup).
         let _in_runtime = runtime.enter();
         let result = Paths::from_env().map_err(anyhow::Error::from).and_then(|p| talkbell_app::gui::run(p, cli.hidden));
-        return match result {
-            Ok(()) => std::process::ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("talkbell: {e:#}");
-                std::process::ExitCode::FAILURE
-            }
-        };
+        return exit(result);
     };
-    match runtime.block_on(run(command)) {
+    exit(runtime.block_on(run(command)))
+}
+
+fn exit(result: Result<()>) -> std::process::ExitCode {
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("talkbell: {e:#}");
-            std::process::ExitCode::FAILURE
+            talkbell_daemon::exit_code(&e)
         }
     }
 }
@@ -65,7 +63,19 @@ async fn run(command: Command) -> Result<()> {
         }
         Command::Daemon => talkbell_daemon::run(paths).await,
         Command::History { json, search, limit } => history(paths, json, search, limit),
+        Command::Status { json } => status(paths, json).await,
     }
+}
+
+/// Reads the profile's lock, status file, config and history; writes nothing.
+async fn status(paths: Paths, json: bool) -> Result<()> {
+    let snapshot = tokio::task::spawn_blocking(move || talkbell_core::status::read(&paths)).await??;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&snapshot)?);
+    } else {
+        print!("{}", talkbell_app::format::status_text(&snapshot, std::time::SystemTime::now()));
+    }
+    Ok(())
 }
 
 async fn login(paths: Paths, server: &str, user_id: Option<String>) -> Result<()> {

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use talkbell_core::config::Paths;
 use talkbell_core::engine::Engine;
-use talkbell_core::notify::{DesktopNotifier, NotificationKind};
+use talkbell_core::instance::{InstanceError, InstanceLock, ProcessKind};
+use talkbell_core::notify::{DesktopNotifier, Notification, NotificationKind, Notifier};
 use tauri::{Manager, RunEvent, WindowEvent};
 
 /// What every part of the shell reaches through Tauri's state.
@@ -21,9 +22,13 @@ pub struct Shell {
     pub engine: Engine,
 }
 
+/// The profile's lock, held in Tauri's state for the app's life.
+struct ProfileLock(InstanceLock);
+
 /// Runs the tray app until Quit. Must be called on the main thread, with Tauri's async
 /// runtime already set to the process's tokio runtime.
 pub fn run(paths: Paths, hidden: bool) -> Result<()> {
+    let lock_paths = paths.clone();
     let app = tauri::Builder::default()
         // First, so that a second `talkbell` only wakes this one (and then exits).
         .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| {
@@ -63,6 +68,9 @@ pub fn run(paths: Paths, hidden: bool) -> Result<()> {
             });
             let engine = tauri::async_runtime::block_on(Engine::start(paths.clone(), Some(Arc::new(notifier))))
                 .context("cannot start")?;
+            if let Some(lock) = app.try_state::<ProfileLock>() {
+                talkbell_core::status::spawn_publisher(engine.session(), engine.paths(), lock.0.holder());
+            }
             engine.watch_system();
             app.manage(Shell { engine });
             tray::create(app.handle())?;
@@ -74,6 +82,11 @@ pub fn run(paths: Paths, hidden: bool) -> Result<()> {
         })
         .build(tauri::generate_context!())
         .context("cannot start the desktop app")?;
+    // Built: the single-instance plugin has run, so a second tray app has handed over to
+    // the first and exited. The setup hook, which starts the engine (and with it opens
+    // the config and the history), runs only in `app.run`.
+    let lock = InstanceLock::acquire(&lock_paths, ProcessKind::TrayApp).inspect_err(tell_the_desktop)?;
+    app.manage(ProfileLock(lock));
     app.run(|app, event| match event {
         // The last window closed: the app lives on in the tray. Quit passes a code.
         RunEvent::ExitRequested { api, code: None, .. } => api.prevent_exit(),
@@ -85,4 +98,20 @@ pub fn run(paths: Paths, hidden: bool) -> Result<()> {
         _ => {}
     });
     Ok(())
+}
+
+/// Started from the app menu, the tray app has no terminal to say on standard error that
+/// another Talkbell holds the profile: a popup says it too.
+fn tell_the_desktop(error: &InstanceError) {
+    if !matches!(error, InstanceError::AlreadyRunning { .. }) {
+        return;
+    }
+    let popup = Notification {
+        title: "Talkbell is already running".to_owned(),
+        body: error.to_string(),
+        kind: NotificationKind::Summary { rows: Vec::new() },
+    };
+    if let Err(e) = DesktopNotifier::new().show(&popup) {
+        tracing::warn!(error = %e, "cannot show that Talkbell is already running");
+    }
 }

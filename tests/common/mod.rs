@@ -567,3 +567,72 @@ pub fn closed_popups_with(body: &str) -> usize {
     dunst_close_all();
     dunst_history().iter().filter(|(_, b)| b.contains(body)).count()
 }
+
+// ---- one app per profile, `talkbell status` ------------------------------------------
+
+/// The `talkbell-daemon` binary (the headless daemon, built beside `talkbell`).
+pub fn talkbell_daemon_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_talkbell-daemon"))
+}
+
+/// Runs `cmd` to its end with its output captured; panics if it takes over [`PATIENCE`].
+pub fn output_within_patience(cmd: &mut Command) -> std::process::Output {
+    let child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(PATIENCE) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            panic!("{:?} did not end within {PATIENCE:?}", cmd.get_program());
+        }
+    }
+}
+
+impl App {
+    /// The profile's data dir (`TALKBELL_DATA_DIR`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_home().join("talkbell")
+    }
+
+    /// `talkbell-daemon` itself (not through `talkbell daemon`), with this app's dirs.
+    pub fn daemon_bin_command(&self) -> Command {
+        let mut cmd = Command::new(talkbell_daemon_bin());
+        cmd.env("XDG_CONFIG_HOME", self.config_home())
+            .env("TALKBELL_DATA_DIR", self.data_dir())
+            .env("TALKBELL_CONFIG_DIR", self.config_home().join("talkbell"))
+            .env("RUST_LOG", "info");
+        cmd
+    }
+
+    /// `talkbell status --json`, parsed.
+    pub fn status_json(&self) -> serde_json::Value {
+        let out = output_within_patience(self.command().args(["status", "--json"]));
+        assert!(out.status.success(), "status --json: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("status --json: {e}: {:?}", out.stdout))
+    }
+
+    /// `talkbell status`, as a person reads it.
+    pub fn status_text(&self) -> String {
+        let out = output_within_patience(self.command().arg("status"));
+        assert!(out.status.success(), "status: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Daemon {
+    /// Whether the process has not ended yet.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+}
+
+/// Popups with `body` in them shown so far: those still on screen are closed first, as
+/// dunst's history holds only closed ones.
+pub fn closed_popups_with(body: &str) -> usize {
+    dunst_close_all();
+    dunst_history().iter().filter(|(_, b)| b.contains(body)).count()
+}

@@ -13,8 +13,12 @@ pub mod engine;
 #[cfg(feature = "desktop")]
 pub mod history;
 #[cfg(feature = "desktop")]
+pub mod instance;
+#[cfg(feature = "desktop")]
 pub mod notify;
 #[cfg(feature = "desktop")]
 pub mod secrets;
+#[cfg(feature = "desktop")]
+pub mod status;
 #[cfg(feature = "desktop")]
 pub mod wake;

@@ -7,18 +7,39 @@ pub mod logging;
 
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use talkbell_core::config::Paths;
 use talkbell_core::engine::Engine;
+use talkbell_core::instance::{InstanceError, InstanceLock, ProcessKind};
 use talkbell_core::notify::DesktopNotifier;
+use talkbell_core::status;
 
 /// The name of the daemon's binary, which the desktop app's binary looks for beside itself.
 pub const BINARY: &str = "talkbell-daemon";
 
-/// Runs the daemon until a signal asks it to stop.
+/// The exit code of a tray app or daemon that found its profile held by another one
+/// (sysexits' EX_TEMPFAIL): a service manager can tell it from a crash and not restart.
+pub const EXIT_ALREADY_RUNNING: u8 = 75;
+
+/// The exit code for an error that ended `talkbell` or `talkbell-daemon`.
+pub fn exit_code(error: &anyhow::Error) -> std::process::ExitCode {
+    match error.downcast_ref::<InstanceError>() {
+        Some(InstanceError::AlreadyRunning { .. }) => std::process::ExitCode::from(EXIT_ALREADY_RUNNING),
+        _ => std::process::ExitCode::FAILURE,
+    }
+}
+
+/// Runs the daemon until a signal asks it to stop. Holds the profile's lock all along
+/// (taken before the engine opens the config or the history), and publishes the
+/// session's state for `talkbell status`.
 pub async fn run(paths: Paths) -> Result<()> {
+    let lock_paths = paths.clone();
+    let lock = tokio::task::spawn_blocking(move || InstanceLock::acquire(&lock_paths, ProcessKind::Daemon))
+        .await
+        .context("cannot take the profile's lock")??;
     let notifier = Arc::new(DesktopNotifier::new());
     let engine = Engine::start(paths, Some(notifier)).await?;
+    status::spawn_publisher(engine.session(), engine.paths(), lock.holder());
     engine.watch_system();
     if engine.config().server.is_none() {
         tracing::warn!("no server configured: run `talkbell login --server URL` first");
@@ -26,6 +47,7 @@ pub async fn run(paths: Paths) -> Result<()> {
     wait_for_signal().await?;
     tracing::info!("shutting down");
     engine.shutdown().await;
+    drop(lock);
     Ok(())
 }
 

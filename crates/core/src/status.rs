@@ -1,0 +1,432 @@
+//! The state of a profile's running Talkbell, for people and scripts without a tray
+//! (`talkbell status`).
+//!
+//! The process holding the profile's lock ([`crate::instance`]) publishes its session's
+//! state in `status.json` in the data dir: one task follows the session's state watch
+//! and rewrites the file (a private temporary file renamed over it) at every change.
+//! [`read`] believes that file only while the lock is held, by the process the file
+//! names, so a file left behind by a crash is never taken for a running app. The server
+//! and the user come from the config file, and the unread count from the history,
+//! whether or not anything runs.
+//!
+//! The file lives beside the lock rather than in `$XDG_RUNTIME_DIR`: the data dir is what
+//! names a profile (the runtime dir would need a name derived from its path), it exists
+//! wherever Talkbell runs (the runtime dir is unset in some ssh and cron sessions), and
+//! a stale copy does no harm since it is believed only with the lock held.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, ConfigError, Paths};
+use crate::history::{History, HistoryError};
+use crate::instance::{self, Holder, InstanceError, Occupant};
+use crate::session::{SessionHandle, SessionState};
+
+/// The status file's name in the data dir.
+pub const STATUS_FILE: &str = "status.json";
+
+/// The state as scripts read it (`talkbell status --json`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StateKind {
+    Connected,
+    Connecting,
+    Authenticating,
+    /// Waiting before the next attempt (the session's backoff).
+    Offline,
+    SignedOut,
+    Stopped,
+    /// No tray app or daemon holds the profile.
+    NotRunning,
+}
+
+impl StateKind {
+    pub fn of(state: &SessionState) -> StateKind {
+        match state {
+            SessionState::SignedOut { .. } => StateKind::SignedOut,
+            SessionState::Connecting { .. } => StateKind::Connecting,
+            SessionState::Authenticating => StateKind::Authenticating,
+            SessionState::Connected { .. } => StateKind::Connected,
+            SessionState::Backoff { .. } => StateKind::Offline,
+            SessionState::Stopped => StateKind::Stopped,
+        }
+    }
+
+    /// A word or two for a person.
+    pub fn label(self) -> &'static str {
+        match self {
+            StateKind::Connected => "connected",
+            StateKind::Connecting => "connecting",
+            StateKind::Authenticating => "authenticating",
+            StateKind::Offline => "offline",
+            StateKind::SignedOut => "signed out",
+            StateKind::Stopped => "stopped",
+            StateKind::NotRunning => "not running",
+        }
+    }
+}
+
+impl From<&SessionState> for StateKind {
+    fn from(state: &SessionState) -> StateKind {
+        StateKind::of(state)
+    }
+}
+
+/// Why the session is in its state, for a person: why offline, why signed out.
+pub fn reason_of(state: &SessionState) -> Option<String> {
+    match state {
+        SessionState::Backoff { reason, .. } => Some(reason.to_string()),
+        SessionState::SignedOut { reason } => reason.as_ref().map(|r| r.to_string()),
+        _ => None,
+    }
+}
+
+/// What the lock holder writes into the status file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Published {
+    pub process: Holder,
+    pub state: StateKind,
+    pub reason: Option<String>,
+    /// When the next attempt is due (ms since the Unix epoch), while offline.
+    pub retry_at_ms: Option<u64>,
+    /// Who the server says the user is, while connected.
+    pub user_id: Option<String>,
+    pub user_name: Option<String>,
+    /// When this was written (ms since the Unix epoch).
+    pub updated_at_ms: u64,
+}
+
+impl Published {
+    pub fn of(state: &SessionState, process: Holder) -> Published {
+        let retry_at_ms = match state {
+            SessionState::Backoff { until, .. } => Some(ms_since_epoch(*until)),
+            _ => None,
+        };
+        let person = match state {
+            SessionState::Connected { user: Some(person) } => Some(person),
+            _ => None,
+        };
+        Published {
+            process,
+            state: StateKind::of(state),
+            reason: reason_of(state),
+            retry_at_ms,
+            user_id: person.map(|p| p.id.to_string()),
+            user_name: person.map(|p| p.name.clone()),
+            updated_at_ms: ms_since_epoch(SystemTime::now()),
+        }
+    }
+}
+
+/// `talkbell status` (the JSON keys are stable; see the README).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// A tray app or daemon holds the profile.
+    pub running: bool,
+    /// Which one, and its pid.
+    pub process: Option<Holder>,
+    pub state: StateKind,
+    pub reason: Option<String>,
+    pub retry_at_ms: Option<u64>,
+    /// The configured server.
+    pub server: Option<String>,
+    /// The signed-in user's id.
+    pub user: Option<String>,
+    /// Their name, as the server gave it while connected.
+    pub user_name: Option<String>,
+    /// Unread talks for the user in the history.
+    pub unread: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error(transparent)]
+    Instance(#[from] InstanceError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("cannot encode the status: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// The profile's status now. Writes nothing: a missing config or history reads as empty.
+pub fn read(paths: &Paths) -> Result<Snapshot, StatusError> {
+    let occupant = instance::occupant(paths)?;
+    let config = read_config(&paths.config_file)?;
+    let server = config.as_ref().and_then(|c| c.server.clone());
+    let user_id = config.as_ref().and_then(|c| c.user_id.clone());
+    let unread =
+        if paths.history_db.exists() { History::open(&paths.history_db)?.unread_count(user_id.as_ref())? } else { 0 };
+    let (process, published) = match occupant {
+        Occupant::Nobody | Occupant::Unknown => (None, None),
+        Occupant::Process(holder) => {
+            (Some(holder), read_published(&status_path(paths))?.filter(|p| p.process == holder))
+        }
+    };
+    let running = !matches!(occupant, Occupant::Nobody);
+    Ok(Snapshot::assemble(running, process, published, server, user_id.map(|id| id.to_string()), unread))
+}
+
+impl Snapshot {
+    /// From what [`read`] found. A process that holds the lock but has not published yet
+    /// (it is starting, e.g. waiting for the keyring) is connecting.
+    fn assemble(
+        running: bool,
+        process: Option<Holder>,
+        published: Option<Published>,
+        server: Option<String>,
+        user: Option<String>,
+        unread: u64,
+    ) -> Snapshot {
+        let (state, reason, retry_at_ms, user_name, user_now) = match published {
+            Some(p) => (p.state, p.reason, p.retry_at_ms, p.user_name, p.user_id),
+            None if running => (StateKind::Connecting, Some("starting".to_owned()), None, None, None),
+            None => (StateKind::NotRunning, None, None, None, None),
+        };
+        Snapshot { running, process, state, reason, retry_at_ms, server, user: user_now.or(user), user_name, unread }
+    }
+}
+
+fn read_config(path: &Path) -> Result<Option<Config>, StatusError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(Config::parse(path, &text)?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(StatusError::Read { path: path.to_path_buf(), source }),
+    }
+}
+
+/// The status file, if there is one that parses (a half-written one never is: it is
+/// renamed into place whole).
+fn read_published(path: &Path) -> Result<Option<Published>, StatusError> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(StatusError::Read { path: path.to_path_buf(), source }),
+    }
+}
+
+fn status_path(paths: &Paths) -> PathBuf {
+    paths.data_dir.join(STATUS_FILE)
+}
+
+/// Follows `session`'s state and publishes it for `process` (which must hold the
+/// profile's lock) until the session stops. Writes happen one at a time, off the async
+/// threads; one that fails is logged and the next state is tried again.
+pub fn spawn_publisher(session: &SessionHandle, paths: &Paths, process: Holder) -> JoinHandle<()> {
+    let mut states = session.watch_state();
+    let path = status_path(paths);
+    tokio::spawn(async move {
+        loop {
+            let state = states.borrow_and_update().clone();
+            let published = Published::of(&state, process);
+            let target = path.clone();
+            match tokio::task::spawn_blocking(move || write_atomically(&target, &published)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot publish the status for `talkbell status`"),
+                Err(_) => return,
+            }
+            if matches!(state, SessionState::Stopped) || states.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// Writes `published` to `path` through a private temporary file renamed over it, so a
+/// reader sees the old file or the new one, never a part.
+pub fn write_atomically(path: &Path, published: &Published) -> Result<(), StatusError> {
+    let text = serde_json::to_vec_pretty(published)?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or(STATUS_FILE);
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let write_err = |source| StatusError::Write { path: tmp.clone(), source };
+    // Left by an earlier process with this pid, it might not be private.
+    let _ = std::fs::remove_file(&tmp);
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    instance::owner_only(&mut options);
+    let mut file = options.open(&tmp).map_err(write_err)?;
+    file.write_all(&text).map_err(write_err)?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(|source| {
+        let _ = std::fs::remove_file(&tmp);
+        StatusError::Write { path: path.to_path_buf(), source }
+    })
+}
+
+fn ms_since_epoch(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::instance::{InstanceLock, ProcessKind};
+    use crate::protocol::{Person, Token, UserId};
+    use crate::session::{Credentials, Session, SessionConfig, Timing};
+
+    const DAEMON: Holder = Holder { kind: ProcessKind::Daemon, pid: 4242 };
+
+    fn wang1() -> Person {
+        Person { id: UserId::new("1"), name: "wang1".into() }
+    }
+
+    /// What a daemon writes while offline (built by hand: the reason's type is the
+    /// session's business, only its text is published).
+    fn offline(process: Holder, reason: &str, retry_at_ms: u64) -> Published {
+        Published {
+            process,
+            state: StateKind::Offline,
+            reason: Some(reason.to_owned()),
+            retry_at_ms: Some(retry_at_ms),
+            user_id: None,
+            user_name: None,
+            updated_at_ms: 1,
+        }
+    }
+
+    #[test]
+    fn every_session_state_has_its_kebab_case_kind_and_reason() {
+        let cases: Vec<(SessionState, &str, Option<&str>)> = vec![
+            (SessionState::Connected { user: Some(wang1()) }, "connected", None),
+            (SessionState::Connected { user: None }, "connected", None),
+            (SessionState::Connecting { attempt: 1 }, "connecting", None),
+            (SessionState::Authenticating, "authenticating", None),
+            (SessionState::SignedOut { reason: None }, "signed-out", None),
+            (
+                SessionState::SignedOut { reason: Some("the server refused the token".into()) },
+                "signed-out",
+                Some("the server refused the token"),
+            ),
+            (SessionState::Stopped, "stopped", None),
+        ];
+        for (state, kind, reason) in cases {
+            assert_eq!(serde_json::to_value(StateKind::of(&state)).unwrap(), json!(kind), "{state:?}");
+            assert_eq!(StateKind::from(&state), StateKind::of(&state));
+            assert_eq!(reason_of(&state).as_deref(), reason, "{state:?}");
+        }
+        assert_eq!(serde_json::to_value(StateKind::Offline).unwrap(), json!("offline"));
+        assert_eq!(serde_json::to_value(StateKind::NotRunning).unwrap(), json!("not-running"));
+        assert_eq!(serde_json::from_value::<StateKind>(json!("signed-out")).unwrap(), StateKind::SignedOut);
+        let connected = Published::of(&SessionState::Connected { user: Some(wang1()) }, DAEMON);
+        assert_eq!((connected.user_id.as_deref(), connected.user_name.as_deref()), (Some("1"), Some("wang1")));
+    }
+
+    #[tokio::test]
+    async fn a_session_backing_off_publishes_offline_with_its_reason_and_next_attempt() {
+        let dir = tempfile::tempdir().unwrap();
+        let history = Arc::new(History::open(&dir.path().join("h.sqlite3")).unwrap());
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let credentials = Credentials {
+            server: format!("ws://127.0.0.1:{closed}/"),
+            token: Token::new("t".to_owned()).unwrap(),
+            user_id: None,
+        };
+        let timing =
+            Timing { backoff_min: Duration::from_secs(5), backoff_max: Duration::from_secs(5), ..Timing::default() };
+        let session = Session::spawn(SessionConfig::new("device", timing), Some(credentials), history);
+        let state = tokio::time::timeout(
+            Duration::from_secs(30),
+            session.wait_for(|s| matches!(s, SessionState::Backoff { .. })),
+        )
+        .await
+        .unwrap();
+        let SessionState::Backoff { reason, until, .. } = &state else { panic!("{state:?}") };
+        let published = Published::of(&state, DAEMON);
+        assert_eq!(published.state, StateKind::Offline);
+        assert_eq!(published.reason, Some(reason.to_string()));
+        assert!(!reason.to_string().is_empty());
+        assert_eq!(published.retry_at_ms, Some(ms_since_epoch(*until)));
+        session.shutdown().await;
+    }
+
+    #[test]
+    fn snapshots_serialize_with_stable_keys() {
+        let connected =
+            Published { updated_at_ms: 1, ..Published::of(&SessionState::Connected { user: Some(wang1()) }, DAEMON) };
+        let server = Some("wss://talk.example.com/ws".to_owned());
+        let cases = [
+            (
+                Snapshot::assemble(true, Some(DAEMON), Some(connected), server.clone(), Some("1".into()), 3),
+                json!({"running": true, "process": {"kind": "daemon", "pid": 4242}, "state": "connected",
+                       "reason": null, "retry_at_ms": null, "server": "wss://talk.example.com/ws", "user": "1",
+                       "user_name": "wang1", "unread": 3}),
+            ),
+            (
+                Snapshot::assemble(
+                    true,
+                    Some(DAEMON),
+                    Some(offline(DAEMON, "no route", 1_700_000_005_000)),
+                    server.clone(),
+                    Some("1".into()),
+                    0,
+                ),
+                json!({"running": true, "process": {"kind": "daemon", "pid": 4242}, "state": "offline",
+                       "reason": "no route", "retry_at_ms": 1_700_000_005_000u64,
+                       "server": "wss://talk.example.com/ws", "user": "1", "user_name": null, "unread": 0}),
+            ),
+            (
+                Snapshot::assemble(false, None, None, server.clone(), Some("1".into()), 7),
+                json!({"running": false, "process": null, "state": "not-running", "reason": null,
+                       "retry_at_ms": null, "server": "wss://talk.example.com/ws", "user": "1",
+                       "user_name": null, "unread": 7}),
+            ),
+            (
+                Snapshot::assemble(true, Some(Holder { kind: ProcessKind::TrayApp, pid: 7 }), None, None, None, 0),
+                json!({"running": true, "process": {"kind": "tray-app", "pid": 7}, "state": "connecting",
+                       "reason": "starting", "retry_at_ms": null, "server": null, "user": null,
+                       "user_name": null, "unread": 0}),
+            ),
+        ];
+        for (snapshot, expected) in cases {
+            assert_eq!(serde_json::to_value(&snapshot).unwrap(), expected);
+        }
+    }
+
+    #[test]
+    fn the_status_file_is_believed_only_from_the_process_holding_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::in_dir(dir.path());
+        std::fs::create_dir_all(&paths.data_dir).unwrap();
+        // Left by a process that has gone: no lock is held.
+        write_atomically(&status_path(&paths), &offline(DAEMON, "down", 1)).unwrap();
+        let s = read(&paths).unwrap();
+        assert_eq!((s.running, s.state, s.reason), (false, StateKind::NotRunning, None));
+        assert!(!paths.config_file.exists() && !paths.history_db.exists(), "read wrote files");
+
+        // Held by this process, but the file is the gone one's.
+        let lock = InstanceLock::acquire(&paths, ProcessKind::Daemon).unwrap();
+        let s = read(&paths).unwrap();
+        assert_eq!((s.running, s.process, s.state), (true, Some(lock.holder()), StateKind::Connecting));
+
+        write_atomically(&status_path(&paths), &offline(lock.holder(), "down", 1)).unwrap();
+        let s = read(&paths).unwrap();
+        assert_eq!((s.state, s.reason.as_deref()), (StateKind::Offline, Some("down")));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(status_path(&paths)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(&paths.data_dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+}
