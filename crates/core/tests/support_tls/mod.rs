@@ -98,7 +98,12 @@ pub struct TlsServer {
 
 impl TlsServer {
     pub async fn start(leaf: &Leaf) -> TlsServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on("127.0.0.1:0".parse().unwrap(), leaf).await
+    }
+
+    /// The same, on this address.
+    pub async fn start_on(addr: SocketAddr, leaf: &Leaf) -> TlsServer {
+        let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(leaf.server_config());
         let (accepted, welcomed) = (Arc::new(Mutex::new(0)), Arc::new(Mutex::new(0)));
