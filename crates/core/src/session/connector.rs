@@ -16,6 +16,8 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
+#[cfg(test)]
+use super::reason::Untrusted;
 use super::reason::{self, OfflineReason};
 use super::transport::Transport;
 
@@ -88,6 +90,7 @@ async fn handshake(target: Target, transport: &Transport, max_message_bytes: usi
         (true, None) => return Err(OfflineReason::Tls { detail: "TLS is not available in this build".into() }.into()),
     };
     let tcp = match transport.proxy_for(&target.host, target.port, target.tls) {
+        // The proxy resolves the server's name: inside a company, often the only one that can.
         Some(proxy) => super::proxy::tunnel(&proxy, &target.host, target.port).await.map_err(OfflineReason::from)?,
         None => dial(&target.host, target.port).await?,
     };
@@ -139,20 +142,17 @@ fn classify(err: WsError, host: &str, tls: bool, first: Option<u8>) -> ConnectEr
             if status == 401 || status == 403 {
                 return ConnectError::Rejected { status };
             }
-            OfflineReason::Http { status }
+            // nginx answers plain HTTP on its TLS port with 400 and says why in the body.
+            let body = response.body().as_deref().unwrap_or_default();
+            if !tls && status == 400 && contains(body, NGINX_PLAIN_TO_TLS) {
+                OfflineReason::PortSpeaksTls
+            } else {
+                OfflineReason::Http { status }
+            }
         }
         _ if !tls && speaks_tls == Some(true) => OfflineReason::PortSpeaksTls,
         WsError::Tls(TlsError::Rustls(e)) => reason::from_rustls(&e, host, first),
-        WsError::Io(e) => match e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
-            Some(e) => reason::from_rustls(e, host, first),
-            None if tls && speaks_tls == Some(false) => OfflineReason::PortSpeaksPlain,
-            None if tls && e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                OfflineReason::Tls {
-                    detail: "the server closed the connection during the TLS handshake (if this port does not speak TLS, use ws://)".into(),
-                }
-            }
-            None => OfflineReason::Lost { detail: e.to_string() },
-        },
+        WsError::Io(e) => io_reason(&e, host, tls, first),
         WsError::Tls(TlsError::InvalidDnsName) => {
             OfflineReason::BadUrl { url: host.to_owned(), detail: "not a host name TLS can check".into() }
         }
@@ -162,6 +162,31 @@ fn classify(err: WsError, host: &str, tls: bool, first: Option<u8>) -> ConnectEr
         other => OfflineReason::Handshake { detail: other.to_string() },
     };
     ConnectError::Failed(reason)
+}
+
+/// What nginx says, in a 400's body, to plain HTTP on a TLS port.
+const NGINX_PLAIN_TO_TLS: &[u8] = b"plain HTTP request was sent to HTTPS port";
+
+/// What the server did when a `wss://` handshake ends before TLS is up, with no word.
+const TLS_HUNG_UP: &str =
+    "the server closed the connection during the TLS handshake (if this port does not speak TLS, use ws://)";
+
+/// An I/O error of the handshake: tokio-rustls wraps rustls' errors in one.
+fn io_reason(e: &std::io::Error, host: &str, tls: bool, first: Option<u8>) -> OfflineReason {
+    if let Some(rustls) = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        return reason::from_rustls(rustls, host, first);
+    }
+    match first.map(reason::is_tls_record) {
+        Some(false) if tls => OfflineReason::PortSpeaksPlain,
+        None if tls && e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            OfflineReason::Tls { detail: TLS_HUNG_UP.into() }
+        }
+        _ => OfflineReason::Lost { detail: e.to_string() },
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// The TCP stream under TLS and the WebSocket, noting the first byte the server sends.
@@ -212,6 +237,59 @@ impl AsyncWrite for Wire {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio_tungstenite::tungstenite::error::ProtocolError;
+    use tokio_tungstenite::tungstenite::http;
+
+    fn http_error(status: u16, body: &[u8]) -> WsError {
+        let response = http::Response::builder().status(status).body(Some(body.to_vec())).unwrap();
+        WsError::Http(Box::new(response))
+    }
+
+    fn rustls_io(e: rustls::Error) -> WsError {
+        WsError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+
+    fn failed(err: WsError, tls: bool, first: Option<u8>) -> Option<OfflineReason> {
+        match classify(err, "talk.example", tls, first) {
+            ConnectError::Failed(reason) => Some(reason),
+            ConnectError::Rejected { .. } => None,
+        }
+    }
+
+    #[test]
+    fn handshake_errors_become_reasons() {
+        let unknown = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let eof = || WsError::Io(std::io::ErrorKind::UnexpectedEof.into());
+        let garbage = || WsError::Protocol(ProtocolError::HandshakeIncomplete);
+        let nginx = b"<html><center>The plain HTTP request was sent to HTTPS port</center></html>";
+        let cases: Vec<(WsError, bool, Option<u8>, Option<OfflineReason>)> = vec![
+            (http_error(401, b""), true, Some(0x16), None),
+            (http_error(403, b""), false, Some(b'H'), None),
+            (http_error(404, b""), true, Some(0x16), Some(OfflineReason::Http { status: 404 })),
+            (http_error(400, nginx), false, Some(b'H'), Some(OfflineReason::PortSpeaksTls)),
+            (http_error(400, b"bad"), false, Some(b'H'), Some(OfflineReason::Http { status: 400 })),
+            (
+                rustls_io(unknown.clone()),
+                true,
+                Some(0x16),
+                Some(OfflineReason::CertUntrusted(Untrusted::UnknownIssuer)),
+            ),
+            (
+                WsError::Tls(TlsError::Rustls(Box::new(unknown))),
+                true,
+                Some(0x16),
+                Some(OfflineReason::CertUntrusted(Untrusted::UnknownIssuer)),
+            ),
+            (garbage(), false, Some(0x15), Some(OfflineReason::PortSpeaksTls)),
+            (eof(), false, Some(0x15), Some(OfflineReason::PortSpeaksTls)),
+            (eof(), true, Some(b'H'), Some(OfflineReason::PortSpeaksPlain)),
+            (eof(), true, None, Some(OfflineReason::Tls { detail: TLS_HUNG_UP.into() })),
+            (eof(), false, None, Some(OfflineReason::Lost { detail: "unexpected end of file".into() })),
+        ];
+        for (i, (err, tls, first, want)) in cases.into_iter().enumerate() {
+            assert_eq!(failed(err, tls, first), want, "case {i}");
+        }
+    }
 
     #[test]
     fn urls_are_checked_before_any_socket() {

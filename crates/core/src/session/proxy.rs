@@ -26,6 +26,7 @@ pub(crate) async fn tunnel(proxy: &Intercept, host: &str, port: u16) -> Result<T
     let mut stream = TcpStream::connect((proxy_host, proxy_port))
         .await
         .map_err(|e| ProxyError::Unreachable { proxy: name.clone(), detail: e.to_string() })?;
+    let _ = stream.set_nodelay(true);
     let target = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
     let mut request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n").into_bytes();
     if let Some(auth) = proxy.basic_auth() {
