@@ -159,29 +159,29 @@ impl SessionTask {
     }
 
     /// One warning per offline reason: the attempts after it that fail the same way (a
-    /// server down for an hour, an untrusted certificate) are logged at debug only.
+    /// server down for an hour, an untrusted certificate) are logged at debug only, until
+    /// a link is up again or the reason changes.
     fn log(&mut self, state: &SessionState) {
+        let label = state.label();
         match state {
             SessionState::Backoff { reason, delay, attempt, .. } => {
                 if self.last_offline.as_ref() == Some(reason) {
-                    tracing::debug!(state = state.label(), attempt, ?delay, %reason, "session");
+                    tracing::debug!(state = label, attempt, ?delay, %reason, "session");
                 } else {
-                    tracing::warn!(state = state.label(), attempt, ?delay, %reason, "session");
+                    tracing::warn!(state = label, attempt, ?delay, %reason, "session");
                     self.last_offline = Some(reason.clone());
                 }
             }
-            SessionState::Connecting { attempt } if self.last_offline.is_some() => {
-                tracing::debug!(state = state.label(), attempt, "session")
+            SessionState::Connecting { .. } | SessionState::Authenticating if self.last_offline.is_some() => {
+                tracing::debug!(state = label, "session")
             }
             SessionState::SignedOut { reason: Some(reason) } => {
                 self.last_offline = None;
-                tracing::info!(state = state.label(), %reason, "session")
+                tracing::info!(state = label, %reason, "session")
             }
             _ => {
-                if !matches!(state, SessionState::Connecting { .. } | SessionState::Authenticating) {
-                    self.last_offline = None;
-                }
-                tracing::info!(state = state.label(), "session")
+                self.last_offline = None;
+                tracing::info!(state = label, "session")
             }
         }
     }
