@@ -16,8 +16,6 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
-#[cfg(test)]
-use super::reason::Untrusted;
 use super::reason::{self, OfflineReason};
 use super::transport::Transport;
 
@@ -237,6 +235,7 @@ impl AsyncWrite for Wire {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::session::reason::Untrusted;
     use tokio_tungstenite::tungstenite::error::ProtocolError;
     use tokio_tungstenite::tungstenite::http;
 
