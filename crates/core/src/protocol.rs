@@ -20,6 +20,12 @@ pub const CLOSE_FORBIDDEN: u16 = 4003;
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// How much of a talk a notification shows (§5).
 pub const NOTIFY_TEXT_CHARS: usize = 300;
+/// The latest `ts` taken as a time: 9999-12-31T23:59:59.999Z, in ms since the Unix epoch.
+pub const MAX_TS_MS: i64 = 253_402_300_799_999;
+/// The longest `epoch` kept (it is stored and sent back in every hello).
+pub const MAX_EPOCH_CHARS: usize = 128;
+/// How much of an unusable field's JSON text a [`Flaw`] keeps.
+const FLAW_TEXT_CHARS: usize = 64;
 
 /// A user's id. The wire may carry `1` or `"1"`; both are the same user, so the id is kept
 /// as its canonical text and written back as a number when it is one.
@@ -121,6 +127,22 @@ impl<'de> Deserialize<'de> for UserId {
 #[serde(transparent)]
 pub struct Seq(pub u64);
 
+impl Seq {
+    /// The largest seq a talk may carry: what SQLite's INTEGER (an i64) holds, so that a
+    /// stored seq is never cut. A talk with a larger one has an unusable seq ([`Flaw`]).
+    pub const MAX: Seq = Seq(i64::MAX.unsigned_abs());
+
+    /// The seq as SQLite stores it; every seq up to [`Seq::MAX`] fits.
+    pub fn to_i64(self) -> Option<i64> {
+        i64::try_from(self.0).ok()
+    }
+
+    /// A stored seq read back; a negative one is no seq.
+    pub fn from_i64(n: i64) -> Option<Seq> {
+        u64::try_from(n).ok().map(Seq)
+    }
+}
+
 impl fmt::Display for Seq {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)
@@ -188,10 +210,28 @@ pub struct HeartbeatHint {
     pub timeout_ms: Option<u64>,
 }
 
+/// The welcome (§2.3). Its extensions are read tolerantly: an unusable one is absent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Welcome {
     pub user: Person,
     pub heartbeat: Option<HeartbeatHint>,
+    /// What the server offers beyond version 1 (`"resume"`, `"ack"`, `"send"`).
+    pub features: Vec<String>,
+    /// The lifetime of this user's queue (§3).
+    pub epoch: Option<String>,
+    /// The server lost the queue the hello's `resume` and `epoch` named, and replays the
+    /// new one from its start (§3).
+    pub reset: bool,
+    /// The highest `seq` in the queue as the welcome is sent: talks up to it are the
+    /// replay (a catch-up), later ones are live. Without it nothing is a catch-up.
+    pub last_seq: Option<Seq>,
+}
+
+impl Welcome {
+    /// A welcome naming `user` and nothing else.
+    pub fn new(user: Person) -> Self {
+        Welcome { user, heartbeat: None, features: Vec::new(), epoch: None, reset: false, last_seq: None }
+    }
 }
 
 /// `{"type": "error", ...}` (§2.4).
@@ -217,6 +257,8 @@ pub struct Hello {
     pub uuid: String,
     pub token: Token,
     pub resume: Option<Seq>,
+    /// The epoch the client stored with its cursor, sent with `resume` (§3).
+    pub epoch: Option<String>,
     pub client: Option<String>,
 }
 
@@ -246,6 +288,82 @@ pub enum ProtocolError {
     BadField { field: &'static str, reason: String },
     #[error("frame of {size} bytes is over the limit of {limit}")]
     TooLarge { size: usize, limit: usize },
+}
+
+/// A field a frame carried but that could not be used, so the frame was taken without
+/// it: a talk with a `ts` that is not a time is a talk with no `ts`, and one with a `seq`
+/// that is not a sequence number is a talk with no `seq` (stored once, never acked).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Flaw {
+    /// The field's name on the wire.
+    pub field: &'static str,
+    /// Its JSON text (control characters escaped, as JSON writes them), cut to 64
+    /// characters.
+    pub value: String,
+}
+
+/// The flaws of one frame.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Flaws(pub Vec<Flaw>);
+
+impl Flaws {
+    /// Whether `field` was there and unusable.
+    pub fn has(&self, field: &str) -> bool {
+        self.0.iter().any(|f| f.field == field)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn add(&mut self, field: &'static str, value: &Value) {
+        let mut text: String = value.to_string().chars().take(FLAW_TEXT_CHARS + 1).collect();
+        if text.chars().count() > FLAW_TEXT_CHARS {
+            text = text.chars().take(FLAW_TEXT_CHARS - 1).collect();
+            text.push('…');
+        }
+        self.0.push(Flaw { field, value: text });
+    }
+}
+
+/// An optional field read with `read`; present but unusable, it is a flaw and absent.
+fn lenient<T>(
+    obj: &Map<String, Value>,
+    name: &'static str,
+    read: fn(&Value) -> Option<T>,
+    flaws: &mut Flaws,
+) -> Option<T> {
+    let value = obj.get(name).filter(|v| !v.is_null())?;
+    let read = read(value);
+    if read.is_none() {
+        flaws.add(name, value);
+    }
+    read
+}
+
+/// A sequence number: a JSON integer or a string of digits, from 0 to [`Seq::MAX`].
+fn seq_of(v: &Value) -> Option<Seq> {
+    let n = match v {
+        Value::Number(n) => n.as_u64()?,
+        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s.parse().ok()?,
+        _ => return None,
+    };
+    (n <= Seq::MAX.0).then_some(Seq(n))
+}
+
+/// A time: a JSON integer of ms since the Unix epoch, from 0 to [`MAX_TS_MS`].
+fn ts_of(v: &Value) -> Option<i64> {
+    v.as_i64().filter(|ms| (0..=MAX_TS_MS).contains(ms))
+}
+
+/// An epoch: a non-empty string of at most [`MAX_EPOCH_CHARS`] characters.
+fn epoch_of(v: &Value) -> Option<String> {
+    v.as_str().filter(|s| !s.is_empty() && s.chars().count() <= MAX_EPOCH_CHARS).map(str::to_owned)
+}
+
+/// The features: the strings of an array (anything else in it is skipped).
+fn features_of(v: &Value) -> Option<Vec<String>> {
+    Some(v.as_array()?.iter().filter_map(Value::as_str).map(str::to_owned).collect())
 }
 
 fn take_object(text: &str) -> Result<Map<String, Value>, ProtocolError> {
@@ -282,7 +400,8 @@ fn frame_type(obj: &Map<String, Value>) -> Option<&str> {
 }
 
 /// A talk object: `form` (or its alias `from`) with id, name and talk; `to` with an id.
-fn parse_talk(obj: &Map<String, Value>) -> Result<TalkMessage, ProtocolError> {
+/// Its extensions (`seq`, `ts`) are lenient: unusable, they are flaws and absent.
+fn parse_talk(obj: &Map<String, Value>, flaws: &mut Flaws) -> Result<TalkMessage, ProtocolError> {
     // `form` is the original spelling and wins over the alias (§2.1).
     let sender = match obj.get("form").filter(|v| !v.is_null()) {
         Some(v) => ("form", v),
@@ -303,32 +422,50 @@ fn parse_talk(obj: &Map<String, Value>) -> Result<TalkMessage, ProtocolError> {
         id: typed(field(to_obj, "id").map_err(|_| ProtocolError::MissingField("to.id"))?, "to.id")?,
         name: opt_typed(to_obj, "name")?.unwrap_or_default(),
     };
-    Ok(TalkMessage { from, to, talk, seq: opt_typed(obj, "seq")?, ts: opt_typed(obj, "ts")? })
+    let seq = lenient(obj, "seq", seq_of, flaws);
+    let ts = lenient(obj, "ts", ts_of, flaws);
+    Ok(TalkMessage { from, to, talk, seq, ts })
+}
+
+/// A welcome object: `user` is required (and strict), the rest lenient.
+fn parse_welcome(obj: &Map<String, Value>, flaws: &mut Flaws) -> Result<Welcome, ProtocolError> {
+    Ok(Welcome {
+        user: typed(field(obj, "user")?, "user")?,
+        heartbeat: opt_typed(obj, "heartbeat")?,
+        features: lenient(obj, "features", features_of, flaws).unwrap_or_default(),
+        epoch: lenient(obj, "epoch", epoch_of, flaws),
+        reset: lenient(obj, "reset", Value::as_bool, flaws).unwrap_or(false),
+        last_seq: lenient(obj, "last_seq", seq_of, flaws),
+    })
 }
 
 impl ServerFrame {
     /// Parses one text frame from a server.
     pub fn parse(text: &str) -> Result<Self, ProtocolError> {
+        Self::parse_with_flaws(text).map(|(frame, _)| frame)
+    }
+
+    /// Parses one text frame from a server, and says which of its fields were there but
+    /// unusable (and so taken as absent).
+    pub fn parse_with_flaws(text: &str) -> Result<(Self, Flaws), ProtocolError> {
         if text.len() > MAX_MESSAGE_BYTES {
             return Err(ProtocolError::TooLarge { size: text.len(), limit: MAX_MESSAGE_BYTES });
         }
+        let mut flaws = Flaws::default();
         if text == HEARTBEAT {
-            return Ok(ServerFrame::Heartbeat);
+            return Ok((ServerFrame::Heartbeat, flaws));
         }
         let obj = take_object(text)?;
-        match frame_type(&obj) {
-            Some("welcome") => {
-                let user = typed(field(&obj, "user")?, "user")?;
-                let heartbeat = opt_typed(&obj, "heartbeat")?;
-                Ok(ServerFrame::Welcome(Welcome { user, heartbeat }))
-            }
-            Some("error") => Ok(ServerFrame::Error(typed(&Value::Object(obj), "error")?)),
+        let frame = match frame_type(&obj) {
+            Some("welcome") => ServerFrame::Welcome(parse_welcome(&obj, &mut flaws)?),
+            Some("error") => ServerFrame::Error(typed(&Value::Object(obj), "error")?),
             Some("talk") | None if obj.contains_key("form") || obj.contains_key("from") => {
-                parse_talk(&obj).map(ServerFrame::Talk)
+                ServerFrame::Talk(parse_talk(&obj, &mut flaws)?)
             }
-            Some(other) => Err(ProtocolError::UnknownType(other.to_owned())),
-            None => Err(ProtocolError::Unrecognized),
-        }
+            Some(other) => return Err(ProtocolError::UnknownType(other.to_owned())),
+            None => return Err(ProtocolError::Unrecognized),
+        };
+        Ok((frame, flaws))
     }
 
     /// The frame as the text a server sends.
@@ -336,18 +473,32 @@ impl ServerFrame {
         match self {
             ServerFrame::Heartbeat => HEARTBEAT.to_owned(),
             ServerFrame::Talk(t) => talk_json(t).to_string(),
-            ServerFrame::Welcome(w) => {
-                let mut v = serde_json::json!({"type": "welcome", "user": w.user});
-                if let Some(hb) = &w.heartbeat {
-                    v["heartbeat"] = serde_json::to_value(hb).unwrap_or(Value::Null);
-                }
-                v.to_string()
-            }
+            ServerFrame::Welcome(w) => welcome_json(w).to_string(),
             ServerFrame::Error(e) => {
                 serde_json::json!({"type": "error", "code": e.code, "message": e.message}).to_string()
             }
         }
     }
+}
+
+fn welcome_json(w: &Welcome) -> Value {
+    let mut v = serde_json::json!({"type": "welcome", "user": w.user});
+    if let Some(hb) = &w.heartbeat {
+        v["heartbeat"] = serde_json::to_value(hb).unwrap_or(Value::Null);
+    }
+    if !w.features.is_empty() {
+        v["features"] = w.features.clone().into();
+    }
+    if let Some(epoch) = &w.epoch {
+        v["epoch"] = epoch.clone().into();
+    }
+    if w.reset {
+        v["reset"] = true.into();
+    }
+    if let Some(seq) = w.last_seq {
+        v["last_seq"] = seq.0.into();
+    }
+    v
 }
 
 fn talk_json(t: &TalkMessage) -> Value {
@@ -376,8 +527,9 @@ impl ClientFrame {
         let obj = take_object(text)?;
         match frame_type(&obj) {
             Some("ack") => Ok(ClientFrame::Ack(typed(field(&obj, "seq")?, "seq")?)),
+            // A client's seq and ts mean nothing to a server, which sets its own.
             Some("talk") | None if obj.contains_key("form") || obj.contains_key("from") => {
-                parse_talk(&obj).map(ClientFrame::Talk)
+                parse_talk(&obj, &mut Flaws::default()).map(ClientFrame::Talk)
             }
             None if obj.contains_key("token") || obj.contains_key("uuid") => {
                 let uuid: String = typed(field(&obj, "uuid")?, "uuid")?;
@@ -386,6 +538,7 @@ impl ClientFrame {
                     uuid,
                     token: Token::new(token)?,
                     resume: opt_typed(&obj, "resume")?,
+                    epoch: lenient(&obj, "epoch", epoch_of, &mut Flaws::default()),
                     client: opt_typed(&obj, "client")?,
                 }))
             }
@@ -402,6 +555,10 @@ impl ClientFrame {
                 let mut v = serde_json::json!({"uuid": h.uuid, "token": h.token.expose()});
                 if let Some(seq) = h.resume {
                     v["resume"] = seq.0.into();
+                    // The epoch goes with the cursor it names (§3).
+                    if let Some(epoch) = &h.epoch {
+                        v["epoch"] = epoch.clone().into();
+                    }
                 }
                 if let Some(client) = &h.client {
                     v["client"] = client.clone().into();
@@ -445,6 +602,10 @@ mod tests {
     #[test]
     fn server_frames_table() {
         use ServerFrame as F;
+        let long_epoch = format!(
+            r#"{{"type": "welcome", "user": {{"id": 1, "name": "w"}}, "epoch": "{}"}}"#,
+            "e".repeat(MAX_EPOCH_CHARS + 1)
+        );
         let cases: Vec<(&str, &str, Result<F, ProtocolError>)> = vec![
             (
                 "the original sample message",
@@ -480,14 +641,35 @@ mod tests {
                 "welcome with timing",
                 r#"{"type": "welcome", "user": {"id": 1, "name": "wang1"}, "heartbeat": {"interval_ms": 25000, "timeout_ms": 10000}}"#,
                 Ok(F::Welcome(Welcome {
-                    user: Person { id: "1".into(), name: "wang1".into() },
                     heartbeat: Some(HeartbeatHint { interval_ms: Some(25000), timeout_ms: Some(10000) }),
+                    ..Welcome::new(Person { id: "1".into(), name: "wang1".into() })
                 })),
             ),
             (
                 "welcome without timing",
                 r#"{"type": "welcome", "user": {"id": "u-7", "name": "x"}}"#,
-                Ok(F::Welcome(Welcome { user: Person { id: "u-7".into(), name: "x".into() }, heartbeat: None })),
+                Ok(F::Welcome(Welcome::new(Person { id: "u-7".into(), name: "x".into() }))),
+            ),
+            (
+                "welcome with features, epoch, reset and last_seq",
+                r#"{"type": "welcome", "user": {"id": 1, "name": "w"}, "features": ["resume", "ack", 7, "send"], "epoch": "8c1e", "reset": true, "last_seq": 57}"#,
+                Ok(F::Welcome(Welcome {
+                    features: vec!["resume".into(), "ack".into(), "send".into()],
+                    epoch: Some("8c1e".into()),
+                    reset: true,
+                    last_seq: Some(Seq(57)),
+                    ..Welcome::new(Person { id: "1".into(), name: "w".into() })
+                })),
+            ),
+            (
+                "welcome with unusable extensions is a plain welcome",
+                r#"{"type": "welcome", "user": {"id": 1, "name": "w"}, "features": "all", "epoch": "", "reset": "yes", "last_seq": -3}"#,
+                Ok(F::Welcome(Welcome::new(Person { id: "1".into(), name: "w".into() }))),
+            ),
+            (
+                "welcome with an epoch too long to keep",
+                &long_epoch,
+                Ok(F::Welcome(Welcome::new(Person { id: "1".into(), name: "w".into() }))),
             ),
             (
                 "error frame",
@@ -514,9 +696,24 @@ mod tests {
                 Err(ProtocolError::BadField { field: "form.id", reason: String::new() }),
             ),
             (
-                "talk with a negative seq",
+                "talk with a negative seq is a talk without one",
                 r#"{"form": {"id": 2, "name": "w", "talk": "x"}, "to": {"id": 1}, "seq": -1}"#,
-                Err(ProtocolError::BadField { field: "seq", reason: String::new() }),
+                Ok(F::Talk(talk(("2", "w"), ("1", ""), "x"))),
+            ),
+            (
+                "talk with a ts that is not a time is a talk without one",
+                r#"{"form": {"id": 2, "name": "w", "talk": "x"}, "to": {"id": 1}, "seq": 3, "ts": 1e30}"#,
+                Ok(F::Talk(TalkMessage { seq: Some(Seq(3)), ..talk(("2", "w"), ("1", ""), "x") })),
+            ),
+            (
+                "seq as a string of digits",
+                r#"{"form": {"id": 2, "name": "w", "talk": "x"}, "to": {"id": 1}, "seq": "42"}"#,
+                Ok(F::Talk(TalkMessage { seq: Some(Seq(42)), ..talk(("2", "w"), ("1", ""), "x") })),
+            ),
+            (
+                "the largest seq",
+                r#"{"form": {"id": 2, "name": "w", "talk": "x"}, "to": {"id": 1}, "seq": 9223372036854775807, "ts": 0}"#,
+                Ok(F::Talk(TalkMessage { seq: Some(Seq::MAX), ts: Some(0), ..talk(("2", "w"), ("1", ""), "x") })),
             ),
             ("empty frame", "", Err(ProtocolError::Malformed(String::new()))),
             ("Online is not online", "Online", Err(ProtocolError::Malformed(String::new()))),
@@ -531,6 +728,45 @@ mod tests {
                 _ => assert_eq!(got, want, "{name}"),
             }
         }
+    }
+
+    /// A talk's unusable extensions: the talk is kept without them, and each is a flaw.
+    #[test]
+    fn unusable_extensions_table() {
+        let base = r#""form": {"id": 2, "name": "w", "talk": "x"}, "to": {"id": 1}"#;
+        // (name, extensions, seq, ts, fields with a flaw)
+        let cases: Vec<(&str, &str, Option<u64>, Option<i64>, &[&str])> = vec![
+            ("valid seq and ts", r#""seq": 5, "ts": 1763900000000"#, Some(5), Some(1_763_900_000_000), &[]),
+            ("null seq and ts are absent", r#""seq": null, "ts": null"#, None, None, &[]),
+            ("ts 1e30", r#""seq": 5, "ts": 1e30"#, Some(5), None, &["ts"]),
+            ("negative ts", r#""ts": -1"#, None, None, &["ts"]),
+            ("ts as a string", r#""ts": "yesterday""#, None, None, &["ts"]),
+            ("fractional ts", r#""ts": 1763900000000.5"#, None, None, &["ts"]),
+            ("ts past year 9999", r#""ts": 253402300800000"#, None, None, &["ts"]),
+            ("negative seq", r#""seq": -1"#, None, None, &["seq"]),
+            ("fractional seq", r#""seq": 41.5"#, None, None, &["seq"]),
+            ("seq past u64", r#""seq": 18446744073709551616"#, None, None, &["seq"]),
+            ("seq past i64", r#""seq": 9223372036854775808"#, None, None, &["seq"]),
+            ("seq string not a number", r#""seq": "forty-two""#, None, None, &["seq"]),
+            ("seq string with a sign", r#""seq": "-4""#, None, None, &["seq"]),
+            ("seq as an object", r#""seq": {"n": 1}"#, None, None, &["seq"]),
+            ("both unusable", r#""seq": true, "ts": [1]"#, None, None, &["seq", "ts"]),
+        ];
+        for (name, ext, seq, ts, flawed) in cases {
+            let text = format!("{{{base}, {ext}}}");
+            let (frame, flaws) = ServerFrame::parse_with_flaws(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let ServerFrame::Talk(t) = frame else { panic!("{name}: not a talk") };
+            assert_eq!((t.seq, t.ts), (seq.map(Seq), ts), "{name}");
+            let fields: Vec<&str> = flaws.0.iter().map(|f| f.field).collect();
+            assert_eq!(fields, flawed, "{name}");
+        }
+        // A flaw keeps the field's JSON text, control characters escaped and cut short.
+        let text = format!("{{{base}, \"seq\": \"\\u001b]0;pwned\\u0007{}\"}}", "z".repeat(500));
+        let (_, flaws) = ServerFrame::parse_with_flaws(&text).unwrap();
+        let value = &flaws.0[0].value;
+        assert!(value.starts_with(r#""\u001b]0;pwned\u0007zz"#), "{value}");
+        assert!(!value.contains('\u{1b}') && !value.contains('\u{7}'), "{value:?}");
+        assert_eq!(value.chars().count(), FLAW_TEXT_CHARS);
     }
 
     #[test]
@@ -550,13 +786,22 @@ mod tests {
                 uuid: "u".into(),
                 token: Token::new("s3cret").unwrap(),
                 resume: None,
+                epoch: None,
                 client: None,
             }),
             ClientFrame::Hello(Hello {
                 uuid: "u".into(),
                 token: Token::new("s3cret").unwrap(),
                 resume: Some(Seq(41)),
+                epoch: None,
                 client: Some("talkbell/0.1".into()),
+            }),
+            ClientFrame::Hello(Hello {
+                uuid: "u".into(),
+                token: Token::new("s3cret").unwrap(),
+                resume: Some(Seq(41)),
+                epoch: Some("8c1e".into()),
+                client: None,
             }),
             ClientFrame::Ack(Seq(42)),
             ClientFrame::Talk(talk(("1", "wang1"), ("2", "wang2"), "reply")),
@@ -573,6 +818,7 @@ mod tests {
             uuid: "dev".into(),
             token: Token::new("tok").unwrap(),
             resume: None,
+            epoch: Some("ignored without a resume".into()),
             client: None,
         });
         let v: Value = serde_json::from_str(&hello.to_text()).unwrap();
@@ -588,7 +834,15 @@ mod tests {
                 ts: Some(5),
                 ..talk(("2", "wang2"), ("1", "wang1"), "hi")
             }),
-            ServerFrame::Welcome(Welcome { user: Person { id: 1.into(), name: "wang1".into() }, heartbeat: None }),
+            ServerFrame::Welcome(Welcome::new(Person { id: 1.into(), name: "wang1".into() })),
+            ServerFrame::Welcome(Welcome {
+                heartbeat: Some(HeartbeatHint { interval_ms: Some(1), timeout_ms: None }),
+                features: vec!["send".into()],
+                epoch: Some("e-2".into()),
+                reset: true,
+                last_seq: Some(Seq(9)),
+                ..Welcome::new(Person { id: "u".into(), name: String::new() })
+            }),
             ServerFrame::Error(ServerError { code: "unauthorized".into(), message: "no".into() }),
         ];
         for f in frames {
@@ -608,7 +862,7 @@ mod tests {
     fn token_never_prints() {
         let t = Token::new("hunter2").unwrap();
         assert!(!format!("{t:?}").contains("hunter2"));
-        let hello = Hello { uuid: "u".into(), token: t, resume: None, client: None };
+        let hello = Hello { uuid: "u".into(), token: t, resume: None, epoch: None, client: None };
         assert!(!format!("{hello:?}").contains("hunter2"));
         assert!(Token::new("  ").is_err());
     }

@@ -313,6 +313,7 @@ impl SessionTask {
             uuid: self.config.device_uuid.clone(),
             token: creds.token.clone(),
             resume,
+            epoch: None,
             client: self.config.client_name.clone(),
         });
         let mut link = Link {
