@@ -120,6 +120,9 @@ pub fn spawn(app: AppHandle) {
                 SessionEvent::StoreFailed { error } => Some(format!("could not store a talk: {error}")),
                 SessionEvent::Welcome { user } => Some(format!("signed in as {}", user.name)),
                 SessionEvent::Duplicate { .. } => None,
+                SessionEvent::QueueReset { .. } => {
+                    Some("the server lost its queue: talks sent while it was lost may be missing".to_owned())
+                }
             };
             if let Some(text) = log {
                 app.state::<EventLog>().push(&app, text);

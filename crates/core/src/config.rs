@@ -175,8 +175,14 @@ impl Config {
         }
     }
 
-    /// Reads the file, or on first start writes a new one (with a new device uuid).
+    /// Reads the file, or on first start writes a new one (with a new device uuid). The
+    /// folder and the file are made private to the user if they were not.
     pub fn load_or_create(path: &Path) -> Result<Config, ConfigError> {
+        if path.exists() {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            private_dir(dir).map_err(io(dir))?;
+            narrow_file_mode(path);
+        }
         match std::fs::read_to_string(path) {
             Ok(text) => Config::parse(path, &text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -230,7 +236,7 @@ impl Config {
     pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
         self.validate().map_err(|message| ConfigError::Invalid { path: path.to_path_buf(), message })?;
         let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        private_dir(dir).map_err(io(dir))?;
         let text = toml::to_string_pretty(self)
             .map_err(|e| ConfigError::Invalid { path: path.to_path_buf(), message: e.to_string() })?;
         let mut tmp = tempfile_in(dir).map_err(io(dir))?;
@@ -266,6 +272,76 @@ impl Default for Config {
         Config::new()
     }
 }
+
+/// Makes `dir` (and any missing parent) and keeps it private to the user: on Unix a new
+/// one is made 0700, and an existing one open to the group or others is narrowed to
+/// 0700 (logged). A folder that cannot be narrowed (not ours) is logged and used as it is.
+pub(crate) fn private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.as_os_str().is_empty() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    match builder.create(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => {
+            narrow_mode(dir, 0o700);
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Makes `path` as an empty file readable by the user alone (0600 on Unix) unless it
+/// exists.
+pub(crate) fn create_private_file(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Narrows an existing file open to the group or others to 0600 (logged); an absent
+/// one is left absent.
+pub(crate) fn narrow_file_mode(path: &Path) {
+    narrow_mode(path, 0o600);
+}
+
+#[cfg(unix)]
+fn narrow_mode(path: &Path, private: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(path) else { return };
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 == 0 {
+        return;
+    }
+    match std::fs::set_permissions(path, std::fs::Permissions::from_mode(private)) {
+        Ok(()) => tracing::info!(
+            path = %path.display(),
+            was = format_args!("{mode:04o}"),
+            now = format_args!("{private:04o}"),
+            "made private to the user"
+        ),
+        Err(e) => tracing::warn!(
+            path = %path.display(),
+            mode = format_args!("{mode:04o}"),
+            error = %e,
+            "readable by others, and its mode cannot be changed"
+        ),
+    }
+}
+
+#[cfg(not(unix))]
+fn narrow_mode(_path: &Path, _private: u32) {}
 
 /// A new file beside the config, readable by the user alone.
 fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {

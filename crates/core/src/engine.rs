@@ -250,6 +250,13 @@ async fn bridge(
                     }
                 }
             }
+            Ok(SessionEvent::QueueReset { server, account }) => {
+                tracing::warn!(
+                    server = ?server,
+                    account = %account,
+                    "the server lost its queue: talks sent while it was lost may be missing"
+                );
+            }
             Ok(SessionEvent::State(SessionState::Stopped)) | Err(RecvError::Closed) => {
                 DeliveryTrace::flush_or_end(&mut trace);
                 return;

@@ -734,8 +734,9 @@ mod tests {
     #[test]
     fn unusable_extensions_table() {
         let base = r#""form": {"id": 2, "name": "w", "talk": "x"}, "to": {"id": 1}"#;
-        // (name, extensions, seq, ts, fields with a flaw)
-        let cases: Vec<(&str, &str, Option<u64>, Option<i64>, &[&str])> = vec![
+        /// (name, extensions, seq, ts, fields with a flaw)
+        type Case = (&'static str, &'static str, Option<u64>, Option<i64>, &'static [&'static str]);
+        let cases: Vec<Case> = vec![
             ("valid seq and ts", r#""seq": 5, "ts": 1763900000000"#, Some(5), Some(1_763_900_000_000), &[]),
             ("null seq and ts are absent", r#""seq": null, "ts": null"#, None, None, &[]),
             ("ts 1e30", r#""seq": 5, "ts": 1e30"#, Some(5), None, &["ts"]),

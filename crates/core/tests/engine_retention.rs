@@ -6,7 +6,7 @@ use talkbell_core::config::{Config, Paths};
 use talkbell_core::engine::Engine;
 use talkbell_core::history::History;
 use talkbell_core::protocol::{Person, Seq, TalkMessage};
-use talkbell_core::session::{SessionState, TalkStore};
+use talkbell_core::session::SessionState;
 
 #[tokio::test]
 async fn history_beyond_max_rows_is_pruned_at_start_and_the_newest_stay() {
@@ -25,7 +25,7 @@ async fn history_beyond_max_rows_is_pruned_at_start_and_the_newest_stay() {
                 seq: Some(Seq(i)),
                 ts: None,
             };
-            history.store("ws://127.0.0.1:9/", &talk).unwrap();
+            history.insert("ws://127.0.0.1:9/", &talk).unwrap();
         }
     }
     // No server configured: the engine starts signed out and never asks the keyring.

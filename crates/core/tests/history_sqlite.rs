@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use talkbell_core::history::{History, HistoryError, HistoryQuery};
 use talkbell_core::protocol::{Person, Seq, TalkMessage, UserId};
-use talkbell_core::session::{Stored, TalkStore};
+use talkbell_core::session::Stored;
 
 const SERVER: &str = "ws://127.0.0.1:9/";
 
@@ -40,13 +40,13 @@ fn search(h: &History, q: &str) -> Vec<String> {
 fn stores_lists_newest_first_and_drops_a_repeated_seq() {
     let dir = tempfile::tempdir().unwrap();
     let h = History::open(&dir.path().join("data/history.sqlite3")).unwrap();
-    assert!(matches!(h.store(SERVER, &talk(Some(1), "wang2", 1, "one")).unwrap(), Stored::New(_)));
-    assert!(matches!(h.store(SERVER, &talk(Some(2), "wang2", 1, "two")).unwrap(), Stored::New(_)));
-    assert_eq!(h.store(SERVER, &talk(Some(1), "wang2", 1, "one")).unwrap(), Stored::Duplicate);
+    assert!(matches!(h.insert(SERVER, &talk(Some(1), "wang2", 1, "one")).unwrap(), Stored::New(_)));
+    assert!(matches!(h.insert(SERVER, &talk(Some(2), "wang2", 1, "two")).unwrap(), Stored::New(_)));
+    assert_eq!(h.insert(SERVER, &talk(Some(1), "wang2", 1, "one")).unwrap(), Stored::Duplicate);
     // The same seq from another server is another talk; no seq is always new.
-    assert!(matches!(h.store("ws://other/", &talk(Some(1), "x", 1, "elsewhere")).unwrap(), Stored::New(_)));
-    assert!(matches!(h.store(SERVER, &talk(None, "wang2", 1, "no seq")).unwrap(), Stored::New(_)));
-    assert!(matches!(h.store(SERVER, &talk(None, "wang2", 1, "no seq")).unwrap(), Stored::New(_)));
+    assert!(matches!(h.insert("ws://other/", &talk(Some(1), "x", 1, "elsewhere")).unwrap(), Stored::New(_)));
+    assert!(matches!(h.insert(SERVER, &talk(None, "wang2", 1, "no seq")).unwrap(), Stored::New(_)));
+    assert!(matches!(h.insert(SERVER, &talk(None, "wang2", 1, "no seq")).unwrap(), Stored::New(_)));
     assert_eq!(all(&h), ["no seq", "no seq", "elsewhere", "two", "one"]);
     let e = &h.list(&HistoryQuery { limit: 1, before: Some(4), ..Default::default() }).unwrap()[0];
     assert_eq!((e.talk.as_str(), e.from.name.as_str(), e.to.id.as_str(), e.seq), ("elsewhere", "x", "1", Some(1)));
@@ -60,17 +60,17 @@ fn the_last_seq_survives_a_restart_and_pruning() {
     let path = dir.path().join("h.sqlite3");
     {
         let h = History::open(&path).unwrap();
-        assert_eq!(h.last_seq(SERVER, &me()).unwrap(), None);
+        assert_eq!(h.last_stored_seq(SERVER, &me()).unwrap(), None);
         for seq in [3, 7, 5] {
-            h.store(SERVER, &talk(Some(seq), "wang2", 1, "t")).unwrap();
+            h.insert(SERVER, &talk(Some(seq), "wang2", 1, "t")).unwrap();
         }
     }
     let h = History::open(&path).unwrap();
-    assert_eq!(h.last_seq(SERVER, &me()).unwrap(), Some(Seq(7)));
-    assert_eq!(h.last_seq("ws://other/", &me()).unwrap(), None);
+    assert_eq!(h.last_stored_seq(SERVER, &me()).unwrap(), Some(Seq(7)));
+    assert_eq!(h.last_stored_seq("ws://other/", &me()).unwrap(), None);
     assert_eq!(h.prune(0, Duration::from_secs(3600)).unwrap(), 3);
     assert_eq!(h.count().unwrap(), 0);
-    assert_eq!(h.last_seq(SERVER, &me()).unwrap(), Some(Seq(7)), "pruning must not cause a replay");
+    assert_eq!(h.last_stored_seq(SERVER, &me()).unwrap(), Some(Seq(7)), "pruning must not cause a replay");
 }
 
 #[test]
@@ -79,17 +79,17 @@ fn a_link_that_stored_nothing_still_resumes_from_zero_and_never_lowers_the_curso
     let path = dir.path().join("h.sqlite3");
     {
         let h = History::open(&path).unwrap();
-        assert_eq!(h.last_seq(SERVER, &me()).unwrap(), None, "a first connection has no resume");
-        h.linked(SERVER, &me()).unwrap();
+        assert_eq!(h.last_stored_seq(SERVER, &me()).unwrap(), None, "a first connection has no resume");
+        h.mark_linked(SERVER, &me()).unwrap();
     }
     // After a link that brought nothing (e.g. `talkbell login`), the next hello asks for
     // everything the server queued since: resume 0, not no resume.
     let h = History::open(&path).unwrap();
-    assert_eq!(h.last_seq(SERVER, &me()).unwrap(), Some(Seq(0)));
-    assert_eq!(h.last_seq("ws://other/", &me()).unwrap(), None);
-    h.store(SERVER, &talk(Some(4), "wang2", 1, "t")).unwrap();
-    h.linked(SERVER, &me()).unwrap();
-    assert_eq!(h.last_seq(SERVER, &me()).unwrap(), Some(Seq(4)));
+    assert_eq!(h.last_stored_seq(SERVER, &me()).unwrap(), Some(Seq(0)));
+    assert_eq!(h.last_stored_seq("ws://other/", &me()).unwrap(), None);
+    h.insert(SERVER, &talk(Some(4), "wang2", 1, "t")).unwrap();
+    h.mark_linked(SERVER, &me()).unwrap();
+    assert_eq!(h.last_stored_seq(SERVER, &me()).unwrap(), Some(Seq(4)));
     assert_eq!(h.count().unwrap(), 1);
 }
 
@@ -97,9 +97,9 @@ fn a_link_that_stored_nothing_still_resumes_from_zero_and_never_lowers_the_curso
 fn search_finds_words_and_never_fails_on_odd_input() {
     let dir = tempfile::tempdir().unwrap();
     let h = History::open(&dir.path().join("h.sqlite3")).unwrap();
-    h.store(SERVER, &talk(Some(1), "wang2", 1, "lunch at noon?")).unwrap();
-    h.store(SERVER, &talk(Some(2), "li3", 1, "the build is green")).unwrap();
-    h.store(SERVER, &talk(Some(3), "wang2", 1, "你好 世界")).unwrap();
+    h.insert(SERVER, &talk(Some(1), "wang2", 1, "lunch at noon?")).unwrap();
+    h.insert(SERVER, &talk(Some(2), "li3", 1, "the build is green")).unwrap();
+    h.insert(SERVER, &talk(Some(3), "wang2", 1, "你好 世界")).unwrap();
     assert_eq!(search(&h, "lunch"), ["lunch at noon?"]);
     assert_eq!(search(&h, "LUN"), ["lunch at noon?"], "prefix, any case");
     assert_eq!(search(&h, "build green"), ["the build is green"]);
@@ -117,7 +117,7 @@ fn paging_with_before() {
     let dir = tempfile::tempdir().unwrap();
     let h = History::open(&dir.path().join("h.sqlite3")).unwrap();
     for i in 1..=25 {
-        h.store(SERVER, &talk(Some(i), "wang2", 1, &format!("t{i}"))).unwrap();
+        h.insert(SERVER, &talk(Some(i), "wang2", 1, &format!("t{i}"))).unwrap();
     }
     let mut seen = Vec::new();
     let mut before = None;
@@ -140,7 +140,7 @@ fn unread_marks() {
     let h = History::open(&dir.path().join("h.sqlite3")).unwrap();
     let me = UserId::from(1);
     let rows: Vec<i64> = (1..=4)
-        .map(|i| match h.store(SERVER, &talk(Some(i), "wang2", if i == 4 { 3 } else { 1 }, "x")).unwrap() {
+        .map(|i| match h.insert(SERVER, &talk(Some(i), "wang2", if i == 4 { 3 } else { 1 }, "x")).unwrap() {
             Stored::New(row) => row,
             Stored::Duplicate => unreachable!(),
         })
@@ -166,7 +166,7 @@ fn a_reader_sees_what_a_writer_commits_while_it_writes() {
     let w = writer.clone();
     let handle = std::thread::spawn(move || {
         for i in 1..=300 {
-            w.store(SERVER, &talk(Some(i), "wang2", 1, "x")).unwrap();
+            w.insert(SERVER, &talk(Some(i), "wang2", 1, "x")).unwrap();
         }
     });
     let mut last = 0;
@@ -184,7 +184,7 @@ fn a_full_disk_is_a_clear_error_and_loses_nothing_already_stored() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("h.sqlite3");
     let h = History::open(&path).unwrap();
-    h.store(SERVER, &talk(Some(1), "wang2", 1, "kept")).unwrap();
+    h.insert(SERVER, &talk(Some(1), "wang2", 1, "kept")).unwrap();
     h.set_max_pages_for_test(64);
     let big = "z".repeat(100_000);
     let err = (2..100)
@@ -193,8 +193,8 @@ fn a_full_disk_is_a_clear_error_and_loses_nothing_already_stored() {
     assert!(matches!(err, HistoryError::DiskFull), "{err:?}");
     assert!(err.to_string().contains("disk is full"));
     // Through the session's interface it is a StoreError (not acked, replayed later).
-    assert!(h.store(SERVER, &talk(Some(500), "wang2", 1, &big)).is_err());
-    assert!(h.last_seq(SERVER, &me()).unwrap() < Some(Seq(500)));
+    assert!(h.insert(SERVER, &talk(Some(500), "wang2", 1, &big)).is_err());
+    assert!(h.last_stored_seq(SERVER, &me()).unwrap() < Some(Seq(500)));
     drop(h);
     let reopened = History::open(&path).unwrap();
     assert!(all(&reopened).contains(&"kept".to_owned()));
@@ -205,22 +205,22 @@ fn talks_read_in_one_go_are_stored_together_or_not_at_all() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("h.sqlite3");
     let h = History::open(&path).unwrap();
-    h.store(SERVER, &talk(Some(1), "wang2", 1, "before")).unwrap();
+    h.insert(SERVER, &talk(Some(1), "wang2", 1, "before")).unwrap();
     // A run with a seq already stored in it: that one is dropped, the rest kept in order.
     let run = [talk(Some(1), "wang2", 1, "before"), talk(Some(2), "wang2", 1, "two"), talk(None, "li3", 1, "no seq")];
-    let stored = h.store_all(SERVER, &run).unwrap();
+    let stored = h.insert_all(SERVER, &run).unwrap();
     assert!(matches!(stored[..], [Stored::Duplicate, Stored::New(_), Stored::New(_)]), "{stored:?}");
     assert_eq!(all(&h), ["no seq", "two", "before"]);
-    assert_eq!(h.last_seq(SERVER, &me()).unwrap(), Some(Seq(2)));
+    assert_eq!(h.last_stored_seq(SERVER, &me()).unwrap(), Some(Seq(2)));
 
     // A run that does not fit: none of it is stored, and the cursor stays where it was, so
     // the server (not acked) sends the whole run again.
     h.set_max_pages_for_test(64);
     let big = "z".repeat(100_000);
     let run: Vec<_> = (3..40).map(|i| talk(Some(i), "wang2", 1, &big)).collect();
-    assert!(h.store_all(SERVER, &run).is_err());
+    assert!(h.insert_all(SERVER, &run).is_err());
     assert_eq!(all(&h), ["no seq", "two", "before"]);
-    assert_eq!(h.last_seq(SERVER, &me()).unwrap(), Some(Seq(2)));
+    assert_eq!(h.last_stored_seq(SERVER, &me()).unwrap(), Some(Seq(2)));
 }
 
 #[test]
@@ -229,21 +229,21 @@ fn two_accounts_on_one_server_each_have_their_own_seqs_and_resume() {
     let h = History::open(&dir.path().join("h.sqlite3")).unwrap();
     // wang1 signed in first, then wang3 on the same server: each is numbered from 1.
     for seq in 1..=5 {
-        h.store(SERVER, &talk(Some(seq), "wang2", 1, &format!("to one {seq}"))).unwrap();
+        h.insert(SERVER, &talk(Some(seq), "wang2", 1, &format!("to one {seq}"))).unwrap();
     }
     let wang3 = UserId::from(3);
-    assert_eq!(h.last_seq(SERVER, &wang3).unwrap(), None, "a first sign-in as wang3 has no resume");
+    assert_eq!(h.last_stored_seq(SERVER, &wang3).unwrap(), None, "a first sign-in as wang3 has no resume");
     let stored = h
-        .store_all(SERVER, &[talk(Some(1), "wang2", 3, "to three 1"), talk(Some(2), "wang2", 3, "to three 2")])
+        .insert_all(SERVER, &[talk(Some(1), "wang2", 3, "to three 1"), talk(Some(2), "wang2", 3, "to three 2")])
         .unwrap();
     assert!(
         matches!(stored[..], [Stored::New(_), Stored::New(_)]),
         "wang3's talks are not wang1's repeats: {stored:?}"
     );
-    assert_eq!(h.last_seq(SERVER, &wang3).unwrap(), Some(Seq(2)));
-    assert_eq!(h.last_seq(SERVER, &me()).unwrap(), Some(Seq(5)));
+    assert_eq!(h.last_stored_seq(SERVER, &wang3).unwrap(), Some(Seq(2)));
+    assert_eq!(h.last_stored_seq(SERVER, &me()).unwrap(), Some(Seq(5)));
     // A repeat is still a repeat within one account.
-    assert_eq!(h.store(SERVER, &talk(Some(2), "wang2", 3, "to three 2")).unwrap(), Stored::Duplicate);
+    assert_eq!(h.insert(SERVER, &talk(Some(2), "wang2", 3, "to three 2")).unwrap(), Stored::Duplicate);
     assert_eq!(h.count().unwrap(), 7);
 }
 
@@ -279,11 +279,11 @@ fn a_schema_1_history_is_migrated_with_its_talks_and_cursor() {
     let h = History::open(&path).unwrap();
     assert_eq!(all(&h), ["kept from before"]);
     assert_eq!(search(&h, "kept"), ["kept from before"]);
-    assert_eq!(h.last_seq(SERVER, &me()).unwrap(), Some(Seq(12)));
-    assert_eq!(h.store(SERVER, &talk(Some(8), "wang2", 1, "kept from before")).unwrap(), Stored::Duplicate);
-    assert!(matches!(h.store(SERVER, &talk(Some(13), "wang2", 1, "new")).unwrap(), Stored::New(_)));
+    assert_eq!(h.last_stored_seq(SERVER, &me()).unwrap(), Some(Seq(12)));
+    assert_eq!(h.insert(SERVER, &talk(Some(8), "wang2", 1, "kept from before")).unwrap(), Stored::Duplicate);
+    assert!(matches!(h.insert(SERVER, &talk(Some(13), "wang2", 1, "new")).unwrap(), Stored::New(_)));
     drop(h);
     // Opened again: already at the new schema, nothing migrated twice.
     let h = History::open(&path).unwrap();
-    assert_eq!(h.last_seq(SERVER, &me()).unwrap(), Some(Seq(13)));
+    assert_eq!(h.last_stored_seq(SERVER, &me()).unwrap(), Some(Seq(13)));
 }

@@ -13,11 +13,13 @@
 //!   when it is only one). A stream that never pauses shows its summary at the latest
 //!   `summary_max_wait` (30 s) after the first talk it collected, then collects again.
 //!   So 500 talks at once, or 100,000 over ten seconds, give 2 popups and 1 summary.
-//! - catch-up: when a link comes up ([`NotifyHandle::catch_up`], fed by the `Connected`
-//!   state), a burst starts with no single popups left: what the server replays after a
-//!   gap, however long the replay takes, is one popup once the talks pause (the talk
-//!   itself when it is only one). A replay of 500 talks is one summary. The price: a live
-//!   talk in the first 2 s of a link waits until the talks pause.
+//! - catch-up: a talk the server replayed ([`NotifyHandle::replayed`], a
+//!   [`SessionEvent::Talk`] with `replay`: its seq is at most the welcome's `last_seq`)
+//!   raises no single popup: the replay after a gap, however long it takes, is one popup
+//!   once the talks pause (the talk itself when it is only one). A replay of 500 talks is
+//!   one summary. The first live talk after it ends the catch-up at once (its summary
+//!   first), and follows the burst rule like any live talk. A server that never replays
+//!   (no `last_seq`) has no catch-up: every talk is live, from the first second of a link.
 //!
 //! Time is tokio's, so the whole policy runs on the paused clock in tests. A pause also
 //! ends when the wall clock passes its end, so one that spans a suspend is not stretched.
@@ -30,7 +32,7 @@ use tokio::time::Instant;
 
 use super::{Notification, NotificationKind, Notifier};
 use crate::protocol::{notification_text, TalkMessage};
-use crate::session::{SessionEvent, SessionState};
+use crate::session::SessionEvent;
 
 /// Longest title shown (a sender's name from the wire can be anything).
 const TITLE_CHARS: usize = 100;
@@ -79,10 +81,9 @@ pub struct NotifyStats {
 }
 
 enum Command {
-    Talk { talk: TalkMessage, row: i64, for_me: bool },
+    Talk { talk: TalkMessage, row: i64, for_me: bool, replay: bool },
     Pause(Option<Duration>),
     Resume,
-    CatchUp,
     Sync(oneshot::Sender<()>),
 }
 
@@ -109,25 +110,23 @@ pub struct NotifyHandle {
 }
 
 impl NotifyHandle {
-    /// A new stored talk. `row` is its row in the history (what a click opens); `for_me`
-    /// whether it is addressed to the signed-in user.
+    /// A new stored live talk. `row` is its row in the history (what a click opens);
+    /// `for_me` whether it is addressed to the signed-in user.
     pub fn talk(&self, talk: TalkMessage, row: i64, for_me: bool) {
-        self.send(Command::Talk { talk, row, for_me });
+        self.send(Command::Talk { talk, row, for_me, replay: false });
     }
 
-    /// Feeds a session event: a [`SessionEvent::Talk`] goes to [`talk`](Self::talk), a
-    /// link coming up starts a [`catch_up`](Self::catch_up), anything else is ignored.
+    /// A new stored talk that the server replayed: part of a catch-up, summarised.
+    pub fn replayed(&self, talk: TalkMessage, row: i64, for_me: bool) {
+        self.send(Command::Talk { talk, row, for_me, replay: true });
+    }
+
+    /// Feeds a session event: a [`SessionEvent::Talk`] goes to [`talk`](Self::talk) or,
+    /// replayed, to [`replayed`](Self::replayed); anything else is ignored.
     pub fn session_event(&self, event: &SessionEvent) {
-        match event {
-            SessionEvent::Talk { talk, row, for_me } => self.talk(talk.clone(), *row, *for_me),
-            SessionEvent::State(SessionState::Connected { .. }) => self.catch_up(),
-            _ => {}
+        if let SessionEvent::Talk { talk, row, for_me, replay } = event {
+            self.send(Command::Talk { talk: talk.clone(), row: *row, for_me: *for_me, replay: *replay });
         }
-    }
-
-    /// A link came up: what arrives in the next window is a replay, summarised as one.
-    pub fn catch_up(&self) {
-        self.send(Command::CatchUp);
     }
 
     /// Pauses notifications for `duration`, or until [`resume`](Self::resume) when `None`.
@@ -190,13 +189,13 @@ impl Task {
             };
             match cmd {
                 None | Some(None) => break,
-                Some(Some(Command::Talk { talk, row, for_me })) => {
-                    let out = self.policy.on_talk(Instant::now(), SystemTime::now(), &talk, row, for_me);
+                Some(Some(Command::Talk { talk, row, for_me, replay })) => {
+                    let heard = Heard { talk: &talk, row, for_me, replay };
+                    let out = self.policy.on_talk(Instant::now(), SystemTime::now(), heard);
                     self.show_all(out).await;
                 }
                 Some(Some(Command::Pause(duration))) => self.policy.pause(Instant::now(), SystemTime::now(), duration),
                 Some(Some(Command::Resume)) => self.policy.resume(),
-                Some(Some(Command::CatchUp)) => self.policy.catch_up(Instant::now()),
                 Some(Some(Command::Sync(done))) => {
                     self.publish();
                     let _ = done.send(());
@@ -262,6 +261,16 @@ struct Burst {
     /// When that summary is shown even though talks keep coming (`summary_max_wait`
     /// after the first talk collected for it).
     flush_at: Option<Instant>,
+    /// A replay's burst: it raises no single popups, and ends at the first live talk.
+    catch_up: bool,
+}
+
+/// A talk handed to the policy.
+struct Heard<'a> {
+    talk: &'a TalkMessage,
+    row: i64,
+    for_me: bool,
+    replay: bool,
 }
 
 /// Talks collected for a summary.
@@ -365,14 +374,22 @@ impl Policy {
             singles_left: singles,
             pending: Pending::default(),
             flush_at: None,
+            catch_up: false,
         });
         burst.quiet_at = quiet_at;
         burst
     }
 
-    /// A link came up: no single popups until the talks pause for a window.
-    fn catch_up(&mut self, now: Instant) {
-        self.burst_at(now).singles_left = 0;
+    /// A live talk came: a catch-up going on is over (the server replays before it
+    /// sends anything new), and its summary is due now.
+    fn end_catch_up(&mut self, now: Instant, wall: SystemTime) -> Vec<Notification> {
+        match &mut self.burst {
+            Some(burst) if burst.catch_up => {
+                burst.quiet_at = now;
+                self.roll(now, wall)
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// When the task must wake up: when a burst with talks to summarise ends, or when
@@ -382,14 +399,8 @@ impl Policy {
         Some(burst.flush_at.map_or(burst.quiet_at, |at| at.min(burst.quiet_at)))
     }
 
-    fn on_talk(
-        &mut self,
-        now: Instant,
-        wall: SystemTime,
-        talk: &TalkMessage,
-        row: i64,
-        for_me: bool,
-    ) -> Vec<Notification> {
+    fn on_talk(&mut self, now: Instant, wall: SystemTime, heard: Heard<'_>) -> Vec<Notification> {
+        let Heard { talk, row, for_me, replay } = heard;
         if !for_me {
             self.stats.not_for_me += 1;
             return Vec::new();
@@ -399,8 +410,15 @@ impl Policy {
             return Vec::new();
         }
         let mut out = self.roll(now, wall);
+        if !replay {
+            out.extend(self.end_catch_up(now, wall));
+        }
         let max_wait = self.settings.summary_max_wait;
         let burst = self.burst_at(now);
+        if replay {
+            burst.catch_up = true;
+            burst.singles_left = 0;
+        }
         if burst.singles_left > 0 {
             burst.singles_left -= 1;
             out.push(single(talk, row));
@@ -473,6 +491,7 @@ mod tests {
     use super::*;
     use crate::notify::NotifyError;
     use crate::protocol::{Person, ServerFrame, UserId};
+    use crate::session::SessionState;
 
     /// Records what it is asked to show.
     #[derive(Default)]
@@ -731,7 +750,8 @@ mod tests {
         gate.session_event(&SessionEvent::State(SessionState::Connected { user: None }));
         for i in 0..500 {
             let sender = ["wang2", "li3", "zhao4"][i % 3];
-            gate.talk(talk(sender, &format!("missed {i}")), i as i64, true);
+            let talk = talk(sender, &format!("missed {i}"));
+            gate.session_event(&SessionEvent::Talk { talk, row: i as i64, for_me: true, replay: true });
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(rec.popups().is_empty(), "nothing before the window ends");
@@ -747,12 +767,45 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn on_a_server_that_never_replays_the_first_talks_of_a_link_are_live() {
+        let (rec, gate) = gate();
+        gate.session_event(&SessionEvent::State(SessionState::Connected { user: None }));
+        // Three live talks in the first second after connecting (no welcome, no seq).
+        for (i, text) in ["one", "two", "three"].into_iter().enumerate() {
+            let talk = talk("wang2", text);
+            gate.session_event(&SessionEvent::Talk { talk, row: i as i64, for_me: true, replay: false });
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        gate.stats().await;
+        let shown: Vec<String> = rec.popups().iter().map(|n| n.body.clone()).collect();
+        assert_eq!(shown, ["one", "two"], "the live burst rule: the first two at once");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let popups = rec.popups();
+        assert_eq!(popups.iter().map(|n| n.body.as_str()).collect::<Vec<_>>(), ["one", "two", "three"]);
+        assert!(popups.iter().all(|n| matches!(n.kind, NotificationKind::Talk { .. })), "no summary: {popups:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_live_talk_after_a_replay_ends_the_catch_up() {
+        let (rec, gate) = gate();
+        for i in 0..5 {
+            gate.replayed(talk("wang2", &format!("missed {i}")), i, true);
+        }
+        gate.talk(talk("li3", "live now"), 10, true);
+        gate.stats().await;
+        let popups = rec.popups();
+        assert_eq!(popups.len(), 2, "{popups:?}");
+        assert_eq!(popups[0].body, "5 new messages from wang2");
+        assert_eq!((popups[1].title.as_str(), popups[1].body.as_str()), ("li3", "live now"));
+        assert_eq!(popups[1].kind, NotificationKind::Talk { row: 10 });
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_replay_slower_than_the_window_is_still_one_summary() {
         let (rec, gate) = gate();
-        gate.catch_up();
         // 500 talks over 25 s (a big backlog on a slow disk).
         for i in 0..500 {
-            gate.talk(talk("wang2", "missed"), i, true);
+            gate.replayed(talk("wang2", "missed"), i, true);
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
@@ -764,8 +817,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn one_missed_talk_after_reconnecting_is_shown_as_itself() {
         let (rec, gate) = gate();
-        gate.catch_up();
-        gate.talk(talk("wang2", "just one"), 1, true);
+        gate.replayed(talk("wang2", "just one"), 1, true);
         tokio::time::sleep(Duration::from_secs(10)).await;
         let popups = rec.popups();
         assert_eq!(popups.len(), 1);
@@ -775,8 +827,18 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn session_events_feed_the_gate() {
         let (rec, gate) = gate();
-        gate.session_event(&SessionEvent::Talk { talk: talk("wang2", "via event"), row: 5, for_me: true });
-        gate.session_event(&SessionEvent::Talk { talk: talk("wang2", "not mine"), row: 6, for_me: false });
+        gate.session_event(&SessionEvent::Talk {
+            talk: talk("wang2", "via event"),
+            row: 5,
+            for_me: true,
+            replay: false,
+        });
+        gate.session_event(&SessionEvent::Talk {
+            talk: talk("wang2", "not mine"),
+            row: 6,
+            for_me: false,
+            replay: false,
+        });
         let stats = gate.stats().await;
         assert_eq!(rec.popups().len(), 1);
         assert_eq!(stats.not_for_me, 1);

@@ -25,40 +25,78 @@ pub use transport::{ProxySettings, Transport};
 
 use crate::protocol::{Person, ProtocolError, Seq, TalkMessage, Token, UserId};
 
-/// Where talks are kept. The session calls it before acking; `history::History` is the
-/// real one. Calls are short and synchronous (a local SQLite write).
-pub trait TalkStore: Send + Sync + 'static {
-    /// The highest `seq` stored for `user`'s talks from this server, sent as `resume` in
-    /// a hello as that user. A `seq` numbers one recipient's talks, so each account on a
-    /// server has its own.
-    fn last_seq(&self, server: &str, user: &UserId) -> Result<Option<Seq>, StoreError>;
-    /// Stores a talk received from `server`. A talk whose `seq` is already stored for
-    /// that server and recipient is not stored again and gives [`Stored::Duplicate`].
-    fn store(&self, server: &str, talk: &TalkMessage) -> Result<Stored, StoreError>;
-    /// Stores several talks (what the session read in one go, before one ack for all of
-    /// them). On an error none is acked, so the server sends them all again and those
-    /// stored already are dropped as duplicates. The default stores them one by one; a
-    /// store that can do it in one transaction should.
-    fn store_all(&self, server: &str, talks: &[TalkMessage]) -> Result<Vec<Stored>, StoreError> {
-        talks.iter().map(|t| self.store(server, t)).collect()
-    }
-    /// `user` linked to `server` (a hello went out). From then on the server keeps this
-    /// device's talks for them, so later hellos must carry a `resume` even if nothing has
-    /// been stored yet (`last_seq` gives `Some(Seq(0))`): without one the server replays
-    /// nothing, and what it queued while the app was closed would never arrive. The
-    /// default does nothing.
-    fn linked(&self, server: &str, user: &UserId) -> Result<(), StoreError> {
-        let _ = (server, user);
-        Ok(())
+/// What a [`TalkStore`] call returns: the store works off the async threads (the
+/// history's writer thread) and the session awaits it.
+pub type StoreFuture<'a, T> = futures_util::future::BoxFuture<'a, Result<T, StoreError>>;
+
+/// Where a hello resumes from: the highest `seq` stored for one account on one server,
+/// and the epoch (the queue's lifetime, PROTOCOL.md §3) it counts in, if the server named
+/// one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    pub seq: Seq,
+    pub epoch: Option<String>,
+}
+
+/// A talk read from the socket, as the session hands it to the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inbound {
+    pub talk: TalkMessage,
+    /// The talk came with a `seq` that is not one (negative, fractional, too large, not a
+    /// number): it has none, is never acked (so the server sends it on every link), and
+    /// is stored once, a repeat told by its server, recipient, sender and text.
+    pub unusable_seq: bool,
+}
+
+impl Inbound {
+    /// A talk whose `seq`, if any, was usable.
+    pub fn new(talk: TalkMessage) -> Self {
+        Inbound { talk, unusable_seq: false }
     }
 }
 
-/// What [`TalkStore::store`] did.
+/// Where talks are kept. The session calls it before acking; `history::History` is the
+/// real one. Every call is awaited: a store that writes to a disk does it off the async
+/// threads.
+pub trait TalkStore: Send + Sync + 'static {
+    /// The cursor of `user` on this server, whose seq is sent as `resume` (with its
+    /// epoch) in a hello as that user. A `seq` numbers one recipient's talks, so each
+    /// account on a server has its own. None: never linked.
+    fn cursor<'a>(&'a self, server: &'a str, user: &'a UserId) -> StoreFuture<'a, Option<Cursor>>;
+    /// Stores talks received from `server` (what the session read in one go, before one
+    /// ack for all of them), counted in the queue lifetime `epoch`. A talk whose `seq` is
+    /// already stored for that server, recipient and epoch (or, with an unusable seq,
+    /// whose sender and text are) is not stored again and gives [`Stored::Duplicate`].
+    /// On an error none is acked, so the server sends them all again and those stored
+    /// already are dropped as duplicates.
+    fn store_all<'a>(
+        &'a self,
+        server: &'a str,
+        epoch: Option<&'a str>,
+        talks: &'a [Inbound],
+    ) -> StoreFuture<'a, Vec<Stored>>;
+    /// `user` linked to `server` (a hello went out). From then on the server keeps this
+    /// device's talks for them, so later hellos must carry a `resume` even if nothing has
+    /// been stored yet (the cursor is `Seq(0)`): without one the server replays nothing,
+    /// and what it queued while the app was closed would never arrive.
+    fn linked<'a>(&'a self, server: &'a str, user: &'a UserId) -> StoreFuture<'a, ()>;
+    /// The server named `user`'s queue `epoch` (None: kept as it is): the cursor keeps
+    /// it. With `reset` the cursor goes back to 0, as the server's seqs start again.
+    fn set_epoch<'a>(
+        &'a self,
+        server: &'a str,
+        user: &'a UserId,
+        epoch: Option<&'a str>,
+        reset: bool,
+    ) -> StoreFuture<'a, ()>;
+}
+
+/// What [`TalkStore::store_all`] did with one talk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stored {
     /// Newly stored, with its row id in the store.
     New(i64),
-    /// Already there (same server and seq); dropped.
+    /// Already there (same server, recipient, epoch and seq); dropped.
     Duplicate,
 }
 
@@ -153,10 +191,20 @@ pub enum SessionState {
 pub enum SessionEvent {
     State(SessionState),
     /// A new talk, stored. `for_me` is true when `to.id` is the signed-in user.
+    /// `replay` is true for a talk the server replayed (its seq is at most the welcome's
+    /// `last_seq`): a catch-up, not a live talk. Without a `last_seq` nothing is a replay.
     Talk {
         talk: TalkMessage,
         row: i64,
         for_me: bool,
+        replay: bool,
+    },
+    /// The server lost the queue of `account` (a new epoch, or `reset`, PROTOCOL.md §3):
+    /// its cursor was reset and the history kept. Talks sent while the queue was lost
+    /// may be missing; the user should be told so.
+    QueueReset {
+        server: String,
+        account: UserId,
     },
     /// A talk with a seq already stored was dropped.
     Duplicate {

@@ -18,12 +18,12 @@ use super::backoff::Backoff;
 use super::connector::{self, ConnectError, Ws};
 use super::reason::OfflineReason;
 use super::{
-    Command, Credentials, SessionConfig, SessionError, SessionEvent, SessionState, SharedStats, StoreError, Stored,
-    TalkStore, Timing,
+    Command, Credentials, Cursor, Inbound, SessionConfig, SessionError, SessionEvent, SessionState, SharedStats,
+    StoreError, Stored, TalkStore, Timing,
 };
 use crate::protocol::{
-    ClientFrame, Hello, Person, ProtocolError, Seq, ServerFrame, TalkMessage, UserId, CLOSE_FORBIDDEN,
-    CLOSE_UNAUTHORIZED,
+    ClientFrame, HeartbeatHint, Hello, Person, ProtocolError, Seq, ServerFrame, TalkMessage, UserId, Welcome,
+    CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED,
 };
 
 /// The range a welcome's heartbeat interval is held to (PROTOCOL.md §2.3).
@@ -79,7 +79,7 @@ pub(crate) struct SessionTask {
     /// Callers of `shutdown()` to answer once stopped.
     stopping: Vec<oneshot::Sender<()>>,
     /// Talks read from the socket and not stored yet (within one read of the link).
-    talks_read: Vec<TalkMessage>,
+    talks_read: Vec<Inbound>,
     /// The reason last logged as a warning, until a link is up again.
     last_offline: Option<OfflineReason>,
 }
@@ -299,130 +299,153 @@ impl SessionTask {
             close(&mut ws, CloseCode::Normal, self.config.timing.close_timeout).await;
             return LinkEnd::Then(Phase::SignedOut { reason: None });
         };
-        self.welcomed = None;
-        // A hello without `resume` asks for nothing, and the first ack afterwards tells
-        // the server to forget what it queued: so no hello unless the history answers.
-        let resume = match self.resume_for(&creds) {
-            Ok(resume) => resume,
-            Err(e) => {
-                close(&mut ws, CloseCode::Away, self.config.timing.close_timeout).await;
-                return LinkEnd::Failed(OfflineReason::History { detail: e.to_string() });
-            }
+        let mut link = match self.hello(&mut ws, &creds).await {
+            Ok(link) => link,
+            Err(end) => return end,
         };
-        let hello = ClientFrame::Hello(Hello {
-            uuid: self.config.device_uuid.clone(),
-            token: creds.token.clone(),
-            resume,
-            epoch: None,
-            client: self.config.client_name.clone(),
-        });
-        let mut link = Link {
-            timing: self.config.timing,
-            connected: false,
-            last_rx: Instant::now(),
-            last_rx_wall: SystemTime::now(),
-            probe_sent: None,
-        };
-        if let Err(e) = send(&mut ws, hello.to_text(), link.timing.heartbeat_timeout).await {
-            return LinkEnd::Failed(lost("could not send the hello", e));
-        }
-        self.publish(SessionState::Authenticating);
-
         loop {
             let deadline = match link.probe_sent {
                 None => link.last_rx + link.timing.heartbeat_interval,
                 Some(sent) => sent + link.timing.heartbeat_timeout,
             };
-            tokio::select! {
-                frame = ws.next() => {
-                    // Frames already here are taken at once, so that a run of talks (a
-                    // replay, a burst) is stored in one transaction and acked once (acks
-                    // are cumulative, PROTOCOL.md §1.3).
-                    let mut frames = vec![frame];
-                    while frames.len() < READ_BATCH && matches!(frames.last(), Some(Some(Ok(_)))) {
-                        match ws.next().now_or_never() {
-                            Some(frame) => frames.push(frame),
-                            None => break,
-                        }
-                    }
-                    let mut end = None;
-                    for frame in frames {
-                        if let Err(e) = self.on_frame(&mut ws, &creds, frame, &mut link).await {
-                            end = Some(e);
-                            break;
-                        }
-                    }
-                    // Talks read before an end are still stored (and acked if the socket
-                    // still takes it): the server would only send them again.
-                    let flushed = self.store_talks(&mut ws, &creds, link.timing).await;
-                    if let Some(end) = end.or(flushed.err()) {
-                        return end;
-                    }
-                }
-                _ = sleep_until(deadline) => {
-                    // The monotonic clock stops during suspend: if the wall clock says the
-                    // link has been silent past interval + timeout, it is dead now (§4).
-                    let timing = link.timing;
-                    let silent = link.last_rx_wall.elapsed().unwrap_or_default();
-                    if link.probe_sent.is_some() || silent > timing.heartbeat_interval + timing.heartbeat_timeout {
-                        let reason = OfflineReason::HeartbeatTimeout { after: timing.heartbeat_timeout };
-                        close(&mut ws, CloseCode::Away, timing.close_timeout).await;
-                        return LinkEnd::Failed(reason);
-                    }
-                    if let Err(e) = send(&mut ws, ClientFrame::Heartbeat.to_text(), timing.heartbeat_timeout).await {
-                        return LinkEnd::Failed(lost("could not send the heartbeat", e));
-                    }
-                    self.count(|s| s.heartbeats_sent += 1);
-                    link.probe_sent = Some(Instant::now());
-                }
-                cmd = self.commands.recv() => {
-                    let next = match cmd {
-                        None => Phase::Stopped,
-                        Some(Command::Shutdown { done }) => {
-                            self.stopping.push(done);
-                            Phase::Stopped
-                        }
-                        Some(Command::SignOut) => Phase::SignedOut { reason: None },
-                        Some(Command::SetCredentials(c)) => {
-                            self.credentials = Some(c);
-                            Phase::Connecting { attempt: 1 }
-                        }
-                        Some(Command::ReconnectNow) => Phase::Connecting { attempt: 1 },
-                        Some(Command::SetTiming(t)) => {
-                            self.set_timing(t);
-                            continue;
-                        }
-                        Some(Command::SendTalk { to, text, done }) => {
-                            let result = self.send_talk(&mut ws, to, text, link.timing).await;
-                            let failed = matches!(result, Err(SessionError::Stopped));
-                            let _ = done.send(result.map_err(|e| match e {
-                                SessionError::Stopped => SessionError::NotConnected,
-                                other => other,
-                            }));
-                            if failed {
-                                return LinkEnd::Failed(lost("could not send a talk", "the send failed".into()));
-                            }
-                            continue;
-                        }
-                    };
-                    close(&mut ws, CloseCode::Normal, self.config.timing.close_timeout).await;
-                    return LinkEnd::Then(next);
-                }
+            let end = tokio::select! {
+                frame = ws.next() => self.on_frames(&mut ws, &creds, frame, &mut link).await,
+                _ = sleep_until(deadline) => self.on_heartbeat_due(&mut ws, &mut link).await,
+                cmd = self.commands.recv() => self.on_link_command(&mut ws, cmd, &link).await,
+            };
+            if let Some(end) = end {
+                return end;
             }
         }
     }
 
-    /// The `resume` of a hello with these credentials: the account's we sign in as (a
-    /// seq numbers one recipient's talks). Not known yet (a first sign-in without a user
-    /// id): none, as on a first connection, and the welcome records the link. Otherwise
-    /// the link is recorded before the hello is sent, not once it is answered: the
-    /// server may take the hello and keep talks for this device even if we die before
-    /// its answer, and only a later hello with `resume` would get them.
-    fn resume_for(&self, creds: &Credentials) -> Result<Option<Seq>, StoreError> {
+    /// Sends the hello (with the cursor's `resume` and epoch) and starts the link's state.
+    async fn hello(&mut self, ws: &mut Ws, creds: &Credentials) -> Result<Link, LinkEnd> {
+        self.welcomed = None;
+        // A hello without `resume` asks for nothing, and the first ack afterwards tells
+        // the server to forget what it queued: so no hello unless the history answers.
+        let cursor = match self.resume_for(creds).await {
+            Ok(cursor) => cursor,
+            Err(e) => {
+                close(ws, CloseCode::Away, self.config.timing.close_timeout).await;
+                return Err(LinkEnd::Failed(OfflineReason::History { detail: e.to_string() }));
+            }
+        };
+        let epoch = cursor.as_ref().and_then(|c| c.epoch.clone());
+        let hello = ClientFrame::Hello(Hello {
+            uuid: self.config.device_uuid.clone(),
+            token: creds.token.clone(),
+            resume: cursor.as_ref().map(|c| c.seq),
+            epoch: epoch.clone(),
+            client: self.config.client_name.clone(),
+        });
+        let link = Link {
+            timing: self.config.timing,
+            connected: false,
+            last_rx: Instant::now(),
+            last_rx_wall: SystemTime::now(),
+            probe_sent: None,
+            epoch,
+            replay_until: None,
+        };
+        if let Err(e) = send(ws, hello.to_text(), link.timing.heartbeat_timeout).await {
+            return Err(LinkEnd::Failed(lost("could not send the hello", e)));
+        }
+        self.publish(SessionState::Authenticating);
+        Ok(link)
+    }
+
+    /// A frame came: it and those already here are handled, and the talks among them
+    /// stored in one transaction and acked once (acks are cumulative, PROTOCOL.md §1.3).
+    async fn on_frames(
+        &mut self,
+        ws: &mut Ws,
+        creds: &Credentials,
+        frame: Option<Result<Message, WsError>>,
+        link: &mut Link,
+    ) -> Option<LinkEnd> {
+        let mut frames = vec![frame];
+        while frames.len() < READ_BATCH && matches!(frames.last(), Some(Some(Ok(_)))) {
+            match ws.next().now_or_never() {
+                Some(frame) => frames.push(frame),
+                None => break,
+            }
+        }
+        let mut end = None;
+        for frame in frames {
+            if let Err(e) = self.on_frame(ws, creds, frame, link).await {
+                end = Some(e);
+                break;
+            }
+        }
+        // Talks read before an end are still stored (and acked if the socket still
+        // takes it): the server would only send them again.
+        let flushed = self.store_talks(ws, creds, link).await;
+        end.or(flushed.err())
+    }
+
+    /// The heartbeat's deadline passed: probe, or declare the link dead.
+    async fn on_heartbeat_due(&mut self, ws: &mut Ws, link: &mut Link) -> Option<LinkEnd> {
+        // The monotonic clock stops during suspend: if the wall clock says the link has
+        // been silent past interval + timeout, it is dead now (§4).
+        let timing = link.timing;
+        let silent = link.last_rx_wall.elapsed().unwrap_or_default();
+        if link.probe_sent.is_some() || silent > timing.heartbeat_interval + timing.heartbeat_timeout {
+            let reason = OfflineReason::HeartbeatTimeout { after: timing.heartbeat_timeout };
+            close(ws, CloseCode::Away, timing.close_timeout).await;
+            return Some(LinkEnd::Failed(reason));
+        }
+        if let Err(e) = send(ws, ClientFrame::Heartbeat.to_text(), timing.heartbeat_timeout).await {
+            return Some(LinkEnd::Failed(lost("could not send the heartbeat", e)));
+        }
+        self.count(|s| s.heartbeats_sent += 1);
+        link.probe_sent = Some(Instant::now());
+        None
+    }
+
+    /// A command while the link is up. `Some`: the link ends.
+    async fn on_link_command(&mut self, ws: &mut Ws, cmd: Option<Command>, link: &Link) -> Option<LinkEnd> {
+        let next = match cmd {
+            None => Phase::Stopped,
+            Some(Command::Shutdown { done }) => {
+                self.stopping.push(done);
+                Phase::Stopped
+            }
+            Some(Command::SignOut) => Phase::SignedOut { reason: None },
+            Some(Command::SetCredentials(c)) => {
+                self.credentials = Some(c);
+                Phase::Connecting { attempt: 1 }
+            }
+            Some(Command::ReconnectNow) => Phase::Connecting { attempt: 1 },
+            Some(Command::SetTiming(t)) => {
+                self.set_timing(t);
+                return None;
+            }
+            Some(Command::SendTalk { to, text, done }) => {
+                let result = self.send_talk(ws, to, text, link.timing).await;
+                let failed = matches!(result, Err(SessionError::Stopped));
+                let _ = done.send(result.map_err(|e| match e {
+                    SessionError::Stopped => SessionError::NotConnected,
+                    other => other,
+                }));
+                return failed.then(|| LinkEnd::Failed(lost("could not send a talk", "the send failed".into())));
+            }
+        };
+        close(ws, CloseCode::Normal, self.config.timing.close_timeout).await;
+        Some(LinkEnd::Then(next))
+    }
+
+    /// The cursor a hello with these credentials resumes from: the account's we sign in
+    /// as (a seq numbers one recipient's talks). Not known yet (a first sign-in without a
+    /// user id): none, as on a first connection, and the welcome records the link.
+    /// Otherwise the link is recorded before the hello is sent, not once it is answered:
+    /// the server may take the hello and keep talks for this device even if we die
+    /// before its answer, and only a later hello with `resume` would get them.
+    async fn resume_for(&self, creds: &Credentials) -> Result<Option<Cursor>, StoreError> {
         let Some(user) = &creds.user_id else { return Ok(None) };
-        let resume = self.store.last_seq(&creds.server, user)?;
-        self.store.linked(&creds.server, user)?;
-        Ok(resume)
+        let cursor = self.store.cursor(&creds.server, user).await?;
+        self.store.linked(&creds.server, user).await?;
+        Ok(cursor)
     }
 
     /// One frame read from the socket (or its end). Talks are only collected here, for
@@ -451,31 +474,7 @@ impl SessionTask {
         link.last_rx_wall = SystemTime::now();
         link.probe_sent = None;
         match message {
-            Message::Text(text) => match ServerFrame::parse(text.as_str()) {
-                Ok(ServerFrame::Talk(talk)) => self.talks_read.push(talk),
-                Ok(frame) => {
-                    self.store_talks(ws, creds, link.timing).await?;
-                    match self.on_server_frame(frame, &mut link.timing) {
-                        TextOutcome::Continue => {}
-                        // Already connected: say who we are now.
-                        TextOutcome::Welcomed if link.connected => {
-                            self.publish(SessionState::Connected { user: self.welcomed.clone() });
-                        }
-                        TextOutcome::Welcomed => {}
-                        // The close that should follow is ours, so that a server that
-                        // refuses but keeps the socket open is not waited on.
-                        TextOutcome::Refused(reason) => {
-                            close(ws, CloseCode::Normal, link.timing.close_timeout).await;
-                            return Err(LinkEnd::Rejected(reason));
-                        }
-                    }
-                }
-                Err(error) => {
-                    self.count(|s| s.dropped_frames += 1);
-                    tracing::warn!(%error, "dropped a frame");
-                    self.emit(SessionEvent::Dropped { error });
-                }
-            },
+            Message::Text(text) => self.on_text(ws, creds, text.as_str(), link).await?,
             Message::Binary(data) => {
                 self.count(|s| s.dropped_frames += 1);
                 tracing::warn!(bytes = data.len(), "dropped a binary frame");
@@ -483,18 +482,59 @@ impl SessionTask {
             }
             Message::Close(frame) => {
                 // The close is why the link ends, whatever becomes of an ack on it.
-                let _ = self.store_talks(ws, creds, link.timing).await;
+                let _ = self.store_talks(ws, creds, link).await;
                 return Err(close_end(frame.as_ref()));
             }
             // Pings are answered by tungstenite; both only mean "alive".
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
         }
         // The first frame proves the hello was taken. It is handled first, so that a
-        // welcome already names the user in the Connected state, and talks that came with
-        // it are told after it (a replay is then caught up as one).
+        // welcome already names the user in the Connected state.
         if !link.connected {
             link.connected = true;
             self.publish(SessionState::Connected { user: self.welcomed.clone() });
+        }
+        Ok(())
+    }
+
+    /// A text frame: a talk is collected; anything else is handled once the talks read
+    /// before it are stored.
+    async fn on_text(&mut self, ws: &mut Ws, creds: &Credentials, text: &str, link: &mut Link) -> Result<(), LinkEnd> {
+        let frame = match ServerFrame::parse_with_flaws(text) {
+            Ok((frame, flaws)) => {
+                for flaw in &flaws.0 {
+                    // The value is JSON text cut short; `?` escapes what is left.
+                    tracing::warn!(field = flaw.field, value = ?flaw.value, "a field is unusable; the frame is taken without it");
+                }
+                match frame {
+                    ServerFrame::Talk(talk) => {
+                        self.talks_read.push(Inbound { talk, unusable_seq: flaws.has("seq") });
+                        return Ok(());
+                    }
+                    other => other,
+                }
+            }
+            Err(error) => {
+                self.count(|s| s.dropped_frames += 1);
+                tracing::warn!(%error, "dropped a frame");
+                self.emit(SessionEvent::Dropped { error });
+                return Ok(());
+            }
+        };
+        self.store_talks(ws, creds, link).await?;
+        match self.on_server_frame(frame, link).await {
+            TextOutcome::Continue => {}
+            // Already connected: say who we are now.
+            TextOutcome::Welcomed if link.connected => {
+                self.publish(SessionState::Connected { user: self.welcomed.clone() });
+            }
+            TextOutcome::Welcomed => {}
+            // The close that should follow is ours, so that a server that refuses but
+            // keeps the socket open is not waited on.
+            TextOutcome::Refused(reason) => {
+                close(ws, CloseCode::Normal, link.timing.close_timeout).await;
+                return Err(LinkEnd::Rejected(reason));
+            }
         }
         Ok(())
     }
@@ -510,38 +550,25 @@ impl SessionTask {
     }
 
     /// A frame other than a talk.
-    fn on_server_frame(&mut self, frame: ServerFrame, timing: &mut Timing) -> TextOutcome {
+    async fn on_server_frame(&mut self, frame: ServerFrame, link: &mut Link) -> TextOutcome {
         match frame {
             ServerFrame::Heartbeat | ServerFrame::Talk(_) => TextOutcome::Continue,
             ServerFrame::Welcome(welcome) => {
                 if let Some(hint) = welcome.heartbeat {
-                    // A server's wish, within bounds: a huge interval would switch off
-                    // dead-link detection, a tiny one would flood it with `online`.
-                    if let Some(ms) = hint.interval_ms.filter(|ms| *ms > 0) {
-                        timing.heartbeat_interval = Duration::from_millis(ms).clamp(HINT_INTERVAL.0, HINT_INTERVAL.1);
-                    }
-                    if let Some(ms) = hint.timeout_ms.filter(|ms| *ms > 0) {
-                        timing.heartbeat_timeout = Duration::from_millis(ms).clamp(HINT_TIMEOUT.0, HINT_TIMEOUT.1);
-                    }
+                    apply_hint(hint, &mut link.timing);
                 }
-                // The server says whose token this is: later hellos resume that account.
-                if let Some(creds) = self.credentials.as_mut() {
-                    if creds.user_id.as_ref() != Some(&welcome.user.id) {
-                        if let Some(expected) = &creds.user_id {
-                            tracing::warn!(%expected, user = %welcome.user.id, "the token belongs to another user than configured");
-                        }
-                        creds.user_id = Some(welcome.user.id.clone());
-                        if let Err(e) = self.store.linked(&creds.server, &welcome.user.id) {
-                            tracing::warn!(error = %e, "could not record the link in the history");
-                        }
-                    }
+                // Talks up to it are the server's replay (§2.3).
+                link.replay_until = welcome.last_seq;
+                self.welcome_user(&welcome.user.id).await;
+                if let Some(creds) = self.credentials.clone() {
+                    self.welcome_epoch(&creds.server, &welcome, link).await;
                 }
                 self.welcomed = Some(welcome.user.clone());
                 self.emit(SessionEvent::Welcome { user: welcome.user });
                 TextOutcome::Welcomed
             }
             ServerFrame::Error(e) => {
-                tracing::warn!(code = %e.code, message = %e.message, "the server reported an error");
+                tracing::warn!(code = ?e.code, message = ?e.message, "the server reported an error");
                 if e.code == "unauthorized" || e.code == "forbidden" {
                     TextOutcome::Refused(format!("the server refused the token: {}", e.message))
                 } else {
@@ -551,14 +578,66 @@ impl SessionTask {
         }
     }
 
+    /// The server says whose token this is: later hellos resume that account.
+    async fn welcome_user(&mut self, user: &UserId) {
+        let Some(creds) = self.credentials.as_mut() else { return };
+        if creds.user_id.as_ref() == Some(user) {
+            return;
+        }
+        if let Some(expected) = &creds.user_id {
+            tracing::warn!(%expected, %user, "the token belongs to another user than configured");
+        }
+        creds.user_id = Some(user.clone());
+        let server = creds.server.clone();
+        if let Err(e) = self.store.linked(&server, user).await {
+            tracing::warn!(error = %e, "could not record the link in the history");
+        }
+    }
+
+    /// The welcome's epoch against the cursor's (§3): none stored, it is adopted; another
+    /// one, or `reset`, means the server lost the queue: the cursor goes back to 0 (old
+    /// and new seqs are not comparable), the history stays, and the user is told. A
+    /// welcome without an epoch changes nothing. The link's talks count in the result.
+    async fn welcome_epoch(&mut self, server: &str, welcome: &Welcome, link: &mut Link) {
+        let user = &welcome.user.id;
+        let stored = match self.store.cursor(server, user).await {
+            Ok(cursor) => cursor,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the cursor from the history");
+                return;
+            }
+        };
+        let stored_epoch = stored.as_ref().and_then(|c| c.epoch.as_deref());
+        let changed = matches!((stored_epoch, welcome.epoch.as_deref()), (Some(a), Some(b)) if a != b);
+        // Nothing is lost on a first link: there was no queue of ours before.
+        let reset = stored.is_some() && (welcome.reset || changed);
+        let adopt = welcome.epoch.is_some() && stored_epoch != welcome.epoch.as_deref();
+        if !reset && !adopt {
+            return;
+        }
+        if let Err(e) = self.store.set_epoch(server, user, welcome.epoch.as_deref(), reset).await {
+            tracing::warn!(error = %e, "could not keep the server's epoch in the history");
+            return;
+        }
+        if welcome.epoch.is_some() {
+            link.epoch = welcome.epoch.clone();
+        }
+        if reset {
+            // The engine tells the user (a warning in its log, the shell a notice).
+            tracing::info!(server = ?server, account = %user, epoch = ?welcome.epoch, "a new queue: the cursor starts again");
+            self.emit(SessionEvent::QueueReset { server: server.to_owned(), account: user.clone() });
+        }
+    }
+
     /// Store, then ack, then tell (PROTOCOL.md §3), for every talk read so far: one
-    /// transaction and one (cumulative) ack for all of them.
-    async fn store_talks(&mut self, ws: &mut Ws, creds: &Credentials, timing: Timing) -> Result<(), LinkEnd> {
+    /// transaction and one (cumulative) ack for all of them. A talk with an unusable seq
+    /// has none, so the ack never covers it.
+    async fn store_talks(&mut self, ws: &mut Ws, creds: &Credentials, link: &Link) -> Result<(), LinkEnd> {
         if self.talks_read.is_empty() {
             return Ok(());
         }
         let talks = std::mem::take(&mut self.talks_read);
-        let stored = match self.store.store_all(&creds.server, &talks) {
+        let stored = match self.store.store_all(&creds.server, link.epoch.as_deref(), &talks).await {
             Ok(stored) => stored,
             Err(e) => {
                 // Not acked, so the server keeps them and replays them on the next link.
@@ -567,22 +646,30 @@ impl SessionTask {
                 return Err(LinkEnd::Failed(OfflineReason::History { detail: format!("could not store a talk: {e}") }));
             }
         };
-        if let Some(seq) = talks.iter().filter_map(|t| t.seq).max() {
-            if let Err(e) = send(ws, ClientFrame::Ack(seq).to_text(), timing.heartbeat_timeout).await {
+        if let Some(seq) = talks.iter().filter(|t| !t.unusable_seq).filter_map(|t| t.talk.seq).max() {
+            if let Err(e) = send(ws, ClientFrame::Ack(seq).to_text(), link.timing.heartbeat_timeout).await {
                 return Err(LinkEnd::Failed(lost("could not send an ack", e)));
             }
         }
+        self.tell_stored(talks, stored, link);
+        Ok(())
+    }
+
+    /// The events of a stored batch: each new talk, each repeat dropped.
+    fn tell_stored(&mut self, talks: Vec<Inbound>, stored: Vec<Stored>, link: &Link) {
         let duplicates = stored.iter().filter(|s| matches!(s, Stored::Duplicate)).count();
         if duplicates > 0 {
             // At-least-once at work: the server sent again what it had no ack for.
             tracing::info!(dropped = duplicates, "talks already stored, dropped");
         }
-        for (talk, stored) in talks.into_iter().zip(stored) {
+        for (inbound, stored) in talks.into_iter().zip(stored) {
+            let talk = inbound.talk;
             match stored {
                 Stored::New(row) => {
                     self.count(|s| s.talks += 1);
                     let for_me = self.user_id().is_some_and(|me| talk.is_for(me));
-                    self.emit(SessionEvent::Talk { talk, row, for_me });
+                    let replay = link.is_replay(&talk);
+                    self.emit(SessionEvent::Talk { talk, row, for_me, replay });
                 }
                 Stored::Duplicate => {
                     self.count(|s| s.duplicates += 1);
@@ -592,7 +679,17 @@ impl SessionTask {
                 }
             }
         }
-        Ok(())
+    }
+}
+
+/// A server's heartbeat wish, within bounds: a huge interval would switch off dead-link
+/// detection, a tiny one would flood it with `online`.
+fn apply_hint(hint: HeartbeatHint, timing: &mut Timing) {
+    if let Some(ms) = hint.interval_ms.filter(|ms| *ms > 0) {
+        timing.heartbeat_interval = Duration::from_millis(ms).clamp(HINT_INTERVAL.0, HINT_INTERVAL.1);
+    }
+    if let Some(ms) = hint.timeout_ms.filter(|ms| *ms > 0) {
+        timing.heartbeat_timeout = Duration::from_millis(ms).clamp(HINT_TIMEOUT.0, HINT_TIMEOUT.1);
     }
 }
 
@@ -605,6 +702,17 @@ struct Link {
     last_rx: Instant,
     last_rx_wall: SystemTime,
     probe_sent: Option<Instant>,
+    /// The epoch the link's talks count in: the cursor's, or the welcome's (§3).
+    epoch: Option<String>,
+    /// The welcome's `last_seq`: talks up to it are the replay.
+    replay_until: Option<Seq>,
+}
+
+impl Link {
+    /// Whether `talk` is part of the server's replay (a catch-up) rather than live.
+    fn is_replay(&self, talk: &TalkMessage) -> bool {
+        matches!((talk.seq, self.replay_until), (Some(seq), Some(last)) if seq <= last)
+    }
 }
 
 enum TextOutcome {

@@ -4,7 +4,7 @@
 //! garbage or refuses us are played by this server instead; it speaks over real TCP.
 #![allow(dead_code)]
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -13,8 +13,8 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use talkbell_core::protocol::{Seq, TalkMessage, Token, UserId};
 use talkbell_core::session::{
-    Credentials, ProxySettings, SessionConfig, SessionEvent, SessionHandle, SessionState, StoreError, Stored,
-    TalkStore, Timing, Transport,
+    Credentials, Cursor, Inbound, ProxySettings, SessionConfig, SessionEvent, SessionHandle, SessionState, StoreError,
+    StoreFuture, Stored, TalkStore, Timing, Transport,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc};
@@ -99,31 +99,74 @@ pub async fn echo_heartbeats(mut ws: ServerWs, seen: mpsc::UnboundedSender<Strin
 }
 
 /// A TalkStore in memory, standing in for the SQLite history in these unit-level tests
-/// (the real one is tested against a real file in the app's tests).
+/// (the real one is tested against a real file in history_sqlite.rs and session_epoch.rs).
+/// It records no link: a cursor exists once a talk with a seq is stored.
 #[derive(Default)]
 pub struct MemStore {
     pub talks: Mutex<Vec<TalkMessage>>,
-    seqs: Mutex<HashSet<(String, String, u64)>>,
+    /// (server, recipient, epoch, seq) stored.
+    seqs: Mutex<HashSet<(String, String, String, u64)>>,
+    cursors: Mutex<HashMap<(String, String), Cursor>>,
     pub fail: Mutex<bool>,
 }
 
-impl TalkStore for MemStore {
-    fn last_seq(&self, server: &str, user: &UserId) -> Result<Option<Seq>, StoreError> {
-        let seqs = self.seqs.lock().unwrap();
-        Ok(seqs.iter().filter(|(s, u, _)| s == server && u == user.as_str()).map(|(_, _, n)| Seq(*n)).max())
-    }
-    fn store(&self, server: &str, talk: &TalkMessage) -> Result<Stored, StoreError> {
+impl MemStore {
+    fn store_one(&self, server: &str, epoch: Option<&str>, inbound: &Inbound) -> Result<Stored, StoreError> {
         if *self.fail.lock().unwrap() {
             return Err(StoreError("disk full".into()));
         }
+        let talk = &inbound.talk;
         if let Some(seq) = talk.seq {
-            if !self.seqs.lock().unwrap().insert((server.to_owned(), talk.to.id.as_str().to_owned(), seq.0)) {
+            let key = (server.to_owned(), talk.to.id.as_str().to_owned(), epoch.unwrap_or("").to_owned(), seq.0);
+            if !self.seqs.lock().unwrap().insert(key) {
                 return Ok(Stored::Duplicate);
             }
+            let mut cursors = self.cursors.lock().unwrap();
+            let cursor = cursors
+                .entry((server.to_owned(), talk.to.id.as_str().to_owned()))
+                .or_insert(Cursor { seq: Seq(0), epoch: epoch.map(str::to_owned) });
+            cursor.seq = cursor.seq.max(seq);
         }
         let mut talks = self.talks.lock().unwrap();
         talks.push(talk.clone());
         Ok(Stored::New(talks.len() as i64))
+    }
+}
+
+impl TalkStore for MemStore {
+    fn cursor<'a>(&'a self, server: &'a str, user: &'a UserId) -> StoreFuture<'a, Option<Cursor>> {
+        let cursor = self.cursors.lock().unwrap().get(&(server.to_owned(), user.as_str().to_owned())).cloned();
+        Box::pin(std::future::ready(Ok(cursor)))
+    }
+    fn store_all<'a>(
+        &'a self,
+        server: &'a str,
+        epoch: Option<&'a str>,
+        talks: &'a [Inbound],
+    ) -> StoreFuture<'a, Vec<Stored>> {
+        let stored = talks.iter().map(|t| self.store_one(server, epoch, t)).collect();
+        Box::pin(std::future::ready(stored))
+    }
+    fn linked<'a>(&'a self, _server: &'a str, _user: &'a UserId) -> StoreFuture<'a, ()> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+    fn set_epoch<'a>(
+        &'a self,
+        server: &'a str,
+        user: &'a UserId,
+        epoch: Option<&'a str>,
+        reset: bool,
+    ) -> StoreFuture<'a, ()> {
+        let mut cursors = self.cursors.lock().unwrap();
+        let cursor =
+            cursors.entry((server.to_owned(), user.as_str().to_owned())).or_insert(Cursor { seq: Seq(0), epoch: None });
+        if reset {
+            cursor.seq = Seq(0);
+        }
+        if let Some(epoch) = epoch {
+            cursor.epoch = Some(epoch.to_owned());
+        }
+        Box::pin(std::future::ready(Ok(())))
     }
 }
 
