@@ -17,14 +17,16 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, ConfigError, Paths};
 use crate::history::{History, HistoryError};
 use crate::instance::{self, Holder, InstanceError, Occupant};
+use crate::protocol::UserId;
 use crate::session::{SessionHandle, SessionState};
 
 /// The status file's name in the data dir.
@@ -165,8 +167,7 @@ pub fn read(paths: &Paths) -> Result<Snapshot, StatusError> {
     let config = read_config(&paths.config_file)?;
     let server = config.as_ref().and_then(|c| c.server.clone());
     let user_id = config.as_ref().and_then(|c| c.user_id.clone());
-    let unread =
-        if paths.history_db.exists() { History::open(&paths.history_db)?.unread_count(user_id.as_ref())? } else { 0 };
+    let unread = unread(&paths.history_db, user_id.as_ref())?;
     let (process, published) = match occupant {
         Occupant::Nobody | Occupant::Unknown => (None, None),
         Occupant::Process(holder) => {
@@ -203,6 +204,29 @@ fn read_config(path: &Path) -> Result<Option<Config>, StatusError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(StatusError::Read { path: path.to_path_buf(), source }),
     }
+}
+
+/// Unread talks for `user`. A history whose schema its writer has not committed yet (a
+/// process starting this very moment) has none, and is left alone: opening it with
+/// [`History::open`] would make the schema from here, beside the writer doing the same.
+fn unread(path: &Path, user: Option<&UserId>) -> Result<u64, StatusError> {
+    if !schema_committed(path)? {
+        return Ok(0);
+    }
+    Ok(History::open(path)?.unread_count(user)?)
+}
+
+/// Whether `path` is a history with its schema, asked on a read-only connection.
+fn schema_committed(path: &Path) -> Result<bool, StatusError> {
+    if !path.exists() {
+        return Ok(false);
+    }
+    let open_err = |source| HistoryError::Open { path: path.to_path_buf(), source };
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(open_err)?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(open_err)?;
+    Ok(version > 0)
 }
 
 /// The status file, if there is one that parses (a half-written one never is: it is
@@ -270,13 +294,12 @@ fn ms_since_epoch(t: SystemTime) -> u64 {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::time::Duration;
 
     use serde_json::json;
 
     use super::*;
     use crate::instance::{InstanceLock, ProcessKind};
-    use crate::protocol::{Person, Token, UserId};
+    use crate::protocol::{Person, Token};
     use crate::session::{Credentials, Session, SessionConfig, Timing};
 
     const DAEMON: Holder = Holder { kind: ProcessKind::Daemon, pid: 4242 };
@@ -395,6 +418,24 @@ mod tests {
         for (snapshot, expected) in cases {
             assert_eq!(serde_json::to_value(&snapshot).unwrap(), expected);
         }
+    }
+
+    #[test]
+    fn a_history_whose_schema_is_not_made_yet_has_no_unread_and_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::in_dir(dir.path());
+        std::fs::create_dir_all(&paths.data_dir).unwrap();
+        // What a writer has made the instant before it commits the schema.
+        let starting = Connection::open(&paths.history_db).unwrap();
+        starting.pragma_update(None, "journal_mode", "WAL").unwrap();
+        assert_eq!(read(&paths).unwrap().unread, 0);
+        let tables: i64 = starting.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0)).unwrap();
+        assert_eq!(tables, 0, "status made the schema");
+        drop(starting);
+
+        let history = History::open(&paths.history_db).unwrap();
+        drop(history);
+        assert_eq!(read(&paths).unwrap().unread, 0);
     }
 
     #[test]
