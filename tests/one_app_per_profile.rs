@@ -209,3 +209,19 @@ fn the_tray_app_and_the_daemon_refuse_each_others_profile_and_say_so() {
     let _ = tray.kill();
     let _ = tray.wait();
 }
+
+#[test]
+fn both_binaries_print_the_package_version_and_help() {
+    let version = env!("CARGO_PKG_VERSION");
+    for (bin, name) in [(talkbell_bin(), "talkbell"), (talkbell_daemon_bin(), "talkbell-daemon")] {
+        let out = output_within_patience(std::process::Command::new(&bin).arg("--version"));
+        assert!(out.status.success(), "{name} --version: {}", stderr(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{name} {version}\n"));
+        let out = output_within_patience(std::process::Command::new(&bin).arg("--help"));
+        assert!(out.status.success(), "{name} --help: {}", stderr(&out));
+        assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("Usage: {name}")), "{name} --help");
+    }
+    let help = output_within_patience(std::process::Command::new(talkbell_daemon_bin()).arg("--help"));
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("TALKBELL_DATA_DIR") && help.contains("One Talkbell runs per profile"), "{help}");
+}
