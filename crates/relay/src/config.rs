@@ -44,9 +44,36 @@ pub struct ServeArgs {
     /// Delete talks older than this many days, acked or not [default: 30].
     #[arg(long)]
     pub retention_days: Option<u64>,
-    /// Keep at most this many talks per recipient [default: 10000].
+    /// Queue at most this many undelivered talks per recipient; past it new talks are
+    /// refused (HTTP 507, queue_full), none is evicted [default: 10000].
     #[arg(long)]
     pub max_queued: Option<usize>,
+    /// Of a recipient's queue, at most this many talks from one sender [default: a
+    /// tenth of --max-queued].
+    #[arg(long)]
+    pub max_queued_per_sender: Option<usize>,
+    /// Devices (cursors) kept per user; past it the least recently seen one is forgotten
+    /// [default: 16].
+    #[arg(long)]
+    pub max_devices_per_user: Option<usize>,
+    /// Forget a device not seen for this many days [default: 7].
+    #[arg(long)]
+    pub device_expiry_days: Option<u64>,
+    /// Open connections in all; past it new ones are closed at once [default: 10000].
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// Open WebSocket connections per user; the next is refused (close 1013)
+    /// [default: 32].
+    #[arg(long)]
+    pub max_connections_per_user: Option<usize>,
+    /// Close an HTTP connection whose request headers take longer than this many
+    /// seconds [default: 10].
+    #[arg(long)]
+    pub header_timeout: Option<u64>,
+    /// Answer 408 to a POST /v1/talk whose body takes longer than this many seconds
+    /// [default: 10].
+    #[arg(long)]
+    pub body_timeout: Option<u64>,
     /// Frames per second one connection may send, on average [default: 50].
     #[arg(long)]
     pub ws_rate: Option<f64>,
@@ -59,6 +86,20 @@ pub struct ServeArgs {
     /// POST /v1/talk at once per token [default: 100].
     #[arg(long)]
     pub http_burst: Option<u32>,
+    /// Failed logins per second per peer address, on average; past it logins from that
+    /// address are refused unread [default: 1].
+    #[arg(long)]
+    pub failed_login_rate: Option<f64>,
+    /// Failed logins at once per peer address [default: 10].
+    #[arg(long)]
+    pub failed_login_burst: Option<u32>,
+    /// Frames before the hello per second per peer address, on average; past it the
+    /// connection is closed [default: 5].
+    #[arg(long)]
+    pub pre_hello_rate: Option<f64>,
+    /// Frames before the hello at once per peer address [default: 20].
+    #[arg(long)]
+    pub pre_hello_burst: Option<u32>,
     /// Also send every talk, without its seq, to everyone else connected, as the
     /// original servers did (clients pick out their own). `--deliver-to-all=false` turns
     /// off what the config file turned on [default: false].
@@ -83,7 +124,7 @@ pub enum ConfigError {
     NoUsers,
     #[error("TLS needs both a certificate and a key: {missing} is not set")]
     HalfTls { missing: &'static str },
-    #[error("ws_rate and http_rate must be above 0")]
+    #[error("ws_rate, http_rate, failed_login_rate and pre_hello_rate must be above 0")]
     BadRate,
 }
 
@@ -129,10 +170,21 @@ fn merge(cli: ServeArgs, file: ServeArgs) -> ServeArgs {
         heartbeat_timeout_ms,
         retention_days,
         max_queued,
+        max_queued_per_sender,
+        max_devices_per_user,
+        device_expiry_days,
+        max_connections,
+        max_connections_per_user,
+        header_timeout,
+        body_timeout,
         ws_rate,
         ws_burst,
         http_rate,
         http_burst,
+        failed_login_rate,
+        failed_login_burst,
+        pre_hello_rate,
+        pre_hello_burst,
         deliver_to_all,
         tls_cert,
         tls_key
@@ -155,6 +207,26 @@ fn tls_files(cert: Option<PathBuf>, key: Option<PathBuf>) -> Result<Option<TlsFi
     }
 }
 
+/// `n` days (at least one).
+fn days(n: u64) -> Duration {
+    Duration::from_secs(n.clamp(1, 365_000) * 24 * 3600)
+}
+
+/// A rate limit from its flags or defaults; the rate must be above 0.
+fn rate(
+    per_second: Option<f64>,
+    default: f64,
+    burst: Option<u32>,
+    default_burst: u32,
+) -> Result<RateLimit, ConfigError> {
+    let per_second = per_second.unwrap_or(default);
+    // NaN is refused too.
+    if per_second.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
+        return Err(ConfigError::BadRate);
+    }
+    Ok(RateLimit::new(per_second, burst.unwrap_or(default_burst).max(1)))
+}
+
 impl Settings {
     /// Merges the flags, the config file (if `--config` names one) and the defaults. The
     /// users table is left empty: the caller loads the file.
@@ -174,15 +246,20 @@ impl Settings {
             cfg.heartbeat_hint =
                 Some(HeartbeatHint { interval_ms: a.heartbeat_interval_ms, timeout_ms: a.heartbeat_timeout_ms });
         }
-        cfg.retention = Duration::from_secs(a.retention_days.unwrap_or(30).max(1) * 24 * 3600);
+        cfg.retention = days(a.retention_days.unwrap_or(30));
         cfg.max_queued_per_recipient = a.max_queued.unwrap_or(10_000).max(1);
+        cfg.max_queued_per_sender = a.max_queued_per_sender.map(|n| n.max(1));
+        cfg.max_devices_per_user = a.max_devices_per_user.unwrap_or(16).max(1);
+        cfg.device_expiry = days(a.device_expiry_days.unwrap_or(7));
+        cfg.max_connections = a.max_connections.unwrap_or(10_000).max(1);
+        cfg.max_connections_per_user = a.max_connections_per_user.unwrap_or(32).max(1);
+        cfg.header_timeout = Duration::from_secs(a.header_timeout.unwrap_or(10).max(1));
+        cfg.body_timeout = Duration::from_secs(a.body_timeout.unwrap_or(10).max(1));
         cfg.deliver_to_all = a.deliver_to_all.unwrap_or(false);
-        let (ws_rate, http_rate) = (a.ws_rate.unwrap_or(50.0), a.http_rate.unwrap_or(20.0));
-        if !(ws_rate > 0.0 && http_rate > 0.0) {
-            return Err(ConfigError::BadRate);
-        }
-        cfg.ws_rate = RateLimit::new(ws_rate, a.ws_burst.unwrap_or(100).max(1));
-        cfg.http_rate = RateLimit::new(http_rate, a.http_burst.unwrap_or(100).max(1));
+        cfg.ws_rate = rate(a.ws_rate, 50.0, a.ws_burst, 100)?;
+        cfg.http_rate = rate(a.http_rate, 20.0, a.http_burst, 100)?;
+        cfg.failed_login_rate = rate(a.failed_login_rate, 1.0, a.failed_login_burst, 10)?;
+        cfg.pre_hello_rate = rate(a.pre_hello_rate, 5.0, a.pre_hello_burst, 20)?;
         cfg.tls = tls_files(a.tls_cert, a.tls_key)?;
         Ok(Settings { users, relay: cfg })
     }
@@ -242,6 +319,35 @@ mod tests {
         assert_eq!(file.db.as_deref(), Some(Path::new("/var/lib/talkbell-relay/relay.db")));
         assert_eq!(file.listen, Some("127.0.0.1:8080".parse().unwrap()));
         assert!(file.tls_cert.is_none() && file.tls_key.is_none());
+    }
+
+    #[test]
+    fn the_caps_and_timeouts_have_their_defaults_and_keys() {
+        let s = Settings::resolve(ServeArgs { users: Some("u".into()), ..Default::default() }).unwrap();
+        let caps = s.relay.queue_caps();
+        assert_eq!((caps.per_recipient, caps.per_sender), (10_000, 1000));
+        assert_eq!(s.relay.device_rule().max, 16);
+        assert_eq!(s.relay.device_expiry, Duration::from_secs(7 * 24 * 3600));
+        assert_eq!((s.relay.max_connections, s.relay.max_connections_per_user), (10_000, 32));
+        assert_eq!((s.relay.header_timeout, s.relay.body_timeout), (Duration::from_secs(10), Duration::from_secs(10)));
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "users = \"u\"\nmax_queued = 500\nmax_devices_per_user = 4\ndevice_expiry_days = 2\n\
+             max_connections = 9\nmax_connections_per_user = 3\nheader_timeout = 2\nbody_timeout = 3\n\
+             failed_login_rate = 0.5\nfailed_login_burst = 4\npre_hello_rate = 2.0\npre_hello_burst = 6\n",
+        );
+        let cli = ServeArgs { config: Some(path), max_queued_per_sender: Some(7), ..Default::default() };
+        let r = Settings::resolve(cli).unwrap().relay;
+        assert_eq!((r.queue_caps().per_recipient, r.queue_caps().per_sender), (500, 7));
+        assert_eq!((r.device_rule().max, r.device_expiry), (4, Duration::from_secs(2 * 24 * 3600)));
+        assert_eq!((r.max_connections, r.max_connections_per_user), (9, 3));
+        assert_eq!((r.header_timeout, r.body_timeout), (Duration::from_secs(2), Duration::from_secs(3)));
+        assert_eq!(r.failed_login_rate, RateLimit::new(0.5, 4));
+        assert_eq!(r.pre_hello_rate, RateLimit::new(2.0, 6));
+        let bad = ServeArgs { users: Some("u".into()), failed_login_rate: Some(0.0), ..Default::default() };
+        assert!(matches!(Settings::resolve(bad), Err(ConfigError::BadRate)));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::{ConnectInfo, Request, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Extension, Request, State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -14,6 +14,8 @@ use serde_json::{json, Value};
 use talkbell_core::protocol::UserId;
 
 use crate::hub::{DeliverError, Shared};
+use crate::serve::Slot;
+use crate::untrusted::untrusted;
 use crate::users::User;
 use crate::ws::{serve_connection, WS_READ_LIMIT};
 
@@ -29,8 +31,11 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 }
 
 fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
-    let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], json!({"error": message.into()}).to_string())
-        .into_response();
+    json_response(status, json!({"error": message.into()}))
+}
+
+fn json_response(status: StatusCode, body: Value) -> Response {
+    let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
     if status == StatusCode::UNAUTHORIZED {
         resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
@@ -49,6 +54,7 @@ async fn health() -> Response {
 async fn fallback(
     State(shared): State<Arc<Shared>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    slot: Option<Extension<Slot>>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     req: Request,
 ) -> Response {
@@ -58,7 +64,7 @@ async fn fallback(
                 return json_error(StatusCode::SERVICE_UNAVAILABLE, "the relay is shutting down");
             }
             let guard = shared.tracker.track();
-            tracing::debug!(%peer, path = req.uri().path(), "WebSocket upgrade");
+            tracing::debug!(%peer, path = %untrusted(req.uri().path()), "WebSocket upgrade");
             // Talk frames are small, and the read buffer is allocated (and zeroed) per
             // connection up front: tungstenite's default 128 KiB made 10,000 idle clients
             // cost 1.4 GB. Larger messages (up to the limit) still arrive over several reads.
@@ -67,6 +73,8 @@ async fn fallback(
                 .max_frame_size(WS_READ_LIMIT)
                 .on_failed_upgrade(move |e| tracing::debug!(%peer, error = %e, "WebSocket upgrade failed"))
                 .on_upgrade(move |socket| async move {
+                    // The connection keeps its place in the connection cap.
+                    let _slot = slot;
                     let _guard = guard;
                     serve_connection(shared, socket, peer).await;
                 })
@@ -104,33 +112,29 @@ fn parse_body(body: &[u8]) -> Result<(UserId, String), String> {
     Ok((to, talk))
 }
 
-async fn post_talk(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+async fn post_talk(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+) -> Response {
+    if shared.logins_blocked(peer.ip()) {
+        shared.failed_login(&peer.to_string(), peer.ip(), "a POST from an address with too many failed logins");
+        return json_error(StatusCode::TOO_MANY_REQUESTS, "too many failed logins from this address; try again later");
+    }
     let user: User = match bearer(req.headers()).and_then(|t| shared.users.load().authenticate(t).cloned()) {
         Some(u) => u,
-        None => return json_error(StatusCode::UNAUTHORIZED, "missing or unknown bearer token"),
+        None => {
+            shared.failed_login(&peer.to_string(), peer.ip(), "a POST /v1/talk with a missing or unknown bearer token");
+            return json_error(StatusCode::UNAUTHORIZED, "missing or unknown bearer token");
+        }
     };
     if !shared.http_allowed(&user.id) {
         tracing::info!(user = %user.id, "POST /v1/talk rate limited");
         return json_error(StatusCode::TOO_MANY_REQUESTS, "too many requests; slow down");
     }
-    let limit = shared.cfg.http_body_limit;
-    let declared =
-        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return json_error(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is over {limit} bytes"));
-    }
-    let body: Body = req.into_body();
-    let bytes: Bytes = match axum::body::to_bytes(body, limit).await {
+    let bytes = match read_body(&shared, req).await {
         Ok(b) => b,
-        Err(e) => {
-            let too_big = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-                || e.to_string().contains("length limit");
-            return if too_big {
-                json_error(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is over {limit} bytes"))
-            } else {
-                json_error(StatusCode::BAD_REQUEST, format!("could not read the body: {e}"))
-            };
-        }
+        Err(resp) => return resp,
     };
     let (to, talk) = match parse_body(&bytes) {
         Ok(v) => v,
@@ -138,15 +142,55 @@ async fn post_talk(State(shared): State<Arc<Shared>>, req: Request) -> Response 
     };
     match shared.deliver(&user, &to, talk).await {
         Ok((seq, ts)) => {
-            tracing::info!(from = %user.id, to = %to, seq, "talk posted");
-            (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], json!({"seq": seq, "ts": ts}).to_string())
-                .into_response()
+            tracing::info!(from = %user.id, to = %untrusted(to.as_str()), seq, "talk posted");
+            json_response(StatusCode::OK, json!({"seq": seq, "ts": ts}))
         }
-        Err(DeliverError::UnknownRecipient) => json_error(StatusCode::NOT_FOUND, format!("no user with id {to}")),
-        Err(e @ DeliverError::TooLarge) => json_error(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
-        Err(e @ DeliverError::Empty) => json_error(StatusCode::BAD_REQUEST, e.to_string()),
-        Err(e @ DeliverError::Stopped) => json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        Err(DeliverError::Store(e)) => {
+        Err(e) => deliver_error(&user, &to, e),
+    }
+}
+
+/// The body, within the size limit and the body timeout; or the answer to give.
+async fn read_body(shared: &Shared, req: Request) -> Result<Bytes, Response> {
+    let limit = shared.cfg.http_body_limit;
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let too_big = || json_error(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is over {limit} bytes"));
+    if declared.is_some_and(|n| u64::try_from(limit).is_ok_and(|limit| n > limit)) {
+        return Err(too_big());
+    }
+    let body: Body = req.into_body();
+    let read = tokio::time::timeout(shared.cfg.body_timeout, axum::body::to_bytes(body, limit)).await;
+    match read {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(e)) => {
+            let over = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+                || e.to_string().contains("length limit");
+            Err(if over {
+                too_big()
+            } else {
+                json_error(StatusCode::BAD_REQUEST, format!("could not read the body: {e}"))
+            })
+        }
+        Err(_) => {
+            let secs = shared.cfg.body_timeout.as_secs_f64();
+            let mut resp = json_error(StatusCode::REQUEST_TIMEOUT, format!("the body did not arrive within {secs} s"));
+            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            Err(resp)
+        }
+    }
+}
+
+fn deliver_error(user: &User, to: &UserId, e: DeliverError) -> Response {
+    match e {
+        DeliverError::UnknownRecipient => json_error(StatusCode::NOT_FOUND, format!("no user with id {to}")),
+        e @ DeliverError::TooLarge => json_error(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
+        e @ DeliverError::Empty => json_error(StatusCode::BAD_REQUEST, e.to_string()),
+        e @ DeliverError::Stopped => json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        DeliverError::QueueFull(full) => {
+            tracing::info!(from = %user.id, to = %untrusted(to.as_str()), "talk refused: {full}");
+            json_response(StatusCode::INSUFFICIENT_STORAGE, json!({"error": full.to_string(), "code": "queue_full"}))
+        }
+        DeliverError::Store(e) => {
             tracing::error!(error = %e, "could not store a talk");
             json_error(StatusCode::INTERNAL_SERVER_ERROR, "the relay could not store the talk")
         }

@@ -6,6 +6,9 @@
 //! replays exactly the talks up to that `seq` from the database and gets every later one
 //! live, in order, with no gap, whatever POSTs run meanwhile.
 //!
+//! A recipient's lock also guards its count of live connections, so the per-user cap
+//! (`max_connections_per_user`) is checked and taken in one step.
+//!
 //! The users table can be replaced while the relay runs ([`Shared::set_users`]); the
 //! recipient locks are not affected by that. A connection whose user is gone from the new
 //! table, or whose token changed, is told so under its recipient's lock and closes with
@@ -13,23 +16,28 @@
 //! between the swap and that sweep.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use axum::extract::ws::Utf8Bytes;
 use talkbell_core::protocol::{Person, Seq, ServerFrame, TalkMessage, UserId, MAX_MESSAGE_BYTES};
 use tokio::sync::{mpsc, watch, Notify};
 
-use crate::rate::TokenBucket;
-use crate::store::{Store, StoreError};
+use crate::rate::{Buckets, LogThrottle, Suppressed};
+use crate::store::{QueueFull, Store, StoreError};
+use crate::untrusted::untrusted;
 use crate::users::{User, Users};
-use crate::RelayConfig;
+use crate::{millis, RelayConfig};
 
 pub(crate) fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(millis).unwrap_or(0)
 }
+
+/// Lines of one kind logged one by one each second; the rest are summed up.
+const LOG_LINES_PER_SECOND: u32 = 5;
 
 /// Counts open WebSocket connections so that shutdown can wait for them.
 #[derive(Default)]
@@ -84,6 +92,8 @@ struct Conn {
     tx: mpsc::Sender<Live>,
     /// Who signed in, with which token (hash), to check against a new users table.
     user: User,
+    /// The device (hello `uuid`), seen at every maintenance pass while connected.
+    uuid: String,
 }
 
 /// The live connections of one recipient.
@@ -102,7 +112,15 @@ pub(crate) struct Shared {
     /// One entry per user who has been routed to or connected; entries of users removed
     /// since stay, empty. The map's own lock is held only to find or add an entry.
     pub recipients: Mutex<HashMap<UserId, RecipientLock>>,
-    pub http_buckets: Mutex<HashMap<UserId, TokenBucket>>,
+    /// `POST /v1/talk` per user.
+    pub http_buckets: Buckets<UserId>,
+    /// Frames before the hello, per peer address.
+    pub pre_hello: Buckets<IpAddr>,
+    /// Failed logins, per peer address.
+    pub login_failures: Buckets<IpAddr>,
+    /// The log lines of failed logins and of connections over the cap.
+    pub failed_logins: LogThrottle,
+    pub over_cap: LogThrottle,
     pub shutdown: watch::Receiver<bool>,
     pub tracker: Arc<Tracker>,
     pub next_conn: AtomicU64,
@@ -117,7 +135,9 @@ pub(crate) enum DeliverError {
     #[error("the talk is empty")]
     Empty,
     #[error("{0}")]
-    Store(#[from] StoreError),
+    QueueFull(QueueFull),
+    #[error("{0}")]
+    Store(StoreError),
     #[error("the relay is shutting down")]
     Stopped,
 }
@@ -126,8 +146,19 @@ pub(crate) enum DeliverError {
 pub(crate) enum RegisterError {
     #[error("the user or their token is no longer in the users table")]
     Revoked,
+    #[error("this user has {0} connections open, the most the relay allows")]
+    TooMany(usize),
     #[error("{0}")]
     Store(#[from] StoreError),
+}
+
+impl From<StoreError> for DeliverError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::QueueFull(full) => DeliverError::QueueFull(full),
+            other => DeliverError::Store(other),
+        }
+    }
 }
 
 /// A registered connection: where its live talks arrive, and where its replay ends.
@@ -136,7 +167,15 @@ pub(crate) struct Registration {
     pub last_seq: u64,
     /// What the device has already acked; it is not replayed again.
     pub acked: u64,
+    /// The hello named another epoch than the database's: replay from the start.
+    pub reset: bool,
     pub live: mpsc::Receiver<Live>,
+}
+
+/// What a hello asks of the queue.
+pub(crate) struct Resume<'a> {
+    pub seq: Option<u64>,
+    pub epoch: Option<&'a str>,
 }
 
 /// Hands a frame to every live connection of a recipient.
@@ -154,6 +193,29 @@ fn send_to_all(recipient: &mut Recipient, frame: &Utf8Bytes) {
 }
 
 impl Shared {
+    pub fn new(
+        cfg: RelayConfig,
+        store: Store,
+        users: Users,
+        shutdown: watch::Receiver<bool>,
+        tracker: Arc<Tracker>,
+    ) -> Self {
+        Shared {
+            store,
+            users: ArcSwap::from_pointee(users),
+            recipients: Default::default(),
+            http_buckets: Buckets::new(cfg.http_rate),
+            pre_hello: Buckets::new(cfg.pre_hello_rate),
+            login_failures: Buckets::new(cfg.failed_login_rate),
+            failed_logins: LogThrottle::new(LOG_LINES_PER_SECOND),
+            over_cap: LogThrottle::new(LOG_LINES_PER_SECOND),
+            shutdown,
+            tracker,
+            next_conn: Default::default(),
+            cfg,
+        }
+    }
+
     /// The recipient entry of a user, made on first use.
     fn recipient(&self, id: &UserId) -> RecipientLock {
         let mut map = self.recipients.lock().unwrap_or_else(|p| p.into_inner());
@@ -215,9 +277,9 @@ impl Shared {
 
         let mut guard = recipient.lock().await;
         let ts = now_ms();
-        let cap = self.cfg.max_queued_per_recipient;
+        let caps = self.cfg.queue_caps();
         let (from, to, text) = (msg.from.clone(), msg.to.clone(), msg.talk.clone());
-        let seq = self.store.run(move |c| Store::insert(c, &from, &to, &text, ts, cap)).await?;
+        let seq = self.store.run(move |c| Store::insert(c, &from, &to, &text, ts, caps)).await?;
         msg.seq = Some(Seq(seq));
         msg.ts = Some(ts);
         let to_id = msg.to.id.clone();
@@ -233,25 +295,33 @@ impl Shared {
                 }
             }
         }
-        tracing::debug!(to = %to_id, seq, "talk delivered");
+        tracing::debug!(to = %untrusted(to_id.as_str()), seq, "talk delivered");
         Ok((seq, ts))
     }
 
     /// Records the device and registers the connection for live talks, under the
     /// recipient's lock. Talks up to `last_seq` are the replay's; later ones come live.
-    /// Refused when the user is no longer in the current users table with that token.
-    pub async fn register(&self, user: &User, uuid: &str, resume: Option<u64>) -> Result<Registration, RegisterError> {
+    /// Refused when the user is no longer in the current users table with that token, or
+    /// has as many connections open as the per-user cap. A hello naming another epoch
+    /// than the database's is a reset: its `resume` counts for nothing.
+    pub async fn register(&self, user: &User, uuid: &str, resume: Resume<'_>) -> Result<Registration, RegisterError> {
         let recipient = self.recipient(&user.id);
         let mut guard = recipient.lock().await;
         if !self.users.load().still_valid(user) {
             return Err(RegisterError::Revoked);
         }
-        let (u, d) = (user.id.clone(), uuid.to_owned());
-        let reg = self.store.run(move |c| Store::register_device(c, &u, &d, resume, now_ms())).await?;
+        let cap = self.cfg.max_connections_per_user.max(1);
+        if guard.conns.len() >= cap {
+            return Err(RegisterError::TooMany(cap));
+        }
+        let reset = resume.epoch.is_some_and(|e| e != self.store.epoch());
+        let seq = if reset { None } else { resume.seq };
+        let (u, d, rule) = (user.id.clone(), uuid.to_owned(), self.cfg.device_rule());
+        let reg = self.store.run(move |c| Store::register_device(c, &u, &d, seq, now_ms(), rule)).await?;
         let conn_id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(self.cfg.connection_queue.max(1));
-        guard.conns.insert(conn_id, Conn { tx, user: user.clone() });
-        Ok(Registration { conn_id, last_seq: reg.last_seq, acked: reg.acked, live: rx })
+        guard.conns.insert(conn_id, Conn { tx, user: user.clone(), uuid: uuid.to_owned() });
+        Ok(Registration { conn_id, last_seq: reg.last_seq, acked: reg.acked, reset, live: rx })
     }
 
     pub async fn unregister(&self, user: &UserId, conn_id: u64, uuid: &str) {
@@ -259,38 +329,93 @@ impl Shared {
         if let Some(recipient) = recipient {
             recipient.lock().await.conns.remove(&conn_id);
         }
-        let (u, d) = (user.clone(), uuid.to_owned());
-        if let Err(e) = self.store.run(move |c| Store::touch_device(c, &u, &d, now_ms())).await {
+        let seen = vec![(user.clone(), uuid.to_owned())];
+        if let Err(e) = self.store.run(move |c| Store::touch_devices(c, &seen, now_ms())).await {
             tracing::warn!(error = %e, "could not record a device's last visit");
         }
     }
 
+    /// The devices of every live connection.
+    async fn live_devices(&self) -> Vec<(UserId, String)> {
+        let mut out = Vec::new();
+        for (id, recipient) in self.all_recipients() {
+            out.extend(recipient.lock().await.conns.values().map(|c| (id.clone(), c.uuid.clone())));
+        }
+        out
+    }
+
     /// Whether this user may make another HTTP request now.
     pub fn http_allowed(&self, user: &UserId) -> bool {
-        let now = Instant::now();
-        let mut buckets = self.http_buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if buckets.len() > 10_000 {
-            buckets.retain(|_, b| !b.is_full_at(now));
+        self.http_buckets.try_take(user)
+    }
+
+    /// Whether logins from this address are refused for now (too many failed).
+    pub fn logins_blocked(&self, ip: IpAddr) -> bool {
+        !self.login_failures.has_token(&ip)
+    }
+
+    /// Counts a failed login from `peer` and logs it, at most a few lines a second.
+    pub fn failed_login(&self, peer: &str, ip: IpAddr, what: &str) {
+        self.login_failures.try_take(&ip);
+        let (log, summary) = self.failed_logins.event(peer);
+        log_failed_logins(summary);
+        if log {
+            tracing::info!(%peer, "failed login: {what}");
         }
-        buckets.entry(user.clone()).or_insert_with(|| TokenBucket::new_at(self.cfg.http_rate, now)).try_take_at(now)
     }
 }
 
-/// Deletes talks and devices past the retention limit, now and then, until shutdown.
+pub(crate) fn log_failed_logins(summary: Option<Suppressed>) {
+    if let Some(s) = summary {
+        tracing::info!(last_from = %s.last, "{} more failed logins not logged one by one", s.count);
+    }
+}
+
+pub(crate) fn log_over_cap(summary: Option<Suppressed>) {
+    if let Some(s) = summary {
+        tracing::warn!(last_from = %s.last, "{} more connections over the cap closed", s.count);
+    }
+}
+
+/// Now and then until shutdown: marks the devices of live connections seen, deletes
+/// talks past the retention limit and forgets devices past the device expiry; every
+/// second, sums up the log lines that were held back.
 pub(crate) async fn maintenance(shared: Arc<Shared>) {
     let retention = shared.cfg.retention;
-    let every = (retention / 4).clamp(Duration::from_millis(100), Duration::from_secs(60));
+    let every =
+        (retention / 4).min(shared.cfg.device_expiry / 4).clamp(Duration::from_millis(100), Duration::from_secs(60));
     let mut stop = shared.shutdown.clone();
+    let mut next_pass = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(every.min(Duration::from_secs(1)));
     loop {
-        let cutoff = now_ms().saturating_sub(retention.as_millis().min(i64::MAX as u128) as i64);
-        match shared.store.run(move |c| Store::prune_older_than(c, cutoff)).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(talks = n, "deleted talks past the retention limit"),
-            Err(e) => tracing::warn!(error = %e, "retention pass failed"),
-        }
         tokio::select! {
-            _ = tokio::time::sleep(every) => {}
+            _ = tick.tick() => {}
             _ = crate::ws::stopped(&mut stop) => return,
         }
+        log_failed_logins(shared.failed_logins.flush());
+        log_over_cap(shared.over_cap.flush());
+        if tokio::time::Instant::now() >= next_pass {
+            expire(&shared).await;
+            next_pass = tokio::time::Instant::now() + every;
+        }
+    }
+}
+
+async fn expire(shared: &Shared) {
+    let now = now_ms();
+    let live = shared.live_devices().await;
+    let talk_cutoff = now.saturating_sub(millis(shared.cfg.retention));
+    let device_cutoff = now.saturating_sub(millis(shared.cfg.device_expiry));
+    let pass = shared
+        .store
+        .run(move |c| {
+            Store::touch_devices(c, &live, now)?;
+            Store::expire(c, talk_cutoff, device_cutoff)
+        })
+        .await;
+    match pass {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(talks = n, "deleted talks past the retention limit"),
+        Err(e) => tracing::warn!(error = %e, "retention pass failed"),
     }
 }

@@ -41,9 +41,13 @@ mod atomic;
 mod client;
 mod http;
 mod hub;
+#[cfg(unix)]
+pub mod limits;
 pub mod rate;
+mod serve;
 pub mod store;
 mod tls;
+mod untrusted;
 pub mod users;
 mod ws;
 
@@ -52,9 +56,9 @@ pub use tls::{TlsError, TlsFiles};
 
 pub use client::{post_talk, Posted, SendError};
 pub use rate::RateLimit;
+pub use untrusted::{untrusted, Untrusted};
 pub use users::{IntoUserId, User, Users, UsersError};
 
-use arc_swap::ArcSwap;
 use hub::{Shared, Tracker};
 use store::{Store, StoreError};
 use tls::Tls;
@@ -77,8 +81,35 @@ pub struct RelayConfig {
     pub heartbeat_hint: Option<HeartbeatHint>,
     /// Talks older than this are deleted even if not acked (default 30 days).
     pub retention: Duration,
-    /// At most this many talks are kept per recipient; the oldest go first (default 10,000).
+    /// At most this many talks are queued per recipient; past it new talks are refused
+    /// (HTTP 507, `queue_full`) and none is evicted (default 10,000).
     pub max_queued_per_recipient: usize,
+    /// At most this many of a recipient's queued talks may come from one sender; `None`
+    /// is a tenth of `max_queued_per_recipient` (the default).
+    pub max_queued_per_sender: Option<usize>,
+    /// Devices (cursors) kept per user; past it the least recently seen is forgotten
+    /// (default 16).
+    pub max_devices_per_user: usize,
+    /// A device not seen for this long is forgotten (default 7 days).
+    pub device_expiry: Duration,
+    /// Open connections in all (HTTP and WebSocket); past it new ones are closed at once
+    /// (default 10,000).
+    pub max_connections: usize,
+    /// Open WebSocket connections per user; the next one is refused with close 1013
+    /// (default 32).
+    pub max_connections_per_user: usize,
+    /// An HTTP request's headers must arrive within this long of the connection being
+    /// ready for them (default 10 s).
+    pub header_timeout: Duration,
+    /// A `POST /v1/talk` body must arrive within this long (default 10 s).
+    pub body_timeout: Duration,
+    /// Frames before the hello, per peer address (default 5/s, burst 20); past it the
+    /// connection is closed with 1008.
+    pub pre_hello_rate: RateLimit,
+    /// Failed logins (unknown token, in a hello or a POST) per peer address (default
+    /// 1/s, burst 10); past it logins from that address are refused without a look at
+    /// the token (close 1013, HTTP 429).
+    pub failed_login_rate: RateLimit,
     /// Frames a connection may send (default 50/s, burst 100).
     pub ws_rate: RateLimit,
     /// `POST /v1/talk` per token (default 20/s, burst 100).
@@ -110,6 +141,15 @@ impl RelayConfig {
             heartbeat_hint: None,
             retention: Duration::from_secs(30 * 24 * 3600),
             max_queued_per_recipient: 10_000,
+            max_queued_per_sender: None,
+            max_devices_per_user: 16,
+            device_expiry: Duration::from_secs(7 * 24 * 3600),
+            max_connections: 10_000,
+            max_connections_per_user: 32,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            pre_hello_rate: RateLimit::new(5.0, 20),
+            failed_login_rate: RateLimit::new(1.0, 10),
             ws_rate: RateLimit::new(50.0, 100),
             http_rate: RateLimit::new(20.0, 100),
             http_body_limit: 256 * 1024,
@@ -119,6 +159,24 @@ impl RelayConfig {
             tls: None,
         }
     }
+
+    /// The queue's caps: the recipient's, and one sender's share of it.
+    pub fn queue_caps(&self) -> store::QueueCaps {
+        let mut caps = store::QueueCaps::new(self.max_queued_per_recipient.max(1));
+        if let Some(per_sender) = self.max_queued_per_sender {
+            caps.per_sender = per_sender.max(1);
+        }
+        caps
+    }
+
+    /// When a device is forgotten.
+    pub fn device_rule(&self) -> store::DeviceRule {
+        store::DeviceRule { max: self.max_devices_per_user.max(1), expiry_ms: millis(self.device_expiry) }
+    }
+}
+
+pub(crate) fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -163,25 +221,17 @@ pub async fn start(mut cfg: RelayConfig) -> Result<Relay, RelayError> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let tracker = Arc::new(Tracker::default());
     let users = std::mem::take(&mut cfg.users);
-    let shared = Arc::new(Shared {
-        store,
-        users: ArcSwap::from_pointee(users),
-        recipients: Default::default(),
-        http_buckets: Default::default(),
-        shutdown: shutdown_rx.clone(),
-        tracker: tracker.clone(),
-        next_conn: Default::default(),
-        cfg,
-    });
+    let shared = Arc::new(Shared::new(cfg, store, users, shutdown_rx.clone(), tracker.clone()));
     tracing::info!(
         addr = %local_addr,
         tls = tls.is_some(),
         users = shared.users.load().len(),
         db = %shared.cfg.db.display(),
+        epoch = shared.store.epoch(),
         "talkbell-relay listening"
     );
 
-    let serve = tokio::spawn(serve(listener, tls.clone(), shared.clone(), shutdown_rx));
+    let serve = tokio::spawn(serve::serve(listener, tls.clone(), shared.clone(), shutdown_rx));
     let maintenance = tokio::spawn(hub::maintenance(shared.clone()));
 
     Ok(Relay {
@@ -194,32 +244,6 @@ pub async fn start(mut cfg: RelayConfig) -> Result<Relay, RelayError> {
         shared,
         tls,
     })
-}
-
-/// Serves HTTP and WebSocket upgrades on the listener, through TLS when it is on, until
-/// shutdown.
-async fn serve(
-    listener: tokio::net::TcpListener,
-    tls: Option<Arc<Tls>>,
-    shared: Arc<Shared>,
-    mut rx: watch::Receiver<bool>,
-) {
-    use axum::serve::ListenerExt;
-    let app = http::router(shared).into_make_service_with_connect_info::<SocketAddr>();
-    let stop = async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let result = match tls {
-        Some(tls) => {
-            // tap_io gives the TLS listener the SocketAddr connect info a TcpListener has.
-            let listener = tls.listener(listener).tap_io(|_| {});
-            axum::serve(listener, app).with_graceful_shutdown(stop).await
-        }
-        None => axum::serve(listener, app).with_graceful_shutdown(stop).await,
-    };
-    if let Err(e) = result {
-        tracing::error!(error = %e, "the HTTP server stopped");
-    }
 }
 
 fn reachable(addr: SocketAddr) -> SocketAddr {
@@ -282,6 +306,11 @@ impl Relay {
     /// How many WebSocket connections are open (tests).
     pub fn connections(&self) -> usize {
         self.tracker.count()
+    }
+
+    /// The epoch of the queue database (PROTOCOL.md 3).
+    pub fn epoch(&self) -> &str {
+        self.shared.store.epoch()
     }
 
     /// Stops accepting, closes every connection with 1001 and waits for them (at most

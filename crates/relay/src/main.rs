@@ -70,14 +70,52 @@ enum Command {
     },
 }
 
+/// Libraries that log frames or request bytes at trace (a hello, token and all): held to
+/// at most debug, whatever `RUST_LOG` says.
+const PAYLOAD_TARGETS: [&str; 6] = ["tungstenite", "tokio_tungstenite", "hyper", "hyper_util", "axum", "tower_http"];
+
+/// Logs to stderr, filtered by `RUST_LOG` (else `default`) and, on top of it, by
+/// [`PAYLOAD_TARGETS`]' cap: a line must pass both, so the cap never lets more through
+/// than `RUST_LOG` asked for.
 fn init_logs(default: &str) {
+    use tracing_subscriber::filter::{FilterExt, LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let cap = PAYLOAD_TARGETS
+        .iter()
+        .fold(Targets::new().with_default(LevelFilter::TRACE), |t, target| t.with_target(*target, LevelFilter::DEBUG));
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+        .with_filter(filter.and(cap));
+    let _ = tracing_subscriber::registry().with(layer).try_init();
+}
+
+/// Raises the soft open-file limit to the hard one, and says so.
+fn raise_open_files(max_connections: usize) {
+    #[cfg(unix)]
+    {
+        let show = |n: Option<u64>| n.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
+        match talkbell_relay::limits::raise_open_files() {
+            Ok(l) => {
+                if l.before != l.now {
+                    tracing::info!(from = %show(l.before), to = %show(l.now), "raised the soft open-file limit to the hard limit");
+                } else {
+                    tracing::info!(limit = %show(l.now), "open-file limit");
+                }
+                let max = u64::try_from(max_connections).unwrap_or(u64::MAX);
+                if l.now.is_some_and(|n| n < max.saturating_add(64)) {
+                    tracing::warn!(limit = %show(l.now), max_connections, "the open-file limit is below --max-connections; raise the hard limit (LimitNOFILE=)");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot raise the soft open-file limit"),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = max_connections;
 }
 
 fn main() -> ExitCode {
@@ -140,6 +178,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let mut cfg = settings.relay.clone();
     cfg.users = users;
+    raise_open_files(cfg.max_connections);
     let relay = talkbell_relay::start(cfg).await?;
     eprintln!("talkbell-relay: listening on {}", relay.ws_url());
     loop {

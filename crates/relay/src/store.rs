@@ -1,12 +1,32 @@
-//! The durable queue: SQLite (WAL, `synchronous = FULL`).
+//! The durable queue: SQLite (WAL, `synchronous = FULL`), in a folder made 0700, its
+//! database, `-wal` and `-shm` files 0600 (see [`private_files`]).
 //!
+//! - `meta`: the database's `epoch`, a random id made with the database. It names the
+//!   lifetime of every queue in it (PROTOCOL.md 3): a deleted database is a new epoch.
 //! - `counters`: each recipient's last `seq`. It outlives the talks, so a `seq` is never
-//!   given twice, across restarts too.
+//!   given twice within an epoch, across restarts too.
 //! - `talks`: each recipient's talks that some device may still need, by `seq`.
-//! - `devices`: every device (hello `uuid`) that has connected as a recipient, with the
-//!   highest `seq` it acked. A talk is deleted once every device of its recipient acked
-//!   it, when it is older than the retention limit, or when the recipient has more than
-//!   the per-recipient cap queued.
+//! - `devices`: every device (hello `uuid`) that does delivery for a recipient (it sent a
+//!   `resume` or an ack), with the highest `seq` it acked (its cursor) and when it was
+//!   last seen. A hello with neither (an original client, which never acks) records
+//!   nothing, so a client that never acks cannot hold the queue.
+//!
+//! The rule for talks: **an accepted talk is never evicted.** A talk [`Store::insert`]
+//! gave a `seq` stays until every device of its recipient has acked it, or until it is
+//! older than the retention limit; nothing else deletes it. A recipient holds at most
+//! [`QueueCaps::per_recipient`] talks, and at most [`QueueCaps::per_sender`] from any
+//! one sender; past either, new talks are refused with [`StoreError::QueueFull`] (HTTP
+//! 507, `queue_full` on a WebSocket) and nothing queued is touched.
+//!
+//! The rule for devices: a talk counts against its recipient's queue until every device
+//! still known has acked it, so a device that never comes back would hold the queue
+//! full. A device is therefore forgotten (its row and cursor deleted, its unacked backlog
+//! no longer holding talks) when it has not been seen for [`DeviceRule::expiry_ms`]
+//! (7 days by default), or when its recipient has more than [`DeviceRule::max`] devices
+//! (the least recently seen go first; the one registering or acking is kept). A device
+//! is seen when it connects, acks or disconnects, and at every maintenance pass while it
+//! is connected. A recipient with no device left keeps its talks until retention (a new
+//! device may resume from 0); a forgotten device that returns is a new device.
 //!
 //! The connection is synchronous; callers run it on the blocking pool through
 //! [`Store::run`], so a commit never stalls the async workers.
@@ -17,7 +37,16 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{params, Connection, OptionalExtension};
 use talkbell_core::protocol::{Person, Seq, TalkMessage, UserId};
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
+
+/// Which cap refused a talk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QueueFull {
+    #[error("the recipient's queue is full ({cap} undelivered talks); try again once they have read some")]
+    Recipient { cap: usize },
+    #[error("this sender's share of the recipient's queue is full ({cap} undelivered talks); try again once they have read some")]
+    Sender { cap: usize },
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -27,6 +56,39 @@ pub enum StoreError {
     NewerSchema(i64),
     #[error("database task failed: {0}")]
     Task(String),
+    #[error("{0}")]
+    QueueFull(#[from] QueueFull),
+    #[error("cannot make the database's folder or files private ({path}): {source}")]
+    Private { path: std::path::PathBuf, source: std::io::Error },
+}
+
+/// How many talks a recipient's queue takes (see the rule at the top).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueCaps {
+    pub per_recipient: usize,
+    pub per_sender: usize,
+}
+
+impl QueueCaps {
+    /// `per_recipient`, and a tenth of it (at least 1) per sender.
+    pub fn new(per_recipient: usize) -> Self {
+        QueueCaps { per_recipient, per_sender: (per_recipient / 10).max(1) }
+    }
+}
+
+/// When a device is forgotten (see the rule at the top).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceRule {
+    /// Devices kept per recipient.
+    pub max: usize,
+    /// A device not seen for this long is forgotten.
+    pub expiry_ms: i64,
+}
+
+impl Default for DeviceRule {
+    fn default() -> Self {
+        DeviceRule { max: 16, expiry_ms: 7 * 24 * 3600 * 1000 }
+    }
 }
 
 /// A talk as it is queued for its recipient.
@@ -64,16 +126,36 @@ pub struct Registered {
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    epoch: Arc<str>,
 }
 
 fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+fn to_u64(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+fn to_usize(n: i64) -> usize {
+    usize::try_from(n).unwrap_or(0)
+}
+
+/// A new epoch: 128 random bits in hex.
+fn new_epoch() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
 impl Store {
+    /// Opens (or creates) the database at `path`, its folder and files private first.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        private_files(path)?;
         let conn = Connection::open(path)?;
-        Self::init(conn)
+        let store = Self::init(conn)?;
+        // The -wal and -shm files exist now; they take the database's mode, and an
+        // old one of another mode is fixed.
+        private_files(path)?;
+        Ok(store)
     }
 
     /// A private in-memory database (unit tests).
@@ -81,7 +163,7 @@ impl Store {
         Self::init(Connection::open_in_memory()?)
     }
 
-    fn init(conn: Connection) -> Result<Self, StoreError> {
+    fn init(mut conn: Connection) -> Result<Self, StoreError> {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         // WAL: readers never block the writer. FULL: a commit is on disk when it returns,
         // so a 200 for a POST means the talk survives a power cut.
@@ -91,8 +173,14 @@ impl Store {
         if version > SCHEMA_VERSION {
             return Err(StoreError::NewerSchema(version));
         }
-        conn.execute_batch(
-            "BEGIN;
+        // Version 2 adds `meta` (the epoch) and the index by sender; a version-1 file
+        // gets both here, and its epoch with them.
+        let tx = conn.transaction()?;
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS meta (
+                 key   TEXT PRIMARY KEY,
+                 value TEXT NOT NULL
+             ) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS counters (
                  recipient TEXT PRIMARY KEY,
                  last_seq  INTEGER NOT NULL
@@ -108,6 +196,7 @@ impl Store {
                  PRIMARY KEY (recipient, seq)
              ) WITHOUT ROWID;
              CREATE INDEX IF NOT EXISTS talks_by_ts ON talks (ts);
+             CREATE INDEX IF NOT EXISTS talks_by_sender ON talks (recipient, from_id);
              CREATE TABLE IF NOT EXISTS devices (
                  recipient TEXT NOT NULL,
                  uuid      TEXT NOT NULL,
@@ -115,10 +204,17 @@ impl Store {
                  last_seen INTEGER NOT NULL,
                  PRIMARY KEY (recipient, uuid)
              ) WITHOUT ROWID;
-             PRAGMA user_version = 1;
-             COMMIT;",
+             PRAGMA user_version = 2;",
         )?;
-        Ok(Store { conn: Arc::new(Mutex::new(conn)) })
+        tx.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?1)", params![new_epoch()])?;
+        let epoch: String = tx.query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| r.get(0))?;
+        tx.commit()?;
+        Ok(Store { conn: Arc::new(Mutex::new(conn)), epoch: epoch.into() })
+    }
+
+    /// The epoch of this database's queues (PROTOCOL.md 3).
+    pub fn epoch(&self) -> &str {
+        &self.epoch
     }
 
     /// Runs `f` on the connection, on the blocking pool.
@@ -142,17 +238,30 @@ impl Store {
         f(&mut guard)
     }
 
-    /// Gives the talk the recipient's next `seq`, stores it and commits. Keeps at most
-    /// `cap` talks for the recipient. Returns the `seq`.
+    /// Gives the talk the recipient's next `seq`, stores it and commits; or refuses it,
+    /// touching nothing, when the recipient's queue or this sender's share of it is full.
+    /// Returns the `seq`.
     pub fn insert(
         conn: &mut Connection,
         from: &Person,
         to: &Person,
         talk: &str,
         ts: i64,
-        cap: usize,
+        caps: QueueCaps,
     ) -> Result<u64, StoreError> {
         let tx = conn.transaction()?;
+        let queued = Self::queued(&tx, &to.id)?;
+        if queued >= caps.per_recipient.max(1) {
+            return Err(QueueFull::Recipient { cap: caps.per_recipient.max(1) }.into());
+        }
+        let from_sender: i64 = tx.query_row(
+            "SELECT count(*) FROM talks WHERE recipient = ?1 AND from_id = ?2",
+            params![to.id.as_str(), from.id.as_str()],
+            |r| r.get(0),
+        )?;
+        if to_usize(from_sender) >= caps.per_sender.max(1) {
+            return Err(QueueFull::Sender { cap: caps.per_sender.max(1) }.into());
+        }
         let seq: i64 = tx.query_row(
             "INSERT INTO counters (recipient, last_seq) VALUES (?1, 1)
              ON CONFLICT (recipient) DO UPDATE SET last_seq = last_seq + 1
@@ -165,12 +274,8 @@ impl Store {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![to.id.as_str(), seq, ts, from.id.as_str(), from.name, to.name, talk],
         )?;
-        let cap = to_i64(cap.max(1) as u64);
-        if seq > cap {
-            tx.execute("DELETE FROM talks WHERE recipient = ?1 AND seq <= ?2", params![to.id.as_str(), seq - cap])?;
-        }
         tx.commit()?;
-        Ok(seq as u64)
+        Ok(to_u64(seq))
     }
 
     /// The recipient's last `seq` (0 before the first talk).
@@ -178,57 +283,114 @@ impl Store {
         let last: Option<i64> = conn
             .query_row("SELECT last_seq FROM counters WHERE recipient = ?1", params![recipient.as_str()], |r| r.get(0))
             .optional()?;
-        Ok(last.unwrap_or(0).max(0) as u64)
+        Ok(to_u64(last.unwrap_or(0)))
     }
 
     /// Records that `uuid` connected as `recipient`. A `resume` counts as an ack of
-    /// everything up to it (the client says it has stored those). A new device without
-    /// `resume` starts with nothing acked. Returns the recipient's last `seq` and what the
-    /// device has acked so far.
+    /// everything up to it (the client says it has stored those) and makes the device a
+    /// cursor; without one, a device already known is only seen, and an unknown one is
+    /// not recorded. Forgets devices past `rule`. Returns the recipient's last `seq` and
+    /// what the device has acked so far.
     pub fn register_device(
         conn: &mut Connection,
         recipient: &UserId,
         uuid: &str,
         resume: Option<u64>,
         now_ms: i64,
+        rule: DeviceRule,
     ) -> Result<Registered, StoreError> {
         let tx = conn.transaction()?;
         let last_seq = Self::last_seq(&tx, recipient)?;
-        let acked = to_i64(resume.unwrap_or(0).min(last_seq));
-        tx.execute(
-            "INSERT INTO devices (recipient, uuid, acked, last_seen) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (recipient, uuid) DO UPDATE
-             SET acked = max(acked, excluded.acked), last_seen = excluded.last_seen",
-            params![recipient.as_str(), uuid, acked, now_ms],
-        )?;
-        let acked: i64 = tx.query_row(
-            "SELECT acked FROM devices WHERE recipient = ?1 AND uuid = ?2",
-            params![recipient.as_str(), uuid],
-            |r| r.get(0),
-        )?;
-        if resume.is_some() {
-            Self::prune_acked(&tx, recipient)?;
+        match resume {
+            Some(resume) => Self::upsert_device(&tx, recipient, uuid, to_i64(resume.min(last_seq)), now_ms)?,
+            None => Self::touch(&tx, recipient, uuid, now_ms)?,
         }
+        let acked: Option<i64> = tx
+            .query_row(
+                "SELECT acked FROM devices WHERE recipient = ?1 AND uuid = ?2",
+                params![recipient.as_str(), uuid],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Self::forget_devices(&tx, recipient, uuid, now_ms, rule)?;
+        Self::prune_acked(&tx, recipient)?;
         tx.commit()?;
-        Ok(Registered { last_seq, acked: acked.max(0) as u64 })
+        Ok(Registered { last_seq, acked: to_u64(acked.unwrap_or(0)) })
+    }
+
+    fn touch(conn: &Connection, recipient: &UserId, uuid: &str, now_ms: i64) -> Result<(), StoreError> {
+        conn.execute(
+            "UPDATE devices SET last_seen = max(last_seen, ?3) WHERE recipient = ?1 AND uuid = ?2",
+            params![recipient.as_str(), uuid, now_ms],
+        )?;
+        Ok(())
     }
 
     /// Records a cumulative ack from a device and deletes what every device has acked.
-    pub fn ack(conn: &mut Connection, recipient: &UserId, uuid: &str, seq: u64, now_ms: i64) -> Result<(), StoreError> {
+    pub fn ack(
+        conn: &mut Connection,
+        recipient: &UserId,
+        uuid: &str,
+        seq: u64,
+        now_ms: i64,
+        rule: DeviceRule,
+    ) -> Result<(), StoreError> {
         let tx = conn.transaction()?;
         let last_seq = Self::last_seq(&tx, recipient)?;
-        let acked = to_i64(seq.min(last_seq));
-        // An upsert: a device whose row went with the retention pass while it stayed
-        // connected is recorded again.
-        tx.execute(
-            "INSERT INTO devices (recipient, uuid, acked, last_seen) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (recipient, uuid) DO UPDATE
-             SET acked = max(acked, excluded.acked), last_seen = excluded.last_seen",
-            params![recipient.as_str(), uuid, acked, now_ms],
-        )?;
+        // An upsert: a device forgotten while it stayed connected is recorded again.
+        Self::upsert_device(&tx, recipient, uuid, to_i64(seq.min(last_seq)), now_ms)?;
+        Self::forget_devices(&tx, recipient, uuid, now_ms, rule)?;
         Self::prune_acked(&tx, recipient)?;
         tx.commit()?;
         Ok(())
+    }
+
+    fn upsert_device(
+        conn: &Connection,
+        recipient: &UserId,
+        uuid: &str,
+        acked: i64,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        conn.execute(
+            "INSERT INTO devices (recipient, uuid, acked, last_seen) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (recipient, uuid) DO UPDATE
+             SET acked = max(acked, excluded.acked), last_seen = max(last_seen, excluded.last_seen)",
+            params![recipient.as_str(), uuid, acked, now_ms],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets the recipient's devices unseen for the rule's expiry, then the least
+    /// recently seen past its cap; `keep` (the device at hand) stays. Returns how many.
+    fn forget_devices(
+        conn: &Connection,
+        recipient: &UserId,
+        keep: &str,
+        now_ms: i64,
+        rule: DeviceRule,
+    ) -> Result<usize, StoreError> {
+        let cutoff = now_ms.saturating_sub(rule.expiry_ms);
+        let stale = conn.execute(
+            "DELETE FROM devices WHERE recipient = ?1 AND uuid != ?2 AND last_seen < ?3",
+            params![recipient.as_str(), keep, cutoff],
+        )?;
+        let others = to_i64(u64::try_from(rule.max.max(1) - 1).unwrap_or(u64::MAX));
+        let over = conn.execute(
+            "DELETE FROM devices WHERE recipient = ?1 AND uuid IN (
+                 SELECT uuid FROM devices WHERE recipient = ?1 AND uuid != ?2
+                 ORDER BY last_seen DESC, uuid LIMIT -1 OFFSET ?3)",
+            params![recipient.as_str(), keep, others],
+        )?;
+        if stale + over > 0 {
+            tracing::info!(
+                user = %crate::untrusted(recipient.as_str()),
+                unseen = stale,
+                over_cap = over,
+                "forgot devices; their unacked talks no longer hold the queue"
+            );
+        }
+        Ok(stale + over)
     }
 
     fn prune_acked(conn: &Connection, recipient: &UserId) -> Result<usize, StoreError> {
@@ -239,12 +401,14 @@ impl Store {
         )?)
     }
 
-    /// Notes that a device was seen (on disconnect), so that retention keeps it.
-    pub fn touch_device(conn: &Connection, recipient: &UserId, uuid: &str, now_ms: i64) -> Result<(), StoreError> {
-        conn.execute(
-            "UPDATE devices SET last_seen = max(last_seen, ?3) WHERE recipient = ?1 AND uuid = ?2",
-            params![recipient.as_str(), uuid, now_ms],
-        )?;
+    /// Notes that devices were seen (on disconnect, and while connected), so that they
+    /// are not forgotten.
+    pub fn touch_devices(conn: &mut Connection, devices: &[(UserId, String)], now_ms: i64) -> Result<(), StoreError> {
+        let tx = conn.transaction()?;
+        for (recipient, uuid) in devices {
+            Self::touch(&tx, recipient, uuid, now_ms)?;
+        }
+        tx.commit()?;
         Ok(())
     }
 
@@ -260,72 +424,199 @@ impl Store {
             "SELECT seq, ts, from_id, from_name, to_name, talk FROM talks
              WHERE recipient = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq LIMIT ?4",
         )?;
-        let rows =
-            stmt.query_map(params![recipient.as_str(), to_i64(after), to_i64(upto), to_i64(limit as u64)], |r| {
-                Ok(StoredTalk {
-                    seq: r.get::<_, i64>(0)?.max(0) as u64,
-                    ts: r.get(1)?,
-                    from: Person { id: UserId::new(r.get::<_, String>(2)?), name: r.get(3)? },
-                    to: Person { id: recipient.clone(), name: r.get(4)? },
-                    talk: r.get(5)?,
-                })
-            })?;
+        let limit = to_i64(u64::try_from(limit).unwrap_or(u64::MAX));
+        let rows = stmt.query_map(params![recipient.as_str(), to_i64(after), to_i64(upto), limit], |r| {
+            Ok(StoredTalk {
+                seq: to_u64(r.get::<_, i64>(0)?),
+                ts: r.get(1)?,
+                from: Person { id: UserId::new(r.get::<_, String>(2)?), name: r.get(3)? },
+                to: Person { id: recipient.clone(), name: r.get(4)? },
+                talk: r.get(5)?,
+            })
+        })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
-    /// Deletes talks older than `cutoff_ms` and devices not seen since then. Returns how
-    /// many talks went.
-    pub fn prune_older_than(conn: &mut Connection, cutoff_ms: i64) -> Result<usize, StoreError> {
+    /// The maintenance pass: deletes talks older than `talk_cutoff_ms`, forgets devices
+    /// not seen since `device_cutoff_ms`, and deletes what the remaining devices of their
+    /// recipients have all acked. Returns how many talks went past retention.
+    pub fn expire(conn: &mut Connection, talk_cutoff_ms: i64, device_cutoff_ms: i64) -> Result<usize, StoreError> {
         let tx = conn.transaction()?;
-        let talks = tx.execute("DELETE FROM talks WHERE ts < ?1", params![cutoff_ms])?;
-        tx.execute("DELETE FROM devices WHERE last_seen < ?1", params![cutoff_ms])?;
+        let talks = tx.execute("DELETE FROM talks WHERE ts < ?1", params![talk_cutoff_ms])?;
+        let forgotten: Vec<String> = {
+            let mut stmt = tx.prepare("DELETE FROM devices WHERE last_seen < ?1 RETURNING recipient")?;
+            let rows = stmt.query_map(params![device_cutoff_ms], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut recipients = forgotten.clone();
+        recipients.sort();
+        recipients.dedup();
+        for recipient in &recipients {
+            Self::prune_acked(&tx, &UserId::new(recipient.clone()))?;
+        }
         tx.commit()?;
+        if !forgotten.is_empty() {
+            tracing::info!(devices = forgotten.len(), "forgot devices not seen within the device expiry");
+        }
         Ok(talks)
     }
 
-    /// How many talks are queued for `recipient` (tests, logs).
+    /// How many talks are queued for `recipient`.
     pub fn queued(conn: &Connection, recipient: &UserId) -> Result<usize, StoreError> {
         let n: i64 =
             conn.query_row("SELECT count(*) FROM talks WHERE recipient = ?1", params![recipient.as_str()], |r| {
                 r.get(0)
             })?;
-        Ok(n as usize)
+        Ok(to_usize(n))
     }
+
+    /// How many devices `recipient` has (tests, logs).
+    pub fn devices(conn: &Connection, recipient: &UserId) -> Result<usize, StoreError> {
+        let n: i64 =
+            conn.query_row("SELECT count(*) FROM devices WHERE recipient = ?1", params![recipient.as_str()], |r| {
+                r.get(0)
+            })?;
+        Ok(to_usize(n))
+    }
+}
+
+/// The database's folder and files, private: a missing folder is made 0700, a missing
+/// database file is made 0600 (SQLite gives its `-wal` and `-shm` files the database's
+/// mode), and an existing database, `-wal`, `-shm` or `-journal` file of another mode
+/// is set to 0600. An existing folder that holds nothing but the database's files is set
+/// to 0700; one that holds other files too (the database beside the users file, say) is
+/// left alone with a warning, since the files in it are private anyway. Each change is
+/// logged.
+#[cfg(unix)]
+pub fn private_files(db: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    let err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| StoreError::Private { path, source }
+    };
+    let dir = match db.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => std::path::PathBuf::from("."),
+    };
+    if !dir.exists() {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(err(&dir))?;
+        tracing::info!(dir = %dir.display(), "made the queue database's folder (0700)");
+    }
+    if !db.exists() {
+        std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(db).map_err(err(db))?;
+    }
+    let name = db.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let ours = |file: &str| file == name || ["-wal", "-shm", "-journal"].iter().any(|s| file == format!("{name}{s}"));
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let path = dir.join(format!("{name}{suffix}"));
+        let Ok(meta) = std::fs::metadata(&path) else { continue };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode != 0o600 {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(err(&path))?;
+            tracing::info!(file = %path.display(), from = %format!("{mode:04o}"), to = "0600", "made a queue file private");
+        }
+    }
+    let mode = std::fs::metadata(&dir).map_err(err(&dir))?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        let only_ours = std::fs::read_dir(&dir)
+            .map_err(err(&dir))?
+            .all(|e| e.is_ok_and(|e| ours(&e.file_name().to_string_lossy())));
+        if only_ours {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(err(&dir))?;
+            tracing::info!(dir = %dir.display(), from = %format!("{mode:04o}"), to = "0700", "made the queue database's folder private");
+        } else {
+            tracing::warn!(
+                dir = %dir.display(),
+                mode = %format!("{mode:04o}"),
+                "the queue database's folder is open to others and holds other files, so it is left as it is; the database's files are 0600"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Elsewhere the folder and files keep what the system gives them.
+#[cfg(not(unix))]
+pub fn private_files(_db: &Path) -> Result<(), StoreError> {
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const CAPS: QueueCaps = QueueCaps { per_recipient: 100, per_sender: 100 };
+    const RULE: DeviceRule = DeviceRule { max: 16, expiry_ms: 1_000_000 };
+
     fn p(id: &str, name: &str) -> Person {
         Person { id: id.into(), name: name.into() }
     }
 
     #[test]
-    fn seq_is_per_recipient_and_survives_reopen() {
+    fn seq_is_per_recipient_and_survives_reopen_with_its_epoch() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("q.db");
         let store = Store::open(&path).unwrap();
+        let epoch = store.epoch().to_owned();
+        assert_eq!(epoch.len(), 32);
         store
             .run_sync(|c| {
-                assert_eq!(Store::insert(c, &p("2", "b"), &p("1", "a"), "x", 10, 100)?, 1);
-                assert_eq!(Store::insert(c, &p("2", "b"), &p("1", "a"), "y", 11, 100)?, 2);
-                assert_eq!(Store::insert(c, &p("1", "a"), &p("2", "b"), "z", 12, 100)?, 1);
+                assert_eq!(Store::insert(c, &p("2", "b"), &p("1", "a"), "x", 10, CAPS)?, 1);
+                assert_eq!(Store::insert(c, &p("2", "b"), &p("1", "a"), "y", 11, CAPS)?, 2);
+                assert_eq!(Store::insert(c, &p("1", "a"), &p("2", "b"), "z", 12, CAPS)?, 1);
                 Ok(())
             })
             .unwrap();
         drop(store);
         let store = Store::open(&path).unwrap();
+        assert_eq!(store.epoch(), epoch, "the epoch is the database's");
         store
             .run_sync(|c| {
                 assert_eq!(Store::last_seq(c, &"1".into())?, 2);
-                assert_eq!(Store::insert(c, &p("2", "b"), &p("1", "a"), "w", 13, 100)?, 3);
+                assert_eq!(Store::insert(c, &p("2", "b"), &p("1", "a"), "w", 13, CAPS)?, 3);
                 let all = Store::range(c, &"1".into(), 0, u64::MAX, 10)?;
                 let seqs: Vec<u64> = all.iter().map(|t| t.seq).collect();
                 assert_eq!(seqs, vec![1, 2, 3]);
                 assert_eq!(all[0].talk, "x");
                 assert_eq!(all[0].from, p("2", "b"));
                 assert_eq!(all[0].ts, 10);
+                Ok(())
+            })
+            .unwrap();
+        drop(store);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(dir.path().join(format!("q.db{suffix}")));
+        }
+        let store = Store::open(&path).unwrap();
+        assert_ne!(store.epoch(), epoch, "a new database is a new epoch");
+    }
+
+    #[test]
+    fn a_version_1_database_gets_an_epoch_and_keeps_its_talks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE counters (recipient TEXT PRIMARY KEY, last_seq INTEGER NOT NULL) WITHOUT ROWID;
+             CREATE TABLE talks (recipient TEXT NOT NULL, seq INTEGER NOT NULL, ts INTEGER NOT NULL,
+                 from_id TEXT NOT NULL, from_name TEXT NOT NULL, to_name TEXT NOT NULL, talk TEXT NOT NULL,
+                 PRIMARY KEY (recipient, seq)) WITHOUT ROWID;
+             CREATE TABLE devices (recipient TEXT NOT NULL, uuid TEXT NOT NULL, acked INTEGER NOT NULL,
+                 last_seen INTEGER NOT NULL, PRIMARY KEY (recipient, uuid)) WITHOUT ROWID;
+             INSERT INTO counters VALUES ('1', 1);
+             INSERT INTO talks VALUES ('1', 1, 5, '2', 'b', 'a', 'old');
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+        drop(conn);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.epoch().len(), 32);
+        store
+            .run_sync(|c| {
+                assert_eq!(Store::range(c, &"1".into(), 0, 10, 10)?[0].talk, "old");
+                assert_eq!(Store::insert(c, &p("2", "b"), &p("1", "a"), "new", 6, CAPS)?, 2);
+                let v: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+                assert_eq!(v, SCHEMA_VERSION);
                 Ok(())
             })
             .unwrap();
@@ -338,57 +629,129 @@ mod tests {
         store
             .run_sync(|c| {
                 for i in 0..5 {
-                    Store::insert(c, &p("2", "b"), &p("1", "a"), "t", i, 100)?;
+                    Store::insert(c, &p("2", "b"), &p("1", "a"), "t", i, CAPS)?;
                 }
                 // No device yet: everything stays.
                 assert_eq!(Store::queued(c, &r)?, 5);
-                let reg = Store::register_device(c, &r, "dev-a", None, 0)?;
+                let reg = Store::register_device(c, &r, "dev-a", None, 0, RULE)?;
                 assert_eq!(reg, Registered { last_seq: 5, acked: 0 });
-                let reg = Store::register_device(c, &r, "dev-b", Some(2), 0)?;
+                assert_eq!(Store::devices(c, &r)?, 0, "a hello without resume is no cursor");
+                let reg = Store::register_device(c, &r, "dev-b", Some(2), 0, RULE)?;
                 assert_eq!(reg, Registered { last_seq: 5, acked: 2 });
-                Store::ack(c, &r, "dev-a", 4, 0)?;
+                Store::ack(c, &r, "dev-a", 4, 0, RULE)?;
                 // dev-b has only 2.
                 assert_eq!(Store::queued(c, &r)?, 3);
-                Store::ack(c, &r, "dev-b", 5, 0)?;
+                Store::ack(c, &r, "dev-b", 5, 0, RULE)?;
                 assert_eq!(Store::queued(c, &r)?, 1);
                 // Acks never go backwards, nor past the last seq.
-                Store::ack(c, &r, "dev-a", 1, 0)?;
-                Store::ack(c, &r, "dev-a", 99, 0)?;
+                Store::ack(c, &r, "dev-a", 1, 0, RULE)?;
+                Store::ack(c, &r, "dev-a", 99, 0, RULE)?;
                 assert_eq!(Store::queued(c, &r)?, 0);
                 // A device coming back with a lower resume keeps what it acked.
-                let reg = Store::register_device(c, &r, "dev-a", Some(1), 0)?;
+                let reg = Store::register_device(c, &r, "dev-a", Some(1), 0, RULE)?;
                 assert_eq!(reg, Registered { last_seq: 5, acked: 5 });
                 let acked: i64 = c.query_row("SELECT acked FROM devices WHERE uuid = 'dev-a'", [], |row| row.get(0))?;
                 assert_eq!(acked, 5);
                 // A device that acks is recorded, and holds what it has not acked.
-                Store::insert(c, &p("2", "b"), &p("1", "a"), "t", 9, 100)?;
-                Store::ack(c, &r, "newcomer", 5, 0)?;
-                Store::ack(c, &r, "dev-a", 6, 0)?;
-                Store::ack(c, &r, "dev-b", 6, 0)?;
+                Store::insert(c, &p("2", "b"), &p("1", "a"), "t", 9, CAPS)?;
+                Store::ack(c, &r, "newcomer", 5, 0, RULE)?;
+                Store::ack(c, &r, "dev-a", 6, 0, RULE)?;
+                Store::ack(c, &r, "dev-b", 6, 0, RULE)?;
                 assert_eq!(Store::queued(c, &r)?, 1);
-                Store::ack(c, &r, "newcomer", 6, 0)?;
+                Store::ack(c, &r, "newcomer", 6, 0, RULE)?;
                 assert_eq!(Store::queued(c, &r)?, 0);
                 Ok(())
             })
             .unwrap();
     }
 
+    /// A full queue refuses; nothing accepted is evicted; a sender's share is its own.
     #[test]
-    fn cap_and_retention() {
+    fn a_full_queue_refuses_and_keeps_every_accepted_talk() {
+        let store = Store::open_in_memory().unwrap();
+        let r: UserId = "1".into();
+        let caps = QueueCaps { per_recipient: 5, per_sender: 3 };
+        store
+            .run_sync(|c| {
+                for i in 0..3 {
+                    Store::insert(c, &p("2", "b"), &p("1", "a"), &format!("b{i}"), i, caps)?;
+                }
+                let refused = Store::insert(c, &p("2", "b"), &p("1", "a"), "b3", 3, caps).unwrap_err();
+                assert!(matches!(refused, StoreError::QueueFull(QueueFull::Sender { cap: 3 })), "{refused}");
+                // Another sender still gets through, up to the recipient's cap.
+                assert_eq!(Store::insert(c, &p("3", "c"), &p("1", "a"), "c0", 4, caps)?, 4);
+                assert_eq!(Store::insert(c, &p("3", "c"), &p("1", "a"), "c1", 5, caps)?, 5);
+                let refused = Store::insert(c, &p("4", "d"), &p("1", "a"), "d0", 6, caps).unwrap_err();
+                assert!(matches!(refused, StoreError::QueueFull(QueueFull::Recipient { cap: 5 })), "{refused}");
+                // A refusal uses no seq, and every accepted talk is still there.
+                let talks: Vec<String> = Store::range(c, &r, 0, u64::MAX, 100)?.into_iter().map(|t| t.talk).collect();
+                assert_eq!(talks, ["b0", "b1", "b2", "c0", "c1"]);
+                assert_eq!(Store::last_seq(c, &r)?, 5);
+                // Once read, there is room again.
+                Store::register_device(c, &r, "dev", Some(2), 0, RULE)?;
+                assert_eq!(Store::insert(c, &p("2", "b"), &p("1", "a"), "b3", 7, caps)?, 6);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(QueueCaps::new(10_000), QueueCaps { per_recipient: 10_000, per_sender: 1000 });
+        assert_eq!(QueueCaps::new(5).per_sender, 1);
+    }
+
+    #[test]
+    fn stale_and_over_cap_devices_are_forgotten() {
+        let store = Store::open_in_memory().unwrap();
+        let r: UserId = "1".into();
+        let rule = DeviceRule { max: 3, expiry_ms: 1000 };
+        store
+            .run_sync(|c| {
+                for i in 0..4 {
+                    Store::insert(c, &p("2", "b"), &p("1", "a"), "t", i, CAPS)?;
+                }
+                // A device that saw nothing and never comes back holds all four.
+                Store::register_device(c, &r, "gone", Some(0), 0, rule)?;
+                Store::register_device(c, &r, "phone", Some(4), 500, rule)?;
+                assert_eq!(Store::queued(c, &r)?, 4);
+                // Seen 1000 ms ago or more: forgotten when another device comes, and its
+                // backlog goes with what the others acked.
+                Store::ack(c, &r, "phone", 4, 1000, rule)?;
+                assert_eq!(Store::devices(c, &r)?, 2, "0 is not yet 1000 ms before 1000");
+                Store::ack(c, &r, "phone", 4, 1001, rule)?;
+                assert_eq!(Store::devices(c, &r)?, 1);
+                assert_eq!(Store::queued(c, &r)?, 0);
+
+                // Over the cap, the least recently seen goes first; the one at hand stays.
+                for (i, d) in ["a", "b", "c"].iter().enumerate() {
+                    Store::register_device(c, &r, d, Some(0), 1100 + i64::try_from(i).unwrap(), rule)?;
+                }
+                let mut left: Vec<String> = c
+                    .prepare("SELECT uuid FROM devices ORDER BY uuid")?
+                    .query_map([], |row| row.get(0))?
+                    .collect::<Result<_, _>>()?;
+                left.sort();
+                assert_eq!(left, ["a", "b", "c"], "phone (seen at 1001) went");
+
+                // The maintenance pass forgets the unseen too.
+                Store::touch_devices(c, &[(r.clone(), "c".to_owned())], 5000)?;
+                Store::expire(c, 0, 2000)?;
+                assert_eq!(Store::devices(c, &r)?, 1);
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn retention() {
         let store = Store::open_in_memory().unwrap();
         let r: UserId = "1".into();
         store
             .run_sync(|c| {
                 for i in 0..10 {
-                    Store::insert(c, &p("2", "b"), &p("1", "a"), "t", i * 1000, 3)?;
+                    Store::insert(c, &p("2", "b"), &p("1", "a"), "t", i * 1000, CAPS)?;
                 }
-                let seqs: Vec<u64> = Store::range(c, &r, 0, u64::MAX, 100)?.iter().map(|t| t.seq).collect();
-                assert_eq!(seqs, vec![8, 9, 10]);
-                Store::register_device(c, &r, "old", None, 500)?;
-                assert_eq!(Store::prune_older_than(c, 9000)?, 2);
+                Store::register_device(c, &r, "old", Some(0), 500, RULE)?;
+                assert_eq!(Store::expire(c, 9000, 9000)?, 9);
                 assert_eq!(Store::queued(c, &r)?, 1);
-                let devices: i64 = c.query_row("SELECT count(*) FROM devices", [], |row| row.get(0))?;
-                assert_eq!(devices, 0);
+                assert_eq!(Store::devices(c, &r)?, 0);
                 Ok(())
             })
             .unwrap();
@@ -401,7 +764,7 @@ mod tests {
         store
             .run_sync(|c| {
                 for i in 0..7 {
-                    Store::insert(c, &p("2", "b"), &p("1", "a"), &format!("t{i}"), i, 100)?;
+                    Store::insert(c, &p("2", "b"), &p("1", "a"), &format!("t{i}"), i, CAPS)?;
                 }
                 let page: Vec<u64> = Store::range(c, &r, 2, 6, 3)?.iter().map(|t| t.seq).collect();
                 assert_eq!(page, vec![3, 4, 5]);

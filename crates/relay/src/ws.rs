@@ -3,18 +3,19 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use talkbell_core::protocol::{
-    ClientFrame, Hello, ProtocolError, ServerError, ServerFrame, Welcome, CLOSE_UNAUTHORIZED, HEARTBEAT,
+    ClientFrame, Hello, ProtocolError, Seq, ServerError, ServerFrame, Welcome, CLOSE_UNAUTHORIZED, HEARTBEAT,
     MAX_MESSAGE_BYTES,
 };
-use tokio::time::{sleep_until, timeout};
+use tokio::time::{sleep_until, timeout, Instant};
 
-use crate::hub::{now_ms, DeliverError, Live, RegisterError, Shared};
+use crate::hub::{now_ms, DeliverError, Live, RegisterError, Resume, Shared};
 use crate::rate::TokenBucket;
 use crate::store::Store;
+use crate::untrusted::untrusted;
 use crate::users::User;
 
 /// What tungstenite itself accepts; anything over [`MAX_MESSAGE_BYTES`] but under this is
@@ -38,6 +39,8 @@ const RATE_ERROR_EVERY: Duration = Duration::from_secs(1);
 const MAX_UUID_BYTES: usize = 256;
 /// Acks are written at most this often per connection (the highest one wins).
 const ACK_EVERY: Duration = Duration::from_millis(100);
+/// What the welcome lists in `features` (PROTOCOL.md 2.3).
+const FEATURES: [&str; 2] = ["resume", "ack"];
 
 fn error_frame(code: &str, message: impl Into<String>) -> Message {
     Message::Text(ServerFrame::Error(ServerError { code: code.into(), message: message.into() }).to_text().into())
@@ -80,7 +83,7 @@ async fn on_read_error(ws: &mut WebSocket, err: axum::Error, who: &str) {
         tracing::info!(%who, "frame over the size limit; closing with 1009");
         close(ws, CLOSE_TOO_BIG, "message too big").await;
     } else {
-        tracing::debug!(%who, error = %err, "read failed");
+        tracing::debug!(%who, error = %untrusted(&err.to_string()), "read failed");
     }
 }
 
@@ -103,31 +106,46 @@ async fn refuse(ws: &mut WebSocket, send_limit: Duration, message: &str) {
 pub(crate) async fn serve_connection(shared: Arc<Shared>, mut ws: WebSocket, peer: SocketAddr) {
     let who = peer.to_string();
     tracing::debug!(%who, "connection opened");
-    let Some(hello) = wait_for_hello(&shared, &mut ws, &who).await else {
+    let Some(hello) = wait_for_hello(&shared, &mut ws, peer).await else {
         return;
     };
+    let limit = shared.cfg.idle_timeout;
+    if shared.logins_blocked(peer.ip()) {
+        shared.failed_login(&who, peer.ip(), "a hello from an address with too many failed logins; refused unread");
+        send(&mut ws, error_frame("rate_limited", "too many failed logins from this address; try again later"), limit)
+            .await;
+        return close(&mut ws, CLOSE_TRY_AGAIN, "too many failed logins").await;
+    }
     let Some(user) = shared.users.load().authenticate(hello.token.expose()).cloned() else {
-        tracing::info!(%who, uuid = %hello.uuid, "hello with an unknown token; refusing");
-        return refuse(&mut ws, shared.cfg.idle_timeout, "unknown token").await;
+        let what = format!("a hello with an unknown token (uuid {})", untrusted(&hello.uuid));
+        shared.failed_login(&who, peer.ip(), &what);
+        return refuse(&mut ws, limit, "unknown token").await;
     };
     tracing::info!(
         %who,
         user = %user.id,
-        uuid = %hello.uuid,
-        client = hello.client.as_deref().unwrap_or("-"),
+        uuid = %untrusted(&hello.uuid),
+        client = %untrusted(hello.client.as_deref().unwrap_or("-")),
         resume = hello.resume.map(|s| s.0),
+        epoch = %untrusted(hello.epoch.as_deref().unwrap_or("-")),
         "signed in"
     );
     let uuid = hello.uuid.clone();
-    let reg = match shared.register(&user, &uuid, hello.resume.map(|s| s.0)).await {
+    let resume = Resume { seq: hello.resume.map(|s| s.0), epoch: hello.epoch.as_deref() };
+    let reg = match shared.register(&user, &uuid, resume).await {
         Ok(reg) => reg,
         Err(RegisterError::Revoked) => {
             tracing::info!(%who, user = %user.id, "the users table changed during the hello; refusing");
-            return refuse(&mut ws, shared.cfg.idle_timeout, "unknown token").await;
+            return refuse(&mut ws, limit, "unknown token").await;
+        }
+        Err(e @ RegisterError::TooMany(_)) => {
+            tracing::info!(%who, user = %user.id, "{e}; refusing another");
+            send(&mut ws, error_frame("too_many_connections", e.to_string()), limit).await;
+            return close(&mut ws, CLOSE_TRY_AGAIN, "too many connections for this user").await;
         }
         Err(RegisterError::Store(e)) => {
             tracing::error!(%who, error = %e, "could not register a connection");
-            send(&mut ws, error_frame("internal", "the relay's database failed"), shared.cfg.idle_timeout).await;
+            send(&mut ws, error_frame("internal", "the relay's database failed"), limit).await;
             close(&mut ws, CLOSE_INTERNAL, "database error").await;
             return;
         }
@@ -137,10 +155,21 @@ pub(crate) async fn serve_connection(shared: Arc<Shared>, mut ws: WebSocket, pee
     shared.unregister(&user.id, conn_id, &uuid).await;
 }
 
-/// The first frame must be the hello. Other frames get an error frame; the connection is
-/// closed if no hello arrives within the hello timeout of opening.
-async fn wait_for_hello(shared: &Shared, ws: &mut WebSocket, who: &str) -> Option<Hello> {
-    let deadline = tokio::time::Instant::now() + shared.cfg.hello_timeout;
+/// What a frame before the hello leads to.
+enum PreHello {
+    Hello(Hello),
+    /// Answered; wait for the next frame.
+    Wait,
+    /// The connection is done.
+    End,
+}
+
+/// The first frame must be the hello. Other frames get an error frame (and count against
+/// the peer address's budget of frames before a hello); the connection is closed if no
+/// hello arrives within the hello timeout of opening.
+async fn wait_for_hello(shared: &Shared, ws: &mut WebSocket, peer: SocketAddr) -> Option<Hello> {
+    let who = &peer.to_string();
+    let deadline = Instant::now() + shared.cfg.hello_timeout;
     let mut stop = shared.shutdown.clone();
     let send_limit = shared.cfg.idle_timeout;
     loop {
@@ -157,51 +186,85 @@ async fn wait_for_hello(shared: &Shared, ws: &mut WebSocket, who: &str) -> Optio
             }
             msg = ws.recv() => msg,
         };
-        let text = match msg {
-            None | Some(Ok(Message::Close(_))) => return None,
+        let next = match msg {
+            None | Some(Ok(Message::Close(_))) => PreHello::End,
             Some(Err(e)) => {
                 on_read_error(ws, e, who).await;
-                return None;
+                PreHello::End
             }
-            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(Message::Text(t))) => pre_hello_text(shared, ws, peer, t.as_str()).await,
             Some(Ok(Message::Binary(b))) => {
-                tracing::info!(%who, bytes = b.len(), "binary frame before hello; dropped");
-                if !send(ws, error_frame("unsupported", "binary frames are not supported"), send_limit).await {
-                    return None;
+                if !within_pre_hello_budget(shared, ws, peer).await {
+                    PreHello::End
+                } else {
+                    tracing::info!(%who, bytes = b.len(), "binary frame before hello; dropped");
+                    let err = error_frame("unsupported", "binary frames are not supported");
+                    if send(ws, err, send_limit).await {
+                        PreHello::Wait
+                    } else {
+                        PreHello::End
+                    }
                 }
-                continue;
             }
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => PreHello::Wait,
         };
-        if text.len() > MAX_MESSAGE_BYTES {
-            tracing::info!(%who, bytes = text.len(), "frame over the size limit; closing with 1009");
-            close(ws, CLOSE_TOO_BIG, "message too big").await;
-            return None;
+        match next {
+            PreHello::Hello(hello) => return Some(hello),
+            PreHello::Wait => continue,
+            PreHello::End => return None,
         }
-        let problem = match ClientFrame::parse(text.as_str()) {
-            Ok(ClientFrame::Hello(hello)) => {
-                if hello.uuid.trim().is_empty() || hello.uuid.len() > MAX_UUID_BYTES {
-                    tracing::info!(%who, "hello with an empty or overlong uuid; refusing");
-                    send(ws, error_frame("bad_hello", "the hello's uuid is empty or too long"), send_limit).await;
-                    close(ws, CLOSE_POLICY, "bad hello").await;
-                    return None;
-                }
-                return Some(hello);
+    }
+}
+
+/// Takes one frame from the peer address's budget of frames before a hello; over it,
+/// closes the connection (1008) and says false.
+async fn within_pre_hello_budget(shared: &Shared, ws: &mut WebSocket, peer: SocketAddr) -> bool {
+    if shared.pre_hello.try_take(&peer.ip()) {
+        return true;
+    }
+    tracing::info!(%peer, "too many frames before the hello from this address; closing");
+    send(ws, error_frame("rate_limited", "too many frames before the hello"), shared.cfg.idle_timeout).await;
+    close(ws, CLOSE_POLICY, "too many frames before the hello").await;
+    false
+}
+
+/// A text frame before the hello: the hello itself, or an error frame.
+async fn pre_hello_text(shared: &Shared, ws: &mut WebSocket, peer: SocketAddr, text: &str) -> PreHello {
+    let send_limit = shared.cfg.idle_timeout;
+    if text.len() > MAX_MESSAGE_BYTES {
+        tracing::info!(%peer, bytes = text.len(), "frame over the size limit; closing with 1009");
+        close(ws, CLOSE_TOO_BIG, "message too big").await;
+        return PreHello::End;
+    }
+    let parsed = ClientFrame::parse(text);
+    if !matches!(parsed, Ok(ClientFrame::Hello(_))) && !within_pre_hello_budget(shared, ws, peer).await {
+        return PreHello::End;
+    }
+    let problem = match parsed {
+        Ok(ClientFrame::Hello(hello)) => {
+            if hello.uuid.trim().is_empty() || hello.uuid.len() > MAX_UUID_BYTES {
+                tracing::info!(%peer, "hello with an empty or overlong uuid; refusing");
+                send(ws, error_frame("bad_hello", "the hello's uuid is empty or too long"), send_limit).await;
+                close(ws, CLOSE_POLICY, "bad hello").await;
+                return PreHello::End;
             }
-            // A hello whose token is missing or empty is a refused token.
-            Err(ProtocolError::MissingField("token")) | Err(ProtocolError::BadField { field: "token", .. }) => {
-                tracing::info!(%who, "hello without a token; refusing");
-                send(ws, error_frame("unauthorized", "missing token"), send_limit).await;
-                close(ws, CLOSE_UNAUTHORIZED, "unauthorized").await;
-                return None;
-            }
-            Ok(_) => "the first frame must be the hello".to_owned(),
-            Err(e) => format!("not a hello: {e}"),
-        };
-        tracing::debug!(%who, %problem, "frame before hello");
-        if !send(ws, error_frame("hello_required", problem), send_limit).await {
-            return None;
+            return PreHello::Hello(hello);
         }
+        // A hello whose token is missing or empty is a refused token.
+        Err(ProtocolError::MissingField("token")) | Err(ProtocolError::BadField { field: "token", .. }) => {
+            tracing::info!(%peer, "hello without a token; refusing");
+            send(ws, error_frame("unauthorized", "missing token"), send_limit).await;
+            close(ws, CLOSE_UNAUTHORIZED, "unauthorized").await;
+            return PreHello::End;
+        }
+        Ok(_) => "the first frame must be the hello".to_owned(),
+        Err(e) => format!("not a hello: {e}"),
+    };
+    tracing::debug!(%peer, problem = %untrusted(&problem), "frame before hello");
+    if send(ws, error_frame("hello_required", problem), send_limit).await {
+        PreHello::Wait
+    } else {
+        PreHello::End
     }
 }
 
@@ -211,16 +274,16 @@ struct Flow {
     last_rate_error: Option<Instant>,
     /// The highest ack received and not yet written.
     ack_pending: Option<u64>,
-    ack_written: Option<tokio::time::Instant>,
+    ack_written: Option<Instant>,
 }
 
 impl Flow {
     /// When the pending ack should be written, if there is one.
-    fn ack_due(&self) -> Option<tokio::time::Instant> {
+    fn ack_due(&self) -> Option<Instant> {
         self.ack_pending?;
         Some(match self.ack_written {
             Some(t) => t + ACK_EVERY,
-            None => tokio::time::Instant::now(),
+            None => Instant::now(),
         })
     }
 }
@@ -239,26 +302,43 @@ enum Next {
 }
 
 impl Connection {
+    /// The welcome, then the replay: (resume, last_seq] from the database, less what this
+    /// device acked, or after a reset the whole queue up to last_seq. Later talks wait in
+    /// the registration's live channel.
+    async fn welcome_and_replay(&self, ws: &mut WebSocket, hello: &Hello, reg: &crate::hub::Registration) -> Next {
+        let cfg = &self.shared.cfg;
+        let welcome = ServerFrame::Welcome(Welcome {
+            heartbeat: cfg.heartbeat_hint,
+            features: FEATURES.iter().map(|f| (*f).to_owned()).collect(),
+            epoch: Some(self.shared.store.epoch().to_owned()),
+            reset: reg.reset,
+            last_seq: Some(Seq(reg.last_seq)),
+            ..Welcome::new(self.user.person())
+        });
+        if !send(ws, Message::Text(welcome.to_text().into()), cfg.idle_timeout).await {
+            return Next::Gone;
+        }
+        let after = match hello.resume {
+            _ if reg.reset => Some(0),
+            Some(resume) => Some(resume.0.max(reg.acked)),
+            None => None,
+        };
+        match after {
+            Some(after) => self.replay(ws, after, reg.last_seq).await,
+            None => Next::Continue,
+        }
+    }
+
     async fn run(self, mut ws: WebSocket, hello: Hello, mut reg: crate::hub::Registration) {
         let cfg = &self.shared.cfg;
-        let send_limit = cfg.idle_timeout;
-        let welcome = ServerFrame::Welcome(Welcome { user: self.user.person(), heartbeat: cfg.heartbeat_hint });
-        if !send(&mut ws, Message::Text(welcome.to_text().into()), send_limit).await {
-            return;
-        }
-
-        // Replay (resume, last_seq] from the database, less what this device acked;
-        // later talks wait in `reg.live`.
-        if let Some(resume) = hello.resume {
-            match self.replay(&mut ws, resume.0.max(reg.acked), reg.last_seq).await {
-                Next::Continue => {}
-                Next::Close(code, reason) => return close(&mut ws, code, reason).await,
-                Next::Gone => return,
-            }
+        match self.welcome_and_replay(&mut ws, &hello, &reg).await {
+            Next::Continue => {}
+            Next::Close(code, reason) => return close(&mut ws, code, reason).await,
+            Next::Gone => return,
         }
 
         let mut stop = self.shared.shutdown.clone();
-        let mut idle_deadline = tokio::time::Instant::now() + cfg.idle_timeout;
+        let mut idle_deadline = Instant::now() + cfg.idle_timeout;
         let mut flow =
             Flow { bucket: TokenBucket::new(cfg.ws_rate), last_rate_error: None, ack_pending: None, ack_written: None };
         let outcome = loop {
@@ -274,7 +354,7 @@ impl Connection {
                     self.flush_ack(&mut ws, &mut flow).await
                 }
                 msg = ws.recv() => {
-                    idle_deadline = tokio::time::Instant::now() + cfg.idle_timeout;
+                    idle_deadline = Instant::now() + cfg.idle_timeout;
                     match msg {
                         None | Some(Ok(Message::Close(_))) => Next::Gone,
                         Some(Err(e)) => {
@@ -297,7 +377,7 @@ impl Connection {
         if let Next::Close(code, reason) = outcome {
             close(&mut ws, code, reason).await;
         }
-        tracing::info!(who = %self.who, user = %self.user.id, uuid = %self.uuid, "connection closed");
+        tracing::info!(who = %self.who, user = %self.user.id, uuid = %untrusted(&self.uuid), "connection closed");
     }
 
     /// Records the highest ack received since the last write.
@@ -305,9 +385,9 @@ impl Connection {
         let Some(seq) = flow.ack_pending.take() else {
             return Next::Continue;
         };
-        flow.ack_written = Some(tokio::time::Instant::now());
-        let (user, uuid) = (self.user.id.clone(), self.uuid.clone());
-        match self.shared.store.run(move |c| Store::ack(c, &user, &uuid, seq, now_ms())).await {
+        flow.ack_written = Some(Instant::now());
+        let (user, uuid, rule) = (self.user.id.clone(), self.uuid.clone(), self.shared.cfg.device_rule());
+        match self.shared.store.run(move |c| Store::ack(c, &user, &uuid, seq, now_ms(), rule)).await {
             Ok(()) => Next::Continue,
             Err(e) => {
                 tracing::error!(who = %self.who, error = %e, "could not record an ack");
@@ -391,7 +471,7 @@ impl Connection {
         // coalesced instead: written at once, then at most every ACK_EVERY.
         if let Some(Ok(ClientFrame::Ack(seq))) = parsed {
             flow.ack_pending = Some(flow.ack_pending.unwrap_or(0).max(seq.0));
-            return if flow.ack_due().is_some_and(|due| due <= tokio::time::Instant::now()) {
+            return if flow.ack_due().is_some_and(|due| due <= Instant::now()) {
                 self.flush_ack(ws, flow).await
             } else {
                 Next::Continue
@@ -418,7 +498,8 @@ impl Connection {
             Ok(ClientFrame::Ack(_)) => None,
             Ok(ClientFrame::Talk(talk)) => {
                 if talk.from.id != self.user.id {
-                    tracing::info!(who = %self.who, user = %self.user.id, claimed = %talk.from.id, "talk with someone else's form; refused");
+                    let claimed = untrusted(talk.from.id.as_str());
+                    tracing::info!(who = %self.who, user = %self.user.id, %claimed, "talk with someone else's form; refused");
                     Some(error_frame("bad_sender", "form must be the signed-in user"))
                 } else {
                     match self.shared.deliver(&self.user, &talk.to.id, talk.talk).await {
@@ -431,7 +512,7 @@ impl Connection {
                 Some(error_frame("already_signed_in", "this connection has already sent its hello"))
             }
             Err(e) => {
-                tracing::debug!(who = %self.who, error = %e, "bad frame; dropped");
+                tracing::debug!(who = %self.who, error = %untrusted(&e.to_string()), "bad frame; dropped");
                 Some(error_frame("bad_frame", e.to_string()))
             }
         };
@@ -453,6 +534,7 @@ fn deliver_error_frame(e: &DeliverError) -> Message {
         DeliverError::UnknownRecipient => "unknown_recipient",
         DeliverError::TooLarge => "too_large",
         DeliverError::Empty => "bad_talk",
+        DeliverError::QueueFull(_) => "queue_full",
         DeliverError::Store(_) | DeliverError::Stopped => "internal",
     };
     if let DeliverError::Store(err) = e {

@@ -1,5 +1,6 @@
 //! The durable queue: resume, replay order against concurrent posts, acks per device,
-//! restarts, retention and the per-recipient cap.
+//! restarts, retention, the caps (a full queue refuses, nothing is evicted), devices,
+//! epochs, and the database's modes.
 
 mod support;
 
@@ -142,15 +143,275 @@ async fn restart_keeps_the_queue_and_the_seq_counter() {
     assert_eq!(next_talk(&mut ws).await["seq"], 4);
 }
 
+/// One POST as `sender`: the status and the JSON body.
+async fn post_as(env: &Env, sender: usize, to: u64, text: &str) -> (u16, serde_json::Value) {
+    let body = json!({"to": to, "talk": text}).to_string();
+    raw_post(env.relay.local_addr(), Some(&format!("Bearer {}", env.token(sender))), body.as_bytes()).await
+}
+
 #[tokio::test]
-async fn cap_keeps_the_newest_talks() {
-    let env = start_with(|c| c.max_queued_per_recipient = 5).await;
-    post_n(&env, 1, 12, "t").await;
+async fn a_full_queue_answers_507_and_keeps_every_accepted_talk_deliverable() {
+    let env = start_with(|c| {
+        c.max_queued_per_recipient = 5;
+        c.max_queued_per_sender = Some(5);
+    })
+    .await;
+    assert_eq!(post_n(&env, 1, 5, "t").await, vec![1, 2, 3, 4, 5]);
+    let (status, body) = post_as(&env, 2, 1, "one too many").await;
+    assert_eq!(status, 507, "{body}");
+    assert_eq!(body["code"], "queue_full", "{body}");
+    assert!(body["error"].as_str().unwrap().contains("queue is full"), "{body}");
+    // A refusal is not a rate limit: no Retry-After of a 429, and the talks are all there.
     assert_eq!(queued(&env, 1), 5);
     let mut ws = signed_in(&env.ws_url(), env.token(1), "dev", Some(0)).await;
-    for seq in 8..=12 {
+    for seq in 1..=5 {
+        let talk = next_talk(&mut ws).await;
+        assert_eq!((talk["seq"].clone(), talk["form"]["talk"].clone()), (json!(seq), json!(format!("t{}", seq - 1))));
+    }
+    // Once read, there is room again, and the refused talk used no seq.
+    send_text(&mut ws, json!({"type": "ack", "seq": 5}).to_string()).await;
+    assert_alive(&mut ws).await;
+    let (status, body) = post_as(&env, 2, 1, "now").await;
+    assert_eq!((status, body["seq"].clone()), (200, json!(6)), "{body}");
+}
+
+#[tokio::test]
+async fn one_sender_at_its_share_gets_507_while_another_still_gets_through() {
+    let env = start_with(|c| c.max_queued_per_recipient = 30).await;
+    // The default share is a tenth of the queue.
+    assert_eq!(post_n(&env, 1, 3, "flood").await, vec![1, 2, 3]);
+    let (status, body) = post_as(&env, 2, 1, "flood").await;
+    assert_eq!((status, body["code"].clone()), (507, json!("queue_full")), "{body}");
+    assert!(body["error"].as_str().unwrap().contains("sender's share"), "{body}");
+    let (status, body) = post_as(&env, 3, 1, "hello from 3").await;
+    assert_eq!((status, body["seq"].clone()), (200, json!(4)), "{body}");
+    // The flood's own talks are all kept.
+    let mut ws = signed_in(&env.ws_url(), env.token(1), "dev", Some(0)).await;
+    for seq in 1..=4 {
         assert_eq!(next_talk(&mut ws).await["seq"], seq);
     }
+}
+
+#[tokio::test]
+async fn a_websocket_sender_gets_queue_full() {
+    let env = start_with(|c| {
+        c.max_queued_per_recipient = 2;
+        c.max_queued_per_sender = Some(2);
+    })
+    .await;
+    post_n(&env, 1, 2, "t").await;
+    let mut sender = signed_in(&env.ws_url(), env.token(2), "sender", None).await;
+    let talk = json!({"form": {"id": 2, "name": "wang2", "talk": "by ws"}, "to": {"id": 1}});
+    send_text(&mut sender, talk.to_string()).await;
+    let err = next_json(&mut sender).await;
+    assert_eq!((err["type"].clone(), err["code"].clone()), (json!("error"), json!("queue_full")), "{err}");
+    assert_alive(&mut sender).await;
+    assert_eq!(queued(&env, 1), 2);
+}
+
+/// A device that resumed once and never came back holds the queue full, until it is
+/// unseen for the device expiry; the device that is connected is kept meanwhile.
+#[tokio::test]
+async fn a_stale_device_is_forgotten_and_no_longer_blocks() {
+    let env = start_with(|c| {
+        c.max_queued_per_recipient = 3;
+        c.max_queued_per_sender = Some(3);
+        c.device_expiry = Duration::from_secs(1);
+    })
+    .await;
+    let gone = signed_in(&env.ws_url(), env.token(1), "gone", Some(0)).await;
+    drop(gone);
+    let mut phone = signed_in(&env.ws_url(), env.token(1), "phone", Some(0)).await;
+    post_n(&env, 1, 3, "t").await;
+    for seq in 1..=3 {
+        assert_eq!(next_talk(&mut phone).await["seq"], seq);
+    }
+    send_text(&mut phone, json!({"type": "ack", "seq": 3}).to_string()).await;
+    assert_alive(&mut phone).await;
+    assert_eq!(post_as(&env, 2, 1, "blocked").await.0, 507, "'gone' still holds the three");
+    let mut attempts = 0;
+    let deadline = tokio::time::Instant::now() + WAIT * 3;
+    loop {
+        attempts += 1;
+        let (status, _) = post_as(&env, 2, 1, "through").await;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 507);
+        assert!(tokio::time::Instant::now() < deadline, "the stale device was never forgotten");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(attempts > 1);
+    // The connected phone was seen meanwhile and is still a cursor: it gets the new talk.
+    assert_eq!(next_talk(&mut phone).await["form"]["talk"], "through");
+    let store = Store::open(&env.db).unwrap();
+    assert_eq!(store.run_sync(|c| Store::devices(c, &UserId::from(1))).unwrap(), 1);
+}
+
+/// Past the device cap the least recently seen device goes, and its backlog with it.
+#[tokio::test]
+async fn an_over_cap_device_is_forgotten_and_no_longer_blocks() {
+    let env = start_with(|c| {
+        c.max_queued_per_recipient = 3;
+        c.max_queued_per_sender = Some(3);
+        c.max_devices_per_user = 2;
+    })
+    .await;
+    drop(signed_in(&env.ws_url(), env.token(1), "gone", Some(0)).await);
+    let mut phone = signed_in(&env.ws_url(), env.token(1), "phone", Some(0)).await;
+    post_n(&env, 1, 3, "t").await;
+    for seq in 1..=3 {
+        assert_eq!(next_talk(&mut phone).await["seq"], seq);
+    }
+    send_text(&mut phone, json!({"type": "ack", "seq": 3}).to_string()).await;
+    assert_alive(&mut phone).await;
+    assert_eq!(post_as(&env, 2, 1, "blocked").await.0, 507);
+    // A third device: 'gone' (seen least recently) is forgotten. The newcomer catches up
+    // and acks, and the queue has room again.
+    let mut tablet = signed_in(&env.ws_url(), env.token(1), "tablet", Some(0)).await;
+    for seq in 1..=3 {
+        assert_eq!(next_talk(&mut tablet).await["seq"], seq);
+    }
+    send_text(&mut tablet, json!({"type": "ack", "seq": 3}).to_string()).await;
+    assert_alive(&mut tablet).await;
+    let (status, body) = post_as(&env, 2, 1, "through").await;
+    assert_eq!((status, body["seq"].clone()), (200, json!(4)), "{body}");
+}
+
+/// An original client (no resume, no ack) never holds the queue.
+#[tokio::test]
+async fn a_client_that_never_acks_holds_nothing() {
+    let env = start_with(|c| {
+        c.max_queued_per_recipient = 2;
+        c.max_queued_per_sender = Some(2);
+    })
+    .await;
+    let mut app = signed_in(&env.ws_url(), env.token(1), "app", Some(0)).await;
+    let mut browser = signed_in(&env.ws_url(), env.token(1), "browser", None).await;
+    for i in 0..5 {
+        let (status, body) = post_as(&env, 2, 1, &format!("t{i}")).await;
+        assert_eq!(status, 200, "{body}");
+        let seq = next_talk(&mut app).await["seq"].clone();
+        assert_eq!(next_talk(&mut browser).await["seq"], seq);
+        send_text(&mut app, json!({"type": "ack", "seq": seq}).to_string()).await;
+        assert_alive(&mut app).await;
+    }
+}
+
+#[tokio::test]
+async fn welcome_has_epoch_last_seq_and_features() {
+    let env = start().await;
+    let (_ws, welcome) = welcomed(&env.ws_url(), hello_text(env.token(1), "dev", None)).await;
+    assert_eq!(welcome["last_seq"], 0, "{welcome}");
+    assert_eq!(welcome["features"], json!(["resume", "ack"]), "{welcome}");
+    assert_eq!(welcome["epoch"], env.relay.epoch(), "{welcome}");
+    assert!(welcome.get("reset").is_none(), "{welcome}");
+    post_n(&env, 1, 3, "t").await;
+    post_n(&env, 2, 1, "other").await;
+    let (mut ws, welcome) = welcomed(&env.ws_url(), hello_text(env.token(1), "dev", Some(1))).await;
+    assert_eq!(welcome["last_seq"], 3, "{welcome}");
+    assert_eq!(next_talk(&mut ws).await["seq"], 2);
+    assert_eq!(next_talk(&mut ws).await["seq"], 3);
+}
+
+/// Deleting the database makes a new epoch; a resume with the old one is a reset and
+/// gets the new queue from its start; one with the current epoch or none resumes.
+#[tokio::test]
+async fn a_new_database_is_a_new_epoch_and_the_old_one_gets_a_reset() {
+    let env = start().await;
+    post_n(&env, 1, 5, "old").await;
+    let (_ws, welcome) = welcomed(&env.ws_url(), hello_text(env.token(1), "dev", Some(5))).await;
+    let old_epoch = welcome["epoch"].as_str().unwrap().to_owned();
+
+    let Env { relay, dir, users, db, tokens } = env;
+    relay.shutdown().await;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    let relay = talkbell_relay::start(test_config(users.clone(), db.clone())).await.unwrap();
+    let env = Env { relay, dir, users, db, tokens };
+    assert_eq!(post_n(&env, 1, 2, "new").await, vec![1, 2], "the seqs start again");
+
+    let (mut ws, welcome) = welcomed(&env.ws_url(), hello_with_epoch(env.token(1), "dev", 5, &old_epoch)).await;
+    let new_epoch = welcome["epoch"].as_str().unwrap().to_owned();
+    assert_ne!(new_epoch, old_epoch);
+    assert_eq!(welcome["reset"], true, "{welcome}");
+    assert_eq!(welcome["last_seq"], 2, "{welcome}");
+    for seq in 1..=2 {
+        let talk = next_talk(&mut ws).await;
+        assert_eq!((talk["seq"].clone(), talk["form"]["talk"].clone()), (json!(seq), json!(format!("new{}", seq - 1))));
+    }
+    expect_silence(&mut ws, Duration::from_millis(200)).await;
+
+    // With the current epoch: an ordinary resume.
+    let (mut ws, welcome) = welcomed(&env.ws_url(), hello_with_epoch(env.token(1), "dev2", 1, &new_epoch)).await;
+    assert!(welcome.get("reset").is_none(), "{welcome}");
+    assert_eq!(next_talk(&mut ws).await["seq"], 2);
+    // A resume with no epoch adopts the server's (no reset).
+    let (mut ws, welcome) = welcomed(&env.ws_url(), hello_text(env.token(1), "dev3", Some(1))).await;
+    assert!(welcome.get("reset").is_none(), "{welcome}");
+    assert_eq!(welcome["epoch"], new_epoch.as_str());
+    assert_eq!(next_talk(&mut ws).await["seq"], 2);
+}
+
+#[cfg(unix)]
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode() & 0o777
+}
+
+#[cfg(unix)]
+fn set_mode(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// The database's folder is made 0700 and its files 0600; an existing 0644 database
+/// (and -wal, and a 0755 folder holding only them) is fixed at start.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_database_and_its_folder_are_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state").join("queue").join("relay.db");
+    let mut users = talkbell_relay::Users::new();
+    let token = users.add(1, "wang1");
+    let relay = talkbell_relay::start(test_config(users.clone(), db.clone())).await.unwrap();
+    post_talk(&relay.http_url(), &token, 1, "secret").await.unwrap();
+    let folder = db.parent().unwrap().to_owned();
+    let wal = folder.join("relay.db-wal");
+    let shm = folder.join("relay.db-shm");
+    assert_eq!(mode(&folder), 0o700);
+    assert_eq!(mode(&db), 0o600);
+    assert_eq!(mode(&wal), 0o600);
+    assert_eq!(mode(&shm), 0o600);
+    relay.shutdown().await;
+
+    for f in [&db, &wal, &shm] {
+        if f.exists() {
+            set_mode(f, 0o644);
+        }
+    }
+    set_mode(&folder, 0o755);
+    let relay = talkbell_relay::start(test_config(users.clone(), db.clone())).await.unwrap();
+    post_talk(&relay.http_url(), &token, 1, "again").await.unwrap();
+    assert_eq!(mode(&db), 0o600, "an existing 0644 database is fixed");
+    assert_eq!(mode(&wal), 0o600);
+    assert_eq!(mode(&shm), 0o600);
+    assert_eq!(mode(&folder), 0o700, "a folder of the database's own is fixed");
+    relay.shutdown().await;
+
+    // Beside other files (the users file, say) the folder is left alone, the files not.
+    let shared = dir.path().join("etc");
+    std::fs::create_dir(&shared).unwrap();
+    set_mode(&shared, 0o755);
+    std::fs::write(shared.join("users.toml"), "").unwrap();
+    let db = shared.join("relay.db");
+    std::fs::write(&db, "").unwrap();
+    set_mode(&db, 0o644);
+    let relay = talkbell_relay::start(test_config(users, db.clone())).await.unwrap();
+    assert_eq!(mode(&db), 0o600);
+    assert_eq!(mode(&shared), 0o755);
+    relay.shutdown().await;
 }
 
 #[tokio::test]

@@ -18,7 +18,12 @@ async fn hello_gets_welcome() {
     let mut ws = connect(&env.ws_url()).await;
     send_text(&mut ws, hello_text(env.token(1), "dev-1", None)).await;
     let welcome = next_json(&mut ws).await;
-    assert_eq!(welcome, json!({"type": "welcome", "user": {"id": 1, "name": "wang1"}}));
+    let epoch = env.relay.epoch();
+    assert_eq!(
+        welcome,
+        json!({"type": "welcome", "user": {"id": 1, "name": "wang1"},
+               "features": ["resume", "ack"], "epoch": epoch, "last_seq": 0})
+    );
     assert_alive(&mut ws).await;
     assert_eq!(env.relay.connections(), 1);
 }
@@ -34,7 +39,8 @@ async fn welcome_carries_the_heartbeat_hint_when_configured() {
     assert_eq!(
         welcome,
         json!({"type": "welcome", "user": {"id": 2, "name": "wang2"},
-               "heartbeat": {"interval_ms": 25000, "timeout_ms": 10000}})
+               "heartbeat": {"interval_ms": 25000, "timeout_ms": 10000},
+               "features": ["resume", "ack"], "epoch": env.relay.epoch(), "last_seq": 0})
     );
 }
 

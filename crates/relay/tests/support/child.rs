@@ -26,10 +26,35 @@ impl Served {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut child = Command::new(BIN)
-            .arg("serve")
-            .args(args)
-            .env("RUST_LOG", "info")
+        Self::start_logged(args, "info").await
+    }
+
+    /// Like [`Served::start`], with `RUST_LOG` set to `rust_log`.
+    pub async fn start_logged<I, S>(args: I, rust_log: &str) -> Served
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve").args(args);
+        Self::launch(cmd, rust_log).await
+    }
+
+    /// Runs `sh -c SCRIPT talkbell-relay serve ARGS`: the script ends with `exec "$0"
+    /// "$@"` to become the relay (after a `ulimit`, say).
+    pub async fn start_in_shell<I, S>(script: &str, args: I) -> Served
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(script).arg(BIN).arg("serve").args(args);
+        Self::launch(cmd, "info").await
+    }
+
+    async fn launch(mut cmd: Command, rust_log: &str) -> Served {
+        let mut child = cmd
+            .env("RUST_LOG", rust_log)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -70,6 +95,10 @@ impl Served {
     /// Waits until `needle` has appeared in the log at least `times` times.
     pub async fn wait_log(&self, needle: &str, times: usize) {
         eventually(&format!("{needle:?} in the log"), || (self.count(needle) >= times).then_some(())).await;
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the relay is running")
     }
 
     pub fn signal(&self, sig: &str) {

@@ -118,6 +118,20 @@ pub fn hello_text(token: &str, uuid: &str, resume: Option<u64>) -> String {
     v.to_string()
 }
 
+/// A hello with `resume` and the `epoch` it was stored with.
+pub fn hello_with_epoch(token: &str, uuid: &str, resume: u64, epoch: &str) -> String {
+    json!({"uuid": uuid, "token": token, "client": "test/0", "resume": resume, "epoch": epoch}).to_string()
+}
+
+/// Connects, sends `hello` and returns the socket and the welcome.
+pub async fn welcomed(url: &str, hello: String) -> (Ws, Value) {
+    let mut ws = connect(url).await;
+    send_text(&mut ws, hello).await;
+    let welcome = next_json(&mut ws).await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    (ws, welcome)
+}
+
 pub async fn send_text(ws: &mut Ws, text: impl Into<String>) {
     ws.send(Message::text(text.into())).await.expect("send");
 }
