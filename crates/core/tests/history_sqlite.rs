@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use talkbell_core::history::{History, HistoryError, HistoryQuery};
 use talkbell_core::protocol::{Person, Seq, TalkMessage, UserId};
-use talkbell_core::session::Stored;
+use talkbell_core::session::{Cursor, Inbound, Stored};
 
 const SERVER: &str = "ws://127.0.0.1:9/";
 
@@ -286,4 +286,123 @@ fn a_schema_1_history_is_migrated_with_its_talks_and_cursor() {
     // Opened again: already at the new schema, nothing migrated twice.
     let h = History::open(&path).unwrap();
     assert_eq!(h.last_stored_seq(SERVER, &me()).unwrap(), Some(Seq(13)));
+}
+
+/// The statements of schema 2, as Talkbell wrote them before epochs.
+const SCHEMA_2: &str = "
+CREATE TABLE talks (id INTEGER PRIMARY KEY, server TEXT NOT NULL, seq INTEGER, from_id TEXT NOT NULL,
+    from_name TEXT NOT NULL, to_id TEXT NOT NULL, to_name TEXT NOT NULL, talk TEXT NOT NULL,
+    server_ts INTEGER, received_at INTEGER NOT NULL, read INTEGER NOT NULL DEFAULT 0);
+CREATE UNIQUE INDEX talks_server_to_seq ON talks(server, to_id, seq) WHERE seq IS NOT NULL;
+CREATE INDEX talks_unread ON talks(read, to_id);
+CREATE TABLE cursors (server TEXT NOT NULL, user_id TEXT NOT NULL, last_seq INTEGER NOT NULL,
+    PRIMARY KEY (server, user_id));
+CREATE VIRTUAL TABLE talks_fts USING fts5(talk, from_name, content='talks', content_rowid='id');
+CREATE TRIGGER talks_ai AFTER INSERT ON talks BEGIN
+    INSERT INTO talks_fts(rowid, talk, from_name) VALUES (new.id, new.talk, new.from_name);
+END;
+CREATE TRIGGER talks_ad AFTER DELETE ON talks BEGIN
+    INSERT INTO talks_fts(talks_fts, rowid, talk, from_name) VALUES ('delete', old.id, old.talk, old.from_name);
+END;
+";
+
+fn inbound(seq: Option<u64>, from: &str, to: u64, text: &str) -> Inbound {
+    Inbound::new(TalkMessage { from: Person { id: from.into(), name: from.into() }, ..talk(seq, from, to, text) })
+}
+
+fn unusable(from: &str, to: u64, text: &str) -> Inbound {
+    Inbound { unusable_seq: true, ..inbound(None, from, to, text) }
+}
+
+#[tokio::test]
+async fn a_schema_2_history_is_migrated_and_a_new_epoch_numbers_afresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.sqlite3");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(SCHEMA_2).unwrap();
+        c.execute_batch(
+            "INSERT INTO talks (server, seq, from_id, from_name, to_id, to_name, talk, received_at)
+                 VALUES ('ws://127.0.0.1:9/', 8, '2', 'wang2', '1', 'wang1', 'kept from before', 1);
+             INSERT INTO cursors VALUES ('ws://127.0.0.1:9/', '1', 12);
+             PRAGMA user_version = 2;",
+        )
+        .unwrap();
+    }
+    let h = History::open(&path).unwrap();
+    assert_eq!(all(&h), ["kept from before"]);
+    assert_eq!(search(&h, "kept"), ["kept from before"]);
+    assert_eq!(h.cursor(SERVER, &me()).unwrap(), Some(Cursor { seq: Seq(12), epoch: None }));
+    // Before any epoch, a repeat is still a repeat.
+    assert_eq!(h.insert(SERVER, &talk(Some(8), "wang2", 1, "kept from before")).unwrap(), Stored::Duplicate);
+    // The server lost its queue: its seqs start again in epoch E2.
+    h.set_epoch(SERVER, &me(), Some("E2"), true).unwrap();
+    assert_eq!(h.cursor(SERVER, &me()).unwrap(), Some(Cursor { seq: Seq(0), epoch: Some("E2".into()) }));
+    let stored = h.insert_batch(SERVER, Some("E2"), &[inbound(Some(8), "2", 1, "new in E2")]).await.unwrap();
+    assert!(matches!(stored[..], [Stored::New(_)]), "seq 8 of E2 is not seq 8 of before: {stored:?}");
+    let again = h.insert_batch(SERVER, Some("E2"), &[inbound(Some(8), "2", 1, "new in E2")]).await.unwrap();
+    assert_eq!(again, [Stored::Duplicate]);
+    assert_eq!(h.cursor(SERVER, &me()).unwrap(), Some(Cursor { seq: Seq(8), epoch: Some("E2".into()) }));
+    drop(h);
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    assert_eq!(version, 3);
+    drop(c);
+    // Opened again: nothing migrated twice.
+    let h = History::open(&path).unwrap();
+    assert_eq!(all(&h), ["new in E2", "kept from before"]);
+}
+
+#[tokio::test]
+async fn an_epoch_named_later_is_adopted_without_lowering_the_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = History::open(&dir.path().join("h.sqlite3")).unwrap();
+    h.insert_batch(SERVER, None, &[inbound(Some(5), "2", 1, "five")]).await.unwrap();
+    h.set_epoch(SERVER, &me(), Some("E1"), false).unwrap();
+    assert_eq!(h.cursor(SERVER, &me()).unwrap(), Some(Cursor { seq: Seq(5), epoch: Some("E1".into()) }));
+    // A batch without an epoch (a server that stopped naming one) keeps the cursor's.
+    h.insert_batch(SERVER, None, &[inbound(Some(6), "2", 1, "six")]).await.unwrap();
+    assert_eq!(h.cursor(SERVER, &me()).unwrap(), Some(Cursor { seq: Seq(6), epoch: Some("E1".into()) }));
+    h.insert_batch(SERVER, Some("E1"), &[inbound(Some(4), "2", 1, "four, late")]).await.unwrap();
+    assert_eq!(h.last_stored_seq(SERVER, &me()).unwrap(), Some(Seq(6)), "never lowered within an epoch");
+}
+
+#[tokio::test]
+async fn a_talk_with_an_unusable_seq_is_stored_once_by_sender_recipient_and_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = History::open(&dir.path().join("h.sqlite3")).unwrap();
+    let batch = [
+        unusable("2", 1, "odd"),
+        unusable("2", 1, "odd"),
+        unusable("2", 1, "other text"),
+        unusable("3", 1, "odd"),
+        unusable("2", 4, "odd"),
+    ];
+    let stored = h.insert_batch(SERVER, None, &batch).await.unwrap();
+    assert!(
+        matches!(stored[..], [Stored::New(_), Stored::Duplicate, Stored::New(_), Stored::New(_), Stored::New(_)]),
+        "{stored:?}"
+    );
+    // Replayed on the next link (never acked): all repeats.
+    let again = h.insert_batch(SERVER, None, &batch[..1]).await.unwrap();
+    assert_eq!(again, [Stored::Duplicate]);
+    // Talks without any seq (the original servers) are never repeats of each other.
+    let plain = h.insert_batch(SERVER, None, &[inbound(None, "2", 1, "odd"), inbound(None, "2", 1, "odd")]).await;
+    assert!(matches!(plain.unwrap()[..], [Stored::New(_), Stored::New(_)]));
+    assert_eq!(h.count().unwrap(), 6);
+    assert_eq!(h.last_stored_seq(SERVER, &me()).unwrap(), None, "an unusable seq moves no cursor");
+    assert!(h.list(&HistoryQuery { limit: 10, ..Default::default() }).unwrap().iter().all(|e| e.seq.is_none()));
+}
+
+#[test]
+fn a_seq_past_what_sqlite_holds_is_not_cut_into_another_seq() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = History::open(&dir.path().join("h.sqlite3")).unwrap();
+    h.insert(SERVER, &talk(Some(3), "wang2", 1, "three")).unwrap();
+    let huge = talk(Some(u64::MAX), "wang2", 1, "huge");
+    assert!(matches!(h.insert(SERVER, &huge).unwrap(), Stored::New(_)));
+    assert_eq!(h.insert(SERVER, &huge).unwrap(), Stored::Duplicate, "stored once, by its text");
+    assert_eq!(h.last_stored_seq(SERVER, &me()).unwrap(), Some(Seq(3)));
+    let entries = h.list(&HistoryQuery { limit: 10, ..Default::default() }).unwrap();
+    assert_eq!((entries[0].talk.as_str(), entries[0].seq), ("huge", None));
 }

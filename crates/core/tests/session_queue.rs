@@ -1,0 +1,326 @@
+//! The session and a real history against servers that lose their queue, replay, and
+//! send talks with unusable extension fields (PROTOCOL.md §2.3, §3), over real sockets.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::*;
+use talkbell_core::history::{History, HistoryQuery};
+use talkbell_core::protocol::{Seq, UserId};
+use talkbell_core::session::{Cursor, Session, SessionEvent};
+use tokio::sync::mpsc;
+
+fn history(dir: &tempfile::TempDir) -> Arc<History> {
+    Arc::new(History::open(&dir.path().join("data/history.sqlite3")).unwrap())
+}
+
+fn texts(h: &History) -> Vec<String> {
+    let mut all: Vec<String> =
+        h.list(&HistoryQuery { limit: 100, ..Default::default() }).unwrap().into_iter().map(|e| e.talk).collect();
+    all.reverse();
+    all
+}
+
+fn welcome(extra: &str) -> String {
+    format!(r#"{{"type": "welcome", "user": {{"id": 1, "name": "u1"}}{extra}}}"#)
+}
+
+/// A talk to user 1 with these extension fields.
+fn talk_with(text: &str, ext: &str) -> String {
+    format!(r#"{{"form": {{"id": 2, "name": "wang2", "talk": "{text}"}}, "to": {{"id": 1, "name": "u1"}}, {ext}}}"#)
+}
+
+/// What the client sent so far, by link, as JSON (heartbeats left out).
+#[derive(Default)]
+struct Sent(Vec<(usize, Value)>);
+
+impl Sent {
+    fn take(&mut self, seen: &mut mpsc::UnboundedReceiver<(usize, String)>) -> &mut Self {
+        while let Ok((link, text)) = seen.try_recv() {
+            if text != "online" {
+                self.0.push((link, serde_json::from_str(&text).unwrap()));
+            }
+        }
+        self
+    }
+
+    /// The frames of link `n`.
+    fn of(&self, n: usize) -> Vec<Value> {
+        self.0.iter().filter(|(link, _)| *link == n).map(|(_, v)| v.clone()).collect()
+    }
+}
+
+fn acks(frames: &[Value]) -> Vec<u64> {
+    frames.iter().filter(|f| f["type"] == "ack").map(|f| f["seq"].as_u64().unwrap()).collect()
+}
+
+/// A server whose link `n` sends `script[n - 1]` after the hello, then answers heartbeats;
+/// every frame the client sends is forwarded with its link's number.
+async fn server(script: Vec<Vec<String>>) -> (Scripted, mpsc::UnboundedReceiver<(usize, String)>) {
+    let (seen_tx, seen) = mpsc::unbounded_channel();
+    let script = Arc::new(script);
+    let server = Scripted::start(move |n, mut ws| {
+        let seen = seen_tx.clone();
+        let frames = script.get(n - 1).cloned().unwrap_or_default();
+        async move {
+            let _ = seen.send((n, next_text(&mut ws).await.unwrap()));
+            for f in frames {
+                send_text(&mut ws, f).await;
+            }
+            let (tx, mut rx) = mpsc::unbounded_channel();
+            let forward = tokio::spawn(async move {
+                while let Some(text) = rx.recv().await {
+                    let _ = seen.send((n, text));
+                }
+            });
+            echo_heartbeats(ws, tx).await;
+            let _ = forward.await;
+        }
+    })
+    .await;
+    (server, seen)
+}
+
+/// Waits until `n` talk events (new or repeated) have come.
+async fn talks_told(events: &mut tokio::sync::broadcast::Receiver<SessionEvent>, n: usize) -> Vec<SessionEvent> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        out.push(
+            wait_event(events, |e| {
+                matches!(e, SessionEvent::Talk { .. } | SessionEvent::Duplicate { .. }).then(|| e.clone())
+            })
+            .await,
+        );
+    }
+    out
+}
+
+/// Lets the acks of what was told reach the server.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
+
+#[tokio::test]
+async fn a_server_that_lost_its_queue_gets_its_new_talks_stored_and_the_user_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = history(&dir);
+    let (server, mut seen) = server(vec![
+        vec![welcome(r#", "epoch": "E1", "last_seq": 0"#), talk_json(1, 1, "one"), talk_json(2, 1, "two")],
+        // The relay's database was deleted: a new epoch, seqs from 1 again.
+        vec![welcome(r#", "epoch": "E2", "reset": true, "last_seq": 1"#), talk_json(1, 1, "after the loss")],
+        vec![welcome(r#", "epoch": "E2", "last_seq": 1"#)],
+    ])
+    .await;
+    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), h.clone());
+    let mut events = session.subscribe();
+    let mut sent = Sent::default();
+    talks_told(&mut events, 2).await;
+    settle().await;
+    let link1 = sent.take(&mut seen).of(1);
+    assert!(link1[0].get("epoch").is_none(), "nothing stored yet: {}", link1[0]);
+    assert_eq!(acks(&link1).last(), Some(&2));
+
+    session.reconnect_now();
+    let reset = wait_event(&mut events, |e| match e {
+        SessionEvent::QueueReset { server, account } => Some((server.clone(), account.clone())),
+        _ => None,
+    })
+    .await;
+    assert_eq!(reset, (server.url(), UserId::from(1)));
+    let told = talks_told(&mut events, 1).await;
+    assert!(
+        matches!(&told[0], SessionEvent::Talk { talk, replay: true, .. } if talk.talk == "after the loss"),
+        "a new talk, not a repeat of seq 1: {told:?}"
+    );
+    settle().await;
+    let link2 = sent.take(&mut seen).of(2);
+    assert_eq!((link2[0]["resume"].as_u64(), link2[0]["epoch"].as_str()), (Some(2), Some("E1")), "{}", link2[0]);
+    assert_eq!(acks(&link2), [1]);
+    assert_eq!(texts(&h), ["one", "two", "after the loss"], "the history is kept");
+    assert_eq!(
+        h.cursor(&server.url(), &UserId::from(1)).unwrap(),
+        Some(Cursor { seq: Seq(1), epoch: Some("E2".into()) })
+    );
+
+    session.reconnect_now();
+    wait_event(&mut events, |e| matches!(e, SessionEvent::Welcome { .. }).then_some(())).await;
+    settle().await;
+    let link3 = sent.take(&mut seen).of(3);
+    assert_eq!((link3[0]["resume"].as_u64(), link3[0]["epoch"].as_str()), (Some(1), Some("E2")), "{}", link3[0]);
+    session.shutdown().await;
+}
+
+#[tokio::test]
+async fn no_stored_epoch_adopts_the_servers_and_another_epoch_resets_without_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = history(&dir);
+    let (server, mut seen) = server(vec![
+        // A server from before epochs.
+        vec![welcome(""), talk_json(3, 1, "old server")],
+        // The same queue, now with an epoch: adopted, nothing reset.
+        vec![welcome(r#", "epoch": "E1""#), talk_json(4, 1, "same queue")],
+        // Another epoch, without `reset`: the queue is still another one.
+        vec![welcome(r#", "epoch": "E9""#), talk_json(1, 1, "new queue")],
+    ])
+    .await;
+    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), h.clone());
+    let mut events = session.subscribe();
+    let mut sent = Sent::default();
+    talks_told(&mut events, 1).await;
+    settle().await;
+    session.reconnect_now();
+    let told = talks_told(&mut events, 1).await;
+    assert!(matches!(&told[0], SessionEvent::Talk { talk, .. } if talk.talk == "same queue"), "{told:?}");
+    settle().await;
+    let link2 = sent.take(&mut seen).of(2);
+    assert_eq!(link2[0]["resume"], 3);
+    assert!(link2[0].get("epoch").is_none(), "none stored yet: {}", link2[0]);
+    assert_eq!(
+        h.cursor(&server.url(), &UserId::from(1)).unwrap(),
+        Some(Cursor { seq: Seq(4), epoch: Some("E1".into()) })
+    );
+
+    session.reconnect_now();
+    let told = talks_told(&mut events, 1).await;
+    assert!(matches!(&told[0], SessionEvent::Talk { talk, .. } if talk.talk == "new queue"), "{told:?}");
+    settle().await;
+    let link3 = sent.take(&mut seen).of(3);
+    assert_eq!((link3[0]["resume"].as_u64(), link3[0]["epoch"].as_str()), (Some(4), Some("E1")));
+    assert_eq!(
+        h.cursor(&server.url(), &UserId::from(1)).unwrap(),
+        Some(Cursor { seq: Seq(1), epoch: Some("E9".into()) })
+    );
+    assert_eq!(texts(&h), ["old server", "same queue", "new queue"]);
+    session.shutdown().await;
+}
+
+#[tokio::test]
+async fn adopting_an_epoch_and_a_server_without_epochs_tell_the_user_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = history(&dir);
+    let (server, _seen) = server(vec![
+        vec![welcome(""), talk_json(1, 1, "a")],
+        vec![welcome(""), talk_json(1, 1, "a"), talk_json(2, 1, "b")],
+        vec![welcome(r#", "epoch": "E1""#), talk_json(3, 1, "c")],
+    ])
+    .await;
+    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), h.clone());
+    let mut events = session.subscribe();
+    let mut all = talks_told(&mut events, 1).await;
+    for _ in 0..2 {
+        settle().await;
+        session.reconnect_now();
+        all.extend(talks_told(&mut events, if all.len() == 1 { 2 } else { 1 }).await);
+    }
+    settle().await;
+    while let Ok(e) = events.try_recv() {
+        assert!(!matches!(e, SessionEvent::QueueReset { .. }), "{e:?}");
+    }
+    assert!(matches!(all[1], SessionEvent::Duplicate { seq: Seq(1) }), "a repeat is still a repeat: {all:?}");
+    assert_eq!(texts(&h), ["a", "b", "c"]);
+    session.shutdown().await;
+}
+
+#[tokio::test]
+async fn talks_up_to_the_welcomes_last_seq_are_the_replay_and_later_ones_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = history(&dir);
+    let (server, _seen) = server(vec![vec![
+        welcome(r#", "epoch": "E1", "last_seq": 2"#),
+        talk_json(1, 1, "missed 1"),
+        talk_json(2, 1, "missed 2"),
+        talk_json(3, 1, "live 3"),
+        talk_with("no seq", r#""ts": 5"#),
+    ]])
+    .await;
+    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), h.clone());
+    let mut events = session.subscribe();
+    let told: Vec<(String, bool)> = talks_told(&mut events, 4)
+        .await
+        .into_iter()
+        .map(|e| match e {
+            SessionEvent::Talk { talk, replay, .. } => (talk.talk, replay),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let want = [("missed 1", true), ("missed 2", true), ("live 3", false), ("no seq", false)];
+    assert_eq!(told, want.map(|(t, r)| (t.to_owned(), r)));
+    session.shutdown().await;
+}
+
+#[tokio::test]
+async fn on_a_server_without_welcome_or_seq_nothing_is_a_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = history(&dir);
+    let (server, _seen) = server(vec![vec![SAMPLE.to_owned(), SAMPLE.to_owned(), SAMPLE.to_owned()]]).await;
+    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), h.clone());
+    let mut events = session.subscribe();
+    for e in talks_told(&mut events, 3).await {
+        assert!(matches!(e, SessionEvent::Talk { replay: false, for_me: true, .. }), "{e:?}");
+    }
+    session.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_talk_whose_ts_is_not_a_time_is_stored_without_it_and_acked() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = history(&dir);
+    let (server, mut seen) = server(vec![vec![
+        talk_with("far future", r#""seq": 1, "ts": 1e30"#),
+        talk_with("before 1970", r#""seq": 2, "ts": -5"#),
+        talk_with("a string", r#""seq": 3, "ts": "noon""#),
+    ]])
+    .await;
+    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), h.clone());
+    let mut events = session.subscribe();
+    let mut sent = Sent::default();
+    talks_told(&mut events, 3).await;
+    settle().await;
+    let entries = h.list(&HistoryQuery { limit: 10, ..Default::default() }).unwrap();
+    assert_eq!(entries.len(), 3, "not dropped: {entries:?}");
+    assert!(entries.iter().all(|e| e.server_ts.is_none() && e.seq.is_some()), "{entries:?}");
+    assert_eq!(acks(&sent.take(&mut seen).of(1)).last(), Some(&3));
+    session.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_talk_with_an_unusable_seq_is_stored_once_and_never_acked() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = history(&dir);
+    let odd = vec![
+        talk_with("negative", r#""seq": -1"#),
+        talk_with("fractional", r#""seq": 41.5"#),
+        talk_with("too large", r#""seq": 18446744073709551616"#),
+        talk_with("not a number", r#""seq": "x7""#),
+    ];
+    let mut second = odd.clone();
+    second.push(talk_json(5, 1, "fine"));
+    // Never acked, the server sends them on every link.
+    let (server, mut seen) = server(vec![odd.clone(), second, odd]).await;
+    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), h.clone());
+    let mut events = session.subscribe();
+    let mut sent = Sent::default();
+    let first = talks_told(&mut events, 4).await;
+    assert!(first.iter().all(|e| matches!(e, SessionEvent::Talk { replay: false, .. })), "{first:?}");
+    settle().await;
+    session.reconnect_now();
+    let second = talks_told(&mut events, 1).await;
+    assert!(matches!(&second[0], SessionEvent::Talk { talk, .. } if talk.talk == "fine"), "{second:?}");
+    assert_eq!(session.stats().duplicates, 4, "the unusable seqs' talks are repeats, by their text");
+    settle().await;
+    session.reconnect_now();
+    let started = std::time::Instant::now();
+    while session.stats().duplicates < 8 {
+        assert!(started.elapsed() < Duration::from_secs(20), "the third link's repeats never came");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    settle().await;
+    assert_eq!(texts(&h), ["negative", "fractional", "too large", "not a number", "fine"]);
+    assert!(acks(&sent.take(&mut seen).of(1)).is_empty(), "nothing acks an unusable seq");
+    assert_eq!(acks(&sent.take(&mut seen).of(2)), [5], "the ack is the usable seq's alone");
+    assert!(acks(&sent.take(&mut seen).of(3)).is_empty());
+    session.shutdown().await;
+}
