@@ -350,6 +350,26 @@ mod tests {
         assert!(matches!(Settings::resolve(bad), Err(ConfigError::BadRate)));
     }
 
+    /// Every commented default in the packaged file is a real key with a valid value.
+    #[test]
+    fn the_packaged_files_commented_defaults_are_valid_keys() {
+        let text = include_str!("../debian/relay.toml");
+        let keys: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix('#'))
+            .filter(|l| {
+                l.split_once(" = ")
+                    .is_some_and(|(k, _)| !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+            })
+            .collect();
+        assert!(keys.len() > 15, "{keys:?}");
+        let uncommented: String = keys.iter().map(|l| format!("{}\n", l.split(" #").next().unwrap_or(l))).collect();
+        let file: ServeArgs = toml::from_str(&uncommented).unwrap_or_else(|e| panic!("{e}\n{uncommented}"));
+        assert_eq!(file.max_queued_per_sender, Some(1000));
+        assert_eq!(file.max_connections_per_user, Some(32));
+        assert_eq!(file.device_expiry_days, Some(7));
+    }
+
     #[test]
     fn deliver_to_all_is_a_switch_that_can_be_turned_off() {
         use clap::Parser;

@@ -4,7 +4,12 @@
 //!   rejection with close code 4001, `online` answered with `online`, talks routed to every
 //!   live connection of their recipient with a per-recipient `seq` and a `ts`, acks.
 //! - `POST /v1/talk` with `Authorization: Bearer <token>` and `{"to": ID, "talk": TEXT}`.
-//! - A durable queue in SQLite ([`store`]), replayed on a hello with `resume`.
+//! - A durable queue in SQLite ([`store`]), replayed on a hello with `resume`; a full
+//!   queue refuses new talks (HTTP 507, `queue_full`) and never evicts one; its epoch,
+//!   `last_seq` and features are in the welcome.
+//! - Bounds on hostile peers: header and body timeouts, connection caps in all and per
+//!   user, failed logins and frames before the hello limited per peer address, and what
+//!   a peer sends escaped in the logs ([`untrusted`]).
 //! - Optionally TLS on the same listener for both ([`RelayConfig::tls`]), the certificate
 //!   swapped by [`Relay::reload_tls`]; the users table swapped by [`Relay::set_users`].
 //!
