@@ -324,3 +324,58 @@ async fn a_talk_with_an_unusable_seq_is_stored_once_and_never_acked() {
     assert!(acks(&sent.take(&mut seen).of(3)).is_empty());
     session.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_ack_waits_for_the_commit_and_the_async_thread_stays_free_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = history(&dir);
+    let go = Arc::new(tokio::sync::Notify::new());
+    let (seen_tx, mut seen) = mpsc::unbounded_channel::<(String, std::time::Instant)>();
+    let server = {
+        let go = go.clone();
+        Scripted::start(move |_, mut ws| {
+            let (go, seen) = (go.clone(), seen_tx.clone());
+            async move {
+                next_text(&mut ws).await;
+                send_text(&mut ws, welcome("")).await;
+                go.notified().await;
+                send_text(&mut ws, talk_json(1, 1, "on a slow disk")).await;
+                while let Some(text) = next_text(&mut ws).await {
+                    let _ = seen.send((text, std::time::Instant::now()));
+                }
+            }
+        })
+        .await
+    };
+    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), h.clone());
+    let mut events = session.subscribe();
+    wait_event(&mut events, |e| matches!(e, SessionEvent::Welcome { .. }).then_some(())).await;
+    // A commit that takes 1.5 s: the writer thread is busy with it.
+    let hold = Duration::from_millis(1500);
+    h.hold_write_for_test(hold).unwrap();
+    let held_at = std::time::Instant::now();
+    // This test's runtime has one thread: the ticks only come if nothing blocks it.
+    let ticks = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let ticker = {
+        let ticks = ticks.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                ticks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        })
+    };
+    go.notify_one();
+    let acked_at = loop {
+        let (text, at) = tokio::time::timeout(Duration::from_secs(20), seen.recv()).await.unwrap().unwrap();
+        if text.contains("\"ack\"") {
+            break at;
+        }
+    };
+    let ticked = ticks.load(std::sync::atomic::Ordering::SeqCst);
+    ticker.abort();
+    assert!(acked_at - held_at >= hold - Duration::from_millis(50), "acked before the commit returned");
+    assert!(ticked >= 10, "the async thread was blocked: {ticked} ticks in {:?}", acked_at - held_at);
+    assert_eq!(texts(&h), ["on a slow disk"]);
+    session.shutdown().await;
+}

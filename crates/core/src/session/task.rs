@@ -345,6 +345,7 @@ impl SessionTask {
             last_rx: Instant::now(),
             last_rx_wall: SystemTime::now(),
             probe_sent: None,
+            resumed: cursor.is_some(),
             epoch,
             replay_until: None,
         };
@@ -609,8 +610,9 @@ impl SessionTask {
         };
         let stored_epoch = stored.as_ref().and_then(|c| c.epoch.as_deref());
         let changed = matches!((stored_epoch, welcome.epoch.as_deref()), (Some(a), Some(b)) if a != b);
-        // Nothing is lost on a first link: there was no queue of ours before.
-        let reset = stored.is_some() && (welcome.reset || changed);
+        // Nothing is lost on a first link: there was no queue of ours before, and a
+        // `reset` answers a hello's `resume`.
+        let reset = stored.is_some() && (changed || (welcome.reset && link.resumed));
         let adopt = welcome.epoch.is_some() && stored_epoch != welcome.epoch.as_deref();
         if !reset && !adopt {
             return;
@@ -702,6 +704,8 @@ struct Link {
     last_rx: Instant,
     last_rx_wall: SystemTime,
     probe_sent: Option<Instant>,
+    /// Whether the hello carried a `resume`.
+    resumed: bool,
     /// The epoch the link's talks count in: the cursor's, or the welcome's (§3).
     epoch: Option<String>,
     /// The welcome's `last_seq`: talks up to it are the replay.
