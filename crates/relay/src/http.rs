@@ -71,7 +71,9 @@ async fn fallback(
             ws.read_buffer_size(WS_READ_BUFFER)
                 .max_message_size(WS_READ_LIMIT)
                 .max_frame_size(WS_READ_LIMIT)
-                .on_failed_upgrade(move |e| tracing::debug!(%peer, error = %e, "WebSocket upgrade failed"))
+                .on_failed_upgrade(
+                    move |e: axum::Error| tracing::debug!(%peer, error = %untrusted(&e.to_string()), "WebSocket upgrade failed"),
+                )
                 .on_upgrade(move |socket| async move {
                     // The connection keeps its place in the connection cap.
                     let _slot = slot;

@@ -133,7 +133,7 @@ async fn handshake(acceptor: TlsAcceptor, tcp: TcpStream, peer: SocketAddr) -> H
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => Some((stream, peer)),
         Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            tracing::debug!(%peer, error = %crate::untrusted(&e.to_string()), "TLS handshake failed");
             None
         }
         Err(_) => {

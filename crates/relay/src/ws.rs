@@ -252,7 +252,7 @@ async fn pre_hello_text(shared: &Shared, ws: &mut WebSocket, peer: SocketAddr, t
         }
         // A hello whose token is missing or empty is a refused token.
         Err(ProtocolError::MissingField("token")) | Err(ProtocolError::BadField { field: "token", .. }) => {
-            tracing::info!(%peer, "hello without a token; refusing");
+            shared.failed_login(&peer.to_string(), peer.ip(), "a hello without a token");
             send(ws, error_frame("unauthorized", "missing token"), send_limit).await;
             close(ws, CLOSE_UNAUTHORIZED, "unauthorized").await;
             return PreHello::End;
