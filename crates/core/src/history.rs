@@ -624,20 +624,31 @@ fn insert_batch(
             }
         }
     }
-    for (user, seq) in cursors {
-        // Within one epoch the cursor only grows; a batch of another epoch (a recipient
-        // whose cursor was not reset) counts afresh. No epoch named: the cursor's own.
-        tx.prepare_cached(
-            "INSERT INTO cursors (server, user_id, last_seq, epoch) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT(server, user_id) DO UPDATE SET
-                 last_seq = CASE WHEN excluded.epoch IS NULL OR epoch IS excluded.epoch
-                                 THEN max(last_seq, excluded.last_seq) ELSE excluded.last_seq END,
-                 epoch = coalesce(excluded.epoch, epoch)",
-        )?
-        .execute(params![server, user, seq, epoch])?;
-    }
+    advance_cursors(&tx, server, epoch, &cursors)?;
     tx.commit()?;
     Ok(stored)
+}
+
+/// Moves each recipient's cursor to the highest seq of the batch. Within one epoch a
+/// cursor only grows; in another epoch (a recipient whose cursor was not reset) it counts
+/// afresh. A batch in no epoch keeps the cursor's own.
+fn advance_cursors(
+    tx: &rusqlite::Transaction<'_>,
+    server: &str,
+    epoch: Option<&str>,
+    cursors: &[(&str, i64)],
+) -> Result<(), HistoryError> {
+    let mut advance = tx.prepare_cached(
+        "INSERT INTO cursors (server, user_id, last_seq, epoch) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(server, user_id) DO UPDATE SET
+             last_seq = CASE WHEN excluded.epoch IS NULL OR epoch IS excluded.epoch
+                             THEN max(last_seq, excluded.last_seq) ELSE excluded.last_seq END,
+             epoch = coalesce(excluded.epoch, epoch)",
+    )?;
+    for (user, seq) in cursors {
+        advance.execute(params![server, user, seq, epoch])?;
+    }
+    Ok(())
 }
 
 fn mark_linked(conn: &mut Connection, server: &str, user: &UserId) -> Result<(), HistoryError> {
