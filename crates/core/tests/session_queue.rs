@@ -379,3 +379,42 @@ async fn the_ack_waits_for_the_commit_and_the_async_thread_stays_free_meanwhile(
     assert_eq!(texts(&h), ["on a slow disk"]);
     session.shutdown().await;
 }
+
+/// Everything logged on this thread, as text.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// The session's task runs on this (current-thread) runtime, so the thread's subscriber
+// sees its events.
+#[tokio::test]
+async fn an_unusable_field_is_logged_escaped_and_its_talk_kept() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let dir = tempfile::tempdir().unwrap();
+    let h = history(&dir);
+    // A seq that would retitle a terminal (OSC) and ring its bell, if written raw.
+    let (server, _seen) = server(vec![vec![talk_with("kept", r#""seq": "\u001b]0;owned\u0007", "ts": 1e30"#)]]).await;
+    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), h.clone());
+    let mut events = session.subscribe();
+    talks_told(&mut events, 1).await;
+    session.shutdown().await;
+    let log = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    let flaws: Vec<&str> = log.lines().filter(|l| l.contains("WARN") && l.contains("unusable")).collect();
+    assert_eq!(flaws.len(), 2, "{log}");
+    assert!(flaws.iter().any(|l| l.contains(r#"field="seq" value="\"\\u001b]0;owned\\u0007\"""#)), "{log}");
+    assert!(flaws.iter().any(|l| l.contains(r#"field="ts" value="1e+30""#)), "{log}");
+    assert!(!log.contains('\u{1b}') && !log.contains('\u{7}'), "a control character reached the log: {log:?}");
+    assert_eq!(texts(&h), ["kept"]);
+}
