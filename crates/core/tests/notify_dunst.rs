@@ -244,6 +244,51 @@ async fn a_click_on_the_popup_calls_back_with_what_it_shows() {
     dunstctl(&["close-all"]);
 }
 
+// ---- hostile text ------------------------------------------------------------------------
+
+#[tokio::test]
+#[ignore = "needs scripts/desktop-session.sh"]
+async fn a_nul_in_a_talk_or_a_name_still_pops_up_cleaned() {
+    require_desktop();
+    let _turn = DUNST.lock().await;
+    let tag = unique("nul");
+    let frame = serde_json::json!({
+        "form": {"id": 2, "name": "wa\u{0}ng\u{202e}2", "talk": format!("{tag} a\u{0}b\u{1b}]0;pwned\u{7}c")},
+        "to": {"id": 1, "name": "wang1"},
+    })
+    .to_string();
+    let ServerFrame::Talk(talk) = ServerFrame::parse(&frame).expect("the frame parses") else { panic!("a talk") };
+    assert!(talk.talk.contains('\0') && talk.from.name.contains('\0'), "the talk itself keeps its NUL");
+    let gate = NotifyGate::spawn(Arc::new(quick_notifier()), NotifySettings::default());
+    gate.talk(talk, 1, true);
+    let body = format!("{tag} a\u{fffd}b\u{fffd}]0;pwned\u{fffd}c");
+    eventually("the cleaned popup", || count("wa\u{fffd}ng2", &body) == 1).await;
+    let stats = gate.stats().await;
+    assert_eq!((stats.shown, stats.failed), (1, 0), "{:?}", stats.last_error);
+    gate.shutdown();
+}
+
+#[tokio::test]
+#[ignore = "needs scripts/desktop-session.sh"]
+async fn every_popup_is_held_to_the_limits_even_one_made_elsewhere() {
+    require_desktop();
+    let _turn = DUNST.lock().await;
+    let title = format!("{} {}", unique("t"), "n".repeat(300));
+    let body = format!("{} {}", unique("b"), "字".repeat(1000));
+    show(
+        &quick_notifier(),
+        Notification { title: title.clone(), body: body.clone(), kind: NotificationKind::Talk { row: 1 } },
+    )
+    .await
+    .expect("shown");
+    let prefix: String = title.chars().take(20).collect();
+    eventually("the popup", || history().iter().any(|p| p.summary.starts_with(&prefix))).await;
+    let popup = history().into_iter().find(|p| p.summary.starts_with(&prefix)).expect("found");
+    assert_eq!(popup.summary.chars().count(), 100, "{popup:?}");
+    assert_eq!(popup.body.chars().count(), 300, "{popup:?}");
+    assert!(popup.summary.ends_with('…') && popup.body.ends_with('…'));
+}
+
 // ---- no notification service ----------------------------------------------------------
 
 /// Runs `child_without_a_service` in a child process with a broken or bare session bus
@@ -257,11 +302,15 @@ fn without_a_notification_service_show_is_an_error_not_a_hang() {
     drop(std::os::unix::net::UnixListener::bind(&dead).expect("bind"));
     let bare = BareBus::start(tmp.path(), true);
     let mute = BareBus::start(tmp.path(), false);
+    // A bus whose notification service answers Notify with a D-Bus error.
+    let refusing_bus = BareBus::start(tmp.path(), true);
+    let _refuser = RefusingService::start(&refusing_bus.address);
     let cases = [
         ("refused", format!("unix:path={}", dead.display())),
         ("missing", format!("unix:path={}", tmp.path().join("no-such-socket").display())),
         ("no-daemon", bare.address.clone()),
         ("mute", mute.address.clone()),
+        ("refusing", refusing_bus.address.clone()),
     ];
     for (case, address) in cases {
         let mut cmd = Command::new(std::env::current_exe().expect("test binary"));
@@ -291,11 +340,53 @@ fn child_without_a_service() {
     for attempt in 0..3 {
         match (case.as_str(), notifier.show(&n)) {
             ("mute", Err(NotifyError::NoAnswer { after: a })) => assert_eq!(a, after),
-            (_, Err(NotifyError::NoService { detail })) if case != "mute" => println!("{case}: NoService ({detail})"),
+            ("refused" | "missing", Err(e @ NotifyError::Bus { .. })) => {
+                assert!(e.to_string().contains("D-Bus session bus"), "{e}");
+                println!("{case}: {e}");
+            }
+            ("no-daemon", Err(e @ NotifyError::NoService { .. })) => println!("{case}: {e}"),
+            ("refusing", Err(NotifyError::Refused { name, message })) => {
+                assert_eq!(
+                    (name.as_str(), message.as_str()),
+                    ("org.example.Talkbell.Error.Refused", "refused by the test")
+                );
+                let text = NotifyError::Refused { name, message }.to_string();
+                assert!(!text.contains("no notification service"), "{text}");
+                println!("{case}: {text}");
+            }
             (_, other) => panic!("{case} attempt {attempt}: got {other:?}"),
         }
     }
     // A stuck service costs one call timeout, not one per popup.
     assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
     println!("CHILD OK {case}");
+}
+
+/// tests/support_bus/refusing_notifications.py on the bus at `address`, killed on drop.
+struct RefusingService(std::process::Child);
+
+impl RefusingService {
+    fn start(address: &str) -> RefusingService {
+        use std::io::BufRead;
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support_bus/refusing_notifications.py");
+        let mut child = Command::new("/usr/bin/python3")
+            .arg(script)
+            .env("DBUS_SESSION_BUS_ADDRESS", address)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("a line");
+        assert!(line.contains("ready"), "the stand-in service did not start: {line:?}");
+        RefusingService(child)
+    }
+}
+
+impl Drop for RefusingService {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

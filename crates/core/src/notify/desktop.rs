@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicIsize, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, OnceLock};
 use std::time::Duration;
 
+use super::text::{popup_body, popup_title};
 use super::{Notification, NotificationKind, Notifier, NotifyError};
 
 /// The application name the notification service shows.
@@ -141,17 +142,19 @@ impl Notifier for DesktopNotifier {
 impl Inner {
     /// The blocking call to the notification service.
     fn show_now(self: &Arc<Self>, n: &Notification) -> Result<(), NotifyError> {
-        let body = if self.body_markup() { escape_markup(&n.body) } else { n.body.clone() };
+        // Whoever built it, a popup carries only what can travel, within PROTOCOL.md §5.
+        let (title, body) = (popup_title(&n.title), popup_body(&n.body));
+        let body = if self.body_markup() { escape_markup(&body) } else { body };
         let mut popup = notify_rust::Notification::new();
         popup
             .appname(&self.app_name)
-            .summary(&n.title)
+            .summary(&title)
             .body(&body)
             .timeout(notify_rust::Timeout::Milliseconds(u32::try_from(self.timeout.as_millis()).unwrap_or(u32::MAX)))
             .action("default", "Open");
         #[cfg(all(unix, not(target_os = "macos")))]
         popup.hint(notify_rust::Hint::Category("im.received".into()));
-        let handle = popup.show().map_err(classify)?;
+        let handle = popup.show().map_err(|e| classify(&e.to_string(), self.call_timeout))?;
 
         #[cfg(all(unix, not(target_os = "macos")))]
         if let Some(callback) = self.on_click.clone() {
@@ -211,29 +214,49 @@ impl Inner {
     }
 }
 
-/// notify-rust's errors only carry text (its error kinds are private), so this goes by
-/// the words zbus uses. A failed connection (no bus) or a bus with no notification service
-/// is [`NotifyError::NoService`]; the tests cover each way a bus can be missing.
-fn classify(err: notify_rust::error::Error) -> NotifyError {
-    const NO_SERVICE: &[&str] = &[
-        "failed to connect",
-        "I/O error",
-        "Connection refused",
-        "No such file or directory",
-        "Address error",
-        "Handshake",
-        "org.freedesktop.DBus.Error.ServiceUnknown",
-        "org.freedesktop.DBus.Error.NameHasNoOwner",
-        "org.freedesktop.DBus.Error.Spawn",
-        "org.freedesktop.DBus.Error.NoServer",
-        "org.freedesktop.DBus.Error.Disconnected",
-    ];
-    let text = err.to_string();
-    if NO_SERVICE.iter().any(|s| text.contains(s)) {
-        NotifyError::NoService { detail: text }
-    } else {
-        NotifyError::Failed(text)
+/// What a failed call to the notification service means.
+///
+/// notify-rust 4.19 keeps the zbus error it wraps private (its `ErrorKind` has no
+/// accessor and its `Error` no `source`), so this reads zbus 6's `Display` of each
+/// variant: a D-Bus error reply (`Error::MethodError`, `Error::FDO`) is written
+/// `<error name>: <message>`; a failed connection `failed to connect to …`, `I/O error: …`,
+/// `address error: …` or `D-Bus handshake failed: …`. The tests hold each case to a real
+/// bus (notify_dunst.rs) so that a change of these words shows.
+fn classify(text: &str, call_timeout: Duration) -> NotifyError {
+    const BUS: &[&str] = &["failed to connect to", "I/O error", "address error", "D-Bus handshake failed"];
+    if let Some((name, message)) = dbus_error_reply(text) {
+        let dbus = |n: &str| name.strip_prefix("org.freedesktop.DBus.Error.").is_some_and(|rest| rest == n);
+        return if dbus("ServiceUnknown")
+            || dbus("NameHasNoOwner")
+            || name.starts_with("org.freedesktop.DBus.Error.Spawn.")
+        {
+            NotifyError::NoService { detail: text.to_owned() }
+        } else if dbus("NoReply") || dbus("Timeout") || dbus("TimedOut") {
+            NotifyError::NoAnswer { after: call_timeout }
+        } else if dbus("Disconnected") || dbus("NoServer") {
+            NotifyError::Bus { detail: text.to_owned() }
+        } else {
+            NotifyError::Refused { name: name.to_owned(), message: message.to_owned() }
+        };
     }
+    if BUS.iter().any(|prefix| text.starts_with(prefix)) {
+        NotifyError::Bus { detail: text.to_owned() }
+    } else {
+        NotifyError::Failed(text.to_owned())
+    }
+}
+
+/// `<error name>: <message>` split, when it starts with a D-Bus error name (two or more
+/// dot-separated elements of `[A-Za-z0-9_]`, none starting with a digit).
+fn dbus_error_reply(text: &str) -> Option<(&str, &str)> {
+    let (name, message) = text.split_once(": ")?;
+    let elements: Vec<&str> = name.split('.').collect();
+    let element_ok = |e: &&str| {
+        !e.is_empty()
+            && !e.starts_with(|c: char| c.is_ascii_digit())
+            && e.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    (elements.len() >= 2 && name.len() <= 255 && elements.iter().all(element_ok)).then_some((name, message))
 }
 
 /// The body markup of the notification spec is a small subset of HTML: the message text
@@ -259,6 +282,46 @@ mod tests {
     fn markup_is_escaped() {
         assert_eq!(escape_markup(r#"<b>hi</b> & "you""#), r#"&lt;b&gt;hi&lt;/b&gt; &amp; "you""#);
         assert_eq!(escape_markup("hello"), "hello");
+    }
+
+    #[test]
+    fn errors_are_classified_by_what_happened() {
+        let t = Duration::from_secs(10);
+        let cases = [
+            (
+                "org.freedesktop.DBus.Error.ServiceUnknown: The name org.freedesktop.Notifications was not provided",
+                "NoService",
+            ),
+            ("org.freedesktop.DBus.Error.NameHasNoOwner: no owner", "NoService"),
+            ("org.freedesktop.DBus.Error.Spawn.ServiceNotFound: not found", "NoService"),
+            ("org.freedesktop.DBus.Error.NoReply: did not receive a reply", "NoAnswer"),
+            ("org.freedesktop.DBus.Error.Disconnected: gone", "Bus"),
+            ("org.freedesktop.DBus.Error.InvalidArgs: bad body", "Refused"),
+            ("org.example.Notify.Error.Full: too many popups", "Refused"),
+            ("failed to connect to `unix:path=/x`: Connection refused (os error 111)", "Bus"),
+            ("I/O error: Connection reset by peer (os error 104)", "Bus"),
+            ("address error: unsupported transport", "Bus"),
+            ("D-Bus handshake failed: no auth", "Bus"),
+            ("Invalid D-Bus method reply", "Failed"),
+            ("not a name: something", "Failed"),
+        ];
+        for (text, want) in cases {
+            let got = classify(text, t);
+            let kind = match &got {
+                NotifyError::NoService { .. } => "NoService",
+                NotifyError::NoAnswer { .. } => "NoAnswer",
+                NotifyError::Bus { .. } => "Bus",
+                NotifyError::Refused { .. } => "Refused",
+                NotifyError::Failed(_) => "Failed",
+            };
+            assert_eq!(kind, want, "{text}: {got:?}");
+        }
+        let refused = classify("org.freedesktop.DBus.Error.InvalidArgs: bad body", t);
+        assert_eq!(
+            refused,
+            NotifyError::Refused { name: "org.freedesktop.DBus.Error.InvalidArgs".into(), message: "bad body".into() }
+        );
+        assert!(!refused.to_string().contains("no notification service"), "{refused}");
     }
 
     #[test]

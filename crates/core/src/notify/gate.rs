@@ -30,12 +30,12 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+#[cfg(test)]
+use super::text::TITLE_CHARS;
+use super::text::{popup_body, popup_title};
 use super::{Notification, NotificationKind, Notifier};
-use crate::protocol::{notification_text, TalkMessage};
+use crate::protocol::TalkMessage;
 use crate::session::SessionEvent;
-
-/// Longest title shown (a sender's name from the wire can be anything).
-const TITLE_CHARS: usize = 100;
 
 /// The gate's settings (config: notification settings).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -319,7 +319,7 @@ impl Pending {
                 };
                 Some(Notification {
                     title: "New messages".into(),
-                    body: format!("{n} new messages from {from}"),
+                    body: popup_body(&format!("{n} new messages from {from}")),
                     kind: NotificationKind::Summary { rows: self.rows },
                 })
             }
@@ -468,22 +468,13 @@ fn sender_name(talk: &TalkMessage) -> String {
     }
 }
 
-/// The popup of one talk: the sender's name, and the text cut per §5.
+/// The popup of one talk: the sender's name and the text, held to §5's limits.
 fn single(talk: &TalkMessage, row: i64) -> Notification {
     Notification {
-        title: cut(&sender_name(talk), TITLE_CHARS),
-        body: notification_text(&talk.talk),
+        title: popup_title(&sender_name(talk)),
+        body: popup_body(&talk.talk),
         kind: NotificationKind::Talk { row },
     }
-}
-
-fn cut(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_owned();
-    }
-    let mut s: String = text.chars().take(max.saturating_sub(1)).collect();
-    s.push('…');
-    s
 }
 
 #[cfg(test)]
@@ -731,6 +722,20 @@ mod tests {
         assert!(popups[0].body.starts_with("字字字"));
         assert_eq!(popups[1].title.chars().count(), TITLE_CHARS);
         assert!(popups[1].title.ends_with('…'));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_summary_of_long_names_is_held_to_300_characters() {
+        let (rec, gate) = gate();
+        for i in 0..20 {
+            gate.talk(talk(&format!("{i}{}", "long name ".repeat(100)), "x"), i, true);
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let popups = rec.popups();
+        let summary = popups.iter().find(|n| matches!(n.kind, NotificationKind::Summary { .. })).expect("a summary");
+        assert!(summary.body.starts_with("18 new messages from 2long name"), "{summary:?}");
+        assert_eq!(summary.body.chars().count(), 300, "{summary:?}");
+        assert!(popups.iter().all(|n| n.title.chars().count() <= 100 && n.body.chars().count() <= 300));
     }
 
     #[tokio::test(start_paused = true)]

@@ -8,6 +8,7 @@
 
 mod desktop;
 pub mod gate;
+pub mod text;
 
 use std::time::Duration;
 
@@ -38,20 +39,41 @@ pub enum NotificationKind {
     Summary { rows: Vec<i64> },
 }
 
-/// Why a notification could not be shown. The gate counts these and carries on.
+/// Why a notification could not be shown. The gate counts these and carries on; each
+/// message says what to do.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum NotifyError {
-    /// No notification service: no D-Bus session bus, or no notification daemon on it.
+    /// The session bus is there, but nothing on it provides the notification service
+    /// (`org.freedesktop.DBus.Error.ServiceUnknown`, `NameHasNoOwner`, a failed activation).
     #[error(
         "no notification service is running ({detail}): notifications need a notification \
          daemon in the desktop session (every major desktop has one; on a bare window manager \
          start dunst or mako)"
     )]
     NoService { detail: String },
+    /// The D-Bus session bus cannot be reached (no address, no socket, a failed handshake)
+    /// or it closed the connection.
+    #[error(
+        "cannot reach the D-Bus session bus ({detail}): notifications need the desktop \
+         session's bus (DBUS_SESSION_BUS_ADDRESS); log in to a desktop session, or start one \
+         with dbus-run-session"
+    )]
+    Bus { detail: String },
+    /// The notification service (or the bus on its behalf) answered the call with a D-Bus
+    /// error: it is running, and refused or failed this one popup.
+    #[error(
+        "the notification service refused the notification ({name}: {message}); if this \
+         repeats, check the notification daemon's own log"
+    )]
+    Refused { name: String, message: String },
     /// The service did not answer in time (an earlier call may still be stuck).
-    #[error("the notification service did not answer within {} s", after.as_secs())]
+    #[error(
+        "the notification service did not answer within {} s; it may be stuck: restart the \
+         notification daemon",
+        after.as_secs()
+    )]
     NoAnswer { after: Duration },
-    /// The service answered with an error.
-    #[error("the notification service refused the notification: {0}")]
+    /// Anything else the notification library reported.
+    #[error("the notification could not be shown: {0}")]
     Failed(String),
 }
