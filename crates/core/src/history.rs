@@ -659,6 +659,9 @@ fn mark_linked(conn: &mut Connection, server: &str, user: &UserId) -> Result<(),
     Ok(())
 }
 
+/// The cursor's epoch (and with `reset`, its seq back to 0). Adopting an epoch where
+/// none was stored names the queue the talks stored so far came from: they are counted in
+/// it too, so that a replay of one of them after the adoption is still a repeat.
 fn set_epoch(
     conn: &mut Connection,
     server: &str,
@@ -666,13 +669,24 @@ fn set_epoch(
     epoch: Option<&str>,
     reset: bool,
 ) -> Result<(), HistoryError> {
-    conn.execute(
+    let tx = conn.transaction()?;
+    if let (Some(epoch), false) = (epoch, reset) {
+        let stored = read_cursor(&tx, server, user)?.and_then(|c| c.epoch);
+        if stored.is_none() {
+            tx.execute(
+                "UPDATE OR IGNORE talks SET epoch = ?3 WHERE server = ?1 AND to_id = ?2 AND epoch = ''",
+                params![server, user.as_str(), epoch],
+            )?;
+        }
+    }
+    tx.execute(
         "INSERT INTO cursors (server, user_id, last_seq, epoch) VALUES (?1, ?2, 0, ?3)
          ON CONFLICT(server, user_id) DO UPDATE SET
              last_seq = CASE WHEN ?4 THEN 0 ELSE last_seq END,
              epoch = coalesce(excluded.epoch, epoch)",
         params![server, user.as_str(), epoch, reset],
     )?;
+    tx.commit()?;
     Ok(())
 }
 

@@ -406,3 +406,20 @@ fn a_seq_past_what_sqlite_holds_is_not_cut_into_another_seq() {
     let entries = h.list(&HistoryQuery { limit: 10, ..Default::default() }).unwrap();
     assert_eq!((entries[0].talk.as_str(), entries[0].seq), ("huge", None));
 }
+
+#[tokio::test]
+async fn talks_stored_before_an_epoch_was_adopted_are_still_repeats_in_it_but_not_after_a_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = History::open(&dir.path().join("h.sqlite3")).unwrap();
+    // Stored from a server before it named epochs; the ack of seq 3 was lost.
+    h.insert_batch(SERVER, None, &[inbound(Some(3), "2", 1, "three"), unusable("2", 1, "odd")]).await.unwrap();
+    // The same queue, now with an epoch: adopted, and its replay is all repeats.
+    h.set_epoch(SERVER, &me(), Some("E1"), false).unwrap();
+    let replay = [inbound(Some(3), "2", 1, "three"), unusable("2", 1, "odd")];
+    assert_eq!(h.insert_batch(SERVER, Some("E1"), &replay).await.unwrap(), [Stored::Duplicate, Stored::Duplicate]);
+    // The queue is lost: seq 3 of E2 is another talk.
+    h.set_epoch(SERVER, &me(), Some("E2"), true).unwrap();
+    let stored = h.insert_batch(SERVER, Some("E2"), &[inbound(Some(3), "2", 1, "three again")]).await.unwrap();
+    assert!(matches!(stored[..], [Stored::New(_)]), "{stored:?}");
+    assert_eq!(all(&h), ["three again", "odd", "three"]);
+}
