@@ -418,3 +418,49 @@ async fn an_unusable_field_is_logged_escaped_and_its_talk_kept() {
     assert!(!log.contains('\u{1b}') && !log.contains('\u{7}'), "a control character reached the log: {log:?}");
     assert_eq!(texts(&h), ["kept"]);
 }
+
+/// Records the popups it is asked to show.
+#[derive(Default)]
+struct Popups(std::sync::Mutex<Vec<talkbell_core::notify::Notification>>);
+
+impl talkbell_core::notify::Notifier for Popups {
+    fn show(&self, n: &talkbell_core::notify::Notification) -> Result<(), talkbell_core::notify::NotifyError> {
+        self.0.lock().unwrap().push(n.clone());
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn three_talks_at_once_from_an_original_server_are_three_popups_not_a_summary() {
+    use talkbell_core::notify::{NotificationKind, NotifyGate, NotifySettings};
+    let dir = tempfile::tempdir().unwrap();
+    let h = history(&dir);
+    let talk = |text: &str| format!(r#"{{"form": {{"id": 2, "name": "wang2", "talk": "{text}"}}, "to": {{"id": 1}}}}"#);
+    // No welcome, no seq: the talks come in the first moments of the link.
+    let (server, _seen) = server(vec![vec![talk("one"), talk("two"), talk("three")]]).await;
+    let popups = Arc::new(Popups::default());
+    let gate = NotifyGate::spawn(popups.clone(), NotifySettings::default());
+    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), h.clone());
+    let mut events = session.subscribe();
+    // What the engine's bridge does: every event to the gate.
+    for _ in 0..3 {
+        let e = wait_event(&mut events, |e| {
+            if let SessionEvent::State(_) = e {
+                gate.session_event(e);
+            }
+            matches!(e, SessionEvent::Talk { .. }).then(|| e.clone())
+        })
+        .await;
+        gate.session_event(&e);
+    }
+    // The third waits for the burst to end (2 s), then shows as itself.
+    let started = std::time::Instant::now();
+    while popups.0.lock().unwrap().len() < 3 {
+        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", popups.0.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let shown = popups.0.lock().unwrap().clone();
+    assert_eq!(shown.iter().map(|n| n.body.as_str()).collect::<Vec<_>>(), ["one", "two", "three"]);
+    assert!(shown.iter().all(|n| matches!(n.kind, NotificationKind::Talk { .. })), "{shown:?}");
+    session.shutdown().await;
+}
