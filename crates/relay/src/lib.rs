@@ -32,6 +32,19 @@
 //! # Ok(()) }
 //! ```
 
+// The lints of a network service: no unwrap/expect outside tests, no cast that can
+// truncate a number or change its sign (a seq, a size). Tests are other crates, or cfg(test).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_possible_wrap
+    )
+)]
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;

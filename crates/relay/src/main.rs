@@ -1,5 +1,18 @@
 //! `talkbell-relay`: serve, manage the users file, or send a talk.
 
+// The lints of a network service: no unwrap/expect outside tests, no cast that can
+// truncate a number or change its sign (a seq, a size). Tests are other crates, or cfg(test).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_possible_wrap
+    )
+)]
+
 mod config;
 
 use std::io::{BufRead, IsTerminal, Write};

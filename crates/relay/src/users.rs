@@ -234,6 +234,7 @@ impl Users {
     /// # Panics
     /// If the id is empty or the name is empty: this is for code and tests, where such a
     /// call is a bug. The CLI goes through [`Users::try_add`].
+    #[allow(clippy::expect_used)] // the panic documented above
     pub fn add(&mut self, id: impl IntoUserId, name: impl Into<String>) -> String {
         let token = new_token();
         self.add_with_token(id, name, &token).expect("a valid user");
