@@ -33,11 +33,8 @@ const APP_FILES: &[&str] = &[
     "/usr/share/icons/hicolor/128x128/apps/talkbell.png",
     "/usr/share/icons/hicolor/256x256/apps/talkbell.png",
 ];
-const RELAY_FILES: &[&str] = &[
-    "/usr/bin/talkbell-relay",
-    "/usr/lib/systemd/system/talkbell-relay.service",
-    "/etc/talkbell-relay/relay.toml",
-];
+const RELAY_FILES: &[&str] =
+    &["/usr/bin/talkbell-relay", "/usr/lib/systemd/system/talkbell-relay.service", "/etc/talkbell-relay/relay.toml"];
 
 fn packages_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
@@ -105,7 +102,9 @@ fn the_app_deb_holds_both_binaries_the_menu_entry_icons_metainfo_and_the_user_un
     let _ = NEEDS_PACKAGES;
     let deb = app_deb();
     let files = deb_files(&deb);
-    for f in APP_FILES.iter().chain(["/usr/share/doc/talkbell/copyright", "/usr/share/doc/talkbell/changelog.gz"].iter()) {
+    for f in
+        APP_FILES.iter().chain(["/usr/share/doc/talkbell/copyright", "/usr/share/doc/talkbell/changelog.gz"].iter())
+    {
         assert!(files.contains(*f), "{f} is not in the package: {files:?}");
     }
     assert_eq!(deb_field(&deb, "Package"), "talkbell");
@@ -126,7 +125,8 @@ fn the_app_deb_holds_both_binaries_the_menu_entry_icons_metainfo_and_the_user_un
 #[ignore = "needs target/packages from scripts/package.sh"]
 fn the_app_rpm_holds_the_same_files_and_needs_webkitgtk_and_the_appindicator() {
     let rpm = app_rpm();
-    let listed: BTreeSet<String> = run_ok(Command::new("rpm").arg("-qpl").arg(&rpm)).lines().map(str::to_owned).collect();
+    let listed: BTreeSet<String> =
+        run_ok(Command::new("rpm").arg("-qpl").arg(&rpm)).lines().map(str::to_owned).collect();
     for f in APP_FILES {
         assert!(listed.contains(*f), "{f} is not in the rpm: {listed:?}");
     }
@@ -148,11 +148,13 @@ fn the_relay_deb_holds_the_server_its_system_unit_and_a_default_config() {
     }
     assert_eq!(deb_field(&deb, "Package"), "talkbell-relay");
     assert!(names(&deb_field(&deb, "Depends")).contains("adduser"), "the postinst makes a user with adduser");
-    let conffiles = run_ok(Command::new("sh").arg("-c").arg(format!(
-        "dpkg-deb --ctrl-tarfile {} | tar -xO ./conffiles",
-        deb.display()
-    )));
-    assert!(conffiles.lines().any(|l| l == "/etc/talkbell-relay/relay.toml"), "relay.toml is not a conffile: {conffiles}");
+    let conffiles = run_ok(
+        Command::new("sh").arg("-c").arg(format!("dpkg-deb --ctrl-tarfile {} | tar -xO ./conffiles", deb.display())),
+    );
+    assert!(
+        conffiles.lines().any(|l| l == "/etc/talkbell-relay/relay.toml"),
+        "relay.toml is not a conffile: {conffiles}"
+    );
 }
 
 #[test]
@@ -163,7 +165,11 @@ fn lintian_finds_no_error_in_either_deb() {
         let report = String::from_utf8_lossy(&out.stdout);
         let errors: Vec<&str> = report.lines().filter(|l| l.starts_with("E:")).collect();
         assert!(errors.is_empty(), "lintian on {}:\n{report}", deb.display());
-        assert!(out.status.success() || !report.contains("E:"), "lintian failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success() || !report.contains("E:"),
+            "lintian failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -194,7 +200,11 @@ impl Installed {
 
     fn purge(&mut self) {
         self.purged = true;
-        run_ok(Command::new("apt-get").args(["purge", "-y", "-q", "talkbell", "talkbell-relay"]).env("DEBIAN_FRONTEND", "noninteractive"));
+        run_ok(
+            Command::new("apt-get")
+                .args(["purge", "-y", "-q", "talkbell", "talkbell-relay"])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        );
     }
 }
 
@@ -210,14 +220,21 @@ impl Drop for Installed {
 /// files where they belong (desktop-file-validate, appstreamcli, systemd-analyze).
 fn check_installed_files() {
     assert_eq!(run_ok(Command::new("/usr/bin/talkbell").arg("--version")).trim(), format!("talkbell {VERSION}"));
-    assert_eq!(run_ok(Command::new("/usr/bin/talkbell-daemon").arg("--version")).trim(), format!("talkbell-daemon {VERSION}"));
+    assert_eq!(
+        run_ok(Command::new("/usr/bin/talkbell-daemon").arg("--version")).trim(),
+        format!("talkbell-daemon {VERSION}")
+    );
     run_ok(Command::new("desktop-file-validate").arg("/usr/share/applications/Talkbell.desktop"));
     let desktop = std::fs::read_to_string("/usr/share/applications/Talkbell.desktop").unwrap();
     for line in ["Exec=talkbell", "Icon=talkbell", "Comment=Rings when someone talks to you"] {
         assert!(desktop.lines().any(|l| l == line), "the desktop entry lacks {line}:\n{desktop}");
     }
     assert!(desktop.lines().any(|l| l.starts_with("Comment[zh_CN]=")), "no Chinese comment:\n{desktop}");
-    run_ok(Command::new("appstreamcli").args(["validate", "--no-net", "/usr/share/metainfo/dev.talkbell.Talkbell.metainfo.xml"]));
+    run_ok(Command::new("appstreamcli").args([
+        "validate",
+        "--no-net",
+        "/usr/share/metainfo/dev.talkbell.Talkbell.metainfo.xml",
+    ]));
     let metainfo = std::fs::read_to_string("/usr/share/metainfo/dev.talkbell.Talkbell.metainfo.xml").unwrap();
     assert!(metainfo.contains(&format!("<release version=\"{VERSION}\"")), "the metainfo's release is not {VERSION}");
     run_ok(Command::new("systemd-analyze").args(["verify", "/usr/lib/systemd/system/talkbell-relay.service"]));
@@ -288,12 +305,24 @@ impl InstalledRelay {
         let tokens: Vec<(u64, String)> = [(1, "wang1"), (2, "wang2")]
             .iter()
             .map(|(id, name)| {
-                let out = run_ok(Command::new("/usr/bin/talkbell-relay").args(["add-user", "--users", USERS, "--id", &id.to_string(), "--name", name]));
+                let out = run_ok(Command::new("/usr/bin/talkbell-relay").args([
+                    "add-user",
+                    "--users",
+                    USERS,
+                    "--id",
+                    &id.to_string(),
+                    "--name",
+                    name,
+                ]));
                 (*id, out.trim().to_owned())
             })
             .collect();
         let meta = std::fs::metadata(USERS).unwrap();
-        assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o777), (0, group, 0o640), "add-user kept the owner and mode");
+        assert_eq!(
+            (meta.uid(), meta.gid(), meta.mode() & 0o777),
+            (0, group, 0o640),
+            "add-user kept the owner and mode"
+        );
 
         std::fs::create_dir_all(TLS_DIR).unwrap();
         let (cert, key) = leaf.write_to(Path::new(TLS_DIR));
@@ -463,7 +492,11 @@ fn purge_leaves_nothing_but_the_users_own(packages: &mut Installed, app: &App, s
     packages.purge();
     let left: Vec<&PathBuf> = files.iter().filter(|f| f.exists()).collect();
     assert!(left.is_empty(), "purge left {left:?}");
-    for gone in ["/etc/talkbell-relay", "/var/lib/talkbell-relay", "/etc/systemd/system/multi-user.target.wants/talkbell-relay.service"] {
+    for gone in [
+        "/etc/talkbell-relay",
+        "/var/lib/talkbell-relay",
+        "/etc/systemd/system/multi-user.target.wants/talkbell-relay.service",
+    ] {
         assert!(!Path::new(gone).exists(), "purge left {gone}");
     }
     let user = Command::new("getent").args(["passwd", "talkbell-relay"]).output().unwrap();
