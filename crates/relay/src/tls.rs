@@ -188,10 +188,10 @@ mod tests {
     use super::*;
 
     fn write_pair(dir: &std::path::Path, name: &str) -> TlsFiles {
-        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let leaf = talkbell_testkit::tls::Ca::new(name).localhost();
         let files = TlsFiles { cert: dir.join(format!("{name}.crt")), key: dir.join(format!("{name}.key")) };
-        std::fs::write(&files.cert, made.cert.pem()).unwrap();
-        std::fs::write(&files.key, made.signing_key.serialize_pem()).unwrap();
+        std::fs::write(&files.cert, &leaf.cert_pem).unwrap();
+        std::fs::write(&files.key, &leaf.key_pem).unwrap();
         files
     }
 

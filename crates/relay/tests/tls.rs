@@ -7,7 +7,7 @@ mod support;
 use std::process::Stdio;
 
 use support::child::{Served, BIN};
-use support::tls::{connect_wss, TestCa};
+use support::tls::{connect_wss, tls_files, Ca, RelayCerts};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -27,15 +27,15 @@ async fn send_with_ca(server: &str, token: &str, ca_file: Option<&std::path::Pat
 
 #[tokio::test]
 async fn wss_gets_a_welcome_and_send_trusts_the_system_store() {
-    let ca = TestCa::new("Talkbell Test CA");
+    let ca = Ca::new("Talkbell Test CA");
     let dir = tempfile::tempdir().unwrap();
-    let files = ca.server("relay one").write_to(dir.path());
+    let files = tls_files(&ca.server("relay one"), dir.path());
     let env = start_with(|c| c.tls = Some(files)).await;
     let port = env.relay.local_addr().port();
     assert_eq!(env.ws_url(), format!("wss://127.0.0.1:{port}/"));
     assert_eq!(env.http_url(), format!("https://127.0.0.1:{port}"));
 
-    let (mut ws, _) = connect_wss(&env.ws_url(), &ca.der).await;
+    let (mut ws, _) = connect_wss(&env.ws_url(), &ca.der()).await;
     send_text(&mut ws, hello_text(env.token(1), "dev", None)).await;
     assert_eq!(next_json(&mut ws).await["user"]["name"], "wang1");
 
@@ -48,7 +48,7 @@ async fn wss_gets_a_welcome_and_send_trusts_the_system_store() {
 
     // Another CA in the store, or the machine's own store alone: not trusted, and said so.
     let other = dir.path().join("other-ca.pem");
-    TestCa::new("Some Other CA").write(&other);
+    Ca::new("Some Other CA").write(&other);
     for ca_file in [Some(other.as_path()), None] {
         let out = send_with_ca(&env.ws_url(), env.token(2), ca_file).await;
         assert!(!out.status.success());
@@ -61,9 +61,9 @@ async fn wss_gets_a_welcome_and_send_trusts_the_system_store() {
 
 #[tokio::test]
 async fn plain_clients_on_the_tls_port_fail_and_nothing_else_does() {
-    let ca = TestCa::new("Talkbell Test CA");
+    let ca = Ca::new("Talkbell Test CA");
     let dir = tempfile::tempdir().unwrap();
-    let files = ca.server("relay").write_to(dir.path());
+    let files = tls_files(&ca.server("relay"), dir.path());
     let env = start_with(|c| c.tls = Some(files)).await;
     let addr = env.relay.local_addr();
 
@@ -87,7 +87,7 @@ async fn plain_clients_on_the_tls_port_fail_and_nothing_else_does() {
     assert!(!out.status.success() && err.contains("did not answer in TLS"), "{err}");
 
     // The relay still serves TLS clients.
-    let (mut ws, _) = connect_wss(&env.ws_url(), &ca.der).await;
+    let (mut ws, _) = connect_wss(&env.ws_url(), &ca.der()).await;
     send_text(&mut ws, hello_text(env.token(3), "dev", None)).await;
     assert_eq!(next_json(&mut ws).await["type"], "welcome");
     assert_alive(&mut ws).await;
@@ -96,10 +96,10 @@ async fn plain_clients_on_the_tls_port_fail_and_nothing_else_does() {
 #[cfg(unix)]
 #[tokio::test]
 async fn sighup_rotates_the_certificate_under_an_open_connection() {
-    let ca = TestCa::new("Talkbell Test CA");
+    let ca = Ca::new("Talkbell Test CA");
     let dir = tempfile::tempdir().unwrap();
     let first = ca.server("relay first");
-    let files = first.write_to(dir.path());
+    let files = tls_files(&first, dir.path());
     let users_file = dir.path().join("users.toml");
     let mut users = talkbell_relay::Users::new();
     let token = users.add(1, "wang1");
@@ -116,16 +116,16 @@ async fn sighup_rotates_the_certificate_under_an_open_connection() {
     ])
     .await;
     assert!(relay.url.starts_with("wss://127.0.0.1:"), "{}", relay.url);
-    let (mut open, seen) = connect_wss(&relay.url, &ca.der).await;
+    let (mut open, seen) = connect_wss(&relay.url, &ca.der()).await;
     assert_eq!(seen, first.der);
     send_text(&mut open, hello_text(&token, "dev", None)).await;
     assert_eq!(next_json(&mut open).await["type"], "welcome");
 
     let second = ca.server("relay second");
-    second.write_to(dir.path());
+    tls_files(&second, dir.path());
     relay.reload(1).await;
     assert!(relay.log().contains("reloaded the TLS certificate"), "{}", relay.log());
-    let (mut fresh, seen) = connect_wss(&relay.url, &ca.der).await;
+    let (mut fresh, seen) = connect_wss(&relay.url, &ca.der()).await;
     assert_eq!(seen, second.der, "a new connection gets the new certificate");
     send_text(&mut fresh, hello_text(&token, "dev-2", None)).await;
     assert_eq!(next_json(&mut fresh).await["type"], "welcome");
@@ -136,7 +136,7 @@ async fn sighup_rotates_the_certificate_under_an_open_connection() {
     relay.reload(2).await;
     let warning = relay.lines().into_iter().find(|l| l.contains("TLS certificate did not load")).expect("a warning");
     assert!(warning.contains("WARN") && warning.contains("cert.pem"), "{warning}");
-    let (_, seen) = connect_wss(&relay.url, &ca.der).await;
+    let (_, seen) = connect_wss(&relay.url, &ca.der()).await;
     assert_eq!(seen, second.der);
     assert_alive(&mut open).await;
     assert_alive(&mut fresh).await;
@@ -157,7 +157,7 @@ async fn sighup_rotates_the_certificate_under_an_open_connection() {
 
 #[tokio::test]
 async fn send_tells_a_wrong_name_and_an_expired_certificate_apart() {
-    let ca = TestCa::new("Talkbell Test CA");
+    let ca = Ca::new("Talkbell Test CA");
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("ca.pem");
     ca.write(&ca_file);
@@ -168,7 +168,7 @@ async fn send_tells_a_wrong_name_and_an_expired_certificate_apart() {
     for (n, (cert, want)) in cases.into_iter().enumerate() {
         let sub = dir.path().join(n.to_string());
         std::fs::create_dir(&sub).unwrap();
-        let files = cert.write_to(&sub);
+        let files = tls_files(&cert, &sub);
         let env = start_with(|c| c.tls = Some(files)).await;
         let out = send_with_ca(&env.http_url(), env.token(2), Some(&ca_file)).await;
         assert!(!out.status.success());

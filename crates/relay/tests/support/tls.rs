@@ -4,70 +4,39 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::CertificateDer;
 use talkbell_relay::TlsFiles;
+pub use talkbell_testkit::tls::{Ca, Leaf};
 use tokio_tungstenite::{Connector, MaybeTlsStream};
 
 use super::{Ws, WAIT};
 
-pub struct TestCa {
-    issuer: Issuer<'static, KeyPair>,
-    /// The CA's certificate, PEM (what SSL_CERT_FILE points at).
-    pub pem: String,
-    pub der: CertificateDer<'static>,
+/// Server certificates for the relay, from the test kit's CA.
+pub trait RelayCerts {
+    /// A certificate for `localhost` and `127.0.0.1`, named `common_name`.
+    fn server(&self, common_name: &str) -> Leaf;
+    /// A certificate for `names`, expired or not.
+    fn server_with(&self, common_name: &str, names: &[&str], expired: bool) -> Leaf;
 }
 
-/// A server certificate for `localhost` and `127.0.0.1`, and its key.
-pub struct ServerCert {
-    pub cert_pem: String,
-    pub key_pem: String,
-    pub der: CertificateDer<'static>,
-}
-
-impl TestCa {
-    pub fn new(name: &str) -> TestCa {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let key = KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        TestCa { pem: cert.pem(), der: cert.der().clone(), issuer: Issuer::new(params, key) }
+impl RelayCerts for Ca {
+    fn server(&self, common_name: &str) -> Leaf {
+        self.leaf(&["localhost", "127.0.0.1"], common_name)
     }
 
-    pub fn server(&self, common_name: &str) -> ServerCert {
-        self.server_with(common_name, &["localhost", "127.0.0.1"], false)
-    }
-
-    /// A server certificate for the names given; `expired`: valid only in 2020.
-    pub fn server_with(&self, common_name: &str, names: &[&str], expired: bool) -> ServerCert {
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let mut params = CertificateParams::new(names).unwrap();
-        params.distinguished_name.push(DnType::CommonName, common_name);
+    fn server_with(&self, common_name: &str, names: &[&str], expired: bool) -> Leaf {
         if expired {
-            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-            params.not_after = rcgen::date_time_ymd(2020, 12, 31);
+            self.expired_leaf(names)
+        } else {
+            self.leaf(names, common_name)
         }
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        ServerCert { cert_pem: cert.pem(), key_pem: key.serialize_pem(), der: cert.der().clone() }
-    }
-
-    /// Writes the CA's certificate to `path`.
-    pub fn write(&self, path: &Path) {
-        std::fs::write(path, &self.pem).unwrap();
     }
 }
 
-impl ServerCert {
-    /// Writes cert.pem and key.pem in `dir` (replacing them) and names them.
-    pub fn write_to(&self, dir: &Path) -> TlsFiles {
-        let files = TlsFiles { cert: dir.join("cert.pem"), key: dir.join("key.pem") };
-        std::fs::write(&files.cert, &self.cert_pem).unwrap();
-        std::fs::write(&files.key, &self.key_pem).unwrap();
-        files
-    }
+/// Writes cert.pem and key.pem in `dir` (replacing them) and names them for the relay.
+pub fn tls_files(leaf: &Leaf, dir: &Path) -> TlsFiles {
+    let (cert, key) = leaf.write_to(dir);
+    TlsFiles { cert, key }
 }
 
 /// A client config trusting only `ca`.
