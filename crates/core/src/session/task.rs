@@ -393,6 +393,7 @@ impl SessionTask {
         let silent = link.last_rx_wall.elapsed().unwrap_or_default();
         if link.probe_sent.is_some() || silent > timing.heartbeat_interval + timing.heartbeat_timeout {
             let reason = OfflineReason::HeartbeatTimeout { after: timing.heartbeat_timeout };
+            tracing::warn!(%reason, "link dead");
             close(ws, CloseCode::Away, timing.close_timeout).await;
             return Some(LinkEnd::Failed(reason));
         }
