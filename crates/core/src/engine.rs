@@ -253,7 +253,7 @@ async fn bridge(
             Ok(SessionEvent::QueueReset { server, account }) => {
                 tracing::warn!(
                     server = ?server,
-                    account = %account,
+                    account = %crate::untrusted::untrusted(account.as_str()),
                     "the server lost its queue: talks sent while it was lost may be missing"
                 );
             }

@@ -5,6 +5,7 @@
 
 pub mod protocol;
 pub mod session;
+pub mod untrusted;
 
 #[cfg(feature = "desktop")]
 pub mod config;

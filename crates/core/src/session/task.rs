@@ -25,6 +25,7 @@ use crate::protocol::{
     ClientFrame, HeartbeatHint, Hello, Person, ProtocolError, Seq, ServerFrame, TalkMessage, UserId, Welcome,
     CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED,
 };
+use crate::untrusted::untrusted;
 
 /// The range a welcome's heartbeat interval is held to (PROTOCOL.md §2.3).
 const HINT_INTERVAL: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(300));
@@ -166,9 +167,9 @@ impl SessionTask {
         match state {
             SessionState::Backoff { reason, delay, attempt, .. } => {
                 if self.last_offline.as_ref() == Some(reason) {
-                    tracing::debug!(state = label, attempt, ?delay, %reason, "session");
+                    tracing::debug!(state = label, attempt, ?delay, reason = %untrusted(&reason.to_string()), "session");
                 } else {
-                    tracing::warn!(state = label, attempt, ?delay, %reason, "session");
+                    tracing::warn!(state = label, attempt, ?delay, reason = %untrusted(&reason.to_string()), "session");
                     self.last_offline = Some(reason.clone());
                 }
             }
@@ -177,7 +178,7 @@ impl SessionTask {
             }
             SessionState::SignedOut { reason: Some(reason) } => {
                 self.last_offline = None;
-                tracing::info!(state = label, %reason, "session")
+                tracing::info!(state = label, reason = %untrusted(reason), "session")
             }
             _ => {
                 self.last_offline = None;
@@ -518,7 +519,7 @@ impl SessionTask {
             }
             Err(error) => {
                 self.count(|s| s.dropped_frames += 1);
-                tracing::warn!(%error, "dropped a frame");
+                tracing::warn!(error = %untrusted(&error.to_string()), "dropped a frame");
                 self.emit(SessionEvent::Dropped { error });
                 return Ok(());
             }
@@ -570,7 +571,7 @@ impl SessionTask {
                 TextOutcome::Welcomed
             }
             ServerFrame::Error(e) => {
-                tracing::warn!(code = ?e.code, message = ?e.message, "the server reported an error");
+                tracing::warn!(code = %untrusted(&e.code), message = %untrusted(&e.message), "the server reported an error");
                 if e.code == "unauthorized" || e.code == "forbidden" {
                     TextOutcome::Refused(format!("the server refused the token: {}", e.message))
                 } else {
@@ -587,7 +588,7 @@ impl SessionTask {
             return;
         }
         if let Some(expected) = &creds.user_id {
-            tracing::warn!(%expected, %user, "the token belongs to another user than configured");
+            tracing::warn!(expected = %untrusted(expected.as_str()), user = %untrusted(user.as_str()), "the token belongs to another user than configured");
         }
         creds.user_id = Some(user.clone());
         let server = creds.server.clone();
@@ -627,7 +628,7 @@ impl SessionTask {
         }
         if reset {
             // The engine tells the user (a warning in its log, the shell a notice).
-            tracing::info!(server = ?server, account = %user, epoch = ?welcome.epoch, "a new queue: the cursor starts again");
+            tracing::info!(server = ?server, account = %untrusted(user.as_str()), epoch = ?welcome.epoch, "a new queue: the cursor starts again");
             self.emit(SessionEvent::QueueReset { server: server.to_owned(), account: user.clone() });
         }
     }
