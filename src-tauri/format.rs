@@ -5,14 +5,40 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use talkbell_core::history::HistoryEntry;
 use talkbell_core::instance::ProcessKind;
 use talkbell_core::status::{Snapshot, StateKind};
+use talkbell_core::untrusted::escaped;
 
 /// `2026-11-24T03:00:05Z  wang2 → wang1  hello` (unread ones marked with `*`).
 pub fn history_line(e: &HistoryEntry) -> String {
     let when = UNIX_EPOCH + Duration::from_millis(e.received_at.max(0) as u64);
     let mark = if e.read { ' ' } else { '*' };
-    // One line per talk: a newline inside a talk would look like another entry.
-    let text = e.talk.replace(['\n', '\r'], " ");
-    format!("{mark} {}  {} → {}  {}", humantime::format_rfc3339_seconds(when), e.from.name, e.to.name, text)
+    // Names and text come from the network: escaped, so that a talk can neither reach the
+    // terminal with an escape sequence nor look like another entry with a newline.
+    format!(
+        "{mark} {}  {} → {}  {}",
+        humantime::format_rfc3339_seconds(when),
+        escaped(&e.from.name),
+        escaped(&e.to.name),
+        escaped(&e.talk)
+    )
+}
+
+/// JSON text for a terminal. serde_json escapes C0 control characters (ESC included), but
+/// writes DEL, the C1 controls (U+009B is a CSI to some terminals) and the invisible
+/// direction overrides as they are; these are written `\uXXXX` here. They can only occur
+/// inside JSON strings, where the escape means the same character, so the JSON reads back
+/// the same.
+pub fn json_for_terminal(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        // The newlines are the pretty printer's own (serde_json escapes those in strings).
+        if c != '\n' && c != '\\' && !talkbell_core::untrusted::is_kept(c) {
+            // Every such character is in the Basic Multilingual Plane: one \uXXXX.
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// `talkbell status`: one `Label: value` line each for the state, why, the next attempt,
@@ -50,7 +76,8 @@ pub fn status_text(s: &Snapshot, now: SystemTime) -> String {
     };
     lines.push(("User", user));
     lines.push(("Unread", s.unread.to_string()));
-    lines.iter().map(|(label, value)| format!("{:<9} {value}\n", format!("{label}:"))).collect()
+    // The reason can quote the server, and the user's name is the server's word too.
+    lines.iter().map(|(label, value)| format!("{:<9} {}\n", format!("{label}:"), escaped(value))).collect()
 }
 
 #[cfg(test)]
@@ -103,5 +130,62 @@ mod tests {
         for (snapshot, text) in cases {
             assert_eq!(status_text(&snapshot, now), text);
         }
+    }
+
+    #[test]
+    fn what_the_server_says_reaches_the_terminal_escaped() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let hostile = Snapshot {
+            running: true,
+            process: None,
+            state: StateKind::SignedOut,
+            reason: Some("the server refused the token: \u{1b}]0;pwned\u{7}\nState:    connected".into()),
+            retry_at_ms: None,
+            server: Some("ws://x/".into()),
+            user: Some("1".into()),
+            user_name: Some("wang\u{1b}[2J".into()),
+            unread: 0,
+        };
+        let text = status_text(&hostile, now);
+        assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'), "{text:?}");
+        assert!(text.contains("Reason:   the server refused the token: \\u{1b}]0;pwned\\u{7}\\nState:"), "{text}");
+        assert!(text.contains("User:     wang\\u{1b}[2J (id 1)"), "{text}");
+        assert_eq!(text.lines().filter(|l| l.starts_with("State:")).count(), 1, "{text}");
+    }
+
+    #[test]
+    fn json_for_a_terminal_escapes_what_serde_json_leaves_and_reads_back_the_same() {
+        let value = serde_json::json!({"talk": "esc\u{1b} csi\u{9b}2J del\u{7f} rlo\u{202e} nul\u{0} 字 \\ \"q\""});
+        let plain = serde_json::to_string_pretty(&value).expect("json");
+        assert!(
+            plain.contains('\u{9b}') && plain.contains('\u{202e}'),
+            "serde_json leaves C1 and overrides raw: {plain:?}"
+        );
+        assert!(!plain.contains('\u{1b}'), "serde_json escapes C0 itself");
+        let safe = json_for_terminal(&plain);
+        assert!(!safe.chars().any(|c| c.is_control() && c != '\n' || c == '\u{202e}'), "{safe:?}");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&safe).expect("still JSON"), value);
+    }
+
+    #[test]
+    fn a_history_line_carries_no_control_character() {
+        use talkbell_core::protocol::{Person, UserId};
+        let entry = HistoryEntry {
+            id: 1,
+            server: "ws://x/".into(),
+            seq: Some(1),
+            from: Person { id: UserId::from(2), name: "wang2\u{1b}]0;title\u{7}".into() },
+            to: Person { id: UserId::from(1), name: "wang1".into() },
+            talk: "clear\u{1b}[2J\u{9b}H\nnext line\u{0}".into(),
+            server_ts: None,
+            received_at: 0,
+            read: true,
+        };
+        let line = history_line(&entry);
+        assert!(!line.chars().any(|c| c.is_control()), "{line:?}");
+        assert!(
+            line.ends_with("wang2\\u{1b}]0;title\\u{7} → wang1  clear\\u{1b}[2J\\u{9b}H\\nnext line\\u{0}"),
+            "{line}"
+        );
     }
 }

@@ -71,7 +71,7 @@ async fn run(command: Command) -> Result<()> {
 async fn status(paths: Paths, json: bool) -> Result<()> {
     let snapshot = tokio::task::spawn_blocking(move || talkbell_core::status::read(&paths)).await??;
     if json {
-        println!("{}", serde_json::to_string_pretty(&snapshot)?);
+        println!("{}", talkbell_app::format::json_for_terminal(&serde_json::to_string_pretty(&snapshot)?));
     } else {
         print!("{}", talkbell_app::format::status_text(&snapshot, std::time::SystemTime::now()));
     }
@@ -119,7 +119,7 @@ fn history(paths: Paths, json: bool, search: Option<String>, limit: usize) -> Re
     let history = History::open(&paths.history_db)?;
     let entries = history.list(&HistoryQuery { search, limit, before: None, only_unread: false })?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&entries)?);
+        println!("{}", talkbell_app::format::json_for_terminal(&serde_json::to_string_pretty(&entries)?));
     } else if entries.is_empty() {
         println!("(no talks yet)");
     } else {

@@ -179,8 +179,13 @@ function log(text, atMs = Date.now()) {
   while (list.children.length > 500) list.lastElementChild.remove();
 }
 
+// A command's error is {kind, message}; the message is for a person.
+function errorText(e) {
+  return e && typeof e === "object" && "message" in e ? e.message : String(e);
+}
+
 function logError(e) {
-  log(`error: ${e}`);
+  log(`error: ${errorText(e)}`);
 }
 
 $("sign-in").addEventListener("submit", async (ev) => {
@@ -198,7 +203,7 @@ $("sign-in").addEventListener("submit", async (ev) => {
     result.textContent = `Signed in as user ${user}.`;
     reloadHistory();
   } catch (e) {
-    result.textContent = String(e);
+    result.textContent = errorText(e);
   } finally {
     // The token goes to the keyring; the page does not keep it.
     $("token").value = "";
@@ -224,7 +229,7 @@ $("settings").addEventListener("submit", async (ev) => {
     await invoke("save_settings", { settings });
     $("settings-result").textContent = "Saved; new timings apply from the next connection.";
   } catch (e) {
-    $("settings-result").textContent = String(e);
+    $("settings-result").textContent = errorText(e);
   }
 });
 

@@ -68,11 +68,19 @@ pub async fn change_pause(app: &AppHandle, change: PauseChange) {
     refresh(app);
 }
 
-/// Re-reads the status and shows it on the tray and in the window.
+/// Re-reads the status and shows it on the tray and in the window. The status reads the
+/// history (the unread count), so this runs on a blocking thread, never on the caller's
+/// (the main thread or an async worker); one at a time, so that the last one shown is
+/// the latest.
 pub fn refresh(app: &AppHandle) {
-    let status = Status::of(&app.state::<Shell>());
-    tray::update(app, &status);
-    let _ = app.emit("talkbell://status", &status);
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let app = app.clone();
+    tauri::async_runtime::spawn_blocking(move || {
+        let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let status = Status::of(&app.state::<Shell>());
+        tray::update(&app, &status);
+        let _ = app.emit("talkbell://status", &status);
+    });
 }
 
 fn state_line(state: &SessionState) -> String {
@@ -107,7 +115,11 @@ pub fn spawn(app: AppHandle) {
                     Some(state_line(state))
                 }
                 SessionEvent::Talk { row, .. } => {
-                    if let Ok(Some(entry)) = app.state::<Shell>().engine.history().get(*row) {
+                    let (reader, row) = (app.clone(), *row);
+                    let entry =
+                        tauri::async_runtime::spawn_blocking(move || reader.state::<Shell>().engine.history().get(row))
+                            .await;
+                    if let Ok(Ok(Some(entry))) = entry {
                         let _ = app.emit("talkbell://talk", &entry);
                     }
                     refresh(&app);

@@ -1,40 +1,83 @@
-//! What the window may ask for: each one a thin call into the engine. Errors come back
-//! as their message, for the UI to show. The token goes in (sign-in) and never out.
+//! What the window may ask for: each one a thin call into the engine. The token goes in
+//! (sign-in) and never out.
+//!
+//! Every argument is checked here, whatever the page sent ([`CommandError`] says what is
+//! wrong, as `{kind, message}`). Commands that touch the disk, the keyring or the network
+//! are `async`, so Tauri runs them on the async runtime instead of the main thread (which
+//! draws the window and the tray); their blocking calls (the history, the config, the
+//! autostart entry) run on tokio's blocking threads.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use talkbell_core::history::{HistoryEntry, HistoryQuery};
 use talkbell_core::protocol::{Token, UserId};
-use tauri::{AppHandle, State};
+use tauri::{AppHandle, Manager, State};
 use tauri_plugin_autostart::ManagerExt;
 
 use super::bridge::{EventLog, LogLine, PauseChange};
+use super::error::{at_most, in_range, CommandError};
 use super::status::Status;
 use super::{bridge, Shell};
 
 /// The most the window may ask for at once.
-const PAGE_MAX: usize = 200;
+pub const PAGE_MAX: u64 = 200;
+/// The longest search.
+pub const SEARCH_MAX: usize = 1_000;
+/// The most talks marked read at once.
+pub const MARK_MAX: usize = 1_000;
+/// The longest pause with an end: a week.
+pub const PAUSE_MAX_MINUTES: u64 = 7 * 24 * 60;
+/// The longest token and user id taken (a token travels in the hello, within 64 KiB).
+pub const TOKEN_MAX: usize = 4_096;
+pub const USER_ID_MAX: usize = 256;
+/// The largest history row.
+const ROW_MAX: u64 = i64::MAX.unsigned_abs();
+/// Heartbeat timings the settings take, in ms (PROTOCOL.md §4's range of hints).
+pub const HEARTBEAT_MS: (u64, u64) = (1_000, 300_000);
 
-#[tauri::command]
-pub fn get_status(shell: State<'_, Shell>) -> Status {
-    Status::of(&shell)
+/// Runs blocking work (the history, the config file) on tokio's blocking threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, CommandError> + Send + 'static,
+) -> Result<T, CommandError> {
+    tauri::async_runtime::spawn_blocking(f).await?
 }
 
 #[tauri::command]
-pub fn list_history(
-    shell: State<'_, Shell>,
+pub async fn get_status(app: AppHandle) -> Result<Status, CommandError> {
+    blocking(move || Ok(Status::of(&app.state::<Shell>()))).await
+}
+
+/// The query of a `list_history` call, checked.
+pub fn history_query(
     search: Option<String>,
     before: Option<i64>,
-    limit: Option<usize>,
-) -> Result<Vec<HistoryEntry>, String> {
-    let query = HistoryQuery {
+    limit: Option<u64>,
+) -> Result<HistoryQuery, CommandError> {
+    if let Some(s) = &search {
+        at_most("the search", s, SEARCH_MAX)?;
+    }
+    if let Some(b) = before {
+        in_range("the row to list before", u64::try_from(b).unwrap_or(0), 1, ROW_MAX)?;
+    }
+    let limit = in_range("the page size", limit.unwrap_or(50), 1, PAGE_MAX)?;
+    Ok(HistoryQuery {
         search: search.filter(|s| !s.trim().is_empty()),
         before,
-        limit: limit.unwrap_or(50).clamp(1, PAGE_MAX),
+        limit: usize::try_from(limit).unwrap_or(50),
         only_unread: false,
-    };
-    shell.engine.history().list(&query).map_err(|e| e.to_string())
+    })
+}
+
+#[tauri::command]
+pub async fn list_history(
+    app: AppHandle,
+    search: Option<String>,
+    before: Option<i64>,
+    limit: Option<u64>,
+) -> Result<Vec<HistoryEntry>, CommandError> {
+    let query = history_query(search, before, limit)?;
+    blocking(move || Ok(app.state::<Shell>().engine.history().list(&query)?)).await
 }
 
 /// The connection log so far, oldest first; new lines follow as events.
@@ -43,14 +86,52 @@ pub fn get_log(log: State<'_, EventLog>) -> Vec<LogLine> {
     log.lines()
 }
 
+/// The rows of a `mark_read` call, checked.
+pub fn rows_to_mark(ids: &[i64]) -> Result<(), CommandError> {
+    if ids.len() > MARK_MAX {
+        return Err(CommandError::TooLong { what: "the list of talks to mark read", len: ids.len(), max: MARK_MAX });
+    }
+    for id in ids {
+        in_range("a talk's row", u64::try_from(*id).unwrap_or(0), 1, ROW_MAX)?;
+    }
+    Ok(())
+}
+
 /// The window marks what it has shown.
 #[tauri::command]
-pub fn mark_read(app: AppHandle, shell: State<'_, Shell>, ids: Vec<i64>) -> Result<usize, String> {
-    let n = shell.engine.history().mark_read(&ids).map_err(|e| e.to_string())?;
+pub async fn mark_read(app: AppHandle, ids: Vec<i64>) -> Result<usize, CommandError> {
+    rows_to_mark(&ids)?;
+    let reader = app.clone();
+    let n = blocking(move || Ok(reader.state::<Shell>().engine.history().mark_read(&ids)?)).await?;
     if n > 0 {
         bridge::refresh(&app);
     }
     Ok(n)
+}
+
+/// The arguments of a `sign_in` call, checked.
+pub fn sign_in_args(server: &str, token: String, user_id: Option<String>) -> Result<SignIn, CommandError> {
+    let server = server.trim();
+    at_most("the server URL", server, 2_048)?;
+    talkbell_core::config::validate_server_url(server)
+        .map_err(|reason| CommandError::BadServer { url: server.to_owned(), reason })?;
+    at_most("the token", &token, TOKEN_MAX)?;
+    let token = Token::new(token).map_err(|_| CommandError::Empty { what: "the token" })?;
+    let user_id = match user_id.filter(|s| !s.trim().is_empty()) {
+        Some(id) => {
+            at_most("the user id", &id, USER_ID_MAX)?;
+            Some(id.parse::<UserId>().map_err(|e| CommandError::BadUserId(e.to_string()))?)
+        }
+        None => None,
+    };
+    Ok(SignIn { server: server.to_owned(), token, user_id })
+}
+
+/// A checked sign-in.
+pub struct SignIn {
+    pub server: String,
+    pub token: Token,
+    pub user_id: Option<UserId>,
 }
 
 #[tauri::command]
@@ -59,18 +140,14 @@ pub async fn sign_in(
     server: String,
     token: String,
     user_id: Option<String>,
-) -> Result<String, String> {
-    let token = Token::new(token).map_err(|_| "the token is empty".to_owned())?;
-    let user_id = match user_id.filter(|s| !s.trim().is_empty()) {
-        Some(id) => Some(id.parse::<UserId>().map_err(|e| e.to_string())?),
-        None => None,
-    };
-    shell.engine.sign_in(server.trim(), token, user_id).await.map(|u| u.to_string()).map_err(|e| e.to_string())
+) -> Result<String, CommandError> {
+    let SignIn { server, token, user_id } = sign_in_args(&server, token, user_id)?;
+    Ok(shell.engine.sign_in(&server, token, user_id).await?.to_string())
 }
 
 #[tauri::command]
-pub async fn sign_out(shell: State<'_, Shell>) -> Result<(), String> {
-    shell.engine.sign_out().await.map_err(|e| e.to_string())
+pub async fn sign_out(shell: State<'_, Shell>) -> Result<(), CommandError> {
+    Ok(shell.engine.sign_out().await?)
 }
 
 #[tauri::command]
@@ -78,19 +155,26 @@ pub fn reconnect_now(shell: State<'_, Shell>) {
     shell.engine.session().reconnect_now();
 }
 
+/// A pause of `minutes` (none: until resumed), checked: 1 minute to a week.
+pub fn pause_change(minutes: Option<u64>) -> Result<PauseChange, CommandError> {
+    Ok(match minutes {
+        Some(m) => {
+            let m = in_range("the pause in minutes", m, 1, PAUSE_MAX_MINUTES)?;
+            PauseChange::For(Duration::from_secs(m * 60))
+        }
+        None => PauseChange::UntilResumed,
+    })
+}
+
 /// `minutes`: how long; none is until resumed.
 #[tauri::command]
-pub async fn pause_notifications(app: AppHandle, minutes: Option<u64>) -> Result<(), String> {
-    let change = match minutes {
-        Some(m) => PauseChange::For(Duration::from_secs(m.saturating_mul(60))),
-        None => PauseChange::UntilResumed,
-    };
-    bridge::change_pause(&app, change).await;
+pub async fn pause_notifications(app: AppHandle, minutes: Option<u64>) -> Result<(), CommandError> {
+    bridge::change_pause(&app, pause_change(minutes)?).await;
     Ok(())
 }
 
 #[tauri::command]
-pub async fn resume_notifications(app: AppHandle) -> Result<(), String> {
+pub async fn resume_notifications(app: AppHandle) -> Result<(), CommandError> {
     bridge::change_pause(&app, PauseChange::Resume).await;
     Ok(())
 }
@@ -103,24 +187,90 @@ pub struct Settings {
     pub autostart: bool,
 }
 
-#[tauri::command]
-pub fn get_settings(app: AppHandle, shell: State<'_, Shell>) -> Settings {
-    let config = shell.engine.config();
-    Settings {
-        server: config.server,
-        heartbeat_interval_ms: config.heartbeat.interval_ms,
-        heartbeat_timeout_ms: config.heartbeat.timeout_ms,
-        autostart: app.autolaunch().is_enabled().unwrap_or(false),
-    }
+/// The heartbeat timings of a `save_settings` call, checked.
+pub fn heartbeat_of(settings: &Settings) -> Result<(u64, u64), CommandError> {
+    let (min, max) = HEARTBEAT_MS;
+    Ok((
+        in_range("the heartbeat interval (ms)", settings.heartbeat_interval_ms, min, max)?,
+        in_range("the heartbeat timeout (ms)", settings.heartbeat_timeout_ms, min, max)?,
+    ))
 }
 
 #[tauri::command]
-pub fn save_settings(app: AppHandle, shell: State<'_, Shell>, settings: Settings) -> Result<(), String> {
-    shell
-        .engine
-        .save_heartbeat(settings.heartbeat_interval_ms, settings.heartbeat_timeout_ms)
-        .map_err(|e| e.to_string())?;
-    let autostart = app.autolaunch();
-    let result = if settings.autostart { autostart.enable() } else { autostart.disable() };
-    result.map_err(|e| format!("start at login: {e}"))
+pub async fn get_settings(app: AppHandle) -> Result<Settings, CommandError> {
+    blocking(move || {
+        let config = app.state::<Shell>().engine.config();
+        Ok(Settings {
+            server: config.server,
+            heartbeat_interval_ms: config.heartbeat.interval_ms,
+            heartbeat_timeout_ms: config.heartbeat.timeout_ms,
+            autostart: app.autolaunch().is_enabled().unwrap_or(false),
+        })
+    })
+    .await
+}
+
+#[tauri::command]
+pub async fn save_settings(app: AppHandle, settings: Settings) -> Result<(), CommandError> {
+    let (interval, timeout) = heartbeat_of(&settings)?;
+    blocking(move || {
+        app.state::<Shell>().engine.save_heartbeat(interval, timeout)?;
+        let autostart = app.autolaunch();
+        let result = if settings.autostart { autostart.enable() } else { autostart.disable() };
+        result.map_err(|e| CommandError::Autostart(e.to_string()))
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind<T>(r: Result<T, CommandError>) -> &'static str {
+        r.err().map_or("ok", |e| e.kind())
+    }
+
+    #[test]
+    fn a_pause_is_a_minute_to_a_week() {
+        assert!(matches!(pause_change(Some(60)), Ok(PauseChange::For(d)) if d == Duration::from_secs(3600)));
+        assert!(matches!(pause_change(None), Ok(PauseChange::UntilResumed)));
+        assert!(matches!(pause_change(Some(PAUSE_MAX_MINUTES)), Ok(PauseChange::For(_))));
+        for absurd in [0, PAUSE_MAX_MINUTES + 1, u64::MAX / 60 + 1, u64::MAX] {
+            assert_eq!(kind(pause_change(Some(absurd))), "out_of_range", "{absurd}");
+        }
+    }
+
+    #[test]
+    fn history_queries_are_bounded() {
+        let q = history_query(Some("  ".into()), Some(10), None).unwrap();
+        assert_eq!((q.search, q.before, q.limit), (None, Some(10), 50));
+        assert_eq!(kind(history_query(None, None, Some(0))), "out_of_range");
+        assert_eq!(kind(history_query(None, None, Some(PAGE_MAX + 1))), "out_of_range");
+        assert_eq!(kind(history_query(None, None, Some(u64::MAX))), "out_of_range");
+        assert_eq!(kind(history_query(None, Some(-5), None)), "out_of_range");
+        assert_eq!(kind(history_query(Some("x".repeat(SEARCH_MAX + 1)), None, None)), "too_long");
+        assert_eq!(kind(rows_to_mark(&vec![1; MARK_MAX + 1])), "too_long");
+        assert_eq!(kind(rows_to_mark(&[3, 0])), "out_of_range");
+        assert_eq!(kind(rows_to_mark(&[1, 2, 3])), "ok");
+    }
+
+    #[test]
+    fn sign_in_takes_only_a_ws_url_and_bounded_texts() {
+        let ok = sign_in_args(" ws://127.0.0.1:1/ ", "t".into(), Some("7".into())).unwrap();
+        assert_eq!((ok.server.as_str(), ok.user_id), ("ws://127.0.0.1:1/", Some(UserId::from(7))));
+        assert_eq!(kind(sign_in_args("http://x/", "t".into(), None)), "bad_server");
+        assert_eq!(kind(sign_in_args("file:///etc/passwd", "t".into(), None)), "bad_server");
+        assert_eq!(kind(sign_in_args("ws://x/", "".into(), None)), "empty");
+        assert_eq!(kind(sign_in_args("ws://x/", "t".repeat(TOKEN_MAX + 1), None)), "too_long");
+        assert_eq!(kind(sign_in_args("ws://x/", "t".into(), Some("1".repeat(USER_ID_MAX + 1)))), "too_long");
+        assert_eq!(kind(sign_in_args(&format!("ws://{}/", "h".repeat(3000)), "t".into(), None)), "too_long");
+    }
+
+    #[test]
+    fn heartbeat_settings_are_bounded() {
+        let s = |i, t| Settings { server: None, heartbeat_interval_ms: i, heartbeat_timeout_ms: t, autostart: false };
+        assert_eq!(heartbeat_of(&s(5_000, 5_000)).unwrap(), (5_000, 5_000));
+        assert_eq!(kind(heartbeat_of(&s(0, 5_000))), "out_of_range");
+        assert_eq!(kind(heartbeat_of(&s(5_000, u64::MAX))), "out_of_range");
+    }
 }

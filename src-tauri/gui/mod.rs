@@ -4,6 +4,7 @@
 
 mod bridge;
 mod commands;
+mod error;
 mod status;
 mod tray;
 mod window;
