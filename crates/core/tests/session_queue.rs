@@ -47,6 +47,15 @@ impl Sent {
         self
     }
 
+    /// Waits (generously) until link `n` has acked `seq`.
+    async fn wait_ack(&mut self, seen: &mut mpsc::UnboundedReceiver<(usize, String)>, n: usize, seq: u64) {
+        let started = std::time::Instant::now();
+        while !acks(&self.take(seen).of(n)).contains(&seq) {
+            assert!(started.elapsed() < Duration::from_secs(20), "link {n} never acked {seq}: {:?}", self.of(n));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The frames of link `n`.
     fn of(&self, n: usize) -> Vec<Value> {
         self.0.iter().filter(|(link, _)| *link == n).map(|(_, v)| v.clone()).collect()
@@ -118,7 +127,7 @@ async fn a_server_that_lost_its_queue_gets_its_new_talks_stored_and_the_user_tol
     let mut events = session.subscribe();
     let mut sent = Sent::default();
     talks_told(&mut events, 2).await;
-    settle().await;
+    sent.wait_ack(&mut seen, 1, 2).await;
     let link1 = sent.take(&mut seen).of(1);
     assert!(link1[0].get("epoch").is_none(), "nothing stored yet: {}", link1[0]);
     assert_eq!(acks(&link1).last(), Some(&2));
@@ -135,6 +144,7 @@ async fn a_server_that_lost_its_queue_gets_its_new_talks_stored_and_the_user_tol
         matches!(&told[0], SessionEvent::Talk { talk, replay: true, .. } if talk.talk == "after the loss"),
         "a new talk, not a repeat of seq 1: {told:?}"
     );
+    sent.wait_ack(&mut seen, 2, 1).await;
     settle().await;
     let link2 = sent.take(&mut seen).of(2);
     assert_eq!((link2[0]["resume"].as_u64(), link2[0]["epoch"].as_str()), (Some(2), Some("E1")), "{}", link2[0]);
@@ -282,6 +292,7 @@ async fn a_talk_whose_ts_is_not_a_time_is_stored_without_it_and_acked() {
     let entries = h.list(&HistoryQuery { limit: 10, ..Default::default() }).unwrap();
     assert_eq!(entries.len(), 3, "not dropped: {entries:?}");
     assert!(entries.iter().all(|e| e.server_ts.is_none() && e.seq.is_some()), "{entries:?}");
+    sent.wait_ack(&mut seen, 1, 3).await;
     assert_eq!(acks(&sent.take(&mut seen).of(1)).last(), Some(&3));
     session.shutdown().await;
 }
@@ -310,6 +321,7 @@ async fn a_talk_with_an_unusable_seq_is_stored_once_and_never_acked() {
     let second = talks_told(&mut events, 1).await;
     assert!(matches!(&second[0], SessionEvent::Talk { talk, .. } if talk.talk == "fine"), "{second:?}");
     assert_eq!(session.stats().duplicates, 4, "the unusable seqs' talks are repeats, by their text");
+    sent.wait_ack(&mut seen, 2, 5).await;
     settle().await;
     session.reconnect_now();
     let started = std::time::Instant::now();
