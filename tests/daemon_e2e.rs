@@ -171,3 +171,52 @@ fn another_account_on_the_same_server_gets_all_its_talks_and_its_own_resume() {
     daemon.stop();
     assert_eq!(app.history_texts().len(), 6);
 }
+
+#[test]
+#[ignore = "needs scripts/desktop-session.sh (D-Bus, gnome-keyring, dunst)"]
+fn a_relay_that_lost_its_database_gets_its_new_talks_through_and_the_user_is_told() {
+    require_desktop_session();
+    let mut relay = Relay::start();
+    let app = App::new();
+    assert!(app.login(&relay.url(), relay.token(1), &[]).status.success());
+    let mut daemon = app.daemon();
+    daemon.wait_connected(1);
+    let tag = std::process::id();
+    let before = [format!("first of the old queue {tag}"), format!("second of the old queue {tag}")];
+    for text in &before {
+        relay.send(2, 1, text);
+    }
+    eventually("the old queue's talks", || (popups_with(&before[1]) == 1).then_some(()));
+
+    // The operator loses the relay's database: its seqs start at 1 again, in a new epoch.
+    relay.kill();
+    let db = relay.dir.path().join("relay.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let file = std::path::PathBuf::from(format!("{}{suffix}", db.display()));
+        if file.exists() {
+            std::fs::remove_file(&file).unwrap();
+        }
+    }
+    relay.spawn();
+    daemon.wait_connected(2);
+    let after = format!("first of the new queue {tag}");
+    assert_eq!(relay.send(2, 1, &after), 1, "a new queue numbers from 1");
+
+    // Seq 1 again is not taken for a repeat of the old seq 1: stored, popped up, and the
+    // log says that talks may be missing.
+    eventually("the new queue's talk", || (popups_with(&after) == 1).then_some(()));
+    let texts = app.history_texts();
+    assert_eq!(texts, [after.as_str(), before[1].as_str(), before[0].as_str()]);
+    assert_eq!(daemon.log.count("the server lost its queue"), 1, "{}", daemon.log.text());
+
+    // Acking the new queue did not make the relay forget anything it had not delivered,
+    // and the next start resumes in the new epoch: nothing is replayed twice.
+    daemon.stop();
+    let away = format!("while you were away {tag}");
+    relay.send(2, 1, &away);
+    let daemon = app.daemon();
+    daemon.wait_connected(1);
+    eventually("the replayed talk", || app.history_texts().contains(&away).then_some(()));
+    assert_eq!(app.history_texts().len(), 4, "{:?}", app.history_texts());
+    assert_eq!(daemon.log.count("the server lost its queue"), 0, "{}", daemon.log.text());
+}

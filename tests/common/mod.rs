@@ -508,17 +508,22 @@ pub fn talkbell_daemon_bin() -> PathBuf {
 
 /// Runs `cmd` to its end with its output captured; panics if it takes over [`PATIENCE`].
 pub fn output_within_patience(cmd: &mut Command) -> std::process::Output {
+    output_within(cmd, PATIENCE)
+}
+
+/// Runs `cmd` to its end with its output captured; panics if it takes over `bound`.
+pub fn output_within(cmd: &mut Command, bound: Duration) -> std::process::Output {
     let child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let pid = child.id();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
-    match rx.recv_timeout(PATIENCE) {
+    match rx.recv_timeout(bound) {
         Ok(output) => output.unwrap(),
         Err(_) => {
             let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
-            panic!("{:?} did not end within {PATIENCE:?}", cmd.get_program());
+            panic!("{:?} did not end within {bound:?}", cmd.get_program());
         }
     }
 }

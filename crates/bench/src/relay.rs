@@ -17,6 +17,16 @@ use crate::Env;
 /// which would be measured as the relay's cost.
 const RELAY_LOG: &str = "warn,talkbell_relay=info,talkbell_relay::http=warn,talkbell_relay::ws=warn";
 
+/// The `serve` flags of a relay that takes a flood: its HTTP rate limit off, and room for
+/// `max_queued` talks per recipient, all of them from one sender if need be (the relay's
+/// default gives one sender a tenth of a recipient's queue). The reports quote them.
+pub fn flood_flags(max_queued: u64) -> Vec<String> {
+    let q = max_queued.to_string();
+    ["--http-rate", "1000000000", "--http-burst", "1000000000", "--max-queued", &q, "--max-queued-per-sender", &q]
+        .map(str::to_owned)
+        .to_vec()
+}
+
 pub struct RelayProc {
     bin: PathBuf,
     dir: PathBuf,
@@ -44,7 +54,7 @@ pub fn user_name(id: u64) -> String {
 impl RelayProc {
     /// Makes a users file with users 1..=`users` in a new directory, and starts the relay
     /// on a free port with its queue database under `env.relay_db_dir`.
-    pub async fn start(env: &Env, name: &str, users: u64, extra_args: &[&str]) -> Result<RelayProc> {
+    pub async fn start(env: &Env, name: &str, users: u64, extra_args: &[String]) -> Result<RelayProc> {
         let dir = env.work.join(name);
         std::fs::create_dir_all(&dir)?;
         let db_dir = env.relay_db_dir.join(format!("talkbell-bench-{}-{name}", std::process::id()));
@@ -65,7 +75,7 @@ impl RelayProc {
             port,
             users_file,
             db: db_dir.join("relay.db"),
-            args: extra_args.iter().map(|s| s.to_string()).collect(),
+            args: extra_args.to_vec(),
             tokens,
             proc: None,
             name: name.to_owned(),

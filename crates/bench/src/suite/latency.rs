@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 
 use crate::app::{self, AppHome, Mode};
 use crate::browser::Baseline;
-use crate::relay::RelayProc;
+use crate::relay::{flood_flags, RelayProc};
 use crate::report::{table, Report};
 use crate::sender::{self, parse_stamp, Sent};
 use crate::stats::{int, ms, ratio, summarize, Summary};
@@ -161,8 +161,7 @@ async fn browser_case(env: &Env, relay: &RelayProc) -> Result<Measured> {
 }
 
 pub async fn run(env: &Env, report: &mut Report) -> Result<()> {
-    let relay =
-        RelayProc::start(env, "latency-relay", 2, &["--http-rate", "1000000", "--http-burst", "1000000"]).await?;
+    let relay = RelayProc::start(env, "latency-relay", 2, &flood_flags(2 * env.sizes.latency_talks + 10_000)).await?;
     tracing::info!(talks = env.sizes.latency_talks, rate = env.sizes.latency_rate, "latency: app");
     let app = app_case(env, &relay, None, "latency-app").await;
     let browser = if env.browser {

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use tokio::task::JoinSet;
 
 use crate::procfs;
-use crate::relay::RelayProc;
+use crate::relay::{flood_flags, RelayProc};
 use crate::report::{table, Report};
 use crate::sender;
 use crate::stats::{int, mb, mb_f, rate, secs};
@@ -72,7 +72,9 @@ struct Idle {
 
 async fn idle(env: &Env) -> Result<Idle> {
     let n = env.sizes.relay_idle_clients;
-    let relay = RelayProc::start(env, "relay-idle", n as u64, &[]).await?;
+    // Room for every client, the per-user cap is not reached (one connection each).
+    let room = vec!["--max-connections".to_owned(), (n + 100).to_string()];
+    let relay = RelayProc::start(env, "relay-idle", n as u64, &room).await?;
     let pid = relay.pid().context("relay pid")?;
     let start_took = relay.start_took;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -127,9 +129,8 @@ async fn routing(env: &Env) -> Result<Routing> {
     let m = env.sizes.route_clients;
     let talks = env.sizes.route_talks;
     let sender_id = m as u64 + 1;
-    let relay =
-        RelayProc::start(env, "relay-route", sender_id, &["--http-rate", "1000000000", "--http-burst", "1000000000"])
-            .await?;
+    let flags = [flood_flags(talks), vec!["--max-connections".to_owned(), (m + 100).to_string()]].concat();
+    let relay = RelayProc::start(env, "relay-route", sender_id, &flags).await?;
     let pid = relay.pid().context("relay pid")?;
     let stats = Arc::new(ClientStats::default());
     let (mut clients, _) = connect_clients(&relay, m, &stats).await?;
@@ -186,9 +187,8 @@ async fn on_disk(env: &Env) -> Result<(sender::Sent, String, sender::Sent)> {
         quick: env.quick,
         browser: env.browser,
     };
-    let relay =
-        RelayProc::start(&disk_env, "relay-disk", 2, &["--http-rate", "1000000000", "--http-burst", "1000000000"])
-            .await?;
+    let flags = flood_flags(env.sizes.disk_talks.max(10_000));
+    let relay = RelayProc::start(&disk_env, "relay-disk", 2, &flags).await?;
     let sent = sender::flood(
         relay.addr(),
         relay.token(2),
@@ -201,8 +201,7 @@ async fn on_disk(env: &Env) -> Result<(sender::Sent, String, sender::Sent)> {
     .await?;
     drop(relay);
     // The same on tmpfs, for comparison.
-    let relay =
-        RelayProc::start(env, "relay-tmpfs", 2, &["--http-rate", "1000000000", "--http-burst", "1000000000"]).await?;
+    let relay = RelayProc::start(env, "relay-tmpfs", 2, &flags).await?;
     let tmpfs = sender::flood(
         relay.addr(),
         relay.token(2),
