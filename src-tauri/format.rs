@@ -9,7 +9,7 @@ use talkbell_core::untrusted::escaped;
 
 /// `2026-11-24T03:00:05Z  wang2 → wang1  hello` (unread ones marked with `*`).
 pub fn history_line(e: &HistoryEntry) -> String {
-    let when = UNIX_EPOCH + Duration::from_millis(e.received_at.max(0) as u64);
+    let when = UNIX_EPOCH + Duration::from_millis(u64::try_from(e.received_at).unwrap_or(0));
     let mark = if e.read { ' ' } else { '*' };
     // Names and text come from the network: escaped, so that a talk can neither reach the
     // terminal with an escape sequence nor look like another entry with a newline.
@@ -58,7 +58,9 @@ pub fn status_text(s: &Snapshot, now: SystemTime) -> String {
     }
     if let Some(at) = s.retry_at_ms {
         let wait = (UNIX_EPOCH + Duration::from_millis(at)).duration_since(now).unwrap_or_default();
-        lines.push(("Next try", format!("in {} s", wait.as_secs_f64().ceil() as u64)));
+        // Whole seconds, rounded up.
+        let secs = wait.as_secs().saturating_add(u64::from(wait.subsec_nanos() > 0));
+        lines.push(("Next try", format!("in {secs} s")));
     }
     if let Some(p) = s.process {
         let name = match p.kind {
