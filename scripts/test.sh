@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's test command: installs what the tests need, builds, checks the code's form,
+# The README's test command: installs what the tests need, builds, checks the code's form and lints,
 # builds the packages, and runs every test — the ones that need a desktop (D-Bus,
 # gnome-keyring, dunst under Xvfb; the window's tests add openbox, trayer and
 # tauri-driver) inside a private session made by scripts/desktop-session.sh, so nothing
@@ -19,6 +19,9 @@ if ! tauri-driver --help 2>/dev/null | grep -q "tauri-driver"; then
 fi
 
 cargo fmt --all --check
+# The lints (the crates' own attributes deny unwrap/expect and truncating casts outside
+# tests); a check build of every target, apart from the build below.
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 # The keyring has a persistent store on Windows and macOS too (no cross-compilation here:
 # cargo tree resolves the features each target gets).

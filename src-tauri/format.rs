@@ -1,5 +1,6 @@
 //! How history entries and the status read on a terminal.
 
+use std::fmt::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use talkbell_core::history::HistoryEntry;
@@ -9,17 +10,28 @@ use talkbell_core::untrusted::escaped;
 
 /// `2026-11-24T03:00:05Z  wang2 → wang1  hello` (unread ones marked with `*`).
 pub fn history_line(e: &HistoryEntry) -> String {
-    let when = UNIX_EPOCH + Duration::from_millis(e.received_at.max(0) as u64);
     let mark = if e.read { ' ' } else { '*' };
     // Names and text come from the network: escaped, so that a talk can neither reach the
     // terminal with an escape sequence nor look like another entry with a newline.
     format!(
         "{mark} {}  {} → {}  {}",
-        humantime::format_rfc3339_seconds(when),
+        rfc3339_ms(e.received_at),
         escaped(&e.from.name),
         escaped(&e.to.name),
         escaped(&e.talk)
     )
+}
+
+/// A time in ms since the epoch as RFC 3339 (seconds), or as the number when RFC 3339
+/// cannot write it (before 1970, after 9999, or past what `SystemTime` holds): humantime's
+/// `Display` fails there, and `format!` would panic on it.
+fn rfc3339_ms(ms: i64) -> String {
+    let shown = u64::try_from(ms).ok().and_then(|ms| UNIX_EPOCH.checked_add(Duration::from_millis(ms))).and_then(|t| {
+        let mut out = String::new();
+        write!(out, "{}", humantime::format_rfc3339_seconds(t)).ok()?;
+        Some(out)
+    });
+    shown.unwrap_or_else(|| format!("{ms} ms"))
 }
 
 /// JSON text for a terminal. serde_json escapes C0 control characters (ESC included), but
@@ -57,8 +69,11 @@ pub fn status_text(s: &Snapshot, now: SystemTime) -> String {
         (None, _) => {}
     }
     if let Some(at) = s.retry_at_ms {
-        let wait = (UNIX_EPOCH + Duration::from_millis(at)).duration_since(now).unwrap_or_default();
-        lines.push(("Next try", format!("in {} s", wait.as_secs_f64().ceil() as u64)));
+        let at = UNIX_EPOCH.checked_add(Duration::from_millis(at)).unwrap_or(now);
+        let wait = at.duration_since(now).unwrap_or_default();
+        // Whole seconds, rounded up.
+        let secs = wait.as_secs().saturating_add(u64::from(wait.subsec_nanos() > 0));
+        lines.push(("Next try", format!("in {secs} s")));
     }
     if let Some(p) = s.process {
         let name = match p.kind {
@@ -187,5 +202,15 @@ mod tests {
             line.ends_with("wang2\\u{1b}]0;title\\u{7} → wang1  clear\\u{1b}[2J\\u{9b}H\\nnext line\\u{0}"),
             "{line}"
         );
+    }
+
+    #[test]
+    fn a_time_rfc3339_cannot_write_is_shown_as_its_number() {
+        assert_eq!(rfc3339_ms(1_700_000_005_900), "2023-11-14T22:13:25Z");
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00Z");
+        // Year 10000 and beyond: humantime's Display fails, which format! turns into a panic.
+        assert_eq!(rfc3339_ms(253_402_300_800_000), "253402300800000 ms");
+        assert_eq!(rfc3339_ms(i64::MAX), format!("{} ms", i64::MAX));
+        assert_eq!(rfc3339_ms(-1), "-1 ms");
     }
 }

@@ -1,6 +1,19 @@
 //! `talkbell`: the desktop app's binary. With no subcommand it is the tray app; the
 //! subcommands are the command line and the headless daemon.
 
+// The lints of a network client: no unwrap/expect outside tests, no cast that can
+// truncate a number or change its sign (a seq, a size). Tests are other crates, or cfg(test).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_possible_wrap
+    )
+)]
+
 use std::io::Read;
 
 use anyhow::{bail, Context, Result};

@@ -31,9 +31,11 @@ impl Status {
         let state = engine.session().state();
         let config = engine.config();
         let (detail, retry_at_ms, user) = match &state {
-            SessionState::Backoff { reason, until, .. } => {
-                (Some(reason.to_string()), until.duration_since(UNIX_EPOCH).ok().map(|d| d.as_millis() as u64), None)
-            }
+            SessionState::Backoff { reason, until, .. } => (
+                Some(reason.to_string()),
+                until.duration_since(UNIX_EPOCH).ok().map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                None,
+            ),
             SessionState::SignedOut { reason } => (reason.clone(), None, None),
             SessionState::Connected { user: Some(p) } => (None, None, Some(p.name.clone())),
             _ => (None, None, None),

@@ -156,7 +156,7 @@ impl Baseline {
             }
             let _ = tokio::time::timeout(Duration::from_millis(100), opened.changed()).await;
         }
-        let opened_ms = began.elapsed().as_millis() as u64;
+        let opened_ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
         let welcomed = tokio::time::timeout(FIRST_FRAME_WAIT, heard.wait_for(|n| *n > 0)).await.is_ok();
         if !welcomed {
             tracing::warn!(
@@ -168,7 +168,7 @@ impl Baseline {
             pid,
             collector_port = port,
             opened_ms,
-            elapsed_ms = began.elapsed().as_millis() as u64,
+            elapsed_ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX),
             "baseline page connected"
         );
         Ok(baseline)
@@ -185,7 +185,7 @@ impl Baseline {
 
     /// (unix_time_us when the page's talk handler ran, talk text) for each talk for its user so far.
     pub async fn records(&self) -> Vec<(u64, String)> {
-        self.collector.records.lock().unwrap().clone()
+        self.collector.records.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub async fn stop(mut self) {
@@ -461,7 +461,7 @@ impl Collector {
                 .iter()
                 .filter_map(|r| {
                     let us = r.get(0)?;
-                    let us = us.as_u64().or_else(|| us.as_f64().map(|f| f as u64))?;
+                    let us = us.as_u64().or_else(|| us.as_f64().and_then(crate::stats::to_u64))?;
                     let talk = r.get(1)?.as_str()?.to_string();
                     Some((us, talk))
                 })
@@ -469,7 +469,7 @@ impl Collector {
             if parsed.len() != records.len() {
                 tracing::warn!("baseline collector: {} malformed records dropped", records.len() - parsed.len());
             }
-            self.records.lock().unwrap().extend(parsed);
+            self.records.lock().unwrap_or_else(|e| e.into_inner()).extend(parsed);
         }
         match value.get("event").and_then(|e| e.as_str()) {
             Some("open") => {

@@ -116,7 +116,7 @@ impl Spawned {
         let spawned_at = SystemTime::now();
         let mut child = cmd.spawn().with_context(|| format!("starting {name} ({:?})", cmd.get_program()))?;
         let log = Log::default();
-        log.follow(child.stderr.take().expect("piped stderr"), copy);
+        log.follow(child.stderr.take().context("no pipe for standard error")?, copy);
         Ok(Spawned { pid: child.id(), child: Some(child), log, spawned_at, name: name.to_owned() })
     }
 

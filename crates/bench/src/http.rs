@@ -23,10 +23,10 @@ impl Poster {
         if self.stream.is_none() {
             let s = TcpStream::connect(self.addr).await.with_context(|| format!("connecting to {}", self.addr))?;
             s.set_nodelay(true)?;
-            self.stream = Some(s);
             self.buf.clear();
+            return Ok(self.stream.insert(s));
         }
-        Ok(self.stream.as_mut().expect("just set"))
+        self.stream.as_mut().context("no connection")
     }
 
     /// Posts a talk; returns its seq. A connection closed by the relay between requests

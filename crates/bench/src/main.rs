@@ -13,6 +13,19 @@
 //! 5. relay: memory with 10,000 idle clients, talks routed per second to 1,000 clients;
 //! 6. start: process start → connected, for `talkbell --hidden` and `talkbell daemon`.
 
+// The lints of the workspace's network code (as in talkbell-relay): no unwrap/expect outside
+// tests, no cast that can truncate a number or change its sign (a seq, a count, a pid).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_possible_wrap
+    )
+)]
+
 mod app;
 mod browser;
 mod child;

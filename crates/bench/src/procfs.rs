@@ -233,8 +233,13 @@ pub fn raise_nofile() -> u64 {
 
 /// Sends a signal to one process (by its id).
 pub fn signal(pid: u32, sig: libc::c_int) -> std::io::Result<()> {
+    // A pid beyond pid_t would wrap to a negative one: a process group, or every process.
+    let pid = libc::pid_t::try_from(pid)
+        .ok()
+        .filter(|&p| p > 0)
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("no such pid: {pid}")))?;
     // SAFETY: kill(2) with a pid of a process this program started.
-    if unsafe { libc::kill(pid as libc::pid_t, sig) } == 0 {
+    if unsafe { libc::kill(pid, sig) } == 0 {
         Ok(())
     } else {
         Err(std::io::Error::last_os_error())

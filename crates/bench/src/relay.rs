@@ -67,7 +67,11 @@ impl RelayProc {
             tokens.insert(id, table.add(id, user_name(id)));
         }
         table.save(&users_file).context("writing the users file")?;
-        tracing::debug!(users, took_ms = made.elapsed().as_millis() as u64, "users file made");
+        tracing::debug!(
+            users,
+            took_ms = u64::try_from(made.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "users file made"
+        );
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let mut relay = RelayProc {
             bin: env.bin("talkbell-relay"),

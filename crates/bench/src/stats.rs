@@ -7,7 +7,7 @@ pub fn percentile<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
     if sorted.is_empty() {
         return None;
     }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    let rank = usize::try_from(saturating_u64(((p / 100.0) * sorted.len() as f64).ceil())).unwrap_or(usize::MAX);
     Some(sorted[rank.clamp(1, sorted.len()) - 1])
 }
 
@@ -38,8 +38,25 @@ pub fn summarize(values: &[f64]) -> Option<Summary> {
     })
 }
 
+/// The whole part of `x` when it is finite and in 0..2^64, else `None`.
+pub fn to_u64(x: f64) -> Option<u64> {
+    // 2^64, exactly a float; u64::MAX as a float rounds up to it.
+    const END: f64 = 18_446_744_073_709_551_616.0;
+    if !(x.is_finite() && (0.0..END).contains(&x)) {
+        return None;
+    }
+    // Checked above: finite and in range, so `as` only drops the fraction.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    Some(x as u64)
+}
+
+/// `x` as a whole number held to 0..=u64::MAX (NaN and negatives are 0).
+pub fn saturating_u64(x: f64) -> u64 {
+    to_u64(x).unwrap_or(if x > 0.0 { u64::MAX } else { 0 })
+}
+
 pub fn unix_us(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 pub fn now_us() -> u64 {
@@ -92,7 +109,7 @@ pub fn int(n: u64) -> String {
 }
 
 pub fn rate(n: f64) -> String {
-    format!("{}/s", int(n.round() as u64))
+    format!("{}/s", int(saturating_u64(n.round())))
 }
 
 /// "12.3×" for a ratio, or "n/a".
@@ -123,5 +140,20 @@ mod tests {
         assert_eq!(int(999), "999");
         assert_eq!(ratio(50.0, 5.0), "10×");
         assert_eq!(mb(29297), "30.0 MB");
+    }
+
+    #[test]
+    fn floats_become_integers_only_when_in_range() {
+        assert_eq!(to_u64(2.9), Some(2));
+        assert_eq!(to_u64(0.0), Some(0));
+        assert_eq!(to_u64(-0.5), None);
+        assert_eq!(to_u64(f64::NAN), None);
+        assert_eq!(to_u64(f64::INFINITY), None);
+        assert_eq!(to_u64(18_446_744_073_709_551_616.0), None);
+        assert_eq!(to_u64(18_446_744_073_709_549_568.0), Some(18_446_744_073_709_549_568));
+        assert_eq!(saturating_u64(1e300), u64::MAX);
+        assert_eq!(saturating_u64(-1e300), 0);
+        assert_eq!(saturating_u64(f64::NAN), 0);
+        assert_eq!(rate(1234.6), "1,235/s");
     }
 }

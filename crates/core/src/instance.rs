@@ -126,7 +126,8 @@ impl InstanceLock {
     }
 
     fn acquire_within(paths: &Paths, kind: ProcessKind, patience: Duration) -> Result<InstanceLock, InstanceError> {
-        std::fs::create_dir_all(&paths.data_dir)
+        // Private to the user (0700) like every dir of core's: the history lives beside it.
+        crate::config::private_dir(&paths.data_dir)
             .map_err(|source| InstanceError::Dir { path: paths.data_dir.clone(), source })?;
         let path = lock_path(paths);
         let mut options = OpenOptions::new();
@@ -321,5 +322,24 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         drop(lock);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_data_dir_the_lock_makes_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        // The data dir and its missing parent, made by the lock (the tray app's first start).
+        let paths = Paths::in_dir(&dir.path().join("profile"));
+        assert!(!paths.data_dir.exists());
+        let lock = InstanceLock::acquire(&paths, ProcessKind::Daemon).unwrap();
+        let mode = std::fs::metadata(&paths.data_dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+        drop(lock);
+        // One left open to others by something else is narrowed when the lock is taken.
+        std::fs::set_permissions(&paths.data_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        drop(InstanceLock::acquire(&paths, ProcessKind::Daemon).unwrap());
+        let mode = std::fs::metadata(&paths.data_dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "{mode:o}");
     }
 }

@@ -3,6 +3,19 @@
 //! Data flows one way (DESIGN.md): socket frame → [`protocol`] → [`session`] event →
 //! [`history`] (stored) → ack → [`notify`] → the shell. Nothing here knows of Tauri.
 
+// The lints of a network client: no unwrap/expect outside tests, no cast that can
+// truncate a number or change its sign (a seq, a size). Tests are other crates, or cfg(test).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_possible_wrap
+    )
+)]
+
 pub mod protocol;
 pub mod session;
 pub mod untrusted;

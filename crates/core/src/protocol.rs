@@ -92,6 +92,18 @@ impl Serialize for UserId {
     }
 }
 
+/// `v` as an integer when it is a whole number of magnitude below 9·10^15 (so that every
+/// integer of that range is exactly a float, and the conversion is exact), else `None`.
+fn whole_number(v: f64) -> Option<i64> {
+    const LIMIT: f64 = 9.0e15;
+    if !(v.is_finite() && v.fract() == 0.0 && v.abs() < LIMIT) {
+        return None;
+    }
+    // Checked above: finite, whole and well inside i64, so `as` neither saturates nor rounds.
+    #[allow(clippy::cast_possible_truncation)]
+    Some(v as i64)
+}
+
 impl<'de> Deserialize<'de> for UserId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct IdVisitor;
@@ -108,10 +120,9 @@ impl<'de> Deserialize<'de> for UserId {
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<UserId, E> {
                 // 1.0 is the user 1; 1.5 is nobody.
-                if v.fract() == 0.0 && v.is_finite() && v.abs() < 9.0e15 {
-                    Ok(UserId(format!("{}", v as i64)))
-                } else {
-                    Err(E::custom("a user id must be a whole number or a string"))
+                match whole_number(v) {
+                    Some(n) => Ok(UserId(n.to_string())),
+                    None => Err(E::custom("a user id must be a whole number or a string")),
                 }
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<UserId, E> {
@@ -877,5 +888,23 @@ mod tests {
         let cut = notification_text(&long);
         assert_eq!(cut.chars().count(), 300);
         assert!(cut.ends_with('…'));
+    }
+
+    #[test]
+    fn a_float_user_id_is_a_user_only_when_whole_and_exact() {
+        let id = |json: &str| serde_json::from_str::<UserId>(json).ok().map(|id| id.to_string());
+        assert_eq!(id("1.0"), Some("1".into()));
+        assert_eq!(id("-0.0"), Some("0".into()));
+        assert_eq!(id("-42.0"), Some("-42".into()));
+        assert_eq!(id("4503599627370496.0"), Some("4503599627370496".into()));
+        // (serde_json's float parser may be one ulp off up there; the conversion is exact.)
+        assert_eq!(whole_number(8_999_999_999_999_999.0), Some(8_999_999_999_999_999));
+        assert_eq!(whole_number(-8_999_999_999_999_999.0), Some(-8_999_999_999_999_999));
+        for refused in ["1.5", "9.0e15", "-9.0e15", "1e300", "-1e300"] {
+            assert_eq!(id(refused), None, "{refused}");
+        }
+        assert_eq!(whole_number(f64::NAN), None);
+        assert_eq!(whole_number(f64::INFINITY), None);
+        assert_eq!(whole_number(f64::NEG_INFINITY), None);
     }
 }

@@ -8,7 +8,7 @@
 //! - [`escaped`] for a terminal (`talkbell history`, `talkbell status`): the whole text.
 //!
 //! Escaped are the control characters (C0 with `\n`, `\r` and `\t`, DEL, C1), the
-//! invisible characters that reorder or hide text (U+200B..U+200F, U+2028..U+202E,
+//! invisible characters that reorder or hide text (U+061C, U+200B..U+200F, U+2028..U+202E,
 //! U+2066..U+2069, U+FEFF), and the backslash itself, so that an escape in the output
 //! always means one in the input. Written `\n`, `\r`, `\t`, `\\` and `\u{1b}`, as the relay
 //! writes them.
@@ -58,7 +58,8 @@ impl fmt::Debug for Untrusted<'_> {
 
 /// Whether `c` reorders or hides text without being a control character.
 fn is_invisible_format(c: char) -> bool {
-    matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+    // U+061C (ARABIC LETTER MARK) is the third of Unicode's bidi marks, beside U+200E/U+200F.
+    matches!(c, '\u{61c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
 }
 
 /// Whether [`escaped`] leaves `c` as it is.
@@ -91,6 +92,7 @@ mod tests {
             ("nul\0del\u{7f}", "nul\\u{0}del\\u{7f}"),
             ("a\\u{1b}", "a\\\\u{1b}"),
             ("evil\u{202e}txt", "evil\\u{202e}txt"),
+            ("marks \u{61c}\u{200e}\u{200f}", "marks \\u{61c}\\u{200e}\\u{200f}"),
             ("tab\there", "tab\\there"),
         ];
         for (input, want) in cases {

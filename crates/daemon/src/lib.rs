@@ -3,6 +3,19 @@
 //! from talkbell-core alone), so that the headless process does not load the GUI's
 //! libraries (WebKitGTK, GTK and theirs) that the desktop app's binary is linked with.
 
+// The lints of a network client: no unwrap/expect outside tests, no cast that can
+// truncate a number or change its sign (a seq, a size). Tests are other crates, or cfg(test).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_possible_wrap
+    )
+)]
+
 pub mod logging;
 
 use std::sync::Arc;

@@ -1,5 +1,18 @@
 //! `talkbell-daemon`: what `talkbell daemon` runs (see the library's doc).
 
+// The lints of a network client: no unwrap/expect outside tests, no cast that can
+// truncate a number or change its sign (a seq, a size). Tests are other crates, or cfg(test).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_possible_wrap
+    )
+)]
+
 use clap::Parser;
 use talkbell_core::config::Paths;
 

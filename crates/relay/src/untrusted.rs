@@ -21,7 +21,8 @@ pub struct Untrusted<'a>(&'a str);
 
 /// Characters that reorder or hide text on a terminal without being control characters.
 fn is_invisible_format(c: char) -> bool {
-    matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+    // U+061C (ARABIC LETTER MARK) is the third of Unicode's bidi marks, beside U+200E/U+200F.
+    matches!(c, '\u{61c}' | '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
 }
 
 impl Display for Untrusted<'_> {
@@ -61,6 +62,7 @@ mod tests {
         assert_eq!(out, "x\\n2026-01-01 FAKE LOG LINE\\u{1b}]0;pwned\\u{7}\\r\\t\\\\ \\u{202e}é");
         assert!(!out.chars().any(|c| c.is_control()));
         assert_eq!(untrusted("plain 中文").to_string(), "plain 中文");
+        assert_eq!(untrusted("\u{61c}\u{200f}").to_string(), "\\u{61c}\\u{200f}");
         let long = "é".repeat(MAX_LOGGED_CHARS + 1);
         let cut = untrusted(&long).to_string();
         assert_eq!(cut.chars().count(), MAX_LOGGED_CHARS + 1);

@@ -47,7 +47,7 @@ fn cpu_since(app: &Spawned, relay: &RelayProc, before: &(procfs::Activity, procf
 }
 
 fn stored(db: &rusqlite::Connection) -> u64 {
-    db.query_row("SELECT count(*) FROM talks", [], |r| r.get::<_, i64>(0)).map(|n| n.max(0) as u64).unwrap_or(0)
+    db.query_row("SELECT count(*) FROM talks", [], |r| r.get::<_, i64>(0)).map_or(0, |n| u64::try_from(n).unwrap_or(0))
 }
 
 /// Polls the history until it holds `want` talks (or nothing new came for 30 s); samples
@@ -62,7 +62,7 @@ async fn watch_history(home: &AppHome, app: &mut Spawned, want: u64) -> Result<(
             db = home.history().ok();
         }
         let n = db.as_ref().map(|d| d.query_row("SELECT max(id) FROM talks", [], |r| r.get::<_, Option<i64>>(0)));
-        let n = n.and_then(|r| r.ok()).flatten().unwrap_or(0).max(0) as u64;
+        let n = n.and_then(|r| r.ok()).flatten().map_or(0, |n| u64::try_from(n).unwrap_or(0));
         if Instant::now() >= next_sample {
             peak = peak.max(procfs::mem_total(&app.tree()).pss_kib);
             next_sample = Instant::now() + Duration::from_millis(200);

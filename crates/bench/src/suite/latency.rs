@@ -116,10 +116,11 @@ async fn app_case(env: &Env, relay: &RelayProc, data_under: Option<&std::path::P
     tokio::time::sleep(Duration::from_secs(3)).await;
     let sent =
         sender::paced(relay.addr(), relay.token(2), 1, "app", n, env.sizes.latency_rate, SENDER_CONNECTIONS).await?;
-    let received = wait_all(sent.accepted as usize, Duration::from_secs(15), async || {
-        read_trace(&trace).iter().filter(|(_, t)| t.starts_with("bench app ")).count()
-    })
-    .await;
+    let received =
+        wait_all(usize::try_from(sent.accepted).unwrap_or(usize::MAX), Duration::from_secs(15), async || {
+            read_trace(&trace).iter().filter(|(_, t)| t.starts_with("bench app ")).count()
+        })
+        .await;
     app.terminate(Duration::from_secs(10)).await;
     let records = read_trace(&trace);
     let lat = latencies("app", &records);
@@ -150,7 +151,7 @@ async fn browser_case(env: &Env, relay: &RelayProc) -> Result<Measured> {
     let sent =
         sender::paced(relay.addr(), relay.token(2), 1, "baseline", n, env.sizes.latency_rate, SENDER_CONNECTIONS)
             .await?;
-    wait_all(sent.accepted as usize, Duration::from_secs(15), async || {
+    wait_all(usize::try_from(sent.accepted).unwrap_or(usize::MAX), Duration::from_secs(15), async || {
         baseline.records().await.iter().filter(|(_, t)| t.starts_with("bench baseline ")).count()
     })
     .await;
@@ -193,7 +194,7 @@ pub async fn run(env: &Env, report: &mut Report) -> Result<()> {
          `alert`. Latency = that time − the send time; both clients run alone, one after the other, \
          against the same relay.\n\n",
         int(s.latency_talks),
-        int(s.latency_rate as u64),
+        int(crate::stats::saturating_u64(s.latency_rate)),
         SENDER_CONNECTIONS
     );
     let row = |name: &str, m: &Measured| -> Vec<String> {

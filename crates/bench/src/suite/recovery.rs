@@ -64,7 +64,7 @@ pub async fn run(env: &Env, report: &mut Report) -> Result<()> {
         // point of its cycle each round (spread evenly over one interval).
         tokio::time::sleep(Duration::from_millis(interval + 1_500)).await;
         let phase = interval as f64 * (round as f64 - 0.5) / rounds as f64;
-        tokio::time::sleep(Duration::from_millis(phase as u64)).await;
+        tokio::time::sleep(Duration::from_millis(crate::stats::saturating_u64(phase))).await;
         let from = app.log.len();
         let frozen_at = SystemTime::now();
         relay.freeze()?;

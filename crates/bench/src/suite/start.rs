@@ -27,7 +27,7 @@ pub async fn run(env: &Env, report: &mut Report) -> Result<()> {
             let up = app::wait_connected(&mut app, 1, Duration::from_secs(60)).await?;
             let took = up.duration_since(app.spawned_at).unwrap_or_default();
             times.push(took.as_secs_f64() * 1e3);
-            tracing::info!(?mode, run, took_ms = took.as_millis() as u64, "start");
+            tracing::info!(?mode, run, took_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX), "start");
             stops.push(app.terminate(Duration::from_secs(10)).await.as_secs_f64() * 1e3);
             tokio::time::sleep(Duration::from_millis(500)).await;
         }

@@ -354,11 +354,11 @@ impl Policy {
         }
     }
 
+    /// A pause whose end neither clock can hold (`Duration::MAX`, or anything past the
+    /// year 292 billion) is indefinite: `Instant + Duration` would panic.
     fn pause(&mut self, now: Instant, wall: SystemTime, duration: Option<Duration>) {
-        self.pause = Some(match duration {
-            None => Pause::Indefinite,
-            Some(d) => Pause::Until { at: now + d, wall: wall + d },
-        });
+        let until = duration.and_then(|d| Some(Pause::Until { at: now.checked_add(d)?, wall: wall.checked_add(d)? }));
+        self.pause = Some(until.unwrap_or(Pause::Indefinite));
     }
 
     fn resume(&mut self) {
@@ -694,6 +694,35 @@ mod tests {
         let stats = gate.stats().await;
         assert_eq!(rec.popups().iter().map(|n| n.body.as_str()).collect::<Vec<_>>(), ["heard"]);
         assert_eq!((stats.paused, stats.is_paused), (2, false));
+    }
+
+    #[test]
+    fn a_pause_too_long_for_the_clocks_is_indefinite() {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let mut policy = Policy::new(NotifySettings::default());
+        // Instant + Duration::MAX panicked here.
+        policy.pause(now, wall, Some(Duration::MAX));
+        assert!(matches!(policy.pause, Some(Pause::Indefinite)), "{:?}", policy.pause);
+        assert!(policy.is_paused(now + Duration::from_secs(86_400 * 365_000), wall));
+        // The longest pause the shell allows (a week) still ends.
+        policy.pause(now, wall, Some(Duration::from_secs(7 * 86_400)));
+        assert!(matches!(policy.pause, Some(Pause::Until { .. })), "{:?}", policy.pause);
+        assert!(policy.is_paused(now, wall));
+        assert!(!policy.is_paused(now + Duration::from_secs(7 * 86_400), wall));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_of_duration_max_through_the_handle_mutes_until_resumed() {
+        let (rec, gate) = gate();
+        gate.pause(Some(Duration::MAX));
+        gate.talk(talk("wang2", "muted"), 1, true);
+        let stats = gate.stats().await;
+        assert!(rec.popups().is_empty());
+        assert_eq!((stats.paused, stats.is_paused), (1, true));
+        gate.resume();
+        gate.talk(talk("wang2", "heard"), 2, true);
+        gate.stats().await;
+        assert_eq!(rec.popups().len(), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -37,7 +37,8 @@ impl Backoff {
         if ceiling <= self.min {
             return self.min;
         }
-        let spread = (ceiling - self.min).as_millis() as u64;
+        // At most `max - min`; a spread beyond u64 milliseconds (585 million years) is that.
+        let spread = u64::try_from((ceiling - self.min).as_millis()).unwrap_or(u64::MAX);
         self.min + Duration::from_millis(self.rng.random_range(0..=spread))
     }
 }
