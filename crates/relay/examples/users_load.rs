@@ -1,0 +1,28 @@
+//! How long the relay takes to read a users file of many users (what `serve` and SIGHUP
+//! do): `cargo run --release -p talkbell-relay --example users_load [USERS]` (100,000 by
+//! default). It writes the file with the library into a temporary folder, then loads it
+//! five times and prints each load's time.
+
+use std::time::Instant;
+
+use talkbell_relay::Users;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let n: u64 = std::env::args().nth(1).map(|a| a.parse()).transpose()?.unwrap_or(100_000);
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("users.toml");
+    let made = Instant::now();
+    let mut users = Users::new();
+    for id in 1..=n {
+        users.add(id, format!("user{id}"));
+    }
+    users.save(&path)?;
+    let bytes = std::fs::metadata(&path)?.len();
+    println!("made {n} users ({bytes} bytes) in {} ms", made.elapsed().as_millis());
+    for _ in 0..5 {
+        let started = Instant::now();
+        let loaded = Users::load(&path)?;
+        println!("loaded {} users in {:.1} ms", loaded.len(), started.elapsed().as_secs_f64() * 1000.0);
+    }
+    Ok(())
+}
