@@ -56,11 +56,10 @@ use tokio::task::JoinHandle;
 pub use talkbell_core::protocol::{HeartbeatHint, UserId};
 
 mod atomic;
+pub mod cli;
 mod client;
 mod http;
 mod hub;
-#[cfg(unix)]
-pub mod limits;
 pub mod rate;
 mod serve;
 pub mod store;

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::{HeartbeatHint, RateLimit, RelayConfig, TlsFiles, Users};
 use serde::Deserialize;
-use talkbell_relay::{HeartbeatHint, RateLimit, RelayConfig, TlsFiles, Users};
 
 /// The flags of `serve`, and the keys of its config file. Every one is optional here; the
 /// defaults apply after the flags and the file are merged.
@@ -314,7 +314,7 @@ mod tests {
 
     #[test]
     fn the_packaged_config_file_is_valid() {
-        let file: ServeArgs = toml::from_str(include_str!("../debian/relay.toml")).unwrap();
+        let file: ServeArgs = toml::from_str(include_str!("../../debian/relay.toml")).unwrap();
         assert_eq!(file.users.as_deref(), Some(Path::new("/etc/talkbell-relay/users.toml")));
         assert_eq!(file.db.as_deref(), Some(Path::new("/var/lib/talkbell-relay/relay.db")));
         assert_eq!(file.listen, Some("127.0.0.1:8080".parse().unwrap()));
@@ -353,7 +353,7 @@ mod tests {
     /// Every commented default in the packaged file is a real key with a valid value.
     #[test]
     fn the_packaged_files_commented_defaults_are_valid_keys() {
-        let text = include_str!("../debian/relay.toml");
+        let text = include_str!("../../debian/relay.toml");
         let keys: Vec<&str> = text
             .lines()
             .filter_map(|l| l.strip_prefix('#'))
