@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::*;
-use talkbell_relay::store::Store;
+use talkbell_relay::broker::sqlite::Store;
 use talkbell_relay::{post_talk, UserId};
 
 async fn post_n(env: &Env, to: u64, n: usize, prefix: &str) -> Vec<u64> {
