@@ -79,7 +79,7 @@ async fn fallback(
             let guard = shared.track();
             tracing::debug!(%peer, path = %untrusted(req.uri().path()), "WebSocket upgrade");
             // Talk frames are small, and the read buffer is allocated (and zeroed) per
-            // connection up front: tungstenite's default 128 KiB made 10,000 idle clients
+            // connection up front: at tungstenite's default of 128 KiB, 10,000 idle clients
             // cost 1.4 GB. Larger messages (up to the limit) still arrive over several reads.
             ws.read_buffer_size(WS_READ_BUFFER)
                 .max_message_size(WS_READ_LIMIT)

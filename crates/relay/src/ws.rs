@@ -447,7 +447,6 @@ impl Connection {
     }
 
     async fn on_frame(&self, ws: &mut WebSocket, msg: Message, flow: &mut Flow) -> Next {
-        let send_limit = self.shared.config().idle_timeout;
         let parsed = match &msg {
             Message::Text(text) => {
                 if text.len() > MAX_MESSAGE_BYTES {
@@ -469,36 +468,50 @@ impl Connection {
                 Next::Continue
             };
         }
-        if !flow.bucket.try_take() {
-            tracing::debug!(who = %self.who, "rate limited; frame dropped");
-            if flow.last_rate_error.is_some_and(|t| t.elapsed() < RATE_ERROR_EVERY) {
-                return Next::Continue;
+        let reply = if !flow.bucket.try_take() {
+            self.rate_limited(flow)
+        } else {
+            match parsed {
+                Some(parsed) => self.answer(parsed).await,
+                None => {
+                    let bytes = if let Message::Binary(b) = &msg { b.len() } else { 0 };
+                    tracing::info!(who = %self.who, bytes, "binary frame; dropped");
+                    Some(error_frame("unsupported", "binary frames are not supported"))
+                }
             }
-            flow.last_rate_error = Some(Instant::now());
-            tracing::info!(who = %self.who, user = %self.user.id, "rate limited");
-            let err = error_frame("rate_limited", "too many frames; dropped");
-            return if send(ws, err, send_limit).await { Next::Continue } else { Next::Gone };
-        }
-        let Some(parsed) = parsed else {
-            let bytes = if let Message::Binary(b) = &msg { b.len() } else { 0 };
-            tracing::info!(who = %self.who, bytes, "binary frame; dropped");
-            let err = error_frame("unsupported", "binary frames are not supported");
-            return if send(ws, err, send_limit).await { Next::Continue } else { Next::Gone };
         };
-        let reply = match parsed {
+        let Some(reply) = reply else { return Next::Continue };
+        if send(ws, reply, self.shared.config().idle_timeout).await {
+            Next::Continue
+        } else {
+            Next::Gone
+        }
+    }
+
+    /// A frame over the rate limit is dropped; the error frame that says so goes at most
+    /// every [`RATE_ERROR_EVERY`].
+    fn rate_limited(&self, flow: &mut Flow) -> Option<Message> {
+        tracing::debug!(who = %self.who, "rate limited; frame dropped");
+        if flow.last_rate_error.is_some_and(|t| t.elapsed() < RATE_ERROR_EVERY) {
+            return None;
+        }
+        flow.last_rate_error = Some(Instant::now());
+        tracing::info!(who = %self.who, user = %self.user.id, "rate limited");
+        Some(error_frame("rate_limited", "too many frames; dropped"))
+    }
+
+    /// What a text frame after the hello gets back, if anything.
+    async fn answer(&self, parsed: Result<ClientFrame, ProtocolError>) -> Option<Message> {
+        match parsed {
             Ok(ClientFrame::Heartbeat) => Some(Message::Text(Utf8Bytes::from_static(HEARTBEAT))),
             Ok(ClientFrame::Ack(_)) => None,
             Ok(ClientFrame::Talk(talk)) => {
                 if talk.from.id != self.user.id {
                     let claimed = untrusted(talk.from.id.as_str());
                     tracing::info!(who = %self.who, user = %self.user.id, %claimed, "talk with someone else's form; refused");
-                    Some(error_frame("bad_sender", "form must be the signed-in user"))
-                } else {
-                    match self.shared.deliver(&self.user, &talk.to.id, talk.talk).await {
-                        Ok(_) => None,
-                        Err(e) => Some(deliver_error_frame(&e)),
-                    }
+                    return Some(error_frame("bad_sender", "form must be the signed-in user"));
                 }
+                self.shared.deliver(&self.user, &talk.to.id, talk.talk).await.err().map(|e| deliver_error_frame(&e))
             }
             Ok(ClientFrame::Hello(_)) => {
                 Some(error_frame("already_signed_in", "this connection has already sent its hello"))
@@ -507,16 +520,6 @@ impl Connection {
                 tracing::debug!(who = %self.who, error = %untrusted(&e.to_string()), "bad frame; dropped");
                 Some(error_frame("bad_frame", e.to_string()))
             }
-        };
-        match reply {
-            Some(m) => {
-                if send(ws, m, send_limit).await {
-                    Next::Continue
-                } else {
-                    Next::Gone
-                }
-            }
-            None => Next::Continue,
         }
     }
 }

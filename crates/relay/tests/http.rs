@@ -6,6 +6,7 @@ use serde_json::json;
 use support::*;
 use talkbell_core::protocol::MAX_MESSAGE_BYTES;
 use talkbell_relay::{post_talk, RateLimit};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
@@ -100,28 +101,6 @@ async fn post_errors_are_json_with_the_right_status() {
     assert_eq!(status, 413);
     assert!(body["error"].is_string());
 
-    // A chunked body (no Content-Length) over the limit is refused as it streams in.
-    {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-        let head = format!(
-            "POST /v1/talk HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {bearer}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-        );
-        tcp.write_all(head.as_bytes()).await.unwrap();
-        let chunk = vec![b'x'; 64 * 1024];
-        for _ in 0..4 {
-            let _ = tcp.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await;
-            let _ = tcp.write_all(&chunk).await;
-            let _ = tcp.write_all(b"\r\n").await;
-        }
-        let _ = tcp.write_all(b"0\r\n\r\n").await;
-        let mut out = Vec::new();
-        let _ = tcp.read_to_end(&mut out).await;
-        let out = String::from_utf8_lossy(&out);
-        assert!(out.starts_with("HTTP/1.1 413"), "{out}");
-        assert!(out.contains("\"error\""), "{out}");
-    }
-
     // The same through the client: the status and the server's message.
     let err = post_talk(&env.http_url(), "wrong", 2, "x").await.unwrap_err();
     assert_eq!(err.status(), Some(401));
@@ -132,6 +111,34 @@ async fn post_errors_are_json_with_the_right_status() {
     assert_eq!(err.status(), Some(413));
 
     // Nothing above was stored: the next talk to 2 is seq 1.
+    assert_eq!(post_talk(&env.http_url(), env.token(1), 2, "ok").await.unwrap().seq, 1);
+}
+
+/// A chunked body (no Content-Length) over the limit is refused as it streams in.
+#[tokio::test]
+async fn a_chunked_body_over_the_limit_gets_413() {
+    let env = start_with(|c| c.http_body_limit = 200 * 1024).await;
+    let addr = env.relay.local_addr();
+    let bearer = format!("Bearer {}", env.token(1));
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /v1/talk HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {bearer}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let chunk = vec![b'x'; 64 * 1024];
+    for _ in 0..4 {
+        let _ = tcp.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await;
+        let _ = tcp.write_all(&chunk).await;
+        let _ = tcp.write_all(b"\r\n").await;
+    }
+    let _ = tcp.write_all(b"0\r\n\r\n").await;
+    let mut out = Vec::new();
+    let _ = tcp.read_to_end(&mut out).await;
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.starts_with("HTTP/1.1 413"), "{out}");
+    assert!(out.contains("\"error\""), "{out}");
+
+    // Nothing was stored: the next talk to 2 is seq 1.
     assert_eq!(post_talk(&env.http_url(), env.token(1), 2, "ok").await.unwrap().seq, 1);
 }
 
