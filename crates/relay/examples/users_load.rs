@@ -1,8 +1,9 @@
 //! How long the relay takes to read a users file of many users (what `serve` and SIGHUP
-//! do): `cargo run --release -p talkbell-relay --example users_load [USERS]` (100,000 by
-//! default). It writes the file with the library into a temporary folder, then loads it
-//! five times and prints each load's time.
+//! do): `cargo run --release -p talkbell-relay --example users_load [USERS] [FILE]`
+//! (100,000 users by default). It writes the file with the library (to FILE, kept, or
+//! into a temporary folder), then loads it five times and prints each load's time.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use talkbell_relay::Users;
@@ -10,7 +11,7 @@ use talkbell_relay::Users;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n: u64 = std::env::args().nth(1).map(|a| a.parse()).transpose()?.unwrap_or(100_000);
     let dir = tempfile::tempdir()?;
-    let path = dir.path().join("users.toml");
+    let path = std::env::args().nth(2).map_or_else(|| dir.path().join("users.toml"), PathBuf::from);
     let made = Instant::now();
     let mut users = Users::new();
     for id in 1..=n {
