@@ -15,7 +15,7 @@ use crate::users::Users;
 /// fields that matter; the defaults are those of `talkbell-relay serve`.
 #[derive(Clone, Debug)]
 pub struct RelayConfig {
-    /// Where to listen; port 0 picks a free one ([`Relay::local_addr`] tells which).
+    /// Where to listen; port 0 picks a free one (`Relay::local_addr` tells which).
     pub listen: SocketAddr,
     pub users: Users,
     /// The SQLite file of the durable queue (created if missing).
@@ -68,7 +68,7 @@ pub struct RelayConfig {
     /// Talks waiting to be written to one slow connection before it is dropped (it gets
     /// them again on resume); default 1024.
     pub connection_queue: usize,
-    /// How long [`Relay::shutdown`] waits for connections to close (default 5 s).
+    /// How long `Relay::shutdown` waits for connections to close (default 5 s).
     pub shutdown_grace: Duration,
     /// Also send every talk to every other live connection, as the original servers did
     /// (the client picks out its own by `to.id`). Those copies carry no `seq` (that is

@@ -4,14 +4,20 @@
 //!   rejection with close code 4001, `online` answered with `online`, talks routed to every
 //!   live connection of their recipient with a per-recipient `seq` and a `ts`, acks.
 //! - `POST /v1/talk` with `Authorization: Bearer <token>` and `{"to": ID, "talk": TEXT}`.
-//! - A durable queue in SQLite ([`store`]), replayed on a hello with `resume`; a full
-//!   queue refuses new talks (HTTP 507, `queue_full`) and never evicts one; its epoch,
-//!   `last_seq` and features are in the welcome.
+//! - A durable queue behind one trait ([`broker::Broker`]; SQLite, [`broker::sqlite`],
+//!   is the one there is), replayed on a hello with `resume`; a full queue refuses new
+//!   talks (HTTP 507, `queue_full`) and never evicts one; its epoch, `last_seq` and
+//!   features are in the welcome.
 //! - Bounds on hostile peers: header and body timeouts, connection caps in all and per
 //!   user, failed logins and frames before the hello limited per peer address, and what
 //!   a peer sends escaped in the logs ([`untrusted`]).
 //! - Optionally TLS on the same listener for both ([`RelayConfig::tls`]), the certificate
 //!   swapped by [`Relay::reload_tls`]; the users table swapped by [`Relay::set_users`].
+//! - The `talkbell-relay` command line ([`cli`]): serve, manage the users file, send.
+//!
+//! Inside, dependencies go one way: the listener (`serve.rs`) → HTTP (`http.rs`) →
+//! WebSocket (`ws.rs`) → routing (`hub.rs`) → the broker; the hub's locking rule is
+//! written at its top.
 //!
 //! Other crates' tests start it in-process:
 //! ```no_run
@@ -108,8 +114,8 @@ pub struct Relay {
     tls: Option<Arc<Tls>>,
 }
 
-/// Starts the relay: opens the database, reads the TLS files, binds, and serves in the
-/// background.
+/// Starts the relay: opens the database (the SQLite broker), reads the TLS files, binds,
+/// and serves in the background.
 pub async fn start(mut cfg: RelayConfig) -> Result<Relay, RelayError> {
     let db = cfg.db.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&db))
