@@ -7,6 +7,7 @@ use axum::http::{header, HeaderValue, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
+use talkbell_core::protocol::UserId;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
@@ -183,61 +184,66 @@ pub async fn post_talk(
     to: impl IntoUserId,
     text: impl AsRef<str>,
 ) -> Result<Posted, SendError> {
-    let (http_url, token, text) = (http_url.as_ref(), token.as_ref(), text.as_ref());
-    let target = parse_url(http_url)?;
-    let to = to.into_user_id();
+    let target = parse_url(http_url.as_ref())?;
+    let request = talk_request(&target, token.as_ref(), to.into_user_id(), text.as_ref())?;
+    let (status, bytes) =
+        tokio::time::timeout(REQUEST_TIMEOUT, round_trip(&target, request)).await.map_err(|_| SendError::Timeout)??;
+    answer(status, &bytes)
+}
+
+/// The `POST /v1/talk` request, its token marked sensitive.
+fn talk_request(target: &Target, token: &str, to: UserId, text: &str) -> Result<Request<Full<Bytes>>, SendError> {
     let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.trim())).map_err(|_| SendError::BadToken)?;
     auth.set_sensitive(true);
     let body = serde_json::json!({"to": to, "talk": text}).to_string();
-    let request = Request::post(target.path.as_str())
+    Request::post(target.path.as_str())
         .header(header::HOST, target.authority.as_str())
         .header(header::AUTHORIZATION, auth)
         .header(header::CONTENT_TYPE, "application/json")
         .header(header::USER_AGENT, concat!("talkbell-relay/", env!("CARGO_PKG_VERSION")))
         .body(Full::new(Bytes::from(body)))
-        .map_err(|e| SendError::Protocol(e.to_string()))?;
+        .map_err(|e| SendError::Protocol(e.to_string()))
+}
 
-    let (status, bytes) = tokio::time::timeout(REQUEST_TIMEOUT, async {
-        let addr = format!("{}:{}", target.host, target.port);
-        let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((target.host.as_str(), target.port)))
-            .await
-        {
-            Ok(Ok(tcp)) => tcp,
-            Ok(Err(e)) => return Err(SendError::Connect { addr, reason: e.to_string() }),
-            Err(_) => return Err(SendError::Connect { addr, reason: "timed out".into() }),
-        };
-        let _ = tcp.set_nodelay(true);
-        if target.tls {
-            let name = rustls::pki_types::ServerName::try_from(target.host.clone())
-                .map_err(|e| SendError::Tls { host: target.host.clone(), reason: e.to_string() })?;
-            let config =
-                tls_config().map_err(|e| SendError::Tls { host: target.host.clone(), reason: e.to_string() })?;
-            let stream = tokio_rustls::TlsConnector::from(config)
-                .connect(name, tcp)
-                .await
-                .map_err(|e| tls_error(&target.host, e))?;
-            exchange(stream, request, true).await
-        } else {
-            exchange(tcp, request, false).await
-        }
-    })
-    .await
-    .map_err(|_| SendError::Timeout)??;
+/// Connects (TCP within the connect timeout, then TLS if the URL says so) and sends the
+/// request; the answer's status and body.
+async fn round_trip(target: &Target, request: Request<Full<Bytes>>) -> Result<(StatusCode, Bytes), SendError> {
+    let addr = format!("{}:{}", target.host, target.port);
+    let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((target.host.as_str(), target.port))).await
+    {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => return Err(SendError::Connect { addr, reason: e.to_string() }),
+        Err(_) => return Err(SendError::Connect { addr, reason: "timed out".into() }),
+    };
+    let _ = tcp.set_nodelay(true);
+    if !target.tls {
+        return exchange(tcp, request, false).await;
+    }
+    let tls_failed = |reason: String| SendError::Tls { host: target.host.clone(), reason };
+    let name = rustls::pki_types::ServerName::try_from(target.host.clone()).map_err(|e| tls_failed(e.to_string()))?;
+    let config = tls_config().map_err(|e| tls_failed(e.to_string()))?;
+    let stream =
+        tokio_rustls::TlsConnector::from(config).connect(name, tcp).await.map_err(|e| tls_error(&target.host, e))?;
+    exchange(stream, request, true).await
+}
 
+/// A 200's `seq` and `ts`, or the error the relay gave (its `error` field, else the body
+/// or the status's reason).
+fn answer(status: StatusCode, bytes: &[u8]) -> Result<Posted, SendError> {
     if status == StatusCode::OK {
         #[derive(serde::Deserialize)]
         struct Answer {
             seq: u64,
             ts: i64,
         }
-        let a: Answer = serde_json::from_slice(&bytes).map_err(|e| SendError::BadResponse(e.to_string()))?;
+        let a: Answer = serde_json::from_slice(bytes).map_err(|e| SendError::BadResponse(e.to_string()))?;
         return Ok(Posted { seq: a.seq, ts: a.ts });
     }
-    let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+    let message = serde_json::from_slice::<serde_json::Value>(bytes)
         .ok()
         .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
         .unwrap_or_else(|| {
-            let text = String::from_utf8_lossy(&bytes).trim().to_owned();
+            let text = String::from_utf8_lossy(bytes).trim().to_owned();
             if text.is_empty() {
                 status.canonical_reason().unwrap_or("error").to_owned()
             } else {

@@ -12,15 +12,28 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Value};
 use talkbell_core::protocol::UserId;
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::hub::{DeliverError, Shared};
-use crate::serve::Slot;
 use crate::untrusted::untrusted;
 use crate::users::User;
 use crate::ws::{serve_connection, WS_READ_LIMIT};
 
 /// Read buffer per WebSocket connection.
 const WS_READ_BUFFER: usize = 4 * 1024;
+
+/// One place in the total connection cap, shared by a connection and its upgrade (the
+/// listener, `serve.rs`, takes it for each connection it accepts).
+#[derive(Clone)]
+pub(crate) struct Slot {
+    _permit: Arc<OwnedSemaphorePermit>,
+}
+
+impl Slot {
+    pub fn new(permit: OwnedSemaphorePermit) -> Self {
+        Slot { _permit: Arc::new(permit) }
+    }
+}
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -60,13 +73,13 @@ async fn fallback(
 ) -> Response {
     match ws {
         Ok(ws) => {
-            if *shared.shutdown.borrow() {
+            if shared.is_stopping() {
                 return json_error(StatusCode::SERVICE_UNAVAILABLE, "the relay is shutting down");
             }
-            let guard = shared.tracker.track();
+            let guard = shared.track();
             tracing::debug!(%peer, path = %untrusted(req.uri().path()), "WebSocket upgrade");
             // Talk frames are small, and the read buffer is allocated (and zeroed) per
-            // connection up front: tungstenite's default 128 KiB made 10,000 idle clients
+            // connection up front: at tungstenite's default of 128 KiB, 10,000 idle clients
             // cost 1.4 GB. Larger messages (up to the limit) still arrive over several reads.
             ws.read_buffer_size(WS_READ_BUFFER)
                 .max_message_size(WS_READ_LIMIT)
@@ -119,18 +132,22 @@ async fn post_talk(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    if shared.logins_blocked(peer.ip()) {
-        shared.failed_login(&peer.to_string(), peer.ip(), "a POST from an address with too many failed logins");
+    if shared.gate().logins_blocked(peer.ip()) {
+        shared.gate().failed_login(&peer.to_string(), peer.ip(), "a POST from an address with too many failed logins");
         return json_error(StatusCode::TOO_MANY_REQUESTS, "too many failed logins from this address; try again later");
     }
-    let user: User = match bearer(req.headers()).and_then(|t| shared.users.load().authenticate(t).cloned()) {
+    let user: User = match bearer(req.headers()).and_then(|t| shared.authenticate(t)) {
         Some(u) => u,
         None => {
-            shared.failed_login(&peer.to_string(), peer.ip(), "a POST /v1/talk with a missing or unknown bearer token");
+            shared.gate().failed_login(
+                &peer.to_string(),
+                peer.ip(),
+                "a POST /v1/talk with a missing or unknown bearer token",
+            );
             return json_error(StatusCode::UNAUTHORIZED, "missing or unknown bearer token");
         }
     };
-    if !shared.http_allowed(&user.id) {
+    if !shared.gate().http_allowed(&user.id) {
         tracing::info!(user = %user.id, "POST /v1/talk rate limited");
         return json_error(StatusCode::TOO_MANY_REQUESTS, "too many requests; slow down");
     }
@@ -153,7 +170,7 @@ async fn post_talk(
 
 /// The body, within the size limit and the body timeout; or the answer to give.
 async fn read_body(shared: &Shared, req: Request) -> Result<Bytes, Response> {
-    let limit = shared.cfg.http_body_limit;
+    let limit = shared.config().http_body_limit;
     let declared =
         req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     let too_big = || json_error(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is over {limit} bytes"));
@@ -161,7 +178,7 @@ async fn read_body(shared: &Shared, req: Request) -> Result<Bytes, Response> {
         return Err(too_big());
     }
     let body: Body = req.into_body();
-    let read = tokio::time::timeout(shared.cfg.body_timeout, axum::body::to_bytes(body, limit)).await;
+    let read = tokio::time::timeout(shared.config().body_timeout, axum::body::to_bytes(body, limit)).await;
     match read {
         Ok(Ok(b)) => Ok(b),
         Ok(Err(e)) => {
@@ -174,7 +191,7 @@ async fn read_body(shared: &Shared, req: Request) -> Result<Bytes, Response> {
             })
         }
         Err(_) => {
-            let secs = shared.cfg.body_timeout.as_secs_f64();
+            let secs = shared.config().body_timeout.as_secs_f64();
             let mut resp = json_error(StatusCode::REQUEST_TIMEOUT, format!("the body did not arrive within {secs} s"));
             resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
             Err(resp)
@@ -192,7 +209,7 @@ fn deliver_error(user: &User, to: &UserId, e: DeliverError) -> Response {
             tracing::info!(from = %user.id, to = %untrusted(to.as_str()), "talk refused: {full}");
             json_response(StatusCode::INSUFFICIENT_STORAGE, json!({"error": full.to_string(), "code": "queue_full"}))
         }
-        DeliverError::Store(e) => {
+        DeliverError::Broker(e) => {
             tracing::error!(error = %e, "could not store a talk");
             json_error(StatusCode::INTERNAL_SERVER_ERROR, "the relay could not store the talk")
         }

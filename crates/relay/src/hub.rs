@@ -1,10 +1,21 @@
-//! Routing: who is connected, and the one path every talk takes to its recipient.
+//! Routing: who is connected here, and the one path every talk takes to its recipient.
+//! The queue and the routing between nodes are the [`Broker`]'s; the hub talks to it and
+//! to nothing below it, and the WebSocket and HTTP code talk only to the hub.
 //!
-//! Each recipient has an async lock. Giving a talk its `seq`, committing it and handing
-//! it to the recipient's live connections happen under that lock; so do registering a
-//! new connection and reading the `seq` its replay must reach. A connection therefore
-//! replays exactly the talks up to that `seq` from the database and gets every later one
-//! live, in order, with no gap, whatever POSTs run meanwhile.
+//! Each recipient has an async lock. Appending a talk ([`Broker::append`] gives its
+//! `seq`), handing it to the recipient's live connections here and waking the other
+//! nodes ([`Broker::wake`]) happen under that lock; so do registering a new connection
+//! here and reading the `seq` its replay must reach ([`Broker::register`]). A connection
+//! therefore replays exactly the talks up to that `seq` from the broker and gets every
+//! later one live, in order, with no gap, whatever POSTs run meanwhile.
+//!
+//! Each connection also keeps the `seq` it has been given up to (its replay's end at
+//! first). A talk at or below it is not handed to it again, and a talk past the next one
+//! first hands it a catch-up, the talks between, which it replays from the broker. With
+//! one process (SQLite) every talk takes the lock above and neither ever happens. Talks
+//! from other nodes ([`Broker::wakeups`]) are not ordered by this node's lock: the
+//! broker's promise (a registration reads `last_seq` only once later talks reach this
+//! node) and that cursor keep the rule for them.
 //!
 //! A recipient's lock also guards its count of live connections, so the per-user cap
 //! (`max_connections_per_user`) is checked and taken in one step.
@@ -16,28 +27,23 @@
 //! between the swap and that sweep.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use axum::extract::ws::Utf8Bytes;
 use talkbell_core::protocol::{Person, Seq, ServerFrame, TalkMessage, UserId, MAX_MESSAGE_BYTES};
 use tokio::sync::{mpsc, watch, Notify};
 
-use crate::rate::{Buckets, LogThrottle, Suppressed};
-use crate::store::{QueueFull, Store, StoreError};
+use crate::broker::{millis, now_ms, Broker, BrokerError, Device, NewTalk, QueueFull, StoredTalk};
+use crate::config::RelayConfig;
+use crate::gate::Gate;
 use crate::untrusted::untrusted;
 use crate::users::{User, Users};
-use crate::{millis, RelayConfig};
 
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(millis).unwrap_or(0)
-}
-
-/// Lines of one kind logged one by one each second; the rest are summed up.
-const LOG_LINES_PER_SECOND: u32 = 5;
+/// Talks replayed per broker read.
+const REPLAY_PAGE: usize = 256;
 
 /// Counts open WebSocket connections so that shutdown can wait for them.
 #[derive(Default)]
@@ -80,9 +86,12 @@ impl Drop for TrackGuard {
 }
 
 /// What a connection's live channel carries.
+#[derive(Debug)]
 pub(crate) enum Live {
     /// A talk frame to write.
     Frame(Utf8Bytes),
+    /// Talks `after < seq <= upto` did not come here in order: replay them first.
+    CatchUp { after: u64, upto: u64 },
     /// The user or their token is no longer in the users table: close with 4001.
     Revoked,
 }
@@ -94,36 +103,61 @@ struct Conn {
     user: User,
     /// The device (hello `uuid`), seen at every maintenance pass while connected.
     uuid: String,
+    /// The `seq` this connection has been given (or its replay gives) up to.
+    upto: u64,
+}
+
+impl Conn {
+    /// Hands the talk `seq` (its frame) to this connection, after a catch-up of what it
+    /// skipped; nothing if it has it. False when the connection is gone or too slow
+    /// (dropping its sender ends it once it has written what it has; it gets the rest
+    /// on resume).
+    fn hand(&mut self, id: u64, seq: u64, frame: &Utf8Bytes) -> bool {
+        if seq <= self.upto {
+            return true;
+        }
+        let catch_up = (seq > self.upto + 1).then(|| Live::CatchUp { after: self.upto, upto: seq - 1 });
+        self.upto = seq;
+        let sent = catch_up
+            .map_or(Ok(()), |c| self.tx.try_send(c))
+            .and_then(|()| self.tx.try_send(Live::Frame(frame.clone())));
+        self.sent(id, sent)
+    }
+
+    fn sent(&self, id: u64, sent: Result<(), mpsc::error::TrySendError<Live>>) -> bool {
+        match sent {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(conn = id, "a connection is too slow to keep up; dropping it");
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
 }
 
 /// The live connections of one recipient.
 #[derive(Default)]
-pub(crate) struct Recipient {
+struct Recipient {
     conns: HashMap<u64, Conn>,
 }
 
 type RecipientLock = Arc<tokio::sync::Mutex<Recipient>>;
 
+/// What every connection and request shares: the configuration, the broker, the users
+/// table, who is connected here, the gate, and whether the relay is stopping.
 pub(crate) struct Shared {
-    pub cfg: RelayConfig,
-    pub store: Store,
+    cfg: RelayConfig,
+    broker: Box<dyn Broker>,
     /// Who may connect; replaced whole by [`Shared::set_users`].
-    pub users: ArcSwap<Users>,
+    users: ArcSwap<Users>,
     /// One entry per user who has been routed to or connected; entries of users removed
     /// since stay, empty. The map's own lock is held only to find or add an entry.
-    pub recipients: Mutex<HashMap<UserId, RecipientLock>>,
-    /// `POST /v1/talk` per user.
-    pub http_buckets: Buckets<UserId>,
-    /// Frames before the hello, per peer address.
-    pub pre_hello: Buckets<IpAddr>,
-    /// Failed logins, per peer address.
-    pub login_failures: Buckets<IpAddr>,
-    /// The log lines of failed logins and of connections over the cap.
-    pub failed_logins: LogThrottle,
-    pub over_cap: LogThrottle,
-    pub shutdown: watch::Receiver<bool>,
-    pub tracker: Arc<Tracker>,
-    pub next_conn: AtomicU64,
+    recipients: Mutex<HashMap<UserId, RecipientLock>>,
+    gate: Gate,
+    shutdown: watch::Receiver<bool>,
+    tracker: Arc<Tracker>,
+    next_conn: AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -137,9 +171,18 @@ pub(crate) enum DeliverError {
     #[error("{0}")]
     QueueFull(QueueFull),
     #[error("{0}")]
-    Store(StoreError),
+    Broker(BrokerError),
     #[error("the relay is shutting down")]
     Stopped,
+}
+
+impl From<BrokerError> for DeliverError {
+    fn from(e: BrokerError) -> Self {
+        match e {
+            BrokerError::QueueFull(full) => DeliverError::QueueFull(full),
+            other => DeliverError::Broker(other),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -149,16 +192,7 @@ pub(crate) enum RegisterError {
     #[error("this user has {0} connections open, the most the relay allows")]
     TooMany(usize),
     #[error("{0}")]
-    Store(#[from] StoreError),
-}
-
-impl From<StoreError> for DeliverError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::QueueFull(full) => DeliverError::QueueFull(full),
-            other => DeliverError::Store(other),
-        }
-    }
+    Broker(#[from] BrokerError),
 }
 
 /// A registered connection: where its live talks arrive, and where its replay ends.
@@ -167,7 +201,7 @@ pub(crate) struct Registration {
     pub last_seq: u64,
     /// What the device has already acked; it is not replayed again.
     pub acked: u64,
-    /// The hello named another epoch than the database's: replay from the start.
+    /// The hello named another epoch than the broker's: replay from the start.
     pub reset: bool,
     pub live: mpsc::Receiver<Live>,
 }
@@ -178,37 +212,36 @@ pub(crate) struct Resume<'a> {
     pub epoch: Option<&'a str>,
 }
 
-/// Hands a frame to every live connection of a recipient.
-fn send_to_all(recipient: &mut Recipient, frame: &Utf8Bytes) {
-    recipient.conns.retain(|id, conn| match conn.tx.try_send(Live::Frame(frame.clone())) {
-        Ok(()) => true,
-        Err(mpsc::error::TrySendError::Full(_)) => {
-            // Dropping its sender ends the connection once it has written what it has;
-            // it gets the rest on resume.
-            tracing::warn!(conn = id, "a connection is too slow to keep up; dropping it");
-            false
-        }
-        Err(mpsc::error::TrySendError::Closed(_)) => false,
-    });
+/// One page of a replay: the talks, and where the next page starts if there may be one.
+pub(crate) struct ReplayPage {
+    pub talks: Vec<TalkMessage>,
+    pub next: Option<u64>,
+}
+
+/// Hands a frame without a `seq` (a copy for everyone) to every live connection of a
+/// recipient.
+fn copy_to_all(recipient: &mut Recipient, frame: &Utf8Bytes) {
+    recipient.conns.retain(|id, conn| conn.sent(*id, conn.tx.try_send(Live::Frame(frame.clone()))));
+}
+
+/// Hands the talk `seq` to every live connection of a recipient that lacks it.
+fn hand_to_all(recipient: &mut Recipient, seq: u64, frame: &Utf8Bytes) {
+    recipient.conns.retain(|id, conn| conn.hand(*id, seq, frame));
 }
 
 impl Shared {
     pub fn new(
         cfg: RelayConfig,
-        store: Store,
+        broker: Box<dyn Broker>,
         users: Users,
         shutdown: watch::Receiver<bool>,
         tracker: Arc<Tracker>,
     ) -> Self {
         Shared {
-            store,
+            broker,
             users: ArcSwap::from_pointee(users),
             recipients: Default::default(),
-            http_buckets: Buckets::new(cfg.http_rate),
-            pre_hello: Buckets::new(cfg.pre_hello_rate),
-            login_failures: Buckets::new(cfg.failed_login_rate),
-            failed_logins: LogThrottle::new(LOG_LINES_PER_SECOND),
-            over_cap: LogThrottle::new(LOG_LINES_PER_SECOND),
+            gate: Gate::new(&cfg),
             shutdown,
             tracker,
             next_conn: Default::default(),
@@ -216,10 +249,54 @@ impl Shared {
         }
     }
 
+    pub fn config(&self) -> &RelayConfig {
+        &self.cfg
+    }
+
+    /// The budgets of who is let in.
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    /// The epoch of the broker's queues (PROTOCOL.md 3).
+    pub fn epoch(&self) -> &str {
+        self.broker.epoch()
+    }
+
+    /// The users table in force.
+    pub fn users(&self) -> Arc<Users> {
+        self.users.load_full()
+    }
+
+    /// The user whose token this is, in the table in force.
+    pub fn authenticate(&self, token: &str) -> Option<User> {
+        self.users.load().authenticate(token).cloned()
+    }
+
+    /// Resolves once the relay is stopping.
+    pub async fn stopped(&self) {
+        let mut rx = self.shutdown.clone();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// Counts a WebSocket connection until the guard is dropped; shutdown waits for it.
+    pub fn track(&self) -> TrackGuard {
+        self.tracker.track()
+    }
+
     /// The recipient entry of a user, made on first use.
     fn recipient(&self, id: &UserId) -> RecipientLock {
         let mut map = self.recipients.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(id.clone()).or_default().clone()
+    }
+
+    /// The recipient entry of a user, if there is one.
+    fn existing_recipient(&self, id: &UserId) -> Option<RecipientLock> {
+        self.recipients.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
     }
 
     fn all_recipients(&self) -> Vec<(UserId, RecipientLock)> {
@@ -265,45 +342,55 @@ impl Shared {
     async fn deliver_inner(&self, from: Person, to: UserId, talk: String) -> Result<(u64, i64), DeliverError> {
         let person = self.users.load().get(&to).ok_or(DeliverError::UnknownRecipient)?.person();
         let recipient = self.recipient(&to);
-        let to = person;
         if talk.trim().is_empty() {
             return Err(DeliverError::Empty);
         }
-        let mut msg = TalkMessage { from, to, talk, seq: Some(Seq(u64::MAX)), ts: Some(now_ms()) };
+        let widest = TalkMessage { from, to: person, talk, seq: Some(Seq(u64::MAX)), ts: Some(now_ms()) };
         // The largest the frame can get, with the widest seq.
-        if ServerFrame::Talk(msg.clone()).to_text().len() > MAX_MESSAGE_BYTES {
+        if ServerFrame::Talk(widest.clone()).to_text().len() > MAX_MESSAGE_BYTES {
             return Err(DeliverError::TooLarge);
         }
 
         let mut guard = recipient.lock().await;
-        let ts = now_ms();
-        let caps = self.cfg.queue_caps();
-        let (from, to, text) = (msg.from.clone(), msg.to.clone(), msg.talk.clone());
-        let seq = self.store.run(move |c| Store::insert(c, &from, &to, &text, ts, caps)).await?;
-        msg.seq = Some(Seq(seq));
-        msg.ts = Some(ts);
-        let to_id = msg.to.id.clone();
-        let copy = self.cfg.deliver_to_all.then(|| TalkMessage { seq: None, ..msg.clone() });
-        let frame: Utf8Bytes = ServerFrame::Talk(msg).to_text().into();
-        send_to_all(&mut guard, &frame);
+        let new = NewTalk { from: widest.from, to: widest.to, talk: widest.talk, ts: now_ms() };
+        let talk = StoredTalk::new(self.broker.append(new.clone()).await?, new);
+        let frame: Utf8Bytes = ServerFrame::Talk(talk.message()).to_text().into();
+        hand_to_all(&mut guard, talk.seq, &frame);
+        if let Err(e) = self.broker.wake(&talk).await {
+            tracing::warn!(error = %e, seq = talk.seq, "could not wake the other nodes for a talk");
+        }
         drop(guard);
-        if let Some(copy) = copy {
-            let frame: Utf8Bytes = ServerFrame::Talk(copy).to_text().into();
-            for (user, others) in self.all_recipients() {
-                if user != to_id {
-                    send_to_all(&mut *others.lock().await, &frame);
-                }
+        if self.cfg.deliver_to_all {
+            self.copy_to_everyone(&talk).await;
+        }
+        tracing::debug!(to = %untrusted(talk.to.id.as_str()), seq = talk.seq, "talk delivered");
+        Ok((talk.seq, talk.ts))
+    }
+
+    /// `deliver_to_all`: a copy without the `seq` (the recipient's numbering, not
+    /// theirs) to every other live connection here.
+    async fn copy_to_everyone(&self, talk: &StoredTalk) {
+        let copy = TalkMessage { seq: None, ..talk.message() };
+        let frame: Utf8Bytes = ServerFrame::Talk(copy).to_text().into();
+        for (user, others) in self.all_recipients() {
+            if user != talk.to.id {
+                copy_to_all(&mut *others.lock().await, &frame);
             }
         }
-        tracing::debug!(to = %untrusted(to_id.as_str()), seq, "talk delivered");
-        Ok((seq, ts))
+    }
+
+    /// A talk another node appended: to this node's connections of its recipient.
+    async fn hand_out(&self, talk: &StoredTalk) {
+        let Some(recipient) = self.existing_recipient(&talk.to.id) else { return };
+        let frame: Utf8Bytes = ServerFrame::Talk(talk.message()).to_text().into();
+        hand_to_all(&mut *recipient.lock().await, talk.seq, &frame);
     }
 
     /// Records the device and registers the connection for live talks, under the
     /// recipient's lock. Talks up to `last_seq` are the replay's; later ones come live.
     /// Refused when the user is no longer in the current users table with that token, or
     /// has as many connections open as the per-user cap. A hello naming another epoch
-    /// than the database's is a reset: its `resume` counts for nothing.
+    /// than the broker's is a reset: its `resume` counts for nothing.
     pub async fn register(&self, user: &User, uuid: &str, resume: Resume<'_>) -> Result<Registration, RegisterError> {
         let recipient = self.recipient(&user.id);
         let mut guard = recipient.lock().await;
@@ -314,66 +401,61 @@ impl Shared {
         if guard.conns.len() >= cap {
             return Err(RegisterError::TooMany(cap));
         }
-        let reset = resume.epoch.is_some_and(|e| e != self.store.epoch());
+        let reset = resume.epoch.is_some_and(|e| e != self.broker.epoch());
         let seq = if reset { None } else { resume.seq };
-        let (u, d, rule) = (user.id.clone(), uuid.to_owned(), self.cfg.device_rule());
-        let reg = self.store.run(move |c| Store::register_device(c, &u, &d, seq, now_ms(), rule)).await?;
+        let reg = self.broker.register(Device { user: user.id.clone(), uuid: uuid.to_owned() }, seq).await?;
         let conn_id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(self.cfg.connection_queue.max(1));
-        guard.conns.insert(conn_id, Conn { tx, user: user.clone(), uuid: uuid.to_owned() });
+        guard.conns.insert(conn_id, Conn { tx, user: user.clone(), uuid: uuid.to_owned(), upto: reg.last_seq });
         Ok(Registration { conn_id, last_seq: reg.last_seq, acked: reg.acked, reset, live: rx })
     }
 
     pub async fn unregister(&self, user: &UserId, conn_id: u64, uuid: &str) {
-        let recipient = self.recipients.lock().unwrap_or_else(|p| p.into_inner()).get(user).cloned();
-        if let Some(recipient) = recipient {
+        if let Some(recipient) = self.existing_recipient(user) {
             recipient.lock().await.conns.remove(&conn_id);
         }
-        let seen = vec![(user.clone(), uuid.to_owned())];
-        if let Err(e) = self.store.run(move |c| Store::touch_devices(c, &seen, now_ms())).await {
+        let seen = vec![Device { user: user.clone(), uuid: uuid.to_owned() }];
+        if let Err(e) = self.broker.seen(seen).await {
             tracing::warn!(error = %e, "could not record a device's last visit");
         }
     }
 
+    /// One page of `user`'s talks with `after < seq <= upto`, from the broker.
+    pub async fn replay_page(&self, user: &UserId, after: u64, upto: u64) -> Result<ReplayPage, BrokerError> {
+        let page = self.broker.replay(user.clone(), after, upto, REPLAY_PAGE).await?;
+        let next = page.last().map(|t| t.seq).filter(|_| page.len() >= REPLAY_PAGE);
+        Ok(ReplayPage { talks: page.iter().map(StoredTalk::message).collect(), next })
+    }
+
+    /// A device's cumulative ack.
+    pub async fn ack(&self, user: &UserId, uuid: &str, seq: u64) -> Result<(), BrokerError> {
+        self.broker.ack(Device { user: user.clone(), uuid: uuid.to_owned() }, seq).await
+    }
+
     /// The devices of every live connection.
-    async fn live_devices(&self) -> Vec<(UserId, String)> {
+    async fn live_devices(&self) -> Vec<Device> {
         let mut out = Vec::new();
         for (id, recipient) in self.all_recipients() {
-            out.extend(recipient.lock().await.conns.values().map(|c| (id.clone(), c.uuid.clone())));
+            let guard = recipient.lock().await;
+            out.extend(guard.conns.values().map(|c| Device { user: id.clone(), uuid: c.uuid.clone() }));
         }
         out
     }
+}
 
-    /// Whether this user may make another HTTP request now.
-    pub fn http_allowed(&self, user: &UserId) -> bool {
-        self.http_buckets.try_take(user)
-    }
-
-    /// Whether logins from this address are refused for now (too many failed).
-    pub fn logins_blocked(&self, ip: IpAddr) -> bool {
-        !self.login_failures.has_token(&ip)
-    }
-
-    /// Counts a failed login from `peer` and logs it, at most a few lines a second.
-    pub fn failed_login(&self, peer: &str, ip: IpAddr, what: &str) {
-        self.login_failures.try_take(&ip);
-        let (log, summary) = self.failed_logins.event(peer);
-        log_failed_logins(summary);
-        if log {
-            tracing::info!(%peer, "failed login: {what}");
+/// Hands out the talks other nodes appended ([`Broker::wakeups`]; none with one
+/// process), until shutdown.
+pub(crate) async fn wakeups(shared: Arc<Shared>) {
+    let Some(mut wakeups) = shared.broker.wakeups() else { return };
+    loop {
+        let talk = tokio::select! {
+            talk = wakeups.recv() => talk,
+            _ = shared.stopped() => return,
+        };
+        match talk {
+            Some(talk) => shared.hand_out(&talk).await,
+            None => return,
         }
-    }
-}
-
-pub(crate) fn log_failed_logins(summary: Option<Suppressed>) {
-    if let Some(s) = summary {
-        tracing::info!(last_from = %s.last, "{} more failed logins not logged one by one", s.count);
-    }
-}
-
-pub(crate) fn log_over_cap(summary: Option<Suppressed>) {
-    if let Some(s) = summary {
-        tracing::warn!(last_from = %s.last, "{} more connections over the cap closed", s.count);
     }
 }
 
@@ -381,19 +463,17 @@ pub(crate) fn log_over_cap(summary: Option<Suppressed>) {
 /// talks past the retention limit and forgets devices past the device expiry; every
 /// second, sums up the log lines that were held back.
 pub(crate) async fn maintenance(shared: Arc<Shared>) {
-    let retention = shared.cfg.retention;
+    let cfg = shared.config();
     let every =
-        (retention / 4).min(shared.cfg.device_expiry / 4).clamp(Duration::from_millis(100), Duration::from_secs(60));
-    let mut stop = shared.shutdown.clone();
+        (cfg.retention / 4).min(cfg.device_expiry / 4).clamp(Duration::from_millis(100), Duration::from_secs(60));
     let mut next_pass = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(every.min(Duration::from_secs(1)));
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = crate::ws::stopped(&mut stop) => return,
+            _ = shared.stopped() => return,
         }
-        log_failed_logins(shared.failed_logins.flush());
-        log_over_cap(shared.over_cap.flush());
+        shared.gate.flush_logs();
         if tokio::time::Instant::now() >= next_pass {
             expire(&shared).await;
             next_pass = tokio::time::Instant::now() + every;
@@ -406,16 +486,104 @@ async fn expire(shared: &Shared) {
     let live = shared.live_devices().await;
     let talk_cutoff = now.saturating_sub(millis(shared.cfg.retention));
     let device_cutoff = now.saturating_sub(millis(shared.cfg.device_expiry));
-    let pass = shared
-        .store
-        .run(move |c| {
-            Store::touch_devices(c, &live, now)?;
-            Store::expire(c, talk_cutoff, device_cutoff)
-        })
-        .await;
-    match pass {
+    let pass = async {
+        shared.broker.seen(live).await?;
+        shared.broker.prune(talk_cutoff, device_cutoff).await
+    };
+    match pass.await {
         Ok(0) => {}
         Ok(n) => tracing::info!(talks = n, "deleted talks past the retention limit"),
         Err(e) => tracing::warn!(error = %e, "retention pass failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::{BoxFuture, Registered};
+
+    /// A broker of several nodes, as far as the hub sees it: the talks other nodes
+    /// appended arrive through `wakeups`, in whatever order the test sends them.
+    struct OtherNodes {
+        last_seq: u64,
+        wakeups: Mutex<Option<mpsc::Receiver<StoredTalk>>>,
+    }
+
+    fn done<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, Result<T, BrokerError>> {
+        Box::pin(std::future::ready(Ok(value)))
+    }
+
+    impl Broker for OtherNodes {
+        fn epoch(&self) -> &str {
+            "test"
+        }
+        fn append(&self, _talk: NewTalk) -> BoxFuture<'_, Result<u64, BrokerError>> {
+            done(self.last_seq + 1)
+        }
+        fn register(&self, _device: Device, _resume: Option<u64>) -> BoxFuture<'_, Result<Registered, BrokerError>> {
+            done(Registered { last_seq: self.last_seq, acked: 0 })
+        }
+        fn replay(&self, _: UserId, _: u64, _: u64, _: usize) -> BoxFuture<'_, Result<Vec<StoredTalk>, BrokerError>> {
+            done(Vec::new())
+        }
+        fn ack(&self, _device: Device, _seq: u64) -> BoxFuture<'_, Result<(), BrokerError>> {
+            done(())
+        }
+        fn seen(&self, _devices: Vec<Device>) -> BoxFuture<'_, Result<(), BrokerError>> {
+            done(())
+        }
+        fn prune(&self, _: i64, _: i64) -> BoxFuture<'_, Result<usize, BrokerError>> {
+            done(0)
+        }
+        fn wake<'a>(&'a self, _talk: &'a StoredTalk) -> BoxFuture<'a, Result<(), BrokerError>> {
+            done(())
+        }
+        fn wakeups(&self) -> Option<mpsc::Receiver<StoredTalk>> {
+            self.wakeups.lock().unwrap().take()
+        }
+    }
+
+    fn talk(seq: u64) -> StoredTalk {
+        let person = |id: u64| Person { id: id.into(), name: format!("wang{id}") };
+        StoredTalk { seq, ts: 1, from: person(2), to: person(1), talk: format!("t{seq}") }
+    }
+
+    /// What a connection's channel gets: `seq`s of frames, and catch-ups as (after, upto).
+    fn seen(live: Live) -> (u64, u64) {
+        match live {
+            Live::Frame(frame) => {
+                let v: serde_json::Value = serde_json::from_str(frame.as_str()).unwrap();
+                (v["seq"].as_u64().unwrap(), 0)
+            }
+            Live::CatchUp { after, upto } => (after, upto),
+            Live::Revoked => panic!("revoked"),
+        }
+    }
+
+    /// Talks from other nodes that come late, twice or out of order still reach a
+    /// connection once each, in order: what it has is dropped, what it skipped it is
+    /// told to replay first.
+    #[tokio::test]
+    async fn wakeups_from_other_nodes_keep_the_order_with_catch_ups() {
+        let (tx, rx) = mpsc::channel(16);
+        let broker = OtherNodes { last_seq: 2, wakeups: Mutex::new(Some(rx)) };
+        let mut users = Users::new();
+        users.add(1, "wang1");
+        let user = users.get(&UserId::from(1)).unwrap().clone();
+        let cfg = RelayConfig::new("127.0.0.1:0".parse().unwrap(), Users::new(), "unused.db");
+        let (_stop, stop_rx) = watch::channel(false);
+        let shared = Arc::new(Shared::new(cfg, Box::new(broker), users, stop_rx, Arc::default()));
+        let mut reg = shared.register(&user, "dev", Resume { seq: Some(0), epoch: None }).await.unwrap();
+        assert_eq!(reg.last_seq, 2, "1 and 2 are the replay's");
+        tokio::spawn(wakeups(shared.clone()));
+
+        for seq in [2, 4, 3, 5, 5, 1, 6] {
+            tx.send(talk(seq)).await.unwrap();
+        }
+        let mut got = Vec::new();
+        while got.last() != Some(&(6, 0)) {
+            got.push(seen(reg.live.recv().await.unwrap()));
+        }
+        assert_eq!(got, [(2, 3), (4, 0), (5, 0), (6, 0)], "catch-up of 3, then 4, 5 and 6 once");
     }
 }

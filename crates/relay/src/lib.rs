@@ -4,14 +4,20 @@
 //!   rejection with close code 4001, `online` answered with `online`, talks routed to every
 //!   live connection of their recipient with a per-recipient `seq` and a `ts`, acks.
 //! - `POST /v1/talk` with `Authorization: Bearer <token>` and `{"to": ID, "talk": TEXT}`.
-//! - A durable queue in SQLite ([`store`]), replayed on a hello with `resume`; a full
-//!   queue refuses new talks (HTTP 507, `queue_full`) and never evicts one; its epoch,
-//!   `last_seq` and features are in the welcome.
+//! - A durable queue behind one trait ([`broker::Broker`]; SQLite, [`broker::sqlite`],
+//!   is the one there is), replayed on a hello with `resume`; a full queue refuses new
+//!   talks (HTTP 507, `queue_full`) and never evicts one; its epoch, `last_seq` and
+//!   features are in the welcome.
 //! - Bounds on hostile peers: header and body timeouts, connection caps in all and per
 //!   user, failed logins and frames before the hello limited per peer address, and what
 //!   a peer sends escaped in the logs ([`untrusted`]).
 //! - Optionally TLS on the same listener for both ([`RelayConfig::tls`]), the certificate
 //!   swapped by [`Relay::reload_tls`]; the users table swapped by [`Relay::set_users`].
+//! - The `talkbell-relay` command line ([`cli`]): serve, manage the users file, send.
+//!
+//! Inside, dependencies go one way: the listener (`serve.rs`) → HTTP (`http.rs`) →
+//! WebSocket (`ws.rs`) → routing (`hub.rs`) → the broker; the hub's locking rule is
+//! written at its top.
 //!
 //! Other crates' tests start it in-process:
 //! ```no_run
@@ -56,14 +62,15 @@ use tokio::task::JoinHandle;
 pub use talkbell_core::protocol::{HeartbeatHint, UserId};
 
 mod atomic;
+pub mod broker;
+pub mod cli;
 mod client;
+mod config;
+mod gate;
 mod http;
 mod hub;
-#[cfg(unix)]
-pub mod limits;
 pub mod rate;
 mod serve;
-pub mod store;
 mod tls;
 mod untrusted;
 pub mod users;
@@ -73,129 +80,14 @@ pub use atomic::ReplaceError;
 pub use tls::{TlsError, TlsFiles};
 
 pub use client::{post_talk, Posted, SendError};
+pub use config::RelayConfig;
 pub use rate::RateLimit;
 pub use untrusted::{untrusted, Untrusted};
 pub use users::{IntoUserId, User, Users, UsersError};
 
+use broker::sqlite::{Store, StoreError};
 use hub::{Shared, Tracker};
-use store::{Store, StoreError};
 use tls::Tls;
-
-/// Everything the relay needs to run. Build it with [`RelayConfig::new`] and change the
-/// fields that matter; the defaults are those of `talkbell-relay serve`.
-#[derive(Clone, Debug)]
-pub struct RelayConfig {
-    /// Where to listen; port 0 picks a free one ([`Relay::local_addr`] tells which).
-    pub listen: SocketAddr,
-    pub users: Users,
-    /// The SQLite file of the durable queue (created if missing).
-    pub db: PathBuf,
-    /// A connection with no frame from the client for this long is closed (default 60 s).
-    pub idle_timeout: Duration,
-    /// A connection that has not sent its hello this long after opening is closed
-    /// (default 10 s).
-    pub hello_timeout: Duration,
-    /// Heartbeat timing sent in the welcome; none by default.
-    pub heartbeat_hint: Option<HeartbeatHint>,
-    /// Talks older than this are deleted even if not acked (default 30 days).
-    pub retention: Duration,
-    /// At most this many talks are queued per recipient; past it new talks are refused
-    /// (HTTP 507, `queue_full`) and none is evicted (default 10,000).
-    pub max_queued_per_recipient: usize,
-    /// At most this many of a recipient's queued talks may come from one sender; `None`
-    /// is a tenth of `max_queued_per_recipient` (the default).
-    pub max_queued_per_sender: Option<usize>,
-    /// Devices (cursors) kept per user; past it the least recently seen is forgotten
-    /// (default 16).
-    pub max_devices_per_user: usize,
-    /// A device not seen for this long is forgotten (default 7 days).
-    pub device_expiry: Duration,
-    /// Open connections in all (HTTP and WebSocket); past it new ones are closed at once
-    /// (default 10,000).
-    pub max_connections: usize,
-    /// Open WebSocket connections per user; the next one is refused with close 1013
-    /// (default 32).
-    pub max_connections_per_user: usize,
-    /// An HTTP request's headers must arrive within this long of the connection being
-    /// ready for them (default 10 s).
-    pub header_timeout: Duration,
-    /// A `POST /v1/talk` body must arrive within this long (default 10 s).
-    pub body_timeout: Duration,
-    /// Frames before the hello, per peer address (default 5/s, burst 20); past it the
-    /// connection is closed with 1008.
-    pub pre_hello_rate: RateLimit,
-    /// Failed logins (unknown token, in a hello or a POST) per peer address (default
-    /// 1/s, burst 10); past it logins from that address are refused without a look at
-    /// the token (close 1013, HTTP 429).
-    pub failed_login_rate: RateLimit,
-    /// Frames a connection may send (default 50/s, burst 100).
-    pub ws_rate: RateLimit,
-    /// `POST /v1/talk` per token (default 20/s, burst 100).
-    pub http_rate: RateLimit,
-    /// Largest `POST /v1/talk` body (default 256 KiB; the talk frame itself must also fit
-    /// in 64 KiB).
-    pub http_body_limit: usize,
-    /// Talks waiting to be written to one slow connection before it is dropped (it gets
-    /// them again on resume); default 1024.
-    pub connection_queue: usize,
-    /// How long [`Relay::shutdown`] waits for connections to close (default 5 s).
-    pub shutdown_grace: Duration,
-    /// Also send every talk to every other live connection, as the original servers did
-    /// (the client picks out its own by `to.id`). Those copies carry no `seq` (that is
-    /// the recipient's numbering) and are not queued. Off by default.
-    pub deliver_to_all: bool,
-    /// Serve TLS only (WebSocket and HTTP) with this certificate and key; plain by default.
-    pub tls: Option<TlsFiles>,
-}
-
-impl RelayConfig {
-    pub fn new(listen: SocketAddr, users: Users, db: impl Into<PathBuf>) -> Self {
-        RelayConfig {
-            listen,
-            users,
-            db: db.into(),
-            idle_timeout: Duration::from_secs(60),
-            hello_timeout: Duration::from_secs(10),
-            heartbeat_hint: None,
-            retention: Duration::from_secs(30 * 24 * 3600),
-            max_queued_per_recipient: 10_000,
-            max_queued_per_sender: None,
-            max_devices_per_user: 16,
-            device_expiry: Duration::from_secs(7 * 24 * 3600),
-            max_connections: 10_000,
-            max_connections_per_user: 32,
-            header_timeout: Duration::from_secs(10),
-            body_timeout: Duration::from_secs(10),
-            pre_hello_rate: RateLimit::new(5.0, 20),
-            failed_login_rate: RateLimit::new(1.0, 10),
-            ws_rate: RateLimit::new(50.0, 100),
-            http_rate: RateLimit::new(20.0, 100),
-            http_body_limit: 256 * 1024,
-            connection_queue: 1024,
-            shutdown_grace: Duration::from_secs(5),
-            deliver_to_all: false,
-            tls: None,
-        }
-    }
-
-    /// The queue's caps: the recipient's, and one sender's share of it.
-    pub fn queue_caps(&self) -> store::QueueCaps {
-        let mut caps = store::QueueCaps::new(self.max_queued_per_recipient.max(1));
-        if let Some(per_sender) = self.max_queued_per_sender {
-            caps.per_sender = per_sender.max(1);
-        }
-        caps
-    }
-
-    /// When a device is forgotten.
-    pub fn device_rule(&self) -> store::DeviceRule {
-        store::DeviceRule { max: self.max_devices_per_user.max(1), expiry_ms: millis(self.device_expiry) }
-    }
-}
-
-pub(crate) fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
@@ -214,21 +106,23 @@ pub struct Relay {
     local_addr: SocketAddr,
     shutdown_tx: watch::Sender<bool>,
     serve: Option<JoinHandle<()>>,
-    maintenance: Option<JoinHandle<()>>,
+    /// The maintenance pass and the wake-ups from other nodes: stopped, not awaited.
+    background: Vec<JoinHandle<()>>,
     tracker: Arc<Tracker>,
     grace: Duration,
     shared: Arc<Shared>,
     tls: Option<Arc<Tls>>,
 }
 
-/// Starts the relay: opens the database, reads the TLS files, binds, and serves in the
-/// background.
+/// Starts the relay: opens the database (the SQLite broker), reads the TLS files, binds,
+/// and serves in the background.
 pub async fn start(mut cfg: RelayConfig) -> Result<Relay, RelayError> {
     let db = cfg.db.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&db))
         .await
         .map_err(|e| RelayError::Db { path: cfg.db.clone(), source: StoreError::Task(e.to_string()) })?
-        .map_err(|source| RelayError::Db { path: cfg.db.clone(), source })?;
+        .map_err(|source| RelayError::Db { path: cfg.db.clone(), source })?
+        .with_limits(cfg.queue_caps(), cfg.device_rule());
     let tls = cfg.tls.clone().map(Tls::new).transpose()?.map(Arc::new);
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -239,29 +133,20 @@ pub async fn start(mut cfg: RelayConfig) -> Result<Relay, RelayError> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let tracker = Arc::new(Tracker::default());
     let users = std::mem::take(&mut cfg.users);
-    let shared = Arc::new(Shared::new(cfg, store, users, shutdown_rx.clone(), tracker.clone()));
+    let shared = Arc::new(Shared::new(cfg, Box::new(store), users, shutdown_rx, tracker.clone()));
     tracing::info!(
         addr = %local_addr,
         tls = tls.is_some(),
-        users = shared.users.load().len(),
-        db = %shared.cfg.db.display(),
-        epoch = shared.store.epoch(),
+        users = shared.users().len(),
+        db = %shared.config().db.display(),
+        epoch = shared.epoch(),
         "talkbell-relay listening"
     );
 
-    let serve = tokio::spawn(serve::serve(listener, tls.clone(), shared.clone(), shutdown_rx));
-    let maintenance = tokio::spawn(hub::maintenance(shared.clone()));
+    let serve = tokio::spawn(serve::serve(listener, tls.clone(), shared.clone()));
+    let background = vec![tokio::spawn(hub::maintenance(shared.clone())), tokio::spawn(hub::wakeups(shared.clone()))];
 
-    Ok(Relay {
-        local_addr,
-        shutdown_tx,
-        serve: Some(serve),
-        maintenance: Some(maintenance),
-        tracker,
-        grace,
-        shared,
-        tls,
-    })
+    Ok(Relay { local_addr, shutdown_tx, serve: Some(serve), background, tracker, grace, shared, tls })
 }
 
 fn reachable(addr: SocketAddr) -> SocketAddr {
@@ -304,7 +189,7 @@ impl Relay {
 
     /// The users table in force.
     pub fn users(&self) -> Arc<Users> {
-        self.shared.users.load_full()
+        self.shared.users()
     }
 
     /// Reads the TLS certificate and key again and uses them for new connections; open
@@ -328,7 +213,7 @@ impl Relay {
 
     /// The epoch of the queue database (PROTOCOL.md 3).
     pub fn epoch(&self) -> &str {
-        self.shared.store.epoch()
+        self.shared.epoch()
     }
 
     /// Stops accepting, closes every connection with 1001 and waits for them (at most
@@ -344,9 +229,9 @@ impl Relay {
         if tokio::time::timeout(grace, self.tracker.wait_idle()).await.is_err() {
             tracing::warn!(open = self.tracker.count(), "connections still open at shutdown");
         }
-        if let Some(m) = self.maintenance.take() {
-            m.abort();
-            let _ = m.await;
+        for task in std::mem::take(&mut self.background) {
+            task.abort();
+            let _ = task.await;
         }
         tracing::info!("talkbell-relay stopped");
     }
@@ -355,8 +240,8 @@ impl Relay {
 impl Drop for Relay {
     fn drop(&mut self) {
         let _ = self.shutdown_tx.send(true);
-        if let Some(m) = &self.maintenance {
-            m.abort();
+        for task in &self.background {
+            task.abort();
         }
     }
 }

@@ -19,56 +19,41 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, Semaphore};
 use tower::ServiceExt;
 
+use crate::http::Slot;
 use crate::hub::Shared;
 use crate::tls::Tls;
-use crate::ws::stopped;
-
-/// One place in the total connection cap, shared by a connection and its upgrade.
-#[derive(Clone)]
-pub(crate) struct Slot {
-    _permit: Arc<OwnedSemaphorePermit>,
-}
 
 /// Serves HTTP and WebSocket upgrades on the listener, through TLS when it is on, until
 /// shutdown; then waits for the HTTP connections (upgraded ones are the tracker's).
-pub(crate) async fn serve(
-    listener: tokio::net::TcpListener,
-    tls: Option<Arc<Tls>>,
-    shared: Arc<Shared>,
-    stop: watch::Receiver<bool>,
-) {
+pub(crate) async fn serve(listener: tokio::net::TcpListener, tls: Option<Arc<Tls>>, shared: Arc<Shared>) {
     match tls {
-        Some(tls) => accept_loop(tls.listener(listener), shared, stop).await,
-        None => accept_loop(listener, shared, stop).await,
+        Some(tls) => accept_loop(tls.listener(listener), shared).await,
+        None => accept_loop(listener, shared).await,
     }
 }
 
-async fn accept_loop<L>(mut listener: L, shared: Arc<Shared>, mut stop: watch::Receiver<bool>)
+async fn accept_loop<L>(mut listener: L, shared: Arc<Shared>)
 where
     L: axum::serve::Listener<Addr = SocketAddr>,
     L::Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let app = crate::http::router(shared.clone());
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(shared.cfg.header_timeout);
+    http.timer(TokioTimer::new()).header_read_timeout(shared.config().header_timeout);
     let http = Arc::new(http);
-    let open = Arc::new(Semaphore::new(shared.cfg.max_connections.max(1)));
+    let open = Arc::new(Semaphore::new(shared.config().max_connections.max(1)));
     // Every connection task holds a receiver; all of them gone means all are done.
     let (done_tx, done_rx) = watch::channel(());
     loop {
         let (io, peer) = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = stopped(&mut stop) => break,
+            _ = shared.stopped() => break,
         };
         let Ok(permit) = open.clone().try_acquire_owned() else {
-            let (log, summary) = shared.over_cap.event(&peer.to_string());
-            crate::hub::log_over_cap(summary);
-            if log {
-                tracing::warn!(%peer, open = shared.cfg.max_connections, "over the connection cap; closed at once");
-            }
+            shared.gate().over_cap(&peer.to_string(), shared.config().max_connections);
             drop(io);
             continue;
         };
@@ -76,8 +61,8 @@ where
             app: app.clone(),
             http: http.clone(),
             peer,
-            slot: Slot { _permit: Arc::new(permit) },
-            stop: stop.clone(),
+            slot: Slot::new(permit),
+            shared: shared.clone(),
             _done: done_rx.clone(),
         };
         tokio::spawn(task.run(io));
@@ -92,13 +77,13 @@ struct Connection {
     http: Arc<hyper::server::conn::http1::Builder>,
     peer: SocketAddr,
     slot: Slot,
-    stop: watch::Receiver<bool>,
+    shared: Arc<Shared>,
     /// Held until the connection ends; the loop waits for every one to go.
     _done: watch::Receiver<()>,
 }
 
 impl Connection {
-    async fn run<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(mut self, io: I) {
+    async fn run<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(self, io: I) {
         let (app, peer, slot) = (self.app.clone(), self.peer, self.slot.clone());
         let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
             let mut req = req.map(Body::new);
@@ -110,7 +95,7 @@ impl Connection {
         tokio::pin!(conn);
         let result = tokio::select! {
             result = conn.as_mut() => result,
-            _ = stopped(&mut self.stop) => {
+            _ = self.shared.stopped() => {
                 conn.as_mut().graceful_shutdown();
                 conn.await
             }

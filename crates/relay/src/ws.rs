@@ -12,9 +12,8 @@ use talkbell_core::protocol::{
 };
 use tokio::time::{sleep_until, timeout, Instant};
 
-use crate::hub::{now_ms, DeliverError, Live, RegisterError, Resume, Shared};
+use crate::hub::{DeliverError, Live, RegisterError, Registration, Resume, Shared};
 use crate::rate::TokenBucket;
-use crate::store::Store;
 use crate::untrusted::untrusted;
 use crate::users::User;
 
@@ -32,8 +31,6 @@ pub(crate) const CLOSE_TRY_AGAIN: u16 = 1013;
 
 /// How long a close handshake may take before the socket is simply dropped.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
-/// Talks replayed per database read.
-const REPLAY_PAGE: usize = 256;
 /// At most one "rate limited" error frame per this long.
 const RATE_ERROR_EVERY: Duration = Duration::from_secs(1);
 const MAX_UUID_BYTES: usize = 256;
@@ -87,11 +84,6 @@ async fn on_read_error(ws: &mut WebSocket, err: axum::Error, who: &str) {
     }
 }
 
-/// Resolves once the relay is stopping.
-pub(crate) async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await;
-}
-
 /// Sends one frame within the idle timeout; false when the connection is gone.
 async fn send(ws: &mut WebSocket, msg: Message, limit: Duration) -> bool {
     matches!(timeout(limit, ws.send(msg)).await, Ok(Ok(())))
@@ -109,16 +101,20 @@ pub(crate) async fn serve_connection(shared: Arc<Shared>, mut ws: WebSocket, pee
     let Some(hello) = wait_for_hello(&shared, &mut ws, peer).await else {
         return;
     };
-    let limit = shared.cfg.idle_timeout;
-    if shared.logins_blocked(peer.ip()) {
-        shared.failed_login(&who, peer.ip(), "a hello from an address with too many failed logins; refused unread");
+    let limit = shared.config().idle_timeout;
+    if shared.gate().logins_blocked(peer.ip()) {
+        shared.gate().failed_login(
+            &who,
+            peer.ip(),
+            "a hello from an address with too many failed logins; refused unread",
+        );
         send(&mut ws, error_frame("rate_limited", "too many failed logins from this address; try again later"), limit)
             .await;
         return close(&mut ws, CLOSE_TRY_AGAIN, "too many failed logins").await;
     }
-    let Some(user) = shared.users.load().authenticate(hello.token.expose()).cloned() else {
+    let Some(user) = shared.authenticate(hello.token.expose()) else {
         let what = format!("a hello with an unknown token (uuid {})", untrusted(&hello.uuid));
-        shared.failed_login(&who, peer.ip(), &what);
+        shared.gate().failed_login(&who, peer.ip(), &what);
         return refuse(&mut ws, limit, "unknown token").await;
     };
     tracing::info!(
@@ -143,7 +139,7 @@ pub(crate) async fn serve_connection(shared: Arc<Shared>, mut ws: WebSocket, pee
             send(&mut ws, error_frame("too_many_connections", e.to_string()), limit).await;
             return close(&mut ws, CLOSE_TRY_AGAIN, "too many connections for this user").await;
         }
-        Err(RegisterError::Store(e)) => {
+        Err(RegisterError::Broker(e)) => {
             tracing::error!(%who, error = %e, "could not register a connection");
             send(&mut ws, error_frame("internal", "the relay's database failed"), limit).await;
             close(&mut ws, CLOSE_INTERNAL, "database error").await;
@@ -169,9 +165,8 @@ enum PreHello {
 /// hello arrives within the hello timeout of opening.
 async fn wait_for_hello(shared: &Shared, ws: &mut WebSocket, peer: SocketAddr) -> Option<Hello> {
     let who = &peer.to_string();
-    let deadline = Instant::now() + shared.cfg.hello_timeout;
-    let mut stop = shared.shutdown.clone();
-    let send_limit = shared.cfg.idle_timeout;
+    let deadline = Instant::now() + shared.config().hello_timeout;
+    let send_limit = shared.config().idle_timeout;
     loop {
         let msg = tokio::select! {
             _ = sleep_until(deadline) => {
@@ -180,7 +175,7 @@ async fn wait_for_hello(shared: &Shared, ws: &mut WebSocket, peer: SocketAddr) -
                 close(ws, CLOSE_POLICY, "no hello").await;
                 return None;
             }
-            _ = stopped(&mut stop) => {
+            _ = shared.stopped() => {
                 close(ws, CLOSE_GOING_AWAY, "server shutting down").await;
                 return None;
             }
@@ -219,18 +214,18 @@ async fn wait_for_hello(shared: &Shared, ws: &mut WebSocket, peer: SocketAddr) -
 /// Takes one frame from the peer address's budget of frames before a hello; over it,
 /// closes the connection (1008) and says false.
 async fn within_pre_hello_budget(shared: &Shared, ws: &mut WebSocket, peer: SocketAddr) -> bool {
-    if shared.pre_hello.try_take(&peer.ip()) {
+    if shared.gate().pre_hello_allowed(peer.ip()) {
         return true;
     }
     tracing::info!(%peer, "too many frames before the hello from this address; closing");
-    send(ws, error_frame("rate_limited", "too many frames before the hello"), shared.cfg.idle_timeout).await;
+    send(ws, error_frame("rate_limited", "too many frames before the hello"), shared.config().idle_timeout).await;
     close(ws, CLOSE_POLICY, "too many frames before the hello").await;
     false
 }
 
 /// A text frame before the hello: the hello itself, or an error frame.
 async fn pre_hello_text(shared: &Shared, ws: &mut WebSocket, peer: SocketAddr, text: &str) -> PreHello {
-    let send_limit = shared.cfg.idle_timeout;
+    let send_limit = shared.config().idle_timeout;
     if text.len() > MAX_MESSAGE_BYTES {
         tracing::info!(%peer, bytes = text.len(), "frame over the size limit; closing with 1009");
         close(ws, CLOSE_TOO_BIG, "message too big").await;
@@ -252,7 +247,7 @@ async fn pre_hello_text(shared: &Shared, ws: &mut WebSocket, peer: SocketAddr, t
         }
         // A hello whose token is missing or empty is a refused token.
         Err(ProtocolError::MissingField("token")) | Err(ProtocolError::BadField { field: "token", .. }) => {
-            shared.failed_login(&peer.to_string(), peer.ip(), "a hello without a token");
+            shared.gate().failed_login(&peer.to_string(), peer.ip(), "a hello without a token");
             send(ws, error_frame("unauthorized", "missing token"), send_limit).await;
             close(ws, CLOSE_UNAUTHORIZED, "unauthorized").await;
             return PreHello::End;
@@ -302,15 +297,15 @@ enum Next {
 }
 
 impl Connection {
-    /// The welcome, then the replay: (resume, last_seq] from the database, less what this
+    /// The welcome, then the replay: (resume, last_seq] from the broker, less what this
     /// device acked, or after a reset the whole queue up to last_seq. Later talks wait in
     /// the registration's live channel.
-    async fn welcome_and_replay(&self, ws: &mut WebSocket, hello: &Hello, reg: &crate::hub::Registration) -> Next {
-        let cfg = &self.shared.cfg;
+    async fn welcome_and_replay(&self, ws: &mut WebSocket, hello: &Hello, reg: &Registration) -> Next {
+        let cfg = self.shared.config();
         let welcome = ServerFrame::Welcome(Welcome {
             heartbeat: cfg.heartbeat_hint,
             features: FEATURES.iter().map(|f| (*f).to_owned()).collect(),
-            epoch: Some(self.shared.store.epoch().to_owned()),
+            epoch: Some(self.shared.epoch().to_owned()),
             reset: reg.reset,
             last_seq: Some(Seq(reg.last_seq)),
             ..Welcome::new(self.user.person())
@@ -329,22 +324,21 @@ impl Connection {
         }
     }
 
-    async fn run(self, mut ws: WebSocket, hello: Hello, mut reg: crate::hub::Registration) {
-        let cfg = &self.shared.cfg;
+    async fn run(self, mut ws: WebSocket, hello: Hello, mut reg: Registration) {
+        let cfg = self.shared.config();
         match self.welcome_and_replay(&mut ws, &hello, &reg).await {
             Next::Continue => {}
             Next::Close(code, reason) => return close(&mut ws, code, reason).await,
             Next::Gone => return,
         }
 
-        let mut stop = self.shared.shutdown.clone();
         let mut idle_deadline = Instant::now() + cfg.idle_timeout;
         let mut flow =
             Flow { bucket: TokenBucket::new(cfg.ws_rate), last_rate_error: None, ack_pending: None, ack_written: None };
         let outcome = loop {
             let ack_due = flow.ack_due();
             let next = tokio::select! {
-                _ = stopped(&mut stop) => Next::Close(CLOSE_GOING_AWAY, "server shutting down"),
+                _ = self.shared.stopped() => Next::Close(CLOSE_GOING_AWAY, "server shutting down"),
                 live = reg.live.recv() => self.on_live(&mut ws, live).await,
                 _ = sleep_until(idle_deadline) => {
                     tracing::info!(who = %self.who, user = %self.user.id, "idle; closing");
@@ -386,13 +380,12 @@ impl Connection {
             return Next::Continue;
         };
         flow.ack_written = Some(Instant::now());
-        let (user, uuid, rule) = (self.user.id.clone(), self.uuid.clone(), self.shared.cfg.device_rule());
-        match self.shared.store.run(move |c| Store::ack(c, &user, &uuid, seq, now_ms(), rule)).await {
+        match self.shared.ack(&self.user.id, &self.uuid, seq).await {
             Ok(()) => Next::Continue,
             Err(e) => {
                 tracing::error!(who = %self.who, error = %e, "could not record an ack");
                 let err = error_frame("internal", "could not record the ack");
-                if send(ws, err, self.shared.cfg.idle_timeout).await {
+                if send(ws, err, self.shared.config().idle_timeout).await {
                     Next::Continue
                 } else {
                     Next::Gone
@@ -402,28 +395,26 @@ impl Connection {
     }
 
     async fn replay(&self, ws: &mut WebSocket, mut after: u64, upto: u64) -> Next {
-        let send_limit = self.shared.cfg.idle_timeout;
+        let send_limit = self.shared.config().idle_timeout;
         let mut sent = 0usize;
         while after < upto {
-            let user = self.user.id.clone();
-            let page = match self.shared.store.run(move |c| Store::range(c, &user, after, upto, REPLAY_PAGE)).await {
+            let page = match self.shared.replay_page(&self.user.id, after, upto).await {
                 Ok(page) => page,
                 Err(e) => {
                     tracing::error!(who = %self.who, error = %e, "replay failed");
                     return Next::Close(CLOSE_INTERNAL, "database error");
                 }
             };
-            let Some(last) = page.last() else { break };
-            after = last.seq;
-            for talk in &page {
-                let text = ServerFrame::Talk(talk.message()).to_text();
+            for talk in page.talks {
+                let text = ServerFrame::Talk(talk).to_text();
                 if !send(ws, Message::Text(text.into()), send_limit).await {
                     return Next::Gone;
                 }
                 sent += 1;
             }
-            if page.len() < REPLAY_PAGE {
-                break;
+            match page.next {
+                Some(next) => after = next,
+                None => break,
             }
         }
         if sent > 0 {
@@ -435,7 +426,7 @@ impl Connection {
     /// What the recipient's side sent this connection: a talk, or word that its token
     /// was revoked; nothing at all means it was dropped for being too slow.
     async fn on_live(&self, ws: &mut WebSocket, live: Option<Live>) -> Next {
-        let send_limit = self.shared.cfg.idle_timeout;
+        let send_limit = self.shared.config().idle_timeout;
         match live {
             Some(Live::Frame(frame)) => {
                 if send(ws, Message::Text(frame), send_limit).await {
@@ -444,6 +435,7 @@ impl Connection {
                     Next::Gone
                 }
             }
+            Some(Live::CatchUp { after, upto }) => self.replay(ws, after, upto).await,
             Some(Live::Revoked) => {
                 tracing::info!(who = %self.who, user = %self.user.id, "the user or their token was removed; closing");
                 // Best effort: the close code is what the client acts on.
@@ -455,7 +447,6 @@ impl Connection {
     }
 
     async fn on_frame(&self, ws: &mut WebSocket, msg: Message, flow: &mut Flow) -> Next {
-        let send_limit = self.shared.cfg.idle_timeout;
         let parsed = match &msg {
             Message::Text(text) => {
                 if text.len() > MAX_MESSAGE_BYTES {
@@ -477,36 +468,50 @@ impl Connection {
                 Next::Continue
             };
         }
-        if !flow.bucket.try_take() {
-            tracing::debug!(who = %self.who, "rate limited; frame dropped");
-            if flow.last_rate_error.is_some_and(|t| t.elapsed() < RATE_ERROR_EVERY) {
-                return Next::Continue;
+        let reply = if !flow.bucket.try_take() {
+            self.rate_limited(flow)
+        } else {
+            match parsed {
+                Some(parsed) => self.answer(parsed).await,
+                None => {
+                    let bytes = if let Message::Binary(b) = &msg { b.len() } else { 0 };
+                    tracing::info!(who = %self.who, bytes, "binary frame; dropped");
+                    Some(error_frame("unsupported", "binary frames are not supported"))
+                }
             }
-            flow.last_rate_error = Some(Instant::now());
-            tracing::info!(who = %self.who, user = %self.user.id, "rate limited");
-            let err = error_frame("rate_limited", "too many frames; dropped");
-            return if send(ws, err, send_limit).await { Next::Continue } else { Next::Gone };
-        }
-        let Some(parsed) = parsed else {
-            let bytes = if let Message::Binary(b) = &msg { b.len() } else { 0 };
-            tracing::info!(who = %self.who, bytes, "binary frame; dropped");
-            let err = error_frame("unsupported", "binary frames are not supported");
-            return if send(ws, err, send_limit).await { Next::Continue } else { Next::Gone };
         };
-        let reply = match parsed {
+        let Some(reply) = reply else { return Next::Continue };
+        if send(ws, reply, self.shared.config().idle_timeout).await {
+            Next::Continue
+        } else {
+            Next::Gone
+        }
+    }
+
+    /// A frame over the rate limit is dropped; the error frame that says so goes at most
+    /// every [`RATE_ERROR_EVERY`].
+    fn rate_limited(&self, flow: &mut Flow) -> Option<Message> {
+        tracing::debug!(who = %self.who, "rate limited; frame dropped");
+        if flow.last_rate_error.is_some_and(|t| t.elapsed() < RATE_ERROR_EVERY) {
+            return None;
+        }
+        flow.last_rate_error = Some(Instant::now());
+        tracing::info!(who = %self.who, user = %self.user.id, "rate limited");
+        Some(error_frame("rate_limited", "too many frames; dropped"))
+    }
+
+    /// What a text frame after the hello gets back, if anything.
+    async fn answer(&self, parsed: Result<ClientFrame, ProtocolError>) -> Option<Message> {
+        match parsed {
             Ok(ClientFrame::Heartbeat) => Some(Message::Text(Utf8Bytes::from_static(HEARTBEAT))),
             Ok(ClientFrame::Ack(_)) => None,
             Ok(ClientFrame::Talk(talk)) => {
                 if talk.from.id != self.user.id {
                     let claimed = untrusted(talk.from.id.as_str());
                     tracing::info!(who = %self.who, user = %self.user.id, %claimed, "talk with someone else's form; refused");
-                    Some(error_frame("bad_sender", "form must be the signed-in user"))
-                } else {
-                    match self.shared.deliver(&self.user, &talk.to.id, talk.talk).await {
-                        Ok(_) => None,
-                        Err(e) => Some(deliver_error_frame(&e)),
-                    }
+                    return Some(error_frame("bad_sender", "form must be the signed-in user"));
                 }
+                self.shared.deliver(&self.user, &talk.to.id, talk.talk).await.err().map(|e| deliver_error_frame(&e))
             }
             Ok(ClientFrame::Hello(_)) => {
                 Some(error_frame("already_signed_in", "this connection has already sent its hello"))
@@ -515,16 +520,6 @@ impl Connection {
                 tracing::debug!(who = %self.who, error = %untrusted(&e.to_string()), "bad frame; dropped");
                 Some(error_frame("bad_frame", e.to_string()))
             }
-        };
-        match reply {
-            Some(m) => {
-                if send(ws, m, send_limit).await {
-                    Next::Continue
-                } else {
-                    Next::Gone
-                }
-            }
-            None => Next::Continue,
         }
     }
 }
@@ -535,9 +530,9 @@ fn deliver_error_frame(e: &DeliverError) -> Message {
         DeliverError::TooLarge => "too_large",
         DeliverError::Empty => "bad_talk",
         DeliverError::QueueFull(_) => "queue_full",
-        DeliverError::Store(_) | DeliverError::Stopped => "internal",
+        DeliverError::Broker(_) | DeliverError::Stopped => "internal",
     };
-    if let DeliverError::Store(err) = e {
+    if let DeliverError::Broker(err) = e {
         tracing::error!(error = %err, "could not store a talk");
     }
     error_frame(code, e.to_string())

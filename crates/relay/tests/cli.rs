@@ -3,7 +3,6 @@
 mod support;
 
 use std::process::Stdio;
-use std::time::Duration;
 
 use support::*;
 use talkbell_relay::Users;
@@ -115,7 +114,10 @@ async fn send_posts_and_prints_the_seq() {
     let out = send(&env.http_url(), "1", &["x"], None, None).await;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("TALKBELL_TOKEN"));
-    expect_silence(&mut one, Duration::from_millis(100)).await;
+    // None of those was stored or delivered: the next talk is seq 3.
+    let out = send(&env.http_url(), "1", &["third"], Some(env.token(2)), None).await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "3\n");
+    assert_eq!(next_talk(&mut one).await["form"]["talk"], "third");
 }
 
 #[cfg(unix)]

@@ -8,29 +8,15 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::*;
-use talkbell_relay::store::Store;
-use talkbell_relay::{post_talk, UserId};
-
-async fn post_n(env: &Env, to: u64, n: usize, prefix: &str) -> Vec<u64> {
-    let mut seqs = Vec::new();
-    for i in 0..n {
-        seqs.push(post_talk(&env.http_url(), env.token(2), to, &format!("{prefix}{i}")).await.unwrap().seq);
-    }
-    seqs
-}
-
-fn queued(env: &Env, user: u64) -> usize {
-    let store = Store::open(&env.db).unwrap();
-    store.run_sync(|c| Store::queued(c, &UserId::from(user))).unwrap()
-}
+use talkbell_relay::post_talk;
 
 #[tokio::test]
 async fn hello_without_resume_gets_no_replay() {
     let env = start().await;
-    post_n(&env, 1, 3, "old ").await;
+    env.post_n(1, 3, "old ").await;
     let mut ws = signed_in(&env.ws_url(), env.token(1), "browser", None).await;
-    expect_silence(&mut ws, Duration::from_millis(200)).await;
-    post_n(&env, 1, 1, "new ").await;
+    assert_alive(&mut ws).await;
+    env.post_n(1, 1, "new ").await;
     let talk = next_talk(&mut ws).await;
     assert_eq!((talk["seq"].clone(), talk["form"]["talk"].clone()), (json!(4), json!("new 0")));
 }
@@ -38,7 +24,7 @@ async fn hello_without_resume_gets_no_replay() {
 #[tokio::test]
 async fn resume_replays_in_order_before_live_talks() {
     let env = start().await;
-    assert_eq!(post_n(&env, 1, 5, "t").await, vec![1, 2, 3, 4, 5]);
+    assert_eq!(env.post_n(1, 5, "t").await, vec![1, 2, 3, 4, 5]);
     let mut ws = signed_in(&env.ws_url(), env.token(1), "app", Some(2)).await;
     for seq in 3..=5 {
         let talk = next_talk(&mut ws).await;
@@ -47,11 +33,11 @@ async fn resume_replays_in_order_before_live_talks() {
         assert_eq!(talk["to"], json!({"id": 1, "name": "wang1"}));
         assert!(talk["ts"].as_i64().unwrap() > 0);
     }
-    post_n(&env, 1, 1, "live").await;
+    env.post_n(1, 1, "live").await;
     assert_eq!(next_talk(&mut ws).await["seq"], 6);
     // resume past the end: nothing to replay.
     let mut other = signed_in(&env.ws_url(), env.token(1), "other", Some(100)).await;
-    expect_silence(&mut other, Duration::from_millis(200)).await;
+    assert_alive(&mut other).await;
 }
 
 /// Many queued talks (more than one replay page) and posts racing the replay: the client
@@ -60,7 +46,7 @@ async fn resume_replays_in_order_before_live_talks() {
 async fn replay_and_concurrent_posts_have_no_gap_or_reorder() {
     let env = start().await;
     let queued_before = 600;
-    post_n(&env, 1, queued_before, "q").await;
+    env.post_n(1, queued_before, "q").await;
     let racing = 100;
     let http = env.http_url();
     let token = env.token(2).to_owned();
@@ -78,7 +64,10 @@ async fn replay_and_concurrent_posts_have_no_gap_or_reorder() {
         assert_eq!(talk["seq"], want, "gap or reorder: {talk}");
     }
     poster.await.unwrap();
-    expect_silence(&mut ws, Duration::from_millis(200)).await;
+    // Nothing came twice: the next talk is the next seq.
+    let next = (queued_before + racing + 1) as u64;
+    assert_eq!(env.post_n(1, 1, "after").await, vec![next]);
+    assert_eq!(next_talk(&mut ws).await["seq"], next);
 }
 
 #[tokio::test]
@@ -89,64 +78,50 @@ async fn acked_talks_are_not_replayed_and_go_once_every_device_acked() {
     let mut a = signed_in(&url, env.token(1), "dev-a", Some(0)).await;
     let b = signed_in(&url, env.token(1), "dev-b", Some(0)).await;
     drop(b);
-    post_n(&env, 1, 3, "t").await;
+    env.post_n(1, 3, "t").await;
     for seq in 1..=3 {
         assert_eq!(next_talk(&mut a).await["seq"], seq);
     }
-    send_text(&mut a, json!({"type": "ack", "seq": 2}).to_string()).await;
-    assert_alive(&mut a).await; // the ack is recorded before the heartbeat is answered
+    env.ack(&mut a, 1, "dev-a", 2).await;
     a.close(None).await.unwrap();
 
     // dev-a reconnects as if it had lost its history: it gets only what it did not ack.
     let mut a = signed_in(&url, env.token(1), "dev-a", Some(0)).await;
     assert_eq!(next_talk(&mut a).await["seq"], 3);
-    expect_silence(&mut a, Duration::from_millis(200)).await;
+    assert_alive(&mut a).await;
 
     // dev-b never acked anything, so all three are still there for it.
-    assert_eq!(queued(&env, 1), 3);
+    assert_eq!(env.queued(1), 3);
     let mut b = signed_in(&url, env.token(1), "dev-b", Some(0)).await;
     for seq in 1..=3 {
         assert_eq!(next_talk(&mut b).await["seq"], seq);
     }
-    send_text(&mut b, json!({"type": "ack", "seq": 3}).to_string()).await;
-    assert_alive(&mut b).await;
-    assert_eq!(queued(&env, 1), 1, "1 and 2 acked by both, 3 only by dev-b");
-    send_text(&mut a, json!({"type": "ack", "seq": 3}).to_string()).await;
-    assert_alive(&mut a).await;
-    assert_eq!(queued(&env, 1), 0);
+    env.ack(&mut b, 1, "dev-b", 3).await;
+    assert_eq!(env.queued(1), 1, "1 and 2 acked by both, 3 only by dev-b");
+    env.ack(&mut a, 1, "dev-a", 3).await;
+    assert_eq!(env.queued(1), 0);
 
     // The counter goes on.
-    assert_eq!(post_n(&env, 1, 1, "next").await, vec![4]);
+    assert_eq!(env.post_n(1, 1, "next").await, vec![4]);
 }
 
 #[tokio::test]
 async fn restart_keeps_the_queue_and_the_seq_counter() {
     let env = start().await;
-    assert_eq!(post_n(&env, 1, 3, "before").await, vec![1, 2, 3]);
+    assert_eq!(env.post_n(1, 3, "before").await, vec![1, 2, 3]);
     let mut ws = signed_in(&env.ws_url(), env.token(1), "dev", Some(0)).await;
     for seq in 1..=3 {
         assert_eq!(next_talk(&mut ws).await["seq"], seq);
     }
-    send_text(&mut ws, json!({"type": "ack", "seq": 1}).to_string()).await;
-    assert_alive(&mut ws).await;
+    env.ack(&mut ws, 1, "dev", 1).await;
 
-    let Env { relay, dir, users, db, tokens } = env;
-    relay.shutdown().await;
+    let env = env.restart(|_| {}).await;
     assert_eq!(close_code(&mut ws).await, Some(1001));
-
-    let relay = talkbell_relay::start(test_config(users.clone(), db.clone())).await.unwrap();
-    let env = Env { relay, dir, users, db, tokens };
     let mut ws = signed_in(&env.ws_url(), env.token(1), "dev", Some(0)).await;
     assert_eq!(next_talk(&mut ws).await["seq"], 2);
     assert_eq!(next_talk(&mut ws).await["form"]["talk"], "before2");
-    assert_eq!(post_n(&env, 1, 1, "after").await, vec![4]);
+    assert_eq!(env.post_n(1, 1, "after").await, vec![4]);
     assert_eq!(next_talk(&mut ws).await["seq"], 4);
-}
-
-/// One POST as `sender`: the status and the JSON body.
-async fn post_as(env: &Env, sender: usize, to: u64, text: &str) -> (u16, serde_json::Value) {
-    let body = json!({"to": to, "talk": text}).to_string();
-    raw_post(env.relay.local_addr(), Some(&format!("Bearer {}", env.token(sender))), body.as_bytes()).await
 }
 
 #[tokio::test]
@@ -156,22 +131,21 @@ async fn a_full_queue_answers_507_and_keeps_every_accepted_talk_deliverable() {
         c.max_queued_per_sender = Some(5);
     })
     .await;
-    assert_eq!(post_n(&env, 1, 5, "t").await, vec![1, 2, 3, 4, 5]);
-    let (status, body) = post_as(&env, 2, 1, "one too many").await;
+    assert_eq!(env.post_n(1, 5, "t").await, vec![1, 2, 3, 4, 5]);
+    let (status, body) = env.post_as(2, 1, "one too many").await;
     assert_eq!(status, 507, "{body}");
     assert_eq!(body["code"], "queue_full", "{body}");
     assert!(body["error"].as_str().unwrap().contains("queue is full"), "{body}");
     // A refusal is not a rate limit: no Retry-After of a 429, and the talks are all there.
-    assert_eq!(queued(&env, 1), 5);
+    assert_eq!(env.queued(1), 5);
     let mut ws = signed_in(&env.ws_url(), env.token(1), "dev", Some(0)).await;
     for seq in 1..=5 {
         let talk = next_talk(&mut ws).await;
         assert_eq!((talk["seq"].clone(), talk["form"]["talk"].clone()), (json!(seq), json!(format!("t{}", seq - 1))));
     }
     // Once read, there is room again, and the refused talk used no seq.
-    send_text(&mut ws, json!({"type": "ack", "seq": 5}).to_string()).await;
-    assert_alive(&mut ws).await;
-    let (status, body) = post_as(&env, 2, 1, "now").await;
+    env.ack(&mut ws, 1, "dev", 5).await;
+    let (status, body) = env.post_as(2, 1, "now").await;
     assert_eq!((status, body["seq"].clone()), (200, json!(6)), "{body}");
 }
 
@@ -179,11 +153,11 @@ async fn a_full_queue_answers_507_and_keeps_every_accepted_talk_deliverable() {
 async fn one_sender_at_its_share_gets_507_while_another_still_gets_through() {
     let env = start_with(|c| c.max_queued_per_recipient = 30).await;
     // The default share is a tenth of the queue.
-    assert_eq!(post_n(&env, 1, 3, "flood").await, vec![1, 2, 3]);
-    let (status, body) = post_as(&env, 2, 1, "flood").await;
+    assert_eq!(env.post_n(1, 3, "flood").await, vec![1, 2, 3]);
+    let (status, body) = env.post_as(2, 1, "flood").await;
     assert_eq!((status, body["code"].clone()), (507, json!("queue_full")), "{body}");
     assert!(body["error"].as_str().unwrap().contains("sender's share"), "{body}");
-    let (status, body) = post_as(&env, 3, 1, "hello from 3").await;
+    let (status, body) = env.post_as(3, 1, "hello from 3").await;
     assert_eq!((status, body["seq"].clone()), (200, json!(4)), "{body}");
     // The flood's own talks are all kept.
     let mut ws = signed_in(&env.ws_url(), env.token(1), "dev", Some(0)).await;
@@ -199,14 +173,14 @@ async fn a_websocket_sender_gets_queue_full() {
         c.max_queued_per_sender = Some(2);
     })
     .await;
-    post_n(&env, 1, 2, "t").await;
+    env.post_n(1, 2, "t").await;
     let mut sender = signed_in(&env.ws_url(), env.token(2), "sender", None).await;
     let talk = json!({"form": {"id": 2, "name": "wang2", "talk": "by ws"}, "to": {"id": 1}});
     send_text(&mut sender, talk.to_string()).await;
     let err = next_json(&mut sender).await;
     assert_eq!((err["type"].clone(), err["code"].clone()), (json!("error"), json!("queue_full")), "{err}");
     assert_alive(&mut sender).await;
-    assert_eq!(queued(&env, 1), 2);
+    assert_eq!(env.queued(1), 2);
 }
 
 /// A device that resumed once and never came back holds the queue full, until it is
@@ -222,30 +196,24 @@ async fn a_stale_device_is_forgotten_and_no_longer_blocks() {
     let gone = signed_in(&env.ws_url(), env.token(1), "gone", Some(0)).await;
     drop(gone);
     let mut phone = signed_in(&env.ws_url(), env.token(1), "phone", Some(0)).await;
-    post_n(&env, 1, 3, "t").await;
+    env.post_n(1, 3, "t").await;
     for seq in 1..=3 {
         assert_eq!(next_talk(&mut phone).await["seq"], seq);
     }
-    send_text(&mut phone, json!({"type": "ack", "seq": 3}).to_string()).await;
-    assert_alive(&mut phone).await;
-    assert_eq!(post_as(&env, 2, 1, "blocked").await.0, 507, "'gone' still holds the three");
+    env.ack(&mut phone, 1, "phone", 3).await;
+    assert_eq!(env.post_as(2, 1, "blocked").await.0, 507, "'gone' still holds the three");
     let mut attempts = 0;
-    let deadline = tokio::time::Instant::now() + WAIT * 3;
-    loop {
+    wait_until("the stale device to be forgotten", async || {
         attempts += 1;
-        let (status, _) = post_as(&env, 2, 1, "through").await;
-        if status == 200 {
-            break;
-        }
-        assert_eq!(status, 507);
-        assert!(tokio::time::Instant::now() < deadline, "the stale device was never forgotten");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        let (status, body) = env.post_as(2, 1, "through").await;
+        assert!(status == 200 || status == 507, "{status}: {body}");
+        (status == 200).then_some(())
+    })
+    .await;
     assert!(attempts > 1);
     // The connected phone was seen meanwhile and is still a cursor: it gets the new talk.
     assert_eq!(next_talk(&mut phone).await["form"]["talk"], "through");
-    let store = Store::open(&env.db).unwrap();
-    assert_eq!(store.run_sync(|c| Store::devices(c, &UserId::from(1))).unwrap(), 1);
+    assert_eq!(env.devices(1), 1);
 }
 
 /// Past the device cap the least recently seen device goes, and its backlog with it.
@@ -259,22 +227,20 @@ async fn an_over_cap_device_is_forgotten_and_no_longer_blocks() {
     .await;
     drop(signed_in(&env.ws_url(), env.token(1), "gone", Some(0)).await);
     let mut phone = signed_in(&env.ws_url(), env.token(1), "phone", Some(0)).await;
-    post_n(&env, 1, 3, "t").await;
+    env.post_n(1, 3, "t").await;
     for seq in 1..=3 {
         assert_eq!(next_talk(&mut phone).await["seq"], seq);
     }
-    send_text(&mut phone, json!({"type": "ack", "seq": 3}).to_string()).await;
-    assert_alive(&mut phone).await;
-    assert_eq!(post_as(&env, 2, 1, "blocked").await.0, 507);
+    env.ack(&mut phone, 1, "phone", 3).await;
+    assert_eq!(env.post_as(2, 1, "blocked").await.0, 507);
     // A third device: 'gone' (seen least recently) is forgotten. The newcomer catches up
     // and acks, and the queue has room again.
     let mut tablet = signed_in(&env.ws_url(), env.token(1), "tablet", Some(0)).await;
     for seq in 1..=3 {
         assert_eq!(next_talk(&mut tablet).await["seq"], seq);
     }
-    send_text(&mut tablet, json!({"type": "ack", "seq": 3}).to_string()).await;
-    assert_alive(&mut tablet).await;
-    let (status, body) = post_as(&env, 2, 1, "through").await;
+    env.ack(&mut tablet, 1, "tablet", 3).await;
+    let (status, body) = env.post_as(2, 1, "through").await;
     assert_eq!((status, body["seq"].clone()), (200, json!(4)), "{body}");
 }
 
@@ -289,12 +255,11 @@ async fn a_client_that_never_acks_holds_nothing() {
     let mut app = signed_in(&env.ws_url(), env.token(1), "app", Some(0)).await;
     let mut browser = signed_in(&env.ws_url(), env.token(1), "browser", None).await;
     for i in 0..5 {
-        let (status, body) = post_as(&env, 2, 1, &format!("t{i}")).await;
+        let (status, body) = env.post_as(2, 1, &format!("t{i}")).await;
         assert_eq!(status, 200, "{body}");
         let seq = next_talk(&mut app).await["seq"].clone();
         assert_eq!(next_talk(&mut browser).await["seq"], seq);
-        send_text(&mut app, json!({"type": "ack", "seq": seq}).to_string()).await;
-        assert_alive(&mut app).await;
+        env.ack(&mut app, 1, "app", seq.as_u64().unwrap()).await;
     }
 }
 
@@ -306,8 +271,8 @@ async fn welcome_has_epoch_last_seq_and_features() {
     assert_eq!(welcome["features"], json!(["resume", "ack"]), "{welcome}");
     assert_eq!(welcome["epoch"], env.relay.epoch(), "{welcome}");
     assert!(welcome.get("reset").is_none(), "{welcome}");
-    post_n(&env, 1, 3, "t").await;
-    post_n(&env, 2, 1, "other").await;
+    env.post_n(1, 3, "t").await;
+    env.post_n(2, 1, "other").await;
     let (mut ws, welcome) = welcomed(&env.ws_url(), hello_text(env.token(1), "dev", Some(1))).await;
     assert_eq!(welcome["last_seq"], 3, "{welcome}");
     assert_eq!(next_talk(&mut ws).await["seq"], 2);
@@ -319,18 +284,18 @@ async fn welcome_has_epoch_last_seq_and_features() {
 #[tokio::test]
 async fn a_new_database_is_a_new_epoch_and_the_old_one_gets_a_reset() {
     let env = start().await;
-    post_n(&env, 1, 5, "old").await;
+    env.post_n(1, 5, "old").await;
     let (_ws, welcome) = welcomed(&env.ws_url(), hello_text(env.token(1), "dev", Some(5))).await;
     let old_epoch = welcome["epoch"].as_str().unwrap().to_owned();
 
-    let Env { relay, dir, users, db, tokens } = env;
-    relay.shutdown().await;
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-    }
-    let relay = talkbell_relay::start(test_config(users.clone(), db.clone())).await.unwrap();
-    let env = Env { relay, dir, users, db, tokens };
-    assert_eq!(post_n(&env, 1, 2, "new").await, vec![1, 2], "the seqs start again");
+    let env = env
+        .restart(|db| {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+            }
+        })
+        .await;
+    assert_eq!(env.post_n(1, 2, "new").await, vec![1, 2], "the seqs start again");
 
     let (mut ws, welcome) = welcomed(&env.ws_url(), hello_with_epoch(env.token(1), "dev", 5, &old_epoch)).await;
     let new_epoch = welcome["epoch"].as_str().unwrap().to_owned();
@@ -341,7 +306,7 @@ async fn a_new_database_is_a_new_epoch_and_the_old_one_gets_a_reset() {
         let talk = next_talk(&mut ws).await;
         assert_eq!((talk["seq"].clone(), talk["form"]["talk"].clone()), (json!(seq), json!(format!("new{}", seq - 1))));
     }
-    expect_silence(&mut ws, Duration::from_millis(200)).await;
+    assert_alive(&mut ws).await;
 
     // With the current epoch: an ordinary resume.
     let (mut ws, welcome) = welcomed(&env.ws_url(), hello_with_epoch(env.token(1), "dev2", 1, &new_epoch)).await;
@@ -375,7 +340,7 @@ async fn the_database_and_its_folder_are_private() {
     let db = dir.path().join("state").join("queue").join("relay.db");
     let mut users = talkbell_relay::Users::new();
     let token = users.add(1, "wang1");
-    let relay = talkbell_relay::start(test_config(users.clone(), db.clone())).await.unwrap();
+    let relay = start_on(users.clone(), db.clone()).await;
     post_talk(&relay.http_url(), &token, 1, "secret").await.unwrap();
     let folder = db.parent().unwrap().to_owned();
     let wal = folder.join("relay.db-wal");
@@ -392,7 +357,7 @@ async fn the_database_and_its_folder_are_private() {
         }
     }
     set_mode(&folder, 0o755);
-    let relay = talkbell_relay::start(test_config(users.clone(), db.clone())).await.unwrap();
+    let relay = start_on(users.clone(), db.clone()).await;
     post_talk(&relay.http_url(), &token, 1, "again").await.unwrap();
     assert_eq!(mode(&db), 0o600, "an existing 0644 database is fixed");
     assert_eq!(mode(&wal), 0o600);
@@ -408,7 +373,7 @@ async fn the_database_and_its_folder_are_private() {
     let db = shared.join("relay.db");
     std::fs::write(&db, "").unwrap();
     set_mode(&db, 0o644);
-    let relay = talkbell_relay::start(test_config(users, db.clone())).await.unwrap();
+    let relay = start_on(users, db.clone()).await;
     assert_eq!(mode(&db), 0o600);
     assert_eq!(mode(&shared), 0o755);
     relay.shutdown().await;
@@ -417,12 +382,11 @@ async fn the_database_and_its_folder_are_private() {
 #[tokio::test]
 async fn retention_deletes_old_talks_even_unacked() {
     let env = start_with(|c| c.retention = Duration::from_millis(400)).await;
-    post_n(&env, 1, 3, "t").await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert_eq!(queued(&env, 1), 0);
+    env.post_n(1, 3, "t").await;
+    wait_until("retention to delete the talks", async || (env.queued(1) == 0).then_some(())).await;
     let mut ws = signed_in(&env.ws_url(), env.token(1), "dev", Some(0)).await;
-    expect_silence(&mut ws, Duration::from_millis(200)).await;
-    assert_eq!(post_n(&env, 1, 1, "new").await, vec![4], "the counter is kept");
+    assert_alive(&mut ws).await;
+    assert_eq!(env.post_n(1, 1, "new").await, vec![4], "the counter is kept");
 }
 
 #[tokio::test]
@@ -477,7 +441,7 @@ async fn a_slow_connection_is_dropped_and_catches_up_on_resume() {
 #[tokio::test]
 async fn acks_are_not_rate_limited_and_the_last_one_counts() {
     let env = start_with(|c| c.ws_rate = talkbell_relay::RateLimit::new(5.0, 5)).await;
-    post_n(&env, 1, 300, "t").await;
+    env.post_n(1, 300, "t").await;
     let mut ws = signed_in(&env.ws_url(), env.token(1), "dev", Some(0)).await;
     for seq in 1..=300u64 {
         assert_eq!(next_talk(&mut ws).await["seq"], seq);
@@ -485,14 +449,14 @@ async fn acks_are_not_rate_limited_and_the_last_one_counts() {
     }
     // No rate_limited error came before the heartbeat's answer.
     assert_alive(&mut ws).await;
-    // The last ack is written within the coalescing interval.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(queued(&env, 1), 0);
+    // The last ack is written once the coalescing interval is over.
+    env.wait_acked(1, "dev", 300).await;
+    assert_eq!(env.queued(1), 0);
     // And one sent just before leaving is written on the way out.
-    post_n(&env, 1, 1, "late").await;
+    env.post_n(1, 1, "late").await;
     assert_eq!(next_talk(&mut ws).await["seq"], 301);
     send_text(&mut ws, json!({"type": "ack", "seq": 301}).to_string()).await;
     ws.close(None).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(queued(&env, 1), 0);
+    env.wait_acked(1, "dev", 301).await;
+    assert_eq!(env.queued(1), 0);
 }

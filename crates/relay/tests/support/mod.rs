@@ -1,17 +1,20 @@
-//! Shared helpers: a relay in-process on 127.0.0.1:0 with three users, WebSocket clients
-//! (tokio-tungstenite), and a raw HTTP/1.1 client for requests `post_talk` never makes;
+//! Shared helpers: a relay in-process on 127.0.0.1:0 with three users (restarted, posted
+//! to and its database read through [`Env`]), WebSocket clients (tokio-tungstenite), a raw
+//! HTTP/1.1 client for requests `post_talk` never makes, and [`wait_until`], the one way
+//! to wait for a condition;
 //! [`tls`]: a test CA and wss clients; [`child`]: the relay binary as a child process.
 #![allow(dead_code)]
 
 pub mod child;
 pub mod tls;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use talkbell_relay::{Relay, RelayConfig, Users};
+use talkbell_relay::broker::sqlite::{Store, StoreError};
+use talkbell_relay::{post_talk, Relay, RelayConfig, UserId, Users};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -22,17 +25,26 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// How long a test waits for a frame that must come.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// Polls `check` until it gives Some, or panics after [`WAIT`] (three times over: these
-/// conditions involve child processes on a shared machine).
-pub async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+/// How often [`wait_until`] looks again.
+const POLL: Duration = Duration::from_millis(25);
+
+/// Checks `check` until it gives Some, or panics after [`WAIT`] (three times over: these
+/// conditions may involve child processes, rate limits refilling or a database on a
+/// shared machine). The one way tests wait for a condition that no event announces.
+pub async fn wait_until<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = tokio::time::Instant::now() + WAIT * 3;
     loop {
-        if let Some(t) = check() {
+        if let Some(t) = check().await {
             return t;
         }
         assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(POLL).await;
     }
+}
+
+/// [`wait_until`] for a check that does not wait itself.
+pub async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    wait_until(what, async || check()).await
 }
 
 pub struct Env {
@@ -60,6 +72,67 @@ impl Env {
     /// A config like the first one, on the same database and users, for a restart.
     pub fn config(&self) -> RelayConfig {
         test_config(self.users.clone(), self.db.clone())
+    }
+
+    /// Stops the relay, runs `meanwhile` on the database's path, and starts it again on
+    /// the same users and database.
+    pub async fn restart(self, meanwhile: impl FnOnce(&Path)) -> Env {
+        let Env { relay, dir, users, db, tokens } = self;
+        relay.shutdown().await;
+        meanwhile(&db);
+        let relay = start_on(users.clone(), db.clone()).await;
+        Env { relay, dir, users, db, tokens }
+    }
+
+    /// Posts `n` talks from user 2 to `to` ("{prefix}0", "{prefix}1", …); their seqs.
+    pub async fn post_n(&self, to: u64, n: usize, prefix: &str) -> Vec<u64> {
+        let mut seqs = Vec::new();
+        for i in 0..n {
+            seqs.push(post_talk(&self.http_url(), self.token(2), to, &format!("{prefix}{i}")).await.unwrap().seq);
+        }
+        seqs
+    }
+
+    /// One POST as `sender`: the status and the JSON body.
+    pub async fn post_as(&self, sender: usize, to: u64, text: &str) -> (u16, Value) {
+        let body = json!({"to": to, "talk": text}).to_string();
+        raw_post(self.relay.local_addr(), Some(&format!("Bearer {}", self.token(sender))), body.as_bytes()).await
+    }
+
+    /// Runs `f` on the relay's database through a read-only connection of the test's
+    /// own, which never holds up the relay's writes (nor makes them fail).
+    fn peek<R>(&self, f: impl FnOnce(&rusqlite::Connection) -> Result<R, StoreError>) -> R {
+        let conn = rusqlite::Connection::open_with_flags(&self.db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        conn.busy_timeout(WAIT).unwrap();
+        f(&conn).unwrap()
+    }
+
+    /// How many talks are queued for `user`.
+    pub fn queued(&self, user: u64) -> usize {
+        self.peek(|c| Store::queued(c, &UserId::from(user)))
+    }
+
+    /// How many devices `user` has.
+    pub fn devices(&self, user: u64) -> usize {
+        self.peek(|c| Store::devices(c, &UserId::from(user)))
+    }
+
+    /// Sends an ack of `seq` on `ws`, the connection of `user`'s device `uuid`, and waits
+    /// until the relay has recorded it (acks are written at most every 100 ms).
+    pub async fn ack(&self, ws: &mut Ws, user: u64, uuid: &str, seq: u64) {
+        send_text(ws, json!({"type": "ack", "seq": seq}).to_string()).await;
+        self.wait_acked(user, uuid, seq).await;
+    }
+
+    /// Waits until `user`'s device `uuid` has acked `seq` or more.
+    pub async fn wait_acked(&self, user: u64, uuid: &str, seq: u64) {
+        let acked = |c: &rusqlite::Connection| {
+            let sql = "SELECT acked FROM devices WHERE recipient = ?1 AND uuid = ?2";
+            let acked = c.query_row(sql, [user.to_string(), uuid.to_owned()], |r| r.get::<_, i64>(0));
+            Ok(acked.ok())
+        };
+        let what = format!("device {uuid} of user {user} to ack {seq}");
+        eventually(&what, || self.peek(acked).filter(|&a| a >= i64::try_from(seq).unwrap()).map(drop)).await;
     }
 }
 
@@ -91,6 +164,11 @@ pub async fn start_with(tweak: impl FnOnce(&mut RelayConfig)) -> Env {
     tweak(&mut cfg);
     let relay = talkbell_relay::start(cfg).await.expect("relay starts");
     Env { relay, dir, users, db, tokens }
+}
+
+/// A relay of the test config on these users and this database.
+pub async fn start_on(users: Users, db: PathBuf) -> Relay {
+    talkbell_relay::start(test_config(users, db)).await.expect("relay starts")
 }
 
 /// Says hello with a token the relay must refuse: the error frame, then close 4001.
@@ -185,17 +263,31 @@ pub async fn close_code(ws: &mut Ws) -> Option<u16> {
     }
 }
 
-/// Nothing arrives for `d`.
-pub async fn expect_silence(ws: &mut Ws, d: Duration) {
-    if let Ok(Some(msg)) = tokio::time::timeout(d, ws.next()).await {
-        panic!("expected nothing, got {msg:?}");
-    }
-}
-
-/// A heartbeat round trip: proves the connection is still open and served.
+/// A heartbeat round trip: proves the connection is still open and served, and that
+/// nothing came before the answer (a replay is written before the first frame is read).
 pub async fn assert_alive(ws: &mut Ws) {
     send_text(ws, "online").await;
     assert_eq!(next_text(ws).await, "online");
+}
+
+/// Sends a ping with `mark` and returns the text frames that arrive before its pong: the
+/// relay answers frames in order, so these are the answers to all it was sent before.
+pub async fn texts_before_pong(ws: &mut Ws, mark: &[u8]) -> Vec<String> {
+    ws.send(Message::Ping(mark.to_vec().into())).await.expect("send a ping");
+    let mut texts = Vec::new();
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a frame in time")
+            .expect("the connection is open")
+            .expect("a frame");
+        match msg {
+            Message::Pong(p) if p.as_ref() == mark => return texts,
+            Message::Text(t) => texts.push(t.to_string()),
+            Message::Ping(_) | Message::Pong(_) => {}
+            other => panic!("expected text or the pong, got {other:?}"),
+        }
+    }
 }
 
 /// One raw HTTP/1.1 request; returns the status and the body.

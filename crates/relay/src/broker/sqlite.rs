@@ -28,25 +28,23 @@
 //! is connected. A recipient with no device left keeps its talks until retention (a new
 //! device may resume from 0); a forgotten device that returns is a new device.
 //!
-//! The connection is synchronous; callers run it on the blocking pool through
-//! [`Store::run`], so a commit never stalls the async workers.
+//! The connection is synchronous; the [`Broker`] methods run it on the blocking pool
+//! through [`Store::run`], so a commit never stalls the async workers. This broker is
+//! one process's: every talk is appended and handed out by the relay that holds the file,
+//! so it has no other node to wake.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension};
-use talkbell_core::protocol::{Person, Seq, TalkMessage, UserId};
+use talkbell_core::protocol::{Person, UserId};
+use tokio::sync::mpsc;
+
+use super::{
+    now_ms, BoxFuture, Broker, BrokerError, Device, DeviceRule, NewTalk, QueueCaps, QueueFull, Registered, StoredTalk,
+};
 
 const SCHEMA_VERSION: i64 = 2;
-
-/// Which cap refused a talk.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum QueueFull {
-    #[error("the recipient's queue is full ({cap} undelivered talks); try again once they have read some")]
-    Recipient { cap: usize },
-    #[error("this sender's share of the recipient's queue is full ({cap} undelivered talks); try again once they have read some")]
-    Sender { cap: usize },
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -62,71 +60,14 @@ pub enum StoreError {
     Private { path: std::path::PathBuf, source: std::io::Error },
 }
 
-/// How many talks a recipient's queue takes (see the rule at the top).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct QueueCaps {
-    pub per_recipient: usize,
-    pub per_sender: usize,
-}
-
-impl QueueCaps {
-    /// `per_recipient`, and a tenth of it (at least 1) per sender.
-    pub fn new(per_recipient: usize) -> Self {
-        QueueCaps { per_recipient, per_sender: (per_recipient / 10).max(1) }
-    }
-}
-
-/// When a device is forgotten (see the rule at the top).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DeviceRule {
-    /// Devices kept per recipient.
-    pub max: usize,
-    /// A device not seen for this long is forgotten.
-    pub expiry_ms: i64,
-}
-
-impl Default for DeviceRule {
-    fn default() -> Self {
-        DeviceRule { max: 16, expiry_ms: 7 * 24 * 3600 * 1000 }
-    }
-}
-
-/// A talk as it is queued for its recipient.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoredTalk {
-    pub seq: u64,
-    pub ts: i64,
-    pub from: Person,
-    pub to: Person,
-    pub talk: String,
-}
-
-impl StoredTalk {
-    pub fn message(&self) -> TalkMessage {
-        TalkMessage {
-            from: self.from.clone(),
-            to: self.to.clone(),
-            talk: self.talk.clone(),
-            seq: Some(Seq(self.seq)),
-            ts: Some(self.ts),
-        }
-    }
-}
-
-/// What registering a device found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Registered {
-    /// The recipient's last `seq` at the moment of registering: a replay covers up to
-    /// this one, live talks start after it.
-    pub last_seq: u64,
-    /// What this device has acked (its `resume` included): a replay starts after it.
-    pub acked: u64,
-}
-
+/// The SQLite queue. As a [`Broker`] it enforces its [`QueueCaps`] and [`DeviceRule`]
+/// ([`Store::with_limits`]; the relay's defaults otherwise).
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
     epoch: Arc<str>,
+    caps: QueueCaps,
+    rule: DeviceRule,
 }
 
 fn to_i64(n: u64) -> i64 {
@@ -209,12 +150,18 @@ impl Store {
         tx.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?1)", params![new_epoch()])?;
         let epoch: String = tx.query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| r.get(0))?;
         tx.commit()?;
-        Ok(Store { conn: Arc::new(Mutex::new(conn)), epoch: epoch.into() })
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+            epoch: epoch.into(),
+            caps: QueueCaps::new(10_000),
+            rule: DeviceRule::default(),
+        })
     }
 
-    /// The epoch of this database's queues (PROTOCOL.md 3).
-    pub fn epoch(&self) -> &str {
-        &self.epoch
+    /// The caps [`Broker::append`] enforces and the rule by which [`Broker::register`]
+    /// and [`Broker::ack`] forget devices.
+    pub fn with_limits(self, caps: QueueCaps, rule: DeviceRule) -> Self {
+        Store { caps, rule, ..self }
     }
 
     /// Runs `f` on the connection, on the blocking pool.
@@ -403,10 +350,10 @@ impl Store {
 
     /// Notes that devices were seen (on disconnect, and while connected), so that they
     /// are not forgotten.
-    pub fn touch_devices(conn: &mut Connection, devices: &[(UserId, String)], now_ms: i64) -> Result<(), StoreError> {
+    pub fn touch_devices(conn: &mut Connection, devices: &[Device], now_ms: i64) -> Result<(), StoreError> {
         let tx = conn.transaction()?;
-        for (recipient, uuid) in devices {
-            Self::touch(&tx, recipient, uuid, now_ms)?;
+        for device in devices {
+            Self::touch(&tx, &device.user, &device.uuid, now_ms)?;
         }
         tx.commit()?;
         Ok(())
@@ -477,6 +424,70 @@ impl Store {
                 r.get(0)
             })?;
         Ok(to_usize(n))
+    }
+}
+
+impl From<StoreError> for BrokerError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::QueueFull(full) => BrokerError::QueueFull(full),
+            other => BrokerError::Failed(Box::new(other)),
+        }
+    }
+}
+
+impl Broker for Store {
+    fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    fn append(&self, talk: NewTalk) -> BoxFuture<'_, Result<u64, BrokerError>> {
+        let caps = self.caps;
+        Box::pin(async move {
+            Ok(self.run(move |c| Store::insert(c, &talk.from, &talk.to, &talk.talk, talk.ts, caps)).await?)
+        })
+    }
+
+    fn register(&self, device: Device, resume: Option<u64>) -> BoxFuture<'_, Result<Registered, BrokerError>> {
+        let rule = self.rule;
+        Box::pin(async move {
+            let Device { user, uuid } = device;
+            Ok(self.run(move |c| Store::register_device(c, &user, &uuid, resume, now_ms(), rule)).await?)
+        })
+    }
+
+    fn replay(
+        &self,
+        user: UserId,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<StoredTalk>, BrokerError>> {
+        Box::pin(async move { Ok(self.run(move |c| Store::range(c, &user, after, upto, limit)).await?) })
+    }
+
+    fn ack(&self, device: Device, seq: u64) -> BoxFuture<'_, Result<(), BrokerError>> {
+        let rule = self.rule;
+        Box::pin(async move {
+            let Device { user, uuid } = device;
+            Ok(self.run(move |c| Store::ack(c, &user, &uuid, seq, now_ms(), rule)).await?)
+        })
+    }
+
+    fn seen(&self, devices: Vec<Device>) -> BoxFuture<'_, Result<(), BrokerError>> {
+        Box::pin(async move { Ok(self.run(move |c| Store::touch_devices(c, &devices, now_ms())).await?) })
+    }
+
+    fn prune(&self, talks_before_ms: i64, devices_before_ms: i64) -> BoxFuture<'_, Result<usize, BrokerError>> {
+        Box::pin(async move { Ok(self.run(move |c| Store::expire(c, talks_before_ms, devices_before_ms)).await?) })
+    }
+
+    fn wake<'a>(&'a self, _talk: &'a StoredTalk) -> BoxFuture<'a, Result<(), BrokerError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn wakeups(&self) -> Option<mpsc::Receiver<StoredTalk>> {
+        None
     }
 }
 
@@ -731,7 +742,7 @@ mod tests {
                 assert_eq!(left, ["a", "b", "c"], "phone (seen at 1001) went");
 
                 // The maintenance pass forgets the unseen too.
-                Store::touch_devices(c, &[(r.clone(), "c".to_owned())], 5000)?;
+                Store::touch_devices(c, &[Device { user: r.clone(), uuid: "c".to_owned() }], 5000)?;
                 Store::expire(c, 0, 2000)?;
                 assert_eq!(Store::devices(c, &r)?, 1);
                 Ok(())

@@ -1,0 +1,199 @@
+//! The relay's queue and routing storage behind one trait, [`Broker`]: the hub
+//! (`hub.rs`) talks to it and to nothing below it, and the protocol code (WebSocket,
+//! HTTP) talks only to the hub, so neither knows which broker runs.
+//!
+//! - [`sqlite::Store`]: one process, a SQLite file (the default). Every talk is appended
+//!   and handed out by this process, so it has no other node to wake.
+//! - A broker shared by several relays (Redis streams and pub/sub, say) implements the
+//!   same trait: [`Broker::wake`] tells the other nodes, [`Broker::wakeups`] hears them.
+//!
+//! How the hub keeps its ordering rule (replay up to a `seq`, then live with no gap)
+//! with any broker is written at the top of `hub.rs`; what it asks of a broker is
+//! written on [`Broker::register`], [`Broker::wake`] and [`Broker::wakeups`].
+
+pub mod sqlite;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use talkbell_core::protocol::{Person, Seq, TalkMessage, UserId};
+use tokio::sync::mpsc;
+
+/// What a [`Broker`] method returns: a boxed future, so that the trait is object-safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A duration in milliseconds, as the queue keeps times.
+pub(crate) fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Now, in milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(millis).unwrap_or(0)
+}
+
+/// Which cap refused a talk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QueueFull {
+    #[error("the recipient's queue is full ({cap} undelivered talks); try again once they have read some")]
+    Recipient { cap: usize },
+    #[error("this sender's share of the recipient's queue is full ({cap} undelivered talks); try again once they have read some")]
+    Sender { cap: usize },
+}
+
+/// Why a broker did not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The talk was refused and nothing was stored (see [`QueueCaps`]).
+    #[error("{0}")]
+    QueueFull(#[from] QueueFull),
+    /// The broker itself failed (its database, its network).
+    #[error("{0}")]
+    Failed(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// How many talks a recipient's queue takes. **An accepted talk is never evicted**: past
+/// either cap new talks are refused and nothing queued is touched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueCaps {
+    pub per_recipient: usize,
+    pub per_sender: usize,
+}
+
+impl QueueCaps {
+    /// `per_recipient`, and a tenth of it (at least 1) per sender.
+    pub fn new(per_recipient: usize) -> Self {
+        QueueCaps { per_recipient, per_sender: (per_recipient / 10).max(1) }
+    }
+}
+
+/// When a device is forgotten, so that one that never comes back cannot hold its
+/// recipient's queue full (the rule is written at the top of `broker/sqlite.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceRule {
+    /// Devices kept per recipient.
+    pub max: usize,
+    /// A device not seen for this long is forgotten.
+    pub expiry_ms: i64,
+}
+
+impl Default for DeviceRule {
+    fn default() -> Self {
+        DeviceRule { max: 16, expiry_ms: 7 * 24 * 3600 * 1000 }
+    }
+}
+
+/// One device of a recipient (its hello's `uuid`): a cursor once it resumes or acks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    pub user: UserId,
+    pub uuid: String,
+}
+
+/// A talk to append: from whom, to whom (as the users table names them), what, when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewTalk {
+    pub from: Person,
+    pub to: Person,
+    pub talk: String,
+    pub ts: i64,
+}
+
+/// A talk as it is queued for its recipient.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredTalk {
+    pub seq: u64,
+    pub ts: i64,
+    pub from: Person,
+    pub to: Person,
+    pub talk: String,
+}
+
+impl StoredTalk {
+    pub fn new(seq: u64, talk: NewTalk) -> Self {
+        StoredTalk { seq, ts: talk.ts, from: talk.from, to: talk.to, talk: talk.talk }
+    }
+
+    pub fn message(&self) -> TalkMessage {
+        TalkMessage {
+            from: self.from.clone(),
+            to: self.to.clone(),
+            talk: self.talk.clone(),
+            seq: Some(Seq(self.seq)),
+            ts: Some(self.ts),
+        }
+    }
+}
+
+/// What registering a device found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Registered {
+    /// The recipient's last `seq` at the moment of registering: a replay covers up to
+    /// this one, live talks start after it.
+    pub last_seq: u64,
+    /// What this device has acked (its `resume` included): a replay starts after it.
+    pub acked: u64,
+}
+
+/// The queue and routing storage of the relay.
+///
+/// Object-safe, used as `Box<dyn Broker>` rather than as a type parameter: the relay
+/// picks its broker once at start, the hub and the protocol code then carry no type
+/// parameter and cannot tell brokers apart, and the boxed future of each call costs
+/// nothing beside what a call does (a SQLite commit, a network round trip).
+///
+/// Caps and the device rule are the broker's own, given when it is made.
+pub trait Broker: Send + Sync + 'static {
+    /// The lifetime of every queue in this broker (PROTOCOL.md 3): a broker whose data
+    /// is lost starts a new epoch, and its `seq`s start again.
+    fn epoch(&self) -> &str;
+
+    /// Gives the talk its recipient's next `seq` and stores it durably, all or nothing;
+    /// or refuses it with [`BrokerError::QueueFull`], storing nothing and using no `seq`,
+    /// when the recipient's queue or the sender's share of it is full. A `seq` is never
+    /// given twice within an epoch.
+    fn append(&self, talk: NewTalk) -> BoxFuture<'_, Result<u64, BrokerError>>;
+
+    /// Records that `device` connected. A `resume` acks everything up to it and makes the
+    /// device a cursor; without one only a known device is seen. Returns the recipient's
+    /// last `seq` and what the device has acked.
+    ///
+    /// Every talk appended for this recipient after that `last_seq` was read, on any
+    /// node, is handed out on this node (by this node's hub, or through
+    /// [`Broker::wakeups`]): subscribe first, then read.
+    fn register(&self, device: Device, resume: Option<u64>) -> BoxFuture<'_, Result<Registered, BrokerError>>;
+
+    /// Up to `limit` talks of `user` with `after < seq <= upto`, in `seq` order.
+    fn replay(
+        &self,
+        user: UserId,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<StoredTalk>, BrokerError>>;
+
+    /// A cumulative ack from a device: it has stored everything up to `seq`. Talks every
+    /// device of the recipient has acked are deleted.
+    fn ack(&self, device: Device, seq: u64) -> BoxFuture<'_, Result<(), BrokerError>>;
+
+    /// These devices are still around (connected, or just gone): not forgotten yet.
+    fn seen(&self, devices: Vec<Device>) -> BoxFuture<'_, Result<(), BrokerError>>;
+
+    /// Retention: deletes talks older than `talks_before_ms`, acked or not, forgets
+    /// devices not seen since `devices_before_ms`, and deletes what the devices left have
+    /// all acked. Returns how many talks went past retention.
+    fn prune(&self, talks_before_ms: i64, devices_before_ms: i64) -> BoxFuture<'_, Result<usize, BrokerError>>;
+
+    /// Tells the other nodes that hold connections of `talk.to` that it is waiting
+    /// (this node's hub has already handed it to its own). The hub calls it for each
+    /// talk it appends, under the recipient's lock, in `seq` order; a failure loses no
+    /// talk (it is stored, and a resume or the next wake-up's catch-up brings it).
+    fn wake<'a>(&'a self, talk: &'a StoredTalk) -> BoxFuture<'a, Result<(), BrokerError>>;
+
+    /// The talks other nodes appended for recipients that may have connections here,
+    /// taken once by the hub at start; `None` when there are no other nodes. They may
+    /// come late, twice, or out of order: the hub drops what a connection has and
+    /// replays what it skipped.
+    fn wakeups(&self) -> Option<mpsc::Receiver<StoredTalk>>;
+}
