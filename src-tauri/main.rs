@@ -99,7 +99,7 @@ async fn login(paths: Paths, server: &str, user_id: Option<String>) -> Result<()
         .context("could not read the token from standard input")?;
     let token = Token::new(secret).context("no token on standard input")?;
     let user_id = user_id.map(|id| id.parse::<UserId>()).transpose()?;
-    let engine = Engine::start(paths, None).await?;
+    let engine = Engine::start(paths, None)?;
     let result = engine.sign_in(server, token, user_id).await;
     engine.shutdown().await;
     let user = result?;

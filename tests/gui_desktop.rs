@@ -5,6 +5,8 @@
 //! tray and a popup go to docs/screenshots/ (the README shows them).
 
 mod common;
+#[path = "../crates/core/tests/support_keyring/mod.rs"]
+mod keyring;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -746,6 +748,57 @@ fn hidden_start_sits_in_the_tray_with_no_web_view_until_opened_and_signs_out_fro
     assert!(screen_reader::<bool>(pid, &["click", "Quit"]));
     let status = eventually("the app to quit", || tray_app.0.try_wait().unwrap());
     assert!(status.success(), "quit with {status:?}");
+}
+
+// ---- a locked keyring -------------------------------------------------------------------
+
+/// Issue 10, point 11: with the login keyring locked the tray app starts anyway (it used
+/// to exit, or hold its main thread on the unlock prompt), the window and the tray's first
+/// line say why, and it connects by itself once the keyring is unlocked (through the
+/// control socket, as PAM does).
+#[test]
+#[ignore = "needs scripts/desktop-session.sh (D-Bus, gnome-keyring, dunst, Xvfb)"]
+fn with_the_keyring_locked_the_tray_app_starts_says_why_and_connects_once_unlocked() {
+    const LOCKED: &str = "the keyring is locked: unlock it to connect";
+    require_desktop_session();
+    let _turn = one_at_a_time();
+    let _desktop = window_manager_and_tray();
+    let relay = Relay::start();
+    let (app, _cleanup) = signed_in(&relay);
+    let (_driver, port) = start_driver(&app);
+    // Locked after the login and before the app starts; unlocked again whatever happens.
+    let _unlock = keyring::UnlockOnDrop;
+    keyring::lock_login();
+    assert!(keyring::login_is_locked());
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let client = connect(port).await;
+        wait_status(&client, "waiting for the keyring", |t| t.starts_with("Waiting for the keyring")).await;
+        let detail = client.find(Locator::Id("status-detail")).await.unwrap().text().await.unwrap();
+        assert_eq!(detail, LOCKED);
+        // Nothing to sign in again for: the window stays at the history.
+        let account = client.find(Locator::Id("panel-account")).await.unwrap();
+        assert_eq!(account.attr("hidden").await.unwrap().as_deref(), Some("true"), "the sign-in form is shown");
+        let pid = app_pids(&app)[0];
+        eventually("the tray's first line to say why", || {
+            let menu = open_tray_menu(pid);
+            close_tray_menu();
+            (menu[0].0 == format!("Talkbell: signed out · {LOCKED}")).then_some(())
+        });
+        assert_eq!(app.status_json()["reason_kind"], "keyring-locked");
+
+        assert_eq!(keyring::unlock_login(&keyring::keyring_password()).expect("control socket"), 0);
+        wait_status(&client, "connected", |t| t.starts_with("Connected as wang1")).await;
+        eventually("the tray's first line to say connected", || {
+            let menu = open_tray_menu(pid);
+            close_tray_menu();
+            menu[0].0.starts_with("Talkbell: connected").then_some(())
+        });
+        tray_menu_click(pid, "Quit");
+        eventually("the app to quit", || (!Path::new(&format!("/proc/{pid}")).exists()).then_some(()));
+        let _ = client.close().await;
+    });
 }
 
 // ---- a StatusNotifier desktop ----------------------------------------------------------

@@ -18,13 +18,24 @@ function describe(s) {
     case "connected": return s.user ? `Connected as ${s.user}` : "Connected";
     case "connecting": return "Connecting…";
     case "authenticating": return "Signing in…";
-    case "signed out": return "Signed out";
+    case "signed out": return signedOut(s);
     case "offline": {
       const secs = s.retry_at_ms ? Math.max(0, Math.ceil((s.retry_at_ms - Date.now()) / 1000)) : null;
       return secs === null ? "Offline" : `Offline, retrying in ${secs} s`;
     }
     default: return s.state;
   }
+}
+
+// Signed out while the token is read from the keyring, or because it cannot be read yet:
+// the app connects by itself once it can, so this is not "sign in again".
+function waitingForKeyring(s) {
+  return s.state === "signed out" && s.reason_kind !== null && s.reason_kind !== "server-refused";
+}
+
+function signedOut(s) {
+  if (s.reason_kind === "reading-keyring") return "Reading the keyring…";
+  return waitingForKeyring(s) ? "Waiting for the keyring" : "Signed out";
 }
 
 function showStatus(s) {
@@ -35,7 +46,7 @@ function showStatus(s) {
   if (s.unread > 0) text += ` · ${s.unread} unread`;
   if (s.paused) text += " · notifications paused";
   $("status-text").textContent = text;
-  // Why offline or signed out, in the server's or the network's words.
+  // Why offline or signed out, in the server's, the network's or the keyring's words.
   $("status-detail").textContent = s.detail ?? "";
   $("resume").hidden = !s.paused;
   $("pause-hour").hidden = $("pause-forever").hidden = s.paused;
@@ -252,7 +263,7 @@ async function start() {
   $("hb-interval").value = settings.heartbeat_interval_ms;
   $("hb-timeout").value = settings.heartbeat_timeout_ms;
   $("autostart").checked = settings.autostart;
-  if (status.state === "signed out") showPanel("account");
+  if (status.state === "signed out" && !waitingForKeyring(status)) showPanel("account");
   await loadMore();
   const row = /^#row=(\d+)$/.exec(location.hash);
   if (row) focusRow(Number(row[1]));

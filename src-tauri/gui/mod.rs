@@ -67,8 +67,9 @@ pub fn run(paths: Paths, hidden: bool) -> Result<()> {
                 };
                 window::open(&handle, row);
             });
-            let engine = tauri::async_runtime::block_on(Engine::start(paths.clone(), Some(Arc::new(notifier))))
-                .context("cannot start")?;
+            // Never waits for the keyring (the token is read by a task of the engine), so
+            // the tray is up at once, signed out with the reason while the keyring is locked.
+            let engine = Engine::start(paths.clone(), Some(Arc::new(notifier))).context("cannot start")?;
             if let Some(lock) = app.try_state::<ProfileLock>() {
                 talkbell_core::status::spawn_publisher(engine.session(), engine.paths(), lock.0.holder());
             }

@@ -8,15 +8,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::broadcast::error::RecvError;
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::Instant;
 
 use crate::config::{Config, ConfigError, Paths};
 use crate::history::{History, HistoryError};
+use crate::keyring_wait::{self, Retry};
 use crate::notify::{Notifier, NotifyGate, NotifyHandle};
 use crate::protocol::{Token, UserId};
 use crate::secrets::{SecretStore, SecretsError};
-use crate::session::{Credentials, Session, SessionConfig, SessionEvent, SessionHandle, SessionState};
+use crate::session::{
+    Credentials, Session, SessionConfig, SessionEvent, SessionHandle, SessionState, SignedOutReason, Start,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -26,8 +29,10 @@ pub enum EngineError {
     History(#[from] HistoryError),
     #[error(transparent)]
     Secrets(#[from] SecretsError),
-    #[error("the server refused the token: {0}")]
-    Refused(String),
+    /// The session signed out before the server took the token: it refused it (the
+    /// reason says how), or the user signed out meanwhile (`None`).
+    #[error("{}", .0.as_ref().map_or_else(|| "signed out before the server took the token".to_owned(), |r| r.to_string()))]
+    Refused(Option<SignedOutReason>),
     #[error("could not reach the server: {0}")]
     Unreachable(String),
     #[error("the server accepted the token but did not say who you are; sign in again with --user-id")]
@@ -50,39 +55,48 @@ pub struct Engine {
     paths: Paths,
     secrets: SecretStore,
     bridge: JoinHandle<()>,
+    /// The task reading the stored token ([`keyring_wait`]), while there is one.
+    keyring: Option<AbortHandle>,
 }
 
 impl Engine {
-    /// Loads the config (making it on first start), opens the history, reads the token
-    /// for the configured server from the keyring and starts the session. With no token
-    /// stored the session waits, signed out. `notifier` is `None` where nothing should
-    /// pop up (e.g. while signing in from the command line).
-    pub async fn start(paths: Paths, notifier: Option<Arc<dyn Notifier>>) -> Result<Engine, EngineError> {
+    /// Loads the config (making it on first start), opens the history and starts the
+    /// session; must be called within a tokio runtime. It never waits for the keyring:
+    /// with a server configured the session starts signed out
+    /// ([`SignedOutReason::ReadingKeyring`]) and a task of the engine reads the token and
+    /// connects with it, or keeps trying while the keyring is locked or away, the session
+    /// signed out with the reason meanwhile ([`keyring_wait`]). With no token stored the
+    /// session waits, signed out. `notifier` is `None` where nothing should pop up (e.g.
+    /// while signing in from the command line).
+    pub fn start(paths: Paths, notifier: Option<Arc<dyn Notifier>>) -> Result<Engine, EngineError> {
         let config = Config::load_or_create(&paths.config_file)?;
         let history = Arc::new(History::open(&paths.history_db)?);
         let retention =
             (config.history.max_rows, Duration::from_secs(config.history.max_age_days.saturating_mul(86_400)));
-        let credentials = match &config.server {
-            None => None,
-            Some(server) => match SecretStore::new().get(server).await {
-                Ok(token) => Some(Credentials { server: server.clone(), token, user_id: config.user_id.clone() }),
-                Err(SecretsError::NotFound { .. }) => {
-                    tracing::info!("no token in the keyring: signed out until `talkbell login`");
-                    None
-                }
-                Err(e) => return Err(e.into()),
-            },
-        };
         let mut session_config = SessionConfig::new(config.device_uuid.to_string(), config.timing());
         session_config.client_name = Some(concat!("talkbell/", env!("CARGO_PKG_VERSION")).into());
-        let session = Session::spawn(session_config, credentials, history.clone());
+        let start = match &config.server {
+            Some(_) => Start::SignedOut(Some(SignedOutReason::ReadingKeyring)),
+            None => Start::SignedOut(None),
+        };
+        let session = Session::spawn_with(session_config, start, history.clone());
+        let keyring = config.server.clone().map(|server| {
+            let reader = keyring_wait::spawn(
+                session.clone(),
+                SecretStore::new(),
+                server,
+                config.user_id.clone(),
+                Retry::default(),
+            );
+            reader.abort_handle()
+        });
         let notify =
             notifier.filter(|_| config.notifications.enabled).map(|n| NotifyGate::spawn(n, config.notify_settings()));
         let trace = notify.as_ref().and_then(|_| DeliveryTrace::from_env());
         let config = Arc::new(Mutex::new(config));
         let bridge = tokio::spawn(bridge(session.clone(), notify.clone(), config.clone(), paths.clone(), trace));
         tokio::spawn(prune_daily(history.clone(), retention));
-        Ok(Engine { session, history, notify, config, paths, secrets: SecretStore::new(), bridge })
+        Ok(Engine { session, history, notify, config, paths, secrets: SecretStore::new(), bridge, keyring })
     }
 
     pub fn session(&self) -> &SessionHandle {
@@ -111,6 +125,8 @@ impl Engine {
     pub async fn sign_in(&self, server: &str, token: Token, user_id: Option<UserId>) -> Result<UserId, EngineError> {
         crate::config::validate_server_url(server)
             .map_err(|reason| EngineError::BadServer { url: server.to_owned(), reason })?;
+        // The user's sign-in wins over the stored token (the session ignores a late one too).
+        self.stop_reading_keyring();
         let mut events = self.session.subscribe();
         self.session.set_credentials(Credentials {
             server: server.to_owned(),
@@ -126,9 +142,7 @@ impl Engine {
                         _ if !started => {}
                         SessionState::Connected { user: Some(user) } => return Ok(user.id),
                         SessionState::Connected { user: None } => return user_id.clone().ok_or(EngineError::NoUserId),
-                        SessionState::SignedOut { reason } => {
-                            return Err(EngineError::Refused(reason.unwrap_or_default()))
-                        }
+                        SessionState::SignedOut { reason } => return Err(EngineError::Refused(reason)),
                         SessionState::Backoff { reason, .. } => {
                             return Err(EngineError::Unreachable(reason.to_string()))
                         }
@@ -163,6 +177,7 @@ impl Engine {
 
     /// Closes the link and removes the token from the keyring.
     pub async fn sign_out(&self) -> Result<(), EngineError> {
+        self.stop_reading_keyring();
         self.session.sign_out();
         forget_token(&self.paths).await
     }
@@ -179,8 +194,17 @@ impl Engine {
     }
 
     pub async fn shutdown(&self) {
+        self.stop_reading_keyring();
         self.session.shutdown().await;
         self.bridge.abort();
+    }
+
+    /// Ends the task reading the stored token, if it still runs. A keyring call it has
+    /// in flight finishes on its own thread, unheard.
+    fn stop_reading_keyring(&self) {
+        if let Some(reader) = &self.keyring {
+            reader.abort();
+        }
     }
 
     /// Reconnects at once after resume from sleep or when the network comes up (logind,

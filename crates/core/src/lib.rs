@@ -29,6 +29,8 @@ pub mod history;
 #[cfg(feature = "desktop")]
 pub mod instance;
 #[cfg(feature = "desktop")]
+pub mod keyring_wait;
+#[cfg(feature = "desktop")]
 pub mod notify;
 #[cfg(feature = "desktop")]
 pub mod secrets;

@@ -27,7 +27,7 @@ use crate::config::{Config, ConfigError, Paths};
 use crate::history::{History, HistoryError};
 use crate::instance::{self, Holder, InstanceError, Occupant};
 use crate::protocol::UserId;
-use crate::session::{SessionHandle, SessionState};
+use crate::session::{SessionHandle, SessionState, SignedOutReason};
 
 /// The status file's name in the data dir.
 pub const STATUS_FILE: &str = "status.json";
@@ -88,12 +88,59 @@ pub fn reason_of(state: &SessionState) -> Option<String> {
     }
 }
 
+/// Why signed out, for scripts (`reason_kind` in `talkbell status --json`): the kind of
+/// the [`SignedOutReason`], whose text is `reason`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReasonKind {
+    /// The server refused the token: sign in again.
+    ServerRefused,
+    /// The token is being read from the keyring (at start).
+    ReadingKeyring,
+    /// The keyring is locked; connecting by itself once it is unlocked.
+    KeyringLocked,
+    /// No keyring can be reached; connecting by itself once one can.
+    NoKeyring,
+    /// The keyring does not answer (an unlock prompt waiting?).
+    KeyringNoAnswer,
+    /// The keyring reported an error.
+    KeyringFailed,
+    /// No persistent keyring on this platform.
+    NoPersistentKeyring,
+}
+
+impl ReasonKind {
+    pub fn of(reason: &SignedOutReason) -> ReasonKind {
+        match reason {
+            SignedOutReason::Refused(_) => ReasonKind::ServerRefused,
+            SignedOutReason::ReadingKeyring => ReasonKind::ReadingKeyring,
+            SignedOutReason::KeyringLocked => ReasonKind::KeyringLocked,
+            SignedOutReason::NoKeyring { .. } => ReasonKind::NoKeyring,
+            SignedOutReason::KeyringNoAnswer => ReasonKind::KeyringNoAnswer,
+            SignedOutReason::KeyringFailed { .. } => ReasonKind::KeyringFailed,
+            SignedOutReason::NoPersistentKeyring => ReasonKind::NoPersistentKeyring,
+        }
+    }
+
+    /// The kind of why `state` is signed out; `None` in any other state, or signed out
+    /// with no reason (nobody signed in).
+    pub fn of_state(state: &SessionState) -> Option<ReasonKind> {
+        match state {
+            SessionState::SignedOut { reason: Some(r) } => Some(ReasonKind::of(r)),
+            _ => None,
+        }
+    }
+}
+
 /// What the lock holder writes into the status file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Published {
     pub process: Holder,
     pub state: StateKind,
     pub reason: Option<String>,
+    /// Why signed out, for scripts (absent from the files of older versions).
+    #[serde(default)]
+    pub reason_kind: Option<ReasonKind>,
     /// When the next attempt is due (ms since the Unix epoch), while offline.
     pub retry_at_ms: Option<u64>,
     /// Who the server says the user is, while connected.
@@ -117,6 +164,7 @@ impl Published {
             process,
             state: StateKind::of(state),
             reason: reason_of(state),
+            reason_kind: ReasonKind::of_state(state),
             retry_at_ms,
             user_id: person.map(|p| p.id.to_string()),
             user_name: person.map(|p| p.name.clone()),
@@ -134,6 +182,10 @@ pub struct Snapshot {
     pub process: Option<Holder>,
     pub state: StateKind,
     pub reason: Option<String>,
+    /// Why signed out, as a kebab-case word (`keyring-locked`, `server-refused`, ...);
+    /// null in other states.
+    #[serde(default)]
+    pub reason_kind: Option<ReasonKind>,
     pub retry_at_ms: Option<u64>,
     /// The configured server.
     pub server: Option<String>,
@@ -180,7 +232,7 @@ pub fn read(paths: &Paths) -> Result<Snapshot, StatusError> {
 
 impl Snapshot {
     /// From what [`read`] found. A process that holds the lock but has not published yet
-    /// (it is starting, e.g. waiting for the keyring) is connecting.
+    /// (it is starting) is connecting.
     fn assemble(
         running: bool,
         process: Option<Holder>,
@@ -189,12 +241,13 @@ impl Snapshot {
         user: Option<String>,
         unread: u64,
     ) -> Snapshot {
-        let (state, reason, retry_at_ms, user_name, user_now) = match published {
-            Some(p) => (p.state, p.reason, p.retry_at_ms, p.user_name, p.user_id),
-            None if running => (StateKind::Connecting, Some("starting".to_owned()), None, None, None),
-            None => (StateKind::NotRunning, None, None, None, None),
+        let (state, reason, reason_kind, retry_at_ms, user_name, user_now) = match published {
+            Some(p) => (p.state, p.reason, p.reason_kind, p.retry_at_ms, p.user_name, p.user_id),
+            None if running => (StateKind::Connecting, Some("starting".to_owned()), None, None, None, None),
+            None => (StateKind::NotRunning, None, None, None, None, None),
         };
-        Snapshot { running, process, state, reason, retry_at_ms, server, user: user_now.or(user), user_name, unread }
+        let user = user_now.or(user);
+        Snapshot { running, process, state, reason, reason_kind, retry_at_ms, server, user, user_name, unread }
     }
 }
 
@@ -300,7 +353,7 @@ mod tests {
     use super::*;
     use crate::instance::{InstanceLock, ProcessKind};
     use crate::protocol::{Person, Token};
-    use crate::session::{Credentials, Session, SessionConfig, Timing};
+    use crate::session::{Credentials, Refusal, Session, SessionConfig, Timing};
 
     const DAEMON: Holder = Holder { kind: ProcessKind::Daemon, pid: 4242 };
 
@@ -315,6 +368,7 @@ mod tests {
             process,
             state: StateKind::Offline,
             reason: Some(reason.to_owned()),
+            reason_kind: None,
             retry_at_ms: Some(retry_at_ms),
             user_id: None,
             user_name: None,
@@ -324,23 +378,49 @@ mod tests {
 
     #[test]
     fn every_session_state_has_its_kebab_case_kind_and_reason() {
-        let cases: Vec<(SessionState, &str, Option<&str>)> = vec![
-            (SessionState::Connected { user: Some(wang1()) }, "connected", None),
-            (SessionState::Connected { user: None }, "connected", None),
-            (SessionState::Connecting { attempt: 1 }, "connecting", None),
-            (SessionState::Authenticating, "authenticating", None),
-            (SessionState::SignedOut { reason: None }, "signed-out", None),
+        let signed_out = |reason| SessionState::SignedOut { reason: Some(reason) };
+        let refused = SignedOutReason::Refused(Refusal::Http { status: 401 });
+        let cases: Vec<(SessionState, &str, Option<&str>, Option<&str>)> = vec![
+            (SessionState::Connected { user: Some(wang1()) }, "connected", None, None),
+            (SessionState::Connected { user: None }, "connected", None, None),
+            (SessionState::Connecting { attempt: 1 }, "connecting", None, None),
+            (SessionState::Authenticating, "authenticating", None, None),
+            (SessionState::SignedOut { reason: None }, "signed-out", None, None),
             (
-                SessionState::SignedOut { reason: Some("the server refused the token".into()) },
+                signed_out(refused),
                 "signed-out",
-                Some("the server refused the token"),
+                Some("the server refused the token (HTTP 401)"),
+                Some("server-refused"),
             ),
-            (SessionState::Stopped, "stopped", None),
+            (
+                signed_out(SignedOutReason::KeyringLocked),
+                "signed-out",
+                Some("the keyring is locked: unlock it to connect"),
+                Some("keyring-locked"),
+            ),
+            (
+                signed_out(SignedOutReason::ReadingKeyring),
+                "signed-out",
+                Some("reading the token from the keyring"),
+                Some("reading-keyring"),
+            ),
+            (SessionState::Stopped, "stopped", None, None),
         ];
-        for (state, kind, reason) in cases {
+        for (state, kind, reason, reason_kind) in cases {
             assert_eq!(serde_json::to_value(StateKind::of(&state)).unwrap(), json!(kind), "{state:?}");
             assert_eq!(StateKind::from(&state), StateKind::of(&state));
             assert_eq!(reason_of(&state).as_deref(), reason, "{state:?}");
+            let published = serde_json::to_value(Published::of(&state, DAEMON)).unwrap();
+            assert_eq!(published["reason_kind"], json!(reason_kind), "{state:?}");
+        }
+        let kinds = [
+            (SignedOutReason::NoKeyring { detail: "x".into() }, "no-keyring"),
+            (SignedOutReason::KeyringNoAnswer, "keyring-no-answer"),
+            (SignedOutReason::KeyringFailed { detail: "x".into() }, "keyring-failed"),
+            (SignedOutReason::NoPersistentKeyring, "no-persistent-keyring"),
+        ];
+        for (reason, kind) in kinds {
+            assert_eq!(serde_json::to_value(ReasonKind::of(&reason)).unwrap(), json!(kind));
         }
         assert_eq!(serde_json::to_value(StateKind::Offline).unwrap(), json!("offline"));
         assert_eq!(serde_json::to_value(StateKind::NotRunning).unwrap(), json!("not-running"));
@@ -386,8 +466,8 @@ mod tests {
             (
                 Snapshot::assemble(true, Some(DAEMON), Some(connected), server.clone(), Some("1".into()), 3),
                 json!({"running": true, "process": {"kind": "daemon", "pid": 4242}, "state": "connected",
-                       "reason": null, "retry_at_ms": null, "server": "wss://talk.example.com/ws", "user": "1",
-                       "user_name": "wang1", "unread": 3}),
+                       "reason": null, "reason_kind": null, "retry_at_ms": null, "server": "wss://talk.example.com/ws",
+                       "user": "1", "user_name": "wang1", "unread": 3}),
             ),
             (
                 Snapshot::assemble(
@@ -399,19 +479,19 @@ mod tests {
                     0,
                 ),
                 json!({"running": true, "process": {"kind": "daemon", "pid": 4242}, "state": "offline",
-                       "reason": "no route", "retry_at_ms": 1_700_000_005_000u64,
+                       "reason": "no route", "reason_kind": null, "retry_at_ms": 1_700_000_005_000u64,
                        "server": "wss://talk.example.com/ws", "user": "1", "user_name": null, "unread": 0}),
             ),
             (
                 Snapshot::assemble(false, None, None, server.clone(), Some("1".into()), 7),
                 json!({"running": false, "process": null, "state": "not-running", "reason": null,
-                       "retry_at_ms": null, "server": "wss://talk.example.com/ws", "user": "1",
+                       "reason_kind": null, "retry_at_ms": null, "server": "wss://talk.example.com/ws", "user": "1",
                        "user_name": null, "unread": 7}),
             ),
             (
                 Snapshot::assemble(true, Some(Holder { kind: ProcessKind::TrayApp, pid: 7 }), None, None, None, 0),
                 json!({"running": true, "process": {"kind": "tray-app", "pid": 7}, "state": "connecting",
-                       "reason": "starting", "retry_at_ms": null, "server": null, "user": null,
+                       "reason": "starting", "reason_kind": null, "retry_at_ms": null, "server": null, "user": null,
                        "user_name": null, "unread": 0}),
             ),
         ];

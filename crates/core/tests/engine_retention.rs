@@ -29,7 +29,7 @@ async fn history_beyond_max_rows_is_pruned_at_start_and_the_newest_stay() {
         }
     }
     // No server configured: the engine starts signed out and never asks the keyring.
-    let engine = Engine::start(paths.clone(), None).await.unwrap();
+    let engine = Engine::start(paths.clone(), None).unwrap();
     assert_eq!(engine.session().state(), SessionState::SignedOut { reason: None });
     let started = std::time::Instant::now();
     while engine.history().count().unwrap() != 2 {

@@ -7,21 +7,30 @@
 //!
 //! Outside that session these tests fail on purpose (they are ignored by default).
 
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::process::Command;
 
+mod support;
 mod support_bus;
+mod support_keyring;
+use std::sync::Arc;
 use std::time::Duration;
+use support::{config, echo_heartbeats, next_text, send_text, MemStore, Scripted};
 use support_bus::{run_bounded, BareBus};
+use support_keyring::{keyring_password, lock_login, login_is_locked, unlock_login, UnlockOnDrop, LOGIN};
 
-use talkbell_core::protocol::Token;
+use talkbell_core::config::{Config, Paths};
+use talkbell_core::engine::Engine;
+use talkbell_core::instance::{Holder, ProcessKind};
+use talkbell_core::keyring_wait::{self, Retry};
+use talkbell_core::protocol::{Token, UserId};
 use talkbell_core::secrets::{SecretStore, SecretsError, SERVICE};
-use tokio::sync::RwLock;
+use talkbell_core::session::{Session, SessionHandle, SessionState, SignedOutReason, Start, Timing};
+use talkbell_core::status::{Published, ReasonKind, StateKind};
+use tokio::sync::{mpsc, RwLock};
 
 /// Tests share one keyring; the one that locks it takes this for writing.
 static KEYRING: RwLock<()> = RwLock::const_new(());
-
-const LOGIN: &str = "/org/freedesktop/secrets/collection/login";
 
 fn require_desktop() {
     assert_eq!(
@@ -144,62 +153,6 @@ async fn a_token_read_from_the_keyring_is_not_printed() {
 
 // ---- a locked keyring -----------------------------------------------------------------
 
-fn dbus_send(args: &[&str]) -> String {
-    let out = Command::new("dbus-send")
-        .args(["--session", "--print-reply", "--dest=org.freedesktop.secrets"])
-        .args(args)
-        .output()
-        .expect("dbus-send runs");
-    assert!(out.status.success(), "dbus-send {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn login_is_locked() -> bool {
-    dbus_send(&[
-        LOGIN,
-        "org.freedesktop.DBus.Properties.Get",
-        "string:org.freedesktop.Secret.Collection",
-        "string:Locked",
-    ])
-    .contains("boolean true")
-}
-
-fn lock_login() {
-    dbus_send(&["/org/freedesktop/secrets", "org.freedesktop.Secret.Service.Lock", &format!("array:objpath:{LOGIN}")]);
-}
-
-/// Unlocks the login keyring the way pam_gnome_keyring does: the password over the
-/// daemon's control socket (GKD_CONTROL_OP_UNLOCK). `gnome-keyring-daemon --unlock` would
-/// start a second daemon instead. Returns the daemon's result code (0 = unlocked).
-fn unlock_login(password: &str) -> std::io::Result<u32> {
-    use std::io::{Read, Write};
-    let dir = std::env::var("GNOME_KEYRING_CONTROL")
-        .unwrap_or_else(|_| format!("{}/keyring", std::env::var("XDG_RUNTIME_DIR").unwrap_or_default()));
-    let mut sock = UnixStream::connect(format!("{dir}/control"))?;
-    sock.set_read_timeout(Some(Duration::from_secs(30)))?;
-    // One credentials byte (the daemon checks the peer's uid), then big-endian
-    // [packet length][op = 1, unlock][password length][password].
-    let pw = password.as_bytes();
-    let mut msg = vec![0u8];
-    msg.extend_from_slice(&(12 + pw.len() as u32).to_be_bytes());
-    msg.extend_from_slice(&1u32.to_be_bytes());
-    msg.extend_from_slice(&(pw.len() as u32).to_be_bytes());
-    msg.extend_from_slice(pw);
-    sock.write_all(&msg)?;
-    let mut reply = [0u8; 8];
-    sock.read_exact(&mut reply)?;
-    Ok(u32::from_be_bytes([reply[4], reply[5], reply[6], reply[7]]))
-}
-
-/// Unlocks the keyring again even if the test fails half-way, so the others can run.
-struct UnlockOnDrop;
-impl Drop for UnlockOnDrop {
-    fn drop(&mut self) {
-        let pw = std::env::var("TALKBELL_KEYRING_PASSWORD").unwrap_or_default();
-        let _ = unlock_login(&pw);
-    }
-}
-
 #[tokio::test]
 #[ignore = "needs scripts/desktop-session.sh"]
 async fn a_locked_keyring_gives_locked_and_works_again_once_unlocked() {
@@ -310,4 +263,243 @@ async fn child_without_a_bus() {
     let message = SecretsError::NoKeyring { detail: String::new() }.to_string();
     assert!(message.contains("keyring"), "{message}");
     println!("CHILD OK {case}");
+}
+
+// ---- a locked keyring at start --------------------------------------------------------
+
+/// Generous: none of these is a timing claim, only "it happens by itself".
+const DEADLINE: Duration = Duration::from_secs(90);
+
+/// A talk server that takes any hello, forwards it to the test, welcomes user 1 and
+/// answers heartbeats.
+async fn welcoming_server() -> (Scripted, mpsc::UnboundedReceiver<String>) {
+    let (hellos, heard) = mpsc::unbounded_channel();
+    let server = Scripted::start(move |_, mut ws| {
+        let hellos = hellos.clone();
+        async move {
+            if let Some(hello) = next_text(&mut ws).await {
+                let _ = hellos.send(hello);
+            }
+            send_text(&mut ws, r#"{"type": "welcome", "user": {"id": 1, "name": "wang1"}}"#).await;
+            echo_heartbeats(ws, mpsc::unbounded_channel().0).await;
+        }
+    })
+    .await;
+    (server, heard)
+}
+
+async fn wait_state(session: &SessionHandle, what: &str, pred: impl Fn(&SessionState) -> bool) -> SessionState {
+    let state = tokio::time::timeout(DEADLINE, session.wait_for(pred))
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}; the state is {:?}", session.state()));
+    assert_ne!(state, SessionState::Stopped, "stopped while waiting for {what}");
+    state
+}
+
+fn is_locked(state: &SessionState) -> bool {
+    *state == SessionState::SignedOut { reason: Some(SignedOutReason::KeyringLocked) }
+}
+
+/// The token the hello carried.
+fn hello_token(hello: &str) -> String {
+    let hello: serde_json::Value = serde_json::from_str(hello).expect("the hello is JSON");
+    hello["token"].as_str().expect("the hello has a token").to_owned()
+}
+
+/// Issue 10, point 11: the engine starts at once with the keyring locked, signed out with
+/// the reason (as `talkbell status` publishes it), and connects by itself with the stored
+/// token once the keyring is unlocked, here through the control socket as PAM does it
+/// (no D-Bus signal: the retry finds it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs scripts/desktop-session.sh"]
+async fn a_locked_keyring_at_start_signs_the_engine_out_and_it_connects_by_itself_once_unlocked() {
+    require_desktop();
+    let _exclusive = KEYRING.write().await;
+    let (server, mut hellos) = welcoming_server().await;
+    store().set(&server.url(), &token("stored-before-the-lock")).await.expect("set while unlocked");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let paths = Paths::in_dir(dir.path());
+    let mut settings = Config::new();
+    settings.server = Some(server.url());
+    settings.user_id = Some(UserId::from(1));
+    settings.save(&paths.config_file).expect("config");
+
+    let _unlock = UnlockOnDrop;
+    lock_login();
+    assert!(login_is_locked());
+    let engine = Engine::start(paths, None).expect("the engine starts with the keyring locked");
+    assert!(engine.session().state().waiting_for_keyring(), "{:?}", engine.session().state());
+    let state = wait_state(engine.session(), "signed out, locked", is_locked).await;
+    let published = Published::of(&state, Holder { kind: ProcessKind::Daemon, pid: 1 });
+    assert_eq!(published.state, StateKind::SignedOut);
+    assert_eq!(published.reason.as_deref(), Some("the keyring is locked: unlock it to connect"));
+    assert_eq!(published.reason_kind, Some(ReasonKind::KeyringLocked));
+    assert_eq!(server.accepted(), 0, "no attempt without the token");
+
+    assert_eq!(unlock_login(&keyring_password()).expect("control socket"), 0);
+    wait_state(engine.session(), "connected", |s| matches!(s, SessionState::Connected { .. })).await;
+    let hello = hellos.recv().await.expect("a hello");
+    assert_eq!(hello_token(&hello), "stored-before-the-lock");
+    engine.shutdown().await;
+    store().delete(&server.url()).await.expect("delete");
+}
+
+/// Unlocks the login keyring through the Secret Service, as Seahorse or an answered
+/// unlock prompt do: gnome-keyring's own interface for it, the password in a plain
+/// session. Unlike the control socket, this makes the Secret Service signal the change.
+async fn unlock_login_over_dbus(password: &str) -> zbus::Result<()> {
+    const SECRETS: &str = "org.freedesktop.secrets";
+    let bus = zbus::Connection::session().await?;
+    let open = bus
+        .call_method(
+            Some(SECRETS),
+            "/org/freedesktop/secrets",
+            Some("org.freedesktop.Secret.Service"),
+            "OpenSession",
+            &("plain", zbus::Variant::from("")),
+        )
+        .await?;
+    let (_, session): (zbus::OwnedVariant, zbus::OwnedObjectPath) = open.body().deserialize()?;
+    let master = (session, Vec::<u8>::new(), password.as_bytes().to_vec(), "text/plain");
+    let login = zbus::ObjectPath::try_from(LOGIN)?;
+    bus.call_method(
+        Some(SECRETS),
+        "/org/freedesktop/secrets",
+        Some("org.gnome.keyring.InternalUnsupportedGuiltRiddenInterface"),
+        "UnlockWithMasterPassword",
+        &(login, master),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Everything logged on the test's thread, as text (the reader runs there: the tests that
+/// read it use a current-thread runtime).
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// Starts capturing this thread's log, at debug, until the guard is dropped.
+    fn start() -> (Captured, tracing::subscriber::DefaultGuard) {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        (captured, tracing::subscriber::set_default(subscriber))
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    fn lines_with(&self, text: &str) -> usize {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).lines().filter(|l| l.contains(text)).count()
+    }
+
+    fn warnings_with(&self, text: &str) -> usize {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .filter(|l| l.contains("WARN") && l.contains(text))
+            .count()
+    }
+
+    /// Waits (driving the runtime) until `n` lines contain `text`.
+    async fn wait_for(&self, n: usize, text: &str) {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        while self.lines_with(text) < n {
+            assert!(tokio::time::Instant::now() < deadline, "{n} log lines with {text:?} never came");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// What the reader logs after each read that did not give the token.
+const NEXT_READ: &str = "next read of the keyring";
+/// What it logs before each read of the keyring (which may prompt).
+const READING: &str = "asking the keyring for the token";
+
+/// A session signed out while the keyring is read, and the reader with `retry`.
+fn session_and_reader(server: &Scripted, retry: Retry) -> (SessionHandle, tokio::task::JoinHandle<()>) {
+    let start = Start::SignedOut(Some(SignedOutReason::ReadingKeyring));
+    let session = Session::spawn_with(config(Timing::default()), start, Arc::new(MemStore::default()));
+    let reader = keyring_wait::spawn(session.clone(), store(), server.url(), Some(UserId::from(1)), retry);
+    (session, reader)
+}
+
+/// The reader hears the Secret Service: with retries an hour apart, only the unlock
+/// signal can make it read the token again within the deadline.
+#[tokio::test]
+#[ignore = "needs scripts/desktop-session.sh"]
+async fn an_unlock_through_the_secret_service_is_heard_at_once() {
+    require_desktop();
+    let _exclusive = KEYRING.write().await;
+    let (log, _capture) = Captured::start();
+    let (server, mut hellos) = welcoming_server().await;
+    store().set(&server.url(), &token("heard-on-unlock")).await.expect("set while unlocked");
+    let _unlock = UnlockOnDrop;
+    lock_login();
+    let hour = Duration::from_secs(3600);
+    let (session, reader) = session_and_reader(&server, Retry { first: hour, max: hour });
+    wait_state(&session, "signed out, locked", is_locked).await;
+    // The first read (its unlock prompt dismissed) is over: an unlock from now on cannot
+    // complete it, only make the reader read again.
+    log.wait_for(1, NEXT_READ).await;
+    assert!(login_is_locked(), "nothing unlocked it but us");
+
+    unlock_login_over_dbus(&keyring_password()).await.expect("unlock over D-Bus");
+    assert!(!login_is_locked());
+    wait_state(&session, "connected", |s| matches!(s, SessionState::Connected { .. })).await;
+    assert_eq!(hello_token(&hellos.recv().await.expect("a hello")), "heard-on-unlock");
+    assert_eq!(log.lines_with(READING), 2, "one read at start, one on the signal");
+    tokio::time::timeout(DEADLINE, reader).await.expect("the reader ends once it has handed over").expect("no panic");
+    session.shutdown().await;
+    store().delete(&server.url()).await.expect("delete");
+}
+
+/// Only the first read may prompt: the retries find the item locked (a search that never
+/// prompts) and do not read, the reason is told and logged once, and the retry after an
+/// unlock (through the control socket: no signal) connects.
+#[tokio::test]
+#[ignore = "needs scripts/desktop-session.sh"]
+async fn retries_while_locked_do_not_prompt_again_and_the_reason_is_told_once() {
+    require_desktop();
+    let _exclusive = KEYRING.write().await;
+    let (log, _capture) = Captured::start();
+    let (server, mut hellos) = welcoming_server().await;
+    store().set(&server.url(), &token("read-on-retry")).await.expect("set while unlocked");
+    let _unlock = UnlockOnDrop;
+    lock_login();
+    let often = Retry { first: Duration::from_millis(100), max: Duration::from_millis(200) };
+    let (session, reader) = session_and_reader(&server, often);
+    let mut states = session.subscribe();
+    log.wait_for(4, NEXT_READ).await;
+    assert!(is_locked(&session.state()), "{:?}", session.state());
+    assert_eq!(log.lines_with(READING), 1, "a retry read the locked keyring (and prompted):\n{}", log.text());
+    assert_eq!(log.lines_with("still locked: not read"), 3);
+    assert_eq!(log.warnings_with("the keyring is locked: unlock it to connect"), 1, "the reason is logged once");
+
+    assert_eq!(unlock_login(&keyring_password()).expect("control socket"), 0);
+    wait_state(&session, "connected", |s| matches!(s, SessionState::Connected { .. })).await;
+    assert_eq!(hello_token(&hellos.recv().await.expect("a hello")), "read-on-retry");
+    let mut locked_states = 0;
+    while let Ok(event) = states.try_recv() {
+        locked_states += matches!(event, talkbell_core::session::SessionEvent::State(s) if is_locked(&s)) as usize;
+    }
+    assert_eq!(locked_states, 1, "the same reason at each retry is one state");
+    tokio::time::timeout(DEADLINE, reader).await.expect("the reader ends once it has handed over").expect("no panic");
+    session.shutdown().await;
+    store().delete(&server.url()).await.expect("delete");
 }

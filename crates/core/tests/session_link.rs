@@ -8,8 +8,10 @@ use std::time::Duration;
 use futures_util::SinkExt;
 use serde_json::Value;
 use support::*;
-use talkbell_core::protocol::{ProtocolError, Seq};
-use talkbell_core::session::{OfflineReason, Session, SessionEvent, SessionState};
+use talkbell_core::protocol::{Person, ProtocolError, Seq};
+use talkbell_core::session::{
+    KeyringAnswer, OfflineReason, Session, SessionEvent, SessionState, SignedOutReason, Start,
+};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -279,7 +281,7 @@ async fn close_4001_signs_out_and_stops_trying() {
     }
     assert_eq!(states, ["connecting", "authenticating", "signed out"], "a refusal never looks connected");
     let SessionState::SignedOut { reason: Some(reason) } = state else { unreachable!() };
-    assert!(reason.contains("unknown token"), "{reason}");
+    assert!(reason.to_string().contains("unknown token"), "{reason}");
     assert_no_attempts_for_a_minute(&server, 1).await;
     session.reconnect_now();
     assert_no_attempts_for_a_minute(&server, 1).await;
@@ -509,5 +511,64 @@ async fn signing_out_closes_the_link_and_new_credentials_connect_at_once() {
     session.set_credentials(creds(&server.url(), Some(1)));
     wait_state(&session, |s| matches!(s, SessionState::Connected { .. })).await;
     assert_eq!(server.accepted(), 2);
+    session.shutdown().await;
+}
+
+/// The engine's keyring reader answers while signed out for a keyring reason: its reason
+/// is shown (once), and its token connects.
+#[tokio::test]
+async fn an_answer_from_the_keyring_signs_out_with_its_reason_or_connects_with_its_token() {
+    let server = Scripted::start(|_, ws| echo_heartbeats(ws, mpsc::unbounded_channel().0)).await;
+    let start = Start::SignedOut(Some(SignedOutReason::ReadingKeyring));
+    let session = Session::spawn_with(config(fast_timing()), start, Arc::new(MemStore::default()));
+    // Readable at once, before the task has run.
+    assert_eq!(session.state(), SessionState::SignedOut { reason: Some(SignedOutReason::ReadingKeyring) });
+    let mut events = session.subscribe();
+    session.keyring_answer(KeyringAnswer::Unreadable(SignedOutReason::KeyringLocked));
+    session.keyring_answer(KeyringAnswer::Unreadable(SignedOutReason::KeyringLocked));
+    let locked = SessionState::SignedOut { reason: Some(SignedOutReason::KeyringLocked) };
+    wait_state(&session, |s| *s == locked).await;
+    session.keyring_answer(KeyringAnswer::Token(creds(&server.url(), Some(1))));
+    wait_state(&session, |s| matches!(s, SessionState::Connected { .. })).await;
+    let mut states = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if let SessionEvent::State(s) = e {
+            states.push(s);
+        }
+    }
+    assert_eq!(states.iter().filter(|s| **s == locked).count(), 1, "the same reason twice is one state: {states:?}");
+    assert_eq!(server.accepted(), 1);
+    session.shutdown().await;
+}
+
+/// A sign-in (or sign-out) made while the keyring was being read wins: an answer from the
+/// keyring that comes later, token or reason, changes nothing.
+#[tokio::test]
+async fn a_late_answer_from_the_keyring_never_replaces_a_sign_in_or_a_sign_out() {
+    let stored = Scripted::start(|_, ws| echo_heartbeats(ws, mpsc::unbounded_channel().0)).await;
+    let user = Scripted::start(|_, ws| echo_heartbeats(ws, mpsc::unbounded_channel().0)).await;
+    let start = Start::SignedOut(Some(SignedOutReason::KeyringLocked));
+    let session = Session::spawn_with(config(fast_timing()), start, Arc::new(MemStore::default()));
+    session.set_credentials(creds(&user.url(), Some(1)));
+    wait_state(&session, |s| matches!(s, SessionState::Connected { .. })).await;
+
+    session.keyring_answer(KeyringAnswer::Token(creds(&stored.url(), Some(1))));
+    session.keyring_answer(KeyringAnswer::Unreadable(SignedOutReason::KeyringNoAnswer));
+    session.keyring_answer(KeyringAnswer::Missing);
+    // Commands are taken in order: once this talk is sent, the answers have been seen.
+    let to = Person { id: 2.into(), name: "wang2".into() };
+    session.send_talk(to.clone(), "still mine".into()).await.expect("the user's link is up");
+    assert!(matches!(session.state(), SessionState::Connected { .. }), "{:?}", session.state());
+
+    session.sign_out();
+    wait_state(&session, |s| *s == SessionState::SignedOut { reason: None }).await;
+    session.keyring_answer(KeyringAnswer::Token(creds(&stored.url(), Some(1))));
+    session.keyring_answer(KeyringAnswer::Unreadable(SignedOutReason::KeyringLocked));
+    assert_eq!(
+        session.send_talk(to, "signed out".into()).await,
+        Err(talkbell_core::session::SessionError::NotConnected)
+    );
+    assert_eq!(session.state(), SessionState::SignedOut { reason: None });
+    assert_eq!((stored.accepted(), user.accepted()), (0, 1), "the stored token was never used");
     session.shutdown().await;
 }

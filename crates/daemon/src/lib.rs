@@ -51,7 +51,9 @@ pub async fn run(paths: Paths) -> Result<()> {
         .await
         .context("cannot take the profile's lock")??;
     let notifier = Arc::new(DesktopNotifier::new());
-    let engine = Engine::start(paths, Some(notifier)).await?;
+    // Never waits for the keyring: locked or away, the daemon runs signed out with the
+    // reason (logged once, and in `talkbell status`) and connects once it can read the token.
+    let engine = Engine::start(paths, Some(notifier))?;
     status::spawn_publisher(engine.session(), engine.paths(), lock.holder());
     engine.watch_system();
     if engine.config().server.is_none() {

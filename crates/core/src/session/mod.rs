@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 pub use backoff::Backoff;
-pub use reason::{OfflineReason, ProxyError, Untrusted};
+pub use reason::{OfflineReason, ProxyError, Refusal, SignedOutReason, Untrusted};
 pub use transport::{ProxySettings, Transport};
 
 use crate::protocol::{Person, ProtocolError, Seq, TalkMessage, Token, UserId};
@@ -172,8 +172,10 @@ impl SessionConfig {
 /// The state machine's states (DESIGN.md).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SessionState {
-    /// No credentials, or the server refused them: no attempts until new ones are set.
-    SignedOut { reason: Option<String> },
+    /// No credentials, or the server refused them, or the stored token cannot be read
+    /// from the keyring yet: no attempts until credentials are set. `None`: nobody has
+    /// signed in (or the user signed out).
+    SignedOut { reason: Option<SignedOutReason> },
     /// Opening TCP/TLS/WebSocket (attempt counts from 1 since the last healthy link).
     Connecting { attempt: u32 },
     /// Socket open, hello sent, waiting for the first frame.
@@ -241,6 +243,12 @@ pub struct SessionStats {
 }
 
 impl SessionState {
+    /// Signed out because the stored token cannot be read from the keyring yet (see
+    /// [`SignedOutReason::is_keyring`]).
+    pub fn waiting_for_keyring(&self) -> bool {
+        matches!(self, SessionState::SignedOut { reason: Some(r) } if r.is_keyring())
+    }
+
     /// A short word for a status line, a tray tooltip or a log.
     pub fn label(&self) -> &'static str {
         match self {
@@ -265,11 +273,24 @@ pub enum SessionError {
     Stopped,
 }
 
+/// What the engine's keyring reader found for the configured server
+/// ([`SessionHandle::keyring_answer`]).
+#[derive(Clone, Debug)]
+pub enum KeyringAnswer {
+    /// The stored token: sign in with it.
+    Token(Credentials),
+    /// Nothing is stored: signed out until the user signs in (no reason shown).
+    Missing,
+    /// It cannot be read (yet): signed out for this reason.
+    Unreadable(SignedOutReason),
+}
+
 /// What a handle asks the task to do.
 #[derive(Debug)]
 pub(crate) enum Command {
     ReconnectNow,
     SetCredentials(Credentials),
+    FromKeyring(KeyringAnswer),
     SignOut,
     SetTiming(Timing),
     SendTalk { to: Person, text: String, done: oneshot::Sender<Result<(), SessionError>> },
@@ -297,16 +318,39 @@ pub struct Session;
 /// many it missed from `RecvError::Lagged`.
 const EVENT_BUFFER: usize = 4096;
 
+/// How a session starts ([`Session::spawn_with`]).
+#[derive(Clone, Debug)]
+pub enum Start {
+    /// Connecting at once with these credentials.
+    SignedIn(Credentials),
+    /// Signed out, for this reason, until credentials are set.
+    SignedOut(Option<SignedOutReason>),
+}
+
 impl Session {
     /// Starts the task on the current tokio runtime. Without credentials it waits,
     /// signed out, for [`SessionHandle::set_credentials`].
     pub fn spawn(config: SessionConfig, credentials: Option<Credentials>, store: Arc<dyn TalkStore>) -> SessionHandle {
+        let start = match credentials {
+            Some(c) => Start::SignedIn(c),
+            None => Start::SignedOut(None),
+        };
+        Session::spawn_with(config, start, store)
+    }
+
+    /// [`Session::spawn`], starting signed out with a reason if need be (e.g.
+    /// [`SignedOutReason::ReadingKeyring`] while the engine reads the stored token). The
+    /// state is readable from the handle at once.
+    pub fn spawn_with(config: SessionConfig, start: Start, store: Arc<dyn TalkStore>) -> SessionHandle {
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(EVENT_BUFFER);
-        let (state_tx, state) = watch::channel(SessionState::SignedOut { reason: None });
+        let first = match &start {
+            Start::SignedIn(_) => SessionState::SignedOut { reason: None },
+            Start::SignedOut(reason) => SessionState::SignedOut { reason: reason.clone() },
+        };
+        let (state_tx, state) = watch::channel(first);
         let stats = SharedStats::default();
-        let task =
-            task::SessionTask::new(config, credentials, store, command_rx, events.clone(), state_tx, stats.clone());
+        let task = task::SessionTask::new(config, start, store, command_rx, events.clone(), state_tx, stats.clone());
         tokio::spawn(task.run());
         SessionHandle { commands, events, state, stats }
     }
@@ -341,6 +385,13 @@ impl SessionHandle {
     /// Sign in (again), to this server with this token; connects at once.
     pub fn set_credentials(&self, credentials: Credentials) {
         let _ = self.commands.send(Command::SetCredentials(credentials));
+    }
+
+    /// What the engine's keyring reader found. It is taken only while the session is
+    /// signed out for a keyring reason ([`SignedOutReason::is_keyring`]): a sign-in (or a
+    /// sign-out) made meanwhile wins, and a late answer never replaces its credentials.
+    pub fn keyring_answer(&self, answer: KeyringAnswer) {
+        let _ = self.commands.send(Command::FromKeyring(answer));
     }
 
     /// Close the link and forget the credentials until new ones are set.

@@ -1,10 +1,16 @@
-//! Why the session is offline: one typed reason per cause a person can act on.
+//! Why the session is offline or signed out: one typed reason per cause a person can act
+//! on.
 //!
 //! Every failed attempt and every lost link ends in an [`OfflineReason`], carried by
 //! [`SessionState::Backoff`](super::SessionState::Backoff). Its `Display` is the text
 //! the window, the tray, the CLI and the log show; none of them contains a token or a
 //! proxy password. All of them are retried with the back-off (a CA may be installed, a
 //! certificate renewed, a proxy come back); only the server refusing the token signs out.
+//!
+//! A session signed out for a cause other than "nobody signed in" carries a
+//! [`SignedOutReason`] in [`SessionState::SignedOut`](super::SessionState::SignedOut):
+//! the server refused the token, or the token stored in the keyring cannot be read yet
+//! (the engine then reads it again by itself, see `crate::keyring_wait`).
 
 use std::time::Duration;
 
@@ -115,6 +121,67 @@ pub enum ProxyError {
     /// A proxy URL this client cannot use (SOCKS, https://).
     #[error("the proxy URL scheme {scheme:?} is not supported: use an http:// proxy")]
     Unsupported { scheme: String },
+}
+
+/// Why the session is signed out, when it is not only that nobody has signed in (or the
+/// user signed out). `Display` is the text the window, the tray, the CLI and the log show.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignedOutReason {
+    /// The server refused the token: only a new sign-in helps.
+    #[error(transparent)]
+    Refused(Refusal),
+    /// The engine is reading the stored token from the keyring (at start).
+    #[error("reading the token from the keyring")]
+    ReadingKeyring,
+    /// The keyring holding the token is locked.
+    #[error("the keyring is locked: unlock it to connect")]
+    KeyringLocked,
+    /// No keyring service can be reached (no session bus, no Secret Service on it).
+    #[error(
+        "no keyring is available ({detail}): start one (GNOME Keyring, KWallet or KeePassXC \
+         with Secret Service enabled) to connect"
+    )]
+    NoKeyring { detail: String },
+    /// The keyring did not answer in time; most likely an unlock prompt is waiting.
+    #[error("the keyring does not answer: if it asks for its password, answer it to connect")]
+    KeyringNoAnswer,
+    /// The keyring answered with an error other than the above.
+    #[error("the token cannot be read from the keyring: {detail}")]
+    KeyringFailed { detail: String },
+    /// This build has no persistent keyring, so there is no stored token to read.
+    #[error("no persistent keyring on this platform: sign in again after each start")]
+    NoPersistentKeyring,
+}
+
+/// How the server refused the token.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// An HTTP status instead of the WebSocket upgrade (401, 403).
+    #[error("the server refused the token (HTTP {status})")]
+    Http { status: u16 },
+    /// A close frame with code 4001 or 4003, and the server's words if it gave any.
+    #[error("the server refused the token{}", close_words(*code, reason.as_deref()))]
+    Close { code: u16, reason: Option<String> },
+    /// An `unauthorized` or `forbidden` error frame, with its message.
+    #[error("the server refused the token: {message}")]
+    Error { message: String },
+}
+
+fn close_words(code: u16, reason: Option<&str>) -> String {
+    match reason {
+        Some(r) => format!(": {r}"),
+        None => format!(" (close code {code})"),
+    }
+}
+
+impl SignedOutReason {
+    /// Signed out because the stored token cannot be read from the keyring (yet): the
+    /// engine reads it again by itself, and a sign-in made meanwhile wins.
+    pub fn is_keyring(&self) -> bool {
+        !matches!(self, SignedOutReason::Refused(_))
+    }
 }
 
 impl OfflineReason {
@@ -250,5 +317,35 @@ mod tests {
         }
         assert!(OfflineReason::CertExpired.is_certificate());
         assert!(!OfflineReason::PortSpeaksTls.is_certificate());
+    }
+
+    #[test]
+    fn signed_out_reasons_say_what_to_do() {
+        let cases = [
+            (SignedOutReason::KeyringLocked, "the keyring is locked: unlock it to connect"),
+            (
+                SignedOutReason::KeyringNoAnswer,
+                "the keyring does not answer: if it asks for its password, answer it to connect",
+            ),
+            (SignedOutReason::Refused(Refusal::Http { status: 401 }), "the server refused the token (HTTP 401)"),
+            (
+                SignedOutReason::Refused(Refusal::Close { code: 4001, reason: None }),
+                "the server refused the token (close code 4001)",
+            ),
+            (
+                SignedOutReason::Refused(Refusal::Close { code: 4003, reason: Some("banned".into()) }),
+                "the server refused the token: banned",
+            ),
+            (
+                SignedOutReason::Refused(Refusal::Error { message: "bad token".into() }),
+                "the server refused the token: bad token",
+            ),
+        ];
+        for (reason, text) in cases {
+            assert_eq!(reason.to_string(), text);
+        }
+        assert!(SignedOutReason::KeyringLocked.is_keyring());
+        assert!(SignedOutReason::ReadingKeyring.is_keyring());
+        assert!(!SignedOutReason::Refused(Refusal::Http { status: 403 }).is_keyring());
     }
 }

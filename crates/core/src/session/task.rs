@@ -16,10 +16,10 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::backoff::Backoff;
 use super::connector::{self, ConnectError, Ws};
-use super::reason::OfflineReason;
+use super::reason::{OfflineReason, Refusal, SignedOutReason};
 use super::{
-    Command, Credentials, Cursor, Inbound, SessionConfig, SessionError, SessionEvent, SessionState, SharedStats,
-    StoreError, Stored, TalkStore, Timing,
+    Command, Credentials, Cursor, Inbound, KeyringAnswer, SessionConfig, SessionError, SessionEvent, SessionState,
+    SharedStats, Start, StoreError, Stored, TalkStore, Timing,
 };
 use crate::protocol::{
     ClientFrame, HeartbeatHint, Hello, Person, ProtocolError, Seq, ServerFrame, TalkMessage, UserId, Welcome,
@@ -38,7 +38,7 @@ const READ_BATCH: usize = 256;
 /// Where the task is. Mirrors [`SessionState`], but owns what each state needs.
 enum Phase {
     SignedOut {
-        reason: Option<String>,
+        reason: Option<SignedOutReason>,
     },
     Connecting {
         attempt: u32,
@@ -60,14 +60,16 @@ enum Phase {
 enum LinkEnd {
     /// Lost, dead, oversized, unstorable: try again after a backoff.
     Failed(OfflineReason),
-    /// The server refused the token (close 4001/4003).
-    Rejected(String),
+    /// The server refused the token (close 4001/4003, an error frame).
+    Rejected(Refusal),
     /// A command ended the link; go straight to this phase.
     Then(Phase),
 }
 
 pub(crate) struct SessionTask {
     config: SessionConfig,
+    /// How the task starts; taken by `run`.
+    start: Option<Start>,
     credentials: Option<Credentials>,
     store: Arc<dyn TalkStore>,
     commands: mpsc::UnboundedReceiver<Command>,
@@ -88,7 +90,7 @@ pub(crate) struct SessionTask {
 impl SessionTask {
     pub(crate) fn new(
         config: SessionConfig,
-        credentials: Option<Credentials>,
+        start: Start,
         store: Arc<dyn TalkStore>,
         commands: mpsc::UnboundedReceiver<Command>,
         events: broadcast::Sender<SessionEvent>,
@@ -99,7 +101,8 @@ impl SessionTask {
         let backoff = Backoff::new(t.backoff_min, t.backoff_max, config.jitter_seed);
         SessionTask {
             config,
-            credentials,
+            start: Some(start),
+            credentials: None,
             store,
             commands,
             events,
@@ -114,16 +117,20 @@ impl SessionTask {
     }
 
     pub(crate) async fn run(mut self) {
-        let mut phase = match self.credentials {
-            Some(_) => Phase::Connecting { attempt: 1 },
+        let mut phase = match self.start.take() {
+            Some(Start::SignedIn(c)) => {
+                self.credentials = Some(c);
+                Phase::Connecting { attempt: 1 }
+            }
+            Some(Start::SignedOut(reason)) => Phase::SignedOut { reason },
             None => Phase::SignedOut { reason: None },
         };
         loop {
             phase = match phase {
                 Phase::SignedOut { reason } => {
                     self.credentials = None;
-                    self.publish(SessionState::SignedOut { reason });
-                    self.wait_signed_out().await
+                    self.publish(SessionState::SignedOut { reason: reason.clone() });
+                    self.wait_signed_out(reason).await
                 }
                 Phase::Connecting { attempt } => {
                     self.publish(SessionState::Connecting { attempt });
@@ -133,7 +140,9 @@ impl SessionTask {
                     let opened = Instant::now();
                     match self.link(*ws).await {
                         LinkEnd::Then(next) => next,
-                        LinkEnd::Rejected(reason) => Phase::SignedOut { reason: Some(reason) },
+                        LinkEnd::Rejected(refusal) => {
+                            Phase::SignedOut { reason: Some(SignedOutReason::Refused(refusal)) }
+                        }
                         LinkEnd::Failed(reason) => {
                             // A link that was healthy for a while starts the delays afresh.
                             let healthy = opened.elapsed() >= self.config.timing.healthy_after;
@@ -178,7 +187,7 @@ impl SessionTask {
             }
             SessionState::SignedOut { reason: Some(reason) } => {
                 self.last_offline = None;
-                tracing::info!(state = label, reason = %untrusted(reason), "session")
+                tracing::info!(state = label, reason = %untrusted(&reason.to_string()), "session")
             }
             _ => {
                 self.last_offline = None;
@@ -220,6 +229,9 @@ impl SessionTask {
             }
             // Only a backoff wait can be skipped; signed out stays signed out.
             Some(Command::ReconnectNow) => attempt.map(|a| Phase::Connecting { attempt: a + 1 }),
+            // Credentials are set (or were refused) since the engine began reading the
+            // keyring: theirs win. Signed out, `wait_signed_out` takes the answer first.
+            Some(Command::FromKeyring(_)) => None,
         }
     }
 
@@ -228,9 +240,31 @@ impl SessionTask {
         self.backoff = Backoff::new(t.backoff_min, t.backoff_max, self.config.jitter_seed);
     }
 
-    async fn wait_signed_out(&mut self) -> Phase {
+    /// Signed out for `reason`. Only while that is a keyring reason does an answer from
+    /// the engine's keyring reader count: a sign-in, a sign-out or the server's refusal
+    /// since then wins over it.
+    async fn wait_signed_out(&mut self, reason: Option<SignedOutReason>) -> Phase {
+        let for_keyring = reason.as_ref().is_some_and(SignedOutReason::is_keyring);
         loop {
             let cmd = self.commands.recv().await;
+            if let Some(Command::FromKeyring(answer)) = cmd {
+                if !for_keyring {
+                    tracing::debug!("an answer from the keyring came after a sign-in or sign-out: ignored");
+                    continue;
+                }
+                match answer {
+                    KeyringAnswer::Token(c) => {
+                        self.credentials = Some(c);
+                        return Phase::Connecting { attempt: 1 };
+                    }
+                    KeyringAnswer::Missing => return Phase::SignedOut { reason: None },
+                    KeyringAnswer::Unreadable(why) if Some(&why) != reason.as_ref() => {
+                        return Phase::SignedOut { reason: Some(why) }
+                    }
+                    // The same reason again: nothing changes, nothing is published.
+                    KeyringAnswer::Unreadable(_) => continue,
+                }
+            }
             if let Some(next) = self.command_offline(cmd, None) {
                 return next;
             }
@@ -269,7 +303,7 @@ impl SessionTask {
                         Phase::Linked { ws: Box::new(ws), attempt }
                     }
                     Err(ConnectError::Rejected { status }) => Phase::SignedOut {
-                        reason: Some(format!("the server refused the token (HTTP {status})")),
+                        reason: Some(SignedOutReason::Refused(Refusal::Http { status })),
                     },
                     Err(ConnectError::Failed(reason)) => Phase::Backoff { attempt, reason },
                 },
@@ -424,6 +458,8 @@ impl SessionTask {
                 self.set_timing(t);
                 return None;
             }
+            // Signed in already: the user's credentials win over the stored ones.
+            Some(Command::FromKeyring(_)) => return None,
             Some(Command::SendTalk { to, text, done }) => {
                 let result = self.send_talk(ws, to, text, link.timing).await;
                 let failed = matches!(result, Err(SessionError::Stopped));
@@ -573,7 +609,7 @@ impl SessionTask {
             ServerFrame::Error(e) => {
                 tracing::warn!(code = %untrusted(&e.code), message = %untrusted(&e.message), "the server reported an error");
                 if e.code == "unauthorized" || e.code == "forbidden" {
-                    TextOutcome::Refused(format!("the server refused the token: {}", e.message))
+                    TextOutcome::Refused(Refusal::Error { message: e.message })
                 } else {
                     TextOutcome::Continue
                 }
@@ -724,20 +760,16 @@ impl Link {
 enum TextOutcome {
     Continue,
     Welcomed,
-    Refused(String),
+    Refused(Refusal),
 }
 
 /// What a close frame from the server means.
 fn close_end(frame: Option<&CloseFrame>) -> LinkEnd {
     let code = frame.map(|f| u16::from(f.code));
     match code {
-        Some(CLOSE_UNAUTHORIZED) | Some(CLOSE_FORBIDDEN) => {
+        Some(code @ (CLOSE_UNAUTHORIZED | CLOSE_FORBIDDEN)) => {
             let reason = frame.map(|f| f.reason.to_string()).filter(|r| !r.is_empty());
-            LinkEnd::Rejected(
-                reason.map(|r| format!("the server refused the token: {r}")).unwrap_or_else(|| {
-                    format!("the server refused the token (close code {})", code.unwrap_or_default())
-                }),
-            )
+            LinkEnd::Rejected(Refusal::Close { code, reason })
         }
         code => LinkEnd::Failed(OfflineReason::Closed { code }),
     }
