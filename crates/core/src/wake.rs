@@ -61,59 +61,126 @@ async fn has_owner(bus: &Connection, name: &'static str) -> bool {
     dbus.name_has_owner(name).await.unwrap_or(false)
 }
 
-/// Watches `bus` until the session stops; each wake is a `reconnect_now()`.
-pub async fn watch(bus: Connection, session: SessionHandle) {
-    let sleep =
-        signals(&bus, LOGIND, "/org/freedesktop/login1", "org.freedesktop.login1.Manager", "PrepareForSleep").await;
-    let network = signals(
-        &bus,
-        NETWORK_MANAGER,
-        "/org/freedesktop/NetworkManager",
-        "org.freedesktop.NetworkManager",
-        "StateChanged",
-    )
-    .await;
-    let (mut sleep, mut network) = match (sleep, network) {
-        (Ok(s), Ok(n)) => (s, n),
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::warn!(error = %e, "cannot watch the system bus: sleep and network changes are noticed by the heartbeat only");
-            return;
+/// The two signal streams, subscribed: a signal sent after [`Watcher::subscribe`] has
+/// returned is heard (the bus has the match rules), whoever owns the names by then.
+pub struct Watcher {
+    bus: Connection,
+    sleep: MessageStream,
+    network: MessageStream,
+}
+
+impl Watcher {
+    /// Subscribes to logind's `PrepareForSleep` and NetworkManager's `StateChanged`.
+    pub async fn subscribe(bus: Connection) -> zbus::Result<Watcher> {
+        let sleep =
+            signals(&bus, LOGIND, "/org/freedesktop/login1", "org.freedesktop.login1.Manager", "PrepareForSleep")
+                .await?;
+        let network = signals(
+            &bus,
+            NETWORK_MANAGER,
+            "/org/freedesktop/NetworkManager",
+            "org.freedesktop.NetworkManager",
+            "StateChanged",
+        )
+        .await?;
+        Ok(Watcher { bus, sleep, network })
+    }
+
+    /// Turns wakes into `reconnect_now()` until the session stops.
+    pub async fn run(mut self, session: SessionHandle) {
+        // Subscribed first, so that a service that starts later is still heard.
+        for (name, what) in [(LOGIND, "resume from sleep"), (NETWORK_MANAGER, "the network coming up")] {
+            if !has_owner(&self.bus, name).await {
+                tracing::info!(service = name, "not on the system bus: {what} is noticed by the heartbeat only");
+            }
         }
-    };
-    // Subscribed first, so that a service that starts later is still heard.
-    for (name, what) in [(LOGIND, "resume from sleep"), (NETWORK_MANAGER, "the network coming up")] {
-        if !has_owner(&bus, name).await {
-            tracing::info!(service = name, "not on the system bus: {what} is noticed by the heartbeat only");
+        let mut states = session.watch_state();
+        let mut wakes = Wakes::default();
+        loop {
+            let signal = tokio::select! {
+                Some(Ok(msg)) = self.sleep.next() => msg.body().deserialize::<bool>().ok().map(Signal::PrepareForSleep),
+                Some(Ok(msg)) = self.network.next() => msg.body().deserialize::<u32>().ok().map(Signal::NetworkState),
+                changed = states.changed() => {
+                    if changed.is_err() || *states.borrow() == crate::session::SessionState::Stopped {
+                        return;
+                    }
+                    None
+                }
+                else => return,
+            };
+            if let Some(wake) = signal.and_then(|s| wakes.decide(s)) {
+                tracing::info!(?wake, "reconnecting now");
+                session.reconnect_now();
+            }
         }
     }
-    let mut states = session.watch_state();
-    let mut last_network: Option<u32> = None;
-    loop {
-        let wake = tokio::select! {
-            Some(Ok(msg)) = sleep.next() => match msg.body().deserialize::<bool>() {
-                // `true` is "about to sleep"; nothing to do until we are back.
-                Ok(false) => Some(Wake::Resumed),
-                _ => None,
-            },
-            Some(Ok(msg)) = network.next() => match msg.body().deserialize::<u32>() {
-                Ok(state) => {
-                    let was = last_network.replace(state);
-                    let up = state >= NM_CONNECTED_GLOBAL && was.is_none_or(|w| w < NM_CONNECTED_GLOBAL);
-                    up.then_some(Wake::NetworkUp)
-                }
-                Err(_) => None,
-            },
-            changed = states.changed() => {
-                if changed.is_err() || *states.borrow() == crate::session::SessionState::Stopped {
-                    return;
-                }
-                None
-            }
-            else => return,
-        };
-        if let Some(wake) = wake {
-            tracing::info!(?wake, "reconnecting now");
-            session.reconnect_now();
+}
+
+/// Watches `bus` until the session stops; each wake is a `reconnect_now()`.
+pub async fn watch(bus: Connection, session: SessionHandle) {
+    match Watcher::subscribe(bus).await {
+        Ok(watcher) => watcher.run(session).await,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the system bus: sleep and network changes are noticed by the heartbeat only")
         }
+    }
+}
+
+/// A signal the watcher heard, with its argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Signal {
+    /// `true`: about to sleep; `false`: back.
+    PrepareForSleep(bool),
+    /// NetworkManager's `NMState`.
+    NetworkState(u32),
+}
+
+/// Which signals are a wake: the decision, apart from the bus.
+#[derive(Debug, Default)]
+struct Wakes {
+    last_network: Option<u32>,
+}
+
+impl Wakes {
+    fn decide(&mut self, signal: Signal) -> Option<Wake> {
+        match signal {
+            // "About to sleep": nothing to do until we are back.
+            Signal::PrepareForSleep(going) => (!going).then_some(Wake::Resumed),
+            Signal::NetworkState(state) => {
+                let was = self.last_network.replace(state);
+                let up = state >= NM_CONNECTED_GLOBAL && was.is_none_or(|w| w < NM_CONNECTED_GLOBAL);
+                up.then_some(Wake::NetworkUp)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resuming_and_the_network_reaching_global_are_wakes_and_nothing_else_is() {
+        let mut w = Wakes::default();
+        let cases = [
+            (Signal::PrepareForSleep(true), None),
+            (Signal::PrepareForSleep(false), Some(Wake::Resumed)),
+            // Connecting (40), then site-only (60): not up yet.
+            (Signal::NetworkState(40), None),
+            (Signal::NetworkState(60), None),
+            (Signal::NetworkState(70), Some(Wake::NetworkUp)),
+            // Still up: no second reconnect.
+            (Signal::NetworkState(70), None),
+            (Signal::NetworkState(20), None),
+            (Signal::NetworkState(70), Some(Wake::NetworkUp)),
+        ];
+        for (signal, expected) in cases {
+            assert_eq!(w.decide(signal), expected, "{signal:?}");
+        }
+    }
+
+    #[test]
+    fn the_first_state_heard_counts_as_a_change_when_it_is_up() {
+        assert_eq!(Wakes::default().decide(Signal::NetworkState(70)), Some(Wake::NetworkUp));
     }
 }

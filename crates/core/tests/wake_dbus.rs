@@ -60,6 +60,14 @@ async fn network_state(service: &Connection, state: u32) {
         .unwrap();
 }
 
+/// Starts the watcher on the private bus and returns once it is subscribed, so that a
+/// signal sent next is heard.
+async fn watch(session: &talkbell_core::session::SessionHandle) {
+    let bus = Connection::session().await.expect("private session bus");
+    let watcher = talkbell_core::wake::Watcher::subscribe(bus).await.expect("subscribed");
+    tokio::spawn(watcher.run(session.clone()));
+}
+
 /// Long waits everywhere, so that only a wake can explain a quick reconnect.
 fn patient_timing() -> Timing {
     Timing {
@@ -85,15 +93,11 @@ async fn resume_from_sleep_reconnects_a_live_link_at_once() {
     let session =
         Session::spawn(config(patient_timing()), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
     let service = stand_in().await;
-    tokio::spawn(talkbell_core::wake::watch(Connection::session().await.unwrap(), session.clone()));
+    watch(&session).await;
     wait_state(&session, |s| matches!(s, SessionState::Connected { .. })).await;
-    // Give the watcher a moment to subscribe (generous; it is not a timing claim).
-    tokio::time::sleep(Duration::from_millis(500)).await;
 
-    // Going to sleep changes nothing; waking up reconnects.
+    // Going to sleep changes nothing (the unit tests of wake.rs); waking up reconnects.
     prepare_for_sleep(&service, true).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(server.accepted(), 1);
     prepare_for_sleep(&service, false).await;
     let started = std::time::Instant::now();
     while server.accepted() < 2 {
@@ -115,14 +119,12 @@ async fn the_network_coming_up_ends_a_backoff_wait_at_once() {
     let session = Session::spawn(config(patient_timing()), Some(creds(&url, Some(1))), Arc::new(MemStore::default()));
     let mut events = session.subscribe();
     let service = stand_in().await;
-    tokio::spawn(talkbell_core::wake::watch(Connection::session().await.unwrap(), session.clone()));
+    watch(&session).await;
     wait_state(&session, |s| matches!(s, SessionState::Backoff { .. })).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
 
-    // Still offline (e.g. connecting, 40): no attempt. Fully online (70): an attempt now.
+    // Still offline (e.g. connecting, 40): no attempt (the unit tests of wake.rs). Fully
+    // online (70): an attempt now.
     network_state(&service, 40).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(matches!(session.state(), SessionState::Backoff { attempt: 1, .. }), "{:?}", session.state());
     network_state(&service, 70).await;
     let attempt = wait_event(&mut events, |e| match e {
         SessionEvent::State(SessionState::Connecting { attempt }) if *attempt > 1 => Some(*attempt),
@@ -142,9 +144,14 @@ async fn without_logind_or_network_manager_the_session_just_works() {
     let session =
         Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
     // A bus where nobody owns the names; the watcher must neither fail nor reconnect.
-    tokio::spawn(talkbell_core::wake::watch(Connection::session().await.unwrap(), session.clone()));
+    watch(&session).await;
     wait_state(&session, |s| matches!(s, SessionState::Connected { .. })).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Three heartbeats answered on the first link: a reconnect would have shown by then.
+    let started = std::time::Instant::now();
+    while session.stats().heartbeats_sent < 3 {
+        assert!(started.elapsed() < Duration::from_secs(30), "no heartbeats: {:?}", session.state());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert_eq!(server.accepted(), 1);
     assert!(matches!(session.state(), SessionState::Connected { .. }));
     session.shutdown().await;
