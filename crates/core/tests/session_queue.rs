@@ -33,18 +33,36 @@ fn talk_with(text: &str, ext: &str) -> String {
     format!(r#"{{"form": {{"id": 2, "name": "wang2", "talk": "{text}"}}, "to": {{"id": 1, "name": "u1"}}, {ext}}}"#)
 }
 
-/// What the client sent so far, by link, as JSON (heartbeats left out).
+/// What the client sent so far, by link, as JSON (heartbeats only counted).
 #[derive(Default)]
-struct Sent(Vec<(usize, Value)>);
+struct Sent {
+    frames: Vec<(usize, Value)>,
+    heartbeats: Vec<usize>,
+}
 
 impl Sent {
     fn take(&mut self, seen: &mut mpsc::UnboundedReceiver<(usize, String)>) -> &mut Self {
         while let Ok((link, text)) = seen.try_recv() {
-            if text != "online" {
-                self.0.push((link, serde_json::from_str(&text).unwrap()));
+            if text == "online" {
+                self.heartbeats.push(link);
+            } else {
+                self.frames.push((link, serde_json::from_str(&text).unwrap()));
             }
         }
         self
+    }
+
+    /// Waits (generously) for two more heartbeats on link `n`. The client sends a
+    /// heartbeat after an interval of silence, so the second one left after every ack
+    /// for what it had been told: the ack is there by then, or never comes.
+    async fn settle(&mut self, seen: &mut mpsc::UnboundedReceiver<(usize, String)>, n: usize) {
+        let beats = |s: &mut Self| s.heartbeats.iter().filter(|l| **l == n).count();
+        let before = beats(self.take(seen));
+        let started = std::time::Instant::now();
+        while beats(self.take(seen)) < before + 2 {
+            assert!(started.elapsed() < Duration::from_secs(20), "link {n} sent no heartbeats");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Waits (generously) until link `n` has acked `seq`.
@@ -58,7 +76,7 @@ impl Sent {
 
     /// The frames of link `n`.
     fn of(&self, n: usize) -> Vec<Value> {
-        self.0.iter().filter(|(link, _)| *link == n).map(|(_, v)| v.clone()).collect()
+        self.frames.iter().filter(|(link, _)| *link == n).map(|(_, v)| v.clone()).collect()
     }
 }
 
@@ -107,11 +125,6 @@ async fn talks_told(events: &mut tokio::sync::broadcast::Receiver<SessionEvent>,
     out
 }
 
-/// Lets the acks of what was told reach the server.
-async fn settle() {
-    tokio::time::sleep(Duration::from_millis(200)).await;
-}
-
 #[tokio::test]
 async fn a_server_that_lost_its_queue_gets_its_new_talks_stored_and_the_user_told() {
     let dir = tempfile::tempdir().unwrap();
@@ -145,7 +158,7 @@ async fn a_server_that_lost_its_queue_gets_its_new_talks_stored_and_the_user_tol
         "a new talk, not a repeat of seq 1: {told:?}"
     );
     sent.wait_ack(&mut seen, 2, 1).await;
-    settle().await;
+    sent.settle(&mut seen, 2).await;
     let link2 = sent.take(&mut seen).of(2);
     assert_eq!((link2[0]["resume"].as_u64(), link2[0]["epoch"].as_str()), (Some(2), Some("E1")), "{}", link2[0]);
     assert_eq!(acks(&link2), [1]);
@@ -157,7 +170,6 @@ async fn a_server_that_lost_its_queue_gets_its_new_talks_stored_and_the_user_tol
 
     session.reconnect_now();
     wait_event(&mut events, |e| matches!(e, SessionEvent::Welcome { .. }).then_some(())).await;
-    settle().await;
     let link3 = sent.take(&mut seen).of(3);
     assert_eq!((link3[0]["resume"].as_u64(), link3[0]["epoch"].as_str()), (Some(1), Some("E2")), "{}", link3[0]);
     session.shutdown().await;
@@ -180,11 +192,11 @@ async fn no_stored_epoch_adopts_the_servers_and_another_epoch_resets_without_the
     let mut events = session.subscribe();
     let mut sent = Sent::default();
     talks_told(&mut events, 1).await;
-    settle().await;
+    sent.settle(&mut seen, 1).await;
     session.reconnect_now();
     let told = talks_told(&mut events, 1).await;
     assert!(matches!(&told[0], SessionEvent::Talk { talk, .. } if talk.talk == "same queue"), "{told:?}");
-    settle().await;
+    sent.settle(&mut seen, 2).await;
     let link2 = sent.take(&mut seen).of(2);
     assert_eq!(link2[0]["resume"], 3);
     assert!(link2[0].get("epoch").is_none(), "none stored yet: {}", link2[0]);
@@ -196,7 +208,7 @@ async fn no_stored_epoch_adopts_the_servers_and_another_epoch_resets_without_the
     session.reconnect_now();
     let told = talks_told(&mut events, 1).await;
     assert!(matches!(&told[0], SessionEvent::Talk { talk, .. } if talk.talk == "new queue"), "{told:?}");
-    settle().await;
+    sent.settle(&mut seen, 3).await;
     let link3 = sent.take(&mut seen).of(3);
     assert_eq!((link3[0]["resume"].as_u64(), link3[0]["epoch"].as_str()), (Some(4), Some("E1")));
     assert_eq!(
@@ -211,7 +223,7 @@ async fn no_stored_epoch_adopts_the_servers_and_another_epoch_resets_without_the
 async fn adopting_an_epoch_and_a_server_without_epochs_tell_the_user_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let h = history(&dir);
-    let (server, _seen) = server(vec![
+    let (server, mut seen) = server(vec![
         vec![welcome(""), talk_json(1, 1, "a")],
         vec![welcome(""), talk_json(1, 1, "a"), talk_json(2, 1, "b")],
         vec![welcome(r#", "epoch": "E1""#), talk_json(3, 1, "c")],
@@ -219,16 +231,22 @@ async fn adopting_an_epoch_and_a_server_without_epochs_tell_the_user_nothing() {
     .await;
     let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), h.clone());
     let mut events = session.subscribe();
+    // Every event, for the check below (talks_told passes over the others).
+    let mut every = session.subscribe();
+    let mut sent = Sent::default();
     let mut all = talks_told(&mut events, 1).await;
-    for _ in 0..2 {
-        settle().await;
+    for link in 1..=2 {
+        sent.settle(&mut seen, link).await;
         session.reconnect_now();
         all.extend(talks_told(&mut events, if all.len() == 1 { 2 } else { 1 }).await);
     }
-    settle().await;
-    while let Ok(e) = events.try_recv() {
+    sent.settle(&mut seen, 3).await;
+    let mut welcomes = 0;
+    while let Ok(e) = every.try_recv() {
         assert!(!matches!(e, SessionEvent::QueueReset { .. }), "{e:?}");
+        welcomes += usize::from(matches!(e, SessionEvent::Welcome { .. }));
     }
+    assert_eq!(welcomes, 3, "every link's events were read");
     assert!(matches!(all[1], SessionEvent::Duplicate { seq: Seq(1) }), "a repeat is still a repeat: {all:?}");
     assert_eq!(texts(&h), ["a", "b", "c"]);
     session.shutdown().await;
@@ -288,7 +306,7 @@ async fn a_talk_whose_ts_is_not_a_time_is_stored_without_it_and_acked() {
     let mut events = session.subscribe();
     let mut sent = Sent::default();
     talks_told(&mut events, 3).await;
-    settle().await;
+    sent.settle(&mut seen, 1).await;
     let entries = h.list(&HistoryQuery { limit: 10, ..Default::default() }).unwrap();
     assert_eq!(entries.len(), 3, "not dropped: {entries:?}");
     assert!(entries.iter().all(|e| e.server_ts.is_none() && e.seq.is_some()), "{entries:?}");
@@ -316,20 +334,20 @@ async fn a_talk_with_an_unusable_seq_is_stored_once_and_never_acked() {
     let mut sent = Sent::default();
     let first = talks_told(&mut events, 4).await;
     assert!(first.iter().all(|e| matches!(e, SessionEvent::Talk { replay: false, .. })), "{first:?}");
-    settle().await;
+    sent.settle(&mut seen, 1).await;
     session.reconnect_now();
     let second = talks_told(&mut events, 1).await;
     assert!(matches!(&second[0], SessionEvent::Talk { talk, .. } if talk.talk == "fine"), "{second:?}");
     assert_eq!(session.stats().duplicates, 4, "the unusable seqs' talks are repeats, by their text");
     sent.wait_ack(&mut seen, 2, 5).await;
-    settle().await;
+    sent.settle(&mut seen, 2).await;
     session.reconnect_now();
     let started = std::time::Instant::now();
     while session.stats().duplicates < 8 {
         assert!(started.elapsed() < Duration::from_secs(20), "the third link's repeats never came");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    settle().await;
+    sent.settle(&mut seen, 3).await;
     assert_eq!(texts(&h), ["negative", "fractional", "too large", "not a number", "fine"]);
     assert!(acks(&sent.take(&mut seen).of(1)).is_empty(), "nothing acks an unusable seq");
     assert_eq!(acks(&sent.take(&mut seen).of(2)), [5], "the ack is the usable seq's alone");
