@@ -15,7 +15,7 @@ mod support_bus;
 mod support_keyring;
 use std::sync::Arc;
 use std::time::Duration;
-use support::{config, echo_heartbeats, next_text, send_text, MemStore, Scripted};
+use support::{config, echo_heartbeats, next_text, send_text, Captured, MemStore, Scripted};
 use support_bus::{run_bounded, BareBus};
 use support_keyring::{keyring_password, lock_login, login_is_locked, unlock_login, UnlockOnDrop, LOGIN};
 
@@ -371,59 +371,6 @@ async fn unlock_login_over_dbus(password: &str) -> zbus::Result<()> {
     )
     .await?;
     Ok(())
-}
-
-/// Everything logged on the test's thread, as text (the reader runs there: the tests that
-/// read it use a current-thread runtime).
-#[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    /// Starts capturing this thread's log, at debug, until the guard is dropped.
-    fn start() -> (Captured, tracing::subscriber::DefaultGuard) {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        (captured, tracing::subscriber::set_default(subscriber))
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-
-    fn lines_with(&self, text: &str) -> usize {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).lines().filter(|l| l.contains(text)).count()
-    }
-
-    fn warnings_with(&self, text: &str) -> usize {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
-            .lines()
-            .filter(|l| l.contains("WARN") && l.contains(text))
-            .count()
-    }
-
-    /// Waits (driving the runtime) until `n` lines contain `text`.
-    async fn wait_for(&self, n: usize, text: &str) {
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        while self.lines_with(text) < n {
-            assert!(tokio::time::Instant::now() < deadline, "{n} log lines with {text:?} never came");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
 }
 
 /// What the reader logs after each read that did not give the token.

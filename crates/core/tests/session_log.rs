@@ -4,46 +4,18 @@
 mod support;
 mod support_tls;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use support::*;
 use support_tls::*;
 use talkbell_core::session::{OfflineReason, ProxySettings, Session, SessionState, Transport, Untrusted};
 
 /// Everything logged on this thread, as text.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn warnings_with(&self, text: &str) -> usize {
-        let log = String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned();
-        log.lines().filter(|l| l.contains("WARN") && l.contains(text)).count()
-    }
-}
-
 // The session's task runs on this (current-thread) runtime, so the thread's subscriber
 // sees its events.
 #[tokio::test]
 async fn one_warning_per_offline_reason_not_per_attempt() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = Captured::start();
 
     // Nothing listens on the port at first.
     let free = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

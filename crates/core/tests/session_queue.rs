@@ -410,28 +410,11 @@ async fn the_ack_waits_for_the_commit_and_the_async_thread_stays_free_meanwhile(
     session.shutdown().await;
 }
 
-/// Everything logged on this thread, as text.
-#[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 // The session's task runs on this (current-thread) runtime, so the thread's subscriber
 // sees its events.
 #[tokio::test]
 async fn an_unusable_field_is_logged_escaped_and_its_talk_kept() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = Captured::start();
     let dir = tempfile::tempdir().unwrap();
     let h = history(&dir);
     // A seq that would retitle a terminal (OSC) and ring its bell, if written raw.
@@ -440,7 +423,7 @@ async fn an_unusable_field_is_logged_escaped_and_its_talk_kept() {
     let mut events = session.subscribe();
     talks_told(&mut events, 1).await;
     session.shutdown().await;
-    let log = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    let log = captured.text();
     let flaws: Vec<&str> = log.lines().filter(|l| l.contains("WARN") && l.contains("unusable")).collect();
     assert_eq!(flaws.len(), 2, "{log}");
     assert!(flaws.iter().any(|l| l.contains(r#"field="seq" value="\"\\u001b]0;owned\\u0007\"""#)), "{log}");

@@ -230,3 +230,53 @@ pub fn talk_json(seq: u64, to: u64, text: &str) -> String {
         r#"{{"form": {{"id": 2, "name": "wang2", "talk": "{text}"}}, "to": {{"id": {to}, "name": "u{to}"}}, "seq": {seq}}}"#
     )
 }
+
+/// Everything logged on the test's thread, as text. The session's task must run there
+/// too: the tests that read it use a current-thread runtime.
+#[derive(Clone, Default)]
+pub struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// Starts capturing this thread's log, at debug, until the guard is dropped.
+    pub fn start() -> (Captured, tracing::subscriber::DefaultGuard) {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        (captured, tracing::subscriber::set_default(subscriber))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    pub fn lines_with(&self, text: &str) -> usize {
+        self.text().lines().filter(|l| l.contains(text)).count()
+    }
+
+    pub fn warnings_with(&self, text: &str) -> usize {
+        self.text().lines().filter(|l| l.contains("WARN") && l.contains(text)).count()
+    }
+
+    /// Waits (driving the runtime) until `n` lines contain `text`.
+    pub async fn wait_for(&self, n: usize, text: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while self.lines_with(text) < n {
+            assert!(tokio::time::Instant::now() < deadline, "{n} log lines with {text:?} never came");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
