@@ -16,21 +16,13 @@ use support_bus::{run_bounded, BareBus};
 
 use talkbell_core::protocol::Token;
 use talkbell_core::secrets::{SecretStore, SecretsError, SERVICE};
+use talkbell_testkit::desktop::require_session;
 use tokio::sync::RwLock;
 
 /// Tests share one keyring; the one that locks it takes this for writing.
 static KEYRING: RwLock<()> = RwLock::const_new(());
 
 const LOGIN: &str = "/org/freedesktop/secrets/collection/login";
-
-fn require_desktop() {
-    assert_eq!(
-        std::env::var("TALKBELL_DESKTOP_SESSION").as_deref(),
-        Ok("1"),
-        "this test needs the private desktop session: run it as \
-         `scripts/desktop-session.sh cargo test -p talkbell-core --test secrets_keyring -- --include-ignored`"
-    );
-}
 
 fn server(name: &str) -> String {
     format!("wss://talk.test/{name}/{}", std::process::id())
@@ -67,7 +59,7 @@ fn secret_tool_search(server: &str) -> String {
 #[tokio::test]
 #[ignore = "needs scripts/desktop-session.sh"]
 async fn set_get_delete_round_trip() {
-    require_desktop();
+    require_session();
     let _shared = KEYRING.read().await;
     let store = store();
     let server = server("round-trip");
@@ -97,7 +89,7 @@ async fn set_get_delete_round_trip() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs scripts/desktop-session.sh"]
 async fn set_replaces_and_servers_are_separate() {
-    require_desktop();
+    require_session();
     let _shared = KEYRING.read().await;
     let store = store();
     let (a, b) = (server("replace-a"), server("replace-b"));
@@ -119,7 +111,7 @@ async fn set_replaces_and_servers_are_separate() {
 #[test]
 #[ignore = "needs scripts/desktop-session.sh"]
 fn blocking_calls_work_outside_a_runtime() {
-    require_desktop();
+    require_session();
     let _shared = KEYRING.blocking_read();
     let store = store();
     let server = server("blocking");
@@ -132,7 +124,7 @@ fn blocking_calls_work_outside_a_runtime() {
 #[tokio::test]
 #[ignore = "needs scripts/desktop-session.sh"]
 async fn a_token_read_from_the_keyring_is_not_printed() {
-    require_desktop();
+    require_session();
     let _shared = KEYRING.read().await;
     let store = store();
     let server = server("redacted");
@@ -203,7 +195,7 @@ impl Drop for UnlockOnDrop {
 #[tokio::test]
 #[ignore = "needs scripts/desktop-session.sh"]
 async fn a_locked_keyring_gives_locked_and_works_again_once_unlocked() {
-    require_desktop();
+    require_session();
     let password = std::env::var("TALKBELL_KEYRING_PASSWORD").expect("TALKBELL_KEYRING_PASSWORD is set by the session");
     let _exclusive = KEYRING.write().await;
     let store = store();
@@ -242,7 +234,7 @@ async fn a_locked_keyring_gives_locked_and_works_again_once_unlocked() {
 #[test]
 #[ignore = "needs scripts/desktop-session.sh"]
 fn without_a_session_bus_it_is_no_keyring() {
-    require_desktop();
+    require_session();
     let tmp = tempfile::tempdir().expect("tempdir");
     // A socket file nobody listens on: connect() is refused.
     let dead = tmp.path().join("dead-bus");

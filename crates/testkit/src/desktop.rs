@@ -40,3 +40,24 @@ pub const TRAYER_ARGS: &[&str] = &[
     "--SetDockType",
     "true",
 ];
+
+/// `xwininfo -root -tree` of the session's X screen, one line a window, indented by depth
+/// (empty if xwininfo fails).
+pub fn x_tree() -> Vec<String> {
+    let out = std::process::Command::new("xwininfo").args(["-root", "-tree"]).output();
+    out.map(|o| String::from_utf8_lossy(&o.stdout).lines().map(str::to_owned).collect()).unwrap_or_default()
+}
+
+/// The absolute geometry (w, h, x, y) of the first window whose line in [`x_tree`]
+/// contains `needle` (e.g. `("panel" "trayer")`, its class).
+pub fn x_window(needle: &str) -> Option<(u32, u32, i32, i32)> {
+    let line = x_tree().into_iter().find(|l| l.contains(needle))?;
+    // "...  32x30+0+0  +1246+769"
+    let mut fields = line.split_whitespace().rev();
+    let abs = fields.next()?;
+    let rel = fields.next()?;
+    let (w, h) = rel.split_once('+')?.0.split_once('x')?;
+    let abs = abs.strip_prefix('+').unwrap_or(abs);
+    let (x, y) = abs.split_once('+').or_else(|| abs.split_once('-'))?;
+    Some((w.parse().ok()?, h.parse().ok()?, x.parse().ok()?, y.parse().ok()?))
+}

@@ -24,15 +24,8 @@ pub const WAIT: Duration = Duration::from_secs(10);
 
 /// Polls `check` until it gives Some, or panics after [`WAIT`] (three times over: these
 /// conditions involve child processes on a shared machine).
-pub async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + WAIT * 3;
-    loop {
-        if let Some(t) = check() {
-            return t;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+pub async fn eventually<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
+    talkbell_testkit::wait::Poll::up_to(WAIT * 3).every(Duration::from_millis(20)).until_async(what, check).await
 }
 
 pub struct Env {
