@@ -32,26 +32,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// The Chromium flags, besides `--user-data-dir=<fresh temp dir>` and the page's URL.
-pub const CHROMIUM_FLAGS: &[&str] = &[
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--no-default-browser-check",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-extensions",
-    // Keep the page's timers at full speed: it is a background page nobody looks at.
-    "--disable-background-timer-throttling",
-    "--disable-renderer-backgrounding",
-    "--disable-backgrounding-occluded-windows",
-    // Never touch the desktop session's keyring.
-    "--password-store=basic",
-    "--mute-audio",
-];
+/// The Chromium flags, besides `--user-data-dir=<fresh temp dir>` and the page's URL: the
+/// page's timers at full speed (a background page nobody looks at), and never the desktop
+/// session's keyring.
+pub const CHROMIUM_FLAGS: &str = "--headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+    --no-default-browser-check --disable-background-networking --disable-component-update --disable-sync \
+    --disable-extensions --disable-background-timer-throttling --disable-renderer-backgrounding \
+    --disable-backgrounding-occluded-windows --password-store=basic --mute-audio";
 
 /// How long Chromium gets to start and open the page's WebSocket.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -117,7 +104,7 @@ impl Baseline {
             query_escape(&format!("http://127.0.0.1:{port}/")),
         );
         let mut cmd = Command::new(&chromium);
-        cmd.args(CHROMIUM_FLAGS)
+        cmd.args(CHROMIUM_FLAGS.split_whitespace())
             .arg(format!("--user-data-dir={}", profile.path().join("profile").display()))
             .arg(format!("--disk-cache-dir={}", profile.path().join("cache").display()))
             .arg(&url)
