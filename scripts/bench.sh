@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Talkbell's benchmarks (issue 5), in one command: installs what they need, builds in
 # release mode, runs every benchmark inside a private desktop session and writes
-# docs/BENCHMARKS.md.
+# docs/BENCHMARKS.md (with the hand-written docs/benchmarks-notes.md woven in) and
+# docs/benchmarks.json (every figure).
 #
 #   bash scripts/bench.sh             # the issue's sizes (about 15 minutes on 2 cores, after the build)
 #   bash scripts/bench.sh --quick     # a short smoke run; any talkbell-bench flag passes through,
-#   bash scripts/bench.sh --only idle,start --out /tmp/b.md     e.g. these
+#   bash scripts/bench.sh --only idle,start --out /tmp/b.md     e.g. these (the JSON goes beside --out)
 #
 # Needs root (or sudo) for the packages: scripts/install-deps.sh core gui bench.
 set -euo pipefail

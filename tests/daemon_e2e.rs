@@ -8,10 +8,6 @@ use common::*;
 
 const DESKTOP: &str = "needs scripts/desktop-session.sh (D-Bus, gnome-keyring, dunst)";
 
-fn popups_with(body: &str) -> usize {
-    dunst_history().iter().filter(|(_, b)| b.contains(body)).count()
-}
-
 #[test]
 #[ignore = "needs scripts/desktop-session.sh (D-Bus, gnome-keyring, dunst)"]
 fn login_keeps_the_token_in_the_keyring_only_and_a_talk_pops_up_once() {
@@ -32,7 +28,7 @@ fn login_keeps_the_token_in_the_keyring_only_and_a_talk_pops_up_once() {
     daemon.wait_connected(1);
     // Headless means headless: the process became talkbell-daemon and maps no GUI library.
     let pid = daemon.pid().expect("the daemon runs");
-    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    let exe = talkbell_testkit::procfs::exe(pid).unwrap();
     assert!(exe.ends_with("talkbell-daemon"), "the daemon runs as {}", exe.display());
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
     for lib in ["libwebkit2gtk", "libgtk-3", "libjavascriptcoregtk"] {

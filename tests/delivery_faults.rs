@@ -16,6 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::*;
+use talkbell_testkit::logtime::line_time;
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -31,51 +32,10 @@ fn login(app: &App, relay: &Relay) {
     assert!(out.status.success(), "login failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// Polls `f` every 100 ms until it gives Some, or gives None after `bound` (not a timing
-/// claim: generous, so that a slow machine passes).
-fn poll_until<T>(bound: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let started = Instant::now();
-    loop {
-        if let Some(t) = f() {
-            return Some(t);
-        }
-        if started.elapsed() > bound {
-            return None;
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// [`poll_until`], or a panic naming what did not happen.
-fn wait_until<T>(bound: Duration, what: &str, f: impl FnMut() -> Option<T>) -> T {
-    poll_until(bound, f).unwrap_or_else(|| panic!("timed out after {bound:?} waiting for {what}"))
-}
-
 /// A marker unique to this run, so that texts never match another test's.
 fn marker() -> String {
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
     format!("{}-{nanos:x}", std::process::id())
-}
-
-/// The time stamp that starts a log line of the daemon or the relay (tracing's format,
-/// UTC): "2026-11-25T09:30:08.166578Z  INFO …".
-fn line_time(line: &str) -> Option<SystemTime> {
-    let stamp = line.split_whitespace().next()?.strip_suffix('Z')?;
-    let (date, time) = stamp.split_once('T')?;
-    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let mut t = time.splitn(3, ':');
-    let h: u64 = t.next()?.parse().ok()?;
-    let min: u64 = t.next()?.parse().ok()?;
-    let sec: f64 = t.next()?.parse().ok()?;
-    // Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let doy = (153 * ((m + 9) % 12) + 2) / 5 + day - 1;
-    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
-    let whole = u64::try_from(days).ok()? * 86_400 + h * 3_600 + min * 60;
-    Some(UNIX_EPOCH + Duration::from_secs(whole) + Duration::from_secs_f64(sec))
 }
 
 /// The daemon's session state lines: (time, connected?).
@@ -284,7 +244,7 @@ fn soak_every_accepted_talk_is_stored_exactly_once_in_order_across_relay_kills_a
             .collect();
         (entries, missing)
     };
-    let Some(all_in) = poll_until(Duration::from_secs(90), || {
+    let Some(all_in) = Poll::up_to(Duration::from_secs(90)).check(|| {
         let (entries, missing) = missing();
         missing.is_empty().then_some(entries)
     }) else {
@@ -298,7 +258,7 @@ fn soak_every_accepted_talk_is_stored_exactly_once_in_order_across_relay_kills_a
         );
     };
     let settled = daemon.log.clone();
-    wait_until(Duration::from_secs(30), "the daemon connected at the end", || {
+    Poll::up_to(Duration::from_secs(30)).until("the daemon connected at the end", || {
         state_changes(&settled).last().is_some_and(|(_, up)| *up).then_some(())
     });
     daemon.stop();
@@ -449,7 +409,7 @@ fn a_frozen_relay_is_declared_dead_within_interval_plus_timeout_and_the_link_com
     let marker = marker();
     let before = format!("before the freeze {marker}");
     relay.send(2, 1, &before);
-    wait_until(PATIENCE, "the talk before the freeze", || app.history_texts().contains(&before).then_some(()));
+    Poll::up_to(PATIENCE).until("the talk before the freeze", || app.history_texts().contains(&before).then_some(()));
     // A live relay answers every heartbeat: several intervals pass and the link stays up,
     // so what follows is the freeze's doing, not the heartbeat's.
     thread::sleep(2 * (interval + timeout));
@@ -460,16 +420,15 @@ fn a_frozen_relay_is_declared_dead_within_interval_plus_timeout_and_the_link_com
     let frozen_at = SystemTime::now();
     relay.freeze();
     let bound = interval + timeout + slack;
-    let dead_line = wait_until(bound, "the frozen link declared dead", || {
-        daemon.log.lines().into_iter().find(|l| l.contains("link dead"))
-    });
+    let dead_line = Poll::up_to(bound)
+        .until("the frozen link declared dead", || daemon.log.lines().into_iter().find(|l| l.contains("link dead")));
     let dead_at = line_time(&dead_line).unwrap_or_else(|| panic!("no time stamp on {dead_line:?}"));
     let detected_in =
         dead_at.duration_since(frozen_at).unwrap_or_else(|_| panic!("declared dead before the freeze: {dead_line}"));
     assert!(detected_in <= bound, "declared dead {detected_in:?} after the freeze, bound {bound:?}");
     // While frozen, the kernel still completes TCP handshakes on the relay's port, but no
     // WebSocket handshake is answered: attempts fail, and nothing is called connected.
-    wait_until(PATIENCE, "a failed reconnect attempt to the frozen relay", || {
+    Poll::up_to(PATIENCE).until("a failed reconnect attempt to the frozen relay", || {
         (daemon.log.count("state=\"offline\"") >= offline_before + 2).then_some(())
     });
     assert_eq!(daemon.log.count("state=\"connected\""), 1, "connected to a frozen relay:\n{}", daemon.log.text());
@@ -485,7 +444,7 @@ fn a_frozen_relay_is_declared_dead_within_interval_plus_timeout_and_the_link_com
         .expect("a second connected line");
     let after = format!("after the thaw {marker}");
     relay.send(2, 1, &after);
-    wait_until(PATIENCE, "the talk after the thaw", || app.history_texts().contains(&after).then_some(()));
+    Poll::up_to(PATIENCE).until("the talk after the thaw", || app.history_texts().contains(&after).then_some(()));
     assert_eq!(app.history_texts(), [after.clone(), before.clone()]);
     daemon.stop();
     eprintln!(
@@ -536,7 +495,7 @@ fn a_replay_of_500_talks_after_a_gap_is_one_summary_popup_not_500() {
     let started = Instant::now();
     let mut daemon = app.daemon();
     daemon.wait_connected(1);
-    let Some(entries) = poll_until(Duration::from_secs(60), || {
+    let Some(entries) = Poll::up_to(Duration::from_secs(60)).check(|| {
         let entries = app.history_json(&["--limit", "100000"]);
         (entries.len() >= 500).then_some(entries)
     }) else {
@@ -557,13 +516,13 @@ fn a_replay_of_500_talks_after_a_gap_is_one_summary_popup_not_500() {
     assert_eq!(stored, expected);
 
     let summary = "500 new messages from wang2";
-    wait_until(PATIENCE, "the summary popup", || new_popups().iter().any(|p| p.body == summary).then_some(()));
+    Poll::up_to(PATIENCE).until("the summary popup", || new_popups().iter().any(|p| p.body == summary).then_some(()));
     let summary_in = started.elapsed();
     // A live talk after the catch-up: the notifier handles talks in order, so once its
     // popup is there, every popup the replay could have raised is there too.
     let after = format!("after the catch-up {marker}");
     relay.post(2, 1, &after).unwrap_or_else(|e| panic!("POST: {e:?}"));
-    wait_until(PATIENCE, "the popup of the talk after the catch-up", || {
+    Poll::up_to(PATIENCE).until("the popup of the talk after the catch-up", || {
         new_popups().iter().any(|p| p.body == after).then_some(())
     });
     let shown: Vec<(String, String)> = new_popups().into_iter().map(|p| (p.summary, p.body)).collect();

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use fantoccini::{Client, ClientBuilder, Locator};
+use talkbell_testkit::desktop::{self, x_tree, x_window};
+use talkbell_testkit::procfs;
 
 // ---- the desktop around the app ------------------------------------------------------
 
@@ -37,21 +39,7 @@ impl Drop for Helper {
 fn window_manager_and_tray() -> (Helper, Helper) {
     let wm = Helper::start(&mut Command::new("openbox"));
     eventually("openbox to manage the screen", || run_ok("wmctrl", &["-m"]).then_some(()));
-    let tray = Helper::start(Command::new("trayer").args([
-        "--edge",
-        "bottom",
-        "--align",
-        "right",
-        "--widthtype",
-        "pixel",
-        "--width",
-        "120",
-        "--heighttype",
-        "pixel",
-        "--height",
-        "32",
-        "--SetDockType",
-        "true",
+    let tray = Helper::start(Command::new("trayer").args(desktop::TRAYER_ARGS).args([
         "--tint",
         "0x303030",
         "--transparent",
@@ -65,25 +53,6 @@ fn window_manager_and_tray() -> (Helper, Helper) {
 
 fn run_ok(program: &str, args: &[&str]) -> bool {
     Command::new(program).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
-}
-
-/// `xwininfo -root -tree`, one line a window, indented by depth.
-fn x_tree() -> Vec<String> {
-    let out = Command::new("xwininfo").args(["-root", "-tree"]).output().expect("xwininfo");
-    String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).collect()
-}
-
-/// The absolute geometry (w, h, x, y) of the first window whose line contains `needle`.
-fn x_window(needle: &str) -> Option<(u32, u32, i32, i32)> {
-    let line = x_tree().into_iter().find(|l| l.contains(needle))?;
-    // "...  32x30+0+0  +1246+769"
-    let mut fields = line.split_whitespace().rev();
-    let abs = fields.next()?;
-    let rel = fields.next()?;
-    let (w, h) = rel.split_once('+')?.0.split_once('x')?;
-    let abs = abs.strip_prefix('+').unwrap_or(abs);
-    let (x, y) = abs.split_once('+').or_else(|| abs.split_once('-'))?;
-    Some((w.parse().ok()?, h.parse().ok()?, x.parse().ok()?, y.parse().ok()?))
 }
 
 /// The app's tray icon, embedded in trayer's panel (a child window of it, not a window of
@@ -181,32 +150,20 @@ fn tray_menu_click(pid: u32, item: &str) {
 }
 
 fn dunst_displayed() -> u64 {
-    let out = Command::new("dunstctl").args(["count", "displayed"]).output().expect("dunstctl");
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+    dunst::displayed().unwrap_or(0)
 }
 
 /// Waits until exactly one popup with `body` in it was shown; on failure says what was.
 fn wait_popup(body: &str) {
-    let started = Instant::now();
-    while popups_shown_with(body) != 1 {
-        assert!(started.elapsed() < PATIENCE, "no single popup with {body:?}; dunst showed {:?}", dunst_history());
-        std::thread::sleep(Duration::from_millis(100));
+    if Poll::up_to(PATIENCE).check(|| (closed_popups_with(body) == 1).then_some(())).is_none() {
+        panic!("no single popup with {body:?}; dunst showed {:?}", dunst_history());
     }
-}
-
-/// Popups with `body` in them, shown so far: those still on screen are closed first, as
-/// dunst's history holds only closed ones.
-fn popups_shown_with(body: &str) -> usize {
-    assert!(run_ok("dunstctl", &["close-all"]));
-    dunst_history().iter().filter(|(_, b)| b.contains(body)).count()
 }
 
 // ---- the app and its driver ----------------------------------------------------------
 
 fn tauri_driver_bin() -> PathBuf {
-    let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join("tauri-driver")).find(|p| p.exists()));
-    on_path.flatten().unwrap_or_else(|| {
+    desktop::on_path("tauri-driver").unwrap_or_else(|| {
         let cargo_home = std::env::var_os("CARGO_HOME")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cargo"));
@@ -235,22 +192,10 @@ fn env_marker(app: &App) -> String {
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        for pid in pids_with_env(&self.0) {
+        for pid in procfs::with_env(&self.0) {
             let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
         }
     }
-}
-
-fn pids_with_env(marker: &str) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let env = std::fs::read(entry.path().join("environ")).unwrap_or_default();
-        if env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes()) {
-            pids.push(pid);
-        }
-    }
-    pids
 }
 
 /// tauri-driver on a port of its own; the app it starts inherits this environment, so it
@@ -292,41 +237,23 @@ async fn connect(port: u16) -> Client {
 /// The running `talkbell` processes of this test (found by their data dir).
 fn app_pids(app: &App) -> Vec<u32> {
     let bin = talkbell_bin().canonicalize().unwrap();
-    pids_with_env(&env_marker(app))
-        .into_iter()
-        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).ok().as_deref() == Some(bin.as_path()))
-        .collect()
+    procfs::with_env(&env_marker(app)).into_iter().filter(|&pid| procfs::exe(pid).as_deref() == Some(&bin)).collect()
 }
 
 /// The WebKit processes (web content, network) whose parent is `pid`.
 fn webkit_children(pid: u32) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-        let Some((head, rest)) = stat.rsplit_once(") ") else { continue };
-        let comm = head.split_once(" (").map_or("", |(_, c)| c);
-        let ppid = rest.split(' ').nth(1).and_then(|p| p.parse::<u32>().ok());
-        if ppid == Some(pid) && comm.starts_with("WebKit") {
-            found.push(format!("{} {comm}", entry.file_name().to_string_lossy()));
-        }
-    }
-    found
+    let webkit = procfs::children(pid).into_iter().filter(|p| p.comm.starts_with("WebKit"));
+    webkit.map(|p| format!("{} {}", p.pid, p.comm)).collect()
 }
 
 /// Polls an async check with the same patience as [`eventually`].
-async fn until<T, F, Fut>(what: &str, mut check: F) -> T
+async fn until<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let started = Instant::now();
-    loop {
-        if let Some(t) = check().await {
-            return t;
-        }
-        assert!(started.elapsed() < PATIENCE, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
+    let found = Poll::up_to(PATIENCE).every(Duration::from_millis(150)).check_with(check).await;
+    found.unwrap_or_else(|| panic!("timed out waiting for {what}"))
 }
 
 async fn status_text(client: &Client) -> String {
@@ -337,19 +264,19 @@ async fn status_text(client: &Client) -> String {
 }
 
 async fn wait_status(client: &Client, what: &str, pred: impl Fn(&str) -> bool) -> String {
-    let mut last = String::new();
-    let started = Instant::now();
-    loop {
-        let text = status_text(client).await;
-        if pred(&text) {
-            return text;
-        }
-        if text != last {
-            last = text;
-        }
-        assert!(started.elapsed() < PATIENCE, "status line never showed {what}; last: {last:?}");
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
+    let last = std::cell::RefCell::new(String::new());
+    let found = Poll::up_to(PATIENCE)
+        .every(Duration::from_millis(150))
+        .check_with(|| async {
+            let text = status_text(client).await;
+            if pred(&text) {
+                return Some(text);
+            }
+            last.replace(text);
+            None
+        })
+        .await;
+    found.unwrap_or_else(|| panic!("status line never showed {what}; last: {:?}", last.borrow()))
 }
 
 /// The history as the window shows it, top first: (sender, text).
@@ -450,7 +377,7 @@ fn a_user_signs_in_gets_talks_rides_out_an_outage_and_closes_the_window_to_the_t
 
         // A talk arrives: at the top of the history, and as a popup (the only one on screen:
         // an earlier test's are cleared).
-        assert!(run_ok("dunstctl", &["close-all"]));
+        dunst_close_all();
         client.find(Locator::Id("tab-history")).await.unwrap().click().await.unwrap();
         let first = format!("lunch at noon? {}", std::process::id());
         relay.send(2, 1, &first);
@@ -485,7 +412,7 @@ fn a_user_signs_in_gets_talks_rides_out_an_outage_and_closes_the_window_to_the_t
         assert!(client.find_all(Locator::Css("#history img")).await.unwrap().is_empty(), "the text became HTML");
         assert!(client.get_alert_text().await.is_err(), "an alert is open");
         wait_popup("onerror=alert(1)");
-        assert_eq!(popups_shown_with(&other), 0, "a talk for wang3 popped up");
+        assert_eq!(closed_popups_with(&other), 0, "a talk for wang3 popped up");
         let window_png = client.screenshot().await.unwrap();
         std::fs::write(screenshots_dir().join("window.png"), &window_png).unwrap();
 
@@ -619,7 +546,7 @@ fn unread_marks_log_pause_search_paging_settings_a_popup_click_and_quit() {
         let resumed = format!("sent after resuming {id}");
         relay.send(2, 1, &resumed);
         wait_popup(&resumed);
-        assert_eq!(popups_shown_with(&paused), 0, "a talk popped up while paused");
+        assert_eq!(closed_popups_with(&paused), 0, "a talk popped up while paused");
         // The tray's other pause, and its Resume.
         tray_menu_click(pid, "For 1 hour");
         wait_status(&client, "paused for an hour", |t| t.ends_with("· notifications paused")).await;
@@ -691,11 +618,11 @@ fn unread_marks_log_pause_search_paging_settings_a_popup_click_and_quit() {
         // Window closed; a click on a popup opens it at that talk.
         assert!(run_ok("wmctrl", &["-c", "Talkbell"]));
         eventually("the window gone", || screen_reader_history(pid).is_none().then_some(()));
-        assert!(run_ok("dunstctl", &["close-all"]));
+        dunst_close_all();
         let clicked = format!("click me {id}");
         relay.send(2, 1, &clicked);
         eventually("the popup on screen", || (dunst_displayed() == 1).then_some(()));
-        assert!(run_ok("dunstctl", &["action", "0"]), "dunstctl action");
+        dunst::dunstctl(&["action", "0"]).expect("dunstctl action");
         eventually("the window opened at the talk", || {
             screen_reader_history(pid).and_then(|h| (h.first() == Some(&clicked)).then_some(()))
         });

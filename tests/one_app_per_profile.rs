@@ -9,10 +9,6 @@ use std::process::{Output, Stdio};
 use common::*;
 use serde_json::{json, Value};
 
-fn popups_with(body: &str) -> usize {
-    dunst_history().iter().filter(|(_, b)| b.contains(body)).count()
-}
-
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }

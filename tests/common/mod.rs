@@ -1,28 +1,25 @@
 //! Real processes for end-to-end tests: the relay binary on a loopback port, and the
-//! `talkbell` binary with config and data dirs of its own.
+//! `talkbell` binary with config and data dirs of its own. What the benchmarks share with
+//! them is in talkbell-testkit (re-exported here under the names the tests use).
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+pub use talkbell_testkit::child::Log;
+use talkbell_testkit::child::Spawned;
+pub use talkbell_testkit::desktop::require_session as require_desktop_session;
+pub use talkbell_testkit::dunst::{self, Popup};
+pub use talkbell_testkit::http::{post_talk, PostError};
+use talkbell_testkit::relay::Serve;
+pub use talkbell_testkit::wait::Poll;
 use tempfile::TempDir;
 
 /// Generous: CI machines are slow and shared, and none of these bounds is a timing claim.
 pub const PATIENCE: Duration = Duration::from_secs(30);
-
-/// The desktop tests run inside scripts/desktop-session.sh; outside it they must fail
-/// loudly rather than pass without having tested anything.
-pub fn require_desktop_session() {
-    assert!(
-        std::env::var_os("TALKBELL_DESKTOP_SESSION").is_some(),
-        "this test needs a private desktop session: run it through scripts/desktop-session.sh"
-    );
-}
 
 fn target_dir() -> PathBuf {
     // tests run from target/<profile>/deps/<test-binary>
@@ -48,48 +45,12 @@ pub fn talkbell_bin() -> PathBuf {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    talkbell_testkit::relay::free_port().unwrap()
 }
 
-/// Polls `f` until it returns Some, or panics after [`PATIENCE`].
-pub fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(t) = f() {
-            return t;
-        }
-        if started.elapsed() > PATIENCE {
-            panic!("timed out waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Standard error of a child, line by line, kept for assertions and failure reports.
-#[derive(Clone, Default)]
-pub struct Log(Arc<Mutex<Vec<String>>>);
-
-impl Log {
-    fn follow(&self, stream: impl std::io::Read + Send + 'static, name: &'static str) {
-        let lines = self.0.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                if std::env::var_os("TALKBELL_TEST_VERBOSE").is_some() {
-                    eprintln!("[{name}] {line}");
-                }
-                lines.lock().unwrap().push(line);
-            }
-        });
-    }
-    pub fn lines(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
-    }
-    pub fn count(&self, needle: &str) -> usize {
-        self.0.lock().unwrap().iter().filter(|l| l.contains(needle)).count()
-    }
-    pub fn text(&self) -> String {
-        self.lines().join("\n")
-    }
+/// Polls `f` every 100 ms until it returns Some, or panics after [`PATIENCE`].
+pub fn eventually<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    Poll::up_to(PATIENCE).until(what, f)
 }
 
 /// A relay process with two users: 1 "wang1" (the app's user) and 2 "wang2" (a sender),
@@ -98,10 +59,11 @@ pub struct Relay {
     pub dir: TempDir,
     pub port: u16,
     pub tokens: Vec<(u64, String)>,
-    child: Option<Child>,
+    child: Option<Spawned>,
+    /// Every run's standard error, one after the other.
     pub log: Log,
-    /// Appended to `serve`'s arguments on every spawn (see [`Relay::start_with`]).
-    extra_args: Vec<String>,
+    /// How it is run, with the extra `serve` flags of [`Relay::start_with`].
+    serve: Serve,
 }
 
 impl Relay {
@@ -113,14 +75,9 @@ impl Relay {
     /// later [`Relay::spawn`].
     pub fn start_with(extra_args: &[&str]) -> Relay {
         let dir = tempfile::tempdir().unwrap();
-        let mut relay = Relay {
-            port: free_port(),
-            dir,
-            tokens: Vec::new(),
-            child: None,
-            log: Log::default(),
-            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-        };
+        let mut serve = Serve::new(relay_bin(), dir.path().join("users.toml"), dir.path().join("relay.db")).unwrap();
+        serve.args = extra_args.iter().map(|s| s.to_string()).collect();
+        let mut relay = Relay { port: serve.port, dir, tokens: Vec::new(), child: None, log: Log::default(), serve };
         for (id, name) in [(1, "wang1"), (2, "wang2"), (3, "wang3")] {
             let token = relay.add_user(id, name);
             relay.tokens.push((id, token));
@@ -158,34 +115,21 @@ impl Relay {
 
     pub fn spawn(&mut self) {
         assert!(self.child.is_none());
-        let mut child = Command::new(relay_bin())
-            .args(["serve", "--listen", &format!("127.0.0.1:{}", self.port), "--users"])
-            .arg(self.users_file())
-            .arg("--db")
-            .arg(self.dir.path().join("relay.db"))
-            .args(&self.extra_args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        self.log.follow(child.stderr.take().unwrap(), "relay");
+        let mut child = self.serve.spawn(&self.log).unwrap();
+        self.serve.wait_ready(&mut child, Poll::up_to(PATIENCE)).unwrap();
         self.child = Some(child);
-        let port = self.port;
-        eventually("the relay to listen", || std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ()));
     }
 
     /// SIGKILL: no close frames, no goodbyes.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+            child.kill();
         }
     }
 
     /// The relay process's id, while it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.child.as_ref().map(|c| c.pid)
     }
 
     /// SIGSTOP: the process freezes with its sockets open; the kernel still completes TCP
@@ -231,60 +175,6 @@ impl Drop for Relay {
 pub fn signal(pid: u32, sig: &str) {
     let status = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().expect("kill");
     assert!(status.success(), "kill -{sig} {pid} failed");
-}
-
-/// Why a `POST /v1/talk` did not give a seq.
-#[derive(Debug)]
-pub enum PostError {
-    /// No connection at all (the relay is down): the talk was certainly not taken.
-    Connect(std::io::Error),
-    /// Connected, but no complete answer (the relay died meanwhile): the talk may or may
-    /// not have been stored.
-    CutOff(String),
-    /// A complete answer that is not a 2xx.
-    Status(u16, String),
-}
-
-/// `POST /v1/talk` over a plain HTTP/1.1 connection to 127.0.0.1:`port` (one request per
-/// connection, no retries): the talk's seq on a 2xx answer.
-pub fn post_talk(port: u16, token: &str, to: u64, text: &str) -> Result<u64, PostError> {
-    use std::io::Read;
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(PostError::Connect)?;
-    let cut = |what: &str, e: std::io::Error| PostError::CutOff(format!("{what}: {e}"));
-    stream.set_read_timeout(Some(PATIENCE)).map_err(|e| cut("set timeout", e))?;
-    stream.set_write_timeout(Some(PATIENCE)).map_err(|e| cut("set timeout", e))?;
-    let body = serde_json::json!({"to": to, "talk": text}).to_string();
-    let request = format!(
-        "POST /v1/talk HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).map_err(|e| cut("write", e))?;
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).map_err(|e| cut("read", e))?;
-    let answer = String::from_utf8_lossy(&answer);
-    let Some((head, body)) = answer.split_once("\r\n\r\n") else {
-        return Err(PostError::CutOff(format!("incomplete answer: {answer:?}")));
-    };
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| PostError::CutOff(format!("no status line: {head:?}")))?;
-    let declared: Option<usize> = head.lines().find_map(|l| {
-        let (name, value) = l.split_once(':')?;
-        name.trim().eq_ignore_ascii_case("content-length").then(|| value.trim().parse().ok())?
-    });
-    if declared.is_some_and(|n| body.len() < n) {
-        return Err(PostError::CutOff(format!("answer cut short: {answer:?}")));
-    }
-    if !(200..300).contains(&status) {
-        return Err(PostError::Status(status, body.to_owned()));
-    }
-    let v: serde_json::Value =
-        serde_json::from_str(body).map_err(|e| PostError::CutOff(format!("answer body {body:?}: {e}")))?;
-    v["seq"].as_u64().ok_or_else(|| PostError::Status(status, format!("no seq in {body}")))
 }
 
 /// The app's own config and data dirs, so tests never touch the user's.
@@ -391,22 +281,20 @@ impl App {
 }
 
 pub struct Daemon {
-    child: Option<Child>,
+    child: Option<Spawned>,
     pub log: Log,
 }
 
 impl Daemon {
     /// Starts a long-running process of the app (daemon or tray app), following its log.
     pub fn spawn(mut cmd: Command) -> Daemon {
-        let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-        let log = Log::default();
-        log.follow(child.stderr.take().unwrap(), "daemon");
-        Daemon { child: Some(child), log }
+        let child = Spawned::spawn(&mut cmd, "daemon", None).unwrap();
+        Daemon { log: child.log.clone(), child: Some(child) }
     }
 
     /// The daemon's process id (the same after it has become `talkbell-daemon`).
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(|c| c.id())
+        self.child.as_ref().map(|c| c.pid)
     }
 
     /// Waits for the n-th "connected" state line in the daemon's log.
@@ -415,79 +303,41 @@ impl Daemon {
         eventually(&format!("connection #{n}"), || (log.count("state=\"connected\"") >= n).then_some(()));
     }
 
+    /// SIGTERM: the daemon closes its link and exits.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            // SIGTERM: the daemon closes its link and exits.
-            let _ = Command::new("kill").arg(child.id().to_string()).status();
-            let (tx, rx) = mpsc::channel();
-            std::thread::spawn(move || {
-                let _ = tx.send(child.wait());
-            });
-            rx.recv_timeout(PATIENCE).expect("daemon did not stop on SIGTERM").unwrap();
+            assert!(child.terminate(PATIENCE).status.is_some(), "daemon did not stop on SIGTERM");
         }
     }
 
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+            child.kill();
         }
     }
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// What dunst has shown, from `dunstctl history` (newest first).
+/// What dunst has shown, from `dunstctl history` (newest first): (summary, body).
 pub fn dunst_history() -> Vec<(String, String)> {
-    let out = Command::new("dunstctl").arg("history").output().expect("dunstctl");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
-    let mut shown = Vec::new();
-    for group in v["data"].as_array().into_iter().flatten() {
-        for n in group.as_array().into_iter().flatten() {
-            let summary = n["summary"]["data"].as_str().unwrap_or_default().to_owned();
-            let body = n["body"]["data"].as_str().unwrap_or_default().to_owned();
-            shown.push((summary, body));
-        }
-    }
-    shown
-}
-
-/// One popup in dunst's history.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Popup {
-    /// dunst's notification id: it grows with every popup shown.
-    pub id: u64,
-    pub summary: String,
-    pub body: String,
+    dunst::history().expect("dunstctl history").into_iter().map(|p| (p.summary, p.body)).collect()
 }
 
 /// What dunst has shown, with ids, oldest first. Popups still on screen are not in the
 /// history yet: `dunstctl close-all` moves them there.
 pub fn dunst_popups() -> Vec<Popup> {
-    let out = Command::new("dunstctl").arg("history").output().expect("dunstctl");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
-    let mut shown = Vec::new();
-    for group in v["data"].as_array().into_iter().flatten() {
-        for n in group.as_array().into_iter().flatten() {
-            shown.push(Popup {
-                id: n["id"]["data"].as_u64().unwrap_or_default(),
-                summary: n["summary"]["data"].as_str().unwrap_or_default().to_owned(),
-                body: n["body"]["data"].as_str().unwrap_or_default().to_owned(),
-            });
-        }
-    }
+    let mut shown = dunst::history().expect("dunstctl history");
     shown.sort_by_key(|p| p.id);
     shown
 }
 
 /// `dunstctl close-all`: every popup on screen goes to the history.
 pub fn dunst_close_all() {
-    let status = Command::new("dunstctl").arg("close-all").status().expect("dunstctl");
-    assert!(status.success(), "dunstctl close-all failed");
+    dunst::close_all().expect("dunstctl close-all");
+}
+
+/// Popups in dunst's history with `body` in them (those on screen not counted).
+pub fn popups_with(body: &str) -> usize {
+    dunst_history().iter().filter(|(_, b)| b.contains(body)).count()
 }
 
 /// `secret-tool lookup` with the attributes Talkbell's keyring entries carry.
@@ -562,13 +412,12 @@ impl App {
 impl Daemon {
     /// Whether the process has not ended yet.
     pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
+        self.child.as_mut().is_some_and(Spawned::is_running)
     }
 }
 
 /// Popups with `body` in them shown so far: those still on screen are closed first, as
 /// dunst's history holds only closed ones.
 pub fn closed_popups_with(body: &str) -> usize {
-    dunst_close_all();
-    dunst_history().iter().filter(|(_, b)| b.contains(body)).count()
+    dunst::shown().expect("dunstctl").iter().filter(|p| p.body.contains(body)).count()
 }

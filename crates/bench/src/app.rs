@@ -3,17 +3,19 @@
 //! daemon, the tray app (`--hidden`) or the tray app with its window.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context, Result};
 use talkbell_core::config::{Config, Paths};
+use talkbell_core::engine::DELIVERY_TRACE_ENV;
+use talkbell_testkit::child::Spawned;
+use talkbell_testkit::wait::Poll;
 
-use crate::child::Spawned;
 use crate::Env;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum Mode {
     /// `talkbell daemon`: headless.
     Daemon,
@@ -52,12 +54,8 @@ pub struct AppHome {
 }
 
 impl AppHome {
-    pub fn new(env: &Env, name: &str) -> Result<AppHome> {
-        Self::new_under(env, &env.work, name)
-    }
-
-    /// Config and data under `parent` (e.g. a tmpfs for a diagnostic run).
-    pub fn new_under(env: &Env, parent: &std::path::Path, name: &str) -> Result<AppHome> {
+    /// Config and data under `parent` (the work directory, or a tmpfs for a diagnostic run).
+    pub fn new(env: &Env, parent: &Path, name: &str) -> Result<AppHome> {
         let root = parent.join(name);
         std::fs::create_dir_all(&root)?;
         Ok(AppHome { bin: env.bin("talkbell"), paths: Paths::in_dir(&root), root, name: name.to_owned() })
@@ -68,7 +66,7 @@ impl AppHome {
         cmd.env("TALKBELL_CONFIG_DIR", self.root.join("config"))
             .env("TALKBELL_DATA_DIR", self.root.join("data"))
             .env("RUST_LOG", "info")
-            .env_remove(talkbell_core::engine::DELIVERY_TRACE_ENV);
+            .env_remove(DELIVERY_TRACE_ENV);
         cmd
     }
 
@@ -91,22 +89,21 @@ impl AppHome {
     }
 
     /// Changes the config file (after login).
-    pub fn edit_config(&self, edit: impl FnOnce(&mut Config)) -> Result<()> {
+    pub fn edit_config(&self, edit: impl FnOnce(&mut Config)) -> Result<Config> {
         let mut config = Config::load_or_create(&self.paths.config_file)?;
         edit(&mut config);
         config.save(&self.paths.config_file)?;
-        Ok(())
+        Ok(config)
     }
 
     /// Starts the app; `trace` turns the delivery trace on (TALKBELL_DELIVERY_TRACE).
-    pub fn spawn(&self, mode: Mode, trace: Option<&std::path::Path>) -> Result<Spawned> {
+    pub fn spawn(&self, mode: Mode, trace: Option<&Path>) -> Result<Spawned> {
         let mut cmd = self.command();
         cmd.args(mode.args());
         if let Some(t) = trace {
-            cmd.env(talkbell_core::engine::DELIVERY_TRACE_ENV, t);
+            cmd.env(DELIVERY_TRACE_ENV, t);
         }
-        let log = self.root.join(format!("{}.log", self.name));
-        Spawned::spawn(&mut cmd, "talkbell", Some(&log))
+        Ok(Spawned::spawn(&mut cmd, "talkbell", Some(&self.root.join(format!("{}.log", self.name))))?)
     }
 
     /// A read-only connection to the app's history.
@@ -124,18 +121,12 @@ impl AppHome {
 /// Waits for the app's `n`-th "connected" line (counting all lines of its log); returns
 /// the line's time stamp.
 pub async fn wait_connected(app: &mut Spawned, n: usize, within: Duration) -> Result<SystemTime> {
-    let started = std::time::Instant::now();
-    loop {
-        let times = app.log.times_from(0, CONNECTED);
-        if times.len() >= n {
-            return Ok(times[n - 1]);
-        }
-        if !app.is_running() {
-            bail!("talkbell exited before connecting; its log ends:\n{}", app.log.tail(20));
-        }
-        if started.elapsed() > within {
-            bail!("talkbell not connected within {within:?}; its log ends:\n{}", app.log.tail(20));
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let check = || match app.log.times_from(0, CONNECTED).get(n - 1) {
+        Some(t) => Some(Ok(*t)),
+        None if !app.is_running() => Some(Err(anyhow::anyhow!("talkbell exited before connecting"))),
+        None => None,
+    };
+    let found = Poll::up_to(within).every(Duration::from_millis(5)).check_async(check).await;
+    let found = found.unwrap_or_else(|| Err(anyhow::anyhow!("talkbell not connected within {within:?}")));
+    found.with_context(|| format!("its log ends:\n{}", app.log.tail(20)))
 }

@@ -4,8 +4,8 @@
 //! of silence, a close when that goes unanswered for 5 s, a reconnect 5 s later, and an
 //! `alert` for a talk to the user. Here the alert is replaced by a record — the time the
 //! handler ran (µs since the Unix epoch, from `performance.timeOrigin + performance.now()`)
-//! and the talk — which the page POSTs in batches to a small HTTP collector this module runs
-//! on 127.0.0.1 (an ephemeral port). The page also reports each time its socket opens, and
+//! and the talk — which the page POSTs in batches to a small HTTP collector (axum) this
+//! module runs on 127.0.0.1 (an ephemeral port). The page also reports each time its socket opens, and
 //! the first frame the server sends on it, so [`Baseline::start`] returns once it is
 //! connected — and, with a server that answers the hello (the relay's welcome), once the
 //! server has taken it, so that talks posted right after start reach the page.
@@ -14,7 +14,6 @@
 //! in its own process group with a fresh profile; [`Baseline::stop`] and `Drop` kill the
 //! whole group.
 
-use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -24,31 +23,22 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderName, Method, StatusCode};
+use talkbell_testkit::procfs::{self, family, group_members};
+use talkbell_testkit::wait::Poll;
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// The Chromium flags, besides `--user-data-dir=<fresh temp dir>` and the page's URL.
-pub const CHROMIUM_FLAGS: &[&str] = &[
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--no-default-browser-check",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-extensions",
-    // Keep the page's timers at full speed: it is a background page nobody looks at.
-    "--disable-background-timer-throttling",
-    "--disable-renderer-backgrounding",
-    "--disable-backgrounding-occluded-windows",
-    // Never touch the desktop session's keyring.
-    "--password-store=basic",
-    "--mute-audio",
-];
+/// The Chromium flags, besides `--user-data-dir=<fresh temp dir>` and the page's URL: the
+/// page's timers at full speed (a background page nobody looks at), and never the desktop
+/// session's keyring.
+pub const CHROMIUM_FLAGS: &str = "--headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+    --no-default-browser-check --disable-background-networking --disable-component-update --disable-sync \
+    --disable-extensions --disable-background-timer-throttling --disable-renderer-backgrounding \
+    --disable-backgrounding-occluded-windows --password-store=basic --mute-audio";
 
 /// How long Chromium gets to start and open the page's WebSocket.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -58,7 +48,6 @@ const FIRST_FRAME_WAIT: Duration = Duration::from_secs(2);
 
 /// The largest request the collector takes (a batch of records).
 const MAX_BODY: usize = 256 << 20;
-const MAX_HEAD: usize = 64 << 10;
 
 /// A running headless Chromium on `bench/baseline.html`, and the collector of its records.
 pub struct Baseline {
@@ -115,7 +104,7 @@ impl Baseline {
             query_escape(&format!("http://127.0.0.1:{port}/")),
         );
         let mut cmd = Command::new(&chromium);
-        cmd.args(CHROMIUM_FLAGS)
+        cmd.args(CHROMIUM_FLAGS.split_whitespace())
             .arg(format!("--user-data-dir={}", profile.path().join("profile").display()))
             .arg(format!("--disk-cache-dir={}", profile.path().join("cache").display()))
             .arg(&url)
@@ -137,7 +126,7 @@ impl Baseline {
                 let tail = log_tail(&log_path);
                 // Reaped already; end whatever of its group is left.
                 baseline.child = None;
-                kill_group(pid, &[]);
+                let _ = kill_group(pid, &[]);
                 bail!("chromium exited ({status}) before the page connected; its log ends:\n{tail}");
             }
             if tokio::time::Instant::now() >= deadline {
@@ -180,11 +169,11 @@ impl Baseline {
         if self.child.is_none() {
             return Vec::new();
         }
-        family(self.pid)
+        family(self.pid, true)
     }
 
     /// (unix_time_us when the page's talk handler ran, talk text) for each talk for its user so far.
-    pub async fn records(&self) -> Vec<(u64, String)> {
+    pub fn records(&self) -> Vec<(u64, String)> {
         self.collector.records.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
@@ -196,10 +185,8 @@ impl Baseline {
         // Kill, reap the browser process, then wait until no process of the group is left
         // before the profile directory goes.
         let _ = tokio::task::spawn_blocking(move || kill_and_reap(child, pid)).await;
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !group_members(pid).is_empty() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let gone = || group_members(pid).is_empty().then_some(());
+        Poll::up_to(Duration::from_secs(5)).every(Duration::from_millis(20)).check_async(gone).await;
         self.server.abort();
         if let Some(profile) = self.profile.take() {
             let _ = tokio::task::spawn_blocking(move || drop(profile)).await;
@@ -212,31 +199,28 @@ impl Drop for Baseline {
         if let Some(child) = self.child.take() {
             kill_and_reap(child, self.pid);
             // Give the rest of the group a moment to go before the profile is removed.
-            let deadline = Instant::now() + Duration::from_secs(2);
-            while !group_members(self.pid).is_empty() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            let gone = || group_members(self.pid).is_empty().then_some(());
+            Poll::up_to(Duration::from_secs(2)).every(Duration::from_millis(10)).check(gone);
         }
         self.server.abort();
     }
 }
 
-/// SIGKILL to the whole process group (and any descendant that left it), then reap.
+/// SIGKILL to the whole process group and any descendant that left it, then reap.
 fn kill_and_reap(mut child: Child, pid: u32) {
-    let others: Vec<u32> = family(pid).into_iter().filter(|&p| p != pid).collect();
-    if !kill_group(pid, &others) {
+    let others: Vec<u32> = family(pid, false).into_iter().filter(|&p| p != pid).collect();
+    if kill_group(pid, &others).is_err() {
         let _ = child.kill();
     }
     let _ = child.wait();
 }
 
-/// `kill -KILL -- -pgid pids...` (std has no killpg); true if it worked.
-fn kill_group(pgid: u32, others: &[u32]) -> bool {
-    let mut args = vec!["-KILL".to_string(), "--".to_string(), format!("-{pgid}")];
-    args.extend(others.iter().map(|p| p.to_string()));
-    let status =
-        Command::new("kill").args(&args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status();
-    matches!(status, Ok(s) if s.success())
+/// SIGKILL to process group `pgid` and to `others` (std has no killpg).
+fn kill_group(pgid: u32, others: &[u32]) -> std::io::Result<()> {
+    for &p in others {
+        let _ = procfs::signal(p, libc::SIGKILL);
+    }
+    procfs::signal_group(pgid, libc::SIGKILL)
 }
 
 fn chromium_binary() -> anyhow::Result<PathBuf> {
@@ -253,67 +237,6 @@ fn log_tail(path: &Path) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().filter(|l| !l.contains(":ERROR:dbus/")).collect();
     lines[lines.len().saturating_sub(20)..].join("\n")
-}
-
-// ---- processes ---------------------------------------------------------------------------
-
-/// (pid, ppid, pgid) of every process, from /proc/*/stat.
-fn processes() -> Vec<(u32, u32, u32)> {
-    let mut out = Vec::new();
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return out;
-    };
-    for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // "pid (comm) state ppid pgrp ..."; comm may hold spaces and parentheses.
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            continue;
-        };
-        let mut fields = rest.split_whitespace();
-        let state = fields.next();
-        let ppid = fields.next().and_then(|s| s.parse().ok());
-        let pgid = fields.next().and_then(|s| s.parse().ok());
-        if let (Some(state), Some(ppid), Some(pgid)) = (state, ppid, pgid) {
-            if state != "Z" && state != "X" {
-                out.push((pid, ppid, pgid));
-            }
-        }
-    }
-    out
-}
-
-/// The process `root`, its descendants, and anything else in its process group (a helper
-/// that was reparented), sorted.
-fn family(root: u32) -> Vec<u32> {
-    let procs = processes();
-    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
-    for &(pid, ppid, _) in &procs {
-        children.entry(ppid).or_default().push(pid);
-    }
-    let mut found: HashSet<u32> = HashSet::new();
-    if procs.iter().any(|&(pid, _, _)| pid == root) {
-        let mut stack = vec![root];
-        while let Some(p) = stack.pop() {
-            if found.insert(p) {
-                if let Some(kids) = children.get(&p) {
-                    stack.extend(kids);
-                }
-            }
-        }
-    }
-    found.extend(procs.iter().filter(|&&(_, _, pgid)| pgid == root).map(|&(pid, _, _)| pid));
-    let mut out: Vec<u32> = found.into_iter().collect();
-    out.sort_unstable();
-    out
-}
-
-fn group_members(pgid: u32) -> Vec<u32> {
-    processes().into_iter().filter(|&(_, _, g)| g == pgid).map(|(pid, _, _)| pid).collect()
 }
 
 // ---- URLs --------------------------------------------------------------------------------
@@ -344,104 +267,26 @@ fn query_escape(s: &str) -> String {
 
 // ---- the collector -----------------------------------------------------------------------
 
+/// Serves the page's POSTs (and their CORS preflights) until aborted; every answer is 204.
 async fn serve(listener: TcpListener, collector: Arc<Collector>) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                let collector = collector.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = connection(stream, &collector).await {
-                        tracing::debug!("baseline collector: {e:#}");
-                    }
-                });
+    let cors = [
+        (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+        (header::ACCESS_CONTROL_ALLOW_METHODS, "POST, OPTIONS"),
+        (header::ACCESS_CONTROL_ALLOW_HEADERS, "*"),
+        (HeaderName::from_static("access-control-allow-private-network"), "true"),
+    ];
+    let app = axum::Router::new()
+        .fallback(move |State(c): State<Arc<Collector>>, method: Method, body: Bytes| async move {
+            if method == Method::POST {
+                c.take(&body);
             }
-            Err(e) => {
-                tracing::warn!("baseline collector: accept: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
+            (StatusCode::NO_CONTENT, cors)
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(collector);
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::warn!("baseline collector: {e}");
     }
-}
-
-const NO_CONTENT: &[u8] = b"HTTP/1.1 204 No Content\r\n\
-Access-Control-Allow-Origin: *\r\n\
-Access-Control-Allow-Methods: POST, OPTIONS\r\n\
-Access-Control-Allow-Headers: *\r\n\
-Access-Control-Allow-Private-Network: true\r\n\
-\r\n";
-
-/// HTTP/1.1 with keep-alive, requests with a Content-Length body (or none); every answer is
-/// 204 with CORS headers.
-async fn connection(mut stream: TcpStream, collector: &Collector) -> anyhow::Result<()> {
-    stream.set_nodelay(true)?;
-    let mut buf: Vec<u8> = Vec::with_capacity(8192);
-    loop {
-        // The head.
-        let head_end = loop {
-            if let Some(i) = find(&buf, b"\r\n\r\n") {
-                break i + 4;
-            }
-            if buf.len() > MAX_HEAD {
-                bail!("request head too large");
-            }
-            if read_more(&mut stream, &mut buf).await? == 0 {
-                return Ok(()); // closed between requests
-            }
-        };
-        let head = std::str::from_utf8(&buf[..head_end]).context("request head not UTF-8")?;
-        let mut lines = head.split("\r\n");
-        let request_line = lines.next().unwrap_or_default();
-        let mut parts = request_line.split(' ');
-        let method = parts.next().unwrap_or_default().to_string();
-        let version = parts.nth(1).unwrap_or_default();
-        let mut keep_alive = version == "HTTP/1.1";
-        let mut length = 0usize;
-        for line in lines {
-            let Some((name, value)) = line.split_once(':') else {
-                continue;
-            };
-            let value = value.trim();
-            if name.eq_ignore_ascii_case("content-length") {
-                length = value.parse().context("bad Content-Length")?;
-            } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                bail!("Transfer-Encoding {value} not supported");
-            } else if name.eq_ignore_ascii_case("connection") {
-                if value.eq_ignore_ascii_case("close") {
-                    keep_alive = false;
-                } else if value.eq_ignore_ascii_case("keep-alive") {
-                    keep_alive = true;
-                }
-            }
-        }
-        if length > MAX_BODY {
-            bail!("request body of {length} bytes too large");
-        }
-        // The body.
-        while buf.len() < head_end + length {
-            if read_more(&mut stream, &mut buf).await? == 0 {
-                bail!("closed in the middle of a body");
-            }
-        }
-        if method == "POST" {
-            collector.take(&buf[head_end..head_end + length]);
-        }
-        buf.drain(..head_end + length);
-        stream.write_all(NO_CONTENT).await?;
-        if !keep_alive {
-            return Ok(());
-        }
-    }
-}
-
-async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
-    let mut chunk = [0u8; 16384];
-    let n = stream.read(&mut chunk).await?;
-    buf.extend_from_slice(&chunk[..n]);
-    Ok(n)
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 impl Collector {
@@ -500,6 +345,7 @@ mod tests {
 
     #[tokio::test]
     async fn collector_takes_batches_over_keep_alive() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (opens, mut opened) = watch::channel(0u64);
@@ -507,28 +353,31 @@ mod tests {
         let collector =
             Arc::new(Collector { records: Mutex::new(Vec::new()), opens, frames, closes: AtomicU64::new(0) });
         let server = tokio::spawn(serve(listener, collector.clone()));
-        let mut s = TcpStream::connect(addr).await.unwrap();
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         let b1 = r#"{"event":"open"}"#;
         let b2 = r#"{"records":[[1700000000000123,"hi"],[1700000000000456,"你好\n"]]}"#;
         let b3 = r#"{"event":"frame"}"#;
         let req = format!(
             "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n{b1}\
-             POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n{b2}\
-             POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n{b3}",
+             POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{b2}\
+             OPTIONS / HTTP/1.1\r\nHost: x\r\n\r\n\
+             POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{b3}",
             b1.len(),
             b2.len(),
             b3.len()
         );
         s.write_all(req.as_bytes()).await.unwrap();
         let mut got = Vec::new();
-        while got.windows(12).filter(|w| w == b"HTTP/1.1 204").count() < 3 {
+        while got.windows(12).filter(|w| w == b"HTTP/1.1 204").count() < 4 {
             let mut c = [0u8; 1024];
             let n = s.read(&mut c).await.unwrap();
             assert!(n > 0);
             got.extend_from_slice(&c[..n]);
         }
         heard.wait_for(|n| *n == 1).await.unwrap();
-        assert!(got.starts_with(b"HTTP/1.1 204"));
+        let head = String::from_utf8_lossy(&got).to_ascii_lowercase();
+        assert!(head.contains("access-control-allow-origin: *"), "{head}");
+        assert!(head.contains("access-control-allow-private-network: true"), "{head}");
         opened.changed().await.unwrap();
         assert_eq!(*opened.borrow(), 1);
         assert_eq!(

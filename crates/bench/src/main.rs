@@ -1,8 +1,11 @@
 //! talkbell-bench: Talkbell's benchmarks (issue 5), against the original browser client.
 //!
 //! Runs inside a private desktop session (scripts/desktop-session.sh: D-Bus, gnome-keyring,
-//! dunst, Xvfb) with the release binaries beside it, and writes a Markdown report
-//! (docs/BENCHMARKS.md by default). `scripts/bench.sh` does all of that in one command.
+//! dunst, Xvfb) with the release binaries beside it. Each benchmark (`suite::*`) measures
+//! and returns its figures as data; `report` renders them as Markdown (docs/BENCHMARKS.md
+//! by default) with the hand-written docs/benchmarks-notes.md woven in, and writes every
+//! figure as JSON beside it (docs/benchmarks.json). `scripts/bench.sh` does all of that in
+//! one command.
 //!
 //! 1. idle footprint: PSS, CPU time and wake-ups of the tray app (window closed and open),
 //!    the daemon and the browser baseline after 60 s connected and idle;
@@ -28,10 +31,6 @@
 
 mod app;
 mod browser;
-mod child;
-mod dunst;
-mod http;
-mod procfs;
 mod relay;
 mod report;
 mod sender;
@@ -44,11 +43,10 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-
-use report::Report;
+use talkbell_testkit::{desktop, procfs};
 
 #[derive(Parser, Debug)]
-#[command(name = "talkbell-bench", about = "Talkbell's benchmarks (issue 5); writes a Markdown report")]
+#[command(name = "talkbell-bench", about = "Talkbell's benchmarks (issue 5); writes a Markdown report and its JSON")]
 struct Cli {
     /// A short smoke run (small sizes, short idle periods): for development, not for the report.
     #[arg(long)]
@@ -59,6 +57,12 @@ struct Cli {
     /// Where to write the report.
     #[arg(long, default_value = "docs/BENCHMARKS.md")]
     out: PathBuf,
+    /// Where to write every figure as JSON (default: benchmarks.json beside the report).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// The hand-written notes woven into the report, section by section.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/benchmarks-notes.md"))]
+    notes: PathBuf,
     /// Where talkbell and talkbell-relay are (default: beside this program).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -93,7 +97,7 @@ struct Cli {
 }
 
 /// The sizes of a run: the issue's by default, small ones with `--quick`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct Sizes {
     pub idle_secs: u64,
     pub latency_talks: u64,
@@ -110,37 +114,22 @@ pub struct Sizes {
 }
 
 impl Sizes {
-    fn issue() -> Sizes {
+    fn new(quick: bool) -> Sizes {
+        let q = |issue: u64, quick_one: u64| if quick { quick_one } else { issue };
+        let n = |issue: usize, quick_one: usize| if quick { quick_one } else { issue };
         Sizes {
-            idle_secs: 60,
-            latency_talks: 10_000,
+            idle_secs: q(60, 10),
+            latency_talks: q(10_000, 1_000),
             latency_rate: 1_000.0,
-            burst_talks: 100_000,
-            recovery_rounds: 20,
-            halfopen_rounds: 3,
-            relay_idle_clients: 10_000,
-            relay_idle_secs: 20,
-            route_clients: 1_000,
-            route_talks: 50_000,
-            disk_talks: 2_000,
-            start_runs: 10,
-        }
-    }
-
-    fn quick() -> Sizes {
-        Sizes {
-            idle_secs: 10,
-            latency_talks: 1_000,
-            latency_rate: 1_000.0,
-            burst_talks: 10_000,
-            recovery_rounds: 3,
-            halfopen_rounds: 1,
-            relay_idle_clients: 1_000,
-            relay_idle_secs: 5,
-            route_clients: 100,
-            route_talks: 5_000,
-            disk_talks: 300,
-            start_runs: 3,
+            burst_talks: q(100_000, 10_000),
+            recovery_rounds: n(20, 3),
+            halfopen_rounds: n(3, 1),
+            relay_idle_clients: n(10_000, 1_000),
+            relay_idle_secs: q(20, 5),
+            route_clients: n(1_000, 100),
+            route_talks: q(50_000, 5_000),
+            disk_talks: q(2_000, 300),
+            start_runs: n(10, 3),
         }
     }
 }
@@ -172,14 +161,12 @@ fn main() -> std::process::ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("talkbell-bench: cannot start the runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")
+        .and_then(|rt| rt.block_on(run(cli)));
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("talkbell-bench: {e:#}");
@@ -189,55 +176,35 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    if std::env::var_os("TALKBELL_DESKTOP_SESSION").is_none() {
+    if !desktop::in_session() {
         bail!(
             "run inside a private desktop session: scripts/desktop-session.sh talkbell-bench … (or scripts/bench.sh)"
         );
     }
-    for name in &cli.only {
-        if !BENCHMARKS.contains(&name.as_str()) {
-            bail!("unknown benchmark {name:?} (known: {})", BENCHMARKS.join(", "));
-        }
+    if let Some(name) = cli.only.iter().find(|n| !BENCHMARKS.contains(&n.as_str())) {
+        bail!("unknown benchmark {name:?} (known: {})", BENCHMARKS.join(", "));
     }
     let bin_dir = match cli.bin_dir.clone() {
         Some(d) => d,
         None => std::env::current_exe()?.parent().context("the program's directory")?.to_path_buf(),
     };
-    for bin in ["talkbell", "talkbell-relay"] {
-        if !bin_dir.join(bin).exists() {
-            bail!(
-                "{} is missing: build it first (cargo build --release -p talkbell -p talkbell-relay)",
-                bin_dir.join(bin).display()
-            );
+    for bin in ["talkbell", "talkbell-relay"].map(|b| bin_dir.join(b)) {
+        if !bin.exists() {
+            bail!("{} is missing: build it first (cargo build --release -p talkbell -p talkbell-relay)", bin.display());
         }
     }
-    let relay_db_dir = cli.relay_db_dir.clone().unwrap_or_else(|| {
-        let shm = Path::new("/dev/shm");
-        if shm.is_dir() {
-            shm.to_path_buf()
-        } else {
-            std::env::temp_dir()
-        }
-    });
-    let mut sizes = if cli.quick { Sizes::quick() } else { Sizes::issue() };
-    if let Some(v) = cli.idle_secs {
-        sizes.idle_secs = v.max(1);
-    }
-    if let Some(v) = cli.latency_talks {
-        sizes.latency_talks = v.max(1);
-    }
-    if let Some(v) = cli.burst_talks {
-        sizes.burst_talks = v.max(1);
-    }
-    if let Some(v) = cli.recovery_rounds {
-        sizes.recovery_rounds = v.max(1);
-    }
-    if let Some(v) = cli.relay_clients {
-        sizes.relay_idle_clients = v.max(1);
-    }
-    if let Some(v) = cli.start_runs {
-        sizes.start_runs = v.max(1);
-    }
+    let shm = Path::new("/dev/shm");
+    let relay_db_dir =
+        cli.relay_db_dir.clone().unwrap_or_else(|| if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() });
+    let mut sizes = Sizes::new(cli.quick);
+    let at_least_one = |v: Option<u64>, d: &mut u64| *d = v.map_or(*d, |v| v.max(1));
+    at_least_one(cli.idle_secs, &mut sizes.idle_secs);
+    at_least_one(cli.latency_talks, &mut sizes.latency_talks);
+    at_least_one(cli.burst_talks, &mut sizes.burst_talks);
+    let at_least_one = |v: Option<usize>, d: &mut usize| *d = v.map_or(*d, |v| v.max(1));
+    at_least_one(cli.recovery_rounds, &mut sizes.recovery_rounds);
+    at_least_one(cli.relay_clients, &mut sizes.relay_idle_clients);
+    at_least_one(cli.start_runs, &mut sizes.start_runs);
     let nofile = procfs::raise_nofile();
     let work = tempfile::Builder::new().prefix("talkbell-bench-").tempdir().context("making the work directory")?;
     let env = Env {
@@ -250,36 +217,25 @@ async fn run(cli: Cli) -> Result<()> {
     };
     tracing::info!(work = %env.work.display(), nofile, quick = env.quick, "talkbell-bench starting");
 
-    let selected: Vec<&str> =
-        BENCHMARKS.iter().copied().filter(|b| cli.only.is_empty() || cli.only.iter().any(|o| o == b)).collect();
-    let mut report = Report::new(&env, nofile);
+    let json = cli.json.clone().unwrap_or_else(|| cli.out.with_file_name("benchmarks.json"));
+    let notes = std::fs::read_to_string(&cli.notes).unwrap_or_else(|e| {
+        tracing::warn!("no notes woven in ({}: {e})", cli.notes.display());
+        String::new()
+    });
+    let mut results = report::Results::new(&env, nofile);
     let began = Instant::now();
-    for name in &selected {
+    for name in BENCHMARKS.iter().filter(|b| cli.only.is_empty() || cli.only.iter().any(|o| o == *b)) {
         let started = Instant::now();
         tracing::info!(benchmark = name, "running");
-        let result = match *name {
-            "idle" => suite::idle::run(&env, &mut report).await,
-            "latency" => suite::latency::run(&env, &mut report).await,
-            "burst" => suite::burst::run(&env, &mut report).await,
-            "recovery" => suite::recovery::run(&env, &mut report).await,
-            "relay" => suite::relay_load::run(&env, &mut report).await,
-            "start" => suite::start::run(&env, &mut report).await,
-            _ => unreachable!(),
-        };
-        let took = started.elapsed();
-        report.took(name, took);
-        match result {
-            Ok(()) => tracing::info!(benchmark = name, took = %stats::secs(took), "done"),
-            Err(e) => {
-                tracing::error!(benchmark = name, "failed: {e:#}");
-                report.failed(name, &e);
-            }
+        let result = suite::run(name, &env).await;
+        if let Err(e) = &result {
+            tracing::error!(benchmark = name, "failed: {e:#}");
         }
+        results.add(name, started.elapsed(), result, began.elapsed());
         // Write as we go, so that a later failure leaves what was measured.
-        report.write(&cli.out, began.elapsed())?;
+        report::write(&results, &notes, &cli.out, &json)?;
     }
-    report.write(&cli.out, began.elapsed())?;
-    tracing::info!(out = %cli.out.display(), took = %stats::secs(began.elapsed()), "report written");
+    tracing::info!(out = %cli.out.display(), json = %json.display(), took = %stats::secs(began.elapsed()), "report written");
     if cli.keep {
         let kept = work.keep();
         tracing::info!(dir = %kept.display(), "work directory kept");

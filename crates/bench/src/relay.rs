@@ -1,15 +1,16 @@
-//! The relay as a process of its own (so that its memory can be measured and it can be
-//! killed, frozen and restarted), with a users file made through the relay's library.
+//! The relay as a process of its own (talkbell-testkit's, so that its memory can be
+//! measured and it can be killed, frozen and restarted), with a users file made through
+//! the relay's library (ten thousand users in a moment).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::process::Command;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use talkbell_relay::Users;
+use talkbell_testkit::child::{Log, Spawned};
+use talkbell_testkit::relay::Serve;
+use talkbell_testkit::wait::Poll;
 
-use crate::child::Spawned;
 use crate::Env;
 
 /// Log level of the relay: its start line (with a time stamp, for the recovery benchmark),
@@ -28,22 +29,16 @@ pub fn flood_flags(max_queued: u64) -> Vec<String> {
 }
 
 pub struct RelayProc {
-    bin: PathBuf,
-    dir: PathBuf,
-    pub port: u16,
-    users_file: PathBuf,
-    pub db: PathBuf,
-    args: Vec<String>,
+    serve: Serve,
     /// Token of each user, by id.
     tokens: HashMap<u64, String>,
     pub proc: Option<Spawned>,
-    name: String,
     /// How long the last start took, from the spawn to the "listening" line.
     pub start_took: Duration,
 }
 
 /// Users 1..=n named `user<id>`, except 1 "wang1" and 2 "wang2" as in the demo.
-pub fn user_name(id: u64) -> String {
+fn user_name(id: u64) -> String {
     match id {
         1 => "wang1".into(),
         2 => "wang2".into(),
@@ -56,115 +51,73 @@ impl RelayProc {
     /// on a free port with its queue database under `env.relay_db_dir`.
     pub async fn start(env: &Env, name: &str, users: u64, extra_args: &[String]) -> Result<RelayProc> {
         let dir = env.work.join(name);
-        std::fs::create_dir_all(&dir)?;
         let db_dir = env.relay_db_dir.join(format!("talkbell-bench-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
         std::fs::create_dir_all(&db_dir)?;
-        let users_file = dir.join("users.toml");
-        let made = Instant::now();
         let mut table = Users::new();
-        let mut tokens = HashMap::new();
-        for id in 1..=users {
-            tokens.insert(id, table.add(id, user_name(id)));
-        }
-        table.save(&users_file).context("writing the users file")?;
-        tracing::debug!(
-            users,
-            took_ms = u64::try_from(made.elapsed().as_millis()).unwrap_or(u64::MAX),
-            "users file made"
-        );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let mut relay = RelayProc {
-            bin: env.bin("talkbell-relay"),
-            dir,
-            port,
-            users_file,
-            db: db_dir.join("relay.db"),
-            args: extra_args.to_vec(),
-            tokens,
-            proc: None,
-            name: name.to_owned(),
-            start_took: Duration::ZERO,
-        };
+        let tokens = (1..=users).map(|id| (id, table.add(id, user_name(id)))).collect();
+        table.save(dir.join("users.toml")).context("writing the users file")?;
+        let mut serve = Serve::new(env.bin("talkbell-relay"), dir.join("users.toml"), db_dir.join("relay.db"))?;
+        serve.args = extra_args.to_vec();
+        serve.rust_log = RELAY_LOG.into();
+        serve.log_file = Some(dir.join("relay.log"));
+        let mut relay = RelayProc { serve, tokens, proc: None, start_took: Duration::ZERO };
         relay.spawn().await?;
         Ok(relay)
     }
 
     pub fn token(&self, id: u64) -> &str {
-        &self.tokens[&id]
+        self.tokens.get(&id).map_or("", String::as_str)
     }
 
     pub fn ws_url(&self) -> String {
-        format!("ws://127.0.0.1:{}/", self.port)
+        format!("ws://127.0.0.1:{}/", self.serve.port)
     }
 
     pub fn addr(&self) -> std::net::SocketAddr {
-        std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.serve.port))
     }
 
     pub fn pid(&self) -> Option<u32> {
         self.proc.as_ref().map(|p| p.pid)
     }
 
+    pub fn pids(&self) -> Vec<u32> {
+        self.pid().into_iter().collect()
+    }
+
     /// Starts the relay process; returns the time stamp of its "listening" log line, once
     /// the port takes connections.
     pub async fn spawn(&mut self) -> Result<SystemTime> {
-        if self.proc.is_some() {
-            bail!("the relay is already running");
-        }
-        let mut cmd = Command::new(&self.bin);
-        cmd.args(["serve", "--listen", &format!("127.0.0.1:{}", self.port), "--users"])
-            .arg(&self.users_file)
-            .arg("--db")
-            .arg(&self.db)
-            .args(&self.args)
-            .env("RUST_LOG", RELAY_LOG);
-        let p = Spawned::spawn(&mut cmd, "talkbell-relay", Some(&self.dir.join("relay.log")))?;
-        let log = p.log.clone();
-        let from = 0;
+        anyhow::ensure!(self.proc.is_none(), "the relay is already running");
+        let mut p = self.serve.spawn(&Log::default())?;
+        self.serve
+            .wait_ready_async(&mut p, Poll::up_to(Duration::from_secs(60)).every(Duration::from_millis(2)))
+            .await?;
+        let listening = || p.log.times_from(0, "talkbell-relay listening").first().copied();
+        let listening =
+            Poll::up_to(Duration::from_secs(10)).every(Duration::from_millis(5)).check_async(listening).await;
+        let listening =
+            listening.with_context(|| format!("no \"listening\" line; the log ends:\n{}", p.log.tail(15)))?;
+        self.start_took = listening.duration_since(p.spawned_at).unwrap_or_default();
         self.proc = Some(p);
-        let started = Instant::now();
-        loop {
-            if std::net::TcpStream::connect(self.addr()).is_ok() {
-                break;
-            }
-            if !self.proc.as_mut().is_some_and(Spawned::is_running) {
-                bail!("the relay {} exited at start:\n{}", self.name, log.tail(20));
-            }
-            if started.elapsed() > Duration::from_secs(60) {
-                bail!("the relay {} is not listening after 60 s:\n{}", self.name, log.tail(20));
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        let listening = log.wait_for(from, "talkbell-relay listening", Duration::from_secs(10)).await?;
-        self.start_took =
-            listening.duration_since(self.proc.as_ref().map_or(listening, |p| p.spawned_at)).unwrap_or_default();
         Ok(listening)
     }
 
     /// SIGKILL: no close frames, no goodbyes.
     pub fn kill(&mut self) {
-        if let Some(mut p) = self.proc.take() {
-            p.kill();
-        }
+        self.proc = None;
     }
 
-    pub fn freeze(&self) -> Result<()> {
-        self.proc.as_ref().context("the relay is not running")?.signal(libc::SIGSTOP)
-    }
-
-    pub fn thaw(&self) -> Result<()> {
-        self.proc.as_ref().context("the relay is not running")?.signal(libc::SIGCONT)
+    pub fn signal(&self, sig: libc::c_int) -> Result<()> {
+        Ok(self.proc.as_ref().context("the relay is not running")?.signal(sig)?)
     }
 }
 
 impl Drop for RelayProc {
     fn drop(&mut self) {
-        if let Some(p) = &self.proc {
-            // A frozen relay would not die of SIGTERM; SIGKILL works either way.
-            let _ = p.signal(libc::SIGCONT);
-        }
         self.kill();
-        if let Some(dir) = self.db.parent() {
+        if let Some(dir) = self.serve.db.parent() {
             let _ = std::fs::remove_dir_all(dir);
         }
     }

@@ -1,5 +1,5 @@
-//! Senders of talks over `POST /v1/talk`: paced (a tokio interval hands talks to a pool of
-//! keep-alive connections) or as fast as the relay takes them.
+//! Senders of talks over `POST /v1/talk` (talkbell-testkit's keep-alive client): paced (a
+//! tokio interval hands talks to a pool of connections) or as fast as the relay takes them.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use talkbell_testkit::http::Poster;
 use tokio::sync::{mpsc, Mutex};
 use tokio::time::MissedTickBehavior;
 
-use crate::http::Poster;
 use crate::stats::now_us;
 
 /// What a sender did.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Sent {
     /// Talks the relay answered with a seq.
     pub accepted: u64,
@@ -22,14 +22,38 @@ pub struct Sent {
     pub failed: u64,
     pub first_error: Option<String>,
     /// From the first request to the last answer.
-    pub elapsed: Duration,
+    pub elapsed_s: f64,
     /// The largest lag of a send behind its schedule (paced sends only).
-    pub max_lag: Duration,
+    pub max_lag_ms: f64,
 }
 
 impl Sent {
     pub fn rate(&self) -> f64 {
-        self.accepted as f64 / self.elapsed.as_secs_f64().max(1e-9)
+        self.accepted as f64 / self.elapsed_s.max(1e-9)
+    }
+
+    async fn post(&mut self, poster: &mut Poster, to: u64, text: &str) {
+        match poster.post(to, text).await {
+            Ok(_) => self.accepted += 1,
+            Err(e) => {
+                self.failed += 1;
+                self.first_error.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+
+    /// The workers' counts together, over the time since `started`.
+    async fn join(workers: Vec<tokio::task::JoinHandle<Sent>>, started: Instant) -> Result<Sent> {
+        let mut total = Sent::default();
+        for w in workers {
+            let s = w.await?;
+            total.accepted += s.accepted;
+            total.failed += s.failed;
+            total.max_lag_ms = total.max_lag_ms.max(s.max_lag_ms);
+            total.first_error = total.first_error.or(s.first_error);
+        }
+        total.elapsed_s = started.elapsed().as_secs_f64();
+        Ok(total)
     }
 }
 
@@ -58,28 +82,19 @@ pub async fn paced(
 ) -> Result<Sent> {
     let (tx, rx) = mpsc::channel::<(u64, Instant)>(conns * 4);
     let rx = Arc::new(Mutex::new(rx));
-    let mut workers = Vec::new();
-    for _ in 0..conns {
-        let rx = rx.clone();
-        let mut poster = Poster::new(addr, token);
-        let label = label.to_owned();
-        workers.push(tokio::spawn(async move {
-            let mut sent = Sent::default();
-            loop {
-                let job = rx.lock().await.recv().await;
-                let Some((n, due)) = job else { break };
-                sent.max_lag = sent.max_lag.max(due.elapsed());
-                match poster.post(to, &stamped_text(&label, n)).await {
-                    Ok(_) => sent.accepted += 1,
-                    Err(e) => {
-                        sent.failed += 1;
-                        sent.first_error.get_or_insert_with(|| format!("{e:#}"));
-                    }
+    let workers = (0..conns)
+        .map(|_| {
+            let (rx, mut poster, label) = (rx.clone(), Poster::new(addr, token), label.to_owned());
+            tokio::spawn(async move {
+                let mut sent = Sent::default();
+                while let Some((n, due)) = rx.lock().await.recv().await {
+                    sent.max_lag_ms = sent.max_lag_ms.max(due.elapsed().as_secs_f64() * 1e3);
+                    sent.post(&mut poster, to, &stamped_text(&label, n)).await;
                 }
-            }
-            sent
-        }));
-    }
+                sent
+            })
+        })
+        .collect();
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
     tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
@@ -90,22 +105,11 @@ pub async fn paced(
         }
     }
     drop(tx);
-    let mut total = Sent::default();
-    for w in workers {
-        let s = w.await?;
-        total.accepted += s.accepted;
-        total.failed += s.failed;
-        total.max_lag = total.max_lag.max(s.max_lag);
-        if total.first_error.is_none() {
-            total.first_error = s.first_error;
-        }
-    }
-    total.elapsed = started.elapsed();
-    Ok(total)
+    Sent::join(workers, started).await
 }
 
 /// Sends `count` talks as fast as the relay takes them over `conns` keep-alive
-/// connections; `to(n)` picks the recipient of talk n. `progress` counts accepted talks.
+/// connections; `to(n)` picks the recipient of talk n.
 pub async fn flood(
     addr: SocketAddr,
     token: &str,
@@ -113,50 +117,25 @@ pub async fn flood(
     conns: usize,
     to: impl Fn(u64) -> u64 + Send + Sync + 'static,
     label: &str,
-    progress: Arc<AtomicU64>,
 ) -> Result<Sent> {
-    let next = Arc::new(AtomicU64::new(1));
-    let to = Arc::new(to);
+    let (next, to) = (Arc::new(AtomicU64::new(1)), Arc::new(to));
     let started = Instant::now();
-    let mut workers = Vec::new();
-    for _ in 0..conns {
-        let next = next.clone();
-        let to = to.clone();
-        let progress = progress.clone();
-        let mut poster = Poster::new(addr, token);
-        let label = label.to_owned();
-        workers.push(tokio::spawn(async move {
-            let mut sent = Sent::default();
-            loop {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                if n > count {
-                    break;
-                }
-                match poster.post(to(n), &format!("burst {label} {n}")).await {
-                    Ok(_) => {
-                        sent.accepted += 1;
-                        progress.fetch_add(1, Ordering::Relaxed);
+    let workers = (0..conns)
+        .map(|_| {
+            let (next, to, mut poster, label) = (next.clone(), to.clone(), Poster::new(addr, token), label.to_owned());
+            tokio::spawn(async move {
+                let mut sent = Sent::default();
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n > count {
+                        break sent;
                     }
-                    Err(e) => {
-                        sent.failed += 1;
-                        sent.first_error.get_or_insert_with(|| format!("{e:#}"));
-                    }
+                    sent.post(&mut poster, to(n), &format!("burst {label} {n}")).await;
                 }
-            }
-            sent
-        }));
-    }
-    let mut total = Sent::default();
-    for w in workers {
-        let s = w.await?;
-        total.accepted += s.accepted;
-        total.failed += s.failed;
-        if total.first_error.is_none() {
-            total.first_error = s.first_error;
-        }
-    }
-    total.elapsed = started.elapsed();
-    Ok(total)
+            })
+        })
+        .collect();
+    Sent::join(workers, started).await
 }
 
 #[cfg(test)]

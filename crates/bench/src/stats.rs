@@ -12,7 +12,7 @@ pub fn percentile<T: Copy>(sorted: &[T], p: f64) -> Option<T> {
 }
 
 /// p50, p99, max and mean of a set of values.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
 pub struct Summary {
     pub n: usize,
     pub p50: f64,

@@ -7,6 +7,7 @@ use talkbell_core::engine::Engine;
 use talkbell_core::history::History;
 use talkbell_core::protocol::{Person, Seq, TalkMessage};
 use talkbell_core::session::SessionState;
+use talkbell_testkit::wait::Poll;
 
 #[tokio::test]
 async fn history_beyond_max_rows_is_pruned_at_start_and_the_newest_stay() {
@@ -31,11 +32,8 @@ async fn history_beyond_max_rows_is_pruned_at_start_and_the_newest_stay() {
     // No server configured: the engine starts signed out and never asks the keyring.
     let engine = Engine::start(paths.clone(), None).unwrap();
     assert_eq!(engine.session().state(), SessionState::SignedOut { reason: None });
-    let started = std::time::Instant::now();
-    while engine.history().count().unwrap() != 2 {
-        assert!(started.elapsed() < Duration::from_secs(20), "not pruned");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let pruned = || (engine.history().count().unwrap() == 2).then_some(());
+    Poll::up_to(Duration::from_secs(20)).every(Duration::from_millis(50)).until_async("pruned", pruned).await;
     let q = talkbell_core::history::HistoryQuery { limit: 10, ..Default::default() };
     let left: Vec<String> = engine.history().list(&q).unwrap().into_iter().map(|e| e.talk).collect();
     assert_eq!(left, ["t5", "t4"]);

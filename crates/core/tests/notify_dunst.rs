@@ -7,18 +7,19 @@
 //!
 //! Outside that session these tests fail on purpose (they are ignored by default).
 
-use std::process::Command;
-
 mod support_bus;
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support_bus::{run_bounded, BareBus};
 
-use serde_json::Value;
 use talkbell_core::notify::{
     DesktopNotifier, Notification, NotificationKind, Notifier, NotifyError, NotifyGate, NotifySettings,
 };
 use talkbell_core::protocol::{ServerFrame, UserId};
+use talkbell_testkit::desktop::require_session;
+use talkbell_testkit::dunst::{self, Popup};
+use talkbell_testkit::wait::Poll;
 use tokio::sync::Mutex;
 
 /// One dunst for all tests: they take turns, so counts and positions are theirs.
@@ -29,62 +30,22 @@ const BOUND: Duration = Duration::from_secs(30);
 
 const SAMPLE: &str = r#"{"form":{"id":2,"name":"wang2","talk":"hello"},"to":{"id":1,"name":"wang1"}}"#;
 
-fn require_desktop() {
-    assert_eq!(
-        std::env::var("TALKBELL_DESKTOP_SESSION").as_deref(),
-        Ok("1"),
-        "this test needs the private desktop session: run it as \
-         `scripts/desktop-session.sh cargo test -p talkbell-core --test notify_dunst -- --include-ignored`"
-    );
-}
-
 fn unique(what: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     format!("{what} {}-{nanos}", std::process::id())
 }
 
 fn dunstctl(args: &[&str]) -> String {
-    let out = Command::new("dunstctl").args(args).output().expect("dunstctl runs");
-    assert!(out.status.success(), "dunstctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A popup as dunst's history has it.
-#[derive(Debug, Clone, PartialEq)]
-struct Popup {
-    app: String,
-    summary: String,
-    body: String,
-    /// What dunst renders (its format applied; markup in it is rendered).
-    message: String,
-    default_action: String,
-    category: String,
+    dunst::dunstctl(args).expect("dunstctl runs")
 }
 
 /// Every popup in dunst's history (closed or expired ones), newest first.
 fn history() -> Vec<Popup> {
-    let json: Value = serde_json::from_str(&dunstctl(&["history"])).expect("dunstctl history is JSON");
-    let field = |e: &Value, k: &str| e[k]["data"].as_str().unwrap_or_default().to_owned();
-    json["data"][0]
-        .as_array()
-        .map(|entries| {
-            entries
-                .iter()
-                .map(|e| Popup {
-                    app: field(e, "appname"),
-                    summary: field(e, "summary"),
-                    body: field(e, "body"),
-                    message: field(e, "message"),
-                    default_action: field(e, "default_action_name"),
-                    category: field(e, "category"),
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+    dunst::history().expect("dunstctl history")
 }
 
 fn displayed() -> u64 {
-    dunstctl(&["count", "displayed"]).trim().parse().expect("a count")
+    dunst::displayed().expect("a count")
 }
 
 fn count(summary: &str, body: &str) -> usize {
@@ -93,10 +54,8 @@ fn count(summary: &str, body: &str) -> usize {
 
 /// Polls `check` every 100 ms until it holds or `BOUND` passes.
 async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < BOUND, "not within {BOUND:?}: {what}\nhistory: {:#?}", history());
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    if Poll::up_to(BOUND).check_async(|| check().then_some(())).await.is_none() {
+        panic!("not within {BOUND:?}: {what}\nhistory: {:#?}", history());
     }
 }
 
@@ -113,7 +72,7 @@ async fn show(notifier: &DesktopNotifier, n: Notification) -> Result<(), NotifyE
 #[tokio::test]
 #[ignore = "needs scripts/desktop-session.sh"]
 async fn a_notification_reaches_dunst_with_its_title_and_body() {
-    require_desktop();
+    require_session();
     let _turn = DUNST.lock().await;
     let (title, body) = (unique("title"), unique("the body"));
     show(
@@ -132,7 +91,7 @@ async fn a_notification_reaches_dunst_with_its_title_and_body() {
 #[tokio::test]
 #[ignore = "needs scripts/desktop-session.sh"]
 async fn markup_in_a_talk_is_shown_as_text() {
-    require_desktop();
+    require_session();
     let _turn = DUNST.lock().await;
     let title = unique("markup");
     let text = "<b>not bold</b> & <a href=\"x\">no link</a>";
@@ -154,7 +113,7 @@ async fn markup_in_a_talk_is_shown_as_text() {
 #[tokio::test]
 #[ignore = "needs scripts/desktop-session.sh"]
 async fn the_sample_talk_pops_up_once_for_user_1_and_never_for_user_3() {
-    require_desktop();
+    require_session();
     let _turn = DUNST.lock().await;
     let ServerFrame::Talk(talk) = ServerFrame::parse(SAMPLE).expect("the sample parses") else {
         panic!("the sample is a talk")
@@ -193,7 +152,7 @@ async fn the_sample_talk_pops_up_once_for_user_1_and_never_for_user_3() {
 #[tokio::test]
 #[ignore = "needs scripts/desktop-session.sh"]
 async fn a_burst_reaches_dunst_as_two_popups_and_a_summary() {
-    require_desktop();
+    require_session();
     let _turn = DUNST.lock().await;
     let ServerFrame::Talk(talk) = ServerFrame::parse(SAMPLE).expect("the sample parses") else {
         panic!("the sample is a talk")
@@ -228,7 +187,7 @@ async fn a_burst_reaches_dunst_as_two_popups_and_a_summary() {
 #[tokio::test]
 #[ignore = "needs scripts/desktop-session.sh"]
 async fn a_click_on_the_popup_calls_back_with_what_it_shows() {
-    require_desktop();
+    require_session();
     let _turn = DUNST.lock().await;
     dunstctl(&["close-all"]);
     eventually("no popup on screen", || displayed() == 0).await;
@@ -254,7 +213,7 @@ async fn a_click_on_the_popup_calls_back_with_what_it_shows() {
 #[tokio::test]
 #[ignore = "needs scripts/desktop-session.sh"]
 async fn a_nul_in_a_talk_or_a_name_still_pops_up_cleaned() {
-    require_desktop();
+    require_session();
     let _turn = DUNST.lock().await;
     let tag = unique("nul");
     let frame = serde_json::json!({
@@ -276,7 +235,7 @@ async fn a_nul_in_a_talk_or_a_name_still_pops_up_cleaned() {
 #[tokio::test]
 #[ignore = "needs scripts/desktop-session.sh"]
 async fn every_popup_is_held_to_the_limits_even_one_made_elsewhere() {
-    require_desktop();
+    require_session();
     let _turn = DUNST.lock().await;
     let title = format!("{} {}", unique("t"), "n".repeat(300));
     let body = format!("{} {}", unique("b"), "字".repeat(1000));
@@ -301,7 +260,7 @@ async fn every_popup_is_held_to_the_limits_even_one_made_elsewhere() {
 #[test]
 #[ignore = "needs scripts/desktop-session.sh"]
 fn without_a_notification_service_show_is_an_error_not_a_hang() {
-    require_desktop();
+    require_session();
     let tmp = tempfile::tempdir().expect("tempdir");
     let dead = tmp.path().join("dead-bus");
     drop(std::os::unix::net::UnixListener::bind(&dead).expect("bind"));

@@ -27,19 +27,11 @@ use talkbell_core::protocol::{Token, UserId};
 use talkbell_core::secrets::{SecretStore, SecretsError, SERVICE};
 use talkbell_core::session::{Session, SessionHandle, SessionState, SignedOutReason, Start, Timing};
 use talkbell_core::status::{Published, ReasonKind, StateKind};
+use talkbell_testkit::desktop::require_session;
 use tokio::sync::{mpsc, RwLock};
 
 /// Tests share one keyring; the one that locks it takes this for writing.
 static KEYRING: RwLock<()> = RwLock::const_new(());
-
-fn require_desktop() {
-    assert_eq!(
-        std::env::var("TALKBELL_DESKTOP_SESSION").as_deref(),
-        Ok("1"),
-        "this test needs the private desktop session: run it as \
-         `scripts/desktop-session.sh cargo test -p talkbell-core --test secrets_keyring -- --include-ignored`"
-    );
-}
 
 fn server(name: &str) -> String {
     format!("wss://talk.test/{name}/{}", std::process::id())
@@ -76,7 +68,7 @@ fn secret_tool_search(server: &str) -> String {
 #[tokio::test]
 #[ignore = "needs scripts/desktop-session.sh"]
 async fn set_get_delete_round_trip() {
-    require_desktop();
+    require_session();
     let _shared = KEYRING.read().await;
     let store = store();
     let server = server("round-trip");
@@ -106,7 +98,7 @@ async fn set_get_delete_round_trip() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs scripts/desktop-session.sh"]
 async fn set_replaces_and_servers_are_separate() {
-    require_desktop();
+    require_session();
     let _shared = KEYRING.read().await;
     let store = store();
     let (a, b) = (server("replace-a"), server("replace-b"));
@@ -128,7 +120,7 @@ async fn set_replaces_and_servers_are_separate() {
 #[test]
 #[ignore = "needs scripts/desktop-session.sh"]
 fn blocking_calls_work_outside_a_runtime() {
-    require_desktop();
+    require_session();
     let _shared = KEYRING.blocking_read();
     let store = store();
     let server = server("blocking");
@@ -141,7 +133,7 @@ fn blocking_calls_work_outside_a_runtime() {
 #[tokio::test]
 #[ignore = "needs scripts/desktop-session.sh"]
 async fn a_token_read_from_the_keyring_is_not_printed() {
-    require_desktop();
+    require_session();
     let _shared = KEYRING.read().await;
     let store = store();
     let server = server("redacted");
@@ -156,7 +148,7 @@ async fn a_token_read_from_the_keyring_is_not_printed() {
 #[tokio::test]
 #[ignore = "needs scripts/desktop-session.sh"]
 async fn a_locked_keyring_gives_locked_and_works_again_once_unlocked() {
-    require_desktop();
+    require_session();
     let password = std::env::var("TALKBELL_KEYRING_PASSWORD").expect("TALKBELL_KEYRING_PASSWORD is set by the session");
     let _exclusive = KEYRING.write().await;
     let store = store();
@@ -195,7 +187,7 @@ async fn a_locked_keyring_gives_locked_and_works_again_once_unlocked() {
 #[test]
 #[ignore = "needs scripts/desktop-session.sh"]
 fn without_a_session_bus_it_is_no_keyring() {
-    require_desktop();
+    require_session();
     let tmp = tempfile::tempdir().expect("tempdir");
     // A socket file nobody listens on: connect() is refused.
     let dead = tmp.path().join("dead-bus");
@@ -313,7 +305,7 @@ fn hello_token(hello: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs scripts/desktop-session.sh"]
 async fn a_locked_keyring_at_start_signs_the_engine_out_and_it_connects_by_itself_once_unlocked() {
-    require_desktop();
+    require_session();
     let _exclusive = KEYRING.write().await;
     let (server, mut hellos) = welcoming_server().await;
     store().set(&server.url(), &token("stored-before-the-lock")).await.expect("set while unlocked");
@@ -391,7 +383,7 @@ fn session_and_reader(server: &Scripted, retry: Retry) -> (SessionHandle, tokio:
 #[tokio::test]
 #[ignore = "needs scripts/desktop-session.sh"]
 async fn an_unlock_through_the_secret_service_is_heard_at_once() {
-    require_desktop();
+    require_session();
     let _exclusive = KEYRING.write().await;
     let (log, _capture) = Captured::start();
     let (server, mut hellos) = welcoming_server().await;
@@ -422,7 +414,7 @@ async fn an_unlock_through_the_secret_service_is_heard_at_once() {
 #[tokio::test]
 #[ignore = "needs scripts/desktop-session.sh"]
 async fn retries_while_locked_do_not_prompt_again_and_the_reason_is_told_once() {
-    require_desktop();
+    require_session();
     let _exclusive = KEYRING.write().await;
     let (log, _capture) = Captured::start();
     let (server, mut hellos) = welcoming_server().await;

@@ -11,6 +11,7 @@ use support::*;
 use talkbell_core::history::{History, HistoryQuery};
 use talkbell_core::protocol::{Seq, UserId};
 use talkbell_core::session::{Cursor, Session, SessionEvent};
+use talkbell_testkit::wait::Poll;
 use tokio::sync::mpsc;
 
 fn history(dir: &tempfile::TempDir) -> Arc<History> {
@@ -67,10 +68,9 @@ impl Sent {
 
     /// Waits (generously) until link `n` has acked `seq`.
     async fn wait_ack(&mut self, seen: &mut mpsc::UnboundedReceiver<(usize, String)>, n: usize, seq: u64) {
-        let started = std::time::Instant::now();
-        while !acks(&self.take(seen).of(n)).contains(&seq) {
-            assert!(started.elapsed() < Duration::from_secs(20), "link {n} never acked {seq}: {:?}", self.of(n));
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let poll = Poll::up_to(Duration::from_secs(20)).every(Duration::from_millis(20));
+        if poll.check_async(|| acks(&self.take(seen).of(n)).contains(&seq).then_some(())).await.is_none() {
+            panic!("link {n} never acked {seq}: {:?}", self.of(n));
         }
     }
 

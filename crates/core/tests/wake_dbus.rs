@@ -19,10 +19,7 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 
 async fn require_desktop_session() -> tokio::sync::MutexGuard<'static, ()> {
     let turn = ONE_AT_A_TIME.lock().await;
-    assert!(
-        std::env::var_os("TALKBELL_DESKTOP_SESSION").is_some(),
-        "this test needs a private D-Bus: run it through scripts/desktop-session.sh"
-    );
+    talkbell_testkit::desktop::require_session();
     turn
 }
 

@@ -1,4 +1,24 @@
-//! talkbell-testkit: what the tests (tests/, crates/*/tests) and the benchmarks share, so
-//! that each helper is written once. Test code only: it panics where a test would fail.
+//! talkbell-testkit: what the tests (tests/, crates/*/tests) and the benchmarks
+//! (crates/bench) share, so that each helper is written once. Test code: helpers that a
+//! test calls with `expect` return a `Result` (the benchmarks report errors instead of
+//! panicking); the few that panic say so.
+//!
+//! - [`wait`]: polling a condition with a deadline, sync and async, instead of sleeps.
+//! - [`logtime`]: the time stamp that starts a log line of the app or the relay.
+//! - [`child`]: child processes with their standard error followed ([`child::Log`]).
+//! - [`relay`]: `talkbell-relay serve` as a child process.
+//! - [`http`]: the `POST /v1/talk` client (hyper), async with keep-alive, and sync.
+//! - [`procfs`]: what Linux's /proc says about processes and the machine.
+//! - [`dunst`]: the popups of the desktop session's notification daemon.
+//! - [`desktop`]: the private desktop session of scripts/desktop-session.sh.
+//! - [`tls`]: certificates made for a test.
 
+pub mod child;
+pub mod desktop;
+pub mod dunst;
+pub mod http;
+pub mod logtime;
+pub mod procfs;
+pub mod relay;
 pub mod tls;
+pub mod wait;

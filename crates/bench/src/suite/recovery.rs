@@ -1,20 +1,36 @@
-//! Benchmark 4, Recovery: the relay SIGKILLed and started again on the same port 2 s later — the time
-//! from its restart until the daemon is connected again; and a half-open link (the relay
-//! SIGSTOPped) — the time until the daemon declares the link dead.
+//! Benchmark 4, Recovery: the relay SIGKILLed and started again on the same port 2 s later
+//! — the time from its restart until the daemon is connected again; and a half-open link
+//! (the relay SIGSTOPped) — the time until the daemon declares the link dead.
 
 use std::time::{Duration, SystemTime};
 
-use anyhow::{bail, Result};
+use anyhow::Result;
+use serde::Serialize;
+use talkbell_testkit::wait::Poll;
 
 use crate::app::{self, AppHome, Mode, CONNECTED};
 use crate::relay::RelayProc;
-use crate::report::{table, Report};
-use crate::stats::{secs_f, summarize};
 use crate::Env;
 
-const DOWN: Duration = Duration::from_secs(2);
+pub const DOWN: Duration = Duration::from_secs(2);
 /// The config's healthy_after for this benchmark (see the report).
-const HEALTHY_AFTER_MS: u64 = 2_000;
+pub const HEALTHY_AFTER_MS: u64 = 2_000;
+
+#[derive(Serialize)]
+pub struct Recovery {
+    pub heartbeat_interval_ms: u64,
+    pub heartbeat_timeout_ms: u64,
+    pub healthy_after_ms: u64,
+    pub down_s: u64,
+    /// Per restart: from the relay listening again to connected (s).
+    pub back_s: Vec<f64>,
+    /// Per restart: from the kill to connected (s).
+    pub outage_s: Vec<f64>,
+    /// Per half-open round: from the SIGSTOP to the daemon's `link dead` line (s).
+    pub dead_s: Vec<f64>,
+    /// Per half-open round: from the SIGCONT to connected again (s).
+    pub after_thaw_s: Vec<f64>,
+}
 
 fn since(later: SystemTime, earlier: SystemTime) -> f64 {
     match later.duration_since(earlier) {
@@ -23,41 +39,41 @@ fn since(later: SystemTime, earlier: SystemTime) -> f64 {
     }
 }
 
-pub async fn run(env: &Env, report: &mut Report) -> Result<()> {
+pub async fn run(env: &Env) -> Result<Recovery> {
     let mut relay = RelayProc::start(env, "recovery-relay", 2, &[]).await?;
-    let home = AppHome::new(env, "recovery-app")?;
+    let home = AppHome::new(env, &env.work, "recovery-app")?;
     home.login(&relay.ws_url(), relay.token(1))?;
-    home.edit_config(|c| c.connection.healthy_after_ms = HEALTHY_AFTER_MS)?;
-    let timing = talkbell_core::config::Config::load_or_create(&home.paths.config_file)?;
-    let (interval, timeout) = (timing.heartbeat.interval_ms, timing.heartbeat.timeout_ms);
+    let config = home.edit_config(|c| c.connection.healthy_after_ms = HEALTHY_AFTER_MS)?;
+    let (interval, timeout) = (config.heartbeat.interval_ms, config.heartbeat.timeout_ms);
     let mut app = home.spawn(Mode::Daemon, None)?;
     let mut connects = 1;
     let mut last_up = app::wait_connected(&mut app, connects, Duration::from_secs(60)).await?;
+    let mut r = Recovery {
+        heartbeat_interval_ms: interval,
+        heartbeat_timeout_ms: timeout,
+        healthy_after_ms: HEALTHY_AFTER_MS,
+        down_s: DOWN.as_secs(),
+        back_s: Vec::new(),
+        outage_s: Vec::new(),
+        dead_s: Vec::new(),
+        after_thaw_s: Vec::new(),
+    };
 
-    // Relay restarts.
-    let mut back = Vec::new(); // from the relay listening again to connected
-    let mut outage = Vec::new(); // from the kill to connected
     for round in 1..=env.sizes.recovery_rounds {
         // A link that has been up a while (healthy), as after a long quiet time.
         let up_for = SystemTime::now().duration_since(last_up).unwrap_or_default();
-        let healthy = Duration::from_millis(HEALTHY_AFTER_MS + 1_000);
-        if up_for < healthy {
-            tokio::time::sleep(healthy - up_for).await;
-        }
+        tokio::time::sleep(Duration::from_millis(HEALTHY_AFTER_MS + 1_000).saturating_sub(up_for)).await;
         let killed_at = SystemTime::now();
         relay.kill();
         tokio::time::sleep(DOWN).await;
         let listening = relay.spawn().await?;
         connects += 1;
         last_up = app::wait_connected(&mut app, connects, Duration::from_secs(120)).await?;
-        back.push(since(last_up, listening));
-        outage.push(since(last_up, killed_at));
-        tracing::info!(round, back = %secs_f(*back.last().unwrap_or(&0.0)), "relay restart");
+        r.back_s.push(since(last_up, listening));
+        r.outage_s.push(since(last_up, killed_at));
+        tracing::info!(round, back_s = since(last_up, listening), "relay restart");
     }
 
-    // Half-open: SIGSTOP.
-    let mut dead = Vec::new();
-    let mut after_thaw = Vec::new();
     let rounds = env.sizes.halfopen_rounds;
     for round in 1..=rounds {
         // Settle into the heartbeat's rhythm on a fresh link, then freeze at a different
@@ -67,86 +83,20 @@ pub async fn run(env: &Env, report: &mut Report) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(crate::stats::saturating_u64(phase))).await;
         let from = app.log.len();
         let frozen_at = SystemTime::now();
-        relay.freeze()?;
-        let dead_at = app.log.wait_for(from, "link dead", Duration::from_millis(interval + timeout + 30_000)).await;
+        relay.signal(libc::SIGSTOP)?;
+        let dead = || app.log.times_from(from, "link dead").first().copied();
+        let bound = Duration::from_millis(interval + timeout + 30_000);
+        let dead_at = Poll::up_to(bound).every(Duration::from_millis(5)).check_async(dead).await;
         let thawed_at = SystemTime::now();
-        relay.thaw()?;
-        let dead_at = dead_at?;
-        dead.push(since(dead_at, frozen_at));
+        relay.signal(libc::SIGCONT)?;
+        let dead_at = dead_at.ok_or_else(|| anyhow::anyhow!("no \"link dead\" within {bound:?}"))?;
+        r.dead_s.push(since(dead_at, frozen_at));
         connects = app.log.count(CONNECTED) + 1;
         last_up = app::wait_connected(&mut app, connects, Duration::from_secs(120)).await?;
-        after_thaw.push(since(last_up, thawed_at));
-        tracing::info!(round, dead = %secs_f(*dead.last().unwrap_or(&0.0)), "half-open");
+        r.after_thaw_s.push(since(last_up, thawed_at));
+        tracing::info!(round, dead_s = since(dead_at, frozen_at), "half-open");
     }
-    app.terminate(Duration::from_secs(10)).await;
-    drop(relay);
-
-    let Some(b) = summarize(&back) else { bail!("no restart measured") };
-    let o = summarize(&outage).unwrap_or_default();
-    let list = |v: &[f64]| v.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(", ");
-    let mut body = format!(
-        "`talkbell daemon` with the default timings (heartbeat {interval} ms + {timeout} ms, reconnect \
-         delay from 1 s doubling to 60 s with full jitter) except `healthy_after` set to {HEALTHY_AFTER_MS} ms, \
-         and each round starts after the link has been up longer than that: every outage is then the \
-         first after a healthy link, as when a relay restarts after hours of quiet (with the default \
-         30 s, rounds this close together would keep growing the delay). The relay is SIGKILLed, \
-         started again on the same port {} s later, and the time is taken from its \"listening\" log \
-         line to the daemon's next `state=\"connected\"` line (both time-stamped by their processes).\n\n",
-        DOWN.as_secs()
-    );
-    body.push_str(&table(
-        &["", "rounds", "p50", "max", "min", "mean"],
-        &[
-            vec![
-                "relay back → daemon connected".into(),
-                b.n.to_string(),
-                format!("**{}**", secs_f(b.p50)),
-                secs_f(b.max),
-                secs_f(b.min),
-                secs_f(b.mean),
-            ],
-            vec![
-                "relay killed → daemon connected (whole outage)".into(),
-                o.n.to_string(),
-                secs_f(o.p50),
-                secs_f(o.max),
-                secs_f(o.min),
-                secs_f(o.mean),
-            ],
-        ],
-    ));
-    body.push_str(&format!("\nPer round (relay back → connected, s): {}.\n", list(&back)));
-    if let Some(d) = summarize(&dead) {
-        let bound = (interval + timeout) as f64 / 1000.0;
-        body.push_str(&format!(
-            "\n**Half-open link** (relay SIGSTOPped: its sockets stay open, nothing answers), {} round(s): \
-             declared dead (the daemon's `link dead` line) after p50 {}, max {} from the SIGSTOP; the \
-             bound is interval + timeout = {} after the last frame received, so anything from {} to {} \
-             after the freeze, depending on where in the heartbeat's cycle it falls (each round freezes \
-             at another point of it). Per round: {} s. \
-             Connected again {} (max) after SIGCONT.\n",
-            d.n,
-            secs_f(d.p50),
-            secs_f(d.max),
-            secs_f(bound),
-            secs_f(timeout as f64 / 1000.0),
-            secs_f(bound),
-            list(&dead),
-            secs_f(summarize(&after_thaw).map(|s| s.max).unwrap_or(0.0)),
-        ));
-        if d.max > bound + 0.5 {
-            body.push_str(&format!("\n**The half-open detection exceeded the {bound:.0} s bound.**\n"));
-        }
-    }
-    report.target("recovery", "reconnect after the relay is back (p50)", "≤ 1.5 s", secs_f(b.p50), Some(b.p50 <= 1.5));
-    if b.p50 > 1.5 {
-        body.push_str(&format!(
-            "\n**Missed: p50 {} to reconnect, above 1.5 s.** The daemon's reconnect attempts are paced by its \
-             backoff (1 s, then a random delay up to 2 s, 4 s, …): when the relay comes back the daemon is \
-             in the middle of a wait and only tries at its end.\n",
-            secs_f(b.p50)
-        ));
-    }
-    report.section("recovery", body);
-    Ok(())
+    app.terminate(Duration::from_secs(10));
+    anyhow::ensure!(!r.back_s.is_empty(), "no restart measured");
+    Ok(r)
 }

@@ -1,22 +1,20 @@
-//! The relay binary as a child process: its standard error collected line by line, its
-//! URL taken from the "listening on" line, signals sent by pid.
+//! The relay binary as a child process (talkbell-testkit's): its standard error collected
+//! line by line, its URL taken from the "listening on" line, signals sent by pid.
 
 use std::ffi::OsStr;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use talkbell_testkit::child::Spawned;
+use talkbell_testkit::relay::listening_url;
 
 use super::eventually;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_talkbell-relay");
 
 pub struct Served {
-    pub child: Child,
+    pub child: Spawned,
     /// ws://… or wss://…, from the relay's "listening on" line.
     pub url: String,
-    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Served {
@@ -53,43 +51,27 @@ impl Served {
     }
 
     async fn launch(mut cmd: Command, rust_log: &str) -> Served {
-        let mut child = cmd
-            .env("RUST_LOG", rust_log)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let sink = log.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                sink.lock().unwrap().push(line);
+        let mut child = Spawned::spawn(cmd.env("RUST_LOG", rust_log), "relay", None).unwrap();
+        let url = eventually("the relay to say where it listens", || {
+            if let Some(status) = child.exited() {
+                panic!("serve exited with {status}:\n{}", child.log.text());
             }
-        });
-        let mut served = Served { child, url: String::new(), log };
-        served.url = eventually("the relay to say where it listens", || {
-            if let Ok(Some(status)) = served.child.try_wait() {
-                panic!("serve exited with {status}:\n{}", served.log());
-            }
-            served.lines().iter().find_map(|l| l.split("listening on ").nth(1).map(|u| u.trim().to_owned()))
+            listening_url(&child.log)
         })
         .await;
-        served
+        Served { child, url }
     }
 
     pub fn lines(&self) -> Vec<String> {
-        self.log.lock().unwrap().clone()
+        self.child.log.lines()
     }
 
     pub fn log(&self) -> String {
-        self.lines().join("\n")
+        self.child.log.text()
     }
 
     pub fn count(&self, needle: &str) -> usize {
-        self.lines().iter().filter(|l| l.contains(needle)).count()
+        self.child.log.count(needle)
     }
 
     /// Waits until `needle` has appeared in the log at least `times` times.
@@ -98,12 +80,12 @@ impl Served {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id().expect("the relay is running")
+        self.child.pid
     }
 
     pub fn signal(&self, sig: &str) {
-        let pid = self.child.id().expect("the relay is running");
-        let ok = std::process::Command::new("kill").args([sig, &pid.to_string()]).status().unwrap();
+        let pid = self.pid();
+        let ok = Command::new("kill").args([sig, &pid.to_string()]).status().unwrap();
         assert!(ok.success(), "kill {sig} {pid}");
     }
 
@@ -115,8 +97,8 @@ impl Served {
 
     /// SIGTERM and a clean exit.
     pub async fn stop(mut self) -> String {
-        self.signal("-TERM");
-        let status = tokio::time::timeout(super::WAIT, self.child.wait()).await.unwrap().unwrap();
+        let ended = self.child.terminate(super::WAIT);
+        let status = ended.status.unwrap_or_else(|| panic!("no exit within {:?}:\n{}", super::WAIT, self.log()));
         assert!(status.success(), "exit status {status}:\n{}", self.log());
         self.log()
     }

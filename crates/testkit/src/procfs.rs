@@ -1,5 +1,6 @@
 //! What the kernel says about processes (Linux /proc): memory (PSS, USS, RSS, VmHWM), CPU
-//! time, context switches (wake-ups), process trees, and the machine itself.
+//! time, context switches (wake-ups), process trees and groups, executables and
+//! environments, signals, and the machine itself.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -11,6 +12,8 @@ pub struct Stat {
     pub comm: String,
     pub state: char,
     pub ppid: u32,
+    /// The process group.
+    pub pgid: u32,
     /// User + system CPU time of the whole thread group, in clock ticks.
     pub cpu_ticks: u64,
 }
@@ -25,9 +28,10 @@ pub fn stat(pid: u32) -> Option<Stat> {
     // fields[0] is field 3 (state); utime and stime are fields 14 and 15.
     let state = fields.first()?.chars().next()?;
     let ppid = fields.get(1)?.parse().ok()?;
+    let pgid = fields.get(2)?.parse().ok()?;
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(Stat { pid, comm, state, ppid, cpu_ticks: utime + stime })
+    Some(Stat { pid, comm, state, ppid, pgid, cpu_ticks: utime + stime })
 }
 
 /// Every live process (not zombies).
@@ -42,6 +46,12 @@ pub fn all_processes() -> Vec<Stat> {
 
 /// `root` and all its live descendants, sorted.
 pub fn tree(root: u32) -> Vec<u32> {
+    family(root, false)
+}
+
+/// `root`, its live descendants and, with `group`, every process of its process group too
+/// (a helper that was reparented), sorted; empty when `root` is gone.
+pub fn family(root: u32, group: bool) -> Vec<u32> {
     let procs = all_processes();
     if !procs.iter().any(|p| p.pid == root) {
         return Vec::new();
@@ -57,9 +67,39 @@ pub fn tree(root: u32) -> Vec<u32> {
             stack.extend(children.get(&p).into_iter().flatten());
         }
     }
+    if group {
+        found.extend(procs.iter().filter(|p| p.pgid == root).map(|p| p.pid));
+    }
     let mut out: Vec<u32> = found.into_iter().collect();
     out.sort_unstable();
     out
+}
+
+/// The live processes of process group `pgid`.
+pub fn group_members(pgid: u32) -> Vec<u32> {
+    all_processes().into_iter().filter(|p| p.pgid == pgid).map(|p| p.pid).collect()
+}
+
+/// The live children of `pid`.
+pub fn children(pid: u32) -> Vec<Stat> {
+    all_processes().into_iter().filter(|p| p.ppid == pid).collect()
+}
+
+/// The executable a process runs (`/proc/PID/exe`).
+pub fn exe(pid: u32) -> Option<std::path::PathBuf> {
+    fs::read_link(format!("/proc/{pid}/exe")).ok()
+}
+
+/// The processes whose environment holds `var` exactly (`NAME=value`).
+pub fn with_env(var: &str) -> Vec<u32> {
+    let Ok(dir) = fs::read_dir("/proc") else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let env = fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            env.split(|b| *b == 0).any(|kv| kv == var.as_bytes())
+        })
+        .collect()
 }
 
 pub fn comm(pid: u32) -> Option<String> {
@@ -67,7 +107,7 @@ pub fn comm(pid: u32) -> Option<String> {
 }
 
 /// Memory of one process from /proc/PID/smaps_rollup, in KiB.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Mem {
     pub rss_kib: u64,
     pub pss_kib: u64,
@@ -233,12 +273,24 @@ pub fn raise_nofile() -> u64 {
 
 /// Sends a signal to one process (by its id).
 pub fn signal(pid: u32, sig: libc::c_int) -> std::io::Result<()> {
-    // A pid beyond pid_t would wrap to a negative one: a process group, or every process.
-    let pid = libc::pid_t::try_from(pid)
+    kill(pid_t(pid)?, sig)
+}
+
+/// Sends a signal to every process of process group `pgid`.
+pub fn signal_group(pgid: u32, sig: libc::c_int) -> std::io::Result<()> {
+    kill(-pid_t(pgid)?, sig)
+}
+
+/// A pid beyond pid_t would wrap to a negative one: a process group, or every process.
+fn pid_t(pid: u32) -> std::io::Result<libc::pid_t> {
+    libc::pid_t::try_from(pid)
         .ok()
         .filter(|&p| p > 0)
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("no such pid: {pid}")))?;
-    // SAFETY: kill(2) with a pid of a process this program started.
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("no such pid: {pid}")))
+}
+
+fn kill(pid: libc::pid_t, sig: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: kill(2) with a pid (or group) of a process this program started.
     if unsafe { libc::kill(pid, sig) } == 0 {
         Ok(())
     } else {
@@ -251,7 +303,7 @@ pub fn alive(pid: u32) -> bool {
 }
 
 /// The machine, for the report.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct Machine {
     pub cpu: String,
     pub cores: usize,
@@ -315,6 +367,8 @@ mod tests {
         assert!(mem(me).unwrap().pss_kib > 0);
         assert!(status_kib(me, "VmHWM").unwrap() > 0);
         assert!(tree(me).contains(&me));
+        assert!(family(me, true).contains(&me));
+        assert_eq!(exe(me), std::env::current_exe().ok());
         let a = activity(&[me]);
         let mut x = 0u64;
         for i in 0..5_000_000u64 {
