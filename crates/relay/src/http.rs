@@ -15,9 +15,9 @@ use talkbell_core::protocol::UserId;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::hub::{DeliverError, Shared};
-use crate::untrusted::untrusted;
 use crate::users::User;
 use crate::ws::{serve_connection, WS_READ_LIMIT};
+use talkbell_core::untrusted::untrusted;
 
 /// Read buffer per WebSocket connection.
 const WS_READ_BUFFER: usize = 4 * 1024;

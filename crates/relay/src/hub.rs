@@ -39,8 +39,8 @@ use tokio::sync::{mpsc, watch, Notify};
 use crate::broker::{millis, now_ms, Broker, BrokerError, Device, NewTalk, QueueFull, StoredTalk};
 use crate::config::RelayConfig;
 use crate::gate::Gate;
-use crate::untrusted::untrusted;
 use crate::users::{User, Users};
+use talkbell_core::untrusted::untrusted;
 
 /// Talks replayed per broker read.
 const REPLAY_PAGE: usize = 256;

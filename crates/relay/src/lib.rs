@@ -72,7 +72,6 @@ mod hub;
 pub mod rate;
 mod serve;
 mod tls;
-mod untrusted;
 pub mod users;
 mod ws;
 
@@ -82,7 +81,9 @@ pub use tls::{TlsError, TlsFiles};
 pub use client::{post_talk, Posted, SendError};
 pub use config::RelayConfig;
 pub use rate::RateLimit;
-pub use untrusted::{untrusted, Untrusted};
+/// Text from a peer, made fit for a log line: core's one mapping (a hello's uuid and client
+/// name, a user id from a request, a path, a parse error quoting the frame).
+pub use talkbell_core::untrusted::{untrusted, Untrusted};
 pub use users::{IntoUserId, User, Users, UsersError};
 
 use broker::sqlite::{Store, StoreError};

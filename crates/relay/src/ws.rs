@@ -14,8 +14,8 @@ use tokio::time::{sleep_until, timeout, Instant};
 
 use crate::hub::{DeliverError, Live, RegisterError, Registration, Resume, Shared};
 use crate::rate::TokenBucket;
-use crate::untrusted::untrusted;
 use crate::users::User;
+use talkbell_core::untrusted::untrusted;
 
 /// What tungstenite itself accepts; anything over [`MAX_MESSAGE_BYTES`] but under this is
 /// refused by us with a clean close 1009, anything bigger by tungstenite (close 1009 too,
