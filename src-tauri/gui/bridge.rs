@@ -5,7 +5,8 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use talkbell_core::session::{SessionEvent, SessionState};
+use talkbell_core::session::SessionEvent;
+use talkbell_core::status::{event_line, log_line};
 use tauri::{AppHandle, Emitter, Manager};
 use tokio::sync::broadcast::error::RecvError;
 
@@ -83,22 +84,12 @@ pub fn refresh(app: &AppHandle) {
     });
 }
 
-fn state_line(state: &SessionState) -> String {
-    match state {
-        SessionState::Backoff { reason, delay, .. } => {
-            format!("offline ({reason}); next attempt in {:.1} s", delay.as_secs_f64())
-        }
-        SessionState::SignedOut { reason: Some(r) } => format!("signed out: {r}"),
-        other => other.label().to_owned(),
-    }
-}
-
 pub fn spawn(app: AppHandle) {
     app.manage(EventLog::default());
     let mut events = app.state::<Shell>().engine.session().subscribe();
     // Where the session already is (it started before this subscribed).
     let now = app.state::<Shell>().engine.session().state();
-    app.state::<EventLog>().push(&app, state_line(&now));
+    app.state::<EventLog>().push(&app, log_line(&now));
     tauri::async_runtime::spawn(async move {
         loop {
             let event = match events.recv().await {
@@ -109,11 +100,8 @@ pub fn spawn(app: AppHandle) {
                 }
                 Err(RecvError::Closed) => return,
             };
-            let log = match &event {
-                SessionEvent::State(state) => {
-                    refresh(&app);
-                    Some(state_line(state))
-                }
+            match &event {
+                SessionEvent::State(_) => refresh(&app),
                 SessionEvent::Talk { row, .. } => {
                     let (reader, row) = (app.clone(), *row);
                     let entry =
@@ -123,19 +111,10 @@ pub fn spawn(app: AppHandle) {
                         let _ = app.emit("talkbell://talk", &entry);
                     }
                     refresh(&app);
-                    None
                 }
-                SessionEvent::Dropped { error } => Some(format!("dropped a frame: {error}")),
-                SessionEvent::Oversized { size, limit } => {
-                    Some(format!("refused a message of {size} bytes (limit {limit}); reconnecting"))
-                }
-                SessionEvent::StoreFailed { error } => Some(format!("could not store a talk: {error}")),
-                SessionEvent::Welcome { user } => Some(format!("signed in as {}", user.name)),
-                SessionEvent::Duplicate { .. } => None,
-                SessionEvent::QueueReset { .. } => {
-                    Some("the server lost its queue: talks sent while it was lost may be missing".to_owned())
-                }
-            };
+                _ => {}
+            }
+            let log = event_line(&event);
             if let Some(text) = log {
                 app.state::<EventLog>().push(&app, text);
             }

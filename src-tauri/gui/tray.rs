@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use talkbell_core::status::StateKind;
 use tauri::image::Image;
 use tauri::menu::{Menu, MenuEvent, MenuItem, PredefinedMenuItem, Submenu};
 use tauri::tray::TrayIconBuilder;
@@ -24,12 +25,14 @@ pub struct TrayItems {
     sign_out: MenuItem<Wry>,
 }
 
-fn icon_for(state: &str) -> tauri::Result<Image<'static>> {
+fn icon_for(state: StateKind) -> tauri::Result<Image<'static>> {
     let bytes: &'static [u8] = match state {
-        "connected" => include_bytes!("../../icons/tray-connected.png"),
-        "connecting" | "authenticating" => include_bytes!("../../icons/tray-connecting.png"),
-        "signed out" => include_bytes!("../../icons/tray-signed-out.png"),
-        _ => include_bytes!("../../icons/tray-offline.png"),
+        StateKind::Connected => include_bytes!("../../icons/tray-connected.png"),
+        StateKind::Connecting | StateKind::Authenticating => include_bytes!("../../icons/tray-connecting.png"),
+        StateKind::SignedOut => include_bytes!("../../icons/tray-signed-out.png"),
+        StateKind::Offline | StateKind::Stopped | StateKind::NotRunning => {
+            include_bytes!("../../icons/tray-offline.png")
+        }
     };
     Image::from_bytes(bytes)
 }
@@ -59,7 +62,7 @@ pub fn create(app: &AppHandle) -> tauri::Result<()> {
         ],
     )?;
     TrayIconBuilder::with_id(TRAY_ID)
-        .icon(icon_for("connecting")?)
+        .icon(icon_for(StateKind::Connecting)?)
         .tooltip("Talkbell")
         .menu(&menu)
         .on_menu_event(on_menu)
@@ -103,13 +106,13 @@ pub fn update(app: &AppHandle, status: &Status) {
     if let Ok(icon) = icon_for(status.state) {
         let _ = tray.set_icon(Some(icon));
     }
-    let line = status.summary();
-    let _ = tray.set_tooltip(Some(&line));
+    let line = &status.words.tray;
+    let _ = tray.set_tooltip(Some(line));
     if let Some(items) = app.try_state::<TrayItems>() {
-        let _ = items.status.set_text(&line);
+        let _ = items.status.set_text(line);
         let _ = items.pause_hour.set_enabled(!status.paused);
         let _ = items.pause_forever.set_enabled(!status.paused);
         let _ = items.resume.set_enabled(status.paused);
-        let _ = items.sign_out.set_enabled(status.state != "signed out");
+        let _ = items.sign_out.set_enabled(status.state != StateKind::SignedOut);
     }
 }
