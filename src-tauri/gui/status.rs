@@ -7,7 +7,7 @@ use serde::Serialize;
 use talkbell_core::session::SessionState;
 use talkbell_core::status::{describe, Description, Facts, ReasonKind, StateKind};
 
-use super::Shell;
+use super::state::Shell;
 
 /// One status for the status line, the tray icon and its menu.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -35,7 +35,7 @@ impl Status {
         let engine = &shell.engine;
         let state = engine.session().state();
         let config = engine.config();
-        let unread = engine.history().unread_count(config.user_id.as_ref()).unwrap_or(0);
+        let unread = shell.unread();
         let paused = engine.notifications().is_some_and(|n| n.stats_now().is_paused);
         let user = match &state {
             SessionState::Connected { user: Some(p) } => Some(p.name.clone()),

@@ -2,17 +2,13 @@
 //! tooltip (and, since Linux trays show no tooltips, in the menu's first line), and the
 //! menu of DESIGN.md.
 
-use std::time::Duration;
-
 use talkbell_core::status::StateKind;
 use tauri::image::Image;
 use tauri::menu::{Menu, MenuEvent, MenuItem, PredefinedMenuItem, Submenu};
 use tauri::tray::TrayIconBuilder;
 use tauri::{AppHandle, Manager, Wry};
 
-use super::bridge::{self, PauseChange};
 use super::status::Status;
-use super::{window, Shell};
 
 const TRAY_ID: &str = "talkbell";
 
@@ -37,7 +33,9 @@ fn icon_for(state: StateKind) -> tauri::Result<Image<'static>> {
     Image::from_bytes(bytes)
 }
 
-pub fn create(app: &AppHandle) -> tauri::Result<()> {
+/// Puts the icon in the tray, with its menu; `on_menu` gets the menu's clicks (by the
+/// items' ids: open, reconnect, pause-hour, pause-forever, resume, sign-out, quit).
+pub fn create(app: &AppHandle, on_menu: impl Fn(&AppHandle, MenuEvent) + Send + Sync + 'static) -> tauri::Result<()> {
     let status = MenuItem::with_id(app, "status", "Talkbell", false, None::<&str>)?;
     let open = MenuItem::with_id(app, "open", "Open Talkbell", true, None::<&str>)?;
     let reconnect = MenuItem::with_id(app, "reconnect", "Reconnect now", true, None::<&str>)?;
@@ -68,36 +66,7 @@ pub fn create(app: &AppHandle) -> tauri::Result<()> {
         .on_menu_event(on_menu)
         .build(app)?;
     app.manage(TrayItems { status, pause_hour, pause_forever, resume, sign_out });
-    update(app, &Status::of(&app.state::<Shell>()));
     Ok(())
-}
-
-fn on_menu(app: &AppHandle, event: MenuEvent) {
-    let shell = app.state::<Shell>();
-    let engine = &shell.engine;
-    match event.id().as_ref() {
-        "open" => window::open(app, None),
-        "reconnect" => engine.session().reconnect_now(),
-        id @ ("pause-hour" | "pause-forever" | "resume") => {
-            let change = match id {
-                "pause-hour" => PauseChange::For(Duration::from_secs(3600)),
-                "pause-forever" => PauseChange::UntilResumed,
-                _ => PauseChange::Resume,
-            };
-            let app = app.clone();
-            tauri::async_runtime::spawn(async move { bridge::change_pause(&app, change).await });
-        }
-        "sign-out" => {
-            let app = app.clone();
-            tauri::async_runtime::spawn(async move {
-                if let Err(e) = app.state::<Shell>().engine.sign_out().await {
-                    tracing::warn!(error = %e, "sign out");
-                }
-            });
-        }
-        "quit" => app.exit(0),
-        _ => {}
-    }
 }
 
 /// Shows `status` on the tray.
