@@ -1,6 +1,19 @@
-//! The command line of the `talkbell` binary.
+//! The `talkbell` binary: its command line, and what `main` does with it. With no
+//! subcommand it is the tray app ([`crate::gui`]); the subcommands are the command line
+//! and the headless daemon.
 
+use std::io::Read;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use talkbell_core::app;
+use talkbell_core::config::Paths;
+use talkbell_core::engine::{self, Engine};
+use talkbell_core::history::{History, HistoryQuery};
+use talkbell_core::protocol::{Token, UserId};
+
+use crate::{format, platform};
 
 #[derive(Debug, Parser)]
 #[command(name = "talkbell", version, about = "Rings when someone talks to you.")]
@@ -48,4 +61,104 @@ pub enum Command {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+}
+
+/// What `main` does: parses the command line, sets up the log and the runtime, and runs
+/// the tray app or the subcommand.
+pub fn run() -> ExitCode {
+    app::logging::init();
+    let cli = Cli::parse();
+    match cli.command {
+        // Becomes `talkbell-daemon` where it can (returns only where it cannot).
+        Some(Command::Daemon) => platform::exec_daemon(),
+        None => platform::before_gui(),
+        _ => {}
+    }
+    let runtime = match app::runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("talkbell: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command {
+        None => run_gui(&runtime, cli.hidden),
+        Some(command) => runtime.block_on(run_command(command)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("talkbell: {e:#}");
+            app::exit_code(&*e)
+        }
+    }
+}
+
+/// The tray app, on this (the main) thread, which the window and the tray need; async
+/// work runs on `runtime`.
+fn run_gui(runtime: &tokio::runtime::Runtime, hidden: bool) -> Result<()> {
+    tauri::async_runtime::set(runtime.handle().clone());
+    // The engine spawns its tasks from the main thread too (in Tauri's setup).
+    let _in_runtime = runtime.enter();
+    crate::gui::run(Paths::from_env()?, hidden)
+}
+
+async fn run_command(command: Command) -> Result<()> {
+    let paths = Paths::from_env()?;
+    match command {
+        Command::Login { server, user_id } => login(paths, &server, user_id).await,
+        Command::Logout => {
+            engine::forget_token(&paths).await?;
+            println!("Signed out; the token is removed from the keyring.");
+            Ok(())
+        }
+        Command::Daemon => talkbell_daemon::run(paths).await,
+        Command::History { json, search, limit } => history(paths, json, search, limit),
+        Command::Status { json } => status(paths, json).await,
+    }
+}
+
+/// Reads the profile's lock, status file, config and history; writes nothing.
+async fn status(paths: Paths, json: bool) -> Result<()> {
+    let snapshot = tokio::task::spawn_blocking(move || talkbell_core::status::read(&paths)).await??;
+    if json {
+        println!("{}", format::json_for_terminal(&serde_json::to_string_pretty(&snapshot)?));
+    } else {
+        print!("{}", format::status_text(&snapshot, std::time::SystemTime::now()));
+    }
+    Ok(())
+}
+
+async fn login(paths: Paths, server: &str, user_id: Option<String>) -> Result<()> {
+    let mut secret = String::new();
+    std::io::stdin()
+        .take(64 * 1024)
+        .read_to_string(&mut secret)
+        .context("could not read the token from standard input")?;
+    let token = Token::new(secret).context("no token on standard input")?;
+    let user_id = user_id.map(|id| id.parse::<UserId>()).transpose()?;
+    let engine = Engine::start(paths, None)?;
+    let result = engine.sign_in(server, token, user_id).await;
+    engine.shutdown().await;
+    let user = result?;
+    println!("Signed in to {server} as user {user}; the token is in the keyring.");
+    Ok(())
+}
+
+fn history(paths: Paths, json: bool, search: Option<String>, limit: usize) -> Result<()> {
+    if limit == 0 {
+        bail!("--limit must be at least 1");
+    }
+    let history = History::open(&paths.history_db)?;
+    let entries = history.list(&HistoryQuery { search, limit, before: None, only_unread: false })?;
+    if json {
+        println!("{}", format::json_for_terminal(&serde_json::to_string_pretty(&entries)?));
+    } else if entries.is_empty() {
+        println!("(no talks yet)");
+    } else {
+        for e in entries {
+            println!("{}", format::history_line(&e));
+        }
+    }
+    Ok(())
 }

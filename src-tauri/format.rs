@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use talkbell_core::history::HistoryEntry;
 use talkbell_core::instance::ProcessKind;
-use talkbell_core::status::{Snapshot, StateKind};
+use talkbell_core::status::{describe, Facts, Snapshot};
 use talkbell_core::untrusted::escaped;
 
 /// `2026-11-24T03:00:05Z  wang2 → wang1  hello` (unread ones marked with `*`).
@@ -56,24 +56,13 @@ pub fn json_for_terminal(json: &str) -> String {
 /// `talkbell status`: one `Label: value` line each for the state, why, the next attempt,
 /// the process, the server, the user and the unread count (the lines that apply).
 pub fn status_text(s: &Snapshot, now: SystemTime) -> String {
-    let mut lines = vec![("State", s.state.label().to_owned())];
-    match (&s.reason, s.state) {
-        (Some(reason), _) => lines.push(("Reason", reason.clone())),
-        (None, StateKind::SignedOut) => {
-            lines.push(("Reason", "not signed in: run `talkbell login --server URL`".into()))
-        }
-        (None, StateKind::NotRunning) => lines.push((
-            "Reason",
-            "no tray app or daemon runs for this profile: start `talkbell` or `talkbell daemon`".into(),
-        )),
-        (None, _) => {}
+    let words = describe(&Facts::of_snapshot(s), now);
+    let mut lines = vec![("State", words.label)];
+    if let Some(reason) = words.detail.or(words.advice) {
+        lines.push(("Reason", reason));
     }
-    if let Some(at) = s.retry_at_ms {
-        let at = UNIX_EPOCH.checked_add(Duration::from_millis(at)).unwrap_or(now);
-        let wait = at.duration_since(now).unwrap_or_default();
-        // Whole seconds, rounded up.
-        let secs = wait.as_secs().saturating_add(u64::from(wait.subsec_nanos() > 0));
-        lines.push(("Next try", format!("in {secs} s")));
+    if let Some(next_try) = words.next_try {
+        lines.push(("Next try", next_try));
     }
     if let Some(p) = s.process {
         let name = match p.kind {
@@ -98,6 +87,7 @@ pub fn status_text(s: &Snapshot, now: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use talkbell_core::instance::Holder;
+    use talkbell_core::status::StateKind;
 
     use super::*;
 

@@ -1,5 +1,7 @@
-//! The desktop app's shell: command line, logging, and (soon) the Tauri window and tray.
-//! Everything that is not presentation lives in talkbell-core.
+//! The desktop app's shell: the command line ([`cli`], which `main` runs), the tray app
+//! with its window ([`gui`]), terminal output ([`format`]) and what it asks of the
+//! operating system ([`platform`]). Everything that is not presentation lives in
+//! talkbell-core.
 
 // The lints of a network client: no unwrap/expect outside tests, no cast that can
 // truncate a number or change its sign (a seq, a size). Tests are other crates, or cfg(test).
@@ -17,3 +19,4 @@
 pub mod cli;
 pub mod format;
 pub mod gui;
+mod platform;

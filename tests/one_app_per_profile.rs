@@ -14,7 +14,7 @@ fn stderr(out: &Output) -> String {
 }
 
 /// The exit code of a tray app or daemon that found its profile held
-/// (talkbell_daemon::EXIT_ALREADY_RUNNING).
+/// (talkbell_core::app::EXIT_ALREADY_RUNNING).
 const ALREADY_RUNNING: i32 = 75;
 
 /// A second daemon on `app`'s profile, run to its end: it must refuse, naming `pid`.

@@ -12,47 +12,32 @@ const PAGE = 50;
 
 let status = null;
 let countdown = null;
+// Counts the statuses shown, so that an answer asked for before a newer status came is
+// dropped rather than shown over it.
+let shown = 0;
 
-function describe(s) {
-  switch (s.state) {
-    case "connected": return s.user ? `Connected as ${s.user}` : "Connected";
-    case "connecting": return "Connecting…";
-    case "authenticating": return "Signing in…";
-    case "signed out": return signedOut(s);
-    case "offline": {
-      const secs = s.retry_at_ms ? Math.max(0, Math.ceil((s.retry_at_ms - Date.now()) / 1000)) : null;
-      return secs === null ? "Offline" : `Offline, retrying in ${secs} s`;
-    }
-    default: return s.state;
+// The words come rendered from the backend (talkbell-core's one renderer); this only puts
+// them on the page. `state` is the typed state (`connected`, `signed-out`, ...), which
+// the stylesheet colours by.
+function showStatus(s) {
+  status = s;
+  shown++;
+  $("status").dataset.state = s.state;
+  $("status-text").textContent = s.words.headline;
+  // Why offline or signed out, in the server's, the network's or the keyring's words.
+  $("status-detail").textContent = s.words.detail ?? "";
+  $("resume").hidden = !s.paused;
+  $("pause-hour").hidden = $("pause-forever").hidden = s.paused;
+  clearTimeout(countdown);
+  // While a countdown is on screen, the backend renders it again every second.
+  if (s.state === "offline" && s.retry_at_ms) {
+    countdown = setTimeout(refreshStatus, 1000);
   }
 }
 
-// Signed out while the token is read from the keyring, or because it cannot be read yet:
-// the app connects by itself once it can, so this is not "sign in again".
-function waitingForKeyring(s) {
-  return s.state === "signed out" && s.reason_kind !== null && s.reason_kind !== "server-refused";
-}
-
-function signedOut(s) {
-  if (s.reason_kind === "reading-keyring") return "Reading the keyring…";
-  return waitingForKeyring(s) ? "Waiting for the keyring" : "Signed out";
-}
-
-function showStatus(s) {
-  status = s;
-  const el = $("status");
-  el.dataset.state = s.state.replace(" ", "-");
-  let text = describe(s);
-  if (s.unread > 0) text += ` · ${s.unread} unread`;
-  if (s.paused) text += " · notifications paused";
-  $("status-text").textContent = text;
-  // Why offline or signed out, in the server's, the network's or the keyring's words.
-  $("status-detail").textContent = s.detail ?? "";
-  $("resume").hidden = !s.paused;
-  $("pause-hour").hidden = $("pause-forever").hidden = s.paused;
-  clearInterval(countdown);
-  // Ticks only while a countdown is on screen.
-  if (s.state === "offline" && s.retry_at_ms) countdown = setInterval(() => showStatus(status), 1000);
+function refreshStatus() {
+  const asked = shown;
+  invoke("get_status").then((s) => { if (asked === shown) showStatus(s); }, logError);
 }
 
 // ---- history -------------------------------------------------------------------------
@@ -263,7 +248,7 @@ async function start() {
   $("hb-interval").value = settings.heartbeat_interval_ms;
   $("hb-timeout").value = settings.heartbeat_timeout_ms;
   $("autostart").checked = settings.autostart;
-  if (status.state === "signed out" && !waitingForKeyring(status)) showPanel("account");
+  if (status.needs_sign_in) showPanel("account");
   await loadMore();
   const row = /^#row=(\d+)$/.exec(location.hash);
   if (row) focusRow(Number(row[1]));

@@ -1,16 +1,20 @@
-//! The session's events, turned into the tray's picture and events for the window.
+//! The engine's events, turned into the window's events and the connection log: the
+//! session's states and happenings, and the notifier's decision for each talk.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use talkbell_core::session::{SessionEvent, SessionState};
+use talkbell_core::notify::{Decision, Outcome};
+use talkbell_core::protocol::Person;
+use talkbell_core::session::SessionEvent;
+use talkbell_core::status::{event_line, log_line};
 use tauri::{AppHandle, Emitter, Manager};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::status::Status;
-use super::{tray, Shell};
+use super::actions::recount;
+use super::state::Shell;
 
 /// A line of the window's connection log.
 #[derive(Clone, Serialize)]
@@ -47,98 +51,88 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// What the user asks of notifications, from the tray or the window.
-pub enum PauseChange {
-    For(std::time::Duration),
-    UntilResumed,
-    Resume,
+/// A new talk as the window lists it (the fields of a history entry it reads), with what
+/// the notifier did with it.
+#[derive(Clone, Debug, Serialize)]
+pub struct LiveTalk {
+    /// Its row in the history.
+    id: i64,
+    from: Person,
+    to: Person,
+    talk: String,
+    server_ts: Option<i64>,
+    /// When the shell heard of it (ms since the epoch), within moments of when it was
+    /// stored.
+    received_at: u64,
+    read: bool,
+    notified: Outcome,
 }
 
-/// Applies `change`, and shows the new status once the notifier has taken it (it runs as
-/// a task of its own, so reading its state at once would show the old one).
-pub async fn change_pause(app: &AppHandle, change: PauseChange) {
-    if let Some(n) = app.state::<Shell>().engine.notifications() {
-        match change {
-            PauseChange::For(d) => n.pause(Some(d)),
-            PauseChange::UntilResumed => n.pause(None),
-            PauseChange::Resume => n.resume(),
+impl LiveTalk {
+    fn of(d: Decision) -> LiveTalk {
+        LiveTalk {
+            id: d.row,
+            from: d.talk.from,
+            to: d.talk.to,
+            talk: d.talk.talk,
+            server_ts: d.talk.ts,
+            received_at: now_ms(),
+            read: false,
+            notified: d.outcome,
         }
-        n.stats().await;
-    }
-    refresh(app);
-}
-
-/// Re-reads the status and shows it on the tray and in the window. The status reads the
-/// history (the unread count), so this runs on a blocking thread, never on the caller's
-/// (the main thread or an async worker); one at a time, so that the last one shown is
-/// the latest.
-pub fn refresh(app: &AppHandle) {
-    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-    let app = app.clone();
-    tauri::async_runtime::spawn_blocking(move || {
-        let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-        let status = Status::of(&app.state::<Shell>());
-        tray::update(&app, &status);
-        let _ = app.emit("talkbell://status", &status);
-    });
-}
-
-fn state_line(state: &SessionState) -> String {
-    match state {
-        SessionState::Backoff { reason, delay, .. } => {
-            format!("offline ({reason}); next attempt in {:.1} s", delay.as_secs_f64())
-        }
-        SessionState::SignedOut { reason: Some(r) } => format!("signed out: {r}"),
-        other => other.label().to_owned(),
     }
 }
 
+/// Starts following the engine: the session's events, and the notifier's decisions.
 pub fn spawn(app: AppHandle) {
     app.manage(EventLog::default());
-    let mut events = app.state::<Shell>().engine.session().subscribe();
-    // Where the session already is (it started before this subscribed).
-    let now = app.state::<Shell>().engine.session().state();
-    app.state::<EventLog>().push(&app, state_line(&now));
-    tauri::async_runtime::spawn(async move {
-        loop {
-            let event = match events.recv().await {
-                Ok(event) => event,
-                Err(RecvError::Lagged(_)) => {
-                    refresh(&app);
-                    continue;
-                }
-                Err(RecvError::Closed) => return,
-            };
-            let log = match &event {
-                SessionEvent::State(state) => {
-                    refresh(&app);
-                    Some(state_line(state))
-                }
-                SessionEvent::Talk { row, .. } => {
-                    let (reader, row) = (app.clone(), *row);
-                    let entry =
-                        tauri::async_runtime::spawn_blocking(move || reader.state::<Shell>().engine.history().get(row))
-                            .await;
-                    if let Ok(Ok(Some(entry))) = entry {
-                        let _ = app.emit("talkbell://talk", &entry);
-                    }
-                    refresh(&app);
-                    None
-                }
-                SessionEvent::Dropped { error } => Some(format!("dropped a frame: {error}")),
-                SessionEvent::Oversized { size, limit } => {
-                    Some(format!("refused a message of {size} bytes (limit {limit}); reconnecting"))
-                }
-                SessionEvent::StoreFailed { error } => Some(format!("could not store a talk: {error}")),
-                SessionEvent::Welcome { user } => Some(format!("signed in as {}", user.name)),
-                SessionEvent::Duplicate { .. } => None,
-                SessionEvent::QueueReset { .. } => {
-                    Some("the server lost its queue: talks sent while it was lost may be missing".to_owned())
-                }
-            };
-            if let Some(text) = log {
-                app.state::<EventLog>().push(&app, text);
+    let (events, decisions, now) = {
+        let engine = &app.state::<Shell>().engine;
+        // And where the session already is (it started before this subscribed).
+        (engine.session().subscribe(), engine.decisions(), engine.session().state())
+    };
+    app.state::<EventLog>().push(&app, log_line(&now));
+    tauri::async_runtime::spawn(follow_session(app.clone(), events));
+    tauri::async_runtime::spawn(follow_decisions(app, decisions));
+}
+
+/// A new state is shown (and the unread counted again: the user may have changed), and
+/// what the log shows of an event is logged.
+async fn follow_session(app: AppHandle, mut events: tokio::sync::broadcast::Receiver<SessionEvent>) {
+    loop {
+        let event = match events.recv().await {
+            Ok(event) => event,
+            Err(RecvError::Lagged(_)) => {
+                recount(&app);
+                continue;
             }
+            Err(RecvError::Closed) => return,
+        };
+        if let SessionEvent::State(_) = event {
+            recount(&app);
         }
-    });
+        if let Some(text) = event_line(&event) {
+            app.state::<EventLog>().push(&app, text);
+        }
+    }
+}
+
+/// Each talk reaches the window as the notifier's decision; one for the user changes
+/// the unread count.
+async fn follow_decisions(app: AppHandle, mut decisions: tokio::sync::broadcast::Receiver<Decision>) {
+    loop {
+        let decision = match decisions.recv().await {
+            Ok(decision) => decision,
+            Err(RecvError::Lagged(_)) => {
+                recount(&app);
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        let for_me = decision.for_me;
+        let _ = app.emit("talkbell://talk", &LiveTalk::of(decision));
+        if for_me {
+            recount(&app);
+        }
+    }
 }

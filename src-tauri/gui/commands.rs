@@ -15,10 +15,11 @@ use talkbell_core::protocol::{Token, UserId};
 use tauri::{AppHandle, Manager, State};
 use tauri_plugin_autostart::ManagerExt;
 
-use super::bridge::{EventLog, LogLine, PauseChange};
+use super::actions::{self, PauseChange};
+use super::bridge::{EventLog, LogLine};
 use super::error::{at_most, in_range, CommandError};
+use super::state::Shell;
 use super::status::Status;
-use super::{bridge, Shell};
 
 /// The most the window may ask for at once.
 pub const PAGE_MAX: u64 = 200;
@@ -43,9 +44,11 @@ async fn blocking<T: Send + 'static>(
     tauri::async_runtime::spawn_blocking(f).await?
 }
 
+/// The status now, with its words (the window asks again each second of a countdown).
+/// Reads no file: the unread count is the one last counted.
 #[tauri::command]
-pub async fn get_status(app: AppHandle) -> Result<Status, CommandError> {
-    blocking(move || Ok(Status::of(&app.state::<Shell>()))).await
+pub async fn get_status(shell: State<'_, Shell>) -> Result<Status, CommandError> {
+    Ok(Status::of(&shell))
 }
 
 /// The query of a `list_history` call, checked.
@@ -104,7 +107,7 @@ pub async fn mark_read(app: AppHandle, ids: Vec<i64>) -> Result<usize, CommandEr
     let reader = app.clone();
     let n = blocking(move || Ok(reader.state::<Shell>().engine.history().mark_read(&ids)?)).await?;
     if n > 0 {
-        bridge::refresh(&app);
+        actions::recount(&app);
     }
     Ok(n)
 }
@@ -169,13 +172,13 @@ pub fn pause_change(minutes: Option<u64>) -> Result<PauseChange, CommandError> {
 /// `minutes`: how long; none is until resumed.
 #[tauri::command]
 pub async fn pause_notifications(app: AppHandle, minutes: Option<u64>) -> Result<(), CommandError> {
-    bridge::change_pause(&app, pause_change(minutes)?).await;
+    actions::change_pause(&app, pause_change(minutes)?).await;
     Ok(())
 }
 
 #[tauri::command]
 pub async fn resume_notifications(app: AppHandle) -> Result<(), CommandError> {
-    bridge::change_pause(&app, PauseChange::Resume).await;
+    actions::change_pause(&app, PauseChange::Resume).await;
     Ok(())
 }
 

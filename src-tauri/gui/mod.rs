@@ -1,10 +1,15 @@
-//! The desktop shell: Tauri builder, tray, window, commands and the event bridge. It
-//! holds no protocol or connection logic: everything it shows comes from the core's
-//! `Engine`, and everything the user does is a thin call into it.
+//! The desktop shell: the Tauri app (here), the window's commands (`commands`, their
+//! errors in `error`), what the user and the events do (`actions`), the engine's events
+//! turned into the window's (`bridge`), the status with its words (`status`), and the
+//! tray and the window, which only draw (`tray`, `window`). It holds no protocol or
+//! connection logic: everything it shows comes from the core's `Engine` (in `state`),
+//! and everything the user does is a thin call into it.
 
+mod actions;
 mod bridge;
 mod commands;
 mod error;
+mod state;
 mod status;
 mod tray;
 mod window;
@@ -18,10 +23,7 @@ use talkbell_core::instance::{InstanceError, InstanceLock, ProcessKind};
 use talkbell_core::notify::{DesktopNotifier, Notification, NotificationKind, Notifier};
 use tauri::{Manager, RunEvent, WindowEvent};
 
-/// What every part of the shell reaches through Tauri's state.
-pub struct Shell {
-    pub engine: Engine,
-}
+use self::state::Shell;
 
 /// The profile's lock, held in Tauri's state for the app's life.
 struct ProfileLock(InstanceLock);
@@ -30,7 +32,31 @@ struct ProfileLock(InstanceLock);
 /// runtime already set to the process's tokio runtime.
 pub fn run(paths: Paths, hidden: bool) -> Result<()> {
     let lock_paths = paths.clone();
-    let app = tauri::Builder::default()
+    let app = builder()
+        .setup(move |app| setup(app, &paths, hidden))
+        .build(tauri::generate_context!())
+        .context("cannot start the desktop app")?;
+    // Built: the single-instance plugin has run, so a second tray app has handed over to
+    // the first and exited. The setup hook, which starts the engine (and with it opens
+    // the config and the history), runs only in `app.run`.
+    let lock = InstanceLock::acquire(&lock_paths, ProcessKind::TrayApp).inspect_err(tell_the_desktop)?;
+    app.manage(ProfileLock(lock));
+    app.run(|app, event| match event {
+        // The last window closed: the app lives on in the tray. Quit passes a code.
+        RunEvent::ExitRequested { api, code: None, .. } => api.prevent_exit(),
+        RunEvent::Exit => {
+            if let Some(shell) = app.try_state::<Shell>() {
+                tauri::async_runtime::block_on(shell.engine.shutdown());
+            }
+        }
+        _ => {}
+    });
+    Ok(())
+}
+
+/// The app's plugins, commands and window events.
+fn builder() -> tauri::Builder<tauri::Wry> {
+    tauri::Builder::default()
         // First, so that a second `talkbell` only wakes this one (and then exits).
         .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| {
             window::open(app, None);
@@ -57,48 +83,34 @@ pub fn run(paths: Paths, hidden: bool) -> Result<()> {
                 window::closed(window.app_handle(), window.label());
             }
         })
-        .setup(move |app| {
-            let handle = app.handle().clone();
-            // A click on a popup opens the window at that talk.
-            let notifier = DesktopNotifier::new().on_click(move |kind| {
-                let row = match kind {
-                    NotificationKind::Talk { row } => Some(row),
-                    NotificationKind::Summary { rows } => rows.first().copied(),
-                };
-                window::open(&handle, row);
-            });
-            // Never waits for the keyring (the token is read by a task of the engine), so
-            // the tray is up at once, signed out with the reason while the keyring is locked.
-            let engine = Engine::start(paths.clone(), Some(Arc::new(notifier))).context("cannot start")?;
-            if let Some(lock) = app.try_state::<ProfileLock>() {
-                talkbell_core::status::spawn_publisher(engine.session(), engine.paths(), lock.0.holder());
-            }
-            engine.watch_system();
-            app.manage(Shell { engine });
-            tray::create(app.handle())?;
-            bridge::spawn(app.handle().clone());
-            if !hidden {
-                window::open(app.handle(), None);
-            }
-            Ok(())
-        })
-        .build(tauri::generate_context!())
-        .context("cannot start the desktop app")?;
-    // Built: the single-instance plugin has run, so a second tray app has handed over to
-    // the first and exited. The setup hook, which starts the engine (and with it opens
-    // the config and the history), runs only in `app.run`.
-    let lock = InstanceLock::acquire(&lock_paths, ProcessKind::TrayApp).inspect_err(tell_the_desktop)?;
-    app.manage(ProfileLock(lock));
-    app.run(|app, event| match event {
-        // The last window closed: the app lives on in the tray. Quit passes a code.
-        RunEvent::ExitRequested { api, code: None, .. } => api.prevent_exit(),
-        RunEvent::Exit => {
-            if let Some(shell) = app.try_state::<Shell>() {
-                tauri::async_runtime::block_on(shell.engine.shutdown());
-            }
-        }
-        _ => {}
+}
+
+/// Starts the engine, the tray, the status and the event bridge, and opens the window
+/// unless `hidden`.
+fn setup(app: &mut tauri::App, paths: &Paths, hidden: bool) -> Result<(), Box<dyn std::error::Error>> {
+    let handle = app.handle().clone();
+    // A click on a popup opens the window at that talk.
+    let notifier = DesktopNotifier::new().on_click(move |kind| {
+        let row = match kind {
+            NotificationKind::Talk { row } => Some(row),
+            NotificationKind::Summary { rows } => rows.first().copied(),
+        };
+        window::open(&handle, row);
     });
+    // Never waits for the keyring (the token is read by a task of the engine), so the
+    // tray is up at once, signed out with the reason while the keyring is locked.
+    let engine = Engine::start(paths.clone(), Some(Arc::new(notifier))).context("cannot start")?;
+    if let Some(lock) = app.try_state::<ProfileLock>() {
+        talkbell_core::status::spawn_publisher(engine.session(), engine.paths(), lock.0.holder());
+    }
+    engine.watch_system();
+    app.manage(Shell::new(engine));
+    tray::create(app.handle(), actions::on_tray_menu)?;
+    actions::spawn_presenter(app.handle());
+    bridge::spawn(app.handle().clone());
+    if !hidden {
+        window::open(app.handle(), None);
+    }
     Ok(())
 }
 

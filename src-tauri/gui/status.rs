@@ -1,35 +1,33 @@
-//! The connection's state as the tray and the UI show it.
+//! The connection's state as the tray and the window show it: the typed state and the
+//! words talkbell-core's renderer made of it ([`talkbell_core::status::describe`]).
 
-use std::time::UNIX_EPOCH;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use talkbell_core::session::SessionState;
-use talkbell_core::status::ReasonKind;
+use talkbell_core::status::{describe, Description, Facts, ReasonKind, StateKind};
 
-use super::Shell;
+use super::state::Shell;
 
 /// One status for the status line, the tray icon and its menu.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Status {
-    /// "connected", "connecting", "authenticating", "offline", "signed out", "stopped".
-    pub state: &'static str,
-    /// Why offline or signed out.
-    pub detail: Option<String>,
-    /// Offline because of the server's certificate: a person must act, so the tray's
-    /// first line says why too.
-    pub certificate_problem: bool,
+    /// `connected`, `connecting`, `authenticating`, `offline`, `signed-out`, `stopped`:
+    /// the names of `talkbell status --json`.
+    pub state: StateKind,
     /// Why signed out (`keyring-locked`, `server-refused`, ...), as `talkbell status
     /// --json` says it; null in other states or when nobody signed in.
     pub reason_kind: Option<ReasonKind>,
-    /// Signed out because the token cannot be read from the keyring (locked, away): the
-    /// tray's first line says why, as a person must act (it connects by itself after).
-    pub keyring_problem: bool,
+    /// Signed out, and only signing in (again) helps: the window opens at the sign-in form.
+    pub needs_sign_in: bool,
     /// When the next attempt is due (ms since the epoch), while backing off.
     pub retry_at_ms: Option<u64>,
     pub user: Option<String>,
     pub server: Option<String>,
     pub unread: u64,
     pub paused: bool,
+    /// What the window and the tray say, rendered at the time of this status.
+    pub words: Description,
 }
 
 impl Status {
@@ -37,90 +35,76 @@ impl Status {
         let engine = &shell.engine;
         let state = engine.session().state();
         let config = engine.config();
-        let (detail, retry_at_ms, user) = match &state {
-            SessionState::Backoff { reason, until, .. } => (
-                Some(reason.to_string()),
-                until.duration_since(UNIX_EPOCH).ok().map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-                None,
-            ),
-            SessionState::SignedOut { reason } => (reason.as_ref().map(|r| r.to_string()), None, None),
-            SessionState::Connected { user: Some(p) } => (None, None, Some(p.name.clone())),
-            _ => (None, None, None),
-        };
-        let certificate_problem = matches!(&state, SessionState::Backoff { reason, .. } if reason.is_certificate());
-        let reason_kind = ReasonKind::of_state(&state);
-        // Reading it at start takes a moment and needs nobody.
-        let keyring_problem = state.waiting_for_keyring() && reason_kind != Some(ReasonKind::ReadingKeyring);
-        let unread = engine.history().unread_count(config.user_id.as_ref()).unwrap_or(0);
+        let unread = shell.unread();
         let paused = engine.notifications().is_some_and(|n| n.stats_now().is_paused);
-        Status {
-            state: state.label(),
-            detail,
-            certificate_problem,
-            reason_kind,
-            keyring_problem,
+        let user = match &state {
+            SessionState::Connected { user: Some(p) } => Some(p.name.clone()),
+            _ => config.user_id.as_ref().map(|id| id.to_string()),
+        };
+        Status::assemble(&state, user, config.server, unread, paused, SystemTime::now())
+    }
+
+    /// The status of `state`, with the words for it at `now`.
+    fn assemble(
+        state: &SessionState,
+        user: Option<String>,
+        server: Option<String>,
+        unread: u64,
+        paused: bool,
+        now: SystemTime,
+    ) -> Status {
+        let reason = talkbell_core::status::reason_of(state);
+        let retry_at_ms = match state {
+            SessionState::Backoff { until, .. } => {
+                until.duration_since(UNIX_EPOCH).ok().map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            }
+            _ => None,
+        };
+        let facts = Facts {
+            state: StateKind::of(state),
+            reason: reason.as_deref(),
+            reason_kind: ReasonKind::of_state(state),
+            certificate_problem: matches!(state, SessionState::Backoff { reason, .. } if reason.is_certificate()),
             retry_at_ms,
-            user: user.or_else(|| config.user_id.as_ref().map(|id| id.to_string())),
-            server: config.server,
+            user: user.as_deref(),
+            unread,
+            paused,
+        };
+        Status {
+            state: facts.state,
+            reason_kind: facts.reason_kind,
+            needs_sign_in: facts.needs_sign_in(),
+            retry_at_ms,
+            words: describe(&facts, now),
+            user,
+            server,
             unread,
             paused,
         }
-    }
-
-    /// The line a tooltip (and on Linux the tray menu's first item) shows.
-    pub fn summary(&self) -> String {
-        let mut line = format!("Talkbell: {}", self.state);
-        if let Some(detail) = self.detail.as_ref().filter(|_| self.certificate_problem || self.keyring_problem) {
-            line.push_str(&format!(" · {detail}"));
-        }
-        if self.unread > 0 {
-            line.push_str(&format!(" · {} unread", self.unread));
-        }
-        if self.paused {
-            line.push_str(" · notifications paused");
-        }
-        line
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use talkbell_core::session::SignedOutReason;
+
     use super::*;
 
-    fn offline(detail: &str, certificate_problem: bool) -> Status {
-        Status {
-            state: "offline",
-            detail: Some(detail.into()),
-            certificate_problem,
-            reason_kind: None,
-            keyring_problem: false,
-            retry_at_ms: None,
-            user: None,
-            server: None,
-            unread: 2,
-            paused: false,
-        }
-    }
-
     #[test]
-    fn the_first_line_names_a_certificate_problem_and_no_other_reason() {
-        let cert = offline("the server's certificate has expired", true);
-        assert_eq!(cert.summary(), "Talkbell: offline · the server's certificate has expired · 2 unread");
-        let refused = offline("the server 127.0.0.1:1 refused the connection", false);
-        assert_eq!(refused.summary(), "Talkbell: offline · 2 unread");
-    }
-
-    #[test]
-    fn the_first_line_names_a_locked_keyring() {
-        let locked = Status {
-            state: "signed out",
-            detail: Some("the keyring is locked: unlock it to connect".into()),
-            reason_kind: Some(ReasonKind::KeyringLocked),
-            keyring_problem: true,
-            ..offline("", false)
-        };
-        assert_eq!(locked.summary(), "Talkbell: signed out · the keyring is locked: unlock it to connect · 2 unread");
-        let refused = Status { reason_kind: Some(ReasonKind::ServerRefused), keyring_problem: false, ..locked };
-        assert_eq!(refused.summary(), "Talkbell: signed out · 2 unread");
+    fn the_window_gets_the_typed_state_and_the_words_for_it() {
+        let locked = SessionState::SignedOut { reason: Some(SignedOutReason::KeyringLocked) };
+        let status = Status::assemble(&locked, Some("1".into()), None, 2, false, SystemTime::now());
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(json["state"], "signed-out");
+        assert_eq!(json["reason_kind"], "keyring-locked");
+        assert_eq!(json["needs_sign_in"], false);
+        assert_eq!(json["words"]["headline"], "Waiting for the keyring · 2 unread");
+        assert_eq!(
+            json["words"]["tray"],
+            format!("Talkbell: signed out · {} · 2 unread", SignedOutReason::KeyringLocked)
+        );
+        let out = Status::assemble(&SessionState::SignedOut { reason: None }, None, None, 0, true, SystemTime::now());
+        assert!(out.needs_sign_in);
+        assert_eq!(out.words.headline, "Signed out · notifications paused");
     }
 }

@@ -2,16 +2,13 @@
 //! tooltip (and, since Linux trays show no tooltips, in the menu's first line), and the
 //! menu of DESIGN.md.
 
-use std::time::Duration;
-
+use talkbell_core::status::StateKind;
 use tauri::image::Image;
 use tauri::menu::{Menu, MenuEvent, MenuItem, PredefinedMenuItem, Submenu};
 use tauri::tray::TrayIconBuilder;
 use tauri::{AppHandle, Manager, Wry};
 
-use super::bridge::{self, PauseChange};
 use super::status::Status;
-use super::{window, Shell};
 
 const TRAY_ID: &str = "talkbell";
 
@@ -24,17 +21,21 @@ pub struct TrayItems {
     sign_out: MenuItem<Wry>,
 }
 
-fn icon_for(state: &str) -> tauri::Result<Image<'static>> {
+fn icon_for(state: StateKind) -> tauri::Result<Image<'static>> {
     let bytes: &'static [u8] = match state {
-        "connected" => include_bytes!("../../icons/tray-connected.png"),
-        "connecting" | "authenticating" => include_bytes!("../../icons/tray-connecting.png"),
-        "signed out" => include_bytes!("../../icons/tray-signed-out.png"),
-        _ => include_bytes!("../../icons/tray-offline.png"),
+        StateKind::Connected => include_bytes!("../../icons/tray-connected.png"),
+        StateKind::Connecting | StateKind::Authenticating => include_bytes!("../../icons/tray-connecting.png"),
+        StateKind::SignedOut => include_bytes!("../../icons/tray-signed-out.png"),
+        StateKind::Offline | StateKind::Stopped | StateKind::NotRunning => {
+            include_bytes!("../../icons/tray-offline.png")
+        }
     };
     Image::from_bytes(bytes)
 }
 
-pub fn create(app: &AppHandle) -> tauri::Result<()> {
+/// Puts the icon in the tray, with its menu; `on_menu` gets the menu's clicks (by the
+/// items' ids: open, reconnect, pause-hour, pause-forever, resume, sign-out, quit).
+pub fn create(app: &AppHandle, on_menu: impl Fn(&AppHandle, MenuEvent) + Send + Sync + 'static) -> tauri::Result<()> {
     let status = MenuItem::with_id(app, "status", "Talkbell", false, None::<&str>)?;
     let open = MenuItem::with_id(app, "open", "Open Talkbell", true, None::<&str>)?;
     let reconnect = MenuItem::with_id(app, "reconnect", "Reconnect now", true, None::<&str>)?;
@@ -59,42 +60,13 @@ pub fn create(app: &AppHandle) -> tauri::Result<()> {
         ],
     )?;
     TrayIconBuilder::with_id(TRAY_ID)
-        .icon(icon_for("connecting")?)
+        .icon(icon_for(StateKind::Connecting)?)
         .tooltip("Talkbell")
         .menu(&menu)
         .on_menu_event(on_menu)
         .build(app)?;
     app.manage(TrayItems { status, pause_hour, pause_forever, resume, sign_out });
-    update(app, &Status::of(&app.state::<Shell>()));
     Ok(())
-}
-
-fn on_menu(app: &AppHandle, event: MenuEvent) {
-    let shell = app.state::<Shell>();
-    let engine = &shell.engine;
-    match event.id().as_ref() {
-        "open" => window::open(app, None),
-        "reconnect" => engine.session().reconnect_now(),
-        id @ ("pause-hour" | "pause-forever" | "resume") => {
-            let change = match id {
-                "pause-hour" => PauseChange::For(Duration::from_secs(3600)),
-                "pause-forever" => PauseChange::UntilResumed,
-                _ => PauseChange::Resume,
-            };
-            let app = app.clone();
-            tauri::async_runtime::spawn(async move { bridge::change_pause(&app, change).await });
-        }
-        "sign-out" => {
-            let app = app.clone();
-            tauri::async_runtime::spawn(async move {
-                if let Err(e) = app.state::<Shell>().engine.sign_out().await {
-                    tracing::warn!(error = %e, "sign out");
-                }
-            });
-        }
-        "quit" => app.exit(0),
-        _ => {}
-    }
 }
 
 /// Shows `status` on the tray.
@@ -103,13 +75,13 @@ pub fn update(app: &AppHandle, status: &Status) {
     if let Ok(icon) = icon_for(status.state) {
         let _ = tray.set_icon(Some(icon));
     }
-    let line = status.summary();
-    let _ = tray.set_tooltip(Some(&line));
+    let line = &status.words.tray;
+    let _ = tray.set_tooltip(Some(line));
     if let Some(items) = app.try_state::<TrayItems>() {
-        let _ = items.status.set_text(&line);
+        let _ = items.status.set_text(line);
         let _ = items.pause_hour.set_enabled(!status.paused);
         let _ = items.pause_forever.set_enabled(!status.paused);
         let _ = items.resume.set_enabled(status.paused);
-        let _ = items.sign_out.set_enabled(status.state != "signed out");
+        let _ = items.sign_out.set_enabled(status.state != StateKind::SignedOut);
     }
 }

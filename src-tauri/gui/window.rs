@@ -40,26 +40,6 @@ pub fn open(app: &AppHandle, focus_row: Option<i64>) {
 pub fn closed(app: &AppHandle, label: &str) {
     // Tauri may still list the window that is going.
     if app.webview_windows().keys().all(|l| l == label) {
-        #[cfg(target_os = "linux")]
-        end_webkit_network_process();
-    }
-}
-
-#[cfg(target_os = "linux")]
-fn end_webkit_network_process() {
-    let me = std::process::id();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return };
-    for pid in entries.flatten().filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok()) {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        // "pid (comm) state ppid ...": comm may hold spaces, so split after its ')'.
-        let Some((head, rest)) = stat.rsplit_once(") ") else { continue };
-        let comm = head.split_once(" (").map_or("", |(_, c)| c);
-        let ppid = rest.split(' ').nth(1).and_then(|p| p.parse::<u32>().ok());
-        if ppid == Some(me) && comm.starts_with("WebKitNetwork") {
-            // SAFETY: kill(2) with a pid we just read as our own child; no memory involved.
-            if unsafe { libc::kill(pid, libc::SIGTERM) } == 0 {
-                tracing::debug!(pid, "ended WebKit's network process with the window");
-            }
-        }
+        crate::platform::end_webkit_network_process();
     }
 }

@@ -7,14 +7,14 @@ use std::io::{BufWriter, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::Instant;
 
 use crate::config::{Config, ConfigError, Paths};
 use crate::history::{History, HistoryError};
 use crate::keyring_wait::{self, Retry};
-use crate::notify::{Notifier, NotifyGate, NotifyHandle};
+use crate::notify::{Decision, Notifier, NotifyGate, NotifyHandle, Outcome, DECISIONS_KEPT};
 use crate::protocol::{Token, UserId};
 use crate::secrets::{SecretStore, SecretsError};
 use crate::session::{
@@ -51,6 +51,8 @@ pub struct Engine {
     session: SessionHandle,
     history: Arc<History>,
     notify: Option<NotifyHandle>,
+    /// What became of each talk's popup: the gate's decisions, or [`Outcome::Off`].
+    decisions: broadcast::Sender<Decision>,
     config: Arc<Mutex<Config>>,
     paths: Paths,
     secrets: SecretStore,
@@ -90,13 +92,22 @@ impl Engine {
             );
             reader.abort_handle()
         });
-        let notify =
-            notifier.filter(|_| config.notifications.enabled).map(|n| NotifyGate::spawn(n, config.notify_settings()));
+        let (decisions, _) = broadcast::channel(DECISIONS_KEPT);
+        let notify = notifier
+            .filter(|_| config.notifications.enabled)
+            .map(|n| NotifyGate::spawn_publishing(n, config.notify_settings(), decisions.clone()));
         let trace = notify.as_ref().and_then(|_| DeliveryTrace::from_env());
         let config = Arc::new(Mutex::new(config));
-        let bridge = tokio::spawn(bridge(session.clone(), notify.clone(), config.clone(), paths.clone(), trace));
+        let bridge = tokio::spawn(bridge(
+            session.clone(),
+            notify.clone(),
+            decisions.clone(),
+            config.clone(),
+            paths.clone(),
+            trace,
+        ));
         tokio::spawn(prune_daily(history.clone(), retention));
-        Ok(Engine { session, history, notify, config, paths, secrets: SecretStore::new(), bridge, keyring })
+        Ok(Engine { session, history, notify, decisions, config, paths, secrets: SecretStore::new(), bridge, keyring })
     }
 
     pub fn session(&self) -> &SessionHandle {
@@ -109,6 +120,12 @@ impl Engine {
 
     pub fn notifications(&self) -> Option<&NotifyHandle> {
         self.notify.as_ref()
+    }
+
+    /// What became of each new talk's popup, from now on, one [`Decision`] per talk in
+    /// the order they came: the gate's, or [`Outcome::Off`] when no gate runs.
+    pub fn decisions(&self) -> broadcast::Receiver<Decision> {
+        self.decisions.subscribe()
     }
 
     pub fn config(&self) -> Config {
@@ -235,11 +252,12 @@ pub async fn forget_token(paths: &Paths) -> Result<(), EngineError> {
 }
 
 /// Follows the session: talks and links coming up go to the notifier; a welcome's user
-/// id is kept. With a [`DeliveryTrace`], each talk for the user handed to the notifier is
-/// also written there.
+/// id is kept. With no notifier, each talk's decision is [`Outcome::Off`]. With a
+/// [`DeliveryTrace`], each talk for the user handed to the notifier is also written there.
 async fn bridge(
     session: SessionHandle,
     notify: Option<NotifyHandle>,
+    decisions: broadcast::Sender<Decision>,
     config: Arc<Mutex<Config>>,
     paths: Paths,
     mut trace: Option<DeliveryTrace>,
@@ -263,6 +281,9 @@ async fn bridge(
                     trace = None;
                 }
             }
+        } else if let Ok(SessionEvent::Talk { talk, row, for_me, .. }) = &event {
+            // No gate to decide: the decision is that notifications are off.
+            let _ = decisions.send(Decision { row: *row, talk: talk.clone(), for_me: *for_me, outcome: Outcome::Off });
         }
         match event {
             Ok(SessionEvent::Welcome { user }) => {

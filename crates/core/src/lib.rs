@@ -21,6 +21,8 @@ pub mod session;
 pub mod untrusted;
 
 #[cfg(feature = "desktop")]
+pub mod app;
+#[cfg(feature = "desktop")]
 pub mod config;
 #[cfg(feature = "desktop")]
 pub mod engine;

@@ -29,11 +29,15 @@ use crate::instance::{self, Holder, InstanceError, Occupant};
 use crate::protocol::UserId;
 use crate::session::{SessionHandle, SessionState, SignedOutReason};
 
+mod words;
+pub use words::{describe, event_line, log_line, seconds_until, Description, Facts};
+
 /// The status file's name in the data dir.
 pub const STATUS_FILE: &str = "status.json";
 
-/// The state as scripts read it (`talkbell status --json`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// The state as scripts read it (`talkbell status --json`), the tray picks its icon by and
+/// the window its colour: the one name of each state outside the session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StateKind {
     Connected,
@@ -44,6 +48,7 @@ pub enum StateKind {
     SignedOut,
     Stopped,
     /// No tray app or daemon holds the profile.
+    #[default]
     NotRunning,
 }
 
@@ -56,19 +61,6 @@ impl StateKind {
             SessionState::Connected { .. } => StateKind::Connected,
             SessionState::Backoff { .. } => StateKind::Offline,
             SessionState::Stopped => StateKind::Stopped,
-        }
-    }
-
-    /// A word or two for a person.
-    pub fn label(self) -> &'static str {
-        match self {
-            StateKind::Connected => "connected",
-            StateKind::Connecting => "connecting",
-            StateKind::Authenticating => "authenticating",
-            StateKind::Offline => "offline",
-            StateKind::SignedOut => "signed out",
-            StateKind::Stopped => "stopped",
-            StateKind::NotRunning => "not running",
         }
     }
 }

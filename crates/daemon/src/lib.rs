@@ -16,31 +16,20 @@
     )
 )]
 
-pub mod logging;
+pub mod cli;
+mod platform;
 
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use talkbell_core::config::Paths;
 use talkbell_core::engine::Engine;
-use talkbell_core::instance::{InstanceError, InstanceLock, ProcessKind};
+use talkbell_core::instance::{InstanceLock, ProcessKind};
 use talkbell_core::notify::DesktopNotifier;
 use talkbell_core::status;
 
 /// The name of the daemon's binary, which the desktop app's binary looks for beside itself.
 pub const BINARY: &str = "talkbell-daemon";
-
-/// The exit code of a tray app or daemon that found its profile held by another one
-/// (sysexits' EX_TEMPFAIL): a service manager can tell it from a crash and not restart.
-pub const EXIT_ALREADY_RUNNING: u8 = 75;
-
-/// The exit code for an error that ended `talkbell` or `talkbell-daemon`.
-pub fn exit_code(error: &anyhow::Error) -> std::process::ExitCode {
-    match error.downcast_ref::<InstanceError>() {
-        Some(InstanceError::AlreadyRunning { .. }) => std::process::ExitCode::from(EXIT_ALREADY_RUNNING),
-        _ => std::process::ExitCode::FAILURE,
-    }
-}
 
 /// Runs the daemon until a signal asks it to stop. Holds the profile's lock all along
 /// (taken before the engine opens the config or the history), and publishes the
@@ -59,24 +48,9 @@ pub async fn run(paths: Paths) -> Result<()> {
     if engine.config().server.is_none() {
         tracing::warn!("no server configured: run `talkbell login --server URL` first");
     }
-    wait_for_signal().await?;
+    platform::wait_for_signal().await?;
     tracing::info!("shutting down");
     engine.shutdown().await;
     drop(lock);
-    Ok(())
-}
-
-/// A tokio runtime sized for one socket: two workers, fewer threads, fewer wake-ups.
-pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()
-}
-
-async fn wait_for_signal() -> Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r?,
-        _ = term.recv() => {}
-    }
     Ok(())
 }

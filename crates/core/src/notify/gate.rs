@@ -21,13 +21,19 @@
 //!   first), and follows the burst rule like any live talk. A server that never replays
 //!   (no `last_seq`) has no catch-up: every talk is live, from the first second of a link.
 //!
+//! What it decided for each talk — a popup, held for a summary, paused, not for the user
+//! — is published as a [`Decision`] on a broadcast channel ([`NotifyHandle::decisions`]),
+//! the moment it decides (before the popup reaches the screen), for a shell to follow
+//! instead of reading the history again.
+//!
 //! Time is tokio's, so the whole policy runs on the paused clock in tests. A pause also
 //! ends when the wall clock passes its end, so one that spans a suspend is not stretched.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::{mpsc, oneshot};
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 
 #[cfg(test)]
@@ -80,6 +86,37 @@ pub struct NotifyStats {
     pub is_paused: bool,
 }
 
+/// How many decisions wait for a slow subscriber before it lags (and misses the oldest).
+pub const DECISIONS_KEPT: usize = 4096;
+
+/// What the gate decided for one talk (see [`Outcome`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// The talk's row in the history.
+    pub row: i64,
+    pub talk: TalkMessage,
+    /// Addressed to the signed-in user (so it counts as unread until read).
+    pub for_me: bool,
+    pub outcome: Outcome,
+}
+
+/// What became of a talk's popup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// A popup of its own, handed to the notifier (which may still fail: [`NotifyStats`]).
+    Popup,
+    /// Folded into the popup that ends its burst or catch-up: a summary, or the talk
+    /// itself when it is the only one held. A pause that begins before then drops it.
+    Summary,
+    /// Not shown: notifications are paused.
+    Paused,
+    /// Not for the signed-in user: never shown.
+    NotForMe,
+    /// Not shown: notifications are off, so no gate runs (the engine says so for it).
+    Off,
+}
+
 enum Command {
     Talk { talk: TalkMessage, row: i64, for_me: bool, replay: bool },
     Pause(Option<Duration>),
@@ -94,11 +131,23 @@ impl NotifyGate {
     /// Spawns the gate's task on the current tokio runtime. It runs until every handle is
     /// dropped or [`NotifyHandle::shutdown`] is called.
     pub fn spawn(notifier: Arc<dyn Notifier>, settings: NotifySettings) -> NotifyHandle {
+        let (decisions, _) = broadcast::channel(DECISIONS_KEPT);
+        NotifyGate::spawn_publishing(notifier, settings, decisions)
+    }
+
+    /// [`spawn`](Self::spawn), publishing its decisions on `decisions` (the engine's
+    /// channel, which also carries [`Outcome::Off`] when no gate runs).
+    pub fn spawn_publishing(
+        notifier: Arc<dyn Notifier>,
+        settings: NotifySettings,
+        decisions: broadcast::Sender<Decision>,
+    ) -> NotifyHandle {
         let (tx, rx) = mpsc::unbounded_channel();
         let stats = Arc::new(Mutex::new(NotifyStats::default()));
-        let task = Task { rx, notifier, policy: Policy::new(settings), stats: stats.clone() };
+        let task =
+            Task { rx, notifier, policy: Policy::new(settings), stats: stats.clone(), decisions: decisions.clone() };
         tokio::spawn(task.run());
-        NotifyHandle { tx, stats }
+        NotifyHandle { tx, stats, decisions }
     }
 }
 
@@ -107,6 +156,7 @@ impl NotifyGate {
 pub struct NotifyHandle {
     tx: mpsc::UnboundedSender<Option<Command>>,
     stats: Arc<Mutex<NotifyStats>>,
+    decisions: broadcast::Sender<Decision>,
 }
 
 impl NotifyHandle {
@@ -140,6 +190,11 @@ impl NotifyHandle {
         self.send(Command::Resume);
     }
 
+    /// The gate's decisions from now on, one per talk, in the order the talks came.
+    pub fn decisions(&self) -> broadcast::Receiver<Decision> {
+        self.decisions.subscribe()
+    }
+
     /// The counters after everything sent before this call has been handled.
     pub async fn stats(&self) -> NotifyStats {
         let (tx, rx) = oneshot::channel();
@@ -169,6 +224,7 @@ struct Task {
     notifier: Arc<dyn Notifier>,
     policy: Policy,
     stats: Arc<Mutex<NotifyStats>>,
+    decisions: broadcast::Sender<Decision>,
 }
 
 impl Task {
@@ -191,7 +247,9 @@ impl Task {
                 None | Some(None) => break,
                 Some(Some(Command::Talk { talk, row, for_me, replay })) => {
                     let heard = Heard { talk: &talk, row, for_me, replay };
-                    let out = self.policy.on_talk(Instant::now(), SystemTime::now(), heard);
+                    let (outcome, out) = self.policy.on_talk(Instant::now(), SystemTime::now(), heard);
+                    // Nobody listening (the daemon) is no error.
+                    let _ = self.decisions.send(Decision { row, talk, for_me, outcome });
                     self.show_all(out).await;
                 }
                 Some(Some(Command::Pause(duration))) => self.policy.pause(Instant::now(), SystemTime::now(), duration),
@@ -399,15 +457,16 @@ impl Policy {
         Some(burst.flush_at.map_or(burst.quiet_at, |at| at.min(burst.quiet_at)))
     }
 
-    fn on_talk(&mut self, now: Instant, wall: SystemTime, heard: Heard<'_>) -> Vec<Notification> {
+    /// What becomes of `heard`, and the popups due now.
+    fn on_talk(&mut self, now: Instant, wall: SystemTime, heard: Heard<'_>) -> (Outcome, Vec<Notification>) {
         let Heard { talk, row, for_me, replay } = heard;
         if !for_me {
             self.stats.not_for_me += 1;
-            return Vec::new();
+            return (Outcome::NotForMe, Vec::new());
         }
         if self.is_paused(now, wall) {
             self.stats.paused += 1;
-            return Vec::new();
+            return (Outcome::Paused, Vec::new());
         }
         let mut out = self.roll(now, wall);
         if !replay {
@@ -422,11 +481,12 @@ impl Policy {
         if burst.singles_left > 0 {
             burst.singles_left -= 1;
             out.push(single(talk, row));
+            (Outcome::Popup, out)
         } else {
             burst.pending.add(talk, row);
             burst.flush_at.get_or_insert(now + max_wait);
+            (Outcome::Summary, out)
         }
-        out
     }
 
     fn on_deadline(&mut self, now: Instant, wall: SystemTime) -> Vec<Notification> {
@@ -876,6 +936,34 @@ mod tests {
         let stats = gate.stats().await;
         assert_eq!(rec.popups().len(), 1);
         assert_eq!(stats.not_for_me, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_talk_is_published_with_what_the_gate_decided() {
+        let (_rec, gate) = gate();
+        let mut decisions = gate.decisions();
+        gate.talk(talk("wang2", "elsewhere"), 1, false);
+        for row in 2..5 {
+            gate.talk(talk("wang2", "x"), row, true);
+        }
+        gate.pause(None);
+        gate.talk(talk("wang2", "muted"), 5, true);
+        gate.stats().await;
+        let mut seen = Vec::new();
+        while let Ok(d) = decisions.try_recv() {
+            seen.push((d.row, d.for_me, d.outcome));
+        }
+        assert_eq!(
+            seen,
+            [
+                (1, false, Outcome::NotForMe),
+                (2, true, Outcome::Popup),
+                (3, true, Outcome::Popup),
+                (4, true, Outcome::Summary),
+                (5, true, Outcome::Paused)
+            ]
+        );
+        assert_eq!(serde_json::to_value(Outcome::NotForMe).unwrap(), "not-for-me");
     }
 
     #[tokio::test(start_paused = true)]

@@ -13,7 +13,7 @@ pub mod text;
 use std::time::Duration;
 
 pub use desktop::DesktopNotifier;
-pub use gate::{NotifyGate, NotifyHandle, NotifySettings, NotifyStats};
+pub use gate::{Decision, NotifyGate, NotifyHandle, NotifySettings, NotifyStats, Outcome, DECISIONS_KEPT};
 
 /// Something that can put a notification on the screen. `show` may block for a D-Bus
 /// round trip: the gate calls it off the async threads.

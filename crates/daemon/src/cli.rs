@@ -1,0 +1,40 @@
+//! The command line of `talkbell-daemon`, and what its `main` does.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use talkbell_core::app;
+use talkbell_core::config::Paths;
+
+/// The command line: no options beyond these two; the profile comes from the environment.
+#[derive(Debug, Parser)]
+#[command(
+    name = "talkbell-daemon",
+    version,
+    about = "Talkbell without a window: the connection, the history and popups, until SIGTERM.",
+    after_help = "Environment:\n  \
+        TALKBELL_CONFIG_DIR  the config dir (default $XDG_CONFIG_HOME/talkbell)\n  \
+        TALKBELL_DATA_DIR    the data dir (default $XDG_DATA_HOME/talkbell)\n  \
+        RUST_LOG             the log filter (logs go to standard error)\n\n\
+        One Talkbell runs per profile (these two dirs): with the tray app or another daemon\n\
+        running, this exits with code 75 saying which one runs. Sign in first with\n\
+        `talkbell login --server URL`; `talkbell status` shows the state."
+)]
+struct Args {}
+
+/// Parses the command line (only `--help` and `--version`), sets up the log and the
+/// runtime, and runs the daemon until a signal.
+pub fn run() -> ExitCode {
+    let Args {} = Args::parse();
+    app::logging::init();
+    let result = app::runtime()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(async { crate::run(Paths::from_env()?).await }));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("talkbell-daemon: {e:#}");
+            app::exit_code(&*e)
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! What the user and the events do to the app, for the tray's menu, the window's
+//! commands and the event bridge alike: pause and resume, sign out, reconnect, and
+//! showing the status again ([`refresh`], [`recount`]). The tray and the window only draw
+//! what this hands them.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tauri::menu::MenuEvent;
+use tauri::{AppHandle, Emitter, Manager};
+use tokio::sync::Notify;
+
+use super::state::Shell;
+use super::status::Status;
+use super::{tray, window};
+
+/// What the user asks of notifications, from the tray or the window.
+pub enum PauseChange {
+    For(Duration),
+    UntilResumed,
+    Resume,
+}
+
+/// Applies `change`, and shows the new status once the notifier has taken it (it runs as
+/// a task of its own, so reading its state at once would show the old one).
+pub async fn change_pause(app: &AppHandle, change: PauseChange) {
+    if let Some(n) = app.state::<Shell>().engine.notifications() {
+        match change {
+            PauseChange::For(d) => n.pause(Some(d)),
+            PauseChange::UntilResumed => n.pause(None),
+            PauseChange::Resume => n.resume(),
+        }
+        n.stats().await;
+    }
+    refresh(app);
+}
+
+/// Signs out (the token leaves the keyring) without waiting for it.
+pub fn sign_out(app: &AppHandle) {
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        if let Err(e) = app.state::<Shell>().engine.sign_out().await {
+            tracing::warn!(error = %e, "sign out");
+        }
+    });
+}
+
+/// The tray menu's items, by id.
+pub fn on_tray_menu(app: &AppHandle, event: MenuEvent) {
+    let pause = |change: PauseChange| {
+        let app = app.clone();
+        tauri::async_runtime::spawn(async move { change_pause(&app, change).await });
+    };
+    match event.id().as_ref() {
+        "open" => window::open(app, None),
+        "reconnect" => app.state::<Shell>().engine.session().reconnect_now(),
+        "pause-hour" => pause(PauseChange::For(Duration::from_secs(3600))),
+        "pause-forever" => pause(PauseChange::UntilResumed),
+        "resume" => pause(PauseChange::Resume),
+        "sign-out" => sign_out(app),
+        "quit" => app.exit(0),
+        _ => {}
+    }
+}
+
+/// Shows the status again on the tray and in the window.
+pub fn refresh(app: &AppHandle) {
+    if let Some(presenter) = app.try_state::<Presenter>() {
+        presenter.wake.notify_one();
+    }
+}
+
+/// Counts the unread talks again (one query, however many ask meanwhile), then shows
+/// the status again.
+pub fn recount(app: &AppHandle) {
+    if let Some(presenter) = app.try_state::<Presenter>() {
+        presenter.recount.store(true, Ordering::Relaxed);
+        presenter.wake.notify_one();
+    }
+}
+
+/// The one task that draws the status: asks made while it draws are folded into one
+/// more drawing, so a burst of talks costs a count or two, and the last status shown is
+/// the latest.
+struct Presenter {
+    wake: Notify,
+    recount: AtomicBool,
+}
+
+/// Starts the task that shows the status, and shows it a first time.
+pub fn spawn_presenter(app: &AppHandle) {
+    app.manage(Presenter { wake: Notify::new(), recount: AtomicBool::new(true) });
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        let presenter = app.state::<Presenter>();
+        presenter.wake.notify_one();
+        loop {
+            presenter.wake.notified().await;
+            if presenter.recount.swap(false, Ordering::Relaxed) && !count_unread(&app).await {
+                return;
+            }
+            let status = Status::of(&app.state::<Shell>());
+            tray::update(&app, &status);
+            let _ = app.emit("talkbell://status", &status);
+        }
+    });
+}
+
+/// Counts the user's unread talks into the shell's state, on a blocking thread (the
+/// history is SQLite). False once the runtime is going away.
+async fn count_unread(app: &AppHandle) -> bool {
+    let reader = app.clone();
+    let counted = tauri::async_runtime::spawn_blocking(move || {
+        let engine = &reader.state::<Shell>().engine;
+        engine.history().unread_count(engine.config().user_id.as_ref())
+    })
+    .await;
+    match counted {
+        Ok(Ok(n)) => app.state::<Shell>().set_unread(n),
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot count the unread talks"),
+        Err(_) => return false,
+    }
+    true
+}
