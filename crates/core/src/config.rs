@@ -143,16 +143,33 @@ impl Default for HistoryConfig {
     }
 }
 
+/// Why a server URL cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BadServerUrl {
+    #[error("not a URL: {detail}")]
+    NotAUrl { detail: String },
+    #[error("the scheme must be ws:// or wss://, not {scheme}://")]
+    WrongScheme { scheme: String },
+    #[error("the URL must start with ws:// or wss://")]
+    NoScheme,
+    #[error("the URL has no host")]
+    NoHost,
+}
+
 /// `Ok` for a `ws://` or `wss://` URL with a host; otherwise why not.
-pub fn validate_server_url(url: &str) -> Result<(), String> {
-    let uri: tokio_tungstenite::tungstenite::http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
+pub fn validate_server_url(url: &str) -> Result<(), BadServerUrl> {
+    let uri: tokio_tungstenite::tungstenite::http::Uri =
+        url.parse().map_err(|e: tokio_tungstenite::tungstenite::http::uri::InvalidUri| BadServerUrl::NotAUrl {
+            detail: e.to_string(),
+        })?;
     match uri.scheme_str() {
         Some("ws") | Some("wss") => {}
-        Some(other) => return Err(format!("the scheme must be ws:// or wss://, not {other}://")),
-        None => return Err("the URL must start with ws:// or wss://".into()),
+        Some(other) => return Err(BadServerUrl::WrongScheme { scheme: other.to_owned() }),
+        None => return Err(BadServerUrl::NoScheme),
     }
     if uri.host().is_none_or(str::is_empty) {
-        return Err("the URL has no host".into());
+        return Err(BadServerUrl::NoHost);
     }
     Ok(())
 }
@@ -443,8 +460,11 @@ mod tests {
     fn server_urls() {
         assert!(validate_server_url("ws://127.0.0.1:8765/").is_ok());
         assert!(validate_server_url("wss://talk.example.com/ws").is_ok());
-        assert!(validate_server_url("http://talk.example.com/").is_err());
-        assert!(validate_server_url("talk.example.com").is_err());
+        assert_eq!(
+            validate_server_url("http://talk.example.com/"),
+            Err(BadServerUrl::WrongScheme { scheme: "http".into() })
+        );
+        assert_eq!(validate_server_url("talk.example.com"), Err(BadServerUrl::NoScheme));
         assert!(validate_server_url("").is_err());
     }
 

@@ -11,14 +11,15 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::Instant;
 
-use crate::config::{Config, ConfigError, Paths};
+use crate::config::{BadServerUrl, Config, ConfigError, Paths};
 use crate::history::{History, HistoryError};
 use crate::keyring_wait::{self, Retry};
 use crate::notify::{Notifier, NotifyGate, NotifyHandle};
 use crate::protocol::{Token, UserId};
 use crate::secrets::{SecretStore, SecretsError};
 use crate::session::{
-    Credentials, Session, SessionConfig, SessionEvent, SessionHandle, SessionState, SignedOutReason, Start,
+    Credentials, OfflineReason, Session, SessionConfig, SessionEvent, SessionHandle, SessionState, SignedOutReason,
+    Start,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -33,14 +34,18 @@ pub enum EngineError {
     /// reason says how), or the user signed out meanwhile (`None`).
     #[error("{}", .0.as_ref().map_or_else(|| "signed out before the server took the token".to_owned(), |r| r.to_string()))]
     Refused(Option<SignedOutReason>),
+    /// The attempt failed; the reason says how (the session keeps retrying otherwise).
     #[error("could not reach the server: {0}")]
-    Unreachable(String),
+    Unreachable(OfflineReason),
+    /// The session stopped (the engine is shutting down) before the server answered.
+    #[error("could not reach the server: the session has stopped")]
+    Stopped,
     #[error("the server accepted the token but did not say who you are; sign in again with --user-id")]
     NoUserId,
     #[error("no answer from the server within {0:?}")]
     Timeout(Duration),
     #[error("invalid server URL {url:?}: {reason}")]
-    BadServer { url: String, reason: String },
+    BadServer { url: String, reason: BadServerUrl },
 }
 
 /// How long a sign-in may take: a server without a welcome only shows it took the token
@@ -143,14 +148,12 @@ impl Engine {
                         SessionState::Connected { user: Some(user) } => return Ok(user.id),
                         SessionState::Connected { user: None } => return user_id.clone().ok_or(EngineError::NoUserId),
                         SessionState::SignedOut { reason } => return Err(EngineError::Refused(reason)),
-                        SessionState::Backoff { reason, .. } => {
-                            return Err(EngineError::Unreachable(reason.to_string()))
-                        }
-                        SessionState::Stopped => return Err(EngineError::Unreachable("stopped".into())),
+                        SessionState::Backoff { reason, .. } => return Err(EngineError::Unreachable(reason)),
+                        SessionState::Stopped => return Err(EngineError::Stopped),
                         SessionState::Authenticating => {}
                     },
                     Ok(_) | Err(RecvError::Lagged(_)) => {}
-                    Err(RecvError::Closed) => return Err(EngineError::Unreachable("stopped".into())),
+                    Err(RecvError::Closed) => return Err(EngineError::Stopped),
                 }
             }
         })

@@ -716,7 +716,13 @@ fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HistoryEntry> {
 }
 
 fn store_error(e: HistoryError) -> StoreError {
-    StoreError(e.to_string())
+    match e {
+        HistoryError::DiskFull => StoreError::DiskFull,
+        HistoryError::Busy => StoreError::Busy,
+        HistoryError::Corrupt(detail) => StoreError::Corrupt { detail },
+        HistoryError::WriterGone => StoreError::Stopped,
+        other => StoreError::Other { detail: other.to_string() },
+    }
 }
 
 /// The session's side. Every call runs on the writer thread (a cursor read there sees

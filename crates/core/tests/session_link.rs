@@ -10,7 +10,7 @@ use serde_json::Value;
 use support::*;
 use talkbell_core::protocol::{Person, ProtocolError, Seq};
 use talkbell_core::session::{
-    KeyringAnswer, OfflineReason, Session, SessionEvent, SessionState, SignedOutReason, Start,
+    KeyringAnswer, OfflineReason, Session, SessionEvent, SessionState, SignedOutReason, Start, StoreError,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
@@ -457,7 +457,8 @@ async fn a_talk_that_cannot_be_stored_is_not_acked_and_comes_again() {
         _ => None,
     })
     .await;
-    assert!(error.contains("disk full"));
+    assert_eq!(error, StoreError::DiskFull);
+    assert!(error.to_string().contains("disk is full"), "{error}");
     *store.fail.lock().unwrap() = false;
     let talk = wait_event(&mut events, |e| match e {
         SessionEvent::Talk { talk, .. } => Some(talk.talk.clone()),

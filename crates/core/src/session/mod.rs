@@ -100,10 +100,27 @@ pub enum Stored {
     Duplicate,
 }
 
-/// A store that could not store. The talk is then not acked, so the server keeps it.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct StoreError(pub String);
+/// Why a store could not store (or read a cursor). The talk is then not acked, so the
+/// server keeps it. `Display` says what to do about it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No space left: nothing more can be stored until some is freed.
+    #[error("the disk is full: the history cannot grow (free some space; nothing stored so far is lost)")]
+    DiskFull,
+    /// Another process holds the store's lock: retried with the next link.
+    #[error("the history is busy in another process; try again")]
+    Busy,
+    /// The store's file is damaged.
+    #[error("the history file is damaged: {detail}")]
+    Corrupt { detail: String },
+    /// The store stopped working (its writer is gone): restart Talkbell.
+    #[error("the history has stopped: restart Talkbell")]
+    Stopped,
+    /// Any other failure, as the store reported it.
+    #[error("the history failed: {detail}")]
+    Other { detail: String },
+}
 
 /// Timings of PROTOCOL.md §4.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -223,7 +240,7 @@ pub enum SessionEvent {
     },
     /// A talk could not be stored; it was not acked and the link is reconnected.
     StoreFailed {
-        error: String,
+        error: StoreError,
     },
     /// The server said who we are.
     Welcome {

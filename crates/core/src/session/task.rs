@@ -363,7 +363,7 @@ impl SessionTask {
             Ok(cursor) => cursor,
             Err(e) => {
                 close(ws, CloseCode::Away, self.config.timing.close_timeout).await;
-                return Err(LinkEnd::Failed(OfflineReason::History { detail: e.to_string() }));
+                return Err(LinkEnd::Failed(OfflineReason::History(e)));
             }
         };
         let epoch = cursor.as_ref().and_then(|c| c.epoch.clone());
@@ -461,13 +461,20 @@ impl SessionTask {
             // Signed in already: the user's credentials win over the stored ones.
             Some(Command::FromKeyring(_)) => return None,
             Some(Command::SendTalk { to, text, done }) => {
-                let result = self.send_talk(ws, to, text, link.timing).await;
-                let failed = matches!(result, Err(SessionError::Stopped));
-                let _ = done.send(result.map_err(|e| match e {
-                    SessionError::Stopped => SessionError::NotConnected,
-                    other => other,
-                }));
-                return failed.then(|| LinkEnd::Failed(lost("could not send a talk", "the send failed".into())));
+                return match self.send_talk(ws, to, text, link.timing).await {
+                    Ok(()) => {
+                        let _ = done.send(Ok(()));
+                        None
+                    }
+                    Err(None) => {
+                        let _ = done.send(Err(SessionError::UnknownUser));
+                        None
+                    }
+                    Err(Some(e)) => {
+                        let _ = done.send(Err(SessionError::NotConnected));
+                        Some(LinkEnd::Failed(lost("could not send a talk", e)))
+                    }
+                };
             }
         };
         close(ws, CloseCode::Normal, self.config.timing.close_timeout).await;
@@ -578,14 +585,22 @@ impl SessionTask {
         Ok(())
     }
 
-    async fn send_talk(&mut self, ws: &mut Ws, to: Person, text: String, timing: Timing) -> Result<(), SessionError> {
+    /// Sends a talk from the signed-in user. `Err(Some(_))`: the socket failed, the link
+    /// is lost; `Err(None)`: nothing was sent, since who we are is not known.
+    async fn send_talk(
+        &mut self,
+        ws: &mut Ws,
+        to: Person,
+        text: String,
+        timing: Timing,
+    ) -> Result<(), Option<SendError>> {
         let from = match (&self.welcomed, self.user_id()) {
             (Some(p), _) => p.clone(),
             (None, Some(id)) => Person { id: id.clone(), name: String::new() },
-            (None, None) => return Err(SessionError::UnknownUser),
+            (None, None) => return Err(None),
         };
         let frame = ClientFrame::Talk(TalkMessage { from, to, talk: text, seq: None, ts: None });
-        send(ws, frame.to_text(), timing.heartbeat_timeout).await.map_err(|_| SessionError::Stopped)
+        send(ws, frame.to_text(), timing.heartbeat_timeout).await.map_err(Some)
     }
 
     /// A frame other than a talk.
@@ -682,8 +697,8 @@ impl SessionTask {
             Err(e) => {
                 // Not acked, so the server keeps them and replays them on the next link.
                 tracing::error!(error = %e, talks = talks.len(), "could not store talks");
-                self.emit(SessionEvent::StoreFailed { error: e.to_string() });
-                return Err(LinkEnd::Failed(OfflineReason::History { detail: format!("could not store a talk: {e}") }));
+                self.emit(SessionEvent::StoreFailed { error: e.clone() });
+                return Err(LinkEnd::Failed(OfflineReason::History(e)));
             }
         };
         if let Some(seq) = talks.iter().filter(|t| !t.unusable_seq).filter_map(|t| t.talk.seq).max() {
@@ -776,16 +791,26 @@ fn close_end(frame: Option<&CloseFrame>) -> LinkEnd {
 }
 
 /// A link lost while sending `what`.
-fn lost(what: &str, detail: String) -> OfflineReason {
-    OfflineReason::Lost { detail: format!("{what}: {detail}") }
+fn lost(what: &str, error: SendError) -> OfflineReason {
+    OfflineReason::Lost { detail: format!("{what}: {error}") }
+}
+
+/// Why a frame could not be sent: the link is then lost.
+#[derive(Debug, thiserror::Error)]
+enum SendError {
+    /// The socket refused the write (closed, reset, ...).
+    #[error("{0}")]
+    Socket(#[from] WsError),
+    /// The peer stopped reading: the write did not finish in time.
+    #[error("the send did not finish within {after:?}")]
+    TimedOut { after: Duration },
 }
 
 /// A send bounded in time: a peer that stops reading must not hang the task.
-async fn send(ws: &mut Ws, text: String, limit: Duration) -> Result<(), String> {
+async fn send(ws: &mut Ws, text: String, limit: Duration) -> Result<(), SendError> {
     match timeout(limit, ws.send(Message::text(text))).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("the send did not finish within {limit:?}")),
+        Ok(result) => Ok(result?),
+        Err(_) => Err(SendError::TimedOut { after: limit }),
     }
 }
 
