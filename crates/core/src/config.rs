@@ -1,8 +1,13 @@
 //! The user's settings: TOML in the platform's config dir. Never the token (that lives
 //! in the keyring, see `secrets`).
+//!
+//! A running engine has one owner of the file, a [`ConfigStore`]: readers get a copy,
+//! and every change is one [`ConfigStore::update`] that holds the store's lock across
+//! the save, so a sign-in and a new heartbeat setting never overwrite each other.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -290,6 +295,49 @@ impl Default for Config {
     }
 }
 
+/// The one owner of a config file while an engine runs (see the module doc).
+#[derive(Debug)]
+pub struct ConfigStore {
+    path: PathBuf,
+    current: Mutex<Config>,
+}
+
+impl ConfigStore {
+    /// [`Config::load_or_create`], kept by a store.
+    pub fn load_or_create(path: &Path) -> Result<ConfigStore, ConfigError> {
+        let config = Config::load_or_create(path)?;
+        Ok(ConfigStore { path: path.to_path_buf(), current: Mutex::new(config) })
+    }
+
+    /// The file it owns.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The config now (a copy).
+    pub fn get(&self) -> Config {
+        self.lock().clone()
+    }
+
+    /// Changes the config with `f` and saves it, the lock held from the read to the save.
+    /// Nothing is written when `f` changes nothing. A change that cannot be saved is not
+    /// kept either: the error is returned and the config stays as it was.
+    pub fn update<T>(&self, f: impl FnOnce(&mut Config) -> T) -> Result<T, ConfigError> {
+        let mut current = self.lock();
+        let mut next = current.clone();
+        let out = f(&mut next);
+        if next != *current {
+            next.save(&self.path)?;
+            *current = next;
+        }
+        Ok(out)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Config> {
+        self.current.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// Makes `dir` (and any missing parent) and keeps it private to the user: on Unix a new
 /// one is made 0700, and an existing one open to the group or others is narrowed to
 /// 0700 (logged). A folder that cannot be narrowed (not ours) is logged and used as it is.
@@ -454,6 +502,38 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("backoff_min_ms"), "{err}");
+    }
+
+    #[test]
+    fn a_store_saves_each_update_and_keeps_an_unsaved_one_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let store = std::sync::Arc::new(ConfigStore::load_or_create(&path).unwrap());
+        let threads: Vec<_> = (0..8u64)
+            .map(|i| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    store
+                        .update(|c| {
+                            if i % 2 == 0 {
+                                c.heartbeat.interval_ms += 1;
+                            } else {
+                                c.heartbeat.timeout_ms += 1;
+                            }
+                        })
+                        .unwrap()
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let saved = Config::load_or_create(&path).unwrap();
+        assert_eq!((saved.heartbeat.interval_ms, saved.heartbeat.timeout_ms), (5_004, 5_004), "no update lost");
+        assert_eq!(saved, store.get());
+        let refused = store.update(|c| c.heartbeat.interval_ms = 0);
+        assert!(matches!(refused, Err(ConfigError::Invalid { .. })), "{refused:?}");
+        assert_eq!(store.get().heartbeat.interval_ms, 5_004, "an update that was not saved is not kept");
     }
 
     #[test]

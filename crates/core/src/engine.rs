@@ -4,14 +4,14 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::Instant;
 
-use crate::config::{BadServerUrl, Config, ConfigError, Paths};
+use crate::config::{BadServerUrl, Config, ConfigError, ConfigStore, Paths};
 use crate::history::{History, HistoryError};
 use crate::keyring_wait::{self, Retry};
 use crate::notify::{Notifier, NotifyGate, NotifyHandle};
@@ -56,7 +56,7 @@ pub struct Engine {
     session: SessionHandle,
     history: Arc<History>,
     notify: Option<NotifyHandle>,
-    config: Arc<Mutex<Config>>,
+    config: Arc<ConfigStore>,
     paths: Paths,
     secrets: SecretStore,
     bridge: JoinHandle<()>,
@@ -74,7 +74,8 @@ impl Engine {
     /// session waits, signed out. `notifier` is `None` where nothing should pop up (e.g.
     /// while signing in from the command line).
     pub fn start(paths: Paths, notifier: Option<Arc<dyn Notifier>>) -> Result<Engine, EngineError> {
-        let config = Config::load_or_create(&paths.config_file)?;
+        let store = Arc::new(ConfigStore::load_or_create(&paths.config_file)?);
+        let config = store.get();
         let history = Arc::new(History::open(&paths.history_db)?);
         let retention =
             (config.history.max_rows, Duration::from_secs(config.history.max_age_days.saturating_mul(86_400)));
@@ -98,10 +99,9 @@ impl Engine {
         let notify =
             notifier.filter(|_| config.notifications.enabled).map(|n| NotifyGate::spawn(n, config.notify_settings()));
         let trace = notify.as_ref().and_then(|_| DeliveryTrace::from_env());
-        let config = Arc::new(Mutex::new(config));
-        let bridge = tokio::spawn(bridge(session.clone(), notify.clone(), config.clone(), paths.clone(), trace));
+        let bridge = tokio::spawn(bridge(session.clone(), notify.clone(), store.clone(), trace));
         tokio::spawn(prune_daily(history.clone(), retention));
-        Ok(Engine { session, history, notify, config, paths, secrets: SecretStore::new(), bridge, keyring })
+        Ok(Engine { session, history, notify, config: store, paths, secrets: SecretStore::new(), bridge, keyring })
     }
 
     pub fn session(&self) -> &SessionHandle {
@@ -116,8 +116,15 @@ impl Engine {
         self.notify.as_ref()
     }
 
+    /// The config now (a copy); [`config_store`](Self::config_store) to change it.
     pub fn config(&self) -> Config {
-        self.config.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.config.get()
+    }
+
+    /// The one owner of the config while the engine runs: change it only through
+    /// [`ConfigStore::update`], never by saving the file beside it.
+    pub fn config_store(&self) -> &Arc<ConfigStore> {
+        &self.config
     }
 
     pub fn paths(&self) -> &Paths {
@@ -170,29 +177,32 @@ impl Engine {
             self.session.sign_out();
             return Err(e.into());
         }
-        let mut config = self.config();
-        config.server = Some(server.to_owned());
-        config.user_id = Some(user.clone());
-        config.save(&self.paths.config_file)?;
-        *self.config.lock().unwrap_or_else(|e| e.into_inner()) = config;
+        self.config.update(|c| {
+            c.server = Some(server.to_owned());
+            c.user_id = Some(user.clone());
+        })?;
         Ok(user)
     }
 
-    /// Closes the link and removes the token from the keyring.
+    /// Closes the link, removes the token from the keyring and forgets the user id.
     pub async fn sign_out(&self) -> Result<(), EngineError> {
         self.stop_reading_keyring();
         self.session.sign_out();
-        forget_token(&self.paths).await
+        if let Some(server) = self.config.get().server {
+            delete_token(&server).await?;
+        }
+        self.config.update(|c| c.user_id = None)?;
+        Ok(())
     }
 
     /// New heartbeat timings: saved in the config, used from the next connection.
     pub fn save_heartbeat(&self, interval_ms: u64, timeout_ms: u64) -> Result<(), EngineError> {
-        let mut config = self.config();
-        config.heartbeat.interval_ms = interval_ms;
-        config.heartbeat.timeout_ms = timeout_ms;
-        config.save(&self.paths.config_file)?;
-        self.session.set_timing(config.timing());
-        *self.config.lock().unwrap_or_else(|e| e.into_inner()) = config;
+        let timing = self.config.update(|c| {
+            c.heartbeat.interval_ms = interval_ms;
+            c.heartbeat.timeout_ms = timeout_ms;
+            c.timing()
+        })?;
+        self.session.set_timing(timing);
         Ok(())
     }
 
@@ -222,19 +232,24 @@ impl Engine {
     }
 }
 
-/// Removes the configured server's token from the keyring and forgets the user id; no
-/// running session is needed (the `logout` command).
+/// Removes the configured server's token from the keyring and forgets the user id,
+/// with no engine running (the `logout` command); a running engine has
+/// [`Engine::sign_out`].
 pub async fn forget_token(paths: &Paths) -> Result<(), EngineError> {
-    let mut config = Config::load_or_create(&paths.config_file)?;
-    if let Some(server) = config.server.clone() {
-        match SecretStore::new().delete(&server).await {
-            Ok(()) | Err(SecretsError::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
+    let config = ConfigStore::load_or_create(&paths.config_file)?;
+    if let Some(server) = config.get().server {
+        delete_token(&server).await?;
     }
-    config.user_id = None;
-    config.save(&paths.config_file)?;
+    config.update(|c| c.user_id = None)?;
     Ok(())
+}
+
+/// Removes `server`'s token from the keyring; none stored is no error.
+async fn delete_token(server: &str) -> Result<(), EngineError> {
+    match SecretStore::new().delete(server).await {
+        Ok(()) | Err(SecretsError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Follows the session: talks and links coming up go to the notifier; a welcome's user
@@ -243,8 +258,7 @@ pub async fn forget_token(paths: &Paths) -> Result<(), EngineError> {
 async fn bridge(
     session: SessionHandle,
     notify: Option<NotifyHandle>,
-    config: Arc<Mutex<Config>>,
-    paths: Paths,
+    config: Arc<ConfigStore>,
     mut trace: Option<DeliveryTrace>,
 ) {
     let mut events = session.subscribe();
@@ -269,12 +283,8 @@ async fn bridge(
         }
         match event {
             Ok(SessionEvent::Welcome { user }) => {
-                let mut c = config.lock().unwrap_or_else(|e| e.into_inner());
-                if c.user_id.as_ref() != Some(&user.id) {
-                    c.user_id = Some(user.id);
-                    if let Err(e) = c.save(&paths.config_file) {
-                        tracing::warn!(error = %e, "could not save the user id");
-                    }
+                if let Err(e) = config.update(|c| c.user_id = Some(user.id)) {
+                    tracing::warn!(error = %e, "could not save the user id");
                 }
             }
             Ok(SessionEvent::QueueReset { server, account }) => {
