@@ -51,7 +51,9 @@ impl Status {
         let reason_kind = ReasonKind::of_state(&state);
         // Reading it at start takes a moment and needs nobody.
         let keyring_problem = state.waiting_for_keyring() && reason_kind != Some(ReasonKind::ReadingKeyring);
-        let unread = engine.history().unread_count(config.user_id.as_ref()).unwrap_or(0);
+        // The session owns who the user is.
+        let user_id = engine.session().user_id();
+        let unread = engine.history().unread_count(user_id.as_ref()).unwrap_or(0);
         let paused = engine.notifications().is_some_and(|n| n.stats_now().is_paused);
         Status {
             state: state.label(),
@@ -60,7 +62,7 @@ impl Status {
             reason_kind,
             keyring_problem,
             retry_at_ms,
-            user: user.or_else(|| config.user_id.as_ref().map(|id| id.to_string())),
+            user: user.or_else(|| user_id.as_ref().map(|id| id.to_string())),
             server: config.server,
             unread,
             paused,

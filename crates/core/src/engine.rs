@@ -81,19 +81,15 @@ impl Engine {
             (config.history.max_rows, Duration::from_secs(config.history.max_age_days.saturating_mul(86_400)));
         let mut session_config = SessionConfig::new(config.device_uuid.to_string(), config.timing());
         session_config.client_name = Some(concat!("talkbell/", env!("CARGO_PKG_VERSION")).into());
+        // The session owns who the user is from now on; the config only keeps it.
+        session_config.user_id = config.user_id.clone();
         let start = match &config.server {
             Some(_) => Start::SignedOut(Some(SignedOutReason::ReadingKeyring)),
             None => Start::SignedOut(None),
         };
         let session = Session::spawn_with(session_config, start, history.clone());
         let keyring = config.server.clone().map(|server| {
-            let reader = keyring_wait::spawn(
-                session.clone(),
-                SecretStore::new(),
-                server,
-                config.user_id.clone(),
-                Retry::default(),
-            );
+            let reader = keyring_wait::spawn(session.clone(), SecretStore::new(), server, Retry::default());
             reader.abort_handle()
         });
         let notify =
@@ -152,8 +148,8 @@ impl Engine {
                     Ok(SessionEvent::State(state)) => match state {
                         SessionState::Connecting { .. } => started = true,
                         _ if !started => {}
-                        SessionState::Connected { user: Some(user) } => return Ok(user.id),
-                        SessionState::Connected { user: None } => return user_id.clone().ok_or(EngineError::NoUserId),
+                        // Who the session signed in as: the welcome's, else the one given.
+                        SessionState::Connected { .. } => return self.session.user_id().ok_or(EngineError::NoUserId),
                         SessionState::SignedOut { reason } => return Err(EngineError::Refused(reason)),
                         SessionState::Backoff { reason, .. } => return Err(EngineError::Unreachable(reason)),
                         SessionState::Stopped => return Err(EngineError::Stopped),

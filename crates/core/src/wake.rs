@@ -86,7 +86,7 @@ pub async fn watch(bus: Connection, session: SessionHandle) {
             tracing::info!(service = name, "not on the system bus: {what} is noticed by the heartbeat only");
         }
     }
-    let mut states = session.watch_state();
+    let mut states = session.watch();
     let mut last_network: Option<u32> = None;
     loop {
         let wake = tokio::select! {
@@ -104,7 +104,7 @@ pub async fn watch(bus: Connection, session: SessionHandle) {
                 Err(_) => None,
             },
             changed = states.changed() => {
-                if changed.is_err() || *states.borrow() == crate::session::SessionState::Stopped {
+                if changed.is_err() || states.borrow().state == crate::session::SessionState::Stopped {
                     return;
                 }
                 None
