@@ -2,18 +2,17 @@
 //! ack → notifier. The headless daemon and the desktop shell both run one `Engine`, so
 //! neither holds connection logic of its own.
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::broadcast::error::RecvError;
-use tokio::task::{AbortHandle, JoinHandle};
-use tokio::time::Instant;
+use tokio::task::{AbortHandle, JoinSet};
 
 use crate::config::{BadServerUrl, Config, ConfigError, ConfigStore, Paths};
 use crate::history::{History, HistoryError};
 use crate::keyring_wait::{self, Retry};
+use crate::notify::trace::TracingNotifier;
+pub use crate::notify::trace::DELIVERY_TRACE_ENV;
 use crate::notify::{Notifier, NotifyGate, NotifyHandle};
 use crate::protocol::{Token, UserId};
 use crate::secrets::{SecretStore, SecretsError};
@@ -59,7 +58,10 @@ pub struct Engine {
     config: Arc<ConfigStore>,
     paths: Paths,
     secrets: SecretStore,
-    bridge: JoinHandle<()>,
+    /// Every task the engine starts (the bridge, the daily pruning, the keyring reader,
+    /// the notification gate and, with a trace, its flusher; the wake watch): all
+    /// stopped by [`Engine::shutdown`].
+    tasks: Mutex<JoinSet<()>>,
     /// The task reading the stored token ([`keyring_wait`]), while there is one.
     keyring: Option<AbortHandle>,
 }
@@ -88,16 +90,15 @@ impl Engine {
             None => Start::SignedOut(None),
         };
         let session = Session::spawn_with(session_config, start, history.clone());
+        let mut tasks = JoinSet::new();
         let keyring = config.server.clone().map(|server| {
-            let reader = keyring_wait::spawn(session.clone(), SecretStore::new(), server, Retry::default());
-            reader.abort_handle()
+            tasks.spawn(keyring_wait::read(session.clone(), SecretStore::new(), server, Retry::default()))
         });
-        let notify =
-            notifier.filter(|_| config.notifications.enabled).map(|n| NotifyGate::spawn(n, config.notify_settings()));
-        let trace = notify.as_ref().and_then(|_| DeliveryTrace::from_env());
-        let bridge = tokio::spawn(bridge(session.clone(), notify.clone(), store.clone(), trace));
-        tokio::spawn(prune_daily(history.clone(), retention));
-        Ok(Engine { session, history, notify, config: store, paths, secrets: SecretStore::new(), bridge, keyring })
+        let notify = notifier.filter(|_| config.notifications.enabled).map(|n| start_gate(n, &config, &mut tasks));
+        tasks.spawn(bridge(session.clone(), notify.clone(), store.clone()));
+        tasks.spawn(prune_daily(history.clone(), retention));
+        let tasks = Mutex::new(tasks);
+        Ok(Engine { session, history, notify, config: store, paths, secrets: SecretStore::new(), tasks, keyring })
     }
 
     pub fn session(&self) -> &SessionHandle {
@@ -202,10 +203,17 @@ impl Engine {
         Ok(())
     }
 
+    /// Closes the link and stops every task of the engine, the notification gate
+    /// included; returns once they have all ended.
     pub async fn shutdown(&self) {
         self.stop_reading_keyring();
         self.session.shutdown().await;
-        self.bridge.abort();
+        if let Some(n) = &self.notify {
+            n.shutdown();
+        }
+        let mut tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
     }
 
     /// Ends the task reading the stored token, if it still runs. A keyring call it has
@@ -219,13 +227,23 @@ impl Engine {
     /// Reconnects at once after resume from sleep or when the network comes up (logind,
     /// NetworkManager). For the long-running modes; a one-off `login` does without.
     pub fn watch_system(&self) {
-        crate::wake::spawn(self.session.clone());
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).spawn(crate::wake::run(self.session.clone()));
     }
+}
 
-    /// The keyring handle, for callers that show the keyring's state.
-    pub fn secrets(&self) -> &SecretStore {
-        &self.secrets
-    }
+/// Starts the notification gate in `tasks`, around a [`TracingNotifier`] when the
+/// benchmark's delivery trace is asked for ([`DELIVERY_TRACE_ENV`]).
+fn start_gate(notifier: Arc<dyn Notifier>, config: &Config, tasks: &mut JoinSet<()>) -> NotifyHandle {
+    let notifier = match TracingNotifier::from_env(&notifier) {
+        Some(traced) => {
+            tasks.spawn(traced.clone().flush_every());
+            traced
+        }
+        None => notifier,
+    };
+    let (handle, gate) = NotifyGate::start(notifier, config.notify_settings());
+    tasks.spawn(gate);
+    handle
 }
 
 /// Removes the configured server's token from the keyring and forgets the user id,
@@ -248,34 +266,14 @@ async fn delete_token(server: &str) -> Result<(), EngineError> {
     }
 }
 
-/// Follows the session: talks and links coming up go to the notifier; a welcome's user
-/// id is kept. With a [`DeliveryTrace`], each talk for the user handed to the notifier is
-/// also written there.
-async fn bridge(
-    session: SessionHandle,
-    notify: Option<NotifyHandle>,
-    config: Arc<ConfigStore>,
-    mut trace: Option<DeliveryTrace>,
-) {
+/// Follows the session: talks go to the notifier; a welcome's user id is kept in the
+/// config.
+async fn bridge(session: SessionHandle, notify: Option<NotifyHandle>, config: Arc<ConfigStore>) {
     let mut events = session.subscribe();
     loop {
-        // Without a trace this is always `None`: no timer, no wake-up.
-        let flush_at = trace.as_ref().and_then(DeliveryTrace::flush_due);
-        let event = tokio::select! {
-            event = events.recv() => event,
-            () = sleep_until_some(flush_at) => {
-                DeliveryTrace::flush_or_end(&mut trace);
-                continue;
-            }
-        };
+        let event = events.recv().await;
         if let (Some(n), Ok(event)) = (&notify, &event) {
             n.session_event(event);
-            if let (Some(t), SessionEvent::Talk { talk, for_me: true, .. }) = (trace.as_mut(), event) {
-                if let Err(e) = t.record(&talk.talk) {
-                    tracing::warn!(error = %e, "delivery trace: cannot write; tracing stops");
-                    trace = None;
-                }
-            }
         }
         match event {
             Ok(SessionEvent::Welcome { user }) => {
@@ -290,98 +288,13 @@ async fn bridge(
                     "the server lost its queue: talks sent while it was lost may be missing"
                 );
             }
-            Ok(SessionEvent::State(SessionState::Stopped)) | Err(RecvError::Closed) => {
-                DeliveryTrace::flush_or_end(&mut trace);
-                return;
-            }
+            Ok(SessionEvent::State(SessionState::Stopped)) | Err(RecvError::Closed) => return,
             Ok(_) => {}
             Err(RecvError::Lagged(missed)) => {
                 // The talks are in the history; only their popups are lost to the lag.
                 tracing::warn!(missed, "fell behind the session's events");
             }
         }
-    }
-}
-
-/// The environment variable that turns the [`DeliveryTrace`] on: a file path.
-pub const DELIVERY_TRACE_ENV: &str = "TALKBELL_DELIVERY_TRACE";
-
-/// How long a traced line may wait in the buffer.
-const TRACE_FLUSH_EVERY: Duration = Duration::from_millis(100);
-
-/// For benchmarks only (talkbell-bench measures delivery latency with it): when
-/// `TALKBELL_DELIVERY_TRACE=<file>` is set at [`Engine::start`] (and there is a notifier),
-/// the bridge appends one line per talk for the user that it hands to the notifier,
-/// `<unix time in µs>\t<talk text>`, with `\`, tab, CR and LF in the text written as
-/// `\\`, `\t`, `\r` and `\n`. The writer is buffered and flushed at least every 100 ms
-/// while lines wait, and at shutdown (or when dropped). A file that cannot be opened or
-/// written is logged and the trace ends; it never stops the engine. Unset, it costs
-/// nothing: no file, no timer, one `None` check per event.
-struct DeliveryTrace {
-    out: BufWriter<File>,
-    /// Since when written lines wait unflushed.
-    dirty_since: Option<Instant>,
-}
-
-impl DeliveryTrace {
-    fn from_env() -> Option<DeliveryTrace> {
-        let path = std::env::var_os(DELIVERY_TRACE_ENV).filter(|p| !p.is_empty())?;
-        match OpenOptions::new().create(true).append(true).open(&path) {
-            Ok(file) => {
-                tracing::info!(path = %std::path::Path::new(&path).display(), "delivery trace on (benchmarks)");
-                Some(DeliveryTrace { out: BufWriter::with_capacity(64 * 1024, file), dirty_since: None })
-            }
-            Err(e) => {
-                tracing::warn!(path = %std::path::Path::new(&path).display(), error = %e, "delivery trace: cannot open; no trace");
-                None
-            }
-        }
-    }
-
-    /// One line, stamped now.
-    fn record(&mut self, text: &str) -> std::io::Result<()> {
-        let now_us = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros());
-        write!(self.out, "{now_us}\t")?;
-        let mut rest = text;
-        while let Some(i) = rest.find(['\\', '\t', '\r', '\n']) {
-            self.out.write_all(&rest.as_bytes()[..i])?;
-            let escaped: &[u8] = match rest.as_bytes()[i] {
-                b'\\' => b"\\\\",
-                b'\t' => b"\\t",
-                b'\r' => b"\\r",
-                _ => b"\\n",
-            };
-            self.out.write_all(escaped)?;
-            rest = &rest[i + 1..];
-        }
-        self.out.write_all(rest.as_bytes())?;
-        self.out.write_all(b"\n")?;
-        self.dirty_since.get_or_insert_with(Instant::now);
-        Ok(())
-    }
-
-    /// When the waiting lines must be flushed, if any wait.
-    fn flush_due(&self) -> Option<Instant> {
-        self.dirty_since.map(|since| since + TRACE_FLUSH_EVERY)
-    }
-
-    /// Flushes; on an error the trace ends (it is logged, never fatal).
-    fn flush_or_end(trace: &mut Option<DeliveryTrace>) {
-        if let Some(t) = trace {
-            t.dirty_since = None;
-            if let Err(e) = t.out.flush() {
-                tracing::warn!(error = %e, "delivery trace: cannot write; tracing stops");
-                *trace = None;
-            }
-        }
-    }
-}
-
-/// Sleeps until `at`, or forever when there is none.
-async fn sleep_until_some(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 
@@ -397,48 +310,6 @@ async fn prune_daily(history: Arc<History>, (max_rows, max_age): (usize, Duratio
             Ok(Ok(n)) => tracing::info!(removed = n, "history pruned to its retention limits"),
             Ok(Err(e)) => tracing::warn!(error = %e, "could not prune the history"),
             Err(_) => return,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn the_delivery_trace_writes_one_escaped_line_per_talk_and_asks_for_a_flush_within_100_ms() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("trace.tsv");
-        let file = OpenOptions::new().create(true).append(true).open(&path).unwrap();
-        let mut trace = Some(DeliveryTrace { out: BufWriter::new(file), dirty_since: None });
-        let t = trace.as_mut().unwrap();
-        assert_eq!(t.flush_due(), None, "nothing waits: no timer");
-        let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros();
-        t.record("bench 1 1763900000123456").unwrap();
-        t.record("two\tlines\nand a \\ and \r").unwrap();
-        assert_eq!(t.flush_due(), Some(Instant::now() + TRACE_FLUSH_EVERY));
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "", "buffered until the flush");
-        DeliveryTrace::flush_or_end(&mut trace);
-        assert_eq!(trace.as_ref().unwrap().flush_due(), None);
-        let text = std::fs::read_to_string(&path).unwrap();
-        let lines: Vec<(u128, &str)> = text
-            .lines()
-            .map(|l| {
-                let (us, talk) = l.split_once('\t').unwrap();
-                (us.parse().unwrap(), talk)
-            })
-            .collect();
-        assert_eq!(lines.len(), 2, "{text:?}");
-        assert!(lines.iter().all(|(us, _)| *us >= before));
-        assert_eq!(lines[0].1, "bench 1 1763900000123456");
-        assert_eq!(lines[1].1, "two\\tlines\\nand a \\\\ and \\r");
-    }
-
-    #[test]
-    fn without_the_variable_there_is_no_trace() {
-        // The variable is not set in the test environment (and is never set by tests).
-        if std::env::var_os(DELIVERY_TRACE_ENV).is_none() {
-            assert!(DeliveryTrace::from_env().is_none());
         }
     }
 }

@@ -27,15 +27,17 @@ pub enum Wake {
 /// Watches the system bus (`DBUS_SYSTEM_BUS_ADDRESS` if set) for as long as the session
 /// lives.
 pub fn spawn(session: SessionHandle) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        match Connection::system().await {
-            Ok(bus) => watch(bus, session).await,
-            Err(e) => tracing::info!(
-                error = %e,
-                "no system D-Bus: sleep and network changes are noticed by the heartbeat only"
-            ),
+    tokio::spawn(run(session))
+}
+
+/// What [`spawn`] runs, for a caller that owns its tasks (the engine's `JoinSet`).
+pub async fn run(session: SessionHandle) {
+    match Connection::system().await {
+        Ok(bus) => watch(bus, session).await,
+        Err(e) => {
+            tracing::info!(error = %e, "no system D-Bus: sleep and network changes are noticed by the heartbeat only")
         }
-    })
+    }
 }
 
 async fn signals(

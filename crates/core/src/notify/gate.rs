@@ -94,11 +94,21 @@ impl NotifyGate {
     /// Spawns the gate's task on the current tokio runtime. It runs until every handle is
     /// dropped or [`NotifyHandle::shutdown`] is called.
     pub fn spawn(notifier: Arc<dyn Notifier>, settings: NotifySettings) -> NotifyHandle {
+        let (handle, task) = NotifyGate::start(notifier, settings);
+        tokio::spawn(task);
+        handle
+    }
+
+    /// The gate's handle and its task, for a caller that runs (and owns) the task itself,
+    /// as the engine does in its `JoinSet`.
+    pub fn start(
+        notifier: Arc<dyn Notifier>,
+        settings: NotifySettings,
+    ) -> (NotifyHandle, impl std::future::Future<Output = ()> + Send + 'static) {
         let (tx, rx) = mpsc::unbounded_channel();
         let stats = Arc::new(Mutex::new(NotifyStats::default()));
         let task = Task { rx, notifier, policy: Policy::new(settings), stats: stats.clone() };
-        tokio::spawn(task.run());
-        NotifyHandle { tx, stats }
+        (NotifyHandle { tx, stats }, task.run())
     }
 }
 
@@ -190,6 +200,9 @@ impl Task {
             match cmd {
                 None | Some(None) => break,
                 Some(Some(Command::Talk { talk, row, for_me, replay })) => {
+                    if for_me {
+                        self.notifier.handed(&talk);
+                    }
                     let heard = Heard { talk: &talk, row, for_me, replay };
                     let out = self.policy.on_talk(Instant::now(), SystemTime::now(), heard);
                     self.show_all(out).await;
