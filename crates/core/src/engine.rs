@@ -1,6 +1,10 @@
 //! The pieces wired together the one way data flows (DESIGN.md): session → history →
 //! ack → notifier. The headless daemon and the desktop shell both run one `Engine`, so
 //! neither holds connection logic of its own.
+//!
+//! The engine owns the config ([`ConfigStore`]) and every task it starts (a `JoinSet`,
+//! stopped by [`Engine::shutdown`]); the session owns who the user is, and the engine
+//! only keeps the session's word in the config.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

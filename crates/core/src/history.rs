@@ -537,16 +537,17 @@ impl History {
         })
     }
 
-    /// Caps the file at `pages` pages, which to SQLite is a full disk. For tests.
-    #[doc(hidden)]
+    /// Caps the file at `pages` pages, which to SQLite is a full disk. For tests (the
+    /// `test-hooks` feature, which core's own tests turn on).
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn set_max_pages_for_test(&self, pages: u32) {
         let _ = self.write(move |c| Ok(c.pragma_update(None, "max_page_count", pages)?));
     }
 
     /// Holds a write transaction open on the writer thread for `hold` (a row inserted and
     /// not committed, then rolled back), as a slow commit would. Returns once it is open.
-    /// For tests.
-    #[doc(hidden)]
+    /// For tests (the `test-hooks` feature).
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn hold_write_for_test(&self, hold: Duration) -> Result<(), HistoryError> {
         let (open_tx, open_rx) = sync_channel(1);
         self.writer.submit(Box::new(move |c| {

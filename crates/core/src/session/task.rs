@@ -2,6 +2,7 @@
 //!
 //! `run` is the one `match` over [`Phase`]; each arm publishes its state and returns the
 //! next phase. Only [`Phase::Linked`] holds a socket, so only one can exist at a time.
+//! A command is handled in one place, `on_command`, whatever the phase it arrives in.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
