@@ -117,7 +117,7 @@ pub fn sign_in_args(server: &str, token: String, user_id: Option<String>) -> Res
     let server = server.trim();
     at_most("the server URL", server, 2_048)?;
     talkbell_core::config::validate_server_url(server)
-        .map_err(|reason| CommandError::BadServer { url: server.to_owned(), reason })?;
+        .map_err(|reason| CommandError::BadServer { url: server.to_owned(), reason: reason.to_string() })?;
     at_most("the token", &token, TOKEN_MAX)?;
     let token = Token::new(token).map_err(|_| CommandError::Empty { what: "the token" })?;
     let user_id = match user_id.filter(|s| !s.trim().is_empty()) {

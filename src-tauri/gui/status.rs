@@ -39,7 +39,8 @@ impl Status {
         let paused = engine.notifications().is_some_and(|n| n.stats_now().is_paused);
         let user = match &state {
             SessionState::Connected { user: Some(p) } => Some(p.name.clone()),
-            _ => config.user_id.as_ref().map(|id| id.to_string()),
+            // The session owns who the user is.
+            _ => engine.session().user_id().map(|id| id.to_string()),
         };
         Status::assemble(&state, user, config.server, unread, paused, SystemTime::now())
     }

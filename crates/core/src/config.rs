@@ -1,8 +1,13 @@
 //! The user's settings: TOML in the platform's config dir. Never the token (that lives
 //! in the keyring, see `secrets`).
+//!
+//! A running engine has one owner of the file, a [`ConfigStore`]: readers get a copy,
+//! and every change is one [`ConfigStore::update`] that holds the store's lock across
+//! the save, so a sign-in and a new heartbeat setting never overwrite each other.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -143,16 +148,33 @@ impl Default for HistoryConfig {
     }
 }
 
+/// Why a server URL cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BadServerUrl {
+    #[error("not a URL: {detail}")]
+    NotAUrl { detail: String },
+    #[error("the scheme must be ws:// or wss://, not {scheme}://")]
+    WrongScheme { scheme: String },
+    #[error("the URL must start with ws:// or wss://")]
+    NoScheme,
+    #[error("the URL has no host")]
+    NoHost,
+}
+
 /// `Ok` for a `ws://` or `wss://` URL with a host; otherwise why not.
-pub fn validate_server_url(url: &str) -> Result<(), String> {
-    let uri: tokio_tungstenite::tungstenite::http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
+pub fn validate_server_url(url: &str) -> Result<(), BadServerUrl> {
+    let uri: tokio_tungstenite::tungstenite::http::Uri =
+        url.parse().map_err(|e: tokio_tungstenite::tungstenite::http::uri::InvalidUri| BadServerUrl::NotAUrl {
+            detail: e.to_string(),
+        })?;
     match uri.scheme_str() {
         Some("ws") | Some("wss") => {}
-        Some(other) => return Err(format!("the scheme must be ws:// or wss://, not {other}://")),
-        None => return Err("the URL must start with ws:// or wss://".into()),
+        Some(other) => return Err(BadServerUrl::WrongScheme { scheme: other.to_owned() }),
+        None => return Err(BadServerUrl::NoScheme),
     }
     if uri.host().is_none_or(str::is_empty) {
-        return Err("the URL has no host".into());
+        return Err(BadServerUrl::NoHost);
     }
     Ok(())
 }
@@ -270,6 +292,49 @@ impl Config {
 impl Default for Config {
     fn default() -> Self {
         Config::new()
+    }
+}
+
+/// The one owner of a config file while an engine runs (see the module doc).
+#[derive(Debug)]
+pub struct ConfigStore {
+    path: PathBuf,
+    current: Mutex<Config>,
+}
+
+impl ConfigStore {
+    /// [`Config::load_or_create`], kept by a store.
+    pub fn load_or_create(path: &Path) -> Result<ConfigStore, ConfigError> {
+        let config = Config::load_or_create(path)?;
+        Ok(ConfigStore { path: path.to_path_buf(), current: Mutex::new(config) })
+    }
+
+    /// The file it owns.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The config now (a copy).
+    pub fn get(&self) -> Config {
+        self.lock().clone()
+    }
+
+    /// Changes the config with `f` and saves it, the lock held from the read to the save.
+    /// Nothing is written when `f` changes nothing. A change that cannot be saved is not
+    /// kept either: the error is returned and the config stays as it was.
+    pub fn update<T>(&self, f: impl FnOnce(&mut Config) -> T) -> Result<T, ConfigError> {
+        let mut current = self.lock();
+        let mut next = current.clone();
+        let out = f(&mut next);
+        if next != *current {
+            next.save(&self.path)?;
+            *current = next;
+        }
+        Ok(out)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Config> {
+        self.current.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -440,11 +505,46 @@ mod tests {
     }
 
     #[test]
+    fn a_store_saves_each_update_and_keeps_an_unsaved_one_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let store = std::sync::Arc::new(ConfigStore::load_or_create(&path).unwrap());
+        let threads: Vec<_> = (0..8u64)
+            .map(|i| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    store
+                        .update(|c| {
+                            if i % 2 == 0 {
+                                c.heartbeat.interval_ms += 1;
+                            } else {
+                                c.heartbeat.timeout_ms += 1;
+                            }
+                        })
+                        .unwrap()
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let saved = Config::load_or_create(&path).unwrap();
+        assert_eq!((saved.heartbeat.interval_ms, saved.heartbeat.timeout_ms), (5_004, 5_004), "no update lost");
+        assert_eq!(saved, store.get());
+        let refused = store.update(|c| c.heartbeat.interval_ms = 0);
+        assert!(matches!(refused, Err(ConfigError::Invalid { .. })), "{refused:?}");
+        assert_eq!(store.get().heartbeat.interval_ms, 5_004, "an update that was not saved is not kept");
+    }
+
+    #[test]
     fn server_urls() {
         assert!(validate_server_url("ws://127.0.0.1:8765/").is_ok());
         assert!(validate_server_url("wss://talk.example.com/ws").is_ok());
-        assert!(validate_server_url("http://talk.example.com/").is_err());
-        assert!(validate_server_url("talk.example.com").is_err());
+        assert_eq!(
+            validate_server_url("http://talk.example.com/"),
+            Err(BadServerUrl::WrongScheme { scheme: "http".into() })
+        );
+        assert_eq!(validate_server_url("talk.example.com"), Err(BadServerUrl::NoScheme));
         assert!(validate_server_url("").is_err());
     }
 

@@ -1,24 +1,28 @@
 //! The pieces wired together the one way data flows (DESIGN.md): session → history →
 //! ack → notifier. The headless daemon and the desktop shell both run one `Engine`, so
 //! neither holds connection logic of its own.
+//!
+//! The engine owns the config ([`ConfigStore`]) and every task it starts (a `JoinSet`,
+//! stopped by [`Engine::shutdown`]); the session owns who the user is, and the engine
+//! only keeps the session's word in the config.
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::broadcast::{self, error::RecvError};
-use tokio::task::{AbortHandle, JoinHandle};
-use tokio::time::Instant;
+use tokio::task::{AbortHandle, JoinSet};
 
-use crate::config::{Config, ConfigError, Paths};
+use crate::config::{BadServerUrl, Config, ConfigError, ConfigStore, Paths};
 use crate::history::{History, HistoryError};
 use crate::keyring_wait::{self, Retry};
+use crate::notify::trace::TracingNotifier;
+pub use crate::notify::trace::DELIVERY_TRACE_ENV;
 use crate::notify::{Decision, Notifier, NotifyGate, NotifyHandle, Outcome, DECISIONS_KEPT};
 use crate::protocol::{Token, UserId};
 use crate::secrets::{SecretStore, SecretsError};
 use crate::session::{
-    Credentials, Session, SessionConfig, SessionEvent, SessionHandle, SessionState, SignedOutReason, Start,
+    Credentials, OfflineReason, Session, SessionConfig, SessionEvent, SessionHandle, SessionState, SignedOutReason,
+    Start,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -33,14 +37,18 @@ pub enum EngineError {
     /// reason says how), or the user signed out meanwhile (`None`).
     #[error("{}", .0.as_ref().map_or_else(|| "signed out before the server took the token".to_owned(), |r| r.to_string()))]
     Refused(Option<SignedOutReason>),
+    /// The attempt failed; the reason says how (the session keeps retrying otherwise).
     #[error("could not reach the server: {0}")]
-    Unreachable(String),
+    Unreachable(OfflineReason),
+    /// The session stopped (the engine is shutting down) before the server answered.
+    #[error("could not reach the server: the session has stopped")]
+    Stopped,
     #[error("the server accepted the token but did not say who you are; sign in again with --user-id")]
     NoUserId,
     #[error("no answer from the server within {0:?}")]
     Timeout(Duration),
     #[error("invalid server URL {url:?}: {reason}")]
-    BadServer { url: String, reason: String },
+    BadServer { url: String, reason: BadServerUrl },
 }
 
 /// How long a sign-in may take: a server without a welcome only shows it took the token
@@ -53,10 +61,13 @@ pub struct Engine {
     notify: Option<NotifyHandle>,
     /// What became of each talk's popup: the gate's decisions, or [`Outcome::Off`].
     decisions: broadcast::Sender<Decision>,
-    config: Arc<Mutex<Config>>,
+    config: Arc<ConfigStore>,
     paths: Paths,
     secrets: SecretStore,
-    bridge: JoinHandle<()>,
+    /// Every task the engine starts (the bridge, the daily pruning, the keyring reader,
+    /// the notification gate and, with a trace, its flusher; the wake watch): all
+    /// stopped by [`Engine::shutdown`].
+    tasks: Mutex<JoinSet<()>>,
     /// The task reading the stored token ([`keyring_wait`]), while there is one.
     keyring: Option<AbortHandle>,
 }
@@ -71,43 +82,42 @@ impl Engine {
     /// session waits, signed out. `notifier` is `None` where nothing should pop up (e.g.
     /// while signing in from the command line).
     pub fn start(paths: Paths, notifier: Option<Arc<dyn Notifier>>) -> Result<Engine, EngineError> {
-        let config = Config::load_or_create(&paths.config_file)?;
+        let store = Arc::new(ConfigStore::load_or_create(&paths.config_file)?);
+        let config = store.get();
         let history = Arc::new(History::open(&paths.history_db)?);
         let retention =
             (config.history.max_rows, Duration::from_secs(config.history.max_age_days.saturating_mul(86_400)));
         let mut session_config = SessionConfig::new(config.device_uuid.to_string(), config.timing());
         session_config.client_name = Some(concat!("talkbell/", env!("CARGO_PKG_VERSION")).into());
+        // The session owns who the user is from now on; the config only keeps it.
+        session_config.user_id = config.user_id.clone();
         let start = match &config.server {
             Some(_) => Start::SignedOut(Some(SignedOutReason::ReadingKeyring)),
             None => Start::SignedOut(None),
         };
         let session = Session::spawn_with(session_config, start, history.clone());
+        let mut tasks = JoinSet::new();
         let keyring = config.server.clone().map(|server| {
-            let reader = keyring_wait::spawn(
-                session.clone(),
-                SecretStore::new(),
-                server,
-                config.user_id.clone(),
-                Retry::default(),
-            );
-            reader.abort_handle()
+            tasks.spawn(keyring_wait::read(session.clone(), SecretStore::new(), server, Retry::default()))
         });
         let (decisions, _) = broadcast::channel(DECISIONS_KEPT);
         let notify = notifier
             .filter(|_| config.notifications.enabled)
-            .map(|n| NotifyGate::spawn_publishing(n, config.notify_settings(), decisions.clone()));
-        let trace = notify.as_ref().and_then(|_| DeliveryTrace::from_env());
-        let config = Arc::new(Mutex::new(config));
-        let bridge = tokio::spawn(bridge(
-            session.clone(),
-            notify.clone(),
-            decisions.clone(),
-            config.clone(),
-            paths.clone(),
-            trace,
-        ));
-        tokio::spawn(prune_daily(history.clone(), retention));
-        Ok(Engine { session, history, notify, decisions, config, paths, secrets: SecretStore::new(), bridge, keyring })
+            .map(|n| start_gate(n, &config, decisions.clone(), &mut tasks));
+        tasks.spawn(bridge(session.clone(), notify.clone(), decisions.clone(), store.clone()));
+        tasks.spawn(prune_daily(history.clone(), retention));
+        let tasks = Mutex::new(tasks);
+        Ok(Engine {
+            session,
+            history,
+            notify,
+            decisions,
+            config: store,
+            paths,
+            secrets: SecretStore::new(),
+            tasks,
+            keyring,
+        })
     }
 
     pub fn session(&self) -> &SessionHandle {
@@ -128,8 +138,15 @@ impl Engine {
         self.decisions.subscribe()
     }
 
+    /// The config now (a copy); [`config_store`](Self::config_store) to change it.
     pub fn config(&self) -> Config {
-        self.config.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.config.get()
+    }
+
+    /// The one owner of the config while the engine runs: change it only through
+    /// [`ConfigStore::update`], never by saving the file beside it.
+    pub fn config_store(&self) -> &Arc<ConfigStore> {
+        &self.config
     }
 
     pub fn paths(&self) -> &Paths {
@@ -157,17 +174,15 @@ impl Engine {
                     Ok(SessionEvent::State(state)) => match state {
                         SessionState::Connecting { .. } => started = true,
                         _ if !started => {}
-                        SessionState::Connected { user: Some(user) } => return Ok(user.id),
-                        SessionState::Connected { user: None } => return user_id.clone().ok_or(EngineError::NoUserId),
+                        // Who the session signed in as: the welcome's, else the one given.
+                        SessionState::Connected { .. } => return self.session.user_id().ok_or(EngineError::NoUserId),
                         SessionState::SignedOut { reason } => return Err(EngineError::Refused(reason)),
-                        SessionState::Backoff { reason, .. } => {
-                            return Err(EngineError::Unreachable(reason.to_string()))
-                        }
-                        SessionState::Stopped => return Err(EngineError::Unreachable("stopped".into())),
+                        SessionState::Backoff { reason, .. } => return Err(EngineError::Unreachable(reason)),
+                        SessionState::Stopped => return Err(EngineError::Stopped),
                         SessionState::Authenticating => {}
                     },
                     Ok(_) | Err(RecvError::Lagged(_)) => {}
-                    Err(RecvError::Closed) => return Err(EngineError::Unreachable("stopped".into())),
+                    Err(RecvError::Closed) => return Err(EngineError::Stopped),
                 }
             }
         })
@@ -184,36 +199,46 @@ impl Engine {
             self.session.sign_out();
             return Err(e.into());
         }
-        let mut config = self.config();
-        config.server = Some(server.to_owned());
-        config.user_id = Some(user.clone());
-        config.save(&self.paths.config_file)?;
-        *self.config.lock().unwrap_or_else(|e| e.into_inner()) = config;
+        self.config.update(|c| {
+            c.server = Some(server.to_owned());
+            c.user_id = Some(user.clone());
+        })?;
         Ok(user)
     }
 
-    /// Closes the link and removes the token from the keyring.
+    /// Closes the link, removes the token from the keyring and forgets the user id.
     pub async fn sign_out(&self) -> Result<(), EngineError> {
         self.stop_reading_keyring();
         self.session.sign_out();
-        forget_token(&self.paths).await
+        if let Some(server) = self.config.get().server {
+            delete_token(&server).await?;
+        }
+        self.config.update(|c| c.user_id = None)?;
+        Ok(())
     }
 
     /// New heartbeat timings: saved in the config, used from the next connection.
     pub fn save_heartbeat(&self, interval_ms: u64, timeout_ms: u64) -> Result<(), EngineError> {
-        let mut config = self.config();
-        config.heartbeat.interval_ms = interval_ms;
-        config.heartbeat.timeout_ms = timeout_ms;
-        config.save(&self.paths.config_file)?;
-        self.session.set_timing(config.timing());
-        *self.config.lock().unwrap_or_else(|e| e.into_inner()) = config;
+        let timing = self.config.update(|c| {
+            c.heartbeat.interval_ms = interval_ms;
+            c.heartbeat.timeout_ms = timeout_ms;
+            c.timing()
+        })?;
+        self.session.set_timing(timing);
         Ok(())
     }
 
+    /// Closes the link and stops every task of the engine, the notification gate
+    /// included; returns once they have all ended.
     pub async fn shutdown(&self) {
         self.stop_reading_keyring();
         self.session.shutdown().await;
-        self.bridge.abort();
+        if let Some(n) = &self.notify {
+            n.shutdown();
+        }
+        let mut tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
     }
 
     /// Ends the task reading the stored token, if it still runs. A keyring call it has
@@ -227,72 +252,71 @@ impl Engine {
     /// Reconnects at once after resume from sleep or when the network comes up (logind,
     /// NetworkManager). For the long-running modes; a one-off `login` does without.
     pub fn watch_system(&self) {
-        crate::wake::spawn(self.session.clone());
-    }
-
-    /// The keyring handle, for callers that show the keyring's state.
-    pub fn secrets(&self) -> &SecretStore {
-        &self.secrets
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).spawn(crate::wake::run(self.session.clone()));
     }
 }
 
-/// Removes the configured server's token from the keyring and forgets the user id; no
-/// running session is needed (the `logout` command).
-pub async fn forget_token(paths: &Paths) -> Result<(), EngineError> {
-    let mut config = Config::load_or_create(&paths.config_file)?;
-    if let Some(server) = config.server.clone() {
-        match SecretStore::new().delete(&server).await {
-            Ok(()) | Err(SecretsError::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
+/// Starts the notification gate in `tasks`, around a [`TracingNotifier`] when the
+/// benchmark's delivery trace is asked for ([`DELIVERY_TRACE_ENV`]).
+fn start_gate(
+    notifier: Arc<dyn Notifier>,
+    config: &Config,
+    decisions: broadcast::Sender<Decision>,
+    tasks: &mut JoinSet<()>,
+) -> NotifyHandle {
+    let notifier = match TracingNotifier::from_env(&notifier) {
+        Some(traced) => {
+            tasks.spawn(traced.clone().flush_every());
+            traced
         }
+        None => notifier,
+    };
+    let (handle, gate) = NotifyGate::start(notifier, config.notify_settings(), decisions);
+    tasks.spawn(gate);
+    handle
+}
+
+/// Removes the configured server's token from the keyring and forgets the user id,
+/// with no engine running (the `logout` command); a running engine has
+/// [`Engine::sign_out`].
+pub async fn forget_token(paths: &Paths) -> Result<(), EngineError> {
+    let config = ConfigStore::load_or_create(&paths.config_file)?;
+    if let Some(server) = config.get().server {
+        delete_token(&server).await?;
     }
-    config.user_id = None;
-    config.save(&paths.config_file)?;
+    config.update(|c| c.user_id = None)?;
     Ok(())
 }
 
-/// Follows the session: talks and links coming up go to the notifier; a welcome's user
-/// id is kept. With no notifier, each talk's decision is [`Outcome::Off`]. With a
-/// [`DeliveryTrace`], each talk for the user handed to the notifier is also written there.
+/// Removes `server`'s token from the keyring; none stored is no error.
+async fn delete_token(server: &str) -> Result<(), EngineError> {
+    match SecretStore::new().delete(server).await {
+        Ok(()) | Err(SecretsError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Follows the session: talks go to the notifier; a welcome's user id is kept in the
+/// config. With no notifier, each talk's decision is [`Outcome::Off`].
 async fn bridge(
     session: SessionHandle,
     notify: Option<NotifyHandle>,
     decisions: broadcast::Sender<Decision>,
-    config: Arc<Mutex<Config>>,
-    paths: Paths,
-    mut trace: Option<DeliveryTrace>,
+    config: Arc<ConfigStore>,
 ) {
     let mut events = session.subscribe();
     loop {
-        // Without a trace this is always `None`: no timer, no wake-up.
-        let flush_at = trace.as_ref().and_then(DeliveryTrace::flush_due);
-        let event = tokio::select! {
-            event = events.recv() => event,
-            () = sleep_until_some(flush_at) => {
-                DeliveryTrace::flush_or_end(&mut trace);
-                continue;
-            }
-        };
+        let event = events.recv().await;
         if let (Some(n), Ok(event)) = (&notify, &event) {
             n.session_event(event);
-            if let (Some(t), SessionEvent::Talk { talk, for_me: true, .. }) = (trace.as_mut(), event) {
-                if let Err(e) = t.record(&talk.talk) {
-                    tracing::warn!(error = %e, "delivery trace: cannot write; tracing stops");
-                    trace = None;
-                }
-            }
         } else if let Ok(SessionEvent::Talk { talk, row, for_me, .. }) = &event {
             // No gate to decide: the decision is that notifications are off.
             let _ = decisions.send(Decision { row: *row, talk: talk.clone(), for_me: *for_me, outcome: Outcome::Off });
         }
         match event {
             Ok(SessionEvent::Welcome { user }) => {
-                let mut c = config.lock().unwrap_or_else(|e| e.into_inner());
-                if c.user_id.as_ref() != Some(&user.id) {
-                    c.user_id = Some(user.id);
-                    if let Err(e) = c.save(&paths.config_file) {
-                        tracing::warn!(error = %e, "could not save the user id");
-                    }
+                if let Err(e) = config.update(|c| c.user_id = Some(user.id)) {
+                    tracing::warn!(error = %e, "could not save the user id");
                 }
             }
             Ok(SessionEvent::QueueReset { server, account }) => {
@@ -302,98 +326,13 @@ async fn bridge(
                     "the server lost its queue: talks sent while it was lost may be missing"
                 );
             }
-            Ok(SessionEvent::State(SessionState::Stopped)) | Err(RecvError::Closed) => {
-                DeliveryTrace::flush_or_end(&mut trace);
-                return;
-            }
+            Ok(SessionEvent::State(SessionState::Stopped)) | Err(RecvError::Closed) => return,
             Ok(_) => {}
             Err(RecvError::Lagged(missed)) => {
                 // The talks are in the history; only their popups are lost to the lag.
                 tracing::warn!(missed, "fell behind the session's events");
             }
         }
-    }
-}
-
-/// The environment variable that turns the [`DeliveryTrace`] on: a file path.
-pub const DELIVERY_TRACE_ENV: &str = "TALKBELL_DELIVERY_TRACE";
-
-/// How long a traced line may wait in the buffer.
-const TRACE_FLUSH_EVERY: Duration = Duration::from_millis(100);
-
-/// For benchmarks only (talkbell-bench measures delivery latency with it): when
-/// `TALKBELL_DELIVERY_TRACE=<file>` is set at [`Engine::start`] (and there is a notifier),
-/// the bridge appends one line per talk for the user that it hands to the notifier,
-/// `<unix time in µs>\t<talk text>`, with `\`, tab, CR and LF in the text written as
-/// `\\`, `\t`, `\r` and `\n`. The writer is buffered and flushed at least every 100 ms
-/// while lines wait, and at shutdown (or when dropped). A file that cannot be opened or
-/// written is logged and the trace ends; it never stops the engine. Unset, it costs
-/// nothing: no file, no timer, one `None` check per event.
-struct DeliveryTrace {
-    out: BufWriter<File>,
-    /// Since when written lines wait unflushed.
-    dirty_since: Option<Instant>,
-}
-
-impl DeliveryTrace {
-    fn from_env() -> Option<DeliveryTrace> {
-        let path = std::env::var_os(DELIVERY_TRACE_ENV).filter(|p| !p.is_empty())?;
-        match OpenOptions::new().create(true).append(true).open(&path) {
-            Ok(file) => {
-                tracing::info!(path = %std::path::Path::new(&path).display(), "delivery trace on (benchmarks)");
-                Some(DeliveryTrace { out: BufWriter::with_capacity(64 * 1024, file), dirty_since: None })
-            }
-            Err(e) => {
-                tracing::warn!(path = %std::path::Path::new(&path).display(), error = %e, "delivery trace: cannot open; no trace");
-                None
-            }
-        }
-    }
-
-    /// One line, stamped now.
-    fn record(&mut self, text: &str) -> std::io::Result<()> {
-        let now_us = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros());
-        write!(self.out, "{now_us}\t")?;
-        let mut rest = text;
-        while let Some(i) = rest.find(['\\', '\t', '\r', '\n']) {
-            self.out.write_all(&rest.as_bytes()[..i])?;
-            let escaped: &[u8] = match rest.as_bytes()[i] {
-                b'\\' => b"\\\\",
-                b'\t' => b"\\t",
-                b'\r' => b"\\r",
-                _ => b"\\n",
-            };
-            self.out.write_all(escaped)?;
-            rest = &rest[i + 1..];
-        }
-        self.out.write_all(rest.as_bytes())?;
-        self.out.write_all(b"\n")?;
-        self.dirty_since.get_or_insert_with(Instant::now);
-        Ok(())
-    }
-
-    /// When the waiting lines must be flushed, if any wait.
-    fn flush_due(&self) -> Option<Instant> {
-        self.dirty_since.map(|since| since + TRACE_FLUSH_EVERY)
-    }
-
-    /// Flushes; on an error the trace ends (it is logged, never fatal).
-    fn flush_or_end(trace: &mut Option<DeliveryTrace>) {
-        if let Some(t) = trace {
-            t.dirty_since = None;
-            if let Err(e) = t.out.flush() {
-                tracing::warn!(error = %e, "delivery trace: cannot write; tracing stops");
-                *trace = None;
-            }
-        }
-    }
-}
-
-/// Sleeps until `at`, or forever when there is none.
-async fn sleep_until_some(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 
@@ -409,48 +348,6 @@ async fn prune_daily(history: Arc<History>, (max_rows, max_age): (usize, Duratio
             Ok(Ok(n)) => tracing::info!(removed = n, "history pruned to its retention limits"),
             Ok(Err(e)) => tracing::warn!(error = %e, "could not prune the history"),
             Err(_) => return,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn the_delivery_trace_writes_one_escaped_line_per_talk_and_asks_for_a_flush_within_100_ms() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("trace.tsv");
-        let file = OpenOptions::new().create(true).append(true).open(&path).unwrap();
-        let mut trace = Some(DeliveryTrace { out: BufWriter::new(file), dirty_since: None });
-        let t = trace.as_mut().unwrap();
-        assert_eq!(t.flush_due(), None, "nothing waits: no timer");
-        let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros();
-        t.record("bench 1 1763900000123456").unwrap();
-        t.record("two\tlines\nand a \\ and \r").unwrap();
-        assert_eq!(t.flush_due(), Some(Instant::now() + TRACE_FLUSH_EVERY));
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "", "buffered until the flush");
-        DeliveryTrace::flush_or_end(&mut trace);
-        assert_eq!(trace.as_ref().unwrap().flush_due(), None);
-        let text = std::fs::read_to_string(&path).unwrap();
-        let lines: Vec<(u128, &str)> = text
-            .lines()
-            .map(|l| {
-                let (us, talk) = l.split_once('\t').unwrap();
-                (us.parse().unwrap(), talk)
-            })
-            .collect();
-        assert_eq!(lines.len(), 2, "{text:?}");
-        assert!(lines.iter().all(|(us, _)| *us >= before));
-        assert_eq!(lines[0].1, "bench 1 1763900000123456");
-        assert_eq!(lines[1].1, "two\\tlines\\nand a \\\\ and \\r");
-    }
-
-    #[test]
-    fn without_the_variable_there_is_no_trace() {
-        // The variable is not set in the test environment (and is never set by tests).
-        if std::env::var_os(DELIVERY_TRACE_ENV).is_none() {
-            assert!(DeliveryTrace::from_env().is_none());
         }
     }
 }

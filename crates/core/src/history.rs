@@ -537,16 +537,17 @@ impl History {
         })
     }
 
-    /// Caps the file at `pages` pages, which to SQLite is a full disk. For tests.
-    #[doc(hidden)]
+    /// Caps the file at `pages` pages, which to SQLite is a full disk. For tests (the
+    /// `test-hooks` feature, which core's own tests turn on).
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn set_max_pages_for_test(&self, pages: u32) {
         let _ = self.write(move |c| Ok(c.pragma_update(None, "max_page_count", pages)?));
     }
 
     /// Holds a write transaction open on the writer thread for `hold` (a row inserted and
     /// not committed, then rolled back), as a slow commit would. Returns once it is open.
-    /// For tests.
-    #[doc(hidden)]
+    /// For tests (the `test-hooks` feature).
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn hold_write_for_test(&self, hold: Duration) -> Result<(), HistoryError> {
         let (open_tx, open_rx) = sync_channel(1);
         self.writer.submit(Box::new(move |c| {
@@ -716,7 +717,13 @@ fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HistoryEntry> {
 }
 
 fn store_error(e: HistoryError) -> StoreError {
-    StoreError(e.to_string())
+    match e {
+        HistoryError::DiskFull => StoreError::DiskFull,
+        HistoryError::Busy => StoreError::Busy,
+        HistoryError::Corrupt(detail) => StoreError::Corrupt { detail },
+        HistoryError::WriterGone => StoreError::Stopped,
+        other => StoreError::Other { detail: other.to_string() },
+    }
 }
 
 /// The session's side. Every call runs on the writer thread (a cursor read there sees

@@ -36,9 +36,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::protocol::{Token, UserId};
+use crate::protocol::Token;
 use crate::secrets::{SecretStore, SecretsError};
-use crate::session::{Credentials, KeyringAnswer, SessionHandle, SessionState, SignedOutReason};
+use crate::session::{Credentials, KeyringAnswer, SessionHandle, SessionNow, SignedOutReason};
 
 /// How long a question to the session bus may take (connecting, `SearchItems`).
 const BUS_WAIT: Duration = Duration::from_secs(10);
@@ -67,25 +67,22 @@ impl Retry {
 
 /// Starts reading the token for `server` from `store` (see the module doc) on the current
 /// tokio runtime. `session` should be signed out for a keyring reason (e.g. started with
-/// [`SignedOutReason::ReadingKeyring`]); otherwise the task ends at once. `user_id` goes
-/// with the token into the credentials.
-pub fn spawn(
-    session: SessionHandle,
-    store: SecretStore,
-    server: String,
-    user_id: Option<UserId>,
-    retry: Retry,
-) -> JoinHandle<()> {
-    let states = session.watch_state();
-    let reader = Reader { session, store, server, user_id, retry, told: None };
-    tokio::spawn(reader.run(states))
+/// [`SignedOutReason::ReadingKeyring`]); otherwise the task ends at once. The token goes
+/// to the session with the session's own user id ([`SessionHandle::user_id`]).
+pub fn spawn(session: SessionHandle, store: SecretStore, server: String, retry: Retry) -> JoinHandle<()> {
+    tokio::spawn(read(session, store, server, retry))
+}
+
+/// What [`spawn`] runs, for a caller that owns its tasks (the engine's `JoinSet`).
+pub async fn read(session: SessionHandle, store: SecretStore, server: String, retry: Retry) {
+    let states = session.watch();
+    Reader { session, store, server, retry, told: None }.run(states).await
 }
 
 struct Reader {
     session: SessionHandle,
     store: SecretStore,
     server: String,
-    user_id: Option<UserId>,
     retry: Retry,
     /// The reason last handed to the session (and logged).
     told: Option<SignedOutReason>,
@@ -106,7 +103,7 @@ enum Wake {
 }
 
 impl Reader {
-    async fn run(mut self, mut states: watch::Receiver<SessionState>) {
+    async fn run(mut self, mut states: watch::Receiver<SessionNow>) {
         let mut watch = platform::Watch::open().await;
         let mut failures = 0u32;
         loop {
@@ -174,7 +171,7 @@ impl Reader {
 
     fn hand_over(&self, token: Token) {
         tracing::info!("the token is read from the keyring: connecting");
-        let credentials = Credentials { server: self.server.clone(), token, user_id: self.user_id.clone() };
+        let credentials = Credentials { server: self.server.clone(), token, user_id: self.session.user_id() };
         self.session.keyring_answer(KeyringAnswer::Token(credentials));
     }
 
@@ -205,8 +202,8 @@ fn outcome_of(read: Result<Token, SecretsError>) -> Outcome {
 }
 
 /// Resolves once the session is no longer signed out for a keyring reason (or is gone).
-async fn left_keyring_wait(states: &mut watch::Receiver<SessionState>) {
-    let _ = states.wait_for(|s| !s.waiting_for_keyring()).await;
+async fn left_keyring_wait(states: &mut watch::Receiver<SessionNow>) {
+    let _ = states.wait_for(|now| !now.state.waiting_for_keyring()).await;
 }
 
 /// What the search that never prompts says about the stored item.

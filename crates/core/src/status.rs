@@ -5,9 +5,10 @@
 //! state in `status.json` in the data dir: one task follows the session's state watch
 //! and rewrites the file (a private temporary file renamed over it) at every change.
 //! [`read`] believes that file only while the lock is held, by the process the file
-//! names, so a file left behind by a crash is never taken for a running app. The server
-//! and the user come from the config file, and the unread count from the history,
-//! whether or not anything runs.
+//! names, so a file left behind by a crash is never taken for a running app. The user is
+//! the running session's (it owns that fact, and publishes it in the file), else the
+//! config file's; the server comes from the config file, and the unread count (for that
+//! user) from the history, whether or not anything runs.
 //!
 //! The file lives beside the lock rather than in `$XDG_RUNTIME_DIR`: the data dir is what
 //! names a profile (the runtime dir would need a name derived from its path), it exists
@@ -27,7 +28,7 @@ use crate::config::{Config, ConfigError, Paths};
 use crate::history::{History, HistoryError};
 use crate::instance::{self, Holder, InstanceError, Occupant};
 use crate::protocol::UserId;
-use crate::session::{SessionHandle, SessionState, SignedOutReason};
+use crate::session::{SessionHandle, SessionNow, SessionState, SignedOutReason};
 
 mod words;
 pub use words::{describe, event_line, log_line, seconds_until, Description, Facts};
@@ -135,7 +136,7 @@ pub struct Published {
     pub reason_kind: Option<ReasonKind>,
     /// When the next attempt is due (ms since the Unix epoch), while offline.
     pub retry_at_ms: Option<u64>,
-    /// Who the server says the user is, while connected.
+    /// Who the session says the user is ([`SessionNow::user`]).
     pub user_id: Option<String>,
     pub user_name: Option<String>,
     /// When this was written (ms since the Unix epoch).
@@ -162,6 +163,12 @@ impl Published {
             user_name: person.map(|p| p.name.clone()),
             updated_at_ms: ms_since_epoch(SystemTime::now()),
         }
+    }
+
+    /// What the session publishes now: its state, and its user even when not connected.
+    pub fn of_now(now: &SessionNow, process: Holder) -> Published {
+        let published = Published::of(&now.state, process);
+        Published { user_id: now.user.as_ref().map(UserId::to_string).or(published.user_id.clone()), ..published }
     }
 }
 
@@ -210,14 +217,19 @@ pub fn read(paths: &Paths) -> Result<Snapshot, StatusError> {
     let occupant = instance::occupant(paths)?;
     let config = read_config(&paths.config_file)?;
     let server = config.as_ref().and_then(|c| c.server.clone());
-    let user_id = config.as_ref().and_then(|c| c.user_id.clone());
-    let unread = unread(&paths.history_db, user_id.as_ref())?;
     let (process, published) = match occupant {
         Occupant::Nobody | Occupant::Unknown => (None, None),
         Occupant::Process(holder) => {
             (Some(holder), read_published(&status_path(paths))?.filter(|p| p.process == holder))
         }
     };
+    // The running session's user, else the config's: the unread count is theirs.
+    let user_id = published
+        .as_ref()
+        .and_then(|p| p.user_id.clone())
+        .map(UserId::new)
+        .or_else(|| config.as_ref().and_then(|c| c.user_id.clone()));
+    let unread = unread(&paths.history_db, user_id.as_ref())?;
     let running = !matches!(occupant, Occupant::Nobody);
     Ok(Snapshot::assemble(running, process, published, server, user_id.map(|id| id.to_string()), unread))
 }
@@ -292,12 +304,13 @@ fn status_path(paths: &Paths) -> PathBuf {
 /// profile's lock) until the session stops. Writes happen one at a time, off the async
 /// threads; one that fails is logged and the next state is tried again.
 pub fn spawn_publisher(session: &SessionHandle, paths: &Paths, process: Holder) -> JoinHandle<()> {
-    let mut states = session.watch_state();
+    let mut states = session.watch();
     let path = status_path(paths);
     tokio::spawn(async move {
         loop {
-            let state = states.borrow_and_update().clone();
-            let published = Published::of(&state, process);
+            let now = states.borrow_and_update().clone();
+            let state = now.state.clone();
+            let published = Published::of_now(&now, process);
             let target = path.clone();
             match tokio::task::spawn_blocking(move || write_atomically(&target, &published)).await {
                 Ok(Ok(())) => {}

@@ -27,15 +27,17 @@ pub enum Wake {
 /// Watches the system bus (`DBUS_SYSTEM_BUS_ADDRESS` if set) for as long as the session
 /// lives.
 pub fn spawn(session: SessionHandle) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        match Connection::system().await {
-            Ok(bus) => watch(bus, session).await,
-            Err(e) => tracing::info!(
-                error = %e,
-                "no system D-Bus: sleep and network changes are noticed by the heartbeat only"
-            ),
+    tokio::spawn(run(session))
+}
+
+/// What [`spawn`] runs, for a caller that owns its tasks (the engine's `JoinSet`).
+pub async fn run(session: SessionHandle) {
+    match Connection::system().await {
+        Ok(bus) => watch(bus, session).await,
+        Err(e) => {
+            tracing::info!(error = %e, "no system D-Bus: sleep and network changes are noticed by the heartbeat only")
         }
-    })
+    }
 }
 
 async fn signals(
@@ -94,14 +96,14 @@ impl Watcher {
                 tracing::info!(service = name, "not on the system bus: {what} is noticed by the heartbeat only");
             }
         }
-        let mut states = session.watch_state();
+        let mut states = session.watch();
         let mut wakes = Wakes::default();
         loop {
             let signal = tokio::select! {
                 Some(Ok(msg)) = self.sleep.next() => msg.body().deserialize::<bool>().ok().map(Signal::PrepareForSleep),
                 Some(Ok(msg)) = self.network.next() => msg.body().deserialize::<u32>().ok().map(Signal::NetworkState),
                 changed = states.changed() => {
-                    if changed.is_err() || *states.borrow() == crate::session::SessionState::Stopped {
+                    if changed.is_err() || states.borrow().state == crate::session::SessionState::Stopped {
                         return;
                     }
                     None

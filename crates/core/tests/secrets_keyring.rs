@@ -25,7 +25,7 @@ use talkbell_core::instance::{Holder, ProcessKind};
 use talkbell_core::keyring_wait::{self, Retry};
 use talkbell_core::protocol::{Token, UserId};
 use talkbell_core::secrets::{SecretStore, SecretsError, SERVICE};
-use talkbell_core::session::{Session, SessionHandle, SessionState, SignedOutReason, Start, Timing};
+use talkbell_core::session::{Session, SessionConfig, SessionHandle, SessionState, SignedOutReason, Start, Timing};
 use talkbell_core::status::{Published, ReasonKind, StateKind};
 use talkbell_testkit::desktop::require_session;
 use tokio::sync::{mpsc, RwLock};
@@ -373,8 +373,9 @@ const READING: &str = "asking the keyring for the token";
 /// A session signed out while the keyring is read, and the reader with `retry`.
 fn session_and_reader(server: &Scripted, retry: Retry) -> (SessionHandle, tokio::task::JoinHandle<()>) {
     let start = Start::SignedOut(Some(SignedOutReason::ReadingKeyring));
-    let session = Session::spawn_with(config(Timing::default()), start, Arc::new(MemStore::default()));
-    let reader = keyring_wait::spawn(session.clone(), store(), server.url(), Some(UserId::from(1)), retry);
+    let config = SessionConfig { user_id: Some(UserId::from(1)), ..config(Timing::default()) };
+    let session = Session::spawn_with(config, start, Arc::new(MemStore::default()));
+    let reader = keyring_wait::spawn(session.clone(), store(), server.url(), retry);
     (session, reader)
 }
 

@@ -8,9 +8,10 @@ use std::time::Duration;
 use futures_util::SinkExt;
 use serde_json::Value;
 use support::*;
-use talkbell_core::protocol::{Person, ProtocolError, Seq};
+use talkbell_core::protocol::{Person, ProtocolError, Seq, UserId};
 use talkbell_core::session::{
-    KeyringAnswer, OfflineReason, Session, SessionEvent, SessionState, SignedOutReason, Start,
+    KeyringAnswer, OfflineReason, Session, SessionConfig, SessionEvent, SessionState, SignedOutReason, Start,
+    StoreError,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
@@ -428,11 +429,29 @@ async fn a_welcome_names_the_user_and_sets_the_heartbeat() {
         SessionState::Connected { user: Some(user) } => assert_eq!(user.name, "wang1"),
         other => panic!("{other:?}"),
     }
+    // The session owns who the user is, and publishes it beside the state.
+    assert_eq!(session.user_id(), Some(UserId::from(1)));
+    assert_eq!(session.watch().borrow().user, Some(UserId::from(1)));
     let started = Instant::now();
     let (probe, at) = seen.recv().await.unwrap();
     assert_eq!(probe, "online");
     // The server's 1.5 s interval, not the configured 0.3 s.
     assert!(at - started >= Duration::from_millis(1000), "{:?}", at - started);
+    session.sign_out();
+    wait_state(&session, |s| matches!(s, SessionState::SignedOut { .. })).await;
+    assert_eq!(session.user_id(), None, "signed out by the user: nobody");
+    session.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_session_starts_with_the_configured_user_and_credentials_replace_it() {
+    let configured = SessionConfig { user_id: Some(UserId::from(7)), ..config(fast_timing()) };
+    let session = Session::spawn(configured, None, Arc::new(MemStore::default()));
+    assert_eq!(session.user_id(), Some(UserId::from(7)));
+    // Not a server: the attempt fails, but the credentials name the user at once.
+    session.set_credentials(creds("ws://127.0.0.1:9/", Some(3)));
+    wait_state(&session, |s| matches!(s, SessionState::Connecting { .. } | SessionState::Backoff { .. })).await;
+    assert_eq!(session.user_id(), Some(UserId::from(3)));
     session.shutdown().await;
 }
 
@@ -457,7 +476,8 @@ async fn a_talk_that_cannot_be_stored_is_not_acked_and_comes_again() {
         _ => None,
     })
     .await;
-    assert!(error.contains("disk full"));
+    assert_eq!(error, StoreError::DiskFull);
+    assert!(error.to_string().contains("disk is full"), "{error}");
     *store.fail.lock().unwrap() = false;
     let talk = wait_event(&mut events, |e| match e {
         SessionEvent::Talk { talk, .. } => Some(talk.talk.clone()),

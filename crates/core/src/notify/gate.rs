@@ -142,12 +142,23 @@ impl NotifyGate {
         settings: NotifySettings,
         decisions: broadcast::Sender<Decision>,
     ) -> NotifyHandle {
+        let (handle, task) = NotifyGate::start(notifier, settings, decisions);
+        tokio::spawn(task);
+        handle
+    }
+
+    /// The gate's handle and its task, publishing on `decisions`, for a caller that runs
+    /// (and owns) the task itself, as the engine does in its `JoinSet`.
+    pub fn start(
+        notifier: Arc<dyn Notifier>,
+        settings: NotifySettings,
+        decisions: broadcast::Sender<Decision>,
+    ) -> (NotifyHandle, impl std::future::Future<Output = ()> + Send + 'static) {
         let (tx, rx) = mpsc::unbounded_channel();
         let stats = Arc::new(Mutex::new(NotifyStats::default()));
         let task =
             Task { rx, notifier, policy: Policy::new(settings), stats: stats.clone(), decisions: decisions.clone() };
-        tokio::spawn(task.run());
-        NotifyHandle { tx, stats, decisions }
+        (NotifyHandle { tx, stats, decisions }, task.run())
     }
 }
 
@@ -246,6 +257,9 @@ impl Task {
             match cmd {
                 None | Some(None) => break,
                 Some(Some(Command::Talk { talk, row, for_me, replay })) => {
+                    if for_me {
+                        self.notifier.handed(&talk);
+                    }
                     let heard = Heard { talk: &talk, row, for_me, replay };
                     let (outcome, out) = self.policy.on_talk(Instant::now(), SystemTime::now(), heard);
                     // Nobody listening (the daemon) is no error.

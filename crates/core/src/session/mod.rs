@@ -3,7 +3,9 @@
 //! [`Session::spawn`] starts the task and returns a [`SessionHandle`]; the handle is the
 //! only way to talk to it, so there is never a second path that opens a socket and never
 //! more than one attempt in flight. Every state change is a [`SessionEvent::State`] on a
-//! broadcast channel and the current state is always readable from the handle. A talk is
+//! broadcast channel, and the current state is always readable from the handle, with who
+//! the signed-in user is ([`SessionNow`]): the session owns that fact, and the engine,
+//! the sign-in and the unread counts read it from here. A talk is
 //! handed to the [`TalkStore`] before it is acked and before any event about it is sent,
 //! so nothing is shown that is not stored.
 
@@ -100,10 +102,27 @@ pub enum Stored {
     Duplicate,
 }
 
-/// A store that could not store. The talk is then not acked, so the server keeps it.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct StoreError(pub String);
+/// Why a store could not store (or read a cursor). The talk is then not acked, so the
+/// server keeps it. `Display` says what to do about it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No space left: nothing more can be stored until some is freed.
+    #[error("the disk is full: the history cannot grow (free some space; nothing stored so far is lost)")]
+    DiskFull,
+    /// Another process holds the store's lock: retried with the next link.
+    #[error("the history is busy in another process; try again")]
+    Busy,
+    /// The store's file is damaged.
+    #[error("the history file is damaged: {detail}")]
+    Corrupt { detail: String },
+    /// The store stopped working (its writer is gone): restart Talkbell.
+    #[error("the history has stopped: restart Talkbell")]
+    Stopped,
+    /// Any other failure, as the store reported it.
+    #[error("the history failed: {detail}")]
+    Other { detail: String },
+}
 
 /// Timings of PROTOCOL.md §4.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,6 +173,9 @@ pub struct SessionConfig {
     pub jitter_seed: Option<u64>,
     /// The roots TLS trusts and the proxies (the system's and the environment's).
     pub transport: Transport,
+    /// Who signed in last (the config's user id): the session's user until credentials
+    /// or a welcome say otherwise, or a sign-out. `None` in [`SessionConfig::new`].
+    pub user_id: Option<UserId>,
 }
 
 impl SessionConfig {
@@ -165,6 +187,7 @@ impl SessionConfig {
             client_name: Some(concat!("talkbell/", env!("CARGO_PKG_VERSION")).to_owned()),
             jitter_seed: None,
             transport: Transport::from_env(),
+            user_id: None,
         }
     }
 }
@@ -186,6 +209,17 @@ pub enum SessionState {
     Backoff { attempt: u32, delay: Duration, until: std::time::SystemTime, reason: OfflineReason },
     /// Shut down for good.
     Stopped,
+}
+
+/// What the session publishes at every change ([`SessionHandle::watch`]): its state, and
+/// who the signed-in user is, so that nobody else keeps a user id of their own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionNow {
+    pub state: SessionState,
+    /// Who the session signs in as: the server's welcome, else the credentials' user id
+    /// (at start [`SessionConfig::user_id`]). `None`: not known yet (a first sign-in
+    /// without a user id, before the welcome), or signed out by the user.
+    pub user: Option<UserId>,
 }
 
 /// Everything the session tells its subscribers.
@@ -223,7 +257,7 @@ pub enum SessionEvent {
     },
     /// A talk could not be stored; it was not acked and the link is reconnected.
     StoreFailed {
-        error: String,
+        error: StoreError,
     },
     /// The server said who we are.
     Welcome {
@@ -306,7 +340,7 @@ pub(crate) type SharedStats = Arc<Mutex<SessionStats>>;
 pub struct SessionHandle {
     commands: mpsc::UnboundedSender<Command>,
     events: broadcast::Sender<SessionEvent>,
-    state: watch::Receiver<SessionState>,
+    now: watch::Receiver<SessionNow>,
     stats: SharedStats,
 }
 
@@ -345,14 +379,19 @@ impl Session {
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let first = match &start {
-            Start::SignedIn(_) => SessionState::SignedOut { reason: None },
-            Start::SignedOut(reason) => SessionState::SignedOut { reason: reason.clone() },
+            Start::SignedIn(c) => SessionNow {
+                state: SessionState::SignedOut { reason: None },
+                user: c.user_id.clone().or_else(|| config.user_id.clone()),
+            },
+            Start::SignedOut(reason) => {
+                SessionNow { state: SessionState::SignedOut { reason: reason.clone() }, user: config.user_id.clone() }
+            }
         };
-        let (state_tx, state) = watch::channel(first);
+        let (now_tx, now) = watch::channel(first);
         let stats = SharedStats::default();
-        let task = task::SessionTask::new(config, start, store, command_rx, events.clone(), state_tx, stats.clone());
+        let task = task::SessionTask::new(config, start, store, command_rx, events.clone(), now_tx, stats.clone());
         tokio::spawn(task.run());
-        SessionHandle { commands, events, state, stats }
+        SessionHandle { commands, events, now, stats }
     }
 }
 
@@ -364,12 +403,17 @@ impl SessionHandle {
 
     /// The state now.
     pub fn state(&self) -> SessionState {
-        self.state.borrow().clone()
+        self.now.borrow().state.clone()
     }
 
-    /// A receiver that sees every latest state; handy to wait for one.
-    pub fn watch_state(&self) -> watch::Receiver<SessionState> {
-        self.state.clone()
+    /// Who the signed-in user is now (see [`SessionNow::user`]).
+    pub fn user_id(&self) -> Option<UserId> {
+        self.now.borrow().user.clone()
+    }
+
+    /// A receiver that sees every latest state and user; handy to wait for one.
+    pub fn watch(&self) -> watch::Receiver<SessionNow> {
+        self.now.clone()
     }
 
     pub fn stats(&self) -> SessionStats {
@@ -421,10 +465,10 @@ impl SessionHandle {
 
     /// Waits until `pred` holds for the state, or the session stops.
     pub async fn wait_for(&self, pred: impl Fn(&SessionState) -> bool) -> SessionState {
-        let mut rx = self.state.clone();
-        let result = rx.wait_for(|s| pred(s) || *s == SessionState::Stopped).await;
+        let mut rx = self.now.clone();
+        let result = rx.wait_for(|n| pred(&n.state) || n.state == SessionState::Stopped).await;
         match result {
-            Ok(state) => state.clone(),
+            Ok(now) => now.state.clone(),
             Err(_) => SessionState::Stopped,
         }
     }

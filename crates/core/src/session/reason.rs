@@ -14,6 +14,8 @@
 
 use std::time::Duration;
 
+use super::StoreError;
+
 /// Why the last attempt failed or the last link ended.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -76,8 +78,8 @@ pub enum OfflineReason {
     #[error("refused a message of {size} bytes (limit {limit})")]
     Oversized { size: usize, limit: usize },
     /// The history could not store a talk or be read for the hello.
-    #[error("the history cannot be used: {detail}")]
-    History { detail: String },
+    #[error("the history cannot be used: {0}")]
+    History(StoreError),
 }
 
 /// Why a certificate is not trusted.

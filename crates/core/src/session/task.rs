@@ -2,6 +2,7 @@
 //!
 //! `run` is the one `match` over [`Phase`]; each arm publishes its state and returns the
 //! next phase. Only [`Phase::Linked`] holds a socket, so only one can exist at a time.
+//! A command is handled in one place, `on_command`, whatever the phase it arrives in.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -18,8 +19,8 @@ use super::backoff::Backoff;
 use super::connector::{self, ConnectError, Ws};
 use super::reason::{OfflineReason, Refusal, SignedOutReason};
 use super::{
-    Command, Credentials, Cursor, Inbound, KeyringAnswer, SessionConfig, SessionError, SessionEvent, SessionState,
-    SharedStats, Start, StoreError, Stored, TalkStore, Timing,
+    Command, Credentials, Cursor, Inbound, KeyringAnswer, SessionConfig, SessionError, SessionEvent, SessionNow,
+    SessionState, SharedStats, Start, StoreError, Stored, TalkStore, Timing,
 };
 use crate::protocol::{
     ClientFrame, HeartbeatHint, Hello, Person, ProtocolError, Seq, ServerFrame, TalkMessage, UserId, Welcome,
@@ -66,6 +67,27 @@ enum LinkEnd {
     Then(Phase),
 }
 
+/// Where a command arrives ([`SessionTask::on_command`]).
+#[derive(Clone, Copy)]
+enum At<'a> {
+    SignedOut(Option<&'a SignedOutReason>),
+    /// Opening attempt n.
+    Connecting(u32),
+    /// Waiting after failed attempt n.
+    Backoff(u32),
+    Linked,
+}
+
+/// What a command leads to.
+enum Handled {
+    /// The phase goes on.
+    Stay,
+    /// The phase ends (a link is closed first); this one follows.
+    Then(Phase),
+    /// A talk to send on the link (only [`At::Linked`] gives one).
+    Send { to: Person, text: String, done: oneshot::Sender<Result<(), SessionError>> },
+}
+
 pub(crate) struct SessionTask {
     config: SessionConfig,
     /// How the task starts; taken by `run`.
@@ -74,7 +96,8 @@ pub(crate) struct SessionTask {
     store: Arc<dyn TalkStore>,
     commands: mpsc::UnboundedReceiver<Command>,
     events: broadcast::Sender<SessionEvent>,
-    state: watch::Sender<SessionState>,
+    /// The state and the user, as published; `user` is owned here.
+    now: watch::Sender<SessionNow>,
     stats: SharedStats,
     backoff: Backoff,
     /// Who the server said we are on the current link.
@@ -94,7 +117,7 @@ impl SessionTask {
         store: Arc<dyn TalkStore>,
         commands: mpsc::UnboundedReceiver<Command>,
         events: broadcast::Sender<SessionEvent>,
-        state: watch::Sender<SessionState>,
+        now: watch::Sender<SessionNow>,
         stats: SharedStats,
     ) -> Self {
         let t = config.timing;
@@ -106,7 +129,7 @@ impl SessionTask {
             store,
             commands,
             events,
-            state,
+            now,
             stats,
             backoff,
             welcomed: None,
@@ -118,10 +141,7 @@ impl SessionTask {
 
     pub(crate) async fn run(mut self) {
         let mut phase = match self.start.take() {
-            Some(Start::SignedIn(c)) => {
-                self.credentials = Some(c);
-                Phase::Connecting { attempt: 1 }
-            }
+            Some(Start::SignedIn(c)) => self.sign_in(c),
             Some(Start::SignedOut(reason)) => Phase::SignedOut { reason },
             None => Phase::SignedOut { reason: None },
         };
@@ -164,8 +184,24 @@ impl SessionTask {
 
     fn publish(&mut self, state: SessionState) {
         self.log(&state);
-        self.state.send_replace(state.clone());
+        self.now.send_modify(|now| now.state = state.clone());
         self.emit(SessionEvent::State(state));
+    }
+
+    /// Who the user is now; readers see it at once, beside the state.
+    fn set_user(&mut self, user: Option<UserId>) {
+        self.now.send_if_modified(|now| {
+            let changed = now.user != user;
+            now.user = user;
+            changed
+        });
+    }
+
+    /// Signs in with `credentials`: they name the user (or none yet, until the welcome).
+    fn sign_in(&mut self, credentials: Credentials) -> Phase {
+        self.set_user(credentials.user_id.clone());
+        self.credentials = Some(credentials);
+        Phase::Connecting { attempt: 1 }
     }
 
     /// One warning per offline reason: the attempts after it that fail the same way (a
@@ -205,33 +241,66 @@ impl SessionTask {
         f(&mut self.stats.lock().unwrap_or_else(|e| e.into_inner()));
     }
 
-    /// What a command does when no link is up. `None`: stay in the current phase.
-    fn command_offline(&mut self, cmd: Option<Command>, attempt: Option<u32>) -> Option<Phase> {
+    /// What a command does, written once for every phase (`at`). Only a link can send a
+    /// talk ([`Handled::Send`]); everywhere else a talk is answered "not connected".
+    fn on_command(&mut self, cmd: Option<Command>, at: At<'_>) -> Handled {
         match cmd {
             // Every handle is gone: nobody can ever ask for anything again.
-            None => Some(Phase::Stopped),
+            None => Handled::Then(Phase::Stopped),
             Some(Command::Shutdown { done }) => {
                 self.stopping.push(done);
-                Some(Phase::Stopped)
+                Handled::Then(Phase::Stopped)
             }
-            Some(Command::SetCredentials(c)) => {
-                self.credentials = Some(c);
-                Some(Phase::Connecting { attempt: 1 })
+            Some(Command::SetCredentials(c)) => Handled::Then(self.sign_in(c)),
+            Some(Command::SignOut) => {
+                self.set_user(None);
+                Handled::Then(Phase::SignedOut { reason: None })
             }
-            Some(Command::SignOut) => Some(Phase::SignedOut { reason: None }),
             Some(Command::SetTiming(t)) => {
                 self.set_timing(t);
-                None
+                Handled::Stay
             }
-            Some(Command::SendTalk { done, .. }) => {
-                let _ = done.send(Err(SessionError::NotConnected));
-                None
+            Some(Command::SendTalk { to, text, done }) => match at {
+                At::Linked => Handled::Send { to, text, done },
+                _ => {
+                    let _ = done.send(Err(SessionError::NotConnected));
+                    Handled::Stay
+                }
+            },
+            Some(Command::ReconnectNow) => match at {
+                // A rejected token must not be retried on its own: signed out stays so.
+                At::SignedOut(_) => Handled::Stay,
+                // A wake from sleep or the network back starts the attempt afresh: one
+                // begun before a suspend may hang until its timeout.
+                At::Connecting(attempt) => Handled::Then(Phase::Connecting { attempt }),
+                At::Backoff(attempt) => Handled::Then(Phase::Connecting { attempt: attempt + 1 }),
+                At::Linked => Handled::Then(Phase::Connecting { attempt: 1 }),
+            },
+            Some(Command::FromKeyring(answer)) => match at {
+                At::SignedOut(reason) => self.on_keyring_answer(answer, reason),
+                // Credentials are set since the engine began reading the keyring: the
+                // user's win over the stored ones.
+                _ => Handled::Stay,
+            },
+        }
+    }
+
+    /// The engine's keyring reader answered while signed out for `reason`. It counts only
+    /// while that is a keyring reason: a sign-in, a sign-out or the server's refusal
+    /// since the reader began wins over it.
+    fn on_keyring_answer(&mut self, answer: KeyringAnswer, reason: Option<&SignedOutReason>) -> Handled {
+        if !reason.is_some_and(SignedOutReason::is_keyring) {
+            tracing::debug!("an answer from the keyring came after a sign-in or sign-out: ignored");
+            return Handled::Stay;
+        }
+        match answer {
+            KeyringAnswer::Token(c) => Handled::Then(self.sign_in(c)),
+            KeyringAnswer::Missing => Handled::Then(Phase::SignedOut { reason: None }),
+            KeyringAnswer::Unreadable(why) if Some(&why) != reason => {
+                Handled::Then(Phase::SignedOut { reason: Some(why) })
             }
-            // Only a backoff wait can be skipped; signed out stays signed out.
-            Some(Command::ReconnectNow) => attempt.map(|a| Phase::Connecting { attempt: a + 1 }),
-            // Credentials are set (or were refused) since the engine began reading the
-            // keyring: theirs win. Signed out, `wait_signed_out` takes the answer first.
-            Some(Command::FromKeyring(_)) => None,
+            // The same reason again: nothing changes, nothing is published.
+            KeyringAnswer::Unreadable(_) => Handled::Stay,
         }
     }
 
@@ -240,32 +309,11 @@ impl SessionTask {
         self.backoff = Backoff::new(t.backoff_min, t.backoff_max, self.config.jitter_seed);
     }
 
-    /// Signed out for `reason`. Only while that is a keyring reason does an answer from
-    /// the engine's keyring reader count: a sign-in, a sign-out or the server's refusal
-    /// since then wins over it.
+    /// Signed out for `reason`, until a command moves on.
     async fn wait_signed_out(&mut self, reason: Option<SignedOutReason>) -> Phase {
-        let for_keyring = reason.as_ref().is_some_and(SignedOutReason::is_keyring);
         loop {
             let cmd = self.commands.recv().await;
-            if let Some(Command::FromKeyring(answer)) = cmd {
-                if !for_keyring {
-                    tracing::debug!("an answer from the keyring came after a sign-in or sign-out: ignored");
-                    continue;
-                }
-                match answer {
-                    KeyringAnswer::Token(c) => {
-                        self.credentials = Some(c);
-                        return Phase::Connecting { attempt: 1 };
-                    }
-                    KeyringAnswer::Missing => return Phase::SignedOut { reason: None },
-                    KeyringAnswer::Unreadable(why) if Some(&why) != reason.as_ref() => {
-                        return Phase::SignedOut { reason: Some(why) }
-                    }
-                    // The same reason again: nothing changes, nothing is published.
-                    KeyringAnswer::Unreadable(_) => continue,
-                }
-            }
-            if let Some(next) = self.command_offline(cmd, None) {
+            if let Handled::Then(next) = self.on_command(cmd, At::SignedOut(reason.as_ref())) {
                 return next;
             }
         }
@@ -279,7 +327,7 @@ impl SessionTask {
             tokio::select! {
                 _ = sleep_until(wake) => return Phase::Connecting { attempt: attempt + 1 },
                 cmd = self.commands.recv() => {
-                    if let Some(next) = self.command_offline(cmd, Some(attempt)) {
+                    if let Handled::Then(next) = self.on_command(cmd, At::Backoff(attempt)) {
                         return next;
                     }
                 }
@@ -308,12 +356,7 @@ impl SessionTask {
                     Err(ConnectError::Failed(reason)) => Phase::Backoff { attempt, reason },
                 },
                 cmd = self.commands.recv() => {
-                    // A "reconnect now" (a wake from sleep, the network back) starts the
-                    // attempt afresh: one begun before a suspend may hang until its timeout.
-                    if matches!(cmd, Some(Command::ReconnectNow)) {
-                        return Phase::Connecting { attempt };
-                    }
-                    if let Some(next) = self.command_offline(cmd, None) {
+                    if let Handled::Then(next) = self.on_command(cmd, At::Connecting(attempt)) {
                         return next;
                     }
                 }
@@ -321,11 +364,9 @@ impl SessionTask {
         }
     }
 
-    fn user_id(&self) -> Option<&UserId> {
-        match &self.welcomed {
-            Some(p) => Some(&p.id),
-            None => self.credentials.as_ref().and_then(|c| c.user_id.as_ref()),
-        }
+    /// Who the session signs in as ([`SessionNow::user`]).
+    fn user_id(&self) -> Option<UserId> {
+        self.now.borrow().user.clone()
     }
 
     /// The life of one socket: hello, heartbeat, frames, commands.
@@ -363,7 +404,7 @@ impl SessionTask {
             Ok(cursor) => cursor,
             Err(e) => {
                 close(ws, CloseCode::Away, self.config.timing.close_timeout).await;
-                return Err(LinkEnd::Failed(OfflineReason::History { detail: e.to_string() }));
+                return Err(LinkEnd::Failed(OfflineReason::History(e)));
             }
         };
         let epoch = cursor.as_ref().and_then(|c| c.epoch.clone());
@@ -442,36 +483,27 @@ impl SessionTask {
 
     /// A command while the link is up. `Some`: the link ends.
     async fn on_link_command(&mut self, ws: &mut Ws, cmd: Option<Command>, link: &Link) -> Option<LinkEnd> {
-        let next = match cmd {
-            None => Phase::Stopped,
-            Some(Command::Shutdown { done }) => {
-                self.stopping.push(done);
-                Phase::Stopped
+        match self.on_command(cmd, At::Linked) {
+            Handled::Stay => None,
+            Handled::Send { to, text, done } => match self.send_talk(ws, to, text, link.timing).await {
+                Ok(()) => {
+                    let _ = done.send(Ok(()));
+                    None
+                }
+                Err(None) => {
+                    let _ = done.send(Err(SessionError::UnknownUser));
+                    None
+                }
+                Err(Some(e)) => {
+                    let _ = done.send(Err(SessionError::NotConnected));
+                    Some(LinkEnd::Failed(lost("could not send a talk", e)))
+                }
+            },
+            Handled::Then(next) => {
+                close(ws, CloseCode::Normal, self.config.timing.close_timeout).await;
+                Some(LinkEnd::Then(next))
             }
-            Some(Command::SignOut) => Phase::SignedOut { reason: None },
-            Some(Command::SetCredentials(c)) => {
-                self.credentials = Some(c);
-                Phase::Connecting { attempt: 1 }
-            }
-            Some(Command::ReconnectNow) => Phase::Connecting { attempt: 1 },
-            Some(Command::SetTiming(t)) => {
-                self.set_timing(t);
-                return None;
-            }
-            // Signed in already: the user's credentials win over the stored ones.
-            Some(Command::FromKeyring(_)) => return None,
-            Some(Command::SendTalk { to, text, done }) => {
-                let result = self.send_talk(ws, to, text, link.timing).await;
-                let failed = matches!(result, Err(SessionError::Stopped));
-                let _ = done.send(result.map_err(|e| match e {
-                    SessionError::Stopped => SessionError::NotConnected,
-                    other => other,
-                }));
-                return failed.then(|| LinkEnd::Failed(lost("could not send a talk", "the send failed".into())));
-            }
-        };
-        close(ws, CloseCode::Normal, self.config.timing.close_timeout).await;
-        Some(LinkEnd::Then(next))
+        }
     }
 
     /// The cursor a hello with these credentials resumes from: the account's we sign in
@@ -578,14 +610,22 @@ impl SessionTask {
         Ok(())
     }
 
-    async fn send_talk(&mut self, ws: &mut Ws, to: Person, text: String, timing: Timing) -> Result<(), SessionError> {
+    /// Sends a talk from the signed-in user. `Err(Some(_))`: the socket failed, the link
+    /// is lost; `Err(None)`: nothing was sent, since who we are is not known.
+    async fn send_talk(
+        &mut self,
+        ws: &mut Ws,
+        to: Person,
+        text: String,
+        timing: Timing,
+    ) -> Result<(), Option<SendError>> {
         let from = match (&self.welcomed, self.user_id()) {
             (Some(p), _) => p.clone(),
-            (None, Some(id)) => Person { id: id.clone(), name: String::new() },
-            (None, None) => return Err(SessionError::UnknownUser),
+            (None, Some(id)) => Person { id, name: String::new() },
+            (None, None) => return Err(None),
         };
         let frame = ClientFrame::Talk(TalkMessage { from, to, talk: text, seq: None, ts: None });
-        send(ws, frame.to_text(), timing.heartbeat_timeout).await.map_err(|_| SessionError::Stopped)
+        send(ws, frame.to_text(), timing.heartbeat_timeout).await.map_err(Some)
     }
 
     /// A frame other than a talk.
@@ -619,6 +659,7 @@ impl SessionTask {
 
     /// The server says whose token this is: later hellos resume that account.
     async fn welcome_user(&mut self, user: &UserId) {
+        self.set_user(Some(user.clone()));
         let Some(creds) = self.credentials.as_mut() else { return };
         if creds.user_id.as_ref() == Some(user) {
             return;
@@ -682,8 +723,8 @@ impl SessionTask {
             Err(e) => {
                 // Not acked, so the server keeps them and replays them on the next link.
                 tracing::error!(error = %e, talks = talks.len(), "could not store talks");
-                self.emit(SessionEvent::StoreFailed { error: e.to_string() });
-                return Err(LinkEnd::Failed(OfflineReason::History { detail: format!("could not store a talk: {e}") }));
+                self.emit(SessionEvent::StoreFailed { error: e.clone() });
+                return Err(LinkEnd::Failed(OfflineReason::History(e)));
             }
         };
         if let Some(seq) = talks.iter().filter(|t| !t.unusable_seq).filter_map(|t| t.talk.seq).max() {
@@ -702,12 +743,13 @@ impl SessionTask {
             // At-least-once at work: the server sent again what it had no ack for.
             tracing::info!(dropped = duplicates, "talks already stored, dropped");
         }
+        let me = self.user_id();
         for (inbound, stored) in talks.into_iter().zip(stored) {
             let talk = inbound.talk;
             match stored {
                 Stored::New(row) => {
                     self.count(|s| s.talks += 1);
-                    let for_me = self.user_id().is_some_and(|me| talk.is_for(me));
+                    let for_me = me.as_ref().is_some_and(|me| talk.is_for(me));
                     let replay = link.is_replay(&talk);
                     self.emit(SessionEvent::Talk { talk, row, for_me, replay });
                 }
@@ -776,16 +818,26 @@ fn close_end(frame: Option<&CloseFrame>) -> LinkEnd {
 }
 
 /// A link lost while sending `what`.
-fn lost(what: &str, detail: String) -> OfflineReason {
-    OfflineReason::Lost { detail: format!("{what}: {detail}") }
+fn lost(what: &str, error: SendError) -> OfflineReason {
+    OfflineReason::Lost { detail: format!("{what}: {error}") }
+}
+
+/// Why a frame could not be sent: the link is then lost.
+#[derive(Debug, thiserror::Error)]
+enum SendError {
+    /// The socket refused the write (closed, reset, ...).
+    #[error("{0}")]
+    Socket(#[from] WsError),
+    /// The peer stopped reading: the write did not finish in time.
+    #[error("the send did not finish within {after:?}")]
+    TimedOut { after: Duration },
 }
 
 /// A send bounded in time: a peer that stops reading must not hang the task.
-async fn send(ws: &mut Ws, text: String, limit: Duration) -> Result<(), String> {
+async fn send(ws: &mut Ws, text: String, limit: Duration) -> Result<(), SendError> {
     match timeout(limit, ws.send(Message::text(text))).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("the send did not finish within {limit:?}")),
+        Ok(result) => Ok(result?),
+        Err(_) => Err(SendError::TimedOut { after: limit }),
     }
 }
 

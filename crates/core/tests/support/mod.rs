@@ -113,7 +113,7 @@ pub struct MemStore {
 impl MemStore {
     fn store_one(&self, server: &str, epoch: Option<&str>, inbound: &Inbound) -> Result<Stored, StoreError> {
         if *self.fail.lock().unwrap() {
-            return Err(StoreError("disk full".into()));
+            return Err(StoreError::DiskFull);
         }
         let talk = &inbound.talk;
         if let Some(seq) = talk.seq {
