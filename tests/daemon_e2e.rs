@@ -75,9 +75,7 @@ fn the_daemon_comes_back_after_the_relay_is_killed_and_catches_up_after_its_own_
     require_desktop_session();
     let mut relay = Relay::start();
     let app = App::new();
-    assert!(app.login(&relay.url(), relay.token(1), &[]).status.success());
-    let mut daemon = app.daemon();
-    daemon.wait_connected(1);
+    let mut daemon = app.signed_in_daemon(&relay);
     relay.send(2, 1, "before the crash");
     eventually("the first talk", || app.history_texts().contains(&"before the crash".to_owned()).then_some(()));
 
@@ -138,9 +136,7 @@ fn another_account_on_the_same_server_gets_all_its_talks_and_its_own_resume() {
     require_desktop_session();
     let relay = Relay::start();
     let app = App::new();
-    assert!(app.login(&relay.url(), relay.token(1), &[]).status.success());
-    let mut daemon = app.daemon();
-    daemon.wait_connected(1);
+    let mut daemon = app.signed_in_daemon(&relay);
     for i in 1..=3 {
         relay.send(2, 1, &format!("to wang1 #{i}"));
     }
@@ -174,9 +170,7 @@ fn a_relay_that_lost_its_database_gets_its_new_talks_through_and_the_user_is_tol
     require_desktop_session();
     let mut relay = Relay::start();
     let app = App::new();
-    assert!(app.login(&relay.url(), relay.token(1), &[]).status.success());
-    let mut daemon = app.daemon();
-    daemon.wait_connected(1);
+    let mut daemon = app.signed_in_daemon(&relay);
     let tag = std::process::id();
     let before = [format!("first of the old queue {tag}"), format!("second of the old queue {tag}")];
     for text in &before {

@@ -69,9 +69,7 @@ fn a_talk_with_a_nul_and_escapes_pops_up_cleaned_is_kept_verbatim_and_printed_es
     require_desktop_session();
     let relay = Relay::start();
     let app = App::new();
-    assert!(app.login(&relay.url(), relay.token(1), &[]).status.success());
-    let mut daemon = app.daemon();
-    daemon.wait_connected(1);
+    let mut daemon = app.signed_in_daemon(&relay);
 
     let tag = format!("hostile {}", std::process::id());
     let text = format!("{tag} a\u{0}b\u{1b}]0;pwned\u{7}\u{1b}[2J\u{9b}H end");

@@ -33,9 +33,7 @@ fn a_second_daemon_on_a_profile_says_which_one_runs_and_exits_and_the_first_carr
     require_desktop_session();
     let relay = Relay::start();
     let app = App::new();
-    assert!(app.login(&relay.url(), relay.token(1), &[]).status.success());
-    let mut first = app.daemon();
-    first.wait_connected(1);
+    let mut first = app.signed_in_daemon(&relay);
     let pid = first.pid().unwrap();
 
     // Both ways a daemon starts: `talkbell daemon` (which becomes talkbell-daemon) and
@@ -168,9 +166,7 @@ fn the_tray_app_and_the_daemon_refuse_each_others_profile_and_say_so() {
     require_desktop_session();
     let relay = Relay::start();
     let app = App::new();
-    assert!(app.login(&relay.url(), relay.token(1), &[]).status.success());
-    let mut daemon = app.daemon();
-    daemon.wait_connected(1);
+    let mut daemon = app.signed_in_daemon(&relay);
     let pid = daemon.pid().unwrap();
 
     // From the app menu there is no terminal: the refusal is a popup as well.

@@ -241,6 +241,15 @@ impl App {
         config.save(&path).unwrap();
     }
 
+    /// Signs in to `relay` as user 1 (wang1), starts the daemon and waits for its link.
+    pub fn signed_in_daemon(&self, relay: &Relay) -> Daemon {
+        let out = self.login(&relay.url(), relay.token(1), &[]);
+        assert!(out.status.success(), "login failed: {}", String::from_utf8_lossy(&out.stderr));
+        let daemon = self.daemon();
+        daemon.wait_connected(1);
+        daemon
+    }
+
     pub fn daemon(&self) -> Daemon {
         let mut cmd = self.command();
         cmd.arg("daemon");
