@@ -112,7 +112,9 @@ async fn count_unread(app: &AppHandle) -> bool {
     let reader = app.clone();
     let counted = tauri::async_runtime::spawn_blocking(move || {
         let engine = &reader.state::<Shell>().engine;
-        engine.history().unread_count(engine.config().user_id.as_ref())
+        // The session owns who the user is; the config only remembers it across restarts.
+        let user = engine.session().user_id().or(engine.config().user_id);
+        engine.history().unread_count(user.as_ref())
     })
     .await;
     match counted {
