@@ -95,4 +95,6 @@ fi
 echo "install-deps: installing ${missing[*]}"
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# The downloaded .debs are not needed once installed; a small disk needs the room.
+$SUDO apt-get clean
 echo "install-deps: done"

@@ -8,6 +8,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# One build from scratch: incremental state would only cost disk (several GB over the
+# workspace's test binaries), and CI machines have had little of it.
+export CARGO_INCREMENTAL=0
+df -h . | sed 's/^/disk: /'
+
 bash scripts/install-deps.sh core gui package
 
 # tauri-driver: the WebDriver server the window's tests drive the app through (it starts
