@@ -9,6 +9,7 @@
 
 mod desktop;
 pub mod gate;
+pub mod quiet;
 pub mod text;
 pub mod trace;
 
