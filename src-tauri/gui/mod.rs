@@ -124,6 +124,7 @@ fn tell_the_desktop(error: &InstanceError) {
         title: "Talkbell is already running".to_owned(),
         body: error.to_string(),
         kind: NotificationKind::Summary { rows: Vec::new() },
+        sound: false,
     };
     if let Err(e) = DesktopNotifier::new().show(&popup) {
         tracing::warn!(error = %e, "cannot show that Talkbell is already running");

@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::notify::quiet::{Hush, Mute, QuietHours};
 use crate::notify::NotifySettings;
 use crate::protocol::UserId;
 use crate::session::Timing;
@@ -121,17 +122,33 @@ impl Default for ConnectionConfig {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NotificationConfig {
     pub enabled: bool,
     pub burst_count: usize,
     pub burst_window_ms: u64,
+    /// Popups play the desktop theme's message sound.
+    pub sound: bool,
+    /// A daily quiet period in local time (`from = "22:00"`, `to = "08:00"`): talks are
+    /// stored, and one popup tells of them when it ends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quiet_hours: Option<QuietHours>,
+    /// Senders whose talks never pop up (they are stored and counted as unread).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mutes: Vec<Mute>,
 }
 
 impl Default for NotificationConfig {
     fn default() -> Self {
-        NotificationConfig { enabled: true, burst_count: 3, burst_window_ms: 2_000 }
+        NotificationConfig {
+            enabled: true,
+            burst_count: 3,
+            burst_window_ms: 2_000,
+            sound: true,
+            quiet_hours: None,
+            mutes: Vec::new(),
+        }
     }
 }
 
@@ -251,6 +268,12 @@ impl Config {
         if self.notifications.burst_count == 0 {
             return Err("notifications burst_count must be at least 1".into());
         }
+        if let Some(q) = self.notifications.quiet_hours.filter(|q| q.from == q.to) {
+            return Err(format!(
+                "notifications quiet_hours start and end at the same time ({}): give two different times, or remove quiet_hours",
+                q.from
+            ));
+        }
         Ok(())
     }
 
@@ -286,6 +309,12 @@ impl Config {
             burst_window: Duration::from_millis(self.notifications.burst_window_ms),
             ..NotifySettings::default()
         }
+    }
+
+    /// Quiet hours, mutes and sound, in the system's time zone.
+    pub fn hush(&self) -> Hush {
+        let n = &self.notifications;
+        Hush::new(n.quiet_hours, jiff::tz::TimeZone::system(), n.mutes.clone(), n.sound)
     }
 }
 
@@ -502,6 +531,36 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("backoff_min_ms"), "{err}");
+        let same = "[notifications.quiet_hours]\nfrom = \"22:00\"\nto = \"22:00\"\n";
+        let err = Config::parse(path, &format!("{uuid}{same}")).unwrap_err().to_string();
+        assert!(err.contains("quiet_hours start and end at the same time (22:00)"), "{err}");
+        let late = "[notifications.quiet_hours]\nfrom = \"24:30\"\nto = \"08:00\"\n";
+        let err = Config::parse(path, &format!("{uuid}{late}")).unwrap_err().to_string();
+        assert!(err.contains("c.toml:3:") && err.contains("HH:MM"), "{err}");
+    }
+
+    #[test]
+    fn quiet_hours_mutes_and_sound_are_written_as_a_person_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        let mut c = Config::new();
+        c.notifications.sound = false;
+        c.notifications.quiet_hours = Some(QuietHours { from: "22:00".parse().unwrap(), to: "08:00".parse().unwrap() });
+        let until = "2026-12-03T10:00:00Z".parse().unwrap();
+        c.notifications.mutes = vec![
+            Mute { sender: "2".into(), name: "wang2".into(), until: Some(until) },
+            Mute { sender: "3".into(), name: "li3".into(), until: None },
+        ];
+        c.save(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for line in ["sound = false", "from = \"22:00\"", "to = \"08:00\"", "until = \"2026-12-03T10:00:00Z\""] {
+            assert!(text.contains(line), "{line} in:\n{text}");
+        }
+        assert_eq!(Config::load_or_create(&path).unwrap(), c);
+        // A file from before these settings loads with sound on and nothing quiet.
+        let old = "device_uuid = \"5f0c2b1e-1111-4222-8333-444455556666\"\n[notifications]\nburst_count = 3\n";
+        let old = Config::parse(&path, old).unwrap().notifications;
+        assert!(old.sound && old.quiet_hours.is_none() && old.mutes.is_empty());
     }
 
     #[test]

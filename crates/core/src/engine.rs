@@ -9,16 +9,18 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use jiff::{SignedDuration, Timestamp};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::task::{AbortHandle, JoinSet};
 
-use crate::config::{BadServerUrl, Config, ConfigError, ConfigStore, Paths};
+use crate::config::{BadServerUrl, Config, ConfigError, ConfigStore, NotificationConfig, Paths};
 use crate::history::{History, HistoryError};
 use crate::keyring_wait::{self, Retry};
+use crate::notify::quiet::{self, Mute, QuietHours};
 use crate::notify::trace::TracingNotifier;
 pub use crate::notify::trace::DELIVERY_TRACE_ENV;
 use crate::notify::{Decision, Notifier, NotifyGate, NotifyHandle, Outcome, DECISIONS_KEPT};
-use crate::protocol::{Token, UserId};
+use crate::protocol::{Person, Token, UserId};
 use crate::secrets::{SecretStore, SecretsError};
 use crate::session::{
     Credentials, OfflineReason, Session, SessionConfig, SessionEvent, SessionHandle, SessionState, SignedOutReason,
@@ -228,6 +230,50 @@ impl Engine {
         Ok(())
     }
 
+    /// Mutes `sender` for `duration` (none, or longer than the calendar holds: until
+    /// unmuted), in place of any mute it had. Saved in the config; the gate follows at
+    /// once.
+    pub fn mute(&self, sender: Person, duration: Option<Duration>) -> Result<(), EngineError> {
+        let now = Timestamp::now();
+        let until = duration.and_then(|d| SignedDuration::try_from(d).ok()).and_then(|d| now.checked_add(d).ok());
+        let mute = Mute { sender: sender.id, name: sender.name, until };
+        self.change_hush(|n| n.mutes = quiet::with_mute(&n.mutes, mute, now))
+    }
+
+    /// Ends `sender`'s mute (and drops mutes that have ended).
+    pub fn unmute(&self, sender: &UserId) -> Result<(), EngineError> {
+        self.change_hush(|n| n.mutes = quiet::without_mute(&n.mutes, sender, Timestamp::now()))
+    }
+
+    /// The mutes in force now.
+    pub fn mutes(&self) -> Vec<Mute> {
+        let now = Timestamp::now();
+        self.config.get().notifications.mutes.into_iter().filter(|m| m.holds(now)).collect()
+    }
+
+    /// New quiet hours (none: no quiet hours). Refused when they start and end at once.
+    pub fn set_quiet_hours(&self, quiet: Option<QuietHours>) -> Result<(), EngineError> {
+        self.change_hush(|n| n.quiet_hours = quiet)
+    }
+
+    /// Popups with or without sound.
+    pub fn set_sound(&self, on: bool) -> Result<(), EngineError> {
+        self.change_hush(|n| n.sound = on)
+    }
+
+    /// Changes the notification settings with `f`, saves them and hands the gate its new
+    /// quiet hours, mutes and sound.
+    fn change_hush(&self, f: impl FnOnce(&mut NotificationConfig)) -> Result<(), EngineError> {
+        let hush = self.config.update(|c| {
+            f(&mut c.notifications);
+            c.hush()
+        })?;
+        if let Some(n) = &self.notify {
+            n.set_hush(hush);
+        }
+        Ok(())
+    }
+
     /// Closes the link and stops every task of the engine, the notification gate
     /// included; returns once they have all ended.
     pub async fn shutdown(&self) {
@@ -272,6 +318,7 @@ fn start_gate(
         None => notifier,
     };
     let (handle, gate) = NotifyGate::start(notifier, config.notify_settings(), decisions);
+    handle.set_hush(config.hush());
     tasks.spawn(gate);
     handle
 }

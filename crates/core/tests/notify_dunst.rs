@@ -77,7 +77,7 @@ async fn a_notification_reaches_dunst_with_its_title_and_body() {
     let (title, body) = (unique("title"), unique("the body"));
     show(
         &quick_notifier(),
-        Notification { title: title.clone(), body: body.clone(), kind: NotificationKind::Talk { row: 1 } },
+        Notification { title: title.clone(), body: body.clone(), kind: NotificationKind::Talk { row: 1 }, sound: true },
     )
     .await
     .expect("shown");
@@ -97,7 +97,7 @@ async fn markup_in_a_talk_is_shown_as_text() {
     let text = "<b>not bold</b> & <a href=\"x\">no link</a>";
     show(
         &quick_notifier(),
-        Notification { title: title.clone(), body: text.into(), kind: NotificationKind::Talk { row: 1 } },
+        Notification { title: title.clone(), body: text.into(), kind: NotificationKind::Talk { row: 1 }, sound: true },
     )
     .await
     .expect("shown");
@@ -197,9 +197,12 @@ async fn a_click_on_the_popup_calls_back_with_what_it_shows() {
         let _ = tx.send(kind);
     });
     let title = unique("click me");
-    show(&notifier, Notification { title: title.clone(), body: "x".into(), kind: NotificationKind::Talk { row: 42 } })
-        .await
-        .expect("shown");
+    show(
+        &notifier,
+        Notification { title: title.clone(), body: "x".into(), kind: NotificationKind::Talk { row: 42 }, sound: true },
+    )
+    .await
+    .expect("shown");
     eventually("the popup is on screen", || displayed() == 1).await;
     // What a left click does with scripts/dunstrc: the default action.
     dunstctl(&["action", "0"]);
@@ -241,7 +244,7 @@ async fn every_popup_is_held_to_the_limits_even_one_made_elsewhere() {
     let body = format!("{} {}", unique("b"), "字".repeat(1000));
     show(
         &quick_notifier(),
-        Notification { title: title.clone(), body: body.clone(), kind: NotificationKind::Talk { row: 1 } },
+        Notification { title: title.clone(), body: body.clone(), kind: NotificationKind::Talk { row: 1 }, sound: true },
     )
     .await
     .expect("shown");
@@ -299,7 +302,12 @@ fn child_without_a_service() {
     };
     let after = Duration::from_secs(2);
     let notifier = DesktopNotifier::new().with_call_timeout(after);
-    let n = Notification { title: "nobody".into(), body: "listens".into(), kind: NotificationKind::Talk { row: 1 } };
+    let n = Notification {
+        title: "nobody".into(),
+        body: "listens".into(),
+        kind: NotificationKind::Talk { row: 1 },
+        sound: true,
+    };
     let started = Instant::now();
     for attempt in 0..3 {
         match (case.as_str(), notifier.show(&n)) {

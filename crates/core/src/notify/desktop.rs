@@ -19,7 +19,8 @@ type ClickCallback = dyn Fn(NotificationKind) + Send + Sync;
 
 /// Shows notifications through the desktop's notification service.
 ///
-/// - app name "Talkbell", category `im.received`, a popup timeout (default 10 s);
+/// - app name "Talkbell", the hints of `chat_hints` (category `im.received`, desktop entry,
+///   urgency, sound), a popup timeout (default 10 s);
 /// - a `default` action: when a callback is set with [`on_click`](Self::on_click), a click
 ///   on the popup calls it with the notification's [`NotificationKind`], on a background
 ///   thread (never the caller's);
@@ -153,7 +154,7 @@ impl Inner {
             .timeout(notify_rust::Timeout::Milliseconds(u32::try_from(self.timeout.as_millis()).unwrap_or(u32::MAX)))
             .action("default", "Open");
         #[cfg(all(unix, not(target_os = "macos")))]
-        popup.hint(notify_rust::Hint::Category("im.received".into()));
+        chat_hints(&mut popup, n.sound);
         let handle = popup.show().map_err(|e| classify(&e.to_string(), self.call_timeout))?;
 
         #[cfg(all(unix, not(target_os = "macos")))]
@@ -222,6 +223,22 @@ impl Inner {
 /// `<error name>: <message>`; a failed connection `failed to connect to …`, `I/O error: …`,
 /// `address error: …` or `D-Bus handshake failed: …`. The tests hold each case to a real
 /// bus (notify_dunst.rs) so that a change of these words shows.
+/// The freedesktop hints of a chat app's popup: a received instant message, from the
+/// app menu's `talkbell` entry, normal urgency, and the theme's message sound while
+/// sound is on (an explicit silence when it is off, so no default sound plays).
+#[cfg(all(unix, not(target_os = "macos")))]
+fn chat_hints(popup: &mut notify_rust::Notification, sound: bool) {
+    popup
+        .hint(notify_rust::Hint::Category("im.received".into()))
+        .hint(notify_rust::Hint::DesktopEntry("talkbell".into()))
+        .urgency(notify_rust::Urgency::Normal);
+    if sound {
+        popup.hint(notify_rust::Hint::SoundName("message-new-instant".into()));
+    } else {
+        popup.hint(notify_rust::Hint::SuppressSound(true));
+    }
+}
+
 fn classify(text: &str, call_timeout: Duration) -> NotifyError {
     const BUS: &[&str] = &["failed to connect to", "I/O error", "address error", "D-Bus handshake failed"];
     if let Some((name, message)) = dbus_error_reply(text) {

@@ -21,6 +21,14 @@
 //!   first), and follows the burst rule like any live talk. A server that never replays
 //!   (no `last_seq`) has no catch-up: every talk is live, from the first second of a link.
 //!
+//! - quiet hours and mutes ([`Hush`], `quiet.rs`, set with [`NotifyHandle::set_hush`]): a
+//!   muted sender's talks never pop up, not even in a summary; talks in quiet hours are
+//!   held, and shown as one popup when the quiet hours end (the talk itself when it is
+//!   only one; senders muted by then left out). The end is on the wall clock, looked at
+//!   at least once a minute, so a suspend over the end delays that popup by a minute at
+//!   most. A pause wins over both: what comes while paused is never shown later, and a
+//!   quiet-hours popup due during a pause is dropped.
+//!
 //! What it decided for each talk — a popup, held for a summary, paused, not for the user
 //! — is published as a [`Decision`] on a broadcast channel ([`NotifyHandle::decisions`]),
 //! the moment it decides (before the popup reaches the screen), for a shell to follow
@@ -32,15 +40,17 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use jiff::Timestamp;
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 
+use super::quiet::Hush;
 #[cfg(test)]
 use super::text::TITLE_CHARS;
 use super::text::{popup_body, popup_title};
 use super::{Notification, NotificationKind, Notifier};
-use crate::protocol::TalkMessage;
+use crate::protocol::{TalkMessage, UserId};
 use crate::session::SessionEvent;
 
 /// The gate's settings (config: notification settings).
@@ -78,6 +88,10 @@ pub struct NotifyStats {
     pub not_for_me: u64,
     /// Talks not shown because notifications were paused.
     pub paused: u64,
+    /// Talks not shown because their sender is muted.
+    pub muted: u64,
+    /// Talks held in quiet hours (for the popup when they end).
+    pub quiet: u64,
     /// Popups the notifier failed to show.
     pub failed: u64,
     /// The last failure, to show in the status.
@@ -111,6 +125,10 @@ pub enum Outcome {
     Summary,
     /// Not shown: notifications are paused.
     Paused,
+    /// Not shown: its sender is muted.
+    Muted,
+    /// Held for the popup that ends the quiet hours. A pause at that moment drops it.
+    Quiet,
     /// Not for the signed-in user: never shown.
     NotForMe,
     /// Not shown: notifications are off, so no gate runs (the engine says so for it).
@@ -121,6 +139,7 @@ enum Command {
     Talk { talk: TalkMessage, row: i64, for_me: bool, replay: bool },
     Pause(Option<Duration>),
     Resume,
+    Hush(Box<Hush>),
     Sync(oneshot::Sender<()>),
 }
 
@@ -201,6 +220,12 @@ impl NotifyHandle {
         self.send(Command::Resume);
     }
 
+    /// Quiet hours, mutes and sound from now on. Talks already held for the end of quiet
+    /// hours stay held (a sender muted since is left out of their popup).
+    pub fn set_hush(&self, hush: Hush) {
+        self.send(Command::Hush(Box::new(hush)));
+    }
+
     /// The gate's decisions from now on, one per talk, in the order the talks came.
     pub fn decisions(&self) -> broadcast::Receiver<Decision> {
         self.decisions.subscribe()
@@ -268,6 +293,7 @@ impl Task {
                 }
                 Some(Some(Command::Pause(duration))) => self.policy.pause(Instant::now(), SystemTime::now(), duration),
                 Some(Some(Command::Resume)) => self.policy.resume(),
+                Some(Some(Command::Hush(hush))) => self.policy.hush = *hush,
                 Some(Some(Command::Sync(done))) => {
                     self.publish();
                     let _ = done.send(());
@@ -278,7 +304,8 @@ impl Task {
     }
 
     async fn show_all(&mut self, out: Vec<Notification>) {
-        for n in out {
+        for mut n in out {
+            n.sound = self.policy.hush.sound();
             let summary = matches!(n.kind, NotificationKind::Summary { .. });
             let notifier = self.notifier.clone();
             // Off the async threads: a D-Bus call blocks. DesktopNotifier bounds how long.
@@ -361,13 +388,16 @@ impl Pending {
     }
 
     fn add(&mut self, talk: &TalkMessage, row: i64) {
+        self.count(row, sender_name(talk));
+        self.last = Some(single(talk, row));
+    }
+
+    fn count(&mut self, row: i64, name: String) {
         self.rows.push(row);
-        let name = sender_name(talk);
         match self.senders.iter_mut().find(|(n, _)| *n == name) {
             Some((_, count)) => *count += 1,
             None => self.senders.push((name, 1)),
         }
-        self.last = Some(single(talk, row));
     }
 
     /// One popup for everything collected: the talk itself when there is only one.
@@ -393,23 +423,83 @@ impl Pending {
                     title: "New messages".into(),
                     body: popup_body(&format!("{n} new messages from {from}")),
                     kind: NotificationKind::Summary { rows: self.rows },
+                    sound: true,
                 })
             }
         }
     }
 }
 
+/// Talks held in quiet hours, for the one popup when they end.
+#[derive(Debug)]
+struct QuietHold {
+    /// When the quiet hours end, on the wall clock.
+    ends: Timestamp,
+    /// When the task next looks at the wall clock (see [`QuietHold::check_at`]).
+    check_at: Instant,
+    /// Each held talk: its row, sender and sender's name, in the order they came.
+    held: Vec<(i64, UserId, String)>,
+    /// Each sender's latest talk, the popup when it is the only one left.
+    latest: Vec<(UserId, Notification)>,
+}
+
+/// The longest the task goes without looking at the wall clock while talks are held
+/// for the end of quiet hours (the monotonic clock stops in a suspend).
+const QUIET_CHECK: Duration = Duration::from_secs(60);
+
+impl QuietHold {
+    fn new(ends: Timestamp, now: Instant, wall: Timestamp) -> Self {
+        QuietHold { ends, check_at: Self::check_at(ends, now, wall), held: Vec::new(), latest: Vec::new() }
+    }
+
+    /// The end as the monotonic clock sees it from `now`, at most [`QUIET_CHECK`] ahead.
+    fn check_at(ends: Timestamp, now: Instant, wall: Timestamp) -> Instant {
+        let left = Duration::try_from(ends.duration_since(wall)).unwrap_or(Duration::ZERO);
+        now + left.min(QUIET_CHECK)
+    }
+
+    fn hold(&mut self, talk: &TalkMessage, row: i64) {
+        let id = talk.from.id.clone();
+        self.held.push((row, id.clone(), sender_name(talk)));
+        let popup = single(talk, row);
+        match self.latest.iter_mut().find(|(who, _)| *who == id) {
+            Some((_, last)) => *last = popup,
+            None => self.latest.push((id, popup)),
+        }
+    }
+
+    /// What is left to show at `at`: the held talks of senders not muted by then.
+    fn into_pending(self, hush: &Hush, at: Timestamp) -> Pending {
+        let mut pending = Pending::default();
+        let mut last_sender = None;
+        for (row, id, name) in self.held.into_iter().filter(|(_, id, _)| !hush.muted(id, at)) {
+            pending.count(row, name);
+            last_sender = Some(id);
+        }
+        pending.last = last_sender.and_then(|id| self.latest.into_iter().find(|(who, _)| *who == id)).map(|(_, n)| n);
+        pending
+    }
+}
+
+/// The wall clock as a [`Timestamp`] (a time outside its range is the Unix epoch: no
+/// quiet hours or mutes are that old).
+fn stamp(wall: SystemTime) -> Timestamp {
+    Timestamp::try_from(wall).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
 /// The decisions, without the task: pure, driven by the times it is given.
 struct Policy {
     settings: NotifySettings,
+    hush: Hush,
     burst: Option<Burst>,
+    quiet: Option<QuietHold>,
     pause: Option<Pause>,
     stats: NotifyStats,
 }
 
 impl Policy {
     fn new(settings: NotifySettings) -> Self {
-        Policy { settings, burst: None, pause: None, stats: NotifyStats::default() }
+        Policy { settings, hush: Hush::default(), burst: None, quiet: None, pause: None, stats: NotifyStats::default() }
     }
 
     fn is_paused(&mut self, now: Instant, wall: SystemTime) -> bool {
@@ -466,9 +556,12 @@ impl Policy {
 
     /// When the task must wake up: when a burst with talks to summarise ends, or when
     /// its summary may wait no longer.
+    /// And when talks are held for the end of quiet hours, when to look at the wall clock.
     fn next_deadline(&self) -> Option<Instant> {
-        let burst = self.burst.as_ref().filter(|b| b.pending.len() > 0)?;
-        Some(burst.flush_at.map_or(burst.quiet_at, |at| at.min(burst.quiet_at)))
+        let burst = self.burst.as_ref().filter(|b| b.pending.len() > 0);
+        let burst = burst.map(|b| b.flush_at.map_or(b.quiet_at, |at| at.min(b.quiet_at)));
+        let quiet = self.quiet.as_ref().map(|q| q.check_at);
+        [burst, quiet].into_iter().flatten().min()
     }
 
     /// What becomes of `heard`, and the popups due now.
@@ -478,11 +571,22 @@ impl Policy {
             self.stats.not_for_me += 1;
             return (Outcome::NotForMe, Vec::new());
         }
+        let at = stamp(wall);
+        if self.hush.muted(&talk.from.id, at) {
+            self.stats.muted += 1;
+            return (Outcome::Muted, Vec::new());
+        }
         if self.is_paused(now, wall) {
             self.stats.paused += 1;
             return (Outcome::Paused, Vec::new());
         }
-        let mut out = self.roll(now, wall);
+        let mut out = self.end_quiet(now, wall);
+        if let Some(ends) = self.hush.quiet_ends(at) {
+            self.stats.quiet += 1;
+            self.quiet.get_or_insert_with(|| QuietHold::new(ends, now, at)).hold(talk, row);
+            return (Outcome::Quiet, out);
+        }
+        out.extend(self.roll(now, wall));
         if !replay {
             out.extend(self.end_catch_up(now, wall));
         }
@@ -504,7 +608,31 @@ impl Policy {
     }
 
     fn on_deadline(&mut self, now: Instant, wall: SystemTime) -> Vec<Notification> {
-        self.roll(now, wall)
+        let mut out = self.end_quiet(now, wall);
+        out.extend(self.roll(now, wall));
+        out
+    }
+
+    /// Once the wall clock has passed the end of quiet hours: the one popup for what was
+    /// held (none while paused). Before then, when to look again.
+    fn end_quiet(&mut self, now: Instant, wall: SystemTime) -> Vec<Notification> {
+        let at = stamp(wall);
+        let Some(hold) = self.quiet.take_if(|hold| hold.ends <= at) else {
+            if let Some(hold) = self.quiet.as_mut().filter(|hold| hold.check_at <= now) {
+                hold.check_at = QuietHold::check_at(hold.ends, now, at);
+            }
+            return Vec::new();
+        };
+        let pending = hold.into_pending(&self.hush, at);
+        let collected = pending.len() as u64;
+        if collected > 0 && self.is_paused(now, wall) {
+            self.stats.paused += collected;
+            return Vec::new();
+        }
+        if collected > 1 {
+            self.stats.summarised += collected;
+        }
+        pending.into_notification().into_iter().collect()
     }
 
     /// Shows what the burst collected once it has ended or its summary is due, and
@@ -548,6 +676,7 @@ fn single(talk: &TalkMessage, row: i64) -> Notification {
         title: popup_title(&sender_name(talk)),
         body: popup_body(&talk.talk),
         kind: NotificationKind::Talk { row },
+        sound: true,
     }
 }
 
@@ -609,7 +738,12 @@ mod tests {
         let stats = gate.stats().await;
         assert_eq!(
             rec.popups(),
-            vec![Notification { title: "wang2".into(), body: "hello".into(), kind: NotificationKind::Talk { row: 7 } }]
+            vec![Notification {
+                title: "wang2".into(),
+                body: "hello".into(),
+                kind: NotificationKind::Talk { row: 7 },
+                sound: true
+            }]
         );
         assert_eq!((stats.shown, stats.summaries, stats.failed), (1, 0, 0));
     }
@@ -732,7 +866,12 @@ mod tests {
         assert_eq!(popups.len(), 3);
         assert_eq!(
             popups[2],
-            Notification { title: "wang2".into(), body: "t2".into(), kind: NotificationKind::Talk { row: 2 } }
+            Notification {
+                title: "wang2".into(),
+                body: "t2".into(),
+                kind: NotificationKind::Talk { row: 2 },
+                sound: true
+            }
         );
     }
 
@@ -989,5 +1128,136 @@ mod tests {
         assert!(rec.popups().is_empty());
         // stats() still returns (the last published counters).
         assert_eq!(gate.stats().await.shown, 0);
+    }
+
+    mod hush {
+        use super::*;
+        use crate::notify::quiet::{Mute, QuietHours};
+        use jiff::tz::TimeZone;
+
+        fn berlin() -> TimeZone {
+            TimeZone::get("Europe/Berlin").unwrap()
+        }
+
+        /// `local` in Berlin, on the wall clock.
+        fn wall(local: &str) -> SystemTime {
+            let dt: jiff::civil::DateTime = local.parse().unwrap();
+            berlin().to_ambiguous_timestamp(dt).compatible().unwrap().try_into().unwrap()
+        }
+
+        fn mute(from: &str) -> Mute {
+            Mute { sender: UserId::new(format!("id-{from}")), name: from.into(), until: None }
+        }
+
+        /// A policy with quiet hours 22:00–08:00 in Berlin and these mutes.
+        fn night_policy(mutes: Vec<Mute>) -> Policy {
+            let night = QuietHours { from: "22:00".parse().unwrap(), to: "08:00".parse().unwrap() };
+            let mut policy = Policy::new(NotifySettings::default());
+            policy.hush = Hush::new(Some(night), berlin(), mutes, true);
+            policy
+        }
+
+        fn hear(policy: &mut Policy, now: Instant, wall: SystemTime, from: &str, row: i64) -> Outcome {
+            let t = talk(from, &format!("talk {row}"));
+            let (outcome, out) = policy.on_talk(now, wall, Heard { talk: &t, row, for_me: true, replay: false });
+            assert!(out.is_empty(), "no popup as it comes: {out:?}");
+            outcome
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn talks_in_quiet_hours_are_one_popup_when_they_end() {
+            let mut policy = night_policy(Vec::new());
+            let now = Instant::now();
+            for (row, from) in [(1, "wang2"), (2, "li3"), (3, "wang2")] {
+                assert_eq!(hear(&mut policy, now, wall("2026-06-10T23:00"), from, row), Outcome::Quiet);
+            }
+            // The task looks at the wall clock every minute, and nothing is due at 23:01.
+            assert_eq!(policy.next_deadline(), Some(now + QUIET_CHECK));
+            assert!(policy.on_deadline(now + QUIET_CHECK, wall("2026-06-10T23:01")).is_empty());
+            assert_eq!(policy.next_deadline(), Some(now + QUIET_CHECK * 2));
+            let out = policy.on_deadline(now + QUIET_CHECK * 2, wall("2026-06-11T08:00"));
+            assert_eq!(out.len(), 1, "{out:?}");
+            assert_eq!(out[0].body, "3 new messages from wang2 and 1 other");
+            assert_eq!(out[0].kind, NotificationKind::Summary { rows: vec![1, 2, 3] });
+            assert_eq!(policy.next_deadline(), None);
+            assert_eq!((policy.stats.quiet, policy.stats.summarised), (3, 3));
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn the_first_talk_after_quiet_hours_brings_their_popup_first() {
+            let mut policy = night_policy(Vec::new());
+            let now = Instant::now();
+            assert_eq!(hear(&mut policy, now, wall("2026-06-11T07:59"), "wang2", 1), Outcome::Quiet);
+            // The machine slept over 08:00: the monotonic clock says a second went by.
+            let later = now + Duration::from_secs(1);
+            let t = talk("li3", "good morning");
+            let heard = Heard { talk: &t, row: 2, for_me: true, replay: false };
+            let (outcome, out) = policy.on_talk(later, wall("2026-06-11T08:30"), heard);
+            assert_eq!(outcome, Outcome::Popup);
+            let bodies: Vec<&str> = out.iter().map(|n| n.body.as_str()).collect();
+            assert_eq!(bodies, ["talk 1", "good morning"], "the held talk is itself, then the new one");
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn quiet_hours_across_the_spring_forward_end_at_8_local() {
+            let mut policy = night_policy(Vec::new());
+            let now = Instant::now();
+            assert_eq!(hear(&mut policy, now, wall("2026-03-29T01:30"), "wang2", 1), Outcome::Quiet);
+            assert!(policy.on_deadline(now + QUIET_CHECK, wall("2026-03-29T07:59")).is_empty());
+            let out = policy.on_deadline(now + QUIET_CHECK * 2, wall("2026-03-29T08:00"));
+            assert_eq!(out.len(), 1);
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_sender_muted_during_the_night_is_left_out_of_its_popup() {
+            let mut policy = night_policy(Vec::new());
+            let now = Instant::now();
+            for (row, from) in [(1, "wang2"), (2, "li3"), (3, "wang2")] {
+                hear(&mut policy, now, wall("2026-06-10T23:00"), from, row);
+            }
+            policy.hush = Hush::new(None, berlin(), vec![mute("wang2")], true);
+            let out = policy.on_deadline(now + QUIET_CHECK, wall("2026-06-11T08:00"));
+            assert_eq!(out.len(), 1);
+            assert_eq!((out[0].title.as_str(), out[0].body.as_str()), ("li3", "talk 2"), "li3's talk, as itself");
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_pause_at_the_end_of_quiet_hours_drops_their_popup() {
+            let mut policy = night_policy(Vec::new());
+            let now = Instant::now();
+            hear(&mut policy, now, wall("2026-06-10T23:00"), "wang2", 1);
+            policy.pause(now, wall("2026-06-11T07:00"), None);
+            assert!(policy.on_deadline(now + QUIET_CHECK, wall("2026-06-11T08:00")).is_empty());
+            assert_eq!(policy.stats.paused, 1);
+            assert_eq!(policy.next_deadline(), None, "nothing is shown later");
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn muted_talks_are_counted_never_shown_and_sound_follows_the_settings() {
+            let (rec, gate) = gate();
+            let mut decisions = gate.decisions();
+            gate.set_hush(Hush::new(None, berlin(), vec![mute("wang2")], false));
+            gate.talk(talk("wang2", "noisy"), 1, true);
+            gate.talk(talk("li3", "hello"), 2, true);
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            let stats = gate.stats().await;
+            let popups = rec.popups();
+            assert_eq!(popups.len(), 1, "{popups:?}");
+            assert_eq!((popups[0].title.as_str(), popups[0].sound), ("li3", false));
+            assert_eq!((stats.muted, stats.shown), (1, 1));
+            assert_eq!(decisions.try_recv().unwrap().outcome, Outcome::Muted);
+            assert_eq!(decisions.try_recv().unwrap().outcome, Outcome::Popup);
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_mute_that_ended_lets_the_sender_through() {
+            let (rec, gate) = gate();
+            let ended = Mute { until: Some(Timestamp::now() - jiff::SignedDuration::from_secs(1)), ..mute("wang2") };
+            gate.set_hush(Hush::new(None, berlin(), vec![ended], true));
+            gate.talk(talk("wang2", "back"), 1, true);
+            gate.stats().await;
+            assert_eq!(rec.popups().len(), 1);
+            assert!(rec.popups()[0].sound);
+        }
     }
 }

@@ -36,6 +36,8 @@ pub struct Notification {
     pub body: String,
     /// What a click on it should open.
     pub kind: NotificationKind,
+    /// Whether it plays the notification sound (the settings' sound, set by the gate).
+    pub sound: bool,
 }
 
 /// What a notification stands for; handed back to the click callback.

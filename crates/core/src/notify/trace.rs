@@ -185,8 +185,12 @@ mod tests {
         assert!(lines.iter().all(|(us, _)| *us >= before));
         assert_eq!(lines[0].1, "bench 1 1763900000123456");
         assert_eq!(lines[1].1, "two\\tlines\\nand a \\\\ and \\r");
-        let n =
-            Notification { title: "t".into(), body: "b".into(), kind: super::super::NotificationKind::Talk { row: 1 } };
+        let n = Notification {
+            title: "t".into(),
+            body: "b".into(),
+            kind: super::super::NotificationKind::Talk { row: 1 },
+            sound: true,
+        };
         trace.show(&n).unwrap();
         assert_eq!(*shown.0.lock().unwrap(), vec![n], "forwarded");
     }
