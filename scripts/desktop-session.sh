@@ -11,7 +11,9 @@
 #     the default collection and is UNLOCKED with a known password
 #                                                           TALKBELL_KEYRING_PASSWORD
 #                                                           GNOME_KEYRING_CONTROL (its control socket dir)
-#   - dunst as the notification daemon, with scripts/dunstrc (history kept: `dunstctl history`)
+#   - dunst as the notification daemon, with scripts/dunstrc (history kept: `dunstctl history`);
+#     its context menu picks what the file $TALKBELL_DESKTOP_DIR/dunst-pick names
+#     (scripts/dunst-pick.sh), so a test can choose a popup's action
 #   - fresh XDG_DATA_HOME / XDG_CONFIG_HOME / XDG_CACHE_HOME / XDG_STATE_HOME /
 #     XDG_RUNTIME_DIR in a temp dir, so nothing of the machine's own session is used or touched
 #                                                           TALKBELL_DESKTOP_DIR (that temp dir)
@@ -107,7 +109,9 @@ inner() {
 
   # Notification daemon, on our X server. It is started by us, not by bus activation
   # (the bus has no DISPLAY).
-  DISPLAY=$display dunst -config "$here/dunstrc" >"$dir/dunst.log" 2>&1 &
+  # Its context menu's "dmenu" is scripts/dunst-pick.sh, which picks what a test asks for.
+  sed "s|@DMENU@|$here/dunst-pick.sh|" "$here/dunstrc" >"$dir/dunstrc"
+  DISPLAY=$display dunst -config "$dir/dunstrc" >"$dir/dunst.log" 2>&1 &
   pids+=($!)
   wait_for 15 bus_has_owner org.freedesktop.Notifications || fail "dunst did not take org.freedesktop.Notifications"
   wait_for 10 "dunstctl count history" || fail "dunstctl does not answer"

@@ -1,11 +1,13 @@
 //! What the user and the events do to the app, for the tray's menu, the window's
-//! commands and the event bridge alike: pause and resume, sign out, reconnect, and
+//! commands, the popups' actions and the event bridge alike: pause and resume, sign out,
+//! reconnect, and
 //! showing the status again ([`refresh`], [`recount`]). The tray and the window only draw
 //! what this hands them.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use talkbell_core::notify::{NotificationKind, PopupAction};
 use tauri::menu::MenuEvent;
 use tauri::{AppHandle, Emitter, Manager};
 use tokio::sync::Notify;
@@ -61,6 +63,26 @@ pub fn on_tray_menu(app: &AppHandle, event: MenuEvent) {
         "quit" => app.exit(0),
         _ => {}
     }
+}
+
+/// What a person picked on a popup (called on the notifier's thread): "Open" opens the
+/// window at its talk, the others are the engine's (then the unread count changes).
+pub fn on_popup(app: &AppHandle, action: PopupAction) {
+    let app = app.clone();
+    tauri::async_runtime::spawn_blocking(move || {
+        let Some(shell) = app.try_state::<Shell>() else { return };
+        match shell.engine.on_popup_action(action) {
+            Ok(Some(PopupAction::Open(kind))) => {
+                let row = match kind {
+                    NotificationKind::Talk { row } => Some(row),
+                    NotificationKind::Summary { rows } => rows.first().copied(),
+                };
+                window::open(&app, row);
+            }
+            Ok(_) => recount(&app),
+            Err(e) => tracing::warn!(error = %e, "the popup's action failed"),
+        }
+    });
 }
 
 /// Shows the status again on the tray and in the window.

@@ -89,14 +89,8 @@ fn builder() -> tauri::Builder<tauri::Wry> {
 /// unless `hidden`.
 fn setup(app: &mut tauri::App, paths: &Paths, hidden: bool) -> Result<(), Box<dyn std::error::Error>> {
     let handle = app.handle().clone();
-    // A click on a popup opens the window at that talk.
-    let notifier = DesktopNotifier::new().on_click(move |kind| {
-        let row = match kind {
-            NotificationKind::Talk { row } => Some(row),
-            NotificationKind::Summary { rows } => rows.first().copied(),
-        };
-        window::open(&handle, row);
-    });
+    // A click on a popup opens the window at that talk; its other actions need none.
+    let notifier = DesktopNotifier::new().on_action(move |action| actions::on_popup(&handle, action));
     // Never waits for the keyring (the token is read by a task of the engine), so the
     // tray is up at once, signed out with the reason while the keyring is locked.
     let engine = Engine::start(paths.clone(), Some(Arc::new(notifier))).context("cannot start")?;
@@ -125,6 +119,7 @@ fn tell_the_desktop(error: &InstanceError) {
         body: error.to_string(),
         kind: NotificationKind::Summary { rows: Vec::new() },
         sound: false,
+        sender: None,
     };
     if let Err(e) = DesktopNotifier::new().show(&popup) {
         tracing::warn!(error = %e, "cannot show that Talkbell is already running");

@@ -19,7 +19,9 @@ use crate::keyring_wait::{self, Retry};
 use crate::notify::quiet::{self, Mute, QuietHours};
 use crate::notify::trace::TracingNotifier;
 pub use crate::notify::trace::DELIVERY_TRACE_ENV;
-use crate::notify::{Decision, Notifier, NotifyGate, NotifyHandle, Outcome, DECISIONS_KEPT};
+use crate::notify::{
+    Decision, NotificationKind, Notifier, NotifyGate, NotifyHandle, Outcome, PopupAction, DECISIONS_KEPT,
+};
 use crate::protocol::{Person, Token, UserId};
 use crate::secrets::{SecretStore, SecretsError};
 use crate::session::{
@@ -238,6 +240,27 @@ impl Engine {
         let until = duration.and_then(|d| SignedDuration::try_from(d).ok()).and_then(|d| now.checked_add(d).ok());
         let mute = Mute { sender: sender.id, name: sender.name, until };
         self.change_hush(|n| n.mutes = quiet::with_mute(&n.mutes, mute, now))
+    }
+
+    /// Does what a popup's action asks that needs no window: "Mark read" marks its talks
+    /// read, "Mute" mutes its sender for [`PopupAction::MUTE_FOR`]. Returns the action
+    /// back when it is the shell's to do ("Open").
+    pub fn on_popup_action(&self, action: PopupAction) -> Result<Option<PopupAction>, EngineError> {
+        match action {
+            PopupAction::MarkRead(kind) => {
+                let rows = match kind {
+                    NotificationKind::Talk { row } => vec![row],
+                    NotificationKind::Summary { rows } => rows,
+                };
+                self.history.mark_read(&rows)?;
+                Ok(None)
+            }
+            PopupAction::MuteHour(sender) => {
+                self.mute(sender, Some(PopupAction::MUTE_FOR))?;
+                Ok(None)
+            }
+            open @ PopupAction::Open(_) => Ok(Some(open)),
+        }
     }
 
     /// Ends `sender`'s mute (and drops mutes that have ended).

@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use support_bus::{run_bounded, BareBus};
 
 use talkbell_core::notify::{
-    DesktopNotifier, Notification, NotificationKind, Notifier, NotifyError, NotifyGate, NotifySettings,
+    DesktopNotifier, Notification, NotificationKind, Notifier, NotifyError, NotifyGate, NotifySettings, PopupAction,
 };
-use talkbell_core::protocol::{ServerFrame, UserId};
+use talkbell_core::protocol::{Person, ServerFrame, UserId};
 use talkbell_testkit::desktop::require_session;
 use talkbell_testkit::dunst::{self, Popup};
 use talkbell_testkit::wait::Poll;
@@ -77,7 +77,13 @@ async fn a_notification_reaches_dunst_with_its_title_and_body() {
     let (title, body) = (unique("title"), unique("the body"));
     show(
         &quick_notifier(),
-        Notification { title: title.clone(), body: body.clone(), kind: NotificationKind::Talk { row: 1 }, sound: true },
+        Notification {
+            title: title.clone(),
+            body: body.clone(),
+            kind: NotificationKind::Talk { row: 1 },
+            sound: true,
+            sender: None,
+        },
     )
     .await
     .expect("shown");
@@ -97,7 +103,13 @@ async fn markup_in_a_talk_is_shown_as_text() {
     let text = "<b>not bold</b> & <a href=\"x\">no link</a>";
     show(
         &quick_notifier(),
-        Notification { title: title.clone(), body: text.into(), kind: NotificationKind::Talk { row: 1 }, sound: true },
+        Notification {
+            title: title.clone(),
+            body: text.into(),
+            kind: NotificationKind::Talk { row: 1 },
+            sound: true,
+            sender: None,
+        },
     )
     .await
     .expect("shown");
@@ -193,13 +205,19 @@ async fn a_click_on_the_popup_calls_back_with_what_it_shows() {
     eventually("no popup on screen", || displayed() == 0).await;
 
     let (tx, rx) = std::sync::mpsc::channel();
-    let notifier = DesktopNotifier::new().with_timeout(Duration::from_secs(60)).on_click(move |kind| {
-        let _ = tx.send(kind);
+    let notifier = DesktopNotifier::new().with_timeout(Duration::from_secs(60)).on_action(move |action| {
+        let _ = tx.send(action);
     });
     let title = unique("click me");
     show(
         &notifier,
-        Notification { title: title.clone(), body: "x".into(), kind: NotificationKind::Talk { row: 42 }, sound: true },
+        Notification {
+            title: title.clone(),
+            body: "x".into(),
+            kind: NotificationKind::Talk { row: 42 },
+            sound: true,
+            sender: None,
+        },
     )
     .await
     .expect("shown");
@@ -207,8 +225,47 @@ async fn a_click_on_the_popup_calls_back_with_what_it_shows() {
     // What a left click does with scripts/dunstrc: the default action.
     dunstctl(&["action", "0"]);
     let clicked = tokio::task::spawn_blocking(move || rx.recv_timeout(BOUND)).await.expect("join");
-    assert_eq!(clicked, Ok(NotificationKind::Talk { row: 42 }));
+    assert_eq!(clicked, Ok(PopupAction::Open(NotificationKind::Talk { row: 42 })));
     dunstctl(&["close-all"]);
+}
+
+#[tokio::test]
+#[ignore = "needs scripts/desktop-session.sh"]
+async fn a_popup_offers_mark_read_and_mute_and_each_does_what_it_says() {
+    require_session();
+    let _turn = DUNST.lock().await;
+    dunstctl(&["close-all"]);
+    eventually("no popup on screen", || displayed() == 0).await;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let notifier = DesktopNotifier::new().with_timeout(Duration::from_secs(60)).on_action(move |action| {
+        let _ = tx.send(action);
+    });
+    let wang2 = Person { id: 2.into(), name: "wang2".into() };
+    let rx = Arc::new(std::sync::Mutex::new(rx));
+    for (label, row, want) in [
+        ("#Mute wang2 for 1 hour", 7, PopupAction::MuteHour(wang2.clone())),
+        ("#Mark read", 8, PopupAction::MarkRead(NotificationKind::Talk { row: 8 })),
+    ] {
+        let title = unique("act on me");
+        let n = Notification {
+            title: title.clone(),
+            body: "x".into(),
+            kind: NotificationKind::Talk { row },
+            sound: true,
+            sender: Some(wang2.clone()),
+        };
+        show(&notifier, n).await.expect("shown");
+        eventually("the popup is on screen", || displayed() == 1).await;
+        // The context menu, as a person opens it and picks an entry (scripts/dunst-pick.sh).
+        dunst::pick(label).expect("the context menu opens");
+        let rx = rx.clone();
+        let picked = tokio::task::spawn_blocking(move || rx.lock().unwrap().recv_timeout(BOUND)).await.expect("join");
+        assert_eq!(picked, Ok(want), "{label}");
+        dunstctl(&["close-all"]);
+        eventually("no popup on screen", || displayed() == 0).await;
+        let popup = history().into_iter().find(|p| p.summary == title).expect("in the history");
+        assert_eq!(popup.category, "im.received");
+    }
 }
 
 // ---- hostile text ------------------------------------------------------------------------
@@ -244,7 +301,13 @@ async fn every_popup_is_held_to_the_limits_even_one_made_elsewhere() {
     let body = format!("{} {}", unique("b"), "字".repeat(1000));
     show(
         &quick_notifier(),
-        Notification { title: title.clone(), body: body.clone(), kind: NotificationKind::Talk { row: 1 }, sound: true },
+        Notification {
+            title: title.clone(),
+            body: body.clone(),
+            kind: NotificationKind::Talk { row: 1 },
+            sound: true,
+            sender: None,
+        },
     )
     .await
     .expect("shown");
@@ -307,6 +370,7 @@ fn child_without_a_service() {
         body: "listens".into(),
         kind: NotificationKind::Talk { row: 1 },
         sound: true,
+        sender: None,
     };
     let started = Instant::now();
     for attempt in 0..3 {

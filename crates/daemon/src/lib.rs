@@ -25,11 +25,23 @@ use anyhow::{Context, Result};
 use talkbell_core::config::Paths;
 use talkbell_core::engine::Engine;
 use talkbell_core::instance::{InstanceLock, ProcessKind};
-use talkbell_core::notify::DesktopNotifier;
+use talkbell_core::notify::{DesktopNotifier, PopupAction};
 use talkbell_core::status;
+use tokio::sync::mpsc;
 
 /// The name of the daemon's binary, which the desktop app's binary looks for beside itself.
 pub const BINARY: &str = "talkbell-daemon";
+
+/// What a person picked on a popup: the daemon marks read and mutes itself. It has no
+/// window, and the app cannot start beside it on the same profile, so "Open" (the click)
+/// does nothing more than close the popup.
+fn on_popup(engine: &Engine, action: PopupAction) {
+    match engine.on_popup_action(action) {
+        Ok(Some(_open)) => tracing::debug!("a popup was clicked; the daemon has no window to open"),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "the popup's action failed"),
+    }
+}
 
 /// Runs the daemon until a signal asks it to stop. Holds the profile's lock all along
 /// (taken before the engine opens the config or the history), and publishes the
@@ -39,16 +51,27 @@ pub async fn run(paths: Paths) -> Result<()> {
     let lock = tokio::task::spawn_blocking(move || InstanceLock::acquire(&lock_paths, ProcessKind::Daemon))
         .await
         .context("cannot take the profile's lock")??;
-    let notifier = Arc::new(DesktopNotifier::new());
+    let (actions, mut picked) = mpsc::unbounded_channel();
+    let notifier = DesktopNotifier::new().on_action(move |action| {
+        // Gone only while shutting down.
+        let _ = actions.send(action);
+    });
     // Never waits for the keyring: locked or away, the daemon runs signed out with the
     // reason (logged once, and in `talkbell status`) and connects once it can read the token.
-    let engine = Engine::start(paths, Some(notifier))?;
+    let engine = Engine::start(paths, Some(Arc::new(notifier)))?;
     status::spawn_publisher(engine.session(), engine.paths(), lock.holder());
     engine.watch_system();
     if engine.config().server.is_none() {
         tracing::warn!("no server configured: run `talkbell login --server URL` first");
     }
-    platform::wait_for_signal().await?;
+    let signal = platform::wait_for_signal();
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            stopped = &mut signal => break stopped?,
+            Some(action) = picked.recv() => on_popup(&engine, action),
+        }
+    }
     tracing::info!("shutting down");
     engine.shutdown().await;
     drop(lock);

@@ -52,6 +52,16 @@ pub fn history() -> io::Result<Vec<Popup>> {
     Ok(shown)
 }
 
+/// Opens dunst's context menu (`dunstctl context`) and picks the first entry holding
+/// `entry` (an action is `#<label> [<summary>]`), through the menu program of the session
+/// of scripts/desktop-session.sh (scripts/dunst-pick.sh reads the choice from a file).
+pub fn pick(entry: &str) -> io::Result<()> {
+    let dir = std::env::var_os("TALKBELL_DESKTOP_DIR")
+        .ok_or_else(|| io::Error::other("TALKBELL_DESKTOP_DIR is not set: run inside scripts/desktop-session.sh"))?;
+    std::fs::write(std::path::Path::new(&dir).join("dunst-pick"), entry)?;
+    dunstctl(&["context"]).map(drop)
+}
+
 /// `dunstctl close-all`: every popup on screen goes to the history.
 pub fn close_all() -> io::Result<()> {
     dunstctl(&["close-all"]).map(drop)

@@ -6,7 +6,7 @@ use std::sync::{mpsc, Arc, OnceLock};
 use std::time::Duration;
 
 use super::text::{popup_body, popup_title};
-use super::{Notification, NotificationKind, Notifier, NotifyError};
+use super::{Notification, Notifier, NotifyError, PopupAction};
 
 /// The application name the notification service shows.
 pub const APP_NAME: &str = "Talkbell";
@@ -15,15 +15,16 @@ pub const APP_NAME: &str = "Talkbell";
 /// popup closes). Popups beyond that are shown without a click action.
 const MAX_CLICK_WAITERS: usize = 8;
 
-type ClickCallback = dyn Fn(NotificationKind) + Send + Sync;
+type ActionCallback = dyn Fn(PopupAction) + Send + Sync;
 
 /// Shows notifications through the desktop's notification service.
 ///
 /// - app name "Talkbell", the hints of `chat_hints` (category `im.received`, desktop entry,
 ///   urgency, sound), a popup timeout (default 10 s);
-/// - a `default` action: when a callback is set with [`on_click`](Self::on_click), a click
-///   on the popup calls it with the notification's [`NotificationKind`], on a background
-///   thread (never the caller's);
+/// - a `default` action ("Open"), and where the service lists `actions` in its
+///   capabilities "Mark read" and, on a popup of one talk, "Mute wang2 for 1 hour": when a
+///   callback is set with [`on_action`](Self::on_action), what the user picks calls it with
+///   a [`PopupAction`], on a background thread (never the caller's);
 /// - `show` never blocks for longer than the call timeout (default 10 s): each call runs
 ///   on a short thread of its own, and while one is stuck (a notification service that
 ///   does not answer) the next fail at once with [`NotifyError::NoAnswer`] instead of
@@ -37,12 +38,21 @@ struct Inner {
     app_name: String,
     timeout: Duration,
     call_timeout: Duration,
-    on_click: Option<Arc<ClickCallback>>,
+    on_action: Option<Arc<ActionCallback>>,
     /// Calls that timed out and whose thread is still blocked.
     stuck: AtomicIsize,
     click_waiters: AtomicUsize,
-    /// Whether the service renders markup in the body (then the text is escaped).
-    body_markup: OnceLock<bool>,
+    /// What the service can do (asked once).
+    caps: OnceLock<Caps>,
+}
+
+/// The capabilities of the notification service that change what a popup carries.
+#[derive(Clone, Copy, Debug, Default)]
+struct Caps {
+    /// It renders markup in the body (then the text is escaped).
+    body_markup: bool,
+    /// It shows actions beside the default one.
+    actions: bool,
 }
 
 impl Default for DesktopNotifier {
@@ -58,10 +68,10 @@ impl DesktopNotifier {
                 app_name: APP_NAME.to_owned(),
                 timeout: Duration::from_secs(10),
                 call_timeout: Duration::from_secs(10),
-                on_click: None,
+                on_action: None,
                 stuck: AtomicIsize::new(0),
                 click_waiters: AtomicUsize::new(0),
-                body_markup: OnceLock::new(),
+                caps: OnceLock::new(),
             }),
         }
     }
@@ -76,9 +86,10 @@ impl DesktopNotifier {
         self.map(|i| i.call_timeout = timeout)
     }
 
-    /// Calls `callback` (on a background thread) when the user clicks a popup.
-    pub fn on_click(self, callback: impl Fn(NotificationKind) + Send + Sync + 'static) -> Self {
-        self.map(|i| i.on_click = Some(Arc::new(callback)))
+    /// Calls `callback` (on a background thread) when the user clicks a popup or picks
+    /// one of its actions.
+    pub fn on_action(self, callback: impl Fn(PopupAction) + Send + Sync + 'static) -> Self {
+        self.map(|i| i.on_action = Some(Arc::new(callback)))
     }
 
     /// Builder steps happen before the notifier is shared, so the Arc is still unique;
@@ -88,10 +99,10 @@ impl DesktopNotifier {
             app_name: shared.app_name.clone(),
             timeout: shared.timeout,
             call_timeout: shared.call_timeout,
-            on_click: shared.on_click.clone(),
+            on_action: shared.on_action.clone(),
             stuck: AtomicIsize::new(0),
             click_waiters: AtomicUsize::new(0),
-            body_markup: OnceLock::new(),
+            caps: OnceLock::new(),
         });
         f(&mut inner);
         DesktopNotifier { inner: Arc::new(inner) }
@@ -145,49 +156,59 @@ impl Inner {
     fn show_now(self: &Arc<Self>, n: &Notification) -> Result<(), NotifyError> {
         // Whoever built it, a popup carries only what can travel, within PROTOCOL.md §5.
         let (title, body) = (popup_title(&n.title), popup_body(&n.body));
-        let body = if self.body_markup() { escape_markup(&body) } else { body };
+        let caps = self.caps();
+        let body = if caps.body_markup { escape_markup(&body) } else { body };
         let mut popup = notify_rust::Notification::new();
         popup
             .appname(&self.app_name)
             .summary(&title)
             .body(&body)
             .timeout(notify_rust::Timeout::Milliseconds(u32::try_from(self.timeout.as_millis()).unwrap_or(u32::MAX)))
-            .action("default", "Open");
+            .action(ACTION_OPEN, "Open");
+        if caps.actions {
+            popup.action(ACTION_MARK_READ, "Mark read");
+            if let Some(sender) = &n.sender {
+                popup.action(ACTION_MUTE_HOUR, &popup_title(&format!("Mute {} for 1 hour", sender.name)));
+            }
+        }
         #[cfg(all(unix, not(target_os = "macos")))]
         chat_hints(&mut popup, n.sound);
         let handle = popup.show().map_err(|e| classify(&e.to_string(), self.call_timeout))?;
 
         #[cfg(all(unix, not(target_os = "macos")))]
-        if let Some(callback) = self.on_click.clone() {
-            self.wait_for_click(handle, n.kind.clone(), callback);
+        if let Some(callback) = self.on_action.clone() {
+            self.wait_for_action(handle, n.clone(), callback);
         }
         #[cfg(not(all(unix, not(target_os = "macos"))))]
         let _ = handle;
         Ok(())
     }
 
-    /// Whether the service renders markup in bodies (asked once; unknown = no).
-    fn body_markup(&self) -> bool {
+    /// What the service can do (asked once; unknown = nothing, asked again next time).
+    fn caps(&self) -> Caps {
         #[cfg(all(unix, not(target_os = "macos")))]
         {
-            if let Some(known) = self.body_markup.get() {
+            if let Some(known) = self.caps.get() {
                 return *known;
             }
             match notify_rust::get_capabilities() {
-                Ok(caps) => *self.body_markup.get_or_init(|| caps.iter().any(|c| c == "body-markup")),
-                Err(_) => false,
+                Ok(caps) => {
+                    let has = |name: &str| caps.iter().any(|c| c == name);
+                    *self.caps.get_or_init(|| Caps { body_markup: has("body-markup"), actions: has("actions") })
+                }
+                Err(_) => Caps::default(),
             }
         }
         #[cfg(not(all(unix, not(target_os = "macos"))))]
-        false
+        Caps::default()
     }
 
     #[cfg(all(unix, not(target_os = "macos")))]
-    fn wait_for_click(
+    fn wait_for_action(
         self: &Arc<Self>,
         handle: notify_rust::NotificationHandle,
-        kind: NotificationKind,
-        callback: Arc<ClickCallback>,
+        n: Notification,
+        callback: Arc<ActionCallback>,
     ) {
         if self.click_waiters.fetch_add(1, Ordering::SeqCst) >= MAX_CLICK_WAITERS {
             self.click_waiters.fetch_sub(1, Ordering::SeqCst);
@@ -198,9 +219,9 @@ impl Inner {
         let spawned = std::thread::Builder::new().name("talkbell-notify-click".into()).spawn(move || {
             // Returns when the popup is clicked or closed (expired, dismissed).
             let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                handle.wait_for_action(|action| {
-                    if action == "default" {
-                        callback(kind);
+                handle.wait_for_action(|key| {
+                    if let Some(action) = picked(key, &n) {
+                        callback(action);
                     }
                 })
             }));
@@ -215,14 +236,22 @@ impl Inner {
     }
 }
 
-/// What a failed call to the notification service means.
-///
-/// notify-rust 4.19 keeps the zbus error it wraps private (its `ErrorKind` has no
-/// accessor and its `Error` no `source`), so this reads zbus 6's `Display` of each
-/// variant: a D-Bus error reply (`Error::MethodError`, `Error::FDO`) is written
-/// `<error name>: <message>`; a failed connection `failed to connect to …`, `I/O error: …`,
-/// `address error: …` or `D-Bus handshake failed: …`. The tests hold each case to a real
-/// bus (notify_dunst.rs) so that a change of these words shows.
+/// The keys of a popup's actions on the bus.
+const ACTION_OPEN: &str = "default";
+const ACTION_MARK_READ: &str = "mark-read";
+const ACTION_MUTE_HOUR: &str = "mute-1h";
+
+/// What the action `key` of popup `n` asks for (`None`: the popup closed, or a key it
+/// never offered).
+fn picked(key: &str, n: &Notification) -> Option<PopupAction> {
+    match key {
+        ACTION_OPEN => Some(PopupAction::Open(n.kind.clone())),
+        ACTION_MARK_READ => Some(PopupAction::MarkRead(n.kind.clone())),
+        ACTION_MUTE_HOUR => n.sender.clone().map(PopupAction::MuteHour),
+        _ => None,
+    }
+}
+
 /// The freedesktop hints of a chat app's popup: a received instant message, from the
 /// app menu's `talkbell` entry, normal urgency, and the theme's message sound while
 /// sound is on (an explicit silence when it is off, so no default sound plays).
@@ -239,6 +268,14 @@ fn chat_hints(popup: &mut notify_rust::Notification, sound: bool) {
     }
 }
 
+/// What a failed call to the notification service means.
+///
+/// notify-rust 4.19 keeps the zbus error it wraps private (its `ErrorKind` has no
+/// accessor and its `Error` no `source`), so this reads zbus 6's `Display` of each
+/// variant: a D-Bus error reply (`Error::MethodError`, `Error::FDO`) is written
+/// `<error name>: <message>`; a failed connection `failed to connect to …`, `I/O error: …`,
+/// `address error: …` or `D-Bus handshake failed: …`. The tests hold each case to a real
+/// bus (notify_dunst.rs) so that a change of these words shows.
 fn classify(text: &str, call_timeout: Duration) -> NotifyError {
     const BUS: &[&str] = &["failed to connect to", "I/O error", "address error", "D-Bus handshake failed"];
     if let Some((name, message)) = dbus_error_reply(text) {
@@ -346,10 +383,10 @@ mod tests {
         let n = DesktopNotifier::new()
             .with_timeout(Duration::from_secs(3))
             .with_call_timeout(Duration::from_secs(4))
-            .on_click(|_| {});
+            .on_action(|_| {});
         assert_eq!(n.inner.timeout, Duration::from_secs(3));
         assert_eq!(n.inner.call_timeout, Duration::from_secs(4));
-        assert!(n.inner.on_click.is_some());
+        assert!(n.inner.on_action.is_some());
         assert_eq!(n.inner.app_name, "Talkbell");
     }
 }

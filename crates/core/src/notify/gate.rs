@@ -424,6 +424,7 @@ impl Pending {
                     body: popup_body(&format!("{n} new messages from {from}")),
                     kind: NotificationKind::Summary { rows: self.rows },
                     sound: true,
+                    sender: None,
                 })
             }
         }
@@ -677,6 +678,7 @@ fn single(talk: &TalkMessage, row: i64) -> Notification {
         body: popup_body(&talk.talk),
         kind: NotificationKind::Talk { row },
         sound: true,
+        sender: Some(talk.from.clone()),
     }
 }
 
@@ -742,7 +744,8 @@ mod tests {
                 title: "wang2".into(),
                 body: "hello".into(),
                 kind: NotificationKind::Talk { row: 7 },
-                sound: true
+                sound: true,
+                sender: Some(Person { id: 2.into(), name: "wang2".into() }),
             }]
         );
         assert_eq!((stats.shown, stats.summaries, stats.failed), (1, 0, 0));
@@ -870,7 +873,8 @@ mod tests {
                 title: "wang2".into(),
                 body: "t2".into(),
                 kind: NotificationKind::Talk { row: 2 },
-                sound: true
+                sound: true,
+                sender: Some(Person { id: UserId::new("id-wang2"), name: "wang2".into() }),
             }
         );
     }

@@ -15,6 +15,8 @@ pub mod trace;
 
 use std::time::Duration;
 
+use crate::protocol::Person;
+
 pub use desktop::DesktopNotifier;
 pub use gate::{Decision, NotifyGate, NotifyHandle, NotifySettings, NotifyStats, Outcome, DECISIONS_KEPT};
 
@@ -38,6 +40,24 @@ pub struct Notification {
     pub kind: NotificationKind,
     /// Whether it plays the notification sound (the settings' sound, set by the gate).
     pub sound: bool,
+    /// Who sent its talk, for a popup of one talk (what "Mute" mutes).
+    pub sender: Option<Person>,
+}
+
+/// What a person did with a popup ([`DesktopNotifier::on_action`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PopupAction {
+    /// Clicked it (its default action, "Open"): the window at its talks.
+    Open(NotificationKind),
+    /// "Mark read": its talks are read, and no window opens.
+    MarkRead(NotificationKind),
+    /// "Mute <sender> for 1 hour".
+    MuteHour(Person),
+}
+
+impl PopupAction {
+    /// How long "Mute" mutes.
+    pub const MUTE_FOR: Duration = Duration::from_secs(3600);
 }
 
 /// What a notification stands for; handed back to the click callback.

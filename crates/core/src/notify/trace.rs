@@ -190,6 +190,7 @@ mod tests {
             body: "b".into(),
             kind: super::super::NotificationKind::Talk { row: 1 },
             sound: true,
+            sender: None,
         };
         trace.show(&n).unwrap();
         assert_eq!(*shown.0.lock().unwrap(), vec![n], "forwarded");
