@@ -24,6 +24,10 @@ pub const NOTIFY_TEXT_CHARS: usize = 300;
 pub const MAX_TS_MS: i64 = 253_402_300_799_999;
 /// The longest `epoch` kept (it is stored and sent back in every hello).
 pub const MAX_EPOCH_CHARS: usize = 128;
+/// The longest `talk` a `send` may carry (§1.4, §5); a server answers `too_long` past it.
+pub const MAX_SEND_TALK_CHARS: usize = 4000;
+/// The longest `id` of a `send` (a UUID is 36): longer, the frame is not a `send`.
+pub const MAX_SEND_ID_CHARS: usize = 128;
 /// How much of an unusable field's JSON text a [`Flaw`] keeps.
 const FLAW_TEXT_CHARS: usize = 64;
 
@@ -245,12 +249,39 @@ impl Welcome {
     }
 }
 
-/// `{"type": "error", ...}` (§2.4).
+/// `{"type": "error", ...}` (§2.4); one that answers a `send` carries its `id` (§1.4).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerError {
     pub code: String,
     #[serde(default)]
     pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+impl ServerError {
+    /// An error frame that answers no `send`.
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        ServerError { code: code.into(), message: message.into(), id: None }
+    }
+}
+
+/// `{"type": "sent", ...}` (§1.4): the `send` with this `id` is in the recipient's queue
+/// at `seq`, since `ts`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sent {
+    pub id: String,
+    pub seq: Seq,
+    pub ts: i64,
+}
+
+/// `{"type": "send", ...}` (§1.4): the signed-in user says `talk` to `to`. The frame never
+/// names its sender; `id` is the client's, the same on every retry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SendTalk {
+    pub id: String,
+    pub to: UserId,
+    pub talk: String,
 }
 
 /// Every frame a server sends (§2).
@@ -260,6 +291,7 @@ pub enum ServerFrame {
     Talk(TalkMessage),
     Welcome(Welcome),
     Error(ServerError),
+    Sent(Sent),
 }
 
 /// The hello (§1.1).
@@ -280,6 +312,7 @@ pub enum ClientFrame {
     Heartbeat,
     Ack(Seq),
     Talk(TalkMessage),
+    Send(SendTalk),
 }
 
 /// Why a frame was not understood. Each one is counted and dropped by the session (§2.5).
@@ -438,6 +471,44 @@ fn parse_talk(obj: &Map<String, Value>, flaws: &mut Flaws) -> Result<TalkMessage
     Ok(TalkMessage { from, to, talk, seq, ts })
 }
 
+/// A `send` id: a non-empty string of at most [`MAX_SEND_ID_CHARS`] characters.
+fn send_id(obj: &Map<String, Value>) -> Result<String, ProtocolError> {
+    let id: String = typed(field(obj, "id")?, "id")?;
+    if id.trim().is_empty() || id.chars().count() > MAX_SEND_ID_CHARS {
+        let reason = format!("must be 1 to {MAX_SEND_ID_CHARS} characters");
+        return Err(ProtocolError::BadField { field: "id", reason });
+    }
+    Ok(id)
+}
+
+/// A `send` (§1.4): `id`, `to.id` and `talk` are required and strict; its length is the
+/// server's to judge (it answers `too_long` with the id), so it is not checked here.
+fn parse_send(obj: &Map<String, Value>) -> Result<SendTalk, ProtocolError> {
+    let id = send_id(obj)?;
+    let to_obj =
+        field(obj, "to")?.as_object().ok_or(ProtocolError::BadField { field: "to", reason: "not an object".into() })?;
+    let to = typed(field(to_obj, "id").map_err(|_| ProtocolError::MissingField("to.id"))?, "to.id")?;
+    let talk = typed(field(obj, "talk")?, "talk")?;
+    Ok(SendTalk { id, to, talk })
+}
+
+/// A `sent` (§1.4): `id`, `seq` and `ts` are all required.
+fn parse_sent(obj: &Map<String, Value>) -> Result<Sent, ProtocolError> {
+    let id = send_id(obj)?;
+    let seq = seq_of(field(obj, "seq")?).ok_or(ProtocolError::BadField { field: "seq", reason: "not a seq".into() })?;
+    let ts = ts_of(field(obj, "ts")?).ok_or(ProtocolError::BadField { field: "ts", reason: "not a time".into() })?;
+    Ok(Sent { id, seq, ts })
+}
+
+/// An error frame: `code` required; an `id` that is not one is dropped (a flaw).
+fn parse_error(obj: &Map<String, Value>, flaws: &mut Flaws) -> Result<ServerError, ProtocolError> {
+    Ok(ServerError {
+        code: typed(field(obj, "code")?, "code")?,
+        message: opt_typed(obj, "message")?.unwrap_or_default(),
+        id: lenient(obj, "id", |v| v.as_str().filter(|s| !s.is_empty()).map(str::to_owned), flaws),
+    })
+}
+
 /// A welcome object: `user` is required (and strict), the rest lenient.
 fn parse_welcome(obj: &Map<String, Value>, flaws: &mut Flaws) -> Result<Welcome, ProtocolError> {
     Ok(Welcome {
@@ -469,7 +540,8 @@ impl ServerFrame {
         let obj = take_object(text)?;
         let frame = match frame_type(&obj) {
             Some("welcome") => ServerFrame::Welcome(parse_welcome(&obj, &mut flaws)?),
-            Some("error") => ServerFrame::Error(typed(&Value::Object(obj), "error")?),
+            Some("error") => ServerFrame::Error(parse_error(&obj, &mut flaws)?),
+            Some("sent") => ServerFrame::Sent(parse_sent(&obj)?),
             Some("talk") | None if obj.contains_key("form") || obj.contains_key("from") => {
                 ServerFrame::Talk(parse_talk(&obj, &mut flaws)?)
             }
@@ -486,7 +558,14 @@ impl ServerFrame {
             ServerFrame::Talk(t) => talk_json(t).to_string(),
             ServerFrame::Welcome(w) => welcome_json(w).to_string(),
             ServerFrame::Error(e) => {
-                serde_json::json!({"type": "error", "code": e.code, "message": e.message}).to_string()
+                let mut v = serde_json::json!({"type": "error", "code": e.code, "message": e.message});
+                if let Some(id) = &e.id {
+                    v["id"] = id.clone().into();
+                }
+                v.to_string()
+            }
+            ServerFrame::Sent(s) => {
+                serde_json::json!({"type": "sent", "id": s.id, "seq": s.seq.0, "ts": s.ts}).to_string()
             }
         }
     }
@@ -538,6 +617,7 @@ impl ClientFrame {
         let obj = take_object(text)?;
         match frame_type(&obj) {
             Some("ack") => Ok(ClientFrame::Ack(typed(field(&obj, "seq")?, "seq")?)),
+            Some("send") => parse_send(&obj).map(ClientFrame::Send),
             // A client's seq and ts mean nothing to a server, which sets its own.
             Some("talk") | None if obj.contains_key("form") || obj.contains_key("from") => {
                 parse_talk(&obj, &mut Flaws::default()).map(ClientFrame::Talk)
@@ -578,6 +658,9 @@ impl ClientFrame {
             }
             ClientFrame::Ack(seq) => serde_json::json!({"type": "ack", "seq": seq.0}).to_string(),
             ClientFrame::Talk(t) => talk_json(t).to_string(),
+            ClientFrame::Send(s) => {
+                serde_json::json!({"type": "send", "id": s.id, "to": {"id": s.to}, "talk": s.talk}).to_string()
+            }
         }
     }
 }
@@ -685,7 +768,42 @@ mod tests {
             (
                 "error frame",
                 r#"{"type": "error", "code": "unauthorized", "message": "bad token"}"#,
-                Ok(F::Error(ServerError { code: "unauthorized".into(), message: "bad token".into() })),
+                Ok(F::Error(ServerError::new("unauthorized", "bad token"))),
+            ),
+            (
+                "error frame answering a send carries its id",
+                r#"{"type": "error", "id": "c0ffee", "code": "too_long", "message": "over 4000"}"#,
+                Ok(F::Error(ServerError { id: Some("c0ffee".into()), ..ServerError::new("too_long", "over 4000") })),
+            ),
+            (
+                "error frame with an unusable id is an error frame without one",
+                r#"{"type": "error", "id": 7, "code": "queue_full"}"#,
+                Ok(F::Error(ServerError::new("queue_full", ""))),
+            ),
+            (
+                "error frame without a code",
+                r#"{"type": "error", "message": "?"}"#,
+                Err(ProtocolError::MissingField("code")),
+            ),
+            (
+                "sent",
+                r#"{"type": "sent", "id": "c0ffee", "seq": 17, "ts": 1763900000000, "extra": 1}"#,
+                Ok(F::Sent(Sent { id: "c0ffee".into(), seq: Seq(17), ts: 1_763_900_000_000 })),
+            ),
+            (
+                "sent without its seq",
+                r#"{"type": "sent", "id": "c0ffee", "ts": 1}"#,
+                Err(ProtocolError::MissingField("seq")),
+            ),
+            (
+                "sent with a negative seq",
+                r#"{"type": "sent", "id": "c0ffee", "seq": -1, "ts": 1}"#,
+                Err(ProtocolError::BadField { field: "seq", reason: String::new() }),
+            ),
+            (
+                "sent with an empty id",
+                r#"{"type": "sent", "id": "", "seq": 1, "ts": 1}"#,
+                Err(ProtocolError::BadField { field: "id", reason: String::new() }),
             ),
             ("malformed JSON", r#"{"form": "#, Err(ProtocolError::Malformed(String::new()))),
             ("not an object", "[1,2]", Err(ProtocolError::NotAnObject)),
@@ -781,6 +899,100 @@ mod tests {
         assert_eq!(value.chars().count(), FLAW_TEXT_CHARS);
     }
 
+    /// One row per `send` shape (§1.4) a server must accept or refuse.
+    #[test]
+    fn client_send_frames_table() {
+        let send = |id: &str, to: &str, talk: &str| {
+            Ok(ClientFrame::Send(SendTalk { id: id.into(), to: to.into(), talk: talk.into() }))
+        };
+        let long_id = format!(r#"{{"type": "send", "id": "{}", "to": {{"id": 2}}, "talk": "x"}}"#, "i".repeat(129));
+        let long_talk = "é".repeat(MAX_SEND_TALK_CHARS + 1);
+        let long_talk_frame = format!(r#"{{"type": "send", "id": "a", "to": {{"id": 2}}, "talk": "{long_talk}"}}"#);
+        let cases: Vec<(&str, &str, Result<ClientFrame, ProtocolError>)> = vec![
+            (
+                "the spec's sample",
+                r#"{"type": "send", "id": "c0ffee", "to": {"id": 2}, "talk": "on my way"}"#,
+                send("c0ffee", "2", "on my way"),
+            ),
+            (
+                "string id of the recipient, unknown fields ignored",
+                r#"{"type": "send", "id": "c0ffee", "to": {"id": "2", "name": "x"}, "talk": "t", "form": {"id": 9}}"#,
+                send("c0ffee", "2", "t"),
+            ),
+            (
+                "a talk over the limit still parses (the server answers too_long)",
+                &long_talk_frame,
+                send("a", "2", &long_talk),
+            ),
+            (
+                "without an id",
+                r#"{"type": "send", "to": {"id": 2}, "talk": "x"}"#,
+                Err(ProtocolError::MissingField("id")),
+            ),
+            (
+                "with a number as id",
+                r#"{"type": "send", "id": 5, "to": {"id": 2}, "talk": "x"}"#,
+                Err(ProtocolError::BadField { field: "id", reason: String::new() }),
+            ),
+            (
+                "with a blank id",
+                r#"{"type": "send", "id": "  ", "to": {"id": 2}, "talk": "x"}"#,
+                Err(ProtocolError::BadField { field: "id", reason: String::new() }),
+            ),
+            ("with an id too long", &long_id, Err(ProtocolError::BadField { field: "id", reason: String::new() })),
+            ("without to", r#"{"type": "send", "id": "a", "talk": "x"}"#, Err(ProtocolError::MissingField("to"))),
+            (
+                "with to as a bare id",
+                r#"{"type": "send", "id": "a", "to": 2, "talk": "x"}"#,
+                Err(ProtocolError::BadField { field: "to", reason: String::new() }),
+            ),
+            (
+                "without to.id",
+                r#"{"type": "send", "id": "a", "to": {}, "talk": "x"}"#,
+                Err(ProtocolError::MissingField("to.id")),
+            ),
+            (
+                "without talk",
+                r#"{"type": "send", "id": "a", "to": {"id": 2}}"#,
+                Err(ProtocolError::MissingField("talk")),
+            ),
+            (
+                "with talk not a string",
+                r#"{"type": "send", "id": "a", "to": {"id": 2}, "talk": 5}"#,
+                Err(ProtocolError::BadField { field: "talk", reason: String::new() }),
+            ),
+        ];
+        for (name, text, want) in cases {
+            let got = ClientFrame::parse(text);
+            match (&got, &want) {
+                (Err(g), Err(w)) => {
+                    assert_eq!(std::mem::discriminant(g), std::mem::discriminant(w), "{name}: got {g:?}, want {w:?}");
+                    if let (ProtocolError::MissingField(g), ProtocolError::MissingField(w)) = (g, w) {
+                        assert_eq!(g, w, "{name}");
+                    }
+                    if let (ProtocolError::BadField { field: g, .. }, ProtocolError::BadField { field: w, .. }) = (g, w)
+                    {
+                        assert_eq!(g, w, "{name}");
+                    }
+                }
+                _ => assert_eq!(got, want, "{name}"),
+            }
+        }
+    }
+
+    #[test]
+    fn send_and_sent_are_the_spec_shapes() {
+        let send = ClientFrame::Send(SendTalk { id: "c0ffee".into(), to: 2.into(), talk: "on my way".into() });
+        let v: Value = serde_json::from_str(&send.to_text()).unwrap();
+        assert_eq!(v, serde_json::json!({"type": "send", "id": "c0ffee", "to": {"id": 2}, "talk": "on my way"}));
+        let sent = ServerFrame::Sent(Sent { id: "c0ffee".into(), seq: Seq(17), ts: 1_763_900_000_000 });
+        let v: Value = serde_json::from_str(&sent.to_text()).unwrap();
+        assert_eq!(v, serde_json::json!({"type": "sent", "id": "c0ffee", "seq": 17, "ts": 1_763_900_000_000_i64}));
+        let err = ServerFrame::Error(ServerError { id: Some("c0ffee".into()), ..ServerError::new("too_long", "m") });
+        let v: Value = serde_json::from_str(&err.to_text()).unwrap();
+        assert_eq!(v, serde_json::json!({"type": "error", "id": "c0ffee", "code": "too_long", "message": "m"}));
+    }
+
     #[test]
     fn oversized_frames_are_refused_before_parsing() {
         let text = format!(
@@ -817,6 +1029,7 @@ mod tests {
             }),
             ClientFrame::Ack(Seq(42)),
             ClientFrame::Talk(talk(("1", "wang1"), ("2", "wang2"), "reply")),
+            ClientFrame::Send(SendTalk { id: "c0ffee".into(), to: "u-2".into(), talk: "on my way".into() }),
         ];
         for f in frames {
             assert_eq!(ClientFrame::parse(&f.to_text()).unwrap(), f);
@@ -855,7 +1068,9 @@ mod tests {
                 last_seq: Some(Seq(9)),
                 ..Welcome::new(Person { id: "u".into(), name: String::new() })
             }),
-            ServerFrame::Error(ServerError { code: "unauthorized".into(), message: "no".into() }),
+            ServerFrame::Error(ServerError::new("unauthorized", "no")),
+            ServerFrame::Error(ServerError { id: Some("c0ffee".into()), ..ServerError::new("queue_full", "full") }),
+            ServerFrame::Sent(Sent { id: "c0ffee".into(), seq: Seq(3), ts: 0 }),
         ];
         for f in frames {
             assert_eq!(ServerFrame::parse(&f.to_text()).unwrap(), f);

@@ -631,7 +631,8 @@ impl SessionTask {
     /// A frame other than a talk.
     async fn on_server_frame(&mut self, frame: ServerFrame, link: &mut Link) -> TextOutcome {
         match frame {
-            ServerFrame::Heartbeat | ServerFrame::Talk(_) => TextOutcome::Continue,
+            // `sent` answers a `send` (§1.4), which this session does not make yet.
+            ServerFrame::Heartbeat | ServerFrame::Talk(_) | ServerFrame::Sent(_) => TextOutcome::Continue,
             ServerFrame::Welcome(welcome) => {
                 if let Some(hint) = welcome.heartbeat {
                     apply_hint(hint, &mut link.timing);
