@@ -22,7 +22,10 @@ use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
 use serde::Serialize;
 
 use crate::protocol::{Person, Seq, TalkMessage, UserId};
+use crate::session::outbox::{Outgoing, Queued, Reply};
 use crate::session::{Cursor, Inbound, StoreError, StoreFuture, Stored, TalkStore};
+
+mod outbox;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
@@ -69,6 +72,8 @@ pub struct HistoryEntry {
     /// Local time it was stored, ms since the Unix epoch.
     pub received_at: i64,
     pub read: bool,
+    /// For a reply of the user's: where it stands. None for a talk received.
+    pub outgoing: Option<Outgoing>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -81,7 +86,7 @@ pub struct HistoryQuery {
     pub only_unread: bool,
 }
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// From schema 1, where a seq and the cursor were per server alone: with two accounts on
 /// one server, the second one's talks were taken for repeats of the first one's.
@@ -117,6 +122,16 @@ CREATE UNIQUE INDEX talks_repeat_unsequenced ON talks(server, to_id, epoch, from
 ALTER TABLE cursors ADD COLUMN epoch TEXT;
 ";
 
+/// From schema 3, which kept received talks only: the user's replies are kept too, with
+/// where each stands (PROTOCOL.md 1.4; session/outbox.rs).
+const MIGRATE_3_TO_4: &str = "
+ALTER TABLE talks ADD COLUMN send_id TEXT;
+ALTER TABLE talks ADD COLUMN send_state TEXT;
+ALTER TABLE talks ADD COLUMN send_error TEXT;
+ALTER TABLE talks ADD COLUMN send_message TEXT;
+CREATE UNIQUE INDEX talks_send_id ON talks(send_id) WHERE send_id IS NOT NULL;
+";
+
 const SCHEMA: &str = "
 CREATE TABLE talks (
     id           INTEGER PRIMARY KEY,
@@ -134,8 +149,15 @@ CREATE TABLE talks (
     -- the server names none.
     epoch        TEXT NOT NULL DEFAULT '',
     -- 1: the talk came with a seq that is not one (stored without it, never acked).
-    seq_unusable INTEGER NOT NULL DEFAULT 0
+    seq_unusable INTEGER NOT NULL DEFAULT 0,
+    -- A reply of the user's (session/outbox.rs): the id of its send, where it stands
+    -- ('queued', 'sent', 'failed'), and why it failed. NULL for a talk received.
+    send_id      TEXT,
+    send_state   TEXT,
+    send_error   TEXT,
+    send_message TEXT
 );
+CREATE UNIQUE INDEX talks_send_id ON talks(send_id) WHERE send_id IS NOT NULL;
 -- A seq numbers one recipient's talks in one queue lifetime on one server (PROTOCOL.md
 -- 2.1, 3): a repeat has the same server, recipient, epoch and seq.
 CREATE UNIQUE INDEX talks_repeat ON talks(server, to_id, epoch, seq) WHERE seq IS NOT NULL;
@@ -326,8 +348,9 @@ fn open_writer(path: &Path) -> Result<Connection, HistoryError> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(open_err)?;
     let steps = match version {
         0 => SCHEMA.to_owned(),
-        1 => format!("{MIGRATE_1_TO_2} {MIGRATE_2_TO_3}"),
-        2 => MIGRATE_2_TO_3.to_owned(),
+        1 => format!("{MIGRATE_1_TO_2} {MIGRATE_2_TO_3} {MIGRATE_3_TO_4}"),
+        2 => format!("{MIGRATE_2_TO_3} {MIGRATE_3_TO_4}"),
+        3 => MIGRATE_3_TO_4.to_owned(),
         SCHEMA_VERSION => String::new(),
         newer => {
             return Err(HistoryError::Corrupt(format!(
@@ -449,7 +472,7 @@ impl History {
     pub fn list(&self, q: &HistoryQuery) -> Result<Vec<HistoryEntry>, HistoryError> {
         let mut sql = String::from(
             "SELECT t.id, t.server, t.seq, t.from_id, t.from_name, t.to_id, t.to_name, t.talk, t.server_ts,
-                    t.received_at, t.read FROM talks t",
+                    t.received_at, t.read, t.send_state, t.send_error, t.send_message FROM talks t",
         );
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
         let mut filters: Vec<&str> = Vec::new();
@@ -481,7 +504,8 @@ impl History {
     pub fn get(&self, id: i64) -> Result<Option<HistoryEntry>, HistoryError> {
         self.readers.read(|c| {
             c.query_row(
-                "SELECT id, server, seq, from_id, from_name, to_id, to_name, talk, server_ts, received_at, read
+                "SELECT id, server, seq, from_id, from_name, to_id, to_name, talk, server_ts, received_at, read,
+                        send_state, send_error, send_message
                  FROM talks WHERE id = ?1",
                 [id],
                 entry_from_row,
@@ -528,9 +552,14 @@ impl History {
         let cutoff = now_ms().saturating_sub(i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX));
         let max_rows = i64::try_from(max_rows).unwrap_or(i64::MAX);
         self.write(move |conn| {
-            let by_age = conn.execute("DELETE FROM talks WHERE received_at < ?1", [cutoff])?;
+            // A reply still queued is the user's own words not sent yet: never pruned.
+            let by_age = conn.execute(
+                "DELETE FROM talks WHERE received_at < ?1 AND coalesce(send_state, '') != 'queued'",
+                [cutoff],
+            )?;
             let by_count = conn.execute(
-                "DELETE FROM talks WHERE id NOT IN (SELECT id FROM talks ORDER BY id DESC LIMIT ?1)",
+                "DELETE FROM talks WHERE coalesce(send_state, '') != 'queued'
+                   AND id NOT IN (SELECT id FROM talks ORDER BY id DESC LIMIT ?1)",
                 [max_rows],
             )?;
             Ok(by_age + by_count)
@@ -713,6 +742,7 @@ fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HistoryEntry> {
         server_ts: r.get(8)?,
         received_at: r.get(9)?,
         read: r.get(10)?,
+        outgoing: outbox::outgoing(r.get(11)?, r.get(12)?, r.get(13)?),
     })
 }
 
@@ -761,5 +791,24 @@ impl TalkStore for History {
         Box::pin(async move {
             self.write_async(move |c| set_epoch(c, &server, &user, epoch.as_deref(), reset)).await.map_err(store_error)
         })
+    }
+
+    fn queue_reply<'a>(&'a self, server: &'a str, from: &'a Person, reply: &'a Reply) -> StoreFuture<'a, i64> {
+        let (server, from, reply) = (server.to_owned(), from.clone(), reply.clone());
+        Box::pin(async move {
+            self.write_async(move |c| outbox::queue(c, &server, &from, &reply, now_ms())).await.map_err(store_error)
+        })
+    }
+
+    fn outbox<'a>(&'a self, server: &'a str, from: &'a UserId) -> StoreFuture<'a, Vec<Queued>> {
+        let (server, from) = (server.to_owned(), from.clone());
+        Box::pin(async move { self.write_async(move |c| outbox::queued(c, &server, &from)).await.map_err(store_error) })
+    }
+
+    fn reply_done<'a>(&'a self, id: &'a str, outcome: &'a Outgoing, ts: Option<i64>) -> StoreFuture<'a, Option<i64>> {
+        let (id, outcome) = (id.to_owned(), outcome.clone());
+        Box::pin(
+            async move { self.write_async(move |c| outbox::answered(c, &id, &outcome, ts)).await.map_err(store_error) },
+        )
     }
 }

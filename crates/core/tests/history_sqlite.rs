@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use talkbell_core::history::{History, HistoryError, HistoryQuery};
 use talkbell_core::protocol::{Person, Seq, TalkMessage, UserId};
-use talkbell_core::session::{Cursor, Inbound, Stored};
+use talkbell_core::session::outbox::{Outgoing, Reply, SendFailure};
+use talkbell_core::session::{Cursor, Inbound, Stored, TalkStore};
 
 const SERVER: &str = "ws://127.0.0.1:9/";
 
@@ -346,7 +347,7 @@ async fn a_schema_2_history_is_migrated_and_a_new_epoch_numbers_afresh() {
     drop(h);
     let c = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
     drop(c);
     // Opened again: nothing migrated twice.
     let h = History::open(&path).unwrap();
@@ -422,4 +423,43 @@ async fn talks_stored_before_an_epoch_was_adopted_are_still_repeats_in_it_but_no
     let stored = h.insert_batch(SERVER, Some("E2"), &[inbound(Some(3), "2", 1, "three again")]).await.unwrap();
     assert!(matches!(stored[..], [Stored::New(_)]), "{stored:?}");
     assert_eq!(all(&h), ["three again", "odd", "three"]);
+}
+
+fn reply(id: &str, to: u64, text: &str) -> Reply {
+    Reply { id: id.into(), to: Person { id: to.into(), name: format!("wang{to}") }, talk: text.into() }
+}
+
+#[tokio::test]
+async fn replies_wait_in_order_and_keep_where_they_stand_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.sqlite3");
+    let h = History::open(&path).unwrap();
+    let wang1 = Person { id: me(), name: "wang1".into() };
+    let first = h.queue_reply(SERVER, &wang1, &reply("id-1", 2, "on my way")).await.unwrap();
+    let second = h.queue_reply(SERVER, &wang1, &reply("id-2", 3, "later")).await.unwrap();
+    h.queue_reply("ws://elsewhere/", &wang1, &reply("id-3", 2, "other server")).await.unwrap();
+    let queued = h.outbox(SERVER, &me()).await.unwrap();
+    assert_eq!(
+        queued.iter().map(|q| (q.row, q.reply.id.as_str())).collect::<Vec<_>>(),
+        [(first, "id-1"), (second, "id-2")]
+    );
+    assert!(h.outbox(SERVER, &UserId::from(9)).await.unwrap().is_empty(), "another account's outbox is its own");
+    // Replies are the user's own words: never unread, never pruned while queued.
+    assert_eq!(h.unread_count(None).unwrap(), 0);
+    h.prune(0, Duration::from_secs(3600)).unwrap();
+    assert_eq!(h.outbox(SERVER, &me()).await.unwrap().len(), 2);
+
+    assert_eq!(h.reply_done("id-1", &Outgoing::Sent, Some(1_763_900_000_000)).await.unwrap(), Some(first));
+    assert_eq!(h.reply_done("id-1", &Outgoing::Sent, None).await.unwrap(), None, "answered once");
+    let refused = Outgoing::Failed { reason: SendFailure::UnknownRecipient, message: "no user 3".into() };
+    assert_eq!(h.reply_done("id-2", &refused, None).await.unwrap(), Some(second));
+    drop(h);
+    let h = History::open(&path).unwrap();
+    assert!(h.outbox(SERVER, &me()).await.unwrap().is_empty());
+    let sent = h.get(first).unwrap().unwrap();
+    assert_eq!((sent.outgoing, sent.server_ts, sent.from.id), (Some(Outgoing::Sent), Some(1_763_900_000_000), me()));
+    assert_eq!(h.get(second).unwrap().unwrap().outgoing, Some(refused));
+    let listed = h.list(&HistoryQuery { limit: 10, ..Default::default() }).unwrap();
+    assert_eq!(listed.iter().filter(|e| e.outgoing.is_none()).count(), 0, "all three are replies");
+    assert_eq!(serde_json::to_value(&listed[1].outgoing).unwrap()["state"], "failed");
 }

@@ -11,6 +11,7 @@
 
 mod backoff;
 mod connector;
+pub mod outbox;
 mod proxy;
 mod reason;
 mod task;
@@ -26,6 +27,7 @@ pub use reason::{OfflineReason, ProxyError, Refusal, SignedOutReason, Untrusted}
 pub use transport::{ProxySettings, Transport};
 
 use crate::protocol::{Person, ProtocolError, Seq, TalkMessage, Token, UserId};
+use outbox::{Outgoing, Queued, Reply, ReplyError};
 
 /// What a [`TalkStore`] call returns: the store works off the async threads (the
 /// history's writer thread) and the session awaits it.
@@ -91,6 +93,13 @@ pub trait TalkStore: Send + Sync + 'static {
         epoch: Option<&'a str>,
         reset: bool,
     ) -> StoreFuture<'a, ()>;
+    /// Keeps `reply` of `from` on `server` as the user's outgoing talk, queued; its row.
+    fn queue_reply<'a>(&'a self, server: &'a str, from: &'a Person, reply: &'a Reply) -> StoreFuture<'a, i64>;
+    /// The queued replies of `from` on `server`, oldest first.
+    fn outbox<'a>(&'a self, server: &'a str, from: &'a UserId) -> StoreFuture<'a, Vec<Queued>>;
+    /// The queued reply with send id `id` was answered: `outcome`, at the server's `ts`.
+    /// Its row; none when no queued reply has that id.
+    fn reply_done<'a>(&'a self, id: &'a str, outcome: &'a Outgoing, ts: Option<i64>) -> StoreFuture<'a, Option<i64>>;
 }
 
 /// What [`TalkStore::store_all`] did with one talk.
@@ -220,6 +229,9 @@ pub struct SessionNow {
     /// (at start [`SessionConfig::user_id`]). `None`: not known yet (a first sign-in
     /// without a user id, before the welcome), or signed out by the user.
     pub user: Option<UserId>,
+    /// Whether the server takes replies (its last welcome listed `send`): then a reply
+    /// may be written, online or not (it waits in the outbox).
+    pub replies: bool,
 }
 
 /// Everything the session tells its subscribers.
@@ -241,6 +253,11 @@ pub enum SessionEvent {
     QueueReset {
         server: String,
         account: UserId,
+    },
+    /// A reply of the user's changed where it stands (kept queued, sent, failed).
+    Reply {
+        row: i64,
+        outgoing: Outgoing,
     },
     /// A talk with a seq already stored was dropped.
     Duplicate {
@@ -328,6 +345,7 @@ pub(crate) enum Command {
     SignOut,
     SetTiming(Timing),
     SendTalk { to: Person, text: String, done: oneshot::Sender<Result<(), SessionError>> },
+    Reply { to: Person, text: String, done: oneshot::Sender<Result<i64, ReplyError>> },
     Shutdown { done: oneshot::Sender<()> },
 }
 
@@ -382,10 +400,13 @@ impl Session {
             Start::SignedIn(c) => SessionNow {
                 state: SessionState::SignedOut { reason: None },
                 user: c.user_id.clone().or_else(|| config.user_id.clone()),
+                replies: false,
             },
-            Start::SignedOut(reason) => {
-                SessionNow { state: SessionState::SignedOut { reason: reason.clone() }, user: config.user_id.clone() }
-            }
+            Start::SignedOut(reason) => SessionNow {
+                state: SessionState::SignedOut { reason: reason.clone() },
+                user: config.user_id.clone(),
+                replies: false,
+            },
         };
         let (now_tx, now) = watch::channel(first);
         let stats = SharedStats::default();
@@ -453,6 +474,16 @@ impl SessionHandle {
         let (done, result) = oneshot::channel();
         self.commands.send(Command::SendTalk { to, text, done }).map_err(|_| SessionError::Stopped)?;
         result.await.unwrap_or(Err(SessionError::Stopped))
+    }
+
+    /// Replies `text` to `to` (PROTOCOL.md 1.4): checked, kept in the history's outbox and
+    /// sent when a link that takes replies is up. Its row in the history; where it stands
+    /// later comes as [`SessionEvent::Reply`].
+    pub async fn reply(&self, to: Person, text: String) -> Result<i64, ReplyError> {
+        outbox::check_text(&text)?;
+        let (done, result) = oneshot::channel();
+        self.commands.send(Command::Reply { to, text, done }).map_err(|_| ReplyError::Stopped)?;
+        result.await.unwrap_or(Err(ReplyError::Stopped))
     }
 
     /// Closes the link (close handshake bounded in time) and stops the task.

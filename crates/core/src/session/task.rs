@@ -4,6 +4,9 @@
 //! next phase. Only [`Phase::Linked`] holds a socket, so only one can exist at a time.
 //! A command is handled in one place, `on_command`, whatever the phase it arrives in.
 
+mod replies;
+
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -17,6 +20,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::backoff::Backoff;
 use super::connector::{self, ConnectError, Ws};
+use super::outbox::ReplyError;
 use super::reason::{OfflineReason, Refusal, SignedOutReason};
 use super::{
     Command, Credentials, Cursor, Inbound, KeyringAnswer, SessionConfig, SessionError, SessionEvent, SessionNow,
@@ -86,6 +90,10 @@ enum Handled {
     Then(Phase),
     /// A talk to send on the link (only [`At::Linked`] gives one).
     Send { to: Person, text: String, done: oneshot::Sender<Result<(), SessionError>> },
+    /// A reply to keep (`command` keeps it, in any phase).
+    Reply { to: Person, text: String, done: oneshot::Sender<Result<i64, ReplyError>> },
+    /// A reply was kept while linked: send the outbox.
+    Flush,
 }
 
 pub(crate) struct SessionTask {
@@ -108,6 +116,8 @@ pub(crate) struct SessionTask {
     talks_read: Vec<Inbound>,
     /// The reason last logged as a warning, until a link is up again.
     last_offline: Option<OfflineReason>,
+    /// Whether the server takes replies (its welcome's features); None: not known yet.
+    offers_send: Option<bool>,
 }
 
 impl SessionTask {
@@ -136,6 +146,7 @@ impl SessionTask {
             stopping: Vec::new(),
             talks_read: Vec::new(),
             last_offline: None,
+            offers_send: None,
         }
     }
 
@@ -200,6 +211,7 @@ impl SessionTask {
     /// Signs in with `credentials`: they name the user (or none yet, until the welcome).
     fn sign_in(&mut self, credentials: Credentials) -> Phase {
         self.set_user(credentials.user_id.clone());
+        self.set_offers_send(None);
         self.credentials = Some(credentials);
         Phase::Connecting { attempt: 1 }
     }
@@ -260,6 +272,7 @@ impl SessionTask {
                 self.set_timing(t);
                 Handled::Stay
             }
+            Some(Command::Reply { to, text, done }) => Handled::Reply { to, text, done },
             Some(Command::SendTalk { to, text, done }) => match at {
                 At::Linked => Handled::Send { to, text, done },
                 _ => {
@@ -313,7 +326,7 @@ impl SessionTask {
     async fn wait_signed_out(&mut self, reason: Option<SignedOutReason>) -> Phase {
         loop {
             let cmd = self.commands.recv().await;
-            if let Handled::Then(next) = self.on_command(cmd, At::SignedOut(reason.as_ref())) {
+            if let Handled::Then(next) = self.command(cmd, At::SignedOut(reason.as_ref())).await {
                 return next;
             }
         }
@@ -327,7 +340,7 @@ impl SessionTask {
             tokio::select! {
                 _ = sleep_until(wake) => return Phase::Connecting { attempt: attempt + 1 },
                 cmd = self.commands.recv() => {
-                    if let Handled::Then(next) = self.on_command(cmd, At::Backoff(attempt)) {
+                    if let Handled::Then(next) = self.command(cmd, At::Backoff(attempt)).await {
                         return next;
                     }
                 }
@@ -356,7 +369,7 @@ impl SessionTask {
                     Err(ConnectError::Failed(reason)) => Phase::Backoff { attempt, reason },
                 },
                 cmd = self.commands.recv() => {
-                    if let Handled::Then(next) = self.on_command(cmd, At::Connecting(attempt)) {
+                    if let Handled::Then(next) = self.command(cmd, At::Connecting(attempt)).await {
                         return next;
                     }
                 }
@@ -387,7 +400,7 @@ impl SessionTask {
             let end = tokio::select! {
                 frame = ws.next() => self.on_frames(&mut ws, &creds, frame, &mut link).await,
                 _ = sleep_until(deadline) => self.on_heartbeat_due(&mut ws, &mut link).await,
-                cmd = self.commands.recv() => self.on_link_command(&mut ws, cmd, &link).await,
+                cmd = self.commands.recv() => self.on_link_command(&mut ws, cmd, &mut link).await,
             };
             if let Some(end) = end {
                 return end;
@@ -424,6 +437,8 @@ impl SessionTask {
             resumed: cursor.is_some(),
             epoch,
             replay_until: None,
+            takes_replies: false,
+            in_flight: HashSet::new(),
         };
         if let Err(e) = send(ws, hello.to_text(), link.timing.heartbeat_timeout).await {
             return Err(LinkEnd::Failed(lost("could not send the hello", e)));
@@ -482,9 +497,11 @@ impl SessionTask {
     }
 
     /// A command while the link is up. `Some`: the link ends.
-    async fn on_link_command(&mut self, ws: &mut Ws, cmd: Option<Command>, link: &Link) -> Option<LinkEnd> {
-        match self.on_command(cmd, At::Linked) {
-            Handled::Stay => None,
+    async fn on_link_command(&mut self, ws: &mut Ws, cmd: Option<Command>, link: &mut Link) -> Option<LinkEnd> {
+        match self.command(cmd, At::Linked).await {
+            // `command` has kept the reply already.
+            Handled::Stay | Handled::Reply { .. } => None,
+            Handled::Flush => self.flush_outbox(ws, link).await.err(),
             Handled::Send { to, text, done } => match self.send_talk(ws, to, text, link.timing).await {
                 Ok(()) => {
                     let _ = done.send(Ok(()));
@@ -564,6 +581,11 @@ impl SessionTask {
         if !link.connected {
             link.connected = true;
             self.publish(SessionState::Connected { user: self.welcomed.clone() });
+            if self.welcomed.is_none() {
+                // A server with no welcome (the original ones) takes no replies.
+                self.set_offers_send(Some(false));
+                self.flush_outbox(ws, link).await?;
+            }
         }
         Ok(())
     }
@@ -595,11 +617,13 @@ impl SessionTask {
         self.store_talks(ws, creds, link).await?;
         match self.on_server_frame(frame, link).await {
             TextOutcome::Continue => {}
-            // Already connected: say who we are now.
-            TextOutcome::Welcomed if link.connected => {
-                self.publish(SessionState::Connected { user: self.welcomed.clone() });
+            TextOutcome::Welcomed => {
+                // Already connected: say who we are now.
+                if link.connected {
+                    self.publish(SessionState::Connected { user: self.welcomed.clone() });
+                }
+                self.flush_outbox(ws, link).await?;
             }
-            TextOutcome::Welcomed => {}
             // The close that should follow is ours, so that a server that refuses but
             // keeps the socket open is not waited on.
             TextOutcome::Refused(reason) => {
@@ -632,7 +656,7 @@ impl SessionTask {
     async fn on_server_frame(&mut self, frame: ServerFrame, link: &mut Link) -> TextOutcome {
         match frame {
             // `sent` answers a `send` (§1.4), which this session does not make yet.
-            ServerFrame::Heartbeat | ServerFrame::Talk(_) | ServerFrame::Sent(_) => TextOutcome::Continue,
+            ServerFrame::Heartbeat | ServerFrame::Talk(_) => TextOutcome::Continue,
             ServerFrame::Welcome(welcome) => {
                 if let Some(hint) = welcome.heartbeat {
                     apply_hint(hint, &mut link.timing);
@@ -643,9 +667,20 @@ impl SessionTask {
                 if let Some(creds) = self.credentials.clone() {
                     self.welcome_epoch(&creds.server, &welcome, link).await;
                 }
+                link.takes_replies = welcome.features.iter().any(|f| f == "send");
+                self.set_offers_send(Some(link.takes_replies));
                 self.welcomed = Some(welcome.user.clone());
                 self.emit(SessionEvent::Welcome { user: welcome.user });
                 TextOutcome::Welcomed
+            }
+            ServerFrame::Sent(sent) => {
+                self.on_sent(sent).await;
+                TextOutcome::Continue
+            }
+            // The answer to a reply sent on this link.
+            ServerFrame::Error(e) if e.id.as_ref().is_some_and(|id| link.in_flight.contains(id)) => {
+                self.on_send_error(&e).await;
+                TextOutcome::Continue
             }
             ServerFrame::Error(e) => {
                 tracing::warn!(code = %untrusted(&e.code), message = %untrusted(&e.message), "the server reported an error");
@@ -791,6 +826,10 @@ struct Link {
     epoch: Option<String>,
     /// The welcome's `last_seq`: talks up to it are the replay.
     replay_until: Option<Seq>,
+    /// Whether the welcome listed `send` (replies go out on this link).
+    takes_replies: bool,
+    /// The replies sent on this link (each goes once a link).
+    in_flight: HashSet<String>,
 }
 
 impl Link {

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use super::{ReasonKind, Snapshot, StateKind};
+use crate::session::outbox::Outgoing;
 use crate::session::{SessionEvent, SessionState};
 
 /// What the words are made of: the state and what goes with it.
@@ -179,7 +180,10 @@ pub fn event_line(event: &SessionEvent) -> Option<String> {
         SessionEvent::QueueReset { .. } => {
             Some("the server lost its queue: talks sent while it was lost may be missing".to_owned())
         }
-        SessionEvent::Talk { .. } | SessionEvent::Duplicate { .. } => None,
+        SessionEvent::Reply { outgoing: Outgoing::Failed { message, .. }, .. } => {
+            Some(format!("a reply was refused: {message}"))
+        }
+        SessionEvent::Talk { .. } | SessionEvent::Duplicate { .. } | SessionEvent::Reply { .. } => None,
     }
 }
 

@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use talkbell_core::protocol::{Seq, TalkMessage, Token, UserId};
+use talkbell_core::protocol::{Person, Seq, TalkMessage, Token, UserId};
+use talkbell_core::session::outbox::{Outgoing, Queued, Reply};
 use talkbell_core::session::{
     Credentials, Cursor, Inbound, ProxySettings, SessionConfig, SessionEvent, SessionHandle, SessionState, StoreError,
     StoreFuture, Stored, TalkStore, Timing, Transport,
@@ -108,6 +109,8 @@ pub struct MemStore {
     seqs: Mutex<HashSet<(String, String, String, u64)>>,
     cursors: Mutex<HashMap<(String, String), Cursor>>,
     pub fail: Mutex<bool>,
+    /// Replies kept: (server, from, reply, where it stands).
+    pub replies: Mutex<Vec<(String, UserId, Reply, Outgoing)>>,
 }
 
 impl MemStore {
@@ -167,6 +170,32 @@ impl TalkStore for MemStore {
             cursor.epoch = Some(epoch.to_owned());
         }
         Box::pin(std::future::ready(Ok(())))
+    }
+    fn queue_reply<'a>(&'a self, server: &'a str, from: &'a Person, reply: &'a Reply) -> StoreFuture<'a, i64> {
+        let mut replies = self.replies.lock().unwrap();
+        replies.push((server.to_owned(), from.id.clone(), reply.clone(), Outgoing::Queued));
+        Box::pin(std::future::ready(Ok(replies.len() as i64)))
+    }
+    fn outbox<'a>(&'a self, server: &'a str, from: &'a UserId) -> StoreFuture<'a, Vec<Queued>> {
+        let queued = self
+            .replies
+            .lock()
+            .unwrap()
+            .iter()
+            .enumerate()
+            .filter(|(_, (s, f, _, o))| s == server && f == from && *o == Outgoing::Queued)
+            .map(|(i, (_, _, reply, _))| Queued { row: i as i64 + 1, reply: reply.clone() })
+            .collect();
+        Box::pin(std::future::ready(Ok(queued)))
+    }
+    fn reply_done<'a>(&'a self, id: &'a str, outcome: &'a Outgoing, _ts: Option<i64>) -> StoreFuture<'a, Option<i64>> {
+        let mut replies = self.replies.lock().unwrap();
+        let row =
+            replies.iter_mut().enumerate().find(|(_, r)| r.2.id == id && r.3 == Outgoing::Queued).map(|(i, r)| {
+                r.3 = outcome.clone();
+                i as i64 + 1
+            });
+        Box::pin(std::future::ready(Ok(row)))
     }
 }
 
