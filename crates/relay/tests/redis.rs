@@ -127,6 +127,26 @@ async fn talks_cross_nodes_exactly_once_and_in_order() {
     assert_eq!(talks(&mut replay, 2).await.iter().map(|t| t.0).collect::<Vec<_>>(), [29, 30]);
 }
 
+/// A talk whose wake-up never came (appended behind the relays' back, with no PUBLISH)
+/// still reaches the connected client: the node checks its recipients' positions.
+#[tokio::test]
+async fn a_lost_wakeup_loses_no_talk() {
+    let nodes = Nodes::start(1, Durability::None).await;
+    let mut a = signed_in(nodes.ws(0), nodes.token(1), "app", Some(0)).await;
+    assert_eq!(nodes.post(0, 2, 1, "woken").await.0, 200);
+    assert_eq!(talks(&mut a, 1).await, [(1, "woken".to_owned())]);
+    assert_eq!(nodes.redis.cli(&["HINCRBY", "tb:{1}:meta", "seq", "1"]).unwrap(), "2");
+    let ts = "1763900000000";
+    let fields = ["ts", ts, "from_id", "2", "from_name", "wang2", "to_name", "wang1", "talk", "unannounced"];
+    let added = nodes.redis.cli(&[&["XADD", "tb:{1}:s", "2-0"][..], &fields[..]].concat()).unwrap();
+    assert_eq!(added, "2-0");
+    assert_eq!(talks(&mut a, 1).await, [(2, "unannounced".to_owned())]);
+    // And the next announced one follows it, once.
+    assert_eq!(nodes.post(0, 2, 1, "woken again").await.0, 200);
+    assert_eq!(talks(&mut a, 1).await, [(3, "woken again".to_owned())]);
+    assert_alive(&mut a).await;
+}
+
 /// With `appendfsync always`, a SIGKILLed Redis comes back with everything it accepted.
 #[tokio::test]
 async fn a_redis_sigkilled_and_restarted_loses_nothing_accepted() {

@@ -162,6 +162,14 @@ impl Drop for RedisBroker {
     }
 }
 
+/// The URL without its user and password, for logs.
+fn redacted(url: &str) -> String {
+    match url.rsplit_once('@') {
+        Some((_, host)) => format!("redis://{host}"),
+        None => url.to_owned(),
+    }
+}
+
 /// A new epoch: 128 random bits in hex.
 fn new_epoch() -> String {
     format!("{:032x}", rand::random::<u128>())
@@ -175,7 +183,7 @@ impl RedisBroker {
     /// Connects to Redis at `url` (it must answer now), logs its durability, and starts
     /// the subscriber task.
     pub async fn connect(url: &str, caps: QueueCaps, rule: DeviceRule) -> Result<Self, RedisBrokerError> {
-        let client = Client::open(url).map_err(|source| RedisBrokerError::Url { url: url.to_owned(), source })?;
+        let client = Client::open(url).map_err(|source| RedisBrokerError::Url { url: redacted(url), source })?;
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_connection_timeout(Some(RESPONSE_TIMEOUT))
@@ -184,8 +192,8 @@ impl RedisBroker {
         let mut conn = client
             .get_connection_manager_with_config(config)
             .await
-            .map_err(|source| RedisBrokerError::Connect { url: url.to_owned(), source })?;
-        log_durability(url, &mut conn).await;
+            .map_err(|source| RedisBrokerError::Connect { url: redacted(url), source })?;
+        log_durability(&redacted(url), &mut conn).await;
         let scripts = Arc::new(Scripts::new());
         let watched = Arc::new(Watched::default());
         let (commands, command_rx) = mpsc::unbounded_channel();
@@ -193,7 +201,7 @@ impl RedisBroker {
         let subscriber = Subscriber { client, conn: conn.clone(), watched: watched.clone(), wakeups: wake_tx };
         let subscriber = tokio::spawn(subscriber.run(command_rx));
         Ok(RedisBroker {
-            url: url.to_owned(),
+            url: redacted(url),
             conn,
             scripts,
             caps,
@@ -705,6 +713,12 @@ mod tests {
         assert_eq!(keys.stream(), "tb:{u-7}:s");
         assert_eq!(user_of_channel(&keys.channel()), Some(UserId::from("u-7")));
         assert_eq!(user_of_channel("other"), None);
+    }
+
+    #[test]
+    fn a_password_in_the_url_is_never_logged() {
+        assert_eq!(redacted("redis://:s3cret@10.0.0.1:6379/0"), "redis://10.0.0.1:6379/0");
+        assert_eq!(redacted("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
     }
 
     #[test]
