@@ -19,12 +19,15 @@ pub enum BrokerUrl {
     Sqlite,
     /// One Redis server, `redis://HOST:PORT[/DB]`: several relays share it.
     Redis(String),
+    /// A Redis Cluster, `redis+cluster://HOST:PORT,HOST:PORT,…`: its seed nodes, each as
+    /// `redis://HOST:PORT`.
+    RedisCluster(Vec<String>),
 }
 
 /// Why a `--broker` was not understood.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BrokerUrlError {
-    #[error("--broker must be sqlite or redis://HOST:PORT, not {0:?}")]
+    #[error("--broker must be sqlite, redis://HOST:PORT or redis+cluster://HOST:PORT,HOST:PORT,…, not {0:?}")]
     Unknown(String),
     #[error("--broker redis://… needs a host: {0:?}")]
     NoHost(String),
@@ -36,6 +39,14 @@ impl std::str::FromStr for BrokerUrl {
         let s = s.trim();
         if s == "sqlite" {
             return Ok(BrokerUrl::Sqlite);
+        }
+        if let Some(seeds) = s.strip_prefix("redis+cluster://") {
+            let seeds: Vec<String> =
+                seeds.split(',').map(str::trim).filter(|h| !h.is_empty()).map(|h| format!("redis://{h}")).collect();
+            if seeds.is_empty() {
+                return Err(BrokerUrlError::NoHost(s.to_owned()));
+            }
+            return Ok(BrokerUrl::RedisCluster(seeds));
         }
         match s.strip_prefix("redis://") {
             Some("") => Err(BrokerUrlError::NoHost(s.to_owned())),
@@ -157,5 +168,23 @@ impl RelayConfig {
     /// When a device is forgotten.
     pub fn device_rule(&self) -> DeviceRule {
         DeviceRule { max: self.max_devices_per_user.max(1), expiry_ms: millis(self.device_expiry) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!("sqlite".parse(), Ok(BrokerUrl::Sqlite));
+        assert_eq!("redis://127.0.0.1:6379".parse(), Ok(BrokerUrl::Redis("redis://127.0.0.1:6379".into())));
+        assert_eq!(
+            "redis+cluster://a:1, b:2,c:3".parse(),
+            Ok(BrokerUrl::RedisCluster(vec!["redis://a:1".into(), "redis://b:2".into(), "redis://c:3".into()]))
+        );
+        assert!(matches!("redis://".parse::<BrokerUrl>(), Err(BrokerUrlError::NoHost(_))));
+        assert!(matches!("redis+cluster://,".parse::<BrokerUrl>(), Err(BrokerUrlError::NoHost(_))));
+        assert!(matches!("postgres://x".parse::<BrokerUrl>(), Err(BrokerUrlError::Unknown(_))));
     }
 }

@@ -139,6 +139,10 @@ async fn open_broker(cfg: &RelayConfig) -> Result<(Box<dyn Broker>, String), Rel
             let broker = RedisBroker::connect(url, cfg.queue_caps(), cfg.device_rule()).await?;
             Ok((Box::new(broker), String::new()))
         }
+        BrokerUrl::RedisCluster(seeds) => {
+            let broker = RedisBroker::connect_cluster(seeds, cfg.queue_caps(), cfg.device_rule()).await?;
+            Ok((Box::new(broker), String::new()))
+        }
     }
 }
 

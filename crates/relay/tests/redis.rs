@@ -11,11 +11,12 @@ use serde_json::{json, Value};
 use support::child::Served;
 use support::*;
 use talkbell_relay::Users;
-use talkbell_testkit::redis::{Durability, RedisServer};
+use talkbell_testkit::redis::{Durability, RedisCluster, RedisServer};
 
-/// One redis-server, a users file of wang1..wang3, and relay nodes on them.
+/// One redis-server (or a cluster), a users file of wang1..wang3, and relay nodes on them.
 struct Nodes {
     redis: RedisServer,
+    cluster: Option<RedisCluster>,
     dir: tempfile::TempDir,
     tokens: Vec<String>,
     nodes: Vec<Served>,
@@ -31,11 +32,25 @@ impl Nodes {
             tokens.push(users.add(i, format!("wang{i}")));
         }
         users.save(dir.path().join("users.toml")).unwrap();
-        let mut nodes = Nodes { redis, dir, tokens, nodes: Vec::new() };
+        let mut nodes = Nodes { redis, cluster: None, dir, tokens, nodes: Vec::new() };
         for _ in 0..count {
             nodes.add_node().await;
         }
         nodes
+    }
+
+    /// Relay nodes on a Redis Cluster of three masters.
+    async fn on_cluster(count: usize) -> Nodes {
+        let mut nodes = Nodes::start(0, Durability::None).await;
+        nodes.cluster = Some(RedisCluster::start(&nodes.dir.path().join("cluster"), 3).unwrap());
+        for _ in 0..count {
+            nodes.add_node().await;
+        }
+        nodes
+    }
+
+    fn broker_url(&self) -> String {
+        self.cluster.as_ref().map_or_else(|| self.redis.url(), RedisCluster::url)
     }
 
     async fn add_node(&mut self) {
@@ -50,9 +65,21 @@ impl Nodes {
             "--db".into(),
             db.display().to_string(),
             "--broker".into(),
-            self.redis.url(),
+            self.broker_url(),
         ];
         self.nodes.push(Served::start(args).await);
+    }
+
+    /// How many connections listen on a wake-up channel (summed over a cluster's nodes).
+    fn subscribers(&self, channel: &str) -> u64 {
+        let count = |server: &RedisServer, command: &str| {
+            let out = server.cli(&["PUBSUB", command, channel]).unwrap();
+            out.lines().last().and_then(|n| n.trim().parse::<u64>().ok()).unwrap_or(0)
+        };
+        match &self.cluster {
+            Some(cluster) => cluster.nodes.iter().map(|n| count(n, "SHARDNUMSUB")).sum(),
+            None => count(&self.redis, "NUMSUB"),
+        }
     }
 
     fn token(&self, user: usize) -> &str {
@@ -98,9 +125,24 @@ async fn talks(ws: &mut Ws, n: usize) -> Vec<(u64, String)> {
 /// sent from a client on node C; a retried send through another node is not doubled.
 #[tokio::test]
 async fn talks_cross_nodes_exactly_once_and_in_order() {
-    let nodes = Nodes::start(3, Durability::None).await;
+    cross_nodes(Nodes::start(3, Durability::None).await).await;
+}
+
+/// The same on a Redis Cluster of three masters (sharded pub/sub; wang1, wang2 and wang3
+/// live in different slots).
+#[tokio::test]
+async fn talks_cross_nodes_on_a_redis_cluster() {
+    let nodes = Nodes::on_cluster(3).await;
+    assert!(nodes.nodes[0].log().contains("cluster"), "{}", nodes.nodes[0].log());
+    cross_nodes(nodes).await;
+}
+
+async fn cross_nodes(nodes: Nodes) {
     let mut a = signed_in(nodes.ws(0), nodes.token(1), "wang1-app", Some(0)).await;
     let mut c = signed_in(nodes.ws(2), nodes.token(3), "wang3-app", None).await;
+    // Only the node that holds wang1's connection listens for wang1's wake-ups.
+    assert_eq!(nodes.subscribers("tb:{1}:n"), 1);
+    assert_eq!(nodes.subscribers("tb:{2}:n"), 0);
     let mut want = Vec::new();
     for i in 0..15 {
         let posted = nodes.post(1, 2, 1, &format!("post {i}")).await;

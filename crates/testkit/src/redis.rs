@@ -30,6 +30,8 @@ pub struct RedisServer {
     pub port: u16,
     pub dir: PathBuf,
     durability: Durability,
+    /// More `redis-server` flags (a cluster node's).
+    extra: Vec<String>,
     child: Option<Spawned>,
 }
 
@@ -37,8 +39,13 @@ impl RedisServer {
     /// Starts `redis-server` with its data in `dir` (made if missing) and waits until it
     /// answers `PING`.
     pub fn start(dir: &Path, durability: Durability) -> io::Result<RedisServer> {
+        Self::start_with(dir, durability, Vec::new())
+    }
+
+    /// [`RedisServer::start`] with more `redis-server` flags.
+    pub fn start_with(dir: &Path, durability: Durability, extra: Vec<String>) -> io::Result<RedisServer> {
         std::fs::create_dir_all(dir)?;
-        let mut server = RedisServer { port: free_port()?, dir: dir.to_owned(), durability, child: None };
+        let mut server = RedisServer { port: free_port()?, dir: dir.to_owned(), durability, extra, child: None };
         server.restart()?;
         Ok(server)
     }
@@ -57,6 +64,7 @@ impl RedisServer {
             Durability::Always => cmd.args(["--appendonly", "yes", "--appendfsync", "always"]),
             Durability::None => cmd.args(["--appendonly", "no"]),
         };
+        cmd.args(&self.extra);
         cmd
     }
 
@@ -129,4 +137,48 @@ fn ping(port: u16) -> bool {
         Ok(line.starts_with("+PONG"))
     };
     probe().unwrap_or(false)
+}
+
+/// A Redis Cluster of `masters` masters and no replicas (`redis-server --cluster-enabled
+/// yes` each, joined by `redis-cli --cluster create`), its slots spread over them.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts the nodes, each with its data in `dir/node-N`, creates the cluster, and
+    /// waits until every node says `cluster_state:ok`.
+    pub fn start(dir: &Path, masters: usize) -> io::Result<RedisCluster> {
+        let mut nodes = Vec::new();
+        for n in 0..masters {
+            let flags =
+                ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000"];
+            let extra = flags.iter().map(|f| (*f).to_owned()).collect();
+            nodes.push(RedisServer::start_with(&dir.join(format!("node-{n}")), Durability::None, extra)?);
+        }
+        let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "redis-cli --cluster create: {}",
+                String::from_utf8_lossy(&out.stdout)
+            )));
+        }
+        let cluster = RedisCluster { nodes };
+        let ok = |n: &RedisServer| n.cli(&["CLUSTER", "INFO"]).is_ok_and(|i| i.contains("cluster_state:ok"));
+        READY
+            .check(|| cluster.nodes.iter().all(ok).then_some(()))
+            .ok_or_else(|| io::Error::other("the cluster is not ok"))?;
+        Ok(cluster)
+    }
+
+    /// `redis+cluster://127.0.0.1:P1,127.0.0.1:P2,…`: every node a seed.
+    pub fn url(&self) -> String {
+        let seeds: Vec<String> = self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        format!("redis+cluster://{}", seeds.join(","))
+    }
 }

@@ -25,6 +25,11 @@
 //!   from the next script that touches it; the check above finds it too and tells the
 //!   hub ([`Wakeup::NewEpoch`]), which closes the connections of the old epoch so that
 //!   their next welcome says `reset` (PROTOCOL.md 3).
+//! - A Redis Cluster (`--broker redis+cluster://HOST:PORT,HOST:PORT,…`, the seed nodes):
+//!   one recipient's keys and channel share the `{u}` hash tag, so each script runs on the
+//!   recipient's slot; wake-ups are sharded pub/sub there (`SPUBLISH`, `SSUBSCRIBE`, on
+//!   RESP3), which the cluster connection re-subscribes after a failover; the check above
+//!   covers what a failover drops.
 //! - Redis away: every call fails with [`BrokerError::Unavailable`] (a POST gets 503, a
 //!   `send` an `unavailable` error frame: not accepted, so not lost); connections stay;
 //!   the connection manager and the subscriber reconnect with back-off, and the first
@@ -34,9 +39,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use futures_util::StreamExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink};
-use redis::{AsyncCommands, Client, RedisError};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, PubSubSink};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{AsyncCommands, Client, Cmd, Pipeline, PushInfo, RedisError, RedisFuture, Value};
 use talkbell_core::protocol::{Person, UserId};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -72,6 +80,48 @@ fn err(e: RedisError) -> BrokerError {
         ErrorKind::Parse | ErrorKind::UnexpectedReturnType => BrokerError::Failed(Box::new(e)),
         _ => BrokerError::Unavailable(e.to_string()),
     }
+}
+
+/// A connection to one Redis server (reconnecting by itself) or to a cluster.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// Where the subscriber hears wake-ups: its own pub/sub connection to one server, or
+/// the cluster connection's pushes (sharded pub/sub).
+enum Source {
+    Single(Client),
+    Cluster(mpsc::UnboundedReceiver<PushInfo>),
 }
 
 /// The keys of one recipient.
@@ -146,7 +196,9 @@ enum Command {
 /// The Redis broker ([`Broker`]); see the top of this file.
 pub struct RedisBroker {
     url: String,
-    conn: ConnectionManager,
+    conn: Conn,
+    /// `PUBLISH`, or `SPUBLISH` on a cluster.
+    publish: &'static str,
     scripts: Arc<Scripts>,
     caps: QueueCaps,
     rule: DeviceRule,
@@ -189,20 +241,45 @@ impl RedisBroker {
             .set_connection_timeout(Some(RESPONSE_TIMEOUT))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(2));
-        let mut conn = client
+        let conn = client
             .get_connection_manager_with_config(config)
             .await
             .map_err(|source| RedisBrokerError::Connect { url: redacted(url), source })?;
-        log_durability(&redacted(url), &mut conn).await;
+        Ok(Self::with(redacted(url), Conn::Single(conn), Source::Single(client), caps, rule).await)
+    }
+
+    /// Connects to the Redis Cluster these seed nodes (`redis://HOST:PORT`) belong to.
+    pub async fn connect_cluster(urls: &[String], caps: QueueCaps, rule: DeviceRule) -> Result<Self, RedisBrokerError> {
+        let name = urls.iter().map(|u| redacted(u)).collect::<Vec<_>>().join(",");
+        let (push_tx, push_rx) = mpsc::unbounded_channel();
+        let client = ClusterClientBuilder::new(urls.to_vec())
+            .use_protocol(redis::ProtocolVersion::RESP3)
+            .push_sender(push_tx)
+            .connection_timeout(RESPONSE_TIMEOUT)
+            .response_timeout(RESPONSE_TIMEOUT)
+            .retries(2)
+            .build()
+            .map_err(|source| RedisBrokerError::Url { url: name.clone(), source })?;
+        let conn = client
+            .get_async_connection()
+            .await
+            .map_err(|source| RedisBrokerError::Connect { url: name.clone(), source })?;
+        Ok(Self::with(format!("cluster {name}"), Conn::Cluster(conn), Source::Cluster(push_rx), caps, rule).await)
+    }
+
+    async fn with(url: String, mut conn: Conn, source: Source, caps: QueueCaps, rule: DeviceRule) -> Self {
+        log_durability(&url, &mut conn).await;
+        let publish = if matches!(conn, Conn::Cluster(_)) { "SPUBLISH" } else { "PUBLISH" };
         let scripts = Arc::new(Scripts::new());
         let watched = Arc::new(Watched::default());
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (wake_tx, wake_rx) = mpsc::channel(WAKEUP_QUEUE);
-        let subscriber = Subscriber { client, conn: conn.clone(), watched: watched.clone(), wakeups: wake_tx };
-        let subscriber = tokio::spawn(subscriber.run(command_rx));
-        Ok(RedisBroker {
-            url: redacted(url),
+        let subscriber = Subscriber { conn: conn.clone(), watched: watched.clone(), wakeups: wake_tx };
+        let subscriber = tokio::spawn(subscriber.run(source, command_rx));
+        RedisBroker {
+            url,
             conn,
+            publish,
             scripts,
             caps,
             rule,
@@ -210,7 +287,7 @@ impl RedisBroker {
             commands,
             wakeups: Mutex::new(Some(wake_rx)),
             subscriber,
-        })
+        }
     }
 
     async fn append_talk(&self, talk: NewTalk) -> Result<Appended, BrokerError> {
@@ -235,6 +312,7 @@ impl RedisBroker {
             .arg(new_epoch())
             .arg(SEND_KEY_TTL_MS)
             .arg(keys.channel())
+            .arg(self.publish)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(err)?;
@@ -326,23 +404,30 @@ impl RedisBroker {
             return Ok(());
         }
         let now = now_ms();
-        let mut pipe = redis::pipe();
-        for d in &devices {
-            pipe.hset(Keys::of(&d.user).seen(), &d.uuid, now).ignore();
-        }
-        pipe.query_async::<()>(&mut self.conn.clone()).await.map_err(err)
+        // One command each, at once: on a cluster they go to different slots.
+        let touches = devices.iter().map(|d| {
+            let mut conn = self.conn.clone();
+            async move { conn.hset::<_, _, _, ()>(Keys::of(&d.user).seen(), &d.uuid, now).await }
+        });
+        join_all(touches).await.into_iter().collect::<Result<Vec<()>, _>>().map_err(err)?;
+        Ok(())
     }
 
     /// Retention over every recipient's queue: SCAN for their streams, one script each.
+    /// On a cluster only the recipients watched here (a SCAN covers one node).
     async fn prune_all(&self, talks_before_ms: i64, devices_before_ms: i64) -> Result<usize, BrokerError> {
-        let mut conn = self.conn.clone();
         let mut streams: Vec<String> = Vec::new();
-        {
-            let mut iter = conn.scan_match::<_, String>("tb:{*}:s").await.map_err(err)?;
-            while let Some(key) = iter.next_item().await {
-                streams.push(key.map_err(err)?);
+        match &self.conn {
+            Conn::Single(single) => {
+                let mut single = single.clone();
+                let mut iter = single.scan_match::<_, String>("tb:{*}:s").await.map_err(err)?;
+                while let Some(key) = iter.next_item().await {
+                    streams.push(key.map_err(err)?);
+                }
             }
+            Conn::Cluster(_) => streams.extend(self.watched.lock().keys().map(|u| Keys::of(u).stream())),
         }
+        let mut conn = self.conn.clone();
         let mut pruned = 0usize;
         for stream in streams {
             let Some(base) = stream.strip_suffix(":s") else { continue };
@@ -377,7 +462,7 @@ impl RedisBroker {
 
 /// Up to `limit` talks of `user` with `after < seq <= upto`, by `XRANGE`.
 async fn range(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     user: &UserId,
     after: u64,
     upto: u64,
@@ -412,11 +497,11 @@ fn stored_talk(user: &UserId, id: &str, mut f: HashMap<String, String>) -> Optio
 }
 
 /// Logs what an accepted talk survives: `appendonly` and `appendfsync`.
-async fn log_durability(url: &str, conn: &mut ConnectionManager) {
+async fn log_durability(url: &str, conn: &mut Conn) {
     let get = |name: &'static str| redis::cmd("CONFIG").arg("GET").arg(name).clone();
     let mut read = async |name: &'static str| -> String {
-        match get(name).query_async::<Vec<String>>(conn).await {
-            Ok(pair) => pair.get(1).cloned().unwrap_or_else(|| "?".into()),
+        match get(name).query_async::<HashMap<String, String>>(conn).await {
+            Ok(mut pair) => pair.remove(name).unwrap_or_else(|| "?".into()),
             Err(_) => "unknown (CONFIG GET refused)".into(),
         }
     };
@@ -434,8 +519,7 @@ async fn log_durability(url: &str, conn: &mut ConnectionManager) {
 /// The task that holds the pub/sub connection: subscribes and unsubscribes as the hub
 /// watches, forwards wake-ups, and checks the watched recipients' positions.
 struct Subscriber {
-    client: Client,
-    conn: ConnectionManager,
+    conn: Conn,
     watched: Arc<Watched>,
     wakeups: mpsc::Sender<Wakeup>,
 }
@@ -449,10 +533,65 @@ enum Ended {
 }
 
 impl Subscriber {
-    async fn run(self, mut commands: mpsc::UnboundedReceiver<Command>) {
+    async fn run(self, source: Source, commands: mpsc::UnboundedReceiver<Command>) {
+        match source {
+            Source::Single(client) => self.run_single(client, commands).await,
+            Source::Cluster(pushes) => self.run_cluster(pushes, commands).await,
+        }
+    }
+
+    /// On a cluster: sharded subscriptions on the cluster connection, which re-subscribes
+    /// by itself after a reconnect or a failover.
+    async fn run_cluster(
+        self,
+        mut pushes: mpsc::UnboundedReceiver<PushInfo>,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+    ) {
+        let Conn::Cluster(cluster) = self.conn.clone() else { return };
+        let mut tick = tokio::time::interval(CHECK_EVERY);
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    None => return,
+                    Some(command) => self.on_cluster_command(&mut cluster.clone(), command).await,
+                },
+                push = pushes.recv() => match push.and_then(redis::Msg::from_push_info) {
+                    Some(msg) => self.on_message(msg.get_channel_name(), msg.get_payload_bytes()),
+                    None if pushes.is_closed() => return,
+                    None => {}
+                },
+                _ = tick.tick() => self.check().await,
+            }
+        }
+    }
+
+    async fn on_cluster_command(&self, cluster: &mut ClusterConnection, command: Command) {
+        match command {
+            Command::Watch(user, reply) => {
+                if self.watched.lock().contains_key(&user) {
+                    let _ = reply.send(Ok(()));
+                    return;
+                }
+                let subscribed = cluster.ssubscribe(Keys::of(&user).channel()).await;
+                if subscribed.is_ok() {
+                    self.watched.lock().insert(user, Known::default());
+                }
+                let _ = reply.send(subscribed.map_err(err));
+            }
+            Command::Unwatch(user) => {
+                if self.watched.lock().remove(&user).is_some() {
+                    if let Err(e) = cluster.sunsubscribe(Keys::of(&user).channel()).await {
+                        tracing::debug!(error = %e, "could not unsubscribe; the check ignores it");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn run_single(self, client: Client, mut commands: mpsc::UnboundedReceiver<Command>) {
         let mut delay = Duration::from_millis(100);
         loop {
-            match self.client.get_async_pubsub().await {
+            match client.get_async_pubsub().await {
                 Ok(pubsub) => {
                     delay = Duration::from_millis(100);
                     if let Ended::Stopped = self.subscribed(pubsub, &mut commands).await {
@@ -560,15 +699,19 @@ impl Subscriber {
         if users.is_empty() {
             return;
         }
-        let mut pipe = redis::pipe();
-        for (user, _) in &users {
-            pipe.cmd("HMGET").arg(Keys::of(user).meta()).arg("seq").arg("epoch");
-        }
-        let mut conn = self.conn.clone();
-        let positions: Vec<(Option<u64>, Option<String>)> = match pipe.query_async(&mut conn).await {
+        // One HMGET each, at once (multiplexed): on a cluster they go to different slots.
+        let reads = users.iter().map(|(user, _)| {
+            let mut conn = self.conn.clone();
+            async move {
+                let cmd = redis::cmd("HMGET").arg(Keys::of(user).meta()).arg("seq").arg("epoch").clone();
+                cmd.query_async::<(Option<u64>, Option<String>)>(&mut conn).await
+            }
+        });
+        let positions = match join_all(reads).await.into_iter().collect::<Result<Vec<_>, _>>() {
             Ok(p) => p,
             Err(e) => return tracing::debug!(error = %e, "the position check failed; trying again later"),
         };
+        let mut conn = self.conn.clone();
         for ((user, known), (seq, epoch)) in users.into_iter().zip(positions) {
             if let Err(e) = self.catch_up(&mut conn, &user, &known, seq.unwrap_or(0), epoch).await {
                 tracing::debug!(error = %e, "a catch-up failed; trying again later");
@@ -579,7 +722,7 @@ impl Subscriber {
     /// Sends the hub what it lacks of `user`: a new epoch, or the talks after `known.last`.
     async fn catch_up(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut Conn,
         user: &UserId,
         known: &Known,
         seq: u64,

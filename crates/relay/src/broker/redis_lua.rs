@@ -69,7 +69,8 @@ end
 "#;
 
 /// KEYS: meta, stream, from, send key. ARGV: keyed ('1'/'0'), from id, from name, to id,
-/// to name, talk, ts, recipient cap, sender cap, new epoch, key TTL (ms), channel.
+/// to name, talk, ts, recipient cap, sender cap, new epoch, key TTL (ms), channel,
+/// `PUBLISH` or `SPUBLISH` (a cluster's sharded pub/sub).
 /// Returns {'dup', seq, ts, epoch}, {'ok', seq, ts, epoch}, {'full_recipient', cap} or
 /// {'full_sender', cap}.
 const APPEND: &str = r#"
@@ -91,7 +92,7 @@ if ARGV[1] == '1' then
   redis.call('HSET', k, 'seq', seq, 'ts', ARGV[7], 'epoch', epoch)
   redis.call('PEXPIRE', k, ARGV[11])
 end
-redis.call('PUBLISH', ARGV[12], cjson.encode({epoch = epoch, seq = tostring(seq), ts = ARGV[7],
+redis.call(ARGV[13], ARGV[12], cjson.encode({epoch = epoch, seq = tostring(seq), ts = ARGV[7],
   from_id = ARGV[2], from_name = ARGV[3], to_id = ARGV[4], to_name = ARGV[5], talk = ARGV[6]}))
 return {'ok', tostring(seq), ARGV[7], epoch}
 "#;

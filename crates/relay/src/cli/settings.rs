@@ -28,8 +28,9 @@ pub struct ServeArgs {
     /// The queue database (SQLite) [default: talkbell-relay.db beside the users file].
     #[arg(long)]
     pub db: Option<PathBuf>,
-    /// Where the queues and routing live: `sqlite` (the --db file, one relay) or
-    /// `redis://HOST:PORT` (several relays on one Redis) [default: sqlite].
+    /// Where the queues and routing live: `sqlite` (the --db file, one relay),
+    /// `redis://HOST:PORT` (several relays on one Redis) or
+    /// `redis+cluster://HOST:PORT,HOST:PORT,…` (a Redis Cluster's seed nodes) [default: sqlite].
     #[arg(long, value_name = "URL")]
     pub broker: Option<String>,
     /// Close a connection that sent nothing for this many seconds [default: 60].
