@@ -54,6 +54,11 @@ impl Nodes {
     }
 
     async fn add_node(&mut self) {
+        self.add_node_with(&[]).await;
+    }
+
+    /// A relay node with more `serve` flags.
+    async fn add_node_with(&mut self, flags: &[&str]) {
         let n = self.nodes.len();
         let users = self.dir.path().join("users.toml");
         let db = self.dir.path().join(format!("unused-{n}.db"));
@@ -67,6 +72,7 @@ impl Nodes {
             "--broker".into(),
             self.broker_url(),
         ];
+        let args = [args, flags.iter().map(|f| (*f).to_owned()).collect()].concat();
         self.nodes.push(Served::start(args).await);
     }
 
@@ -189,6 +195,54 @@ async fn a_lost_wakeup_loses_no_talk() {
     assert_alive(&mut a).await;
 }
 
+/// The caps hold across nodes (a full queue refuses with 507, nothing is evicted), and a
+/// device's ack trims the stream, which makes room again.
+#[tokio::test]
+async fn caps_refuse_across_nodes_and_acks_trim_the_stream() {
+    let mut nodes = Nodes::start(0, Durability::None).await;
+    for _ in 0..2 {
+        nodes.add_node_with(&["--max-queued", "5", "--max-queued-per-sender", "3"]).await;
+    }
+    let mut a = signed_in(nodes.ws(0), nodes.token(1), "app", Some(0)).await;
+    for i in 0..3 {
+        assert_eq!(nodes.post(i % 2, 2, 1, &format!("b{i}")).await.0, 200);
+    }
+    let (status, body) = nodes.post(1, 2, 1, "b3").await;
+    assert_eq!((status, &body["code"]), (507, &json!("queue_full")), "the sender's share");
+    for i in 0..2 {
+        assert_eq!(nodes.post(i, 3, 1, &format!("c{i}")).await.0, 200);
+    }
+    assert_eq!(nodes.post(0, 3, 1, "c2").await.0, 507, "the recipient's cap");
+    assert_eq!(nodes.redis.cli(&["XLEN", "tb:{1}:s"]).unwrap(), "5");
+    let got = talks(&mut a, 5).await;
+    assert_eq!(got.iter().map(|t| t.0).collect::<Vec<_>>(), [1, 2, 3, 4, 5], "nothing evicted");
+
+    send_text(&mut a, json!({"type": "ack", "seq": 4}).to_string()).await;
+    eventually("the ack to trim the stream", || (nodes.redis.cli(&["XLEN", "tb:{1}:s"]).ok()? == "1").then_some(()))
+        .await;
+    assert_eq!(nodes.post(1, 2, 1, "b3").await.0, 200, "room again");
+    assert_eq!(talks(&mut a, 1).await, [(6, "b3".to_owned())]);
+    // A device that reconnects is not replayed what it acked.
+    drop(a);
+    let mut a = signed_in(nodes.ws(1), nodes.token(1), "app", Some(0)).await;
+    assert_eq!(talks(&mut a, 2).await.iter().map(|t| t.0).collect::<Vec<_>>(), [5, 6]);
+}
+
+/// A relay node dies: its client resumes on another node and gets what it missed.
+#[tokio::test]
+async fn a_client_of_a_killed_node_resumes_on_another() {
+    let mut nodes = Nodes::start(2, Durability::None).await;
+    let mut a = signed_in(nodes.ws(0), nodes.token(1), "app", Some(0)).await;
+    assert_eq!(nodes.post(1, 2, 1, "one").await.0, 200);
+    assert_eq!(talks(&mut a, 1).await, [(1, "one".to_owned())]);
+    nodes.nodes[0].child.kill();
+    assert_eq!(nodes.post(1, 2, 1, "two").await.0, 200);
+    assert_eq!(nodes.post(1, 2, 1, "three").await.0, 200);
+    let mut a = signed_in(nodes.ws(1), nodes.token(1), "app", Some(1)).await;
+    assert_eq!(talks(&mut a, 2).await, [(2, "two".to_owned()), (3, "three".to_owned())]);
+    assert_alive(&mut a).await;
+}
+
 /// With `appendfsync always`, a SIGKILLed Redis comes back with everything it accepted.
 #[tokio::test]
 async fn a_redis_sigkilled_and_restarted_loses_nothing_accepted() {
@@ -254,6 +308,11 @@ async fn a_redis_that_is_away_refuses_talks_and_keeps_connections() {
     assert_eq!((&answer["id"], &answer["code"]), (&json!("away-1"), &json!("unavailable")), "{answer}");
     assert_alive(&mut a).await;
     assert_alive(&mut c).await;
+    // A hello while Redis is away: told so, and to try again (1013).
+    let mut late = connect(nodes.ws(0)).await;
+    send_text(&mut late, hello_text(nodes.token(2), "late", Some(0))).await;
+    assert_eq!(next_json(&mut late).await["code"], "unavailable");
+    assert_eq!(close_code(&mut late).await, Some(1013));
 
     nodes.redis.restart().unwrap();
     assert_eq!(nodes.post_accepted(1, 2, 1, "after").await, 2);
