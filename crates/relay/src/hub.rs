@@ -517,9 +517,9 @@ impl Shared {
     pub async fn unregister(&self, user: &UserId, conn_id: u64, uuid: &str) {
         if let Some(recipient) = self.existing_recipient(user) {
             let mut guard = recipient.lock().await;
-            if guard.conns.remove(&conn_id).is_some() || guard.conns.is_empty() {
-                self.unwatch_if_none(user, &guard).await;
-            }
+            // Removed here, or already (too slow, revoked, reset): unwatch if it was the last.
+            guard.conns.remove(&conn_id);
+            self.unwatch_if_none(user, &guard).await;
         }
         let seen = vec![Device { user: user.clone(), uuid: uuid.to_owned() }];
         if let Err(e) = self.broker.seen(seen).await {

@@ -73,12 +73,29 @@ pub enum RedisBrokerError {
     Connect { url: String, source: RedisError },
 }
 
+/// Redis away (down, loading, failing over, unreachable) is [`BrokerError::Unavailable`],
+/// which the sender may retry; anything else (a script error, a reply this code did not
+/// expect) is a bug here, [`BrokerError::Failed`].
 fn err(e: RedisError) -> BrokerError {
-    use redis::ErrorKind;
-    match e.kind() {
-        // A reply this code did not expect is a bug here, not Redis being away.
-        ErrorKind::Parse | ErrorKind::UnexpectedReturnType => BrokerError::Failed(Box::new(e)),
-        _ => BrokerError::Unavailable(e.to_string()),
+    use redis::{ErrorKind, ServerErrorKind as S};
+    let away = e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_cluster_error()
+        || matches!(
+            e.kind(),
+            ErrorKind::Io
+                | ErrorKind::Client
+                | ErrorKind::ClusterConnectionNotFound
+                | ErrorKind::Server(
+                    S::BusyLoading | S::TryAgain | S::ClusterDown | S::MasterDown | S::ReadOnly | S::Moved | S::Ask
+                )
+        );
+    if away {
+        BrokerError::Unavailable(e.to_string())
+    } else {
+        BrokerError::Failed(Box::new(e))
     }
 }
 
