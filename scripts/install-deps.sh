@@ -23,6 +23,7 @@ CORE_PACKAGES=(
   libnotify-bin            # notify-send, to try the daemon by hand
   procps util-linux        # ps (process groups) and setsid, used by desktop-session.sh
   jq                       # the demo reads dunst's history with it
+  redis-server redis-tools # the relay's Redis broker tests start redis-server; redis-cli
 )
 
 # gui: the Tauri desktop shell (src-tauri) and its tests on a real desktop.

@@ -11,6 +11,51 @@ use crate::rate::RateLimit;
 use crate::tls::TlsFiles;
 use crate::users::Users;
 
+/// Where the queues and routing live (`--broker`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum BrokerUrl {
+    /// The SQLite file [`RelayConfig::db`]: one relay.
+    #[default]
+    Sqlite,
+    /// One Redis server, `redis://HOST:PORT[/DB]`: several relays share it.
+    Redis(String),
+    /// A Redis Cluster, `redis+cluster://HOST:PORT,HOST:PORT,…`: its seed nodes, each as
+    /// `redis://HOST:PORT`.
+    RedisCluster(Vec<String>),
+}
+
+/// Why a `--broker` was not understood.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BrokerUrlError {
+    #[error("--broker must be sqlite, redis://HOST:PORT or redis+cluster://HOST:PORT,HOST:PORT,…, not {0:?}")]
+    Unknown(String),
+    #[error("--broker redis://… needs a host: {0:?}")]
+    NoHost(String),
+}
+
+impl std::str::FromStr for BrokerUrl {
+    type Err = BrokerUrlError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s == "sqlite" {
+            return Ok(BrokerUrl::Sqlite);
+        }
+        if let Some(seeds) = s.strip_prefix("redis+cluster://") {
+            let seeds: Vec<String> =
+                seeds.split(',').map(str::trim).filter(|h| !h.is_empty()).map(|h| format!("redis://{h}")).collect();
+            if seeds.is_empty() {
+                return Err(BrokerUrlError::NoHost(s.to_owned()));
+            }
+            return Ok(BrokerUrl::RedisCluster(seeds));
+        }
+        match s.strip_prefix("redis://") {
+            Some("") => Err(BrokerUrlError::NoHost(s.to_owned())),
+            Some(_) => Ok(BrokerUrl::Redis(s.to_owned())),
+            None => Err(BrokerUrlError::Unknown(s.to_owned())),
+        }
+    }
+}
+
 /// Everything the relay needs to run. Build it with [`RelayConfig::new`] and change the
 /// fields that matter; the defaults are those of `talkbell-relay serve`.
 #[derive(Clone, Debug)]
@@ -18,8 +63,10 @@ pub struct RelayConfig {
     /// Where to listen; port 0 picks a free one (`Relay::local_addr` tells which).
     pub listen: SocketAddr,
     pub users: Users,
-    /// The SQLite file of the durable queue (created if missing).
+    /// The SQLite file of the durable queue (created if missing), when `broker` is SQLite.
     pub db: PathBuf,
+    /// Where the queues and routing live (default: SQLite, `db`).
+    pub broker: BrokerUrl,
     /// A connection with no frame from the client for this long is closed (default 60 s).
     pub idle_timeout: Duration,
     /// A connection that has not sent its hello this long after opening is closed
@@ -84,6 +131,7 @@ impl RelayConfig {
             listen,
             users,
             db: db.into(),
+            broker: BrokerUrl::Sqlite,
             idle_timeout: Duration::from_secs(60),
             hello_timeout: Duration::from_secs(10),
             heartbeat_hint: None,
@@ -120,5 +168,23 @@ impl RelayConfig {
     /// When a device is forgotten.
     pub fn device_rule(&self) -> DeviceRule {
         DeviceRule { max: self.max_devices_per_user.max(1), expiry_ms: millis(self.device_expiry) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!("sqlite".parse(), Ok(BrokerUrl::Sqlite));
+        assert_eq!("redis://127.0.0.1:6379".parse(), Ok(BrokerUrl::Redis("redis://127.0.0.1:6379".into())));
+        assert_eq!(
+            "redis+cluster://a:1, b:2,c:3".parse(),
+            Ok(BrokerUrl::RedisCluster(vec!["redis://a:1".into(), "redis://b:2".into(), "redis://c:3".into()]))
+        );
+        assert!(matches!("redis://".parse::<BrokerUrl>(), Err(BrokerUrlError::NoHost(_))));
+        assert!(matches!("redis+cluster://,".parse::<BrokerUrl>(), Err(BrokerUrlError::NoHost(_))));
+        assert!(matches!("postgres://x".parse::<BrokerUrl>(), Err(BrokerUrlError::Unknown(_))));
     }
 }

@@ -159,8 +159,8 @@ async fn post_talk(
         Ok(v) => v,
         Err(msg) => return json_error(StatusCode::BAD_REQUEST, msg),
     };
-    match shared.deliver(&user, &to, talk).await {
-        Ok((seq, ts)) => {
+    match shared.deliver(&user, &to, talk, None).await {
+        Ok(crate::hub::Delivered { seq, ts }) => {
             tracing::info!(from = %user.id, to = %untrusted(to.as_str()), seq, "talk posted");
             json_response(StatusCode::OK, json!({"seq": seq, "ts": ts}))
         }
@@ -205,6 +205,13 @@ fn deliver_error(user: &User, to: &UserId, e: DeliverError) -> Response {
         e @ DeliverError::TooLarge => json_error(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
         e @ DeliverError::Empty => json_error(StatusCode::BAD_REQUEST, e.to_string()),
         e @ DeliverError::Stopped => json_error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        // Not stored, so not lost: the sender tries again.
+        DeliverError::Unavailable(e) => {
+            tracing::warn!(error = %e, "could not store a talk; answering 503");
+            let mut resp = json_error(StatusCode::SERVICE_UNAVAILABLE, "the relay's queue is out of reach; try again");
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            resp
+        }
         DeliverError::QueueFull(full) => {
             tracing::info!(from = %user.id, to = %untrusted(to.as_str()), "talk refused: {full}");
             json_response(StatusCode::INSUFFICIENT_STORAGE, json!({"error": full.to_string(), "code": "queue_full"}))

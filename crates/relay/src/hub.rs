@@ -17,6 +17,20 @@
 //! broker's promise (a registration reads `last_seq` only once later talks reach this
 //! node) and that cursor keep the rule for them.
 //!
+//! Watching: a node hears another node's talks for a recipient only while it watches
+//! them ([`Broker::watch`]). The hub watches under the recipient's lock *before* the
+//! first connection of that recipient here registers (so the subscription is confirmed
+//! before `last_seq` is read: subscribe first, then read), and unwatches under the same
+//! lock once the last one is gone (or the first one's registration failed). So whenever
+//! a connection is in the table its recipient is watched, and every talk appended after
+//! its `last_seq` reaches it, through this node's lock or through the wake-ups. A
+//! wake-up lost anyway (a dropped subscription) is the broker's to find again: it checks
+//! the watched recipients' last `seq`s now and then and sends what it had not.
+//!
+//! Epochs: each connection keeps the epoch its welcome named. A talk (or a
+//! [`Wakeup::NewEpoch`]) of another epoch means the recipient's queue was lost: those
+//! connections are closed (1012) so that their next hello is told (`reset`, PROTOCOL.md 3).
+//!
 //! A recipient's lock also guards its count of live connections, so the per-user cap
 //! (`max_connections_per_user`) is checked and taken in one step.
 //!
@@ -36,7 +50,7 @@ use axum::extract::ws::Utf8Bytes;
 use talkbell_core::protocol::{Person, Seq, ServerFrame, TalkMessage, UserId, MAX_MESSAGE_BYTES};
 use tokio::sync::{mpsc, watch, Notify};
 
-use crate::broker::{millis, now_ms, Broker, BrokerError, Device, NewTalk, QueueFull, StoredTalk};
+use crate::broker::{millis, now_ms, Broker, BrokerError, Device, NewTalk, QueueFull, StoredTalk, Wakeup};
 use crate::config::RelayConfig;
 use crate::gate::Gate;
 use crate::users::{User, Users};
@@ -94,6 +108,8 @@ pub(crate) enum Live {
     CatchUp { after: u64, upto: u64 },
     /// The user or their token is no longer in the users table: close with 4001.
     Revoked,
+    /// The recipient's queue was lost (a new epoch): reconnect to be told.
+    Reset,
 }
 
 /// One live connection, as its recipient sees it.
@@ -105,6 +121,8 @@ struct Conn {
     uuid: String,
     /// The `seq` this connection has been given (or its replay gives) up to.
     upto: u64,
+    /// The epoch of the queue its welcome named.
+    epoch: String,
 }
 
 impl Conn {
@@ -172,14 +190,24 @@ pub(crate) enum DeliverError {
     QueueFull(QueueFull),
     #[error("{0}")]
     Broker(BrokerError),
+    #[error("{0}")]
+    Unavailable(BrokerError),
     #[error("the relay is shutting down")]
     Stopped,
+}
+
+/// Where a delivered talk is: its `seq` and `ts` in the recipient's queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Delivered {
+    pub seq: u64,
+    pub ts: i64,
 }
 
 impl From<BrokerError> for DeliverError {
     fn from(e: BrokerError) -> Self {
         match e {
             BrokerError::QueueFull(full) => DeliverError::QueueFull(full),
+            e @ BrokerError::Unavailable(_) => DeliverError::Unavailable(e),
             other => DeliverError::Broker(other),
         }
     }
@@ -201,7 +229,9 @@ pub(crate) struct Registration {
     pub last_seq: u64,
     /// What the device has already acked; it is not replayed again.
     pub acked: u64,
-    /// The hello named another epoch than the broker's: replay from the start.
+    /// The epoch of the recipient's queue, for the welcome.
+    pub epoch: String,
+    /// The hello named another epoch than the queue's: replay from the start.
     pub reset: bool,
     pub live: mpsc::Receiver<Live>,
 }
@@ -224,9 +254,25 @@ fn copy_to_all(recipient: &mut Recipient, frame: &Utf8Bytes) {
     recipient.conns.retain(|id, conn| conn.sent(*id, conn.tx.try_send(Live::Frame(frame.clone()))));
 }
 
-/// Hands the talk `seq` to every live connection of a recipient that lacks it.
-fn hand_to_all(recipient: &mut Recipient, seq: u64, frame: &Utf8Bytes) {
+/// Hands the talk `seq` of the queue `epoch` to every live connection of a recipient that
+/// lacks it; connections of another epoch are told to reconnect instead.
+fn hand_to_all(recipient: &mut Recipient, epoch: &str, seq: u64, frame: &Utf8Bytes) {
+    reset_others(recipient, epoch);
     recipient.conns.retain(|id, conn| conn.hand(*id, seq, frame));
+}
+
+/// The recipient's queue is now `epoch`: connections of another one are told to
+/// reconnect (their next welcome says `reset`) and leave the table.
+fn reset_others(recipient: &mut Recipient, epoch: &str) {
+    recipient.conns.retain(|id, conn| {
+        if conn.epoch == epoch {
+            return true;
+        }
+        tracing::info!(conn = id, epoch = %untrusted(epoch), "the recipient's queue has a new epoch; closing a connection of the old one");
+        // A full channel means too slow; dropping the sender closes it all the same.
+        let _ = conn.tx.try_send(Live::Reset);
+        false
+    });
 }
 
 impl Shared {
@@ -258,9 +304,9 @@ impl Shared {
         &self.gate
     }
 
-    /// The epoch of the broker's queues (PROTOCOL.md 3).
-    pub fn epoch(&self) -> &str {
-        self.broker.epoch()
+    /// What the broker is, for the start-up log.
+    pub fn broker_name(&self) -> String {
+        self.broker.describe()
     }
 
     /// The users table in force.
@@ -329,17 +375,33 @@ impl Shared {
 
     /// Delivers a talk from `from` to `to`: `seq`, commit, then every live connection of
     /// the recipient. Runs in its own task, so that a caller that goes away (an HTTP
-    /// client hanging up) cannot leave a talk committed but not fanned out.
-    pub async fn deliver(self: &Arc<Self>, from: &User, to: &UserId, talk: String) -> Result<(u64, i64), DeliverError> {
+    /// client hanging up) cannot leave a talk committed but not fanned out. A `send`'s
+    /// `key` (its id) makes it idempotent: a retry gets the first one's `seq` and `ts`
+    /// and is handed to nobody.
+    pub async fn deliver(
+        self: &Arc<Self>,
+        from: &User,
+        to: &UserId,
+        talk: String,
+        key: Option<&str>,
+    ) -> Result<Delivered, DeliverError> {
         let shared = self.clone();
         let from = from.person();
         let to = to.clone();
-        tokio::spawn(async move { shared.deliver_inner(from, to, talk).await })
+        // The sender is part of the key: one talk per (sender, id).
+        let key = key.map(|k| format!("{}:{}:{k}", from.id.as_str().len(), from.id.as_str()));
+        tokio::spawn(async move { shared.deliver_inner(from, to, talk, key).await })
             .await
             .map_err(|_| DeliverError::Stopped)?
     }
 
-    async fn deliver_inner(&self, from: Person, to: UserId, talk: String) -> Result<(u64, i64), DeliverError> {
+    async fn deliver_inner(
+        &self,
+        from: Person,
+        to: UserId,
+        talk: String,
+        key: Option<String>,
+    ) -> Result<Delivered, DeliverError> {
         let person = self.users.load().get(&to).ok_or(DeliverError::UnknownRecipient)?.person();
         let recipient = self.recipient(&to);
         if talk.trim().is_empty() {
@@ -352,10 +414,16 @@ impl Shared {
         }
 
         let mut guard = recipient.lock().await;
-        let new = NewTalk { from: widest.from, to: widest.to, talk: widest.talk, ts: now_ms() };
-        let talk = StoredTalk::new(self.broker.append(new.clone()).await?, new);
+        let new = NewTalk { from: widest.from, to: widest.to, talk: widest.talk, ts: now_ms(), key };
+        let appended = self.broker.append(new.clone()).await?;
+        let delivered = Delivered { seq: appended.seq, ts: appended.ts };
+        if appended.duplicate {
+            tracing::debug!(to = %untrusted(to.as_str()), seq = appended.seq, "a send retried; delivered before");
+            return Ok(delivered);
+        }
+        let talk = StoredTalk::new(&appended, new);
         let frame: Utf8Bytes = ServerFrame::Talk(talk.message()).to_text().into();
-        hand_to_all(&mut guard, talk.seq, &frame);
+        hand_to_all(&mut guard, &appended.epoch, talk.seq, &frame);
         if let Err(e) = self.broker.wake(&talk).await {
             tracing::warn!(error = %e, seq = talk.seq, "could not wake the other nodes for a talk");
         }
@@ -364,7 +432,7 @@ impl Shared {
             self.copy_to_everyone(&talk).await;
         }
         tracing::debug!(to = %untrusted(talk.to.id.as_str()), seq = talk.seq, "talk delivered");
-        Ok((talk.seq, talk.ts))
+        Ok(delivered)
     }
 
     /// `deliver_to_all`: a copy without the `seq` (the recipient's numbering, not
@@ -379,11 +447,20 @@ impl Shared {
         }
     }
 
-    /// A talk another node appended: to this node's connections of its recipient.
-    async fn hand_out(&self, talk: &StoredTalk) {
-        let Some(recipient) = self.existing_recipient(&talk.to.id) else { return };
-        let frame: Utf8Bytes = ServerFrame::Talk(talk.message()).to_text().into();
-        hand_to_all(&mut *recipient.lock().await, talk.seq, &frame);
+    /// What another node did: a talk to this node's connections of its recipient, or a
+    /// new epoch that closes the connections of another one.
+    async fn hand_out(&self, wakeup: &Wakeup) {
+        match wakeup {
+            Wakeup::Talk { epoch, talk } => {
+                let Some(recipient) = self.existing_recipient(&talk.to.id) else { return };
+                let frame: Utf8Bytes = ServerFrame::Talk(talk.message()).to_text().into();
+                hand_to_all(&mut *recipient.lock().await, epoch, talk.seq, &frame);
+            }
+            Wakeup::NewEpoch { user, epoch } => {
+                let Some(recipient) = self.existing_recipient(user) else { return };
+                reset_others(&mut *recipient.lock().await, epoch);
+            }
+        }
     }
 
     /// Records the device and registers the connection for live talks, under the
@@ -401,18 +478,48 @@ impl Shared {
         if guard.conns.len() >= cap {
             return Err(RegisterError::TooMany(cap));
         }
-        let reset = resume.epoch.is_some_and(|e| e != self.broker.epoch());
-        let seq = if reset { None } else { resume.seq };
-        let reg = self.broker.register(Device { user: user.id.clone(), uuid: uuid.to_owned() }, seq).await?;
+        // Watch first, then read `last_seq` (the rule at the top).
+        if guard.conns.is_empty() {
+            self.broker.watch(&user.id).await?;
+        }
+        let device = Device { user: user.id.clone(), uuid: uuid.to_owned() };
+        let reg = match self.broker.register(device, resume.seq, resume.epoch.map(str::to_owned)).await {
+            Ok(reg) => reg,
+            Err(e) => {
+                self.unwatch_if_none(&user.id, &guard).await;
+                return Err(e.into());
+            }
+        };
         let conn_id = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(self.cfg.connection_queue.max(1));
-        guard.conns.insert(conn_id, Conn { tx, user: user.clone(), uuid: uuid.to_owned(), upto: reg.last_seq });
-        Ok(Registration { conn_id, last_seq: reg.last_seq, acked: reg.acked, reset, live: rx })
+        let conn = Conn { tx, user: user.clone(), uuid: uuid.to_owned(), upto: reg.last_seq, epoch: reg.epoch.clone() };
+        guard.conns.insert(conn_id, conn);
+        Ok(Registration {
+            conn_id,
+            last_seq: reg.last_seq,
+            acked: reg.acked,
+            epoch: reg.epoch,
+            reset: reg.reset,
+            live: rx,
+        })
+    }
+
+    /// Stops watching `user` when no connection of theirs is left here (under their lock).
+    async fn unwatch_if_none(&self, user: &UserId, recipient: &Recipient) {
+        if !recipient.conns.is_empty() {
+            return;
+        }
+        if let Err(e) = self.broker.unwatch(user).await {
+            tracing::warn!(error = %e, "could not stop watching a recipient");
+        }
     }
 
     pub async fn unregister(&self, user: &UserId, conn_id: u64, uuid: &str) {
         if let Some(recipient) = self.existing_recipient(user) {
-            recipient.lock().await.conns.remove(&conn_id);
+            let mut guard = recipient.lock().await;
+            // Removed here, or already (too slow, revoked, reset): unwatch if it was the last.
+            guard.conns.remove(&conn_id);
+            self.unwatch_if_none(user, &guard).await;
         }
         let seen = vec![Device { user: user.clone(), uuid: uuid.to_owned() }];
         if let Err(e) = self.broker.seen(seen).await {
@@ -448,12 +555,12 @@ impl Shared {
 pub(crate) async fn wakeups(shared: Arc<Shared>) {
     let Some(mut wakeups) = shared.broker.wakeups() else { return };
     loop {
-        let talk = tokio::select! {
-            talk = wakeups.recv() => talk,
+        let wakeup = tokio::select! {
+            wakeup = wakeups.recv() => wakeup,
             _ = shared.stopped() => return,
         };
-        match talk {
-            Some(talk) => shared.hand_out(&talk).await,
+        match wakeup {
+            Some(wakeup) => shared.hand_out(&wakeup).await,
             None => return,
         }
     }
@@ -500,13 +607,13 @@ async fn expire(shared: &Shared) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::{BoxFuture, Registered};
+    use crate::broker::{Appended, BoxFuture, Registered};
 
     /// A broker of several nodes, as far as the hub sees it: the talks other nodes
     /// appended arrive through `wakeups`, in whatever order the test sends them.
     struct OtherNodes {
         last_seq: u64,
-        wakeups: Mutex<Option<mpsc::Receiver<StoredTalk>>>,
+        wakeups: Mutex<Option<mpsc::Receiver<Wakeup>>>,
     }
 
     fn done<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, Result<T, BrokerError>> {
@@ -514,14 +621,25 @@ mod tests {
     }
 
     impl Broker for OtherNodes {
-        fn epoch(&self) -> &str {
-            "test"
+        fn describe(&self) -> String {
+            "test".into()
         }
-        fn append(&self, _talk: NewTalk) -> BoxFuture<'_, Result<u64, BrokerError>> {
-            done(self.last_seq + 1)
+        fn append(&self, talk: NewTalk) -> BoxFuture<'_, Result<Appended, BrokerError>> {
+            done(Appended { seq: self.last_seq + 1, ts: talk.ts, epoch: "test".into(), duplicate: false })
         }
-        fn register(&self, _device: Device, _resume: Option<u64>) -> BoxFuture<'_, Result<Registered, BrokerError>> {
-            done(Registered { last_seq: self.last_seq, acked: 0 })
+        fn watch<'a>(&'a self, _user: &'a UserId) -> BoxFuture<'a, Result<(), BrokerError>> {
+            done(())
+        }
+        fn unwatch<'a>(&'a self, _user: &'a UserId) -> BoxFuture<'a, Result<(), BrokerError>> {
+            done(())
+        }
+        fn register(
+            &self,
+            _device: Device,
+            _resume: Option<u64>,
+            _epoch: Option<String>,
+        ) -> BoxFuture<'_, Result<Registered, BrokerError>> {
+            done(Registered { last_seq: self.last_seq, acked: 0, epoch: "test".into(), reset: false })
         }
         fn replay(&self, _: UserId, _: u64, _: u64, _: usize) -> BoxFuture<'_, Result<Vec<StoredTalk>, BrokerError>> {
             done(Vec::new())
@@ -538,7 +656,7 @@ mod tests {
         fn wake<'a>(&'a self, _talk: &'a StoredTalk) -> BoxFuture<'a, Result<(), BrokerError>> {
             done(())
         }
-        fn wakeups(&self) -> Option<mpsc::Receiver<StoredTalk>> {
+        fn wakeups(&self) -> Option<mpsc::Receiver<Wakeup>> {
             self.wakeups.lock().unwrap().take()
         }
     }
@@ -557,6 +675,7 @@ mod tests {
             }
             Live::CatchUp { after, upto } => (after, upto),
             Live::Revoked => panic!("revoked"),
+            Live::Reset => (0, 1),
         }
     }
 
@@ -578,12 +697,17 @@ mod tests {
         tokio::spawn(wakeups(shared.clone()));
 
         for seq in [2, 4, 3, 5, 5, 1, 6] {
-            tx.send(talk(seq)).await.unwrap();
+            tx.send(Wakeup::Talk { epoch: "test".into(), talk: talk(seq) }).await.unwrap();
         }
         let mut got = Vec::new();
         while got.last() != Some(&(6, 0)) {
             got.push(seen(reg.live.recv().await.unwrap()));
         }
         assert_eq!(got, [(2, 3), (4, 0), (5, 0), (6, 0)], "catch-up of 3, then 4, 5 and 6 once");
+
+        // A talk of another epoch: the queue was lost, the connection is told to reconnect.
+        tx.send(Wakeup::Talk { epoch: "new".into(), talk: talk(1) }).await.unwrap();
+        assert_eq!(seen(reg.live.recv().await.unwrap()), (0, 1), "reset");
+        assert!(reg.live.recv().await.is_none(), "and dropped from the table");
     }
 }

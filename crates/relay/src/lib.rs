@@ -79,14 +79,16 @@ pub use atomic::ReplaceError;
 pub use tls::{TlsError, TlsFiles};
 
 pub use client::{post_talk, Posted, SendError};
-pub use config::RelayConfig;
+pub use config::{BrokerUrl, BrokerUrlError, RelayConfig};
 pub use rate::RateLimit;
 /// Text from a peer, made fit for a log line: core's one mapping (a hello's uuid and client
 /// name, a user id from a request, a path, a parse error quoting the frame).
 pub use talkbell_core::untrusted::{untrusted, Untrusted};
 pub use users::{IntoUserId, User, Users, UsersError};
 
+use broker::redis::{RedisBroker, RedisBrokerError};
 use broker::sqlite::{Store, StoreError};
+use broker::Broker;
 use hub::{Shared, Tracker};
 use tls::Tls;
 
@@ -96,6 +98,8 @@ pub enum RelayError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot open the queue database {path}: {source}")]
     Db { path: PathBuf, source: StoreError },
+    #[error("{0}")]
+    Redis(#[from] RedisBrokerError),
     #[error("{0}")]
     Tls(#[from] TlsError),
     #[error("{0}")]
@@ -113,17 +117,39 @@ pub struct Relay {
     grace: Duration,
     shared: Arc<Shared>,
     tls: Option<Arc<Tls>>,
+    /// The SQLite queue's epoch; empty with Redis, whose epochs are per recipient.
+    epoch: String,
 }
 
-/// Starts the relay: opens the database (the SQLite broker), reads the TLS files, binds,
-/// and serves in the background.
+/// Opens the broker the config names: the SQLite file, or a connection to Redis.
+/// Returns it with the SQLite epoch (empty for Redis).
+async fn open_broker(cfg: &RelayConfig) -> Result<(Box<dyn Broker>, String), RelayError> {
+    match &cfg.broker {
+        BrokerUrl::Sqlite => {
+            let db = cfg.db.clone();
+            let store = tokio::task::spawn_blocking(move || Store::open(&db))
+                .await
+                .map_err(|e| RelayError::Db { path: cfg.db.clone(), source: StoreError::Task(e.to_string()) })?
+                .map_err(|source| RelayError::Db { path: cfg.db.clone(), source })?
+                .with_limits(cfg.queue_caps(), cfg.device_rule());
+            let epoch = store.epoch().to_owned();
+            Ok((Box::new(store), epoch))
+        }
+        BrokerUrl::Redis(url) => {
+            let broker = RedisBroker::connect(url, cfg.queue_caps(), cfg.device_rule()).await?;
+            Ok((Box::new(broker), String::new()))
+        }
+        BrokerUrl::RedisCluster(seeds) => {
+            let broker = RedisBroker::connect_cluster(seeds, cfg.queue_caps(), cfg.device_rule()).await?;
+            Ok((Box::new(broker), String::new()))
+        }
+    }
+}
+
+/// Starts the relay: opens the broker (the SQLite file, or Redis), reads the TLS files,
+/// binds, and serves in the background.
 pub async fn start(mut cfg: RelayConfig) -> Result<Relay, RelayError> {
-    let db = cfg.db.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&db))
-        .await
-        .map_err(|e| RelayError::Db { path: cfg.db.clone(), source: StoreError::Task(e.to_string()) })?
-        .map_err(|source| RelayError::Db { path: cfg.db.clone(), source })?
-        .with_limits(cfg.queue_caps(), cfg.device_rule());
+    let (broker, epoch) = open_broker(&cfg).await?;
     let tls = cfg.tls.clone().map(Tls::new).transpose()?.map(Arc::new);
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -134,20 +160,20 @@ pub async fn start(mut cfg: RelayConfig) -> Result<Relay, RelayError> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let tracker = Arc::new(Tracker::default());
     let users = std::mem::take(&mut cfg.users);
-    let shared = Arc::new(Shared::new(cfg, Box::new(store), users, shutdown_rx, tracker.clone()));
+    let shared = Arc::new(Shared::new(cfg, broker, users, shutdown_rx, tracker.clone()));
     tracing::info!(
         addr = %local_addr,
         tls = tls.is_some(),
         users = shared.users().len(),
         db = %shared.config().db.display(),
-        epoch = shared.epoch(),
+        broker = %shared.broker_name(),
         "talkbell-relay listening"
     );
 
     let serve = tokio::spawn(serve::serve(listener, tls.clone(), shared.clone()));
     let background = vec![tokio::spawn(hub::maintenance(shared.clone())), tokio::spawn(hub::wakeups(shared.clone()))];
 
-    Ok(Relay { local_addr, shutdown_tx, serve: Some(serve), background, tracker, grace, shared, tls })
+    Ok(Relay { local_addr, shutdown_tx, serve: Some(serve), background, tracker, grace, shared, tls, epoch })
 }
 
 fn reachable(addr: SocketAddr) -> SocketAddr {
@@ -212,9 +238,10 @@ impl Relay {
         self.tracker.count()
     }
 
-    /// The epoch of the queue database (PROTOCOL.md 3).
+    /// The epoch of the SQLite queue database (PROTOCOL.md 3); empty with Redis, whose
+    /// epochs are per recipient.
     pub fn epoch(&self) -> &str {
-        self.shared.epoch()
+        &self.epoch
     }
 
     /// Stops accepting, closes every connection with 1001 and waits for them (at most

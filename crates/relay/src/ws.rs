@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use talkbell_core::protocol::{
-    ClientFrame, Hello, ProtocolError, Seq, ServerError, ServerFrame, Welcome, CLOSE_UNAUTHORIZED, HEARTBEAT,
-    MAX_MESSAGE_BYTES,
+    ClientFrame, Hello, ProtocolError, SendTalk, Sent, Seq, ServerError, ServerFrame, Welcome, CLOSE_UNAUTHORIZED,
+    HEARTBEAT, MAX_MESSAGE_BYTES, MAX_SEND_TALK_CHARS,
 };
 use tokio::time::{sleep_until, timeout, Instant};
 
@@ -27,6 +27,7 @@ pub(crate) const CLOSE_GOING_AWAY: u16 = 1001;
 pub(crate) const CLOSE_POLICY: u16 = 1008;
 pub(crate) const CLOSE_TOO_BIG: u16 = 1009;
 pub(crate) const CLOSE_INTERNAL: u16 = 1011;
+pub(crate) const CLOSE_RESTART: u16 = 1012;
 pub(crate) const CLOSE_TRY_AGAIN: u16 = 1013;
 
 /// How long a close handshake may take before the socket is simply dropped.
@@ -37,10 +38,16 @@ const MAX_UUID_BYTES: usize = 256;
 /// Acks are written at most this often per connection (the highest one wins).
 const ACK_EVERY: Duration = Duration::from_millis(100);
 /// What the welcome lists in `features` (PROTOCOL.md 2.3).
-const FEATURES: [&str; 2] = ["resume", "ack"];
+const FEATURES: [&str; 3] = ["resume", "ack", "send"];
 
 fn error_frame(code: &str, message: impl Into<String>) -> Message {
-    Message::Text(ServerFrame::Error(ServerError { code: code.into(), message: message.into() }).to_text().into())
+    Message::Text(ServerFrame::Error(ServerError::new(code, message)).to_text().into())
+}
+
+/// An error frame answering the `send` with this id (PROTOCOL.md 1.4).
+fn send_error_frame(id: &str, code: &str, message: impl Into<String>) -> Message {
+    let err = ServerError { id: Some(id.to_owned()), ..ServerError::new(code, message) };
+    Message::Text(ServerFrame::Error(err).to_text().into())
 }
 
 /// Sends a close frame and waits (briefly) for the client's reply, so that the close
@@ -138,6 +145,11 @@ pub(crate) async fn serve_connection(shared: Arc<Shared>, mut ws: WebSocket, pee
             tracing::info!(%who, user = %user.id, "{e}; refusing another");
             send(&mut ws, error_frame("too_many_connections", e.to_string()), limit).await;
             return close(&mut ws, CLOSE_TRY_AGAIN, "too many connections for this user").await;
+        }
+        Err(RegisterError::Broker(e @ crate::broker::BrokerError::Unavailable(_))) => {
+            tracing::warn!(%who, error = %e, "could not register a connection");
+            send(&mut ws, error_frame("unavailable", "the relay's queue is out of reach; try again"), limit).await;
+            return close(&mut ws, CLOSE_TRY_AGAIN, "queue out of reach").await;
         }
         Err(RegisterError::Broker(e)) => {
             tracing::error!(%who, error = %e, "could not register a connection");
@@ -305,7 +317,7 @@ impl Connection {
         let welcome = ServerFrame::Welcome(Welcome {
             heartbeat: cfg.heartbeat_hint,
             features: FEATURES.iter().map(|f| (*f).to_owned()).collect(),
-            epoch: Some(self.shared.epoch().to_owned()),
+            epoch: Some(reg.epoch.clone()),
             reset: reg.reset,
             last_seq: Some(Seq(reg.last_seq)),
             ..Welcome::new(self.user.person())
@@ -436,6 +448,10 @@ impl Connection {
                 }
             }
             Some(Live::CatchUp { after, upto }) => self.replay(ws, after, upto).await,
+            Some(Live::Reset) => {
+                tracing::info!(who = %self.who, user = %self.user.id, "the queue has a new epoch; closing so the client is told");
+                Next::Close(CLOSE_RESTART, "the queue was reset; reconnect with resume")
+            }
             Some(Live::Revoked) => {
                 tracing::info!(who = %self.who, user = %self.user.id, "the user or their token was removed; closing");
                 // Best effort: the close code is what the client acts on.
@@ -469,7 +485,13 @@ impl Connection {
             };
         }
         let reply = if !flow.bucket.try_take() {
-            self.rate_limited(flow)
+            match parsed {
+                // A send is always answered, with its id.
+                Some(Ok(ClientFrame::Send(send))) => {
+                    Some(send_error_frame(&send.id, "rate_limited", "too many frames; not sent"))
+                }
+                _ => self.rate_limited(flow),
+            }
         } else {
             match parsed {
                 Some(parsed) => self.answer(parsed).await,
@@ -511,8 +533,10 @@ impl Connection {
                     tracing::info!(who = %self.who, user = %self.user.id, %claimed, "talk with someone else's form; refused");
                     return Some(error_frame("bad_sender", "form must be the signed-in user"));
                 }
-                self.shared.deliver(&self.user, &talk.to.id, talk.talk).await.err().map(|e| deliver_error_frame(&e))
+                let delivered = self.shared.deliver(&self.user, &talk.to.id, talk.talk, None).await;
+                delivered.err().map(|e| deliver_error_frame(&e, None))
             }
+            Ok(ClientFrame::Send(send)) => Some(self.send_talk(send).await),
             Ok(ClientFrame::Hello(_)) => {
                 Some(error_frame("already_signed_in", "this connection has already sent its hello"))
             }
@@ -524,16 +548,48 @@ impl Connection {
     }
 }
 
-fn deliver_error_frame(e: &DeliverError) -> Message {
+impl Connection {
+    /// A `send` (PROTOCOL.md 1.4): from the token's user, never from the frame; `sent`
+    /// once the talk is stored, or an error frame with the same id. A retried id gets
+    /// the first `sent` again.
+    async fn send_talk(&self, send: SendTalk) -> Message {
+        let SendTalk { id, to, talk } = send;
+        if talk.chars().count() > MAX_SEND_TALK_CHARS {
+            return send_error_frame(&id, "too_long", format!("a talk is at most {MAX_SEND_TALK_CHARS} characters"));
+        }
+        if !self.shared.gate().http_allowed(&self.user.id) {
+            tracing::info!(who = %self.who, user = %self.user.id, "send rate limited");
+            return send_error_frame(&id, "rate_limited", "too many talks; slow down");
+        }
+        match self.shared.deliver(&self.user, &to, talk, Some(&id)).await {
+            Ok(d) => {
+                tracing::info!(from = %self.user.id, to = %untrusted(to.as_str()), seq = d.seq, "talk sent");
+                Message::Text(ServerFrame::Sent(Sent { id, seq: Seq(d.seq), ts: d.ts }).to_text().into())
+            }
+            Err(e) => deliver_error_frame(&e, Some(&id)),
+        }
+    }
+}
+
+/// The error frame for a talk that was not delivered, with the `send`'s id if it was one.
+fn deliver_error_frame(e: &DeliverError, id: Option<&str>) -> Message {
     let code = match e {
         DeliverError::UnknownRecipient => "unknown_recipient",
+        // A talk within 4,000 characters can still make a frame over 64 KiB (long names).
+        DeliverError::TooLarge if id.is_some() => "too_long",
         DeliverError::TooLarge => "too_large",
         DeliverError::Empty => "bad_talk",
         DeliverError::QueueFull(_) => "queue_full",
+        DeliverError::Unavailable(_) => "unavailable",
         DeliverError::Broker(_) | DeliverError::Stopped => "internal",
     };
-    if let DeliverError::Broker(err) = e {
-        tracing::error!(error = %err, "could not store a talk");
+    match e {
+        DeliverError::Broker(err) => tracing::error!(error = %err, "could not store a talk"),
+        DeliverError::Unavailable(err) => tracing::warn!(error = %err, "could not store a talk"),
+        _ => {}
     }
-    error_frame(code, e.to_string())
+    match id {
+        Some(id) => send_error_frame(id, code, e.to_string()),
+        None => error_frame(code, e.to_string()),
+    }
 }

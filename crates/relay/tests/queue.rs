@@ -268,7 +268,7 @@ async fn welcome_has_epoch_last_seq_and_features() {
     let env = start().await;
     let (_ws, welcome) = welcomed(&env.ws_url(), hello_text(env.token(1), "dev", None)).await;
     assert_eq!(welcome["last_seq"], 0, "{welcome}");
-    assert_eq!(welcome["features"], json!(["resume", "ack"]), "{welcome}");
+    assert_eq!(welcome["features"], json!(["resume", "ack", "send"]), "{welcome}");
     assert_eq!(welcome["epoch"], env.relay.epoch(), "{welcome}");
     assert!(welcome.get("reset").is_none(), "{welcome}");
     env.post_n(1, 3, "t").await;

@@ -22,7 +22,7 @@ async fn hello_gets_welcome() {
     assert_eq!(
         welcome,
         json!({"type": "welcome", "user": {"id": 1, "name": "wang1"},
-               "features": ["resume", "ack"], "epoch": epoch, "last_seq": 0})
+               "features": ["resume", "ack", "send"], "epoch": epoch, "last_seq": 0})
     );
     assert_alive(&mut ws).await;
     assert_eq!(env.relay.connections(), 1);
@@ -40,7 +40,7 @@ async fn welcome_carries_the_heartbeat_hint_when_configured() {
         welcome,
         json!({"type": "welcome", "user": {"id": 2, "name": "wang2"},
                "heartbeat": {"interval_ms": 25000, "timeout_ms": 10000},
-               "features": ["resume", "ack"], "epoch": env.relay.epoch(), "last_seq": 0})
+               "features": ["resume", "ack", "send"], "epoch": env.relay.epoch(), "last_seq": 0})
     );
 }
 
@@ -245,6 +245,90 @@ async fn talks_from_clients_are_routed_and_spoofing_is_refused() {
     send_text(&mut one, json!({"form": {"id": 1, "name": "wang1", "talk": "again"}, "to": {"id": 2}}).to_string())
         .await;
     assert_eq!(next_talk(&mut two).await["seq"], 2);
+}
+
+/// `send` (PROTOCOL.md 1.4): the recipient gets an ordinary talk from the token's user,
+/// and the sender a `sent` with the recipient's seq and ts.
+#[tokio::test]
+async fn send_is_delivered_from_the_token_user_and_answered_with_sent() {
+    let env = start().await;
+    let mut one = signed_in(&env.ws_url(), env.token(1), "one", None).await;
+    let mut two = signed_in(&env.ws_url(), env.token(2), "two", None).await;
+    env.post_n(2, 2, "before ").await;
+    for seq in 1..=2 {
+        assert_eq!(next_talk(&mut two).await["seq"], seq);
+    }
+    let answer = sent(&mut one, "c0ffee-1", 2, "on my way").await;
+    let talk = next_talk(&mut two).await;
+    assert_eq!(talk["form"], json!({"id": 1, "name": "wang1", "talk": "on my way"}));
+    assert_eq!(talk["to"], json!({"id": 2, "name": "wang2"}));
+    assert_eq!(talk["seq"], 3);
+    assert_eq!(answer, json!({"type": "sent", "id": "c0ffee-1", "seq": 3, "ts": talk["ts"]}));
+    // A frame that names another sender changes nothing: the sender is the token's.
+    send_text(
+        &mut one,
+        json!({"type": "send", "id": "c0ffee-2", "form": {"id": 3}, "to": {"id": 2}, "talk": "me"}).to_string(),
+    )
+    .await;
+    assert_eq!(next_json(&mut one).await["type"], "sent");
+    assert_eq!(next_talk(&mut two).await["form"]["id"], 1);
+}
+
+/// A retried id (a lost `sent`, a reconnect) gets the same `sent` and is delivered once,
+/// across connections too.
+#[tokio::test]
+async fn a_retried_send_is_delivered_once_with_the_same_seq() {
+    let env = start().await;
+    let mut one = signed_in(&env.ws_url(), env.token(1), "one", None).await;
+    let mut two = signed_in(&env.ws_url(), env.token(2), "two", None).await;
+    let first = sent(&mut one, "retry-me", 2, "once").await;
+    assert_eq!(first["type"], "sent", "{first}");
+    assert_eq!(first["seq"], 1);
+    assert_eq!(sent(&mut one, "retry-me", 2, "once").await, first);
+    drop(one);
+    let mut again = signed_in(&env.ws_url(), env.token(1), "one", None).await;
+    assert_eq!(sent(&mut again, "retry-me", 2, "once").await, first);
+    // Another sender's same id is another talk.
+    let mut three = signed_in(&env.ws_url(), env.token(3), "three", None).await;
+    let other = sent(&mut three, "retry-me", 2, "mine").await;
+    assert_eq!(other["seq"], 2, "{other}");
+    // Two got "once" one time, then "mine": nothing twice.
+    assert_eq!(next_talk(&mut two).await["form"]["talk"], "once");
+    assert_eq!(next_talk(&mut two).await["form"]["talk"], "mine");
+    assert_eq!(env.post_n(2, 1, "next").await, vec![3], "the retries used no seq");
+}
+
+#[tokio::test]
+async fn a_send_too_long_or_to_nobody_gets_an_error_with_its_id() {
+    let env = start().await;
+    let mut one = signed_in(&env.ws_url(), env.token(1), "one", None).await;
+    let mut two = signed_in(&env.ws_url(), env.token(2), "two", None).await;
+    // 4,000 characters (not bytes) is the limit.
+    let at_limit = "é".repeat(4000);
+    assert_eq!(sent(&mut one, "at-limit", 2, &at_limit).await["type"], "sent");
+    assert_eq!(next_talk(&mut two).await["form"]["talk"], at_limit);
+    let err = sent(&mut one, "too-long", 2, &"é".repeat(4001)).await;
+    assert_eq!((&err["type"], &err["id"], &err["code"]), (&json!("error"), &json!("too-long"), &json!("too_long")));
+    let err = sent(&mut one, "nobody", 42, "hello?").await;
+    assert_eq!(
+        (&err["type"], &err["id"], &err["code"]),
+        (&json!("error"), &json!("nobody"), &json!("unknown_recipient"))
+    );
+    assert_alive(&mut one).await;
+    // Nothing reached two: the next talk is seq 2.
+    assert_eq!(sent(&mut one, "after", 2, "after").await["seq"], 2);
+    assert_eq!(next_talk(&mut two).await["seq"], 2);
+}
+
+#[tokio::test]
+async fn sends_over_the_talk_rate_get_rate_limited_with_their_id() {
+    let env = start_with(|c| c.http_rate = RateLimit::new(0.001, 2)).await;
+    let mut one = signed_in(&env.ws_url(), env.token(1), "one", None).await;
+    assert_eq!(sent(&mut one, "a", 2, "1").await["type"], "sent");
+    assert_eq!(sent(&mut one, "b", 2, "2").await["type"], "sent");
+    let err = sent(&mut one, "c", 2, "3").await;
+    assert_eq!((&err["id"], &err["code"]), (&json!("c"), &json!("rate_limited")));
+    assert_alive(&mut one).await;
 }
 
 #[tokio::test]

@@ -12,6 +12,7 @@
 //! - [`dunst`]: the popups of the desktop session's notification daemon.
 //! - [`desktop`]: the private desktop session of scripts/desktop-session.sh.
 //! - [`tls`]: certificates made for a test.
+//! - [`redis`]: Debian's `redis-server` on a free loopback port, killed and restarted.
 
 pub mod child;
 pub mod desktop;
@@ -19,6 +20,7 @@ pub mod dunst;
 pub mod http;
 pub mod logtime;
 pub mod procfs;
+pub mod redis;
 pub mod relay;
 pub mod tls;
 pub mod wait;

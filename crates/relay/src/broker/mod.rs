@@ -4,13 +4,24 @@
 //!
 //! - [`sqlite::Store`]: one process, a SQLite file (the default). Every talk is appended
 //!   and handed out by this process, so it has no other node to wake.
-//! - A broker shared by several relays (Redis streams and pub/sub, say) implements the
-//!   same trait: [`Broker::wake`] tells the other nodes, [`Broker::wakeups`] hears them.
+//! - [`redis::RedisBroker`]: several relays on one Redis (streams, pub/sub, Lua), chosen
+//!   with `--broker redis://…`: an append wakes the other nodes itself,
+//!   [`Broker::watch`] subscribes this node to a recipient's wake-ups, and
+//!   [`Broker::wakeups`] hands them to the hub.
 //!
 //! How the hub keeps its ordering rule (replay up to a `seq`, then live with no gap)
 //! with any broker is written at the top of `hub.rs`; what it asks of a broker is
-//! written on [`Broker::register`], [`Broker::wake`] and [`Broker::wakeups`].
+//! written on [`Broker::watch`], [`Broker::register`], [`Broker::wake`] and
+//! [`Broker::wakeups`].
+//!
+//! A `send` (PROTOCOL.md 1.4) is appended with an idempotency key ([`NewTalk::key`]): the
+//! broker keeps the key with the talk's `seq` and `ts` for [`SEND_KEY_TTL_MS`], and an
+//! append with a known key stores nothing and answers the first one's `seq` and `ts`.
+//! Keys are per recipient (the hub puts the sender into the key): an id reused for another
+//! recipient is another talk.
 
+pub mod redis;
+mod redis_lua;
 pub mod sqlite;
 
 use std::future::Future;
@@ -19,6 +30,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use talkbell_core::protocol::{Person, Seq, TalkMessage, UserId};
 use tokio::sync::mpsc;
+
+/// How long a `send`'s idempotency key is kept: PROTOCOL.md promises 24 hours; an hour
+/// more covers a clock that is a little off.
+pub const SEND_KEY_TTL_MS: i64 = 25 * 3600 * 1000;
 
 /// What a [`Broker`] method returns: a boxed future, so that the trait is object-safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -48,6 +63,9 @@ pub enum BrokerError {
     /// The talk was refused and nothing was stored (see [`QueueCaps`]).
     #[error("{0}")]
     QueueFull(#[from] QueueFull),
+    /// The broker is out of reach for now (Redis down): nothing was stored, try again.
+    #[error("the queue is out of reach: {0}")]
+    Unavailable(String),
     /// The broker itself failed (its database, its network).
     #[error("{0}")]
     Failed(Box<dyn std::error::Error + Send + Sync>),
@@ -98,6 +116,30 @@ pub struct NewTalk {
     pub to: Person,
     pub talk: String,
     pub ts: i64,
+    /// A `send`'s idempotency key (the sender and the frame's id): one talk per key and
+    /// recipient for [`SEND_KEY_TTL_MS`]. None for a POST or a plain talk frame.
+    pub key: Option<String>,
+}
+
+/// What an append did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Appended {
+    pub seq: u64,
+    pub ts: i64,
+    /// The recipient's queue's epoch the talk is in.
+    pub epoch: String,
+    /// The key was known: nothing was stored, `seq` and `ts` are the first append's.
+    pub duplicate: bool,
+}
+
+/// What a broker tells the hub about talks other nodes appended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Wakeup {
+    /// A talk in the recipient's queue of this epoch.
+    Talk { epoch: String, talk: StoredTalk },
+    /// The recipient's queue was lost and is now this epoch: connections of another
+    /// epoch must reconnect to be told (PROTOCOL.md 3).
+    NewEpoch { user: UserId, epoch: String },
 }
 
 /// A talk as it is queued for its recipient.
@@ -111,8 +153,8 @@ pub struct StoredTalk {
 }
 
 impl StoredTalk {
-    pub fn new(seq: u64, talk: NewTalk) -> Self {
-        StoredTalk { seq, ts: talk.ts, from: talk.from, to: talk.to, talk: talk.talk }
+    pub fn new(appended: &Appended, talk: NewTalk) -> Self {
+        StoredTalk { seq: appended.seq, ts: appended.ts, from: talk.from, to: talk.to, talk: talk.talk }
     }
 
     pub fn message(&self) -> TalkMessage {
@@ -127,13 +169,18 @@ impl StoredTalk {
 }
 
 /// What registering a device found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Registered {
     /// The recipient's last `seq` at the moment of registering: a replay covers up to
     /// this one, live talks start after it.
     pub last_seq: u64,
     /// What this device has acked (its `resume` included): a replay starts after it.
     pub acked: u64,
+    /// The epoch of the recipient's queue (PROTOCOL.md 3).
+    pub epoch: String,
+    /// The hello named another epoch: its `resume` counted for nothing, and the replay
+    /// starts at the new queue's beginning.
+    pub reset: bool,
 }
 
 /// The queue and routing storage of the relay.
@@ -145,24 +192,41 @@ pub struct Registered {
 ///
 /// Caps and the device rule are the broker's own, given when it is made.
 pub trait Broker: Send + Sync + 'static {
-    /// The lifetime of every queue in this broker (PROTOCOL.md 3): a broker whose data
-    /// is lost starts a new epoch, and its `seq`s start again.
-    fn epoch(&self) -> &str;
+    /// What the start-up log names this broker by: the SQLite file's epoch (one for all
+    /// its queues), or the Redis address. Epochs themselves are per recipient
+    /// ([`Registered::epoch`]).
+    fn describe(&self) -> String;
 
     /// Gives the talk its recipient's next `seq` and stores it durably, all or nothing;
     /// or refuses it with [`BrokerError::QueueFull`], storing nothing and using no `seq`,
     /// when the recipient's queue or the sender's share of it is full. A `seq` is never
-    /// given twice within an epoch.
-    fn append(&self, talk: NewTalk) -> BoxFuture<'_, Result<u64, BrokerError>>;
+    /// given twice within an epoch. A talk with a known [`NewTalk::key`] is not stored
+    /// again: the first one's `seq` and `ts` come back, marked a duplicate.
+    fn append(&self, talk: NewTalk) -> BoxFuture<'_, Result<Appended, BrokerError>>;
+
+    /// This node holds connections of `user` from now on: talks other nodes append for
+    /// them must reach [`Broker::wakeups`]. Resolves once that holds (the subscription is
+    /// confirmed). The hub calls it, under the recipient's lock, before registering the
+    /// first connection of `user` here, and [`Broker::unwatch`] once the last one went.
+    fn watch<'a>(&'a self, user: &'a UserId) -> BoxFuture<'a, Result<(), BrokerError>>;
+
+    /// This node holds no connection of `user` any more.
+    fn unwatch<'a>(&'a self, user: &'a UserId) -> BoxFuture<'a, Result<(), BrokerError>>;
 
     /// Records that `device` connected. A `resume` acks everything up to it and makes the
-    /// device a cursor; without one only a known device is seen. Returns the recipient's
-    /// last `seq` and what the device has acked.
+    /// device a cursor; without one only a known device is seen. An `epoch` other than
+    /// the queue's is a reset: the `resume` counts for nothing. Returns the recipient's
+    /// last `seq`, what the device has acked, and the queue's epoch.
     ///
     /// Every talk appended for this recipient after that `last_seq` was read, on any
     /// node, is handed out on this node (by this node's hub, or through
-    /// [`Broker::wakeups`]): subscribe first, then read.
-    fn register(&self, device: Device, resume: Option<u64>) -> BoxFuture<'_, Result<Registered, BrokerError>>;
+    /// [`Broker::wakeups`]): the hub watches first, then registers.
+    fn register(
+        &self,
+        device: Device,
+        resume: Option<u64>,
+        epoch: Option<String>,
+    ) -> BoxFuture<'_, Result<Registered, BrokerError>>;
 
     /// Up to `limit` talks of `user` with `after < seq <= upto`, in `seq` order.
     fn replay(
@@ -188,12 +252,13 @@ pub trait Broker: Send + Sync + 'static {
     /// Tells the other nodes that hold connections of `talk.to` that it is waiting
     /// (this node's hub has already handed it to its own). The hub calls it for each
     /// talk it appends, under the recipient's lock, in `seq` order; a failure loses no
-    /// talk (it is stored, and a resume or the next wake-up's catch-up brings it).
+    /// talk (it is stored, and a resume or the next wake-up's catch-up brings it). A
+    /// broker whose append wakes the others itself (Redis) does nothing here.
     fn wake<'a>(&'a self, talk: &'a StoredTalk) -> BoxFuture<'a, Result<(), BrokerError>>;
 
-    /// The talks other nodes appended for recipients that may have connections here,
-    /// taken once by the hub at start; `None` when there are no other nodes. They may
-    /// come late, twice, or out of order: the hub drops what a connection has and
-    /// replays what it skipped.
-    fn wakeups(&self) -> Option<mpsc::Receiver<StoredTalk>>;
+    /// The talks other nodes appended for recipients watched here ([`Broker::watch`]),
+    /// and the epochs that replaced lost queues, taken once by the hub at start; `None`
+    /// when there are no other nodes. Talks may come late, twice, or out of order: the
+    /// hub drops what a connection has and replays what it skipped.
+    fn wakeups(&self) -> Option<mpsc::Receiver<Wakeup>>;
 }

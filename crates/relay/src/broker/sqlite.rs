@@ -6,6 +6,9 @@
 //! - `counters`: each recipient's last `seq`. It outlives the talks, so a `seq` is never
 //!   given twice within an epoch, across restarts too.
 //! - `talks`: each recipient's talks that some device may still need, by `seq`.
+//! - `send_keys`: the idempotency key of each `send` (PROTOCOL.md 1.4) with the `seq` and
+//!   `ts` it got, per recipient, kept [`SEND_KEY_TTL_MS`] after the append (the
+//!   maintenance pass deletes older ones), whether or not the talk is still queued.
 //! - `devices`: every device (hello `uuid`) that does delivery for a recipient (it sent a
 //!   `resume` or an ack), with the highest `seq` it acked (its cursor) and when it was
 //!   last seen. A hello with neither (an original client, which never acks) records
@@ -41,10 +44,20 @@ use talkbell_core::protocol::{Person, UserId};
 use tokio::sync::mpsc;
 
 use super::{
-    now_ms, BoxFuture, Broker, BrokerError, Device, DeviceRule, NewTalk, QueueCaps, QueueFull, Registered, StoredTalk,
+    now_ms, Appended, BoxFuture, Broker, BrokerError, Device, DeviceRule, NewTalk, QueueCaps, QueueFull, Registered,
+    StoredTalk, Wakeup, SEND_KEY_TTL_MS,
 };
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
+
+/// A device's cursor as [`Store::register_device`] finds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    /// The recipient's last `seq`.
+    pub last_seq: u64,
+    /// What the device has acked.
+    pub acked: u64,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -115,7 +128,7 @@ impl Store {
             return Err(StoreError::NewerSchema(version));
         }
         // Version 2 adds `meta` (the epoch) and the index by sender; a version-1 file
-        // gets both here, and its epoch with them.
+        // gets both here, and its epoch with them. Version 3 adds `send_keys`.
         let tx = conn.transaction()?;
         tx.execute_batch(
             "CREATE TABLE IF NOT EXISTS meta (
@@ -145,7 +158,15 @@ impl Store {
                  last_seen INTEGER NOT NULL,
                  PRIMARY KEY (recipient, uuid)
              ) WITHOUT ROWID;
-             PRAGMA user_version = 2;",
+             CREATE TABLE IF NOT EXISTS send_keys (
+                 recipient TEXT NOT NULL,
+                 key       TEXT NOT NULL,
+                 seq       INTEGER NOT NULL,
+                 ts        INTEGER NOT NULL,
+                 PRIMARY KEY (recipient, key)
+             ) WITHOUT ROWID;
+             CREATE INDEX IF NOT EXISTS send_keys_by_ts ON send_keys (ts);
+             PRAGMA user_version = 3;",
         )?;
         tx.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?1)", params![new_epoch()])?;
         let epoch: String = tx.query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| r.get(0))?;
@@ -162,6 +183,11 @@ impl Store {
     /// and [`Broker::ack`] forget devices.
     pub fn with_limits(self, caps: QueueCaps, rule: DeviceRule) -> Self {
         Store { caps, rule, ..self }
+    }
+
+    /// The lifetime of every queue in this database (PROTOCOL.md 3).
+    pub fn epoch(&self) -> &str {
+        &self.epoch
     }
 
     /// Runs `f` on the connection, on the blocking pool.
@@ -196,7 +222,27 @@ impl Store {
         ts: i64,
         caps: QueueCaps,
     ) -> Result<u64, StoreError> {
+        let new = NewTalk { from: from.clone(), to: to.clone(), talk: talk.to_owned(), ts, key: None };
+        Ok(Self::insert_keyed(conn, &new, caps)?.0)
+    }
+
+    /// [`Store::insert`] with the talk's idempotency key: a known key stores nothing and
+    /// returns the first talk's `seq` and `ts`, and true. Returns `(seq, ts, duplicate)`.
+    pub fn insert_keyed(conn: &mut Connection, new: &NewTalk, caps: QueueCaps) -> Result<(u64, i64, bool), StoreError> {
+        let (from, to) = (&new.from, &new.to);
         let tx = conn.transaction()?;
+        if let Some(key) = &new.key {
+            let known: Option<(i64, i64)> = tx
+                .query_row(
+                    "SELECT seq, ts FROM send_keys WHERE recipient = ?1 AND key = ?2",
+                    params![to.id.as_str(), key],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            if let Some((seq, ts)) = known {
+                return Ok((to_u64(seq), ts, true));
+            }
+        }
         let queued = Self::queued(&tx, &to.id)?;
         if queued >= caps.per_recipient.max(1) {
             return Err(QueueFull::Recipient { cap: caps.per_recipient.max(1) }.into());
@@ -219,10 +265,16 @@ impl Store {
         tx.execute(
             "INSERT INTO talks (recipient, seq, ts, from_id, from_name, to_name, talk)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![to.id.as_str(), seq, ts, from.id.as_str(), from.name, to.name, talk],
+            params![to.id.as_str(), seq, new.ts, from.id.as_str(), from.name, to.name, new.talk],
         )?;
+        if let Some(key) = &new.key {
+            tx.execute(
+                "INSERT INTO send_keys (recipient, key, seq, ts) VALUES (?1, ?2, ?3, ?4)",
+                params![to.id.as_str(), key, seq, new.ts],
+            )?;
+        }
         tx.commit()?;
-        Ok(to_u64(seq))
+        Ok((to_u64(seq), new.ts, false))
     }
 
     /// The recipient's last `seq` (0 before the first talk).
@@ -245,7 +297,7 @@ impl Store {
         resume: Option<u64>,
         now_ms: i64,
         rule: DeviceRule,
-    ) -> Result<Registered, StoreError> {
+    ) -> Result<Cursor, StoreError> {
         let tx = conn.transaction()?;
         let last_seq = Self::last_seq(&tx, recipient)?;
         match resume {
@@ -262,7 +314,7 @@ impl Store {
         Self::forget_devices(&tx, recipient, uuid, now_ms, rule)?;
         Self::prune_acked(&tx, recipient)?;
         tx.commit()?;
-        Ok(Registered { last_seq, acked: to_u64(acked.unwrap_or(0)) })
+        Ok(Cursor { last_seq, acked: to_u64(acked.unwrap_or(0)) })
     }
 
     fn touch(conn: &Connection, recipient: &UserId, uuid: &str, now_ms: i64) -> Result<(), StoreError> {
@@ -385,11 +437,18 @@ impl Store {
     }
 
     /// The maintenance pass: deletes talks older than `talk_cutoff_ms`, forgets devices
-    /// not seen since `device_cutoff_ms`, and deletes what the remaining devices of their
-    /// recipients have all acked. Returns how many talks went past retention.
-    pub fn expire(conn: &mut Connection, talk_cutoff_ms: i64, device_cutoff_ms: i64) -> Result<usize, StoreError> {
+    /// not seen since `device_cutoff_ms`, deletes what the remaining devices of their
+    /// recipients have all acked, and the `send` keys older than `key_cutoff_ms`.
+    /// Returns how many talks went past retention.
+    pub fn expire(
+        conn: &mut Connection,
+        talk_cutoff_ms: i64,
+        device_cutoff_ms: i64,
+        key_cutoff_ms: i64,
+    ) -> Result<usize, StoreError> {
         let tx = conn.transaction()?;
         let talks = tx.execute("DELETE FROM talks WHERE ts < ?1", params![talk_cutoff_ms])?;
+        tx.execute("DELETE FROM send_keys WHERE ts < ?1", params![key_cutoff_ms])?;
         let forgotten: Vec<String> = {
             let mut stmt = tx.prepare("DELETE FROM devices WHERE last_seen < ?1 RETURNING recipient")?;
             let rows = stmt.query_map(params![device_cutoff_ms], |r| r.get(0))?;
@@ -437,22 +496,40 @@ impl From<StoreError> for BrokerError {
 }
 
 impl Broker for Store {
-    fn epoch(&self) -> &str {
-        &self.epoch
+    fn describe(&self) -> String {
+        format!("sqlite (epoch {})", self.epoch)
     }
 
-    fn append(&self, talk: NewTalk) -> BoxFuture<'_, Result<u64, BrokerError>> {
+    fn append(&self, talk: NewTalk) -> BoxFuture<'_, Result<Appended, BrokerError>> {
         let caps = self.caps;
         Box::pin(async move {
-            Ok(self.run(move |c| Store::insert(c, &talk.from, &talk.to, &talk.talk, talk.ts, caps)).await?)
+            let (seq, ts, duplicate) = self.run(move |c| Store::insert_keyed(c, &talk, caps)).await?;
+            Ok(Appended { seq, ts, epoch: self.epoch.to_string(), duplicate })
         })
     }
 
-    fn register(&self, device: Device, resume: Option<u64>) -> BoxFuture<'_, Result<Registered, BrokerError>> {
+    /// One process: every talk is appended and handed out here.
+    fn watch<'a>(&'a self, _user: &'a UserId) -> BoxFuture<'a, Result<(), BrokerError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn unwatch<'a>(&'a self, _user: &'a UserId) -> BoxFuture<'a, Result<(), BrokerError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn register(
+        &self,
+        device: Device,
+        resume: Option<u64>,
+        epoch: Option<String>,
+    ) -> BoxFuture<'_, Result<Registered, BrokerError>> {
         let rule = self.rule;
+        let reset = epoch.is_some_and(|e| *e != *self.epoch);
+        let resume = if reset { None } else { resume };
         Box::pin(async move {
             let Device { user, uuid } = device;
-            Ok(self.run(move |c| Store::register_device(c, &user, &uuid, resume, now_ms(), rule)).await?)
+            let cursor = self.run(move |c| Store::register_device(c, &user, &uuid, resume, now_ms(), rule)).await?;
+            Ok(Registered { last_seq: cursor.last_seq, acked: cursor.acked, epoch: self.epoch.to_string(), reset })
         })
     }
 
@@ -479,14 +556,17 @@ impl Broker for Store {
     }
 
     fn prune(&self, talks_before_ms: i64, devices_before_ms: i64) -> BoxFuture<'_, Result<usize, BrokerError>> {
-        Box::pin(async move { Ok(self.run(move |c| Store::expire(c, talks_before_ms, devices_before_ms)).await?) })
+        let keys_before_ms = now_ms().saturating_sub(SEND_KEY_TTL_MS);
+        Box::pin(async move {
+            Ok(self.run(move |c| Store::expire(c, talks_before_ms, devices_before_ms, keys_before_ms)).await?)
+        })
     }
 
     fn wake<'a>(&'a self, _talk: &'a StoredTalk) -> BoxFuture<'a, Result<(), BrokerError>> {
         Box::pin(std::future::ready(Ok(())))
     }
 
-    fn wakeups(&self) -> Option<mpsc::Receiver<StoredTalk>> {
+    fn wakeups(&self) -> Option<mpsc::Receiver<Wakeup>> {
         None
     }
 }
@@ -645,10 +725,10 @@ mod tests {
                 // No device yet: everything stays.
                 assert_eq!(Store::queued(c, &r)?, 5);
                 let reg = Store::register_device(c, &r, "dev-a", None, 0, RULE)?;
-                assert_eq!(reg, Registered { last_seq: 5, acked: 0 });
+                assert_eq!(reg, Cursor { last_seq: 5, acked: 0 });
                 assert_eq!(Store::devices(c, &r)?, 0, "a hello without resume is no cursor");
                 let reg = Store::register_device(c, &r, "dev-b", Some(2), 0, RULE)?;
-                assert_eq!(reg, Registered { last_seq: 5, acked: 2 });
+                assert_eq!(reg, Cursor { last_seq: 5, acked: 2 });
                 Store::ack(c, &r, "dev-a", 4, 0, RULE)?;
                 // dev-b has only 2.
                 assert_eq!(Store::queued(c, &r)?, 3);
@@ -660,7 +740,7 @@ mod tests {
                 assert_eq!(Store::queued(c, &r)?, 0);
                 // A device coming back with a lower resume keeps what it acked.
                 let reg = Store::register_device(c, &r, "dev-a", Some(1), 0, RULE)?;
-                assert_eq!(reg, Registered { last_seq: 5, acked: 5 });
+                assert_eq!(reg, Cursor { last_seq: 5, acked: 5 });
                 let acked: i64 = c.query_row("SELECT acked FROM devices WHERE uuid = 'dev-a'", [], |row| row.get(0))?;
                 assert_eq!(acked, 5);
                 // A device that acks is recorded, and holds what it has not acked.
@@ -743,7 +823,7 @@ mod tests {
 
                 // The maintenance pass forgets the unseen too.
                 Store::touch_devices(c, &[Device { user: r.clone(), uuid: "c".to_owned() }], 5000)?;
-                Store::expire(c, 0, 2000)?;
+                Store::expire(c, 0, 2000, 0)?;
                 assert_eq!(Store::devices(c, &r)?, 1);
                 Ok(())
             })
@@ -760,9 +840,43 @@ mod tests {
                     Store::insert(c, &p("2", "b"), &p("1", "a"), "t", i * 1000, CAPS)?;
                 }
                 Store::register_device(c, &r, "old", Some(0), 500, RULE)?;
-                assert_eq!(Store::expire(c, 9000, 9000)?, 9);
+                assert_eq!(Store::expire(c, 9000, 9000, 0)?, 9);
                 assert_eq!(Store::queued(c, &r)?, 1);
                 assert_eq!(Store::devices(c, &r)?, 0);
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    /// One talk per key and recipient: a retry gets the first one's seq and ts, stores
+    /// nothing, and uses no seq; the key outlives the talk's ack; it goes after its TTL.
+    #[test]
+    fn a_known_send_key_stores_nothing_and_answers_the_first_seq() {
+        let store = Store::open_in_memory().unwrap();
+        let r: UserId = "1".into();
+        let keyed = |key: &str, ts: i64| NewTalk {
+            from: p("2", "b"),
+            to: p("1", "a"),
+            talk: format!("k{key}"),
+            ts,
+            key: Some(key.into()),
+        };
+        store
+            .run_sync(|c| {
+                assert_eq!(Store::insert_keyed(c, &keyed("x", 10), CAPS)?, (1, 10, false));
+                assert_eq!(Store::insert_keyed(c, &keyed("x", 20), CAPS)?, (1, 10, true));
+                assert_eq!(Store::insert_keyed(c, &keyed("y", 30), CAPS)?, (2, 30, false));
+                assert_eq!(Store::queued(c, &r)?, 2);
+                // Acked and deleted, the key still answers.
+                Store::register_device(c, &r, "dev", Some(2), 0, RULE)?;
+                assert_eq!(Store::queued(c, &r)?, 0);
+                assert_eq!(Store::insert_keyed(c, &keyed("x", 40), CAPS)?, (1, 10, true));
+                // The same key for another recipient is another talk.
+                let other = NewTalk { to: p("3", "c"), ..keyed("x", 50) };
+                assert_eq!(Store::insert_keyed(c, &other, CAPS)?, (1, 50, false));
+                // Past its TTL the key is gone.
+                Store::expire(c, 0, 0, 11)?;
+                assert_eq!(Store::insert_keyed(c, &keyed("x", 60), CAPS)?, (3, 60, false));
                 Ok(())
             })
             .unwrap();

@@ -28,6 +28,11 @@ pub struct ServeArgs {
     /// The queue database (SQLite) [default: talkbell-relay.db beside the users file].
     #[arg(long)]
     pub db: Option<PathBuf>,
+    /// Where the queues and routing live: `sqlite` (the --db file, one relay),
+    /// `redis://HOST:PORT` (several relays on one Redis) or
+    /// `redis+cluster://HOST:PORT,HOST:PORT,…` (a Redis Cluster's seed nodes) [default: sqlite].
+    #[arg(long, value_name = "URL")]
+    pub broker: Option<String>,
     /// Close a connection that sent nothing for this many seconds [default: 60].
     #[arg(long)]
     pub idle_timeout: Option<u64>,
@@ -126,6 +131,8 @@ pub enum ConfigError {
     HalfTls { missing: &'static str },
     #[error("ws_rate, http_rate, failed_login_rate and pre_hello_rate must be above 0")]
     BadRate,
+    #[error("{0}")]
+    Broker(#[from] crate::BrokerUrlError),
 }
 
 /// What `serve` runs with, once flags, file and defaults are merged.
@@ -164,6 +171,7 @@ fn merge(cli: ServeArgs, file: ServeArgs) -> ServeArgs {
         listen,
         users,
         db,
+        broker,
         idle_timeout,
         hello_timeout,
         heartbeat_interval_ms,
@@ -240,6 +248,9 @@ impl Settings {
         let listen = a.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
         let db = a.db.unwrap_or_else(|| default_db(&users));
         let mut cfg = RelayConfig::new(listen, Users::new(), db);
+        if let Some(url) = a.broker {
+            cfg.broker = url.parse().map_err(ConfigError::Broker)?;
+        }
         cfg.idle_timeout = Duration::from_secs(a.idle_timeout.unwrap_or(60).max(1));
         cfg.hello_timeout = Duration::from_secs(a.hello_timeout.unwrap_or(10).max(1));
         if a.heartbeat_interval_ms.is_some() || a.heartbeat_timeout_ms.is_some() {

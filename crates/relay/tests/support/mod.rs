@@ -210,6 +210,23 @@ pub async fn welcomed(url: &str, hello: String) -> (Ws, Value) {
     (ws, welcome)
 }
 
+/// A `send` frame (PROTOCOL.md 1.4).
+pub fn send_frame(id: &str, to: u64, talk: &str) -> String {
+    json!({"type": "send", "id": id, "to": {"id": to}, "talk": talk}).to_string()
+}
+
+/// Sends a `send` and returns the answer, a `sent` or an error frame (talks to this same
+/// connection in between are skipped).
+pub async fn sent(ws: &mut Ws, id: &str, to: u64, talk: &str) -> Value {
+    send_text(ws, send_frame(id, to, talk)).await;
+    loop {
+        let v = next_json(ws).await;
+        if v.get("form").is_none() {
+            return v;
+        }
+    }
+}
+
 pub async fn send_text(ws: &mut Ws, text: impl Into<String>) {
     ws.send(Message::text(text.into())).await.expect("send");
 }
