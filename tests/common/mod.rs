@@ -11,6 +11,8 @@ use std::time::Duration;
 
 pub use talkbell_testkit::child::Log;
 use talkbell_testkit::child::Spawned;
+// Re-exports for the tests that want them; not every test binary does.
+#[allow(unused_imports)]
 pub use talkbell_testkit::desktop::require_session as require_desktop_session;
 pub use talkbell_testkit::dunst::{self, Popup};
 pub use talkbell_testkit::http::{post_talk, PostError};
