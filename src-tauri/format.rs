@@ -187,6 +187,7 @@ mod tests {
             server_ts: None,
             received_at: 0,
             read: true,
+            outgoing: None,
         };
         let line = history_line(&entry);
         assert!(!line.chars().any(|c| c.is_control()), "{line:?}");

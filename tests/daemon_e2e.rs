@@ -210,3 +210,82 @@ fn a_relay_that_lost_its_database_gets_its_new_talks_through_and_the_user_is_tol
     assert_eq!(app.history_texts().len(), 4, "{:?}", app.history_texts());
     assert_eq!(daemon.log.count("the server lost its queue"), 0, "{}", daemon.log.text());
 }
+
+/// The local time of day `minutes` from now, `HH:MM`, as the daemon's clock reads it.
+fn local_hh_mm(minutes: u32) -> String {
+    let out = std::process::Command::new("date").args(["-d", &format!("+{minutes} min"), "+%H:%M"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+#[ignore = "needs scripts/desktop-session.sh (D-Bus, gnome-keyring, dunst)"]
+fn a_popups_mark_read_and_mute_are_done_by_the_daemon_itself() {
+    require_desktop_session();
+    // A sender's name no other test's popup has: dunst's menu lists every popup on screen.
+    let name = format!("li{}", std::process::id());
+    let relay = Relay::start_with_users(&[], &[(1, "wang1"), (2, &name), (3, "wang3")]);
+    let app = App::new();
+    let mut daemon = app.signed_in_daemon(&relay);
+    let stored = |marker: &str| {
+        eventually("the talk is stored", || app.history_texts().contains(&marker.to_owned()).then_some(()));
+    };
+
+    let first = format!("read me from the popup {}", std::process::id());
+    relay.send(2, 1, &first);
+    stored(&first);
+    // Picked from the popup's menu (again, until it is on screen and done).
+    eventually("marked read", || {
+        dunst::pick(&format!("Mark read [{name}]")).expect("the popup's menu");
+        let entry = app.history_json(&["--search", "popup"]).into_iter().find(|e| e["talk"] == first.as_str())?;
+        (entry["read"] == true).then_some(())
+    });
+    dunst_close_all();
+
+    let second = format!("then mute me {}", std::process::id());
+    relay.send(2, 1, &second);
+    stored(&second);
+    eventually("the mute is saved", || {
+        dunst::pick(&format!("Mute {name} for 1 hour [{name}]")).expect("the popup's menu");
+        let config = talkbell_core::config::Config::load_or_create(&app.config_file()).ok()?;
+        config.notifications.mutes.iter().any(|m| m.sender == 2.into() && m.until.is_some()).then_some(())
+    });
+    dunst_close_all();
+
+    let muted = format!("muted talk {}", std::process::id());
+    let after = format!("from someone else {}", std::process::id());
+    relay.send(2, 1, &muted);
+    relay.send(3, 1, &after);
+    eventually("the other sender's popup", || (closed_popups_with(&after) == 1).then_some(()));
+    assert_eq!(closed_popups_with(&muted), 0, "a muted sender popped up");
+    let stored = app.history_json(&["--search", "muted"]);
+    assert_eq!((stored.len(), &stored[0]["read"]), (1, &serde_json::Value::Bool(false)), "stored, unread");
+    daemon.stop();
+}
+
+#[test]
+#[ignore = "needs scripts/desktop-session.sh (D-Bus, gnome-keyring, dunst)"]
+fn talks_in_quiet_hours_pop_up_as_one_when_they_end() {
+    require_desktop_session();
+    let name = format!("zhao{}", std::process::id());
+    let relay = Relay::start_with_users(&[], &[(1, "wang1"), (2, &name)]);
+    let app = App::new();
+    let out = app.login(&relay.url(), relay.token(1), &[]);
+    assert!(out.status.success(), "login failed: {}", String::from_utf8_lossy(&out.stderr));
+    // Quiet from this minute for one to two minutes.
+    let (from, to) = (local_hh_mm(0), local_hh_mm(2));
+    app.edit_config(|c| {
+        c.notifications.quiet_hours =
+            Some(talkbell_core::notify::quiet::QuietHours { from: from.parse().unwrap(), to: to.parse().unwrap() })
+    });
+    let mut daemon = app.daemon();
+    daemon.wait_connected(1);
+    let (one, two) = (format!("quiet one {}", std::process::id()), format!("quiet two {}", std::process::id()));
+    relay.send(2, 1, &one);
+    relay.send(2, 1, &two);
+    eventually("both stored", || (app.history_texts().len() == 2).then_some(()));
+    let summary = format!("2 new messages from {name}");
+    Poll::up_to(std::time::Duration::from_secs(240))
+        .until("the popup at the end of quiet hours", || (closed_popups_with(&summary) == 1).then_some(()));
+    assert_eq!(closed_popups_with(&one) + closed_popups_with(&two), 0, "a talk popped up in quiet hours");
+    daemon.stop();
+}

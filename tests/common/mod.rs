@@ -76,11 +76,16 @@ impl Relay {
     /// Like [`Relay::start`], with more `serve` flags (e.g. `--http-rate`), kept for every
     /// later [`Relay::spawn`].
     pub fn start_with(extra_args: &[&str]) -> Relay {
+        Relay::start_with_users(extra_args, &[(1, "wang1"), (2, "wang2"), (3, "wang3")])
+    }
+
+    /// Like [`Relay::start_with`], with these users (id, name) in place of the three.
+    pub fn start_with_users(extra_args: &[&str], users: &[(u64, &str)]) -> Relay {
         let dir = tempfile::tempdir().unwrap();
         let mut serve = Serve::new(relay_bin(), dir.path().join("users.toml"), dir.path().join("relay.db")).unwrap();
         serve.args = extra_args.iter().map(|s| s.to_string()).collect();
         let mut relay = Relay { port: serve.port, dir, tokens: Vec::new(), child: None, log: Log::default(), serve };
-        for (id, name) in [(1, "wang1"), (2, "wang2"), (3, "wang3")] {
+        for &(id, name) in users {
             let token = relay.add_user(id, name);
             relay.tokens.push((id, token));
         }
