@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # dunst's "dmenu" in the session of scripts/desktop-session.sh. dunst 1.9 runs it for its
 # context menu (`dunstctl context`, `dunstctl action`), writes the menu's entries on its
-# standard input, one a line (an action reads `#<label> [<popup's summary>]`), and
+# standard input, one a line (an action reads `#<label> (<summary>) [<id>,<key>]`), and
 # invokes what it prints. It prints the first entry holding the text of the file
 # $TALKBELL_DESKTOP_DIR/dunst-pick, as a person picking from the menu would; nothing
 # (the menu dismissed) when there is no such file or entry. Every menu goes to

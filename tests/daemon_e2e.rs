@@ -235,7 +235,7 @@ fn a_popups_mark_read_and_mute_are_done_by_the_daemon_itself() {
     stored(&first);
     // Picked from the popup's menu (again, until it is on screen and done).
     eventually("marked read", || {
-        dunst::pick(&format!("Mark read [{name}]")).expect("the popup's menu");
+        dunst::pick(&format!("Mark read ({name})")).expect("the popup's menu");
         let entry = app.history_json(&["--search", "popup"]).into_iter().find(|e| e["talk"] == first.as_str())?;
         (entry["read"] == true).then_some(())
     });
@@ -245,7 +245,7 @@ fn a_popups_mark_read_and_mute_are_done_by_the_daemon_itself() {
     relay.send(2, 1, &second);
     stored(&second);
     eventually("the mute is saved", || {
-        dunst::pick(&format!("Mute {name} for 1 hour [{name}]")).expect("the popup's menu");
+        dunst::pick(&format!("Mute {name} for 1 hour ({name})")).expect("the popup's menu");
         let config = talkbell_core::config::Config::load_or_create(&app.config_file()).ok()?;
         config.notifications.mutes.iter().any(|m| m.sender == 2.into() && m.until.is_some()).then_some(())
     });

@@ -53,7 +53,7 @@ pub fn history() -> io::Result<Vec<Popup>> {
 }
 
 /// Opens dunst's context menu (`dunstctl context`) and picks the first entry holding
-/// `entry` (an action is `#<label> [<summary>]`), through the menu program of the session
+/// `entry` (an action reads `#<label> (<summary>) [<id>,<key>]`), through the menu program of the session
 /// of scripts/desktop-session.sh (scripts/dunst-pick.sh reads the choice from a file).
 pub fn pick(entry: &str) -> io::Result<()> {
     let dir = std::env::var_os("TALKBELL_DESKTOP_DIR")
