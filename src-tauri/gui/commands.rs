@@ -7,10 +7,12 @@
 //! draws the window and the tray); their blocking calls (the history, the config, the
 //! autostart entry) run on tokio's blocking threads.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use talkbell_core::history::{HistoryEntry, HistoryQuery};
+use talkbell_core::i18n::{self, Lang, LanguageSetting, Msg};
 use talkbell_core::protocol::{Token, UserId};
 use tauri::{AppHandle, Manager, State};
 use tauri_plugin_autostart::ManagerExt;
@@ -49,6 +51,27 @@ async fn blocking<T: Send + 'static>(
 #[tauri::command]
 pub async fn get_status(shell: State<'_, Shell>) -> Result<Status, CommandError> {
     Ok(Status::of(&shell))
+}
+
+/// The window's words in the chosen language: the page fills its elements from them.
+#[derive(Debug, Serialize)]
+pub struct WindowTexts {
+    /// `en` or `zh-CN`: the page's `lang`, and the locale its dates are written in.
+    pub lang: &'static str,
+    /// Every `ui-…` message, by its id.
+    pub texts: BTreeMap<&'static str, String>,
+}
+
+impl WindowTexts {
+    pub fn of(lang: Lang) -> WindowTexts {
+        WindowTexts { lang: lang.tag(), texts: i18n::window_texts(lang) }
+    }
+}
+
+/// The window's words, in the language the backend chose (the config's, else the system's).
+#[tauri::command]
+pub fn get_texts() -> WindowTexts {
+    WindowTexts::of(i18n::current())
 }
 
 /// The query of a `list_history` call, checked.
@@ -145,7 +168,9 @@ pub async fn sign_in(
     user_id: Option<String>,
 ) -> Result<String, CommandError> {
     let SignIn { server, token, user_id } = sign_in_args(&server, token, user_id)?;
-    Ok(shell.engine.sign_in(&server, token, user_id).await?.to_string())
+    let user = shell.engine.sign_in(&server, token, user_id).await?.to_string();
+    // What the window shows: "Signed in as user 1."
+    Ok(i18n::text(Msg::SignInDone, &[("user", user.as_str().into())]))
 }
 
 #[tauri::command]
@@ -188,6 +213,9 @@ pub struct Settings {
     pub heartbeat_interval_ms: u64,
     pub heartbeat_timeout_ms: u64,
     pub autostart: bool,
+    /// `system`, `en` or `zh-CN`; a page that does not send it keeps the one set.
+    #[serde(default)]
+    pub language: Option<LanguageSetting>,
 }
 
 /// The heartbeat timings of a `save_settings` call, checked.
@@ -208,6 +236,7 @@ pub async fn get_settings(app: AppHandle) -> Result<Settings, CommandError> {
             heartbeat_interval_ms: config.heartbeat.interval_ms,
             heartbeat_timeout_ms: config.heartbeat.timeout_ms,
             autostart: app.autolaunch().is_enabled().unwrap_or(false),
+            language: Some(config.language),
         })
     })
     .await
@@ -217,7 +246,15 @@ pub async fn get_settings(app: AppHandle) -> Result<Settings, CommandError> {
 pub async fn save_settings(app: AppHandle, settings: Settings) -> Result<(), CommandError> {
     let (interval, timeout) = heartbeat_of(&settings)?;
     blocking(move || {
-        app.state::<Shell>().engine.save_heartbeat(interval, timeout)?;
+        let shell = app.state::<Shell>();
+        let engine = &shell.engine;
+        engine.save_heartbeat(interval, timeout)?;
+        if let Some(language) = settings.language.filter(|l| *l != engine.config().language) {
+            engine.save_language(language)?;
+            // The tray and the status line speak the new language at once.
+            super::tray::relabel(&app);
+            super::actions::refresh(&app);
+        }
         let autostart = app.autolaunch();
         let result = if settings.autostart { autostart.enable() } else { autostart.disable() };
         result.map_err(|e| CommandError::Autostart(e.to_string()))
@@ -271,7 +308,13 @@ mod tests {
 
     #[test]
     fn heartbeat_settings_are_bounded() {
-        let s = |i, t| Settings { server: None, heartbeat_interval_ms: i, heartbeat_timeout_ms: t, autostart: false };
+        let s = |i, t| Settings {
+            server: None,
+            heartbeat_interval_ms: i,
+            heartbeat_timeout_ms: t,
+            autostart: false,
+            language: None,
+        };
         assert_eq!(heartbeat_of(&s(5_000, 5_000)).unwrap(), (5_000, 5_000));
         assert_eq!(kind(heartbeat_of(&s(0, 5_000))), "out_of_range");
         assert_eq!(kind(heartbeat_of(&s(5_000, u64::MAX))), "out_of_range");

@@ -66,6 +66,7 @@ fn builder() -> tauri::Builder<tauri::Wry> {
             Some(vec!["--hidden"]),
         ))
         .invoke_handler(tauri::generate_handler![
+            commands::get_texts,
             commands::get_status,
             commands::get_log,
             commands::list_history,
@@ -121,7 +122,7 @@ fn tell_the_desktop(error: &InstanceError) {
         return;
     }
     let popup = Notification {
-        title: "Talkbell is already running".to_owned(),
+        title: talkbell_core::i18n::t(talkbell_core::i18n::Msg::PopupAlreadyRunningTitle),
         body: error.to_string(),
         kind: NotificationKind::Summary { rows: Vec::new() },
     };

@@ -2,6 +2,7 @@
 //! tooltip (and, since Linux trays show no tooltips, in the menu's first line), and the
 //! menu of DESIGN.md.
 
+use talkbell_core::i18n::{t, Msg};
 use talkbell_core::status::StateKind;
 use tauri::image::Image;
 use tauri::menu::{Menu, MenuEvent, MenuItem, PredefinedMenuItem, Submenu};
@@ -12,13 +13,43 @@ use super::status::Status;
 
 const TRAY_ID: &str = "talkbell";
 
-/// The menu items whose text or availability follows the state.
+/// The menu items whose text or availability follows the state, and the words of the
+/// others (relabelled when the language changes).
 pub struct TrayItems {
     status: MenuItem<Wry>,
     pause_hour: MenuItem<Wry>,
     pause_forever: MenuItem<Wry>,
     resume: MenuItem<Wry>,
     sign_out: MenuItem<Wry>,
+    open: MenuItem<Wry>,
+    reconnect: MenuItem<Wry>,
+    quit: MenuItem<Wry>,
+    pause: Submenu<Wry>,
+}
+
+impl TrayItems {
+    /// Each item with its message (the status line has its own words).
+    fn labelled(&self) -> [(&MenuItem<Wry>, Msg); 7] {
+        [
+            (&self.open, Msg::TrayOpen),
+            (&self.reconnect, Msg::TrayReconnect),
+            (&self.pause_hour, Msg::TrayPauseHour),
+            (&self.pause_forever, Msg::TrayPauseForever),
+            (&self.resume, Msg::TrayResume),
+            (&self.sign_out, Msg::TraySignOut),
+            (&self.quit, Msg::TrayQuit),
+        ]
+    }
+}
+
+/// The menu's words again, in the language chosen now (the status line follows with the
+/// next status).
+pub fn relabel(app: &AppHandle) {
+    let Some(items) = app.try_state::<TrayItems>() else { return };
+    for (item, msg) in items.labelled() {
+        let _ = item.set_text(t(msg));
+    }
+    let _ = items.pause.set_text(t(Msg::TrayPause));
 }
 
 fn icon_for(state: StateKind) -> tauri::Result<Image<'static>> {
@@ -37,14 +68,14 @@ fn icon_for(state: StateKind) -> tauri::Result<Image<'static>> {
 /// items' ids: open, reconnect, pause-hour, pause-forever, resume, sign-out, quit).
 pub fn create(app: &AppHandle, on_menu: impl Fn(&AppHandle, MenuEvent) + Send + Sync + 'static) -> tauri::Result<()> {
     let status = MenuItem::with_id(app, "status", "Talkbell", false, None::<&str>)?;
-    let open = MenuItem::with_id(app, "open", "Open Talkbell", true, None::<&str>)?;
-    let reconnect = MenuItem::with_id(app, "reconnect", "Reconnect now", true, None::<&str>)?;
-    let pause_hour = MenuItem::with_id(app, "pause-hour", "For 1 hour", true, None::<&str>)?;
-    let pause_forever = MenuItem::with_id(app, "pause-forever", "Until resumed", true, None::<&str>)?;
-    let pause = Submenu::with_items(app, "Pause notifications", true, &[&pause_hour, &pause_forever])?;
-    let resume = MenuItem::with_id(app, "resume", "Resume notifications", false, None::<&str>)?;
-    let sign_out = MenuItem::with_id(app, "sign-out", "Sign out", true, None::<&str>)?;
-    let quit = MenuItem::with_id(app, "quit", "Quit", true, None::<&str>)?;
+    let open = MenuItem::with_id(app, "open", t(Msg::TrayOpen), true, None::<&str>)?;
+    let reconnect = MenuItem::with_id(app, "reconnect", t(Msg::TrayReconnect), true, None::<&str>)?;
+    let pause_hour = MenuItem::with_id(app, "pause-hour", t(Msg::TrayPauseHour), true, None::<&str>)?;
+    let pause_forever = MenuItem::with_id(app, "pause-forever", t(Msg::TrayPauseForever), true, None::<&str>)?;
+    let pause = Submenu::with_items(app, t(Msg::TrayPause), true, &[&pause_hour, &pause_forever])?;
+    let resume = MenuItem::with_id(app, "resume", t(Msg::TrayResume), false, None::<&str>)?;
+    let sign_out = MenuItem::with_id(app, "sign-out", t(Msg::TraySignOut), true, None::<&str>)?;
+    let quit = MenuItem::with_id(app, "quit", t(Msg::TrayQuit), true, None::<&str>)?;
     let menu = Menu::with_items(
         app,
         &[
@@ -65,7 +96,7 @@ pub fn create(app: &AppHandle, on_menu: impl Fn(&AppHandle, MenuEvent) + Send + 
         .menu(&menu)
         .on_menu_event(on_menu)
         .build(app)?;
-    app.manage(TrayItems { status, pause_hour, pause_forever, resume, sign_out });
+    app.manage(TrayItems { status, pause_hour, pause_forever, resume, sign_out, open, reconnect, quit, pause });
     Ok(())
 }
 

@@ -14,6 +14,7 @@ use tokio::task::{AbortHandle, JoinSet};
 
 use crate::config::{BadServerUrl, Config, ConfigError, ConfigStore, Paths};
 use crate::history::{History, HistoryError};
+use crate::i18n::{Lang, LanguageSetting};
 use crate::keyring_wait::{self, Retry};
 use crate::notify::trace::TracingNotifier;
 pub use crate::notify::trace::DELIVERY_TRACE_ENV;
@@ -226,6 +227,12 @@ impl Engine {
         })?;
         self.session.set_timing(timing);
         Ok(())
+    }
+
+    /// The language setting: saved in the config, and this process's language from now on.
+    pub fn save_language(&self, setting: LanguageSetting) -> Result<Lang, EngineError> {
+        self.config.update(|c| c.language = setting)?;
+        Ok(crate::i18n::choose(setting))
     }
 
     /// Closes the link and stops every task of the engine, the notification gate

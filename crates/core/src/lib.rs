@@ -29,6 +29,8 @@ pub mod engine;
 #[cfg(feature = "desktop")]
 pub mod history;
 #[cfg(feature = "desktop")]
+pub mod i18n;
+#[cfg(feature = "desktop")]
 pub mod instance;
 #[cfg(feature = "desktop")]
 pub mod keyring_wait;
