@@ -872,7 +872,8 @@ fn in_chinese_the_window_the_tray_and_popups_speak_chinese_until_the_setting_say
         close_tray_menu();
         let names: Vec<&str> = menu.iter().map(|(n, _)| n.as_str()).collect();
         assert!(names[0].starts_with("Talkbell：已连接"), "{menu:?}");
-        for item in ["打开 Talkbell", "立即重新连接", "暂停通知", "恢复通知", "退出登录", "退出"] {
+        for item in ["打开 Talkbell", "立即重新连接", "暂停通知", "恢复通知", "退出登录", "退出"]
+        {
             assert!(names.contains(&item), "{item:?} not in {names:?}");
         }
 

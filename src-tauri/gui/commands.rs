@@ -81,12 +81,12 @@ pub fn history_query(
     limit: Option<u64>,
 ) -> Result<HistoryQuery, CommandError> {
     if let Some(s) = &search {
-        at_most("the search", s, SEARCH_MAX)?;
+        at_most(Msg::WhatSearch, s, SEARCH_MAX)?;
     }
     if let Some(b) = before {
-        in_range("the row to list before", u64::try_from(b).unwrap_or(0), 1, ROW_MAX)?;
+        in_range(Msg::WhatRowBefore, u64::try_from(b).unwrap_or(0), 1, ROW_MAX)?;
     }
-    let limit = in_range("the page size", limit.unwrap_or(50), 1, PAGE_MAX)?;
+    let limit = in_range(Msg::WhatPageSize, limit.unwrap_or(50), 1, PAGE_MAX)?;
     Ok(HistoryQuery {
         search: search.filter(|s| !s.trim().is_empty()),
         before,
@@ -115,10 +115,10 @@ pub fn get_log(log: State<'_, EventLog>) -> Vec<LogLine> {
 /// The rows of a `mark_read` call, checked.
 pub fn rows_to_mark(ids: &[i64]) -> Result<(), CommandError> {
     if ids.len() > MARK_MAX {
-        return Err(CommandError::TooLong { what: "the list of talks to mark read", len: ids.len(), max: MARK_MAX });
+        return Err(CommandError::TooLong { what: Msg::WhatMarkList, len: ids.len(), max: MARK_MAX });
     }
     for id in ids {
-        in_range("a talk's row", u64::try_from(*id).unwrap_or(0), 1, ROW_MAX)?;
+        in_range(Msg::WhatRow, u64::try_from(*id).unwrap_or(0), 1, ROW_MAX)?;
     }
     Ok(())
 }
@@ -138,14 +138,14 @@ pub async fn mark_read(app: AppHandle, ids: Vec<i64>) -> Result<usize, CommandEr
 /// The arguments of a `sign_in` call, checked.
 pub fn sign_in_args(server: &str, token: String, user_id: Option<String>) -> Result<SignIn, CommandError> {
     let server = server.trim();
-    at_most("the server URL", server, 2_048)?;
+    at_most(Msg::WhatServerUrl, server, 2_048)?;
     talkbell_core::config::validate_server_url(server)
         .map_err(|reason| CommandError::BadServer { url: server.to_owned(), reason: reason.to_string() })?;
-    at_most("the token", &token, TOKEN_MAX)?;
-    let token = Token::new(token).map_err(|_| CommandError::Empty { what: "the token" })?;
+    at_most(Msg::WhatToken, &token, TOKEN_MAX)?;
+    let token = Token::new(token).map_err(|_| CommandError::Empty { what: Msg::WhatToken })?;
     let user_id = match user_id.filter(|s| !s.trim().is_empty()) {
         Some(id) => {
-            at_most("the user id", &id, USER_ID_MAX)?;
+            at_most(Msg::WhatUserId, &id, USER_ID_MAX)?;
             Some(id.parse::<UserId>().map_err(|e| CommandError::BadUserId(e.to_string()))?)
         }
         None => None,
@@ -187,7 +187,7 @@ pub fn reconnect_now(shell: State<'_, Shell>) {
 pub fn pause_change(minutes: Option<u64>) -> Result<PauseChange, CommandError> {
     Ok(match minutes {
         Some(m) => {
-            let m = in_range("the pause in minutes", m, 1, PAUSE_MAX_MINUTES)?;
+            let m = in_range(Msg::WhatPauseMinutes, m, 1, PAUSE_MAX_MINUTES)?;
             PauseChange::For(Duration::from_secs(m * 60))
         }
         None => PauseChange::UntilResumed,
@@ -222,8 +222,8 @@ pub struct Settings {
 pub fn heartbeat_of(settings: &Settings) -> Result<(u64, u64), CommandError> {
     let (min, max) = HEARTBEAT_MS;
     Ok((
-        in_range("the heartbeat interval (ms)", settings.heartbeat_interval_ms, min, max)?,
-        in_range("the heartbeat timeout (ms)", settings.heartbeat_timeout_ms, min, max)?,
+        in_range(Msg::WhatHeartbeatInterval, settings.heartbeat_interval_ms, min, max)?,
+        in_range(Msg::WhatHeartbeatTimeout, settings.heartbeat_timeout_ms, min, max)?,
     ))
 }
 

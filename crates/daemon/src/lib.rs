@@ -24,6 +24,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use talkbell_core::config::Paths;
 use talkbell_core::engine::Engine;
+use talkbell_core::i18n::{t, Msg};
 use talkbell_core::instance::{InstanceLock, ProcessKind};
 use talkbell_core::notify::DesktopNotifier;
 use talkbell_core::status;
@@ -38,7 +39,7 @@ pub async fn run(paths: Paths) -> Result<()> {
     let lock_paths = paths.clone();
     let lock = tokio::task::spawn_blocking(move || InstanceLock::acquire(&lock_paths, ProcessKind::Daemon))
         .await
-        .context("cannot take the profile's lock")??;
+        .with_context(|| t(Msg::CliNoProfileLock))??;
     let notifier = Arc::new(DesktopNotifier::new());
     // Never waits for the keyring: locked or away, the daemon runs signed out with the
     // reason (logged once, and in `talkbell status`) and connects once it can read the token.

@@ -73,8 +73,20 @@ tray-quit = Quit
 
 cli-about = Rings when someone talks to you.
 cli-daemon-about = Talkbell without a window: the connection, the history and popups, until SIGTERM.
+cli-daemon-help =
+    Environment:
+      TALKBELL_CONFIG_DIR  the config dir (default $XDG_CONFIG_HOME/talkbell)
+      TALKBELL_DATA_DIR    the data dir (default $XDG_DATA_HOME/talkbell)
+      RUST_LOG             the log filter (logs go to standard error)
+
+    One Talkbell runs per profile (these two dirs): with the tray app or another daemon
+    running, this exits with code 75 saying which one runs. Sign in first with
+    `talkbell login --server URL`; `talkbell status` shows the state.
 cli-error = { $program }: { $error }
 cli-cannot-start = cannot start: { $error }
+cli-cannot-start-app = cannot start the desktop app
+cli-cannot-start-engine = cannot start
+cli-no-profile-lock = cannot take the profile's lock
 cli-signed-out = Signed out; the token is removed from the keyring.
 cli-signed-in = Signed in to { $server } as user { $user }; the token is in the keyring.
 cli-token-unreadable = could not read the token from standard input
@@ -95,6 +107,27 @@ cli-server-none = none (not signed in)
 cli-user-name-id = { $name } (id { $id })
 cli-user-id = id { $id }
 cli-user-none = none
+
+## The window's commands: what went wrong (src-tauri/gui/error.rs)
+
+cmd-out-of-range = { $what } must be from { $min } to { $max }, not { $got }
+cmd-too-long = { $what } is too long: { $len }, at most { $max }
+cmd-empty = { $what } is empty
+cmd-bad-server = the server URL "{ $url }" is not usable: { $reason }
+cmd-bad-user-id = the user id is not usable: { $reason }
+cmd-autostart = start at login: { $error }
+cmd-interrupted = the request could not finish: { $error }
+what-search = the search
+what-row-before = the row to list before
+what-page-size = the page size
+what-mark-list = the list of talks to mark read
+what-row = a talk's row
+what-server-url = the server URL
+what-token = the token
+what-user-id = the user id
+what-pause-minutes = the pause in minutes
+what-heartbeat-interval = the heartbeat interval (ms)
+what-heartbeat-timeout = the heartbeat timeout (ms)
 
 ## The window (ui/index.html, ui/app.js)
 

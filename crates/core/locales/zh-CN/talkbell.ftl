@@ -64,8 +64,20 @@ tray-quit = 退出
 
 cli-about = 有人对你说话时提醒你。
 cli-daemon-about = 无窗口的 Talkbell：保持连接、记录历史并弹出通知，直到收到 SIGTERM。
+cli-daemon-help =
+    环境变量：
+      TALKBELL_CONFIG_DIR  配置目录（默认 $XDG_CONFIG_HOME/talkbell）
+      TALKBELL_DATA_DIR    数据目录（默认 $XDG_DATA_HOME/talkbell）
+      RUST_LOG             日志过滤（日志写到标准错误）
+
+    每个配置（即这两个目录）只运行一个 Talkbell：托盘程序或另一个后台服务在运行时，
+    本程序以退出码 75 退出，并说明是哪一个在运行。请先用
+    `talkbell login --server URL` 登录；`talkbell status` 显示状态。
 cli-error = { $program }：{ $error }
 cli-cannot-start = 无法启动：{ $error }
+cli-cannot-start-app = 无法启动桌面程序
+cli-cannot-start-engine = 无法启动
+cli-no-profile-lock = 无法获取此配置的锁
 cli-signed-out = 已退出登录；令牌已从密钥环中删除。
 cli-signed-in = 已登录到 { $server }，用户 { $user }；令牌保存在密钥环中。
 cli-token-unreadable = 无法从标准输入读取令牌
@@ -86,6 +98,27 @@ cli-server-none = 无（未登录）
 cli-user-name-id = { $name }（ID { $id }）
 cli-user-id = ID { $id }
 cli-user-none = 无
+
+## 窗口命令的错误（src-tauri/gui/error.rs）
+
+cmd-out-of-range = { $what }必须在 { $min } 到 { $max } 之间，而不是 { $got }
+cmd-too-long = { $what }太长：{ $len }，最多 { $max }
+cmd-empty = { $what }为空
+cmd-bad-server = 服务器 URL“{ $url }”不可用：{ $reason }
+cmd-bad-user-id = 用户 ID 不可用：{ $reason }
+cmd-autostart = 登录时启动：{ $error }
+cmd-interrupted = 请求未能完成：{ $error }
+what-search = 搜索内容
+what-row-before = 列表起点的行号
+what-page-size = 每页条数
+what-mark-list = 要标为已读的消息列表
+what-row = 消息的行号
+what-server-url = 服务器 URL
+what-token = 令牌
+what-user-id = 用户 ID
+what-pause-minutes = 暂停的分钟数
+what-heartbeat-interval = 心跳间隔（毫秒）
+what-heartbeat-timeout = 心跳超时（毫秒）
 
 ## 窗口（ui/index.html、ui/app.js）
 

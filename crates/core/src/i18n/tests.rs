@@ -86,6 +86,10 @@ fn every_message_formats_in_every_language_without_isolation_marks() {
         }
     }
     assert_eq!(text_in(Lang::En, Msg::StatusConnectedAs, &[("user", "wang1".into())]), "Connected as wang1");
+    // A message of several lines keeps its indents and its blank line.
+    let help = text_in(Lang::En, Msg::CliDaemonHelp, &[]);
+    assert!(help.starts_with("Environment:\n  TALKBELL_CONFIG_DIR  the config dir"), "{help}");
+    assert!(help.contains("(logs go to standard error)\n\nOne Talkbell runs per profile"), "{help}");
 }
 
 #[test]
