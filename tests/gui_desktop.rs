@@ -886,13 +886,17 @@ fn in_chinese_the_window_the_tray_and_popups_speak_chinese_until_the_setting_say
         assert_eq!(texts(&client, "nav button").await, ["History", "Account", "Log"]);
         let config = std::fs::read_to_string(app.config_home().join("talkbell/config.toml")).unwrap();
         assert!(config.contains("language = \"en\""), "{config}");
-        let menu = until("the tray in English", || async {
+        let english = || {
             let menu = open_tray_menu(pid);
             close_tray_menu();
-            menu.iter().any(|(n, _)| n == "Pause notifications").then_some(menu)
-        })
-        .await;
+            menu.iter().any(|(n, _)| n == "Open Talkbell").then_some(menu.clone()).ok_or(menu)
+        };
+        let menu = match Poll::up_to(PATIENCE).check(|| english().ok()) {
+            Some(menu) => menu,
+            None => panic!("the tray menu is not in English: {:?}", english()),
+        };
         assert!(menu[0].0.starts_with("Talkbell: connected"), "{menu:?}");
+        assert!(menu.iter().any(|(n, _)| n == "Pause notifications"), "{menu:?}");
         let later = format!("hello again {}", std::process::id());
         relay.send(2, 1, &later);
         wait_popup(&later);

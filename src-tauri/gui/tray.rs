@@ -2,6 +2,8 @@
 //! tooltip (and, since Linux trays show no tooltips, in the menu's first line), and the
 //! menu of DESIGN.md.
 
+use std::sync::Mutex;
+
 use talkbell_core::i18n::{t, Msg};
 use talkbell_core::status::StateKind;
 use tauri::image::Image;
@@ -24,8 +26,15 @@ pub struct TrayItems {
     open: MenuItem<Wry>,
     reconnect: MenuItem<Wry>,
     quit: MenuItem<Wry>,
-    pause: Submenu<Wry>,
+    menu: Menu<Wry>,
+    /// A submenu's label does not change on Linux once shown (`set_text` leaves it as it
+    /// was), so a new language gets a new submenu in its place.
+    pause: Mutex<Submenu<Wry>>,
 }
+
+/// Where the pause submenu sits in the menu (after the status, a separator, Open and
+/// Reconnect).
+const PAUSE_AT: usize = 4;
 
 impl TrayItems {
     /// Each item with its message (the status line has its own words).
@@ -49,7 +58,20 @@ pub fn relabel(app: &AppHandle) {
     for (item, msg) in items.labelled() {
         let _ = item.set_text(t(msg));
     }
-    let _ = items.pause.set_text(t(Msg::TrayPause));
+    if let Err(e) = new_pause_submenu(app, &items) {
+        tracing::warn!(error = %e, "the pause submenu keeps its old label");
+    }
+}
+
+fn new_pause_submenu(app: &AppHandle, items: &TrayItems) -> tauri::Result<()> {
+    let Ok(mut pause) = items.pause.lock() else { return Ok(()) };
+    pause.remove(&items.pause_hour)?;
+    pause.remove(&items.pause_forever)?;
+    let fresh = Submenu::with_items(app, t(Msg::TrayPause), true, &[&items.pause_hour, &items.pause_forever])?;
+    items.menu.remove(&*pause)?;
+    items.menu.insert(&fresh, PAUSE_AT)?;
+    *pause = fresh;
+    Ok(())
 }
 
 fn icon_for(state: StateKind) -> tauri::Result<Image<'static>> {
@@ -96,7 +118,8 @@ pub fn create(app: &AppHandle, on_menu: impl Fn(&AppHandle, MenuEvent) + Send + 
         .menu(&menu)
         .on_menu_event(on_menu)
         .build(app)?;
-    app.manage(TrayItems { status, pause_hour, pause_forever, resume, sign_out, open, reconnect, quit, pause });
+    let pause = Mutex::new(pause);
+    app.manage(TrayItems { status, pause_hour, pause_forever, resume, sign_out, open, reconnect, quit, menu, pause });
     Ok(())
 }
 
