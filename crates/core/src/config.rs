@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::i18n::LanguageSetting;
+use crate::i18n::{t, text, LanguageSetting, Msg};
 use crate::notify::NotifySettings;
 use crate::protocol::UserId;
 use crate::session::Timing;
@@ -156,13 +156,13 @@ impl Default for HistoryConfig {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BadServerUrl {
-    #[error("not a URL: {detail}")]
+    #[error("{}", text(Msg::UrlNotAUrl, &[("detail", detail.into())]))]
     NotAUrl { detail: String },
-    #[error("the scheme must be ws:// or wss://, not {scheme}://")]
+    #[error("{}", text(Msg::UrlWrongScheme, &[("scheme", scheme.into())]))]
     WrongScheme { scheme: String },
-    #[error("the URL must start with ws:// or wss://")]
+    #[error("{}", t(Msg::UrlNoScheme))]
     NoScheme,
-    #[error("the URL has no host")]
+    #[error("{}", t(Msg::UrlNoHost))]
     NoHost,
 }
 

@@ -16,6 +16,7 @@
     )
 )]
 
+pub mod i18n;
 pub mod protocol;
 pub mod session;
 pub mod untrusted;
@@ -28,8 +29,6 @@ pub mod config;
 pub mod engine;
 #[cfg(feature = "desktop")]
 pub mod history;
-#[cfg(feature = "desktop")]
-pub mod i18n;
 #[cfg(feature = "desktop")]
 pub mod instance;
 #[cfg(feature = "desktop")]

@@ -48,6 +48,64 @@ status-next-try = in { $seconds } s
 status-advice-sign-in = not signed in: run `talkbell login --server URL`
 status-advice-not-running = no tray app or daemon runs for this profile: start `talkbell` or `talkbell daemon`
 
+## Why offline or signed out (session/reason.rs)
+
+reason-bad-url = the server URL { $url } cannot be used: { $detail }
+reason-dns = the server's name { $host } cannot be resolved: { $detail }
+reason-refused = the server { $addr } refused the connection: is it running, and is the port right?
+reason-unreachable = the server { $addr } cannot be reached: { $detail }
+reason-timed-out = no connection within { $seconds } s
+reason-cert-untrusted = the server's certificate is not trusted: { $why }
+reason-cert-wrong-host = the server's certificate is for another host name: { $why }
+reason-cert-not-for = it is not valid for { $expected }
+reason-cert-valid-for = it is valid for { $presented }, not for { $expected }
+reason-cert-expired = the server's certificate has expired
+reason-cert-not-yet-valid = the server's certificate is not valid yet: is this computer's clock right?
+reason-port-speaks-tls = this port speaks TLS: use wss://
+reason-port-speaks-plain = this port does not speak TLS: use ws://
+reason-tls = the TLS handshake failed: { $detail }
+reason-http = the server answered HTTP { $status } instead of opening a WebSocket: is the URL's path right?
+reason-handshake = the WebSocket handshake failed: { $detail }
+reason-heartbeat-timeout = no answer to the heartbeat within { $seconds } s
+reason-closed = the server closed the connection
+reason-closed-code = the server closed the connection (code { $code })
+reason-lost = the connection was lost: { $detail }
+reason-oversized = refused a message of { $size } bytes (limit { $limit })
+reason-history = the history cannot be used: { $error }
+untrusted-unknown-issuer = unknown issuer (self-signed, or from a certificate authority not in the system store)
+untrusted-revoked = it has been revoked
+untrusted-bad-signature = its signature is not valid
+untrusted-invalid-purpose = it is not meant for a TLS server
+proxy-unreachable = the proxy { $proxy } cannot be reached: { $detail }
+proxy-auth-required = the proxy { $proxy } asks for a user name and password (HTTP 407): put them in the proxy URL (http://user:password@host:port) of https_proxy
+proxy-refused = the proxy { $proxy } refused to connect to { $target } (HTTP { $status })
+proxy-bad-answer = the proxy { $proxy } did not answer the CONNECT with HTTP
+proxy-unsupported = the proxy URL scheme { $scheme } is not supported: use an http:// proxy
+signed-out-reading-keyring = reading the token from the keyring
+signed-out-keyring-locked = the keyring is locked: unlock it to connect
+signed-out-no-keyring = no keyring is available ({ $detail }): start one (GNOME Keyring, KWallet or KeePassXC with Secret Service enabled) to connect
+signed-out-keyring-no-answer = the keyring does not answer: if it asks for its password, answer it to connect
+signed-out-keyring-failed = the token cannot be read from the keyring: { $detail }
+signed-out-no-persistent-keyring = no persistent keyring on this platform: sign in again after each start
+refusal-http = the server refused the token (HTTP { $status })
+refusal-close-words = the server refused the token: { $reason }
+refusal-close-code = the server refused the token (close code { $code })
+refusal-error = the server refused the token: { $message }
+
+## Signing in (engine.rs)
+
+engine-signed-out-meanwhile = signed out before the server took the token
+engine-unreachable = could not reach the server: { $reason }
+engine-stopped = could not reach the server: the session has stopped
+engine-no-user-id = the server accepted the token but did not say who you are; sign in again with --user-id
+engine-timeout = no answer from the server within { $seconds } s
+engine-bad-server = invalid server URL { $url }: { $reason }
+
+url-not-a-url = not a URL: { $detail }
+url-wrong-scheme = the scheme must be ws:// or wss://, not { $scheme }://
+url-no-scheme = the URL must start with ws:// or wss://
+url-no-host = the URL has no host
+
 ## The connection log
 
 log-offline = offline ({ $reason }); next attempt in { NUMBER($seconds, minimumFractionDigits: 1) } s

@@ -39,6 +39,64 @@ status-next-try = { $seconds } 秒后
 status-advice-sign-in = 尚未登录：请运行 `talkbell login --server URL`
 status-advice-not-running = 此配置没有运行中的托盘程序或后台服务：请启动 `talkbell` 或 `talkbell daemon`
 
+## 离线或未登录的原因（session/reason.rs）
+
+reason-bad-url = 服务器 URL { $url } 无法使用：{ $detail }
+reason-dns = 无法解析服务器名称 { $host }：{ $detail }
+reason-refused = 服务器 { $addr } 拒绝了连接：它在运行吗？端口对吗？
+reason-unreachable = 无法连接到服务器 { $addr }：{ $detail }
+reason-timed-out = { $seconds } 秒内未能建立连接
+reason-cert-untrusted = 服务器的证书不受信任：{ $why }
+reason-cert-wrong-host = 服务器的证书属于另一个主机名：{ $why }
+reason-cert-not-for = 它对 { $expected } 无效
+reason-cert-valid-for = 它适用于 { $presented }，而不是 { $expected }
+reason-cert-expired = 服务器的证书已过期
+reason-cert-not-yet-valid = 服务器的证书尚未生效：这台电脑的时钟对吗？
+reason-port-speaks-tls = 此端口使用 TLS：请用 wss://
+reason-port-speaks-plain = 此端口不使用 TLS：请用 ws://
+reason-tls = TLS 握手失败：{ $detail }
+reason-http = 服务器返回了 HTTP { $status }，而没有打开 WebSocket：URL 的路径对吗？
+reason-handshake = WebSocket 握手失败：{ $detail }
+reason-heartbeat-timeout = { $seconds } 秒内没有收到心跳应答
+reason-closed = 服务器关闭了连接
+reason-closed-code = 服务器关闭了连接（代码 { $code }）
+reason-lost = 连接已断开：{ $detail }
+reason-oversized = 拒收了一条 { $size } 字节的消息（上限 { $limit }）
+reason-history = 无法使用历史记录：{ $error }
+untrusted-unknown-issuer = 签发者未知（自签名，或来自不在系统证书库中的证书颁发机构）
+untrusted-revoked = 它已被吊销
+untrusted-bad-signature = 它的签名无效
+untrusted-invalid-purpose = 它不能用于 TLS 服务器
+proxy-unreachable = 无法连接到代理 { $proxy }：{ $detail }
+proxy-auth-required = 代理 { $proxy } 要求用户名和密码（HTTP 407）：请把它们写进 https_proxy 的代理 URL（http://user:password@host:port）
+proxy-refused = 代理 { $proxy } 拒绝连接到 { $target }（HTTP { $status }）
+proxy-bad-answer = 代理 { $proxy } 没有用 HTTP 回应 CONNECT
+proxy-unsupported = 不支持代理 URL 协议 { $scheme }：请使用 http:// 代理
+signed-out-reading-keyring = 正在从密钥环读取令牌
+signed-out-keyring-locked = 密钥环已锁定：解锁后即可连接
+signed-out-no-keyring = 没有可用的密钥环（{ $detail }）：请启动一个（GNOME Keyring、KWallet 或启用了 Secret Service 的 KeePassXC）以便连接
+signed-out-keyring-no-answer = 密钥环没有应答：如果它在询问密码，请输入后即可连接
+signed-out-keyring-failed = 无法从密钥环读取令牌：{ $detail }
+signed-out-no-persistent-keyring = 此平台没有持久的密钥环：每次启动后都需重新登录
+refusal-http = 服务器拒绝了令牌（HTTP { $status }）
+refusal-close-words = 服务器拒绝了令牌：{ $reason }
+refusal-close-code = 服务器拒绝了令牌（关闭代码 { $code }）
+refusal-error = 服务器拒绝了令牌：{ $message }
+
+## 登录（engine.rs）
+
+engine-signed-out-meanwhile = 服务器接受令牌之前已退出登录
+engine-unreachable = 无法连接到服务器：{ $reason }
+engine-stopped = 无法连接到服务器：会话已停止
+engine-no-user-id = 服务器接受了令牌，但没有告知你是谁；请用 --user-id 重新登录
+engine-timeout = 服务器在 { $seconds } 秒内没有应答
+engine-bad-server = 无效的服务器 URL { $url }：{ $reason }
+
+url-not-a-url = 不是 URL：{ $detail }
+url-wrong-scheme = 协议必须是 ws:// 或 wss://，而不是 { $scheme }://
+url-no-scheme = URL 必须以 ws:// 或 wss:// 开头
+url-no-host = URL 中没有主机
+
 ## 连接日志
 
 log-offline = 离线（{ $reason }）；{ NUMBER($seconds, minimumFractionDigits: 1) } 秒后再次尝试
