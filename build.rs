@@ -2,6 +2,7 @@
 // commands so that a capability must grant each one (none is open to the UI by default).
 fn main() {
     let commands = &[
+        "get_texts",
         "get_status",
         "get_log",
         "list_history",

@@ -37,6 +37,7 @@ GUI_PACKAGES=(
   x11-utils                      # xwininfo: the tests find the tray icon in the tray host
   at-spi2-core python3-gi gir1.2-atspi-2.0  # the tests read the window as a screen reader does
   imagemagick                    # `import`: screenshots of the window, tray and popups
+  fonts-noto-cjk                 # Chinese glyphs for the window, the tray and popups in zh-CN
 )
 
 # package: building the .deb/.rpm (scripts/package.sh) and checking them as a distribution

@@ -6,17 +6,18 @@ use std::io::Read;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use talkbell_core::app;
 use talkbell_core::config::Paths;
 use talkbell_core::engine::{self, Engine};
 use talkbell_core::history::{History, HistoryQuery};
+use talkbell_core::i18n::{self, t, text, Msg};
 use talkbell_core::protocol::{Token, UserId};
 
 use crate::{format, platform};
 
 #[derive(Debug, Parser)]
-#[command(name = "talkbell", version, about = "Rings when someone talks to you.")]
+#[command(name = "talkbell", version)]
 pub struct Cli {
     /// Start in the tray only, with no window (as at login).
     #[arg(long, global = true)]
@@ -67,7 +68,9 @@ pub enum Command {
 /// the tray app or the subcommand.
 pub fn run() -> ExitCode {
     app::logging::init();
-    let cli = Cli::parse();
+    // The config's language, else the system's, before the help or any error is written.
+    i18n::choose_for_profile();
+    let cli = parse();
     match cli.command {
         // Becomes `talkbell-daemon` where it can (returns only where it cannot).
         Some(Command::Daemon) => platform::exec_daemon(),
@@ -77,7 +80,8 @@ pub fn run() -> ExitCode {
     let runtime = match app::runtime() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("talkbell: cannot start: {e}");
+            let error = text(Msg::CliCannotStart, &[("error", e.to_string().as_str().into())]);
+            eprintln!("{}", text(Msg::CliError, &[("program", "talkbell".into()), ("error", error.as_str().into())]));
             return ExitCode::FAILURE;
         }
     };
@@ -88,10 +92,17 @@ pub fn run() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("talkbell: {e:#}");
+            let error = format!("{e:#}");
+            eprintln!("{}", text(Msg::CliError, &[("program", "talkbell".into()), ("error", error.as_str().into())]));
             app::exit_code(&*e)
         }
     }
+}
+
+/// The command line, its description in the chosen language.
+fn parse() -> Cli {
+    let matches = Cli::command().about(t(Msg::CliAbout)).get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 /// The tray app, on this (the main) thread, which the window and the tray need; async
@@ -109,7 +120,7 @@ async fn run_command(command: Command) -> Result<()> {
         Command::Login { server, user_id } => login(paths, &server, user_id).await,
         Command::Logout => {
             engine::forget_token(&paths).await?;
-            println!("Signed out; the token is removed from the keyring.");
+            println!("{}", t(Msg::CliSignedOut));
             Ok(())
         }
         Command::Daemon => talkbell_daemon::run(paths).await,
@@ -131,30 +142,28 @@ async fn status(paths: Paths, json: bool) -> Result<()> {
 
 async fn login(paths: Paths, server: &str, user_id: Option<String>) -> Result<()> {
     let mut secret = String::new();
-    std::io::stdin()
-        .take(64 * 1024)
-        .read_to_string(&mut secret)
-        .context("could not read the token from standard input")?;
-    let token = Token::new(secret).context("no token on standard input")?;
+    std::io::stdin().take(64 * 1024).read_to_string(&mut secret).with_context(|| t(Msg::CliTokenUnreadable))?;
+    let token = Token::new(secret).with_context(|| t(Msg::CliNoToken))?;
     let user_id = user_id.map(|id| id.parse::<UserId>()).transpose()?;
     let engine = Engine::start(paths, None)?;
     let result = engine.sign_in(server, token, user_id).await;
     engine.shutdown().await;
     let user = result?;
-    println!("Signed in to {server} as user {user}; the token is in the keyring.");
+    let user = user.to_string();
+    println!("{}", text(Msg::CliSignedIn, &[("server", server.into()), ("user", user.as_str().into())]));
     Ok(())
 }
 
 fn history(paths: Paths, json: bool, search: Option<String>, limit: usize) -> Result<()> {
     if limit == 0 {
-        bail!("--limit must be at least 1");
+        bail!("{}", t(Msg::CliLimitZero));
     }
     let history = History::open(&paths.history_db)?;
     let entries = history.list(&HistoryQuery { search, limit, before: None, only_unread: false })?;
     if json {
         println!("{}", format::json_for_terminal(&serde_json::to_string_pretty(&entries)?));
     } else if entries.is_empty() {
-        println!("(no talks yet)");
+        println!("{}", t(Msg::CliNoTalks));
     } else {
         for e in entries {
             println!("{}", format::history_line(&e));

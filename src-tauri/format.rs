@@ -4,6 +4,7 @@ use std::fmt::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use talkbell_core::history::HistoryEntry;
+use talkbell_core::i18n::{t, text, Msg};
 use talkbell_core::instance::ProcessKind;
 use talkbell_core::status::{describe, Facts, Snapshot};
 use talkbell_core::untrusted::escaped;
@@ -53,35 +54,54 @@ pub fn json_for_terminal(json: &str) -> String {
     out
 }
 
+/// The labels of `talkbell status`'s lines.
+const STATUS_LABELS: [Msg; 7] = [
+    Msg::CliStatusState,
+    Msg::CliStatusReason,
+    Msg::CliStatusNextTry,
+    Msg::CliStatusProcess,
+    Msg::CliStatusServer,
+    Msg::CliStatusUser,
+    Msg::CliStatusUnread,
+];
+
 /// `talkbell status`: one `Label: value` line each for the state, why, the next attempt,
-/// the process, the server, the user and the unread count (the lines that apply).
+/// the process, the server, the user and the unread count (the lines that apply), in the
+/// process's language.
 pub fn status_text(s: &Snapshot, now: SystemTime) -> String {
     let words = describe(&Facts::of_snapshot(s), now);
-    let mut lines = vec![("State", words.label)];
+    let mut lines = vec![(Msg::CliStatusState, words.label)];
     if let Some(reason) = words.detail.or(words.advice) {
-        lines.push(("Reason", reason));
+        lines.push((Msg::CliStatusReason, reason));
     }
     if let Some(next_try) = words.next_try {
-        lines.push(("Next try", next_try));
+        lines.push((Msg::CliStatusNextTry, next_try));
     }
     if let Some(p) = s.process {
-        let name = match p.kind {
-            ProcessKind::TrayApp => "the tray app (talkbell)",
-            ProcessKind::Daemon => "talkbell-daemon",
-        };
-        lines.push(("Process", format!("{name}, pid {}", p.pid)));
+        let name = t(match p.kind {
+            ProcessKind::TrayApp => Msg::CliProcessTrayApp,
+            ProcessKind::Daemon => Msg::CliProcessDaemon,
+        });
+        lines.push((
+            Msg::CliStatusProcess,
+            text(Msg::CliProcessPid, &[("process", name.as_str().into()), ("pid", p.pid.into())]),
+        ));
     }
-    lines.push(("Server", s.server.clone().unwrap_or_else(|| "none (not signed in)".into())));
+    lines.push((Msg::CliStatusServer, s.server.clone().unwrap_or_else(|| t(Msg::CliServerNone))));
     let user = match (&s.user_name, &s.user) {
-        (Some(name), Some(id)) => format!("{name} (id {id})"),
-        (None, Some(id)) => format!("id {id}"),
+        (Some(name), Some(id)) => {
+            text(Msg::CliUserNameId, &[("name", name.into()), ("id", id.to_string().as_str().into())])
+        }
+        (None, Some(id)) => text(Msg::CliUserId, &[("id", id.to_string().as_str().into())]),
         (Some(name), None) => name.clone(),
-        (None, None) => "none".into(),
+        (None, None) => t(Msg::CliUserNone),
     };
-    lines.push(("User", user));
-    lines.push(("Unread", s.unread.to_string()));
+    lines.push((Msg::CliStatusUser, user));
+    lines.push((Msg::CliStatusUnread, s.unread.to_string()));
+    // The values line up after the longest label there can be.
+    let width = STATUS_LABELS.iter().map(|&label| t(label).chars().count()).max().unwrap_or(0);
     // The reason can quote the server, and the user's name is the server's word too.
-    lines.iter().map(|(label, value)| format!("{:<9} {}\n", format!("{label}:"), escaped(value))).collect()
+    lines.iter().map(|(label, value)| format!("{:<width$} {}\n", t(*label), escaped(value))).collect()
 }
 
 #[cfg(test)]

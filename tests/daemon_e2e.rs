@@ -289,3 +289,38 @@ fn talks_in_quiet_hours_pop_up_as_one_when_they_end() {
     assert_eq!(closed_popups_with(&one) + closed_popups_with(&two), 0, "a talk popped up in quiet hours");
     daemon.stop();
 }
+
+#[test]
+#[ignore = "needs scripts/desktop-session.sh (D-Bus, gnome-keyring, dunst)"]
+fn in_chinese_a_talk_pops_up_as_wang2_said_it_and_a_burst_reads_as_a_native_speaker_writes_it() {
+    require_desktop_session();
+    let relay = Relay::start();
+    let app = App::in_locale("zh_CN.UTF-8");
+    let out = app.login(&relay.url(), relay.token(1), &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.trim(), format!("已登录到 {}，用户 1；令牌保存在密钥环中。", relay.url()));
+    let mut daemon = app.daemon();
+    daemon.wait_connected(1);
+
+    // Six talks at once: the first two pop up one by one, the other four as one summary
+    // (three from wang2, one from wang3).
+    let tag = std::process::id();
+    let talks = [(2, "一"), (2, "二"), (2, "三"), (3, "四"), (2, "五"), (2, "六")];
+    for (from, text) in talks {
+        relay.send(from, 1, &format!("{text} {tag}"));
+    }
+    let summary = "wang2 等 2 人发来 4 条消息";
+    eventually("the summary", || dunst_history().iter().any(|(_, body)| body == summary).then_some(()));
+    let shown = dunst_history();
+    for text in ["一", "二"] {
+        let body = format!("{text} {tag}");
+        assert!(shown.contains(&("wang2 对你说".to_owned(), body.clone())), "{body}: {shown:?}");
+    }
+    assert!(shown.contains(&("新消息".to_owned(), summary.to_owned())), "{shown:?}");
+    assert_eq!(popups_with(&format!("三 {tag}")), 0, "summarised, not shown: {shown:?}");
+
+    let out = app.command().arg("status").output().unwrap();
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(status.lines().any(|l| l.starts_with("状态：") && l.ends_with(" 已连接")), "{status}");
+    daemon.stop();
+}

@@ -837,3 +837,70 @@ fn on_a_status_notifier_desktop_the_tray_is_an_item_with_the_same_menu() {
     let status = eventually("the app to quit", || tray_app.0.try_wait().unwrap());
     assert!(status.success(), "quit with {status:?}");
 }
+
+#[test]
+#[ignore = "needs scripts/desktop-session.sh (D-Bus, gnome-keyring, dunst, Xvfb)"]
+fn in_chinese_the_window_the_tray_and_popups_speak_chinese_until_the_setting_says_english() {
+    require_desktop_session();
+    let _turn = one_at_a_time();
+    let _desktop = window_manager_and_tray();
+    let relay = Relay::start();
+    let app = App::in_locale("zh_CN.UTF-8");
+    let _cleanup = Cleanup::new(&app);
+    let out = app.login(&relay.url(), relay.token(1), &[]);
+    assert!(out.status.success(), "login: {}", String::from_utf8_lossy(&out.stderr));
+    let (_driver, port) = start_driver(&app);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let client = connect(port).await;
+        wait_status(&client, "connected, in Chinese", |t| t == "已连接，当前用户 wang1").await;
+        assert_eq!(texts(&client, "nav button").await, ["历史", "账户", "日志"]);
+        let lang = client.find(Locator::Css("html")).await.unwrap().attr("lang").await.unwrap();
+        assert_eq!(lang.as_deref(), Some("zh-CN"));
+
+        dunst_close_all();
+        let talk = format!("你好 {}", std::process::id());
+        relay.send(2, 1, &talk);
+        wait_top_talk(&client, &talk).await;
+        wait_popup(&talk);
+        assert!(dunst_history().contains(&("wang2 对你说".to_owned(), talk.clone())), "{:?}", dunst_history());
+        let window_png = client.screenshot().await.unwrap();
+        std::fs::write(screenshots_dir().join("window-zh.png"), &window_png).unwrap();
+
+        let pid = app_pids(&app)[0];
+        let menu = open_tray_menu(pid);
+        close_tray_menu();
+        let names: Vec<&str> = menu.iter().map(|(n, _)| n.as_str()).collect();
+        assert!(names[0].starts_with("Talkbell：已连接"), "{menu:?}");
+        for item in ["打开 Talkbell", "立即重新连接", "暂停通知", "恢复通知", "退出登录", "退出"]
+        {
+            assert!(names.contains(&item), "{item:?} not in {names:?}");
+        }
+
+        // The setting overrides the system's language: the window, the tray and the
+        // popups switch at once, with no restart.
+        click(&client, "tab-account").await;
+        client.find(Locator::Id("language")).await.unwrap().select_by_value("en").await.unwrap();
+        client.find(Locator::Css("#settings button[type=submit]")).await.unwrap().click().await.unwrap();
+        wait_status(&client, "connected, in English", |t| t.starts_with("Connected as wang1")).await;
+        assert_eq!(texts(&client, "nav button").await, ["History", "Account", "Log"]);
+        let config = std::fs::read_to_string(app.config_home().join("talkbell/config.toml")).unwrap();
+        assert!(config.contains("language = \"en\""), "{config}");
+        let english = || {
+            let menu = open_tray_menu(pid);
+            close_tray_menu();
+            menu.iter().any(|(n, _)| n == "Open Talkbell").then_some(menu.clone()).ok_or(menu)
+        };
+        let menu = match Poll::up_to(PATIENCE).check(|| english().ok()) {
+            Some(menu) => menu,
+            None => panic!("the tray menu is not in English: {:?}", english()),
+        };
+        assert!(menu[0].0.starts_with("Talkbell: connected"), "{menu:?}");
+        assert!(menu.iter().any(|(n, _)| n == "Pause notifications"), "{menu:?}");
+        let later = format!("hello again {}", std::process::id());
+        relay.send(2, 1, &later);
+        wait_popup(&later);
+        assert!(dunst_history().contains(&("wang2".to_owned(), later.clone())), "{:?}", dunst_history());
+        let _ = client.close().await;
+    });
+}

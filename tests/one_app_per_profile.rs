@@ -203,17 +203,43 @@ fn the_tray_app_and_the_daemon_refuse_each_others_profile_and_say_so() {
 }
 
 #[test]
+fn both_binaries_speak_the_language_of_the_locale_or_of_the_setting() {
+    let chinese = App::in_locale("zh_CN.UTF-8");
+    let about = [(talkbell_bin(), "有人对你说话时提醒你。"), (talkbell_daemon_bin(), "无窗口的 Talkbell")];
+    for (bin, words) in &about {
+        let out = output_within_patience(chinese.command_of(bin).arg("--help"));
+        assert!(String::from_utf8_lossy(&out.stdout).contains(words), "{}: {}", bin.display(), stderr(&out));
+    }
+    let out = output_within_patience(chinese.command().args(["history", "--limit", "0"]));
+    assert_eq!(stderr(&out).trim(), "talkbell：--limit 至少为 1");
+    // The setting wins over the locale, both ways.
+    let english = App::new();
+    let dir = english.config_home().join("talkbell");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = "device_uuid = \"5f0c2b1e-1111-4222-8333-444455556666\"\nlanguage = \"zh-CN\"\n";
+    std::fs::write(dir.join("config.toml"), config).unwrap();
+    let out = output_within_patience(english.command().arg("history"));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "（还没有消息）", "{}", stderr(&out));
+    let dir = chinese.config_home().join("talkbell");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("config.toml"), config.replace("zh-CN", "en")).unwrap();
+    let out = output_within_patience(chinese.command().arg("history"));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "(no talks yet)", "{}", stderr(&out));
+}
+
+#[test]
 fn both_binaries_print_the_package_version_and_help() {
     let version = env!("CARGO_PKG_VERSION");
+    let app = App::new();
     for (bin, name) in [(talkbell_bin(), "talkbell"), (talkbell_daemon_bin(), "talkbell-daemon")] {
-        let out = output_within_patience(std::process::Command::new(&bin).arg("--version"));
+        let out = output_within_patience(app.command_of(&bin).arg("--version"));
         assert!(out.status.success(), "{name} --version: {}", stderr(&out));
         assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{name} {version}\n"));
-        let out = output_within_patience(std::process::Command::new(&bin).arg("--help"));
+        let out = output_within_patience(app.command_of(&bin).arg("--help"));
         assert!(out.status.success(), "{name} --help: {}", stderr(&out));
         assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("Usage: {name}")), "{name} --help");
     }
-    let help = output_within_patience(std::process::Command::new(talkbell_daemon_bin()).arg("--help"));
+    let help = output_within_patience(app.command_of(&talkbell_daemon_bin()).arg("--help"));
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(help.contains("TALKBELL_DATA_DIR") && help.contains("One Talkbell runs per profile"), "{help}");
 }

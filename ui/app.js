@@ -8,6 +8,27 @@ const { listen } = window.__TAURI__.event;
 const $ = (id) => document.getElementById(id);
 const PAGE = 50;
 
+// ---- words ---------------------------------------------------------------------------
+
+// The backend owns the catalogues and the chosen language: `get_texts` gives this page
+// its messages ({lang, texts}), and the page writes no word of its own.
+let lang = "en";
+let texts = {};
+
+function i18n(key) {
+  return texts[key] ?? key;
+}
+
+async function loadTexts() {
+  const got = await invoke("get_texts");
+  lang = got.lang;
+  texts = got.texts;
+  document.documentElement.lang = lang;
+  for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = i18n(el.dataset.i18n);
+  for (const el of document.querySelectorAll("[data-i18n-placeholder]")) el.placeholder = i18n(el.dataset.i18nPlaceholder);
+  for (const el of document.querySelectorAll("[data-i18n-label]")) el.setAttribute("aria-label", i18n(el.dataset.i18nLabel));
+}
+
 // ---- status line ---------------------------------------------------------------------
 
 let status = null;
@@ -49,7 +70,7 @@ const unseen = new Set();
 
 function when(ms) {
   const d = new Date(ms);
-  return d.toLocaleString(undefined, { dateStyle: "short", timeStyle: "short" });
+  return d.toLocaleString(lang, { dateStyle: "short", timeStyle: "short" });
 }
 
 function item(e) {
@@ -166,7 +187,7 @@ for (const p of ["history", "account", "log"]) $(`tab-${p}`).addEventListener("c
 function log(text, atMs = Date.now()) {
   const li = document.createElement("li");
   const t = document.createElement("time");
-  t.textContent = new Date(atMs).toLocaleTimeString();
+  t.textContent = new Date(atMs).toLocaleTimeString(lang);
   const s = document.createElement("span");
   s.textContent = text;
   li.append(t, s);
@@ -181,7 +202,7 @@ function errorText(e) {
 }
 
 function logError(e) {
-  log(`error: ${errorText(e)}`);
+  log(`${i18n("ui-error")} ${errorText(e)}`);
 }
 
 $("sign-in").addEventListener("submit", async (ev) => {
@@ -189,14 +210,14 @@ $("sign-in").addEventListener("submit", async (ev) => {
   const result = $("sign-in-result");
   const button = $("sign-in-button");
   button.disabled = true;
-  result.textContent = "Checking the token with the server…";
+  result.textContent = i18n("ui-checking-token");
   try {
-    const user = await invoke("sign_in", {
+    // The backend says it in the chosen language: "Signed in as user 1."
+    result.textContent = await invoke("sign_in", {
       server: $("server").value,
       token: $("token").value,
       userId: $("user-id").value || null,
     });
-    result.textContent = `Signed in as user ${user}.`;
     reloadHistory();
   } catch (e) {
     result.textContent = errorText(e);
@@ -220,10 +241,15 @@ $("settings").addEventListener("submit", async (ev) => {
     heartbeat_interval_ms: Number($("hb-interval").value),
     heartbeat_timeout_ms: Number($("hb-timeout").value),
     autostart: $("autostart").checked,
+    language: $("language").value,
   };
   try {
     await invoke("save_settings", { settings });
-    $("settings-result").textContent = "Saved; new timings apply from the next connection.";
+    // The language may have changed: the words, the status line and the dates follow.
+    await loadTexts();
+    refreshStatus();
+    reloadHistory();
+    $("settings-result").textContent = i18n("ui-saved");
   } catch (e) {
     $("settings-result").textContent = errorText(e);
   }
@@ -232,6 +258,7 @@ $("settings").addEventListener("submit", async (ev) => {
 // ---- start ---------------------------------------------------------------------------
 
 async function start() {
+  await loadTexts();
   await listen("talkbell://status", (ev) => showStatus(ev.payload));
   await listen("talkbell://log", (ev) => log(ev.payload.text, ev.payload.at_ms));
   for (const line of await invoke("get_log")) log(line.text, line.at_ms);
@@ -248,6 +275,7 @@ async function start() {
   $("hb-interval").value = settings.heartbeat_interval_ms;
   $("hb-timeout").value = settings.heartbeat_timeout_ms;
   $("autostart").checked = settings.autostart;
+  $("language").value = settings.language;
   if (status.needs_sign_in) showPanel("account");
   await loadMore();
   const row = /^#row=(\d+)$/.exec(location.hash);

@@ -7,10 +7,12 @@
 //! draws the window and the tray); their blocking calls (the history, the config, the
 //! autostart entry) run on tokio's blocking threads.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use talkbell_core::history::{HistoryEntry, HistoryQuery};
+use talkbell_core::i18n::{self, Lang, LanguageSetting, Msg};
 use talkbell_core::protocol::{Token, UserId};
 use tauri::{AppHandle, Manager, State};
 use tauri_plugin_autostart::ManagerExt;
@@ -51,6 +53,27 @@ pub async fn get_status(shell: State<'_, Shell>) -> Result<Status, CommandError>
     Ok(Status::of(&shell))
 }
 
+/// The window's words in the chosen language: the page fills its elements from them.
+#[derive(Debug, Serialize)]
+pub struct WindowTexts {
+    /// `en` or `zh-CN`: the page's `lang`, and the locale its dates are written in.
+    pub lang: &'static str,
+    /// Every `ui-…` message, by its id.
+    pub texts: BTreeMap<&'static str, String>,
+}
+
+impl WindowTexts {
+    pub fn of(lang: Lang) -> WindowTexts {
+        WindowTexts { lang: lang.tag(), texts: i18n::window_texts(lang) }
+    }
+}
+
+/// The window's words, in the language the backend chose (the config's, else the system's).
+#[tauri::command]
+pub fn get_texts() -> WindowTexts {
+    WindowTexts::of(i18n::current())
+}
+
 /// The query of a `list_history` call, checked.
 pub fn history_query(
     search: Option<String>,
@@ -58,12 +81,12 @@ pub fn history_query(
     limit: Option<u64>,
 ) -> Result<HistoryQuery, CommandError> {
     if let Some(s) = &search {
-        at_most("the search", s, SEARCH_MAX)?;
+        at_most(Msg::WhatSearch, s, SEARCH_MAX)?;
     }
     if let Some(b) = before {
-        in_range("the row to list before", u64::try_from(b).unwrap_or(0), 1, ROW_MAX)?;
+        in_range(Msg::WhatRowBefore, u64::try_from(b).unwrap_or(0), 1, ROW_MAX)?;
     }
-    let limit = in_range("the page size", limit.unwrap_or(50), 1, PAGE_MAX)?;
+    let limit = in_range(Msg::WhatPageSize, limit.unwrap_or(50), 1, PAGE_MAX)?;
     Ok(HistoryQuery {
         search: search.filter(|s| !s.trim().is_empty()),
         before,
@@ -92,10 +115,10 @@ pub fn get_log(log: State<'_, EventLog>) -> Vec<LogLine> {
 /// The rows of a `mark_read` call, checked.
 pub fn rows_to_mark(ids: &[i64]) -> Result<(), CommandError> {
     if ids.len() > MARK_MAX {
-        return Err(CommandError::TooLong { what: "the list of talks to mark read", len: ids.len(), max: MARK_MAX });
+        return Err(CommandError::TooLong { what: Msg::WhatMarkList, len: ids.len(), max: MARK_MAX });
     }
     for id in ids {
-        in_range("a talk's row", u64::try_from(*id).unwrap_or(0), 1, ROW_MAX)?;
+        in_range(Msg::WhatRow, u64::try_from(*id).unwrap_or(0), 1, ROW_MAX)?;
     }
     Ok(())
 }
@@ -115,14 +138,14 @@ pub async fn mark_read(app: AppHandle, ids: Vec<i64>) -> Result<usize, CommandEr
 /// The arguments of a `sign_in` call, checked.
 pub fn sign_in_args(server: &str, token: String, user_id: Option<String>) -> Result<SignIn, CommandError> {
     let server = server.trim();
-    at_most("the server URL", server, 2_048)?;
+    at_most(Msg::WhatServerUrl, server, 2_048)?;
     talkbell_core::config::validate_server_url(server)
         .map_err(|reason| CommandError::BadServer { url: server.to_owned(), reason: reason.to_string() })?;
-    at_most("the token", &token, TOKEN_MAX)?;
-    let token = Token::new(token).map_err(|_| CommandError::Empty { what: "the token" })?;
+    at_most(Msg::WhatToken, &token, TOKEN_MAX)?;
+    let token = Token::new(token).map_err(|_| CommandError::Empty { what: Msg::WhatToken })?;
     let user_id = match user_id.filter(|s| !s.trim().is_empty()) {
         Some(id) => {
-            at_most("the user id", &id, USER_ID_MAX)?;
+            at_most(Msg::WhatUserId, &id, USER_ID_MAX)?;
             Some(id.parse::<UserId>().map_err(|e| CommandError::BadUserId(e.to_string()))?)
         }
         None => None,
@@ -145,7 +168,9 @@ pub async fn sign_in(
     user_id: Option<String>,
 ) -> Result<String, CommandError> {
     let SignIn { server, token, user_id } = sign_in_args(&server, token, user_id)?;
-    Ok(shell.engine.sign_in(&server, token, user_id).await?.to_string())
+    let user = shell.engine.sign_in(&server, token, user_id).await?.to_string();
+    // What the window shows: "Signed in as user 1."
+    Ok(i18n::text(Msg::SignInDone, &[("user", user.as_str().into())]))
 }
 
 #[tauri::command]
@@ -162,7 +187,7 @@ pub fn reconnect_now(shell: State<'_, Shell>) {
 pub fn pause_change(minutes: Option<u64>) -> Result<PauseChange, CommandError> {
     Ok(match minutes {
         Some(m) => {
-            let m = in_range("the pause in minutes", m, 1, PAUSE_MAX_MINUTES)?;
+            let m = in_range(Msg::WhatPauseMinutes, m, 1, PAUSE_MAX_MINUTES)?;
             PauseChange::For(Duration::from_secs(m * 60))
         }
         None => PauseChange::UntilResumed,
@@ -188,14 +213,17 @@ pub struct Settings {
     pub heartbeat_interval_ms: u64,
     pub heartbeat_timeout_ms: u64,
     pub autostart: bool,
+    /// `system`, `en` or `zh-CN`; a page that does not send it keeps the one set.
+    #[serde(default)]
+    pub language: Option<LanguageSetting>,
 }
 
 /// The heartbeat timings of a `save_settings` call, checked.
 pub fn heartbeat_of(settings: &Settings) -> Result<(u64, u64), CommandError> {
     let (min, max) = HEARTBEAT_MS;
     Ok((
-        in_range("the heartbeat interval (ms)", settings.heartbeat_interval_ms, min, max)?,
-        in_range("the heartbeat timeout (ms)", settings.heartbeat_timeout_ms, min, max)?,
+        in_range(Msg::WhatHeartbeatInterval, settings.heartbeat_interval_ms, min, max)?,
+        in_range(Msg::WhatHeartbeatTimeout, settings.heartbeat_timeout_ms, min, max)?,
     ))
 }
 
@@ -208,6 +236,7 @@ pub async fn get_settings(app: AppHandle) -> Result<Settings, CommandError> {
             heartbeat_interval_ms: config.heartbeat.interval_ms,
             heartbeat_timeout_ms: config.heartbeat.timeout_ms,
             autostart: app.autolaunch().is_enabled().unwrap_or(false),
+            language: Some(config.language),
         })
     })
     .await
@@ -217,7 +246,15 @@ pub async fn get_settings(app: AppHandle) -> Result<Settings, CommandError> {
 pub async fn save_settings(app: AppHandle, settings: Settings) -> Result<(), CommandError> {
     let (interval, timeout) = heartbeat_of(&settings)?;
     blocking(move || {
-        app.state::<Shell>().engine.save_heartbeat(interval, timeout)?;
+        let shell = app.state::<Shell>();
+        let engine = &shell.engine;
+        engine.save_heartbeat(interval, timeout)?;
+        if let Some(language) = settings.language.filter(|l| *l != engine.config().language) {
+            engine.save_language(language)?;
+            // The tray and the status line speak the new language at once.
+            super::tray::relabel(&app);
+            super::actions::refresh(&app);
+        }
         let autostart = app.autolaunch();
         let result = if settings.autostart { autostart.enable() } else { autostart.disable() };
         result.map_err(|e| CommandError::Autostart(e.to_string()))
@@ -271,7 +308,13 @@ mod tests {
 
     #[test]
     fn heartbeat_settings_are_bounded() {
-        let s = |i, t| Settings { server: None, heartbeat_interval_ms: i, heartbeat_timeout_ms: t, autostart: false };
+        let s = |i, t| Settings {
+            server: None,
+            heartbeat_interval_ms: i,
+            heartbeat_timeout_ms: t,
+            autostart: false,
+            language: None,
+        };
         assert_eq!(heartbeat_of(&s(5_000, 5_000)).unwrap(), (5_000, 5_000));
         assert_eq!(kind(heartbeat_of(&s(0, 5_000))), "out_of_range");
         assert_eq!(kind(heartbeat_of(&s(5_000, u64::MAX))), "out_of_range");

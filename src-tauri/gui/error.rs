@@ -5,34 +5,54 @@ use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 use talkbell_core::engine::EngineError;
 use talkbell_core::history::HistoryError;
+use talkbell_core::i18n::{t, text, Msg};
 
+/// Each message in the process's language (the catalogue's `cmd-…` and `what-…`).
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
     /// A number the window sent is outside what the command takes.
-    #[error("{what} must be from {min} to {max}, not {got}")]
-    OutOfRange { what: &'static str, min: u64, max: u64, got: u64 },
+    #[error("{}", out_of_range(*what, *min, *max, *got))]
+    OutOfRange { what: Msg, min: u64, max: u64, got: u64 },
     /// A text or a list the window sent is longer than the command takes.
-    #[error("{what} is too long: {len}, at most {max}")]
-    TooLong { what: &'static str, len: usize, max: usize },
+    #[error("{}", too_long(*what, *len, *max))]
+    TooLong { what: Msg, len: usize, max: usize },
     /// A required text is empty.
-    #[error("{what} is empty")]
-    Empty { what: &'static str },
+    #[error("{}", text(Msg::CmdEmpty, &[("what", t(*what).as_str().into())]))]
+    Empty { what: Msg },
     /// Not a ws:// or wss:// URL.
-    #[error("the server URL {url:?} is not usable: {reason}")]
+    #[error("{}", text(Msg::CmdBadServer, &[("url", url.into()), ("reason", reason.into())]))]
     BadServer { url: String, reason: String },
     /// Not a user id.
-    #[error("the user id is not usable: {0}")]
+    #[error("{}", text(Msg::CmdBadUserId, &[("reason", _0.into())]))]
     BadUserId(String),
     #[error(transparent)]
     History(#[from] HistoryError),
     #[error(transparent)]
     Engine(#[from] EngineError),
     /// Starting at login could not be turned on or off.
-    #[error("start at login: {0}")]
+    #[error("{}", text(Msg::CmdAutostart, &[("error", _0.into())]))]
     Autostart(String),
     /// The work ran on a blocking thread that failed (the app is shutting down).
-    #[error("the request could not finish: {0}")]
+    #[error("{}", text(Msg::CmdInterrupted, &[("error", _0.into())]))]
     Interrupted(String),
+}
+
+/// The numbers go in as text: they are not counted, and an f64 would round a u64.
+fn out_of_range(what: Msg, min: u64, max: u64, got: u64) -> String {
+    let (min, max, got) = (min.to_string(), max.to_string(), got.to_string());
+    let what = t(what);
+    let args = [
+        ("what", what.as_str().into()),
+        ("min", min.as_str().into()),
+        ("max", max.as_str().into()),
+        ("got", got.as_str().into()),
+    ];
+    text(Msg::CmdOutOfRange, &args)
+}
+
+fn too_long(what: Msg, len: usize, max: usize) -> String {
+    let (len, max, what) = (len.to_string(), max.to_string(), t(what));
+    text(Msg::CmdTooLong, &[("what", what.as_str().into()), ("len", len.as_str().into()), ("max", max.as_str().into())])
 }
 
 impl CommandError {
@@ -67,7 +87,7 @@ impl Serialize for CommandError {
 }
 
 /// `got` within `min..=max`, or [`CommandError::OutOfRange`].
-pub fn in_range(what: &'static str, got: u64, min: u64, max: u64) -> Result<u64, CommandError> {
+pub fn in_range(what: Msg, got: u64, min: u64, max: u64) -> Result<u64, CommandError> {
     if (min..=max).contains(&got) {
         Ok(got)
     } else {
@@ -76,7 +96,7 @@ pub fn in_range(what: &'static str, got: u64, min: u64, max: u64) -> Result<u64,
 }
 
 /// `text` of at most `max` characters, or [`CommandError::TooLong`].
-pub fn at_most(what: &'static str, text: &str, max: usize) -> Result<(), CommandError> {
+pub fn at_most(what: Msg, text: &str, max: usize) -> Result<(), CommandError> {
     let len = text.chars().count();
     if len <= max {
         Ok(())
@@ -91,7 +111,7 @@ mod tests {
 
     #[test]
     fn errors_reach_the_window_as_kind_and_message() {
-        let e = in_range("the pause in minutes", u64::MAX, 1, 10_080).unwrap_err();
+        let e = in_range(Msg::WhatPauseMinutes, u64::MAX, 1, 10_080).unwrap_err();
         assert_eq!(
             serde_json::to_value(&e).unwrap(),
             serde_json::json!({
@@ -99,8 +119,9 @@ mod tests {
                 "message": format!("the pause in minutes must be from 1 to 10080, not {}", u64::MAX),
             })
         );
-        let e = at_most("the search", &"x".repeat(2000), 1000).unwrap_err();
+        let e = at_most(Msg::WhatSearch, &"x".repeat(2000), 1000).unwrap_err();
         assert_eq!(serde_json::to_value(&e).unwrap()["kind"], "too_long");
-        assert!(at_most("the search", "字字", 2).is_ok());
+        assert_eq!(e.to_string(), "the search is too long: 2000, at most 1000");
+        assert!(at_most(Msg::WhatSearch, "字字", 2).is_ok());
     }
 }

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use talkbell_core::config::Paths;
 use talkbell_core::engine::Engine;
+use talkbell_core::i18n::{t, Msg};
 use talkbell_core::instance::{InstanceError, InstanceLock, ProcessKind};
 use talkbell_core::notify::{DesktopNotifier, Notification, NotificationKind, Notifier};
 use tauri::{Manager, RunEvent, WindowEvent};
@@ -35,7 +36,7 @@ pub fn run(paths: Paths, hidden: bool) -> Result<()> {
     let app = builder()
         .setup(move |app| setup(app, &paths, hidden))
         .build(tauri::generate_context!())
-        .context("cannot start the desktop app")?;
+        .with_context(|| t(Msg::CliCannotStartApp))?;
     // Built: the single-instance plugin has run, so a second tray app has handed over to
     // the first and exited. The setup hook, which starts the engine (and with it opens
     // the config and the history), runs only in `app.run`.
@@ -66,6 +67,7 @@ fn builder() -> tauri::Builder<tauri::Wry> {
             Some(vec!["--hidden"]),
         ))
         .invoke_handler(tauri::generate_handler![
+            commands::get_texts,
             commands::get_status,
             commands::get_log,
             commands::list_history,
@@ -93,7 +95,8 @@ fn setup(app: &mut tauri::App, paths: &Paths, hidden: bool) -> Result<(), Box<dy
     let notifier = DesktopNotifier::new().on_action(move |action| actions::on_popup(&handle, action));
     // Never waits for the keyring (the token is read by a task of the engine), so the
     // tray is up at once, signed out with the reason while the keyring is locked.
-    let engine = Engine::start(paths.clone(), Some(Arc::new(notifier))).context("cannot start")?;
+    let engine =
+        Engine::start(paths.clone(), Some(Arc::new(notifier))).with_context(|| t(Msg::CliCannotStartEngine))?;
     if let Some(lock) = app.try_state::<ProfileLock>() {
         talkbell_core::status::spawn_publisher(engine.session(), engine.paths(), lock.0.holder());
     }
@@ -115,7 +118,7 @@ fn tell_the_desktop(error: &InstanceError) {
         return;
     }
     let popup = Notification {
-        title: "Talkbell is already running".to_owned(),
+        title: t(Msg::PopupAlreadyRunningTitle),
         body: error.to_string(),
         kind: NotificationKind::Summary { rows: Vec::new() },
         sound: false,

@@ -2,6 +2,9 @@
 //! tooltip (and, since Linux trays show no tooltips, in the menu's first line), and the
 //! menu of DESIGN.md.
 
+use std::sync::Mutex;
+
+use talkbell_core::i18n::{t, Msg};
 use talkbell_core::status::StateKind;
 use tauri::image::Image;
 use tauri::menu::{Menu, MenuEvent, MenuItem, PredefinedMenuItem, Submenu};
@@ -12,13 +15,63 @@ use super::status::Status;
 
 const TRAY_ID: &str = "talkbell";
 
-/// The menu items whose text or availability follows the state.
+/// The menu items whose text or availability follows the state, and the words of the
+/// others (relabelled when the language changes).
 pub struct TrayItems {
     status: MenuItem<Wry>,
     pause_hour: MenuItem<Wry>,
     pause_forever: MenuItem<Wry>,
     resume: MenuItem<Wry>,
     sign_out: MenuItem<Wry>,
+    open: MenuItem<Wry>,
+    reconnect: MenuItem<Wry>,
+    quit: MenuItem<Wry>,
+    menu: Menu<Wry>,
+    /// A submenu's label does not change on Linux once shown (`set_text` leaves it as it
+    /// was), so a new language gets a new submenu in its place.
+    pause: Mutex<Submenu<Wry>>,
+}
+
+/// Where the pause submenu sits in the menu (after the status, a separator, Open and
+/// Reconnect).
+const PAUSE_AT: usize = 4;
+
+impl TrayItems {
+    /// Each item with its message (the status line has its own words).
+    fn labelled(&self) -> [(&MenuItem<Wry>, Msg); 7] {
+        [
+            (&self.open, Msg::TrayOpen),
+            (&self.reconnect, Msg::TrayReconnect),
+            (&self.pause_hour, Msg::TrayPauseHour),
+            (&self.pause_forever, Msg::TrayPauseForever),
+            (&self.resume, Msg::TrayResume),
+            (&self.sign_out, Msg::TraySignOut),
+            (&self.quit, Msg::TrayQuit),
+        ]
+    }
+}
+
+/// The menu's words again, in the language chosen now (the status line follows with the
+/// next status).
+pub fn relabel(app: &AppHandle) {
+    let Some(items) = app.try_state::<TrayItems>() else { return };
+    for (item, msg) in items.labelled() {
+        let _ = item.set_text(t(msg));
+    }
+    if let Err(e) = new_pause_submenu(app, &items) {
+        tracing::warn!(error = %e, "the pause submenu keeps its old label");
+    }
+}
+
+fn new_pause_submenu(app: &AppHandle, items: &TrayItems) -> tauri::Result<()> {
+    let Ok(mut pause) = items.pause.lock() else { return Ok(()) };
+    pause.remove(&items.pause_hour)?;
+    pause.remove(&items.pause_forever)?;
+    let fresh = Submenu::with_items(app, t(Msg::TrayPause), true, &[&items.pause_hour, &items.pause_forever])?;
+    items.menu.remove(&*pause)?;
+    items.menu.insert(&fresh, PAUSE_AT)?;
+    *pause = fresh;
+    Ok(())
 }
 
 fn icon_for(state: StateKind) -> tauri::Result<Image<'static>> {
@@ -37,14 +90,14 @@ fn icon_for(state: StateKind) -> tauri::Result<Image<'static>> {
 /// items' ids: open, reconnect, pause-hour, pause-forever, resume, sign-out, quit).
 pub fn create(app: &AppHandle, on_menu: impl Fn(&AppHandle, MenuEvent) + Send + Sync + 'static) -> tauri::Result<()> {
     let status = MenuItem::with_id(app, "status", "Talkbell", false, None::<&str>)?;
-    let open = MenuItem::with_id(app, "open", "Open Talkbell", true, None::<&str>)?;
-    let reconnect = MenuItem::with_id(app, "reconnect", "Reconnect now", true, None::<&str>)?;
-    let pause_hour = MenuItem::with_id(app, "pause-hour", "For 1 hour", true, None::<&str>)?;
-    let pause_forever = MenuItem::with_id(app, "pause-forever", "Until resumed", true, None::<&str>)?;
-    let pause = Submenu::with_items(app, "Pause notifications", true, &[&pause_hour, &pause_forever])?;
-    let resume = MenuItem::with_id(app, "resume", "Resume notifications", false, None::<&str>)?;
-    let sign_out = MenuItem::with_id(app, "sign-out", "Sign out", true, None::<&str>)?;
-    let quit = MenuItem::with_id(app, "quit", "Quit", true, None::<&str>)?;
+    let open = MenuItem::with_id(app, "open", t(Msg::TrayOpen), true, None::<&str>)?;
+    let reconnect = MenuItem::with_id(app, "reconnect", t(Msg::TrayReconnect), true, None::<&str>)?;
+    let pause_hour = MenuItem::with_id(app, "pause-hour", t(Msg::TrayPauseHour), true, None::<&str>)?;
+    let pause_forever = MenuItem::with_id(app, "pause-forever", t(Msg::TrayPauseForever), true, None::<&str>)?;
+    let pause = Submenu::with_items(app, t(Msg::TrayPause), true, &[&pause_hour, &pause_forever])?;
+    let resume = MenuItem::with_id(app, "resume", t(Msg::TrayResume), false, None::<&str>)?;
+    let sign_out = MenuItem::with_id(app, "sign-out", t(Msg::TraySignOut), true, None::<&str>)?;
+    let quit = MenuItem::with_id(app, "quit", t(Msg::TrayQuit), true, None::<&str>)?;
     let menu = Menu::with_items(
         app,
         &[
@@ -65,7 +118,8 @@ pub fn create(app: &AppHandle, on_menu: impl Fn(&AppHandle, MenuEvent) + Send + 
         .menu(&menu)
         .on_menu_event(on_menu)
         .build(app)?;
-    app.manage(TrayItems { status, pause_hour, pause_forever, resume, sign_out });
+    let pause = Mutex::new(pause);
+    app.manage(TrayItems { status, pause_hour, pause_forever, resume, sign_out, open, reconnect, quit, menu, pause });
     Ok(())
 }
 

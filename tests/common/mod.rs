@@ -187,11 +187,29 @@ pub fn signal(pid: u32, sig: &str) {
 /// The app's own config and data dirs, so tests never touch the user's.
 pub struct App {
     pub home: TempDir,
+    /// The `LC_ALL` of every process it starts: the language they speak is the test's
+    /// choice, never the machine's.
+    pub locale: &'static str,
 }
 
 impl App {
+    /// An app in English (`LC_ALL=C.UTF-8`).
     pub fn new() -> App {
-        App { home: tempfile::tempdir().unwrap() }
+        App::in_locale("C.UTF-8")
+    }
+
+    /// An app whose processes run with `LC_ALL=locale` (`zh_CN.UTF-8`: in Chinese).
+    pub fn in_locale(locale: &'static str) -> App {
+        App { home: tempfile::tempdir().unwrap(), locale }
+    }
+
+    /// The environment every process of this app gets: its dirs, its locale, its log.
+    fn with_env<'c>(&self, cmd: &'c mut Command, data_dir: PathBuf) -> &'c mut Command {
+        cmd.env("XDG_CONFIG_HOME", self.config_home())
+            .env("TALKBELL_DATA_DIR", data_dir)
+            .env("TALKBELL_CONFIG_DIR", self.config_home().join("talkbell"))
+            .env("LC_ALL", self.locale)
+            .env("RUST_LOG", "info")
     }
 
     pub fn config_home(&self) -> PathBuf {
@@ -210,10 +228,7 @@ impl App {
     /// `talkbell-daemon`), with this app's directories.
     pub fn command_of(&self, bin: &Path) -> Command {
         let mut cmd = Command::new(bin);
-        cmd.env("XDG_CONFIG_HOME", self.config_home())
-            .env("TALKBELL_DATA_DIR", self.data_home().join("talkbell"))
-            .env("TALKBELL_CONFIG_DIR", self.config_home().join("talkbell"))
-            .env("RUST_LOG", "info");
+        self.with_env(&mut cmd, self.data_home().join("talkbell"));
         cmd
     }
 
@@ -403,10 +418,7 @@ impl App {
     /// `talkbell-daemon` itself (not through `talkbell daemon`), with this app's dirs.
     pub fn daemon_bin_command(&self) -> Command {
         let mut cmd = Command::new(talkbell_daemon_bin());
-        cmd.env("XDG_CONFIG_HOME", self.config_home())
-            .env("TALKBELL_DATA_DIR", self.data_dir())
-            .env("TALKBELL_CONFIG_DIR", self.config_home().join("talkbell"))
-            .env("RUST_LOG", "info");
+        self.with_env(&mut cmd, self.data_dir());
         cmd
     }
 

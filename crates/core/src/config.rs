@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::i18n::{t, text, LanguageSetting, Msg};
 use crate::notify::quiet::{Hush, Mute, QuietHours};
 use crate::notify::NotifySettings;
 use crate::protocol::UserId;
@@ -79,6 +80,9 @@ pub struct Config {
     /// Who the signed-in user is (from the welcome, or given at login).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<UserId>,
+    /// The language of every word Talkbell shows: `system` (the locale's), `en`, `zh-CN`.
+    #[serde(default)]
+    pub language: LanguageSetting,
     #[serde(default)]
     pub heartbeat: HeartbeatConfig,
     #[serde(default)]
@@ -169,13 +173,13 @@ impl Default for HistoryConfig {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BadServerUrl {
-    #[error("not a URL: {detail}")]
+    #[error("{}", text(Msg::UrlNotAUrl, &[("detail", detail.into())]))]
     NotAUrl { detail: String },
-    #[error("the scheme must be ws:// or wss://, not {scheme}://")]
+    #[error("{}", text(Msg::UrlWrongScheme, &[("scheme", scheme.into())]))]
     WrongScheme { scheme: String },
-    #[error("the URL must start with ws:// or wss://")]
+    #[error("{}", t(Msg::UrlNoScheme))]
     NoScheme,
-    #[error("the URL has no host")]
+    #[error("{}", t(Msg::UrlNoHost))]
     NoHost,
 }
 
@@ -207,6 +211,7 @@ impl Config {
             server: None,
             device_uuid: Uuid::new_v4(),
             user_id: None,
+            language: LanguageSetting::default(),
             heartbeat: HeartbeatConfig::default(),
             connection: ConnectionConfig::default(),
             notifications: NotificationConfig::default(),
@@ -288,6 +293,14 @@ impl Config {
         tmp.1.write_all(text.as_bytes()).and_then(|_| tmp.1.sync_all()).map_err(io(&tmp.0))?;
         std::fs::rename(&tmp.0, path).map_err(io(path))?;
         Ok(())
+    }
+
+    /// The `language` of the file at `path`, for a process choosing its language before
+    /// anything else: `system` when there is no file or it cannot be read (whatever reads
+    /// the config next says why).
+    pub fn language_at(path: &Path) -> LanguageSetting {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        Config::parse(path, &text).map(|c| c.language).unwrap_or_default()
     }
 
     pub fn timing(&self) -> Timing {
@@ -487,6 +500,22 @@ mod tests {
         c.notifications.enabled = false;
         c.save(&path).unwrap();
         assert_eq!(Config::load_or_create(&path).unwrap(), c);
+    }
+
+    #[test]
+    fn the_language_is_system_unless_set_and_old_files_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        assert_eq!(Config::language_at(&path), LanguageSetting::System, "no file");
+        let old = "device_uuid = \"5f0c2b1e-1111-4222-8333-444455556666\"\n[heartbeat]\ninterval_ms = 5000\n";
+        std::fs::write(&path, old).unwrap();
+        assert_eq!(Config::load_or_create(&path).unwrap().language, LanguageSetting::System);
+        let mut c = Config::load_or_create(&path).unwrap();
+        c.language = LanguageSetting::ZhCn;
+        c.save(&path).unwrap();
+        assert!(std::fs::read_to_string(&path).unwrap().contains("language = \"zh-CN\""));
+        assert_eq!(Config::language_at(&path), LanguageSetting::ZhCn);
+        assert!(Config::parse(&path, &format!("language = \"fr\"\n{old}")).is_err());
     }
 
     #[test]

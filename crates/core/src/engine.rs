@@ -15,6 +15,7 @@ use tokio::task::{AbortHandle, JoinSet};
 
 use crate::config::{BadServerUrl, Config, ConfigError, ConfigStore, NotificationConfig, Paths};
 use crate::history::{History, HistoryError};
+use crate::i18n::{t, text, Lang, LanguageSetting, Msg};
 use crate::keyring_wait::{self, Retry};
 use crate::notify::quiet::{self, Mute, QuietHours};
 use crate::notify::trace::TracingNotifier;
@@ -39,19 +40,19 @@ pub enum EngineError {
     Secrets(#[from] SecretsError),
     /// The session signed out before the server took the token: it refused it (the
     /// reason says how), or the user signed out meanwhile (`None`).
-    #[error("{}", .0.as_ref().map_or_else(|| "signed out before the server took the token".to_owned(), |r| r.to_string()))]
+    #[error("{}", .0.as_ref().map_or_else(|| t(Msg::EngineSignedOutMeanwhile), |r| r.to_string()))]
     Refused(Option<SignedOutReason>),
     /// The attempt failed; the reason says how (the session keeps retrying otherwise).
-    #[error("could not reach the server: {0}")]
+    #[error("{}", text(Msg::EngineUnreachable, &[("reason", _0.to_string().as_str().into())]))]
     Unreachable(OfflineReason),
     /// The session stopped (the engine is shutting down) before the server answered.
-    #[error("could not reach the server: the session has stopped")]
+    #[error("{}", t(Msg::EngineStopped))]
     Stopped,
-    #[error("the server accepted the token but did not say who you are; sign in again with --user-id")]
+    #[error("{}", t(Msg::EngineNoUserId))]
     NoUserId,
-    #[error("no answer from the server within {0:?}")]
+    #[error("{}", text(Msg::EngineTimeout, &[("seconds", _0.as_secs_f64().into())]))]
     Timeout(Duration),
-    #[error("invalid server URL {url:?}: {reason}")]
+    #[error("{}", text(Msg::EngineBadServer, &[("url", format!("{url:?}").as_str().into()), ("reason", reason.to_string().as_str().into())]))]
     BadServer { url: String, reason: BadServerUrl },
 }
 
@@ -295,6 +296,12 @@ impl Engine {
             n.set_hush(hush);
         }
         Ok(())
+    }
+
+    /// The language setting: saved in the config, and this process's language from now on.
+    pub fn save_language(&self, setting: LanguageSetting) -> Result<Lang, EngineError> {
+        self.config.update(|c| c.language = setting)?;
+        Ok(crate::i18n::choose(setting))
     }
 
     /// Closes the link and stops every task of the engine, the notification gate

@@ -16,6 +16,7 @@
     )
 )]
 
+pub mod i18n;
 pub mod protocol;
 pub mod session;
 pub mod untrusted;

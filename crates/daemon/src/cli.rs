@@ -2,30 +2,23 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use talkbell_core::app;
 use talkbell_core::config::Paths;
+use talkbell_core::i18n::{self, t, text, Msg};
 
 /// The command line: no options beyond these two; the profile comes from the environment.
 #[derive(Debug, Parser)]
-#[command(
-    name = "talkbell-daemon",
-    version,
-    about = "Talkbell without a window: the connection, the history and popups, until SIGTERM.",
-    after_help = "Environment:\n  \
-        TALKBELL_CONFIG_DIR  the config dir (default $XDG_CONFIG_HOME/talkbell)\n  \
-        TALKBELL_DATA_DIR    the data dir (default $XDG_DATA_HOME/talkbell)\n  \
-        RUST_LOG             the log filter (logs go to standard error)\n\n\
-        One Talkbell runs per profile (these two dirs): with the tray app or another daemon\n\
-        running, this exits with code 75 saying which one runs. Sign in first with\n\
-        `talkbell login --server URL`; `talkbell status` shows the state."
-)]
+#[command(name = "talkbell-daemon", version)]
 struct Args {}
 
 /// Parses the command line (only `--help` and `--version`), sets up the log and the
 /// runtime, and runs the daemon until a signal.
 pub fn run() -> ExitCode {
-    let Args {} = Args::parse();
+    // The config's language, else the system's, before the help or any error is written.
+    i18n::choose_for_profile();
+    let matches = Args::command().about(t(Msg::CliDaemonAbout)).after_help(t(Msg::CliDaemonHelp)).get_matches();
+    let Args {} = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     app::logging::init();
     let result = app::runtime()
         .map_err(anyhow::Error::from)
@@ -33,7 +26,9 @@ pub fn run() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("talkbell-daemon: {e:#}");
+            let error = format!("{e:#}");
+            let line = text(Msg::CliError, &[("program", crate::BINARY.into()), ("error", error.as_str().into())]);
+            eprintln!("{line}");
             app::exit_code(&*e)
         }
     }

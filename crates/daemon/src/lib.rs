@@ -24,6 +24,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use talkbell_core::config::Paths;
 use talkbell_core::engine::Engine;
+use talkbell_core::i18n::{t, Msg};
 use talkbell_core::instance::{InstanceLock, ProcessKind};
 use talkbell_core::notify::{DesktopNotifier, PopupAction};
 use talkbell_core::status;
@@ -50,7 +51,7 @@ pub async fn run(paths: Paths) -> Result<()> {
     let lock_paths = paths.clone();
     let lock = tokio::task::spawn_blocking(move || InstanceLock::acquire(&lock_paths, ProcessKind::Daemon))
         .await
-        .context("cannot take the profile's lock")??;
+        .with_context(|| t(Msg::CliNoProfileLock))??;
     let (actions, mut picked) = mpsc::unbounded_channel();
     let notifier = DesktopNotifier::new().on_action(move |action| {
         // Gone only while shutting down.

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::text::{popup_body, popup_title};
 use super::{Notification, Notifier, NotifyError, PopupAction};
+use crate::i18n::{t, text, Msg};
 
 /// The application name the notification service shows.
 pub const APP_NAME: &str = "Talkbell";
@@ -164,11 +165,12 @@ impl Inner {
             .summary(&title)
             .body(&body)
             .timeout(notify_rust::Timeout::Milliseconds(u32::try_from(self.timeout.as_millis()).unwrap_or(u32::MAX)))
-            .action(ACTION_OPEN, "Open");
+            .action(ACTION_OPEN, &t(Msg::PopupActionOpen));
         if caps.actions {
-            popup.action(ACTION_MARK_READ, "Mark read");
+            popup.action(ACTION_MARK_READ, &t(Msg::PopupActionMarkRead));
             if let Some(sender) = &n.sender {
-                popup.action(ACTION_MUTE_HOUR, &popup_title(&format!("Mute {} for 1 hour", sender.name)));
+                let label = text(Msg::PopupActionMute, &[("name", popup_title(&sender.name).as_str().into())]);
+                popup.action(ACTION_MUTE_HOUR, &label);
             }
         }
         #[cfg(all(unix, not(target_os = "macos")))]

@@ -48,7 +48,7 @@ use tokio::time::Instant;
 use super::quiet::Hush;
 #[cfg(test)]
 use super::text::TITLE_CHARS;
-use super::text::{popup_body, popup_title};
+use super::text::{popup_body, summary, talk_title};
 use super::{Notification, NotificationKind, Notifier};
 use crate::protocol::{TalkMessage, UserId};
 use crate::session::SessionEvent;
@@ -413,15 +413,10 @@ impl Pending {
                         top = s;
                     }
                 }
-                let others = self.senders.len() - 1;
-                let from = match others {
-                    0 => top.0.clone(),
-                    1 => format!("{} and 1 other", top.0),
-                    k => format!("{} and {k} others", top.0),
-                };
+                let (title, body) = summary(n, &top.0, self.senders.len());
                 Some(Notification {
-                    title: "New messages".into(),
-                    body: popup_body(&format!("{n} new messages from {from}")),
+                    title,
+                    body,
                     kind: NotificationKind::Summary { rows: self.rows },
                     sound: true,
                     sender: None,
@@ -674,7 +669,7 @@ fn sender_name(talk: &TalkMessage) -> String {
 /// The popup of one talk: the sender's name and the text, held to §5's limits.
 fn single(talk: &TalkMessage, row: i64) -> Notification {
     Notification {
-        title: popup_title(&sender_name(talk)),
+        title: talk_title(&sender_name(talk)),
         body: popup_body(&talk.talk),
         kind: NotificationKind::Talk { row },
         sound: true,

@@ -26,6 +26,8 @@
 
 use unicode_segmentation::UnicodeSegmentation;
 
+use crate::i18n::{self, Lang, Msg};
+
 /// The most characters a popup's title shows (a sender's name).
 pub const TITLE_CHARS: usize = 100;
 
@@ -43,6 +45,37 @@ pub fn popup_title(text: &str) -> String {
 /// A popup's body: cleaned and cut to [`BODY_CHARS`].
 pub fn popup_body(text: &str) -> String {
     fit(&clean(text), BODY_CHARS)
+}
+
+/// The title of a talk's popup in `lang`: the sender's name (`wang2`), or what the
+/// language says around it (`wang2 对你说`). The name is cleaned first, so that nothing in
+/// it can reorder the words around it, and cut so that those words still fit.
+pub fn talk_title_in(lang: Lang, sender: &str) -> String {
+    let around = i18n::text_in(lang, Msg::PopupTalkTitle, &[("sender", "".into())]).chars().count();
+    let name = fit(&clean(sender), TITLE_CHARS.saturating_sub(around));
+    popup_title(&i18n::text_in(lang, Msg::PopupTalkTitle, &[("sender", name.as_str().into())]))
+}
+
+/// [`talk_title_in`] the process's language.
+pub fn talk_title(sender: &str) -> String {
+    talk_title_in(i18n::current(), sender)
+}
+
+/// The title and body of a summary in `lang`: `count` talks from `senders` people, most
+/// of them from `top` ("12 new messages from wang2 and 2 others", `wang2 等 3 人发来 12 条消息`).
+pub fn summary_in(lang: Lang, count: usize, top: &str, senders: usize) -> (String, String) {
+    let others = senders.saturating_sub(1);
+    let args =
+        [("count", count.into()), ("sender", top.into()), ("senders", senders.into()), ("others", others.into())];
+    (
+        popup_title(&i18n::text_in(lang, Msg::PopupSummaryTitle, &[])),
+        popup_body(&i18n::text_in(lang, Msg::PopupSummaryBody, &args)),
+    )
+}
+
+/// [`summary_in`] the process's language.
+pub fn summary(count: usize, top: &str, senders: usize) -> (String, String) {
+    summary_in(i18n::current(), count, top, senders)
 }
 
 /// Whether `c` must not reach a notification service (see the module doc); `\r` is
@@ -155,6 +188,35 @@ mod tests {
         assert_eq!(fit(&zalgo, 5).chars().count(), 5);
         assert_eq!(fit("anything", 0), "");
         assert_eq!(fit("ab", 1), "…");
+    }
+
+    #[test]
+    fn popups_and_summaries_read_as_each_language_writes_them() {
+        let cases = [
+            (Lang::En, 2, "wang2", 1, "New messages", "2 new messages from wang2"),
+            (Lang::En, 12, "wang2", 2, "New messages", "12 new messages from wang2 and 1 other"),
+            (Lang::En, 12, "wang2", 3, "New messages", "12 new messages from wang2 and 2 others"),
+            (Lang::En, 1, "wang2", 1, "New messages", "1 new message from wang2"),
+            (Lang::ZhCn, 8, "wang2", 1, "新消息", "wang2 发来 8 条消息"),
+            (Lang::ZhCn, 2, "wang2", 2, "新消息", "wang2 等 2 人发来 2 条消息"),
+            (Lang::ZhCn, 12, "wang2", 3, "新消息", "wang2 等 3 人发来 12 条消息"),
+            (Lang::ZhCn, 1, "wang2", 1, "新消息", "wang2 发来 1 条消息"),
+        ];
+        for (lang, count, top, senders, title, body) in cases {
+            let got = summary_in(lang, count, top, senders);
+            assert_eq!((got.0.as_str(), got.1.as_str()), (title, body), "{lang:?} {count} {senders}");
+        }
+        assert_eq!(talk_title_in(Lang::En, "wang2"), "wang2");
+        assert_eq!(talk_title_in(Lang::ZhCn, "wang2"), "wang2 对你说");
+    }
+
+    #[test]
+    fn a_long_or_hostile_name_keeps_the_words_around_it() {
+        let long = talk_title_in(Lang::ZhCn, &"n".repeat(500));
+        assert_eq!(long.chars().count(), TITLE_CHARS);
+        assert!(long.ends_with("… 对你说"), "{long}");
+        assert_eq!(talk_title_in(Lang::ZhCn, "evil\u{202e}gnp"), "evilgnp 对你说");
+        assert_eq!(talk_title_in(Lang::En, &"n".repeat(500)).chars().count(), TITLE_CHARS);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! Every failed attempt and every lost link ends in an [`OfflineReason`], carried by
 //! [`SessionState::Backoff`](super::SessionState::Backoff). Its `Display` is the text
-//! the window, the tray, the CLI and the log show; none of them contains a token or a
+//! the window, the tray, the CLI and the log show, in the process's language (the
+//! catalogue's `reason-…`, `untrusted-…`, `proxy-…`, `signed-out-…` and `refusal-…`); none of them contains a token or a
 //! proxy password. All of them are retried with the back-off (a CA may be installed, a
 //! certificate renewed, a proxy come back); only the server refusing the token signs out.
 //!
@@ -15,70 +16,71 @@
 use std::time::Duration;
 
 use super::StoreError;
+use crate::i18n::{t, text, Msg};
 
 /// Why the last attempt failed or the last link ended.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum OfflineReason {
     /// The server URL cannot be used (not `ws://`/`wss://`, no host, ...).
-    #[error("the server URL {url:?} cannot be used: {detail}")]
+    #[error("{}", text(Msg::ReasonBadUrl, &[("url", format!("{url:?}").as_str().into()), ("detail", detail.into())]))]
     BadUrl { url: String, detail: String },
     /// The host name does not resolve.
-    #[error("the server's name {host} cannot be resolved: {detail}")]
+    #[error("{}", text(Msg::ReasonDns, &[("host", host.into()), ("detail", detail.into())]))]
     Dns { host: String, detail: String },
     /// TCP connection refused: nothing listens there.
-    #[error("the server {addr} refused the connection: is it running, and is the port right?")]
+    #[error("{}", text(Msg::ReasonRefused, &[("addr", addr.into())]))]
     Refused { addr: String },
     /// No route, network down, host unreachable, reset.
-    #[error("the server {addr} cannot be reached: {detail}")]
+    #[error("{}", text(Msg::ReasonUnreachable, &[("addr", addr.into()), ("detail", detail.into())]))]
     Unreachable { addr: String, detail: String },
     /// TCP, proxy, TLS and the WebSocket handshake did not finish within the connect timeout.
-    #[error("no connection within {} s", after.as_secs_f64())]
+    #[error("{}", text(Msg::ReasonTimedOut, &[("seconds", after.as_secs_f64().into())]))]
     TimedOut { after: Duration },
     /// The certificate chain does not lead to a root this computer trusts.
-    #[error("the server's certificate is not trusted: {0}")]
+    #[error("{}", text(Msg::ReasonCertUntrusted, &[("why", _0.to_string().as_str().into())]))]
     CertUntrusted(Untrusted),
     /// The certificate is valid, but not for the host name in the server URL.
-    #[error("the server's certificate is for another host name: {}", wrong_host(expected, presented))]
+    #[error("{}", text(Msg::ReasonCertWrongHost, &[("why", wrong_host(expected, presented).as_str().into())]))]
     CertWrongHost { expected: String, presented: Vec<String> },
     /// The certificate's validity ended.
-    #[error("the server's certificate has expired")]
+    #[error("{}", t(Msg::ReasonCertExpired))]
     CertExpired,
     /// The certificate's validity has not begun (often a wrong clock here).
-    #[error("the server's certificate is not valid yet: is this computer's clock right?")]
+    #[error("{}", t(Msg::ReasonCertNotYetValid))]
     CertNotYetValid,
     /// A `ws://` URL to a port that answers with TLS.
-    #[error("this port speaks TLS: use wss://")]
+    #[error("{}", t(Msg::ReasonPortSpeaksTls))]
     PortSpeaksTls,
     /// A `wss://` URL to a port that answers in plain text.
-    #[error("this port does not speak TLS: use ws://")]
+    #[error("{}", t(Msg::ReasonPortSpeaksPlain))]
     PortSpeaksPlain,
     /// Any other TLS failure (an alert from the server, no common cipher, ...).
-    #[error("the TLS handshake failed: {detail}")]
+    #[error("{}", text(Msg::ReasonTls, &[("detail", detail.into())]))]
     Tls { detail: String },
     /// The proxy could not carry the connection.
     #[error(transparent)]
     Proxy(#[from] ProxyError),
     /// The server answered the WebSocket handshake with an HTTP status other than 101.
-    #[error("the server answered HTTP {status} instead of opening a WebSocket: is the URL's path right?")]
+    #[error("{}", text(Msg::ReasonHttp, &[("status", status.to_string().as_str().into())]))]
     Http { status: u16 },
     /// The server's answer to the handshake is not a WebSocket upgrade.
-    #[error("the WebSocket handshake failed: {detail}")]
+    #[error("{}", text(Msg::ReasonHandshake, &[("detail", detail.into())]))]
     Handshake { detail: String },
     /// Nothing came back for a heartbeat: the link is dead.
-    #[error("no answer to the heartbeat within {} s", after.as_secs_f64())]
+    #[error("{}", text(Msg::ReasonHeartbeatTimeout, &[("seconds", after.as_secs_f64().into())]))]
     HeartbeatTimeout { after: Duration },
     /// The server closed the link (a close frame, or the end of the stream).
-    #[error("the server closed the connection{}", code.map(|c| format!(" (code {c})")).unwrap_or_default())]
+    #[error("{}", closed(*code))]
     Closed { code: Option<u16> },
     /// Reading from or writing to the link failed.
-    #[error("the connection was lost: {detail}")]
+    #[error("{}", text(Msg::ReasonLost, &[("detail", detail.into())]))]
     Lost { detail: String },
     /// A frame over the size limit (PROTOCOL.md §5).
-    #[error("refused a message of {size} bytes (limit {limit})")]
+    #[error("{}", text(Msg::ReasonOversized, &[("size", (*size).into()), ("limit", (*limit).into())]))]
     Oversized { size: usize, limit: usize },
     /// The history could not store a talk or be read for the hello.
-    #[error("the history cannot be used: {0}")]
+    #[error("{}", text(Msg::ReasonHistory, &[("error", _0.to_string().as_str().into())]))]
     History(StoreError),
 }
 
@@ -87,14 +89,14 @@ pub enum OfflineReason {
 #[non_exhaustive]
 pub enum Untrusted {
     /// No trusted root issued it: self-signed, or from a CA not in the system store.
-    #[error("unknown issuer (self-signed, or from a certificate authority not in the system store)")]
+    #[error("{}", t(Msg::UntrustedUnknownIssuer))]
     UnknownIssuer,
-    #[error("it has been revoked")]
+    #[error("{}", t(Msg::UntrustedRevoked))]
     Revoked,
-    #[error("its signature is not valid")]
+    #[error("{}", t(Msg::UntrustedBadSignature))]
     BadSignature,
     /// It may not be used for a TLS server.
-    #[error("it is not meant for a TLS server")]
+    #[error("{}", t(Msg::UntrustedInvalidPurpose))]
     InvalidPurpose,
     /// What rustls said, for the rarer cases.
     #[error("{0}")]
@@ -106,22 +108,19 @@ pub enum Untrusted {
 #[non_exhaustive]
 pub enum ProxyError {
     /// TCP to the proxy failed.
-    #[error("the proxy {proxy} cannot be reached: {detail}")]
+    #[error("{}", text(Msg::ProxyUnreachable, &[("proxy", proxy.into()), ("detail", detail.into())]))]
     Unreachable { proxy: String, detail: String },
     /// HTTP 407: the proxy wants credentials, or refused the ones given.
-    #[error(
-        "the proxy {proxy} asks for a user name and password (HTTP 407): put them in the proxy URL \
-         (http://user:password@host:port) of https_proxy"
-    )]
+    #[error("{}", text(Msg::ProxyAuthRequired, &[("proxy", proxy.into())]))]
     AuthRequired { proxy: String },
     /// Any other answer than 2xx to the CONNECT (403 forbidden, 502 bad gateway, ...).
-    #[error("the proxy {proxy} refused to connect to {target} (HTTP {status})")]
+    #[error("{}", proxy_refused(proxy, target, *status))]
     Refused { proxy: String, target: String, status: u16 },
     /// The answer to the CONNECT is not HTTP.
-    #[error("the proxy {proxy} did not answer the CONNECT with HTTP")]
+    #[error("{}", text(Msg::ProxyBadAnswer, &[("proxy", proxy.into())]))]
     BadAnswer { proxy: String },
     /// A proxy URL this client cannot use (SOCKS, https://).
-    #[error("the proxy URL scheme {scheme:?} is not supported: use an http:// proxy")]
+    #[error("{}", text(Msg::ProxyUnsupported, &[("scheme", format!("{scheme:?}").as_str().into())]))]
     Unsupported { scheme: String },
 }
 
@@ -134,25 +133,22 @@ pub enum SignedOutReason {
     #[error(transparent)]
     Refused(Refusal),
     /// The engine is reading the stored token from the keyring (at start).
-    #[error("reading the token from the keyring")]
+    #[error("{}", t(Msg::SignedOutReadingKeyring))]
     ReadingKeyring,
     /// The keyring holding the token is locked.
-    #[error("the keyring is locked: unlock it to connect")]
+    #[error("{}", t(Msg::SignedOutKeyringLocked))]
     KeyringLocked,
     /// No keyring service can be reached (no session bus, no Secret Service on it).
-    #[error(
-        "no keyring is available ({detail}): start one (GNOME Keyring, KWallet or KeePassXC \
-         with Secret Service enabled) to connect"
-    )]
+    #[error("{}", text(Msg::SignedOutNoKeyring, &[("detail", detail.into())]))]
     NoKeyring { detail: String },
     /// The keyring did not answer in time; most likely an unlock prompt is waiting.
-    #[error("the keyring does not answer: if it asks for its password, answer it to connect")]
+    #[error("{}", t(Msg::SignedOutKeyringNoAnswer))]
     KeyringNoAnswer,
     /// The keyring answered with an error other than the above.
-    #[error("the token cannot be read from the keyring: {detail}")]
+    #[error("{}", text(Msg::SignedOutKeyringFailed, &[("detail", detail.into())]))]
     KeyringFailed { detail: String },
     /// This build has no persistent keyring, so there is no stored token to read.
-    #[error("no persistent keyring on this platform: sign in again after each start")]
+    #[error("{}", t(Msg::SignedOutNoPersistentKeyring))]
     NoPersistentKeyring,
 }
 
@@ -161,21 +157,33 @@ pub enum SignedOutReason {
 #[non_exhaustive]
 pub enum Refusal {
     /// An HTTP status instead of the WebSocket upgrade (401, 403).
-    #[error("the server refused the token (HTTP {status})")]
+    #[error("{}", text(Msg::RefusalHttp, &[("status", status.to_string().as_str().into())]))]
     Http { status: u16 },
     /// A close frame with code 4001 or 4003, and the server's words if it gave any.
-    #[error("the server refused the token{}", close_words(*code, reason.as_deref()))]
+    #[error("{}", close_words(*code, reason.as_deref()))]
     Close { code: u16, reason: Option<String> },
     /// An `unauthorized` or `forbidden` error frame, with its message.
-    #[error("the server refused the token: {message}")]
+    #[error("{}", text(Msg::RefusalError, &[("message", message.into())]))]
     Error { message: String },
 }
 
 fn close_words(code: u16, reason: Option<&str>) -> String {
     match reason {
-        Some(r) => format!(": {r}"),
-        None => format!(" (close code {code})"),
+        Some(r) => text(Msg::RefusalCloseWords, &[("reason", r.into())]),
+        None => text(Msg::RefusalCloseCode, &[("code", code.to_string().as_str().into())]),
     }
+}
+
+fn closed(code: Option<u16>) -> String {
+    match code {
+        Some(c) => text(Msg::ReasonClosedCode, &[("code", c.to_string().as_str().into())]),
+        None => t(Msg::ReasonClosed),
+    }
+}
+
+fn proxy_refused(proxy: &str, target: &str, status: u16) -> String {
+    let status = status.to_string();
+    text(Msg::ProxyRefused, &[("proxy", proxy.into()), ("target", target.into()), ("status", status.as_str().into())])
 }
 
 impl SignedOutReason {
@@ -202,9 +210,10 @@ impl OfflineReason {
 
 fn wrong_host(expected: &str, presented: &[String]) -> String {
     if presented.is_empty() {
-        format!("it is not valid for {expected}")
+        text(Msg::ReasonCertNotFor, &[("expected", expected.into())])
     } else {
-        format!("it is valid for {}, not for {expected}", presented.join(", "))
+        let presented = presented.join(", ");
+        text(Msg::ReasonCertValidFor, &[("presented", presented.as_str().into()), ("expected", expected.into())])
     }
 }
 

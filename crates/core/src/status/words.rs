@@ -1,13 +1,15 @@
 //! The one place a state becomes words: the window's status line, the tray's first line,
 //! `talkbell status` and the connection log all take theirs from here ([`describe`],
-//! [`log_line`], [`event_line`]). The shells only put the words on screen; a translation
-//! replaces the texts of this file, and nothing else.
+//! [`log_line`], [`event_line`]). The shells only put the words on screen; this file
+//! takes its texts from the catalogue (`crate::i18n`), in the process's language or, for
+//! tests, the one given (`describe_in`).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
 use super::{ReasonKind, Snapshot, StateKind};
+use crate::i18n::{self, text_in, Lang, Msg};
 use crate::session::outbox::Outgoing;
 use crate::session::{SessionEvent, SessionState};
 
@@ -82,69 +84,76 @@ pub struct Description {
     pub tray: String,
 }
 
-/// The words for `facts` at `now` (a countdown counts from it).
+/// The words for `facts` at `now` (a countdown counts from it), in the process's language.
 pub fn describe(facts: &Facts<'_>, now: SystemTime) -> Description {
+    describe_in(i18n::current(), facts, now)
+}
+
+/// [`describe`] in `lang`.
+pub fn describe_in(lang: Lang, facts: &Facts<'_>, now: SystemTime) -> Description {
     let secs = facts.retry_at_ms.map(|at| seconds_until(at, now));
-    let mut headline = headline(facts, secs);
-    let mut tray = format!("Talkbell: {}", label(facts.state));
+    let mut headline = headline(lang, facts, secs);
+    let label = label(lang, facts.state);
+    let mut tray = text_in(lang, Msg::StatusTray, &[("state", label.as_str().into())]);
     if let Some(reason) = facts.reason.filter(|_| facts.certificate_problem || facts.keyring_problem()) {
         tray.push_str(&format!(" · {reason}"));
     }
     let mut tail = String::new();
     if facts.unread > 0 {
-        tail.push_str(&format!(" · {} unread", facts.unread));
+        tail.push_str(&format!(" · {}", text_in(lang, Msg::StatusUnread, &[("count", facts.unread.into())])));
     }
     if facts.paused {
-        tail.push_str(" · notifications paused");
+        tail.push_str(&format!(" · {}", text_in(lang, Msg::StatusPaused, &[])));
     }
     headline.push_str(&tail);
     tray.push_str(&tail);
     Description {
-        label: label(facts.state).to_owned(),
+        label,
         headline,
         detail: facts.reason.map(str::to_owned),
-        advice: advice(facts).map(str::to_owned),
-        next_try: secs.map(|s| format!("in {s} s")),
+        advice: advice(facts).map(|m| text_in(lang, m, &[])),
+        next_try: secs.map(|s| text_in(lang, Msg::StatusNextTry, &[("seconds", s.into())])),
         tray,
     }
 }
 
-fn label(state: StateKind) -> &'static str {
-    match state {
-        StateKind::Connected => "connected",
-        StateKind::Connecting => "connecting",
-        StateKind::Authenticating => "authenticating",
-        StateKind::Offline => "offline",
-        StateKind::SignedOut => "signed out",
-        StateKind::Stopped => "stopped",
-        StateKind::NotRunning => "not running",
-    }
+fn label(lang: Lang, state: StateKind) -> String {
+    let msg = match state {
+        StateKind::Connected => Msg::StateConnected,
+        StateKind::Connecting => Msg::StateConnecting,
+        StateKind::Authenticating => Msg::StateAuthenticating,
+        StateKind::Offline => Msg::StateOffline,
+        StateKind::SignedOut => Msg::StateSignedOut,
+        StateKind::Stopped => Msg::StateStopped,
+        StateKind::NotRunning => Msg::StateNotRunning,
+    };
+    text_in(lang, msg, &[])
 }
 
-fn headline(facts: &Facts<'_>, retry_in_secs: Option<u64>) -> String {
-    match facts.state {
-        StateKind::Connected => facts.user.map_or_else(|| "Connected".to_owned(), |u| format!("Connected as {u}")),
-        StateKind::Connecting => "Connecting…".to_owned(),
-        StateKind::Authenticating => "Signing in…".to_owned(),
-        StateKind::SignedOut if facts.reason_kind == Some(ReasonKind::ReadingKeyring) => {
-            "Reading the keyring…".to_owned()
-        }
-        StateKind::SignedOut if facts.waiting_for_keyring() => "Waiting for the keyring".to_owned(),
-        StateKind::SignedOut => "Signed out".to_owned(),
-        StateKind::Offline => match retry_in_secs {
-            Some(secs) => format!("Offline, retrying in {secs} s"),
-            None => "Offline".to_owned(),
+fn headline(lang: Lang, facts: &Facts<'_>, retry_in_secs: Option<u64>) -> String {
+    let msg = match facts.state {
+        StateKind::Connected => match facts.user {
+            Some(user) => return text_in(lang, Msg::StatusConnectedAs, &[("user", user.into())]),
+            None => Msg::StatusConnected,
         },
-        StateKind::Stopped | StateKind::NotRunning => label(facts.state).to_owned(),
-    }
+        StateKind::Connecting => Msg::StatusConnecting,
+        StateKind::Authenticating => Msg::StatusAuthenticating,
+        StateKind::SignedOut if facts.reason_kind == Some(ReasonKind::ReadingKeyring) => Msg::StatusReadingKeyring,
+        StateKind::SignedOut if facts.waiting_for_keyring() => Msg::StatusWaitingForKeyring,
+        StateKind::SignedOut => Msg::StatusSignedOut,
+        StateKind::Offline => match retry_in_secs {
+            Some(secs) => return text_in(lang, Msg::StatusOfflineRetrying, &[("seconds", secs.into())]),
+            None => Msg::StatusOffline,
+        },
+        StateKind::Stopped | StateKind::NotRunning => return label(lang, facts.state),
+    };
+    text_in(lang, msg, &[])
 }
 
-fn advice(facts: &Facts<'_>) -> Option<&'static str> {
+fn advice(facts: &Facts<'_>) -> Option<Msg> {
     match (facts.reason, facts.state) {
-        (None, StateKind::SignedOut) => Some("not signed in: run `talkbell login --server URL`"),
-        (None, StateKind::NotRunning) => {
-            Some("no tray app or daemon runs for this profile: start `talkbell` or `talkbell daemon`")
-        }
+        (None, StateKind::SignedOut) => Some(Msg::StatusAdviceSignIn),
+        (None, StateKind::NotRunning) => Some(Msg::StatusAdviceNotRunning),
         _ => None,
     }
 }
@@ -158,33 +167,45 @@ pub fn seconds_until(at_ms: u64, now: SystemTime) -> u64 {
 
 /// The connection log's line for a state: `offline (why); next attempt in 1.0 s`.
 pub fn log_line(state: &SessionState) -> String {
+    log_line_in(i18n::current(), state)
+}
+
+fn log_line_in(lang: Lang, state: &SessionState) -> String {
     match state {
         SessionState::Backoff { reason, delay, .. } => {
-            format!("offline ({reason}); next attempt in {:.1} s", delay.as_secs_f64())
+            // Tenths of a second, as the log has always shown them.
+            let seconds = (delay.as_secs_f64() * 10.0).round() / 10.0;
+            let reason = reason.to_string();
+            text_in(lang, Msg::LogOffline, &[("reason", reason.as_str().into()), ("seconds", seconds.into())])
         }
-        SessionState::SignedOut { reason: Some(r) } => format!("signed out: {r}"),
-        other => label(StateKind::of(other)).to_owned(),
+        SessionState::SignedOut { reason: Some(r) } => {
+            text_in(lang, Msg::LogSignedOutBecause, &[("reason", r.to_string().as_str().into())])
+        }
+        other => label(lang, StateKind::of(other)),
     }
 }
 
 /// The connection log's line for a session event, for those the log shows.
 pub fn event_line(event: &SessionEvent) -> Option<String> {
-    match event {
-        SessionEvent::State(state) => Some(log_line(state)),
-        SessionEvent::Dropped { error } => Some(format!("dropped a frame: {error}")),
+    event_line_in(i18n::current(), event)
+}
+
+fn event_line_in(lang: Lang, event: &SessionEvent) -> Option<String> {
+    let error_line = |msg, error: String| text_in(lang, msg, &[("error", error.as_str().into())]);
+    Some(match event {
+        SessionEvent::State(state) => log_line_in(lang, state),
+        SessionEvent::Dropped { error } => error_line(Msg::LogDropped, error.to_string()),
         SessionEvent::Oversized { size, limit } => {
-            Some(format!("refused a message of {size} bytes (limit {limit}); reconnecting"))
+            text_in(lang, Msg::LogOversized, &[("size", (*size).into()), ("limit", (*limit).into())])
         }
-        SessionEvent::StoreFailed { error } => Some(format!("could not store a talk: {error}")),
-        SessionEvent::Welcome { user } => Some(format!("signed in as {}", user.name)),
-        SessionEvent::QueueReset { .. } => {
-            Some("the server lost its queue: talks sent while it was lost may be missing".to_owned())
-        }
+        SessionEvent::StoreFailed { error } => error_line(Msg::LogStoreFailed, error.to_string()),
+        SessionEvent::Welcome { user } => text_in(lang, Msg::LogSignedIn, &[("user", user.name.as_str().into())]),
+        SessionEvent::QueueReset { .. } => text_in(lang, Msg::LogQueueReset, &[]),
         SessionEvent::Reply { outgoing: Outgoing::Failed { message, .. }, .. } => {
-            Some(format!("a reply was refused: {message}"))
+            error_line(Msg::LogReplyRefused, message.clone())
         }
-        SessionEvent::Talk { .. } | SessionEvent::Duplicate { .. } | SessionEvent::Reply { .. } => None,
-    }
+        SessionEvent::Talk { .. } | SessionEvent::Duplicate { .. } | SessionEvent::Reply { .. } => return None,
+    })
 }
 
 #[cfg(test)]
@@ -267,6 +288,79 @@ mod tests {
         assert_eq!(describe(&refused, now()).tray, "Talkbell: signed out · 2 unread");
         let reading = Facts { reason_kind: Some(ReasonKind::ReadingKeyring), ..locked };
         assert_eq!(describe(&reading, now()).tray, "Talkbell: signed out · 2 unread");
+    }
+
+    #[test]
+    fn each_language_says_the_state_its_own_way() {
+        let connected = Facts { state: StateKind::Connected, user: Some("wang1"), ..Facts::default() };
+        let one = Facts { unread: 1, ..connected };
+        let two = Facts { unread: 2, paused: true, ..connected };
+        let signed_out = Facts { state: StateKind::SignedOut, ..Facts::default() };
+        let cases = [
+            (Lang::En, connected, "Connected as wang1", "Talkbell: connected"),
+            (Lang::En, one, "Connected as wang1 · 1 unread", "Talkbell: connected · 1 unread"),
+            (
+                Lang::En,
+                two,
+                "Connected as wang1 · 2 unread · notifications paused",
+                "Talkbell: connected · 2 unread · notifications paused",
+            ),
+            (
+                Lang::En,
+                offline("refused", false),
+                "Offline, retrying in 3 s · 2 unread",
+                "Talkbell: offline · 2 unread",
+            ),
+            (Lang::ZhCn, connected, "已连接，当前用户 wang1", "Talkbell：已连接"),
+            (Lang::ZhCn, one, "已连接，当前用户 wang1 · 1 条未读", "Talkbell：已连接 · 1 条未读"),
+            (
+                Lang::ZhCn,
+                two,
+                "已连接，当前用户 wang1 · 2 条未读 · 通知已暂停",
+                "Talkbell：已连接 · 2 条未读 · 通知已暂停",
+            ),
+            (Lang::ZhCn, offline("refused", false), "离线，3 秒后重试 · 2 条未读", "Talkbell：离线 · 2 条未读"),
+            (Lang::ZhCn, signed_out, "未登录", "Talkbell：未登录"),
+        ];
+        for (lang, facts, headline, tray) in cases {
+            let words = describe_in(lang, &facts, now());
+            assert_eq!((words.headline.as_str(), words.tray.as_str()), (headline, tray), "{lang:?} {facts:?}");
+        }
+        let zh = describe_in(Lang::ZhCn, &offline("refused", false), now());
+        assert_eq!((zh.label.as_str(), zh.next_try.as_deref()), ("离线", Some("3 秒后")));
+        assert_eq!(
+            describe_in(Lang::ZhCn, &signed_out, now()).advice.as_deref(),
+            Some("尚未登录：请运行 `talkbell login --server URL`")
+        );
+    }
+
+    #[test]
+    fn the_log_says_why_and_when_next_in_each_language() {
+        let backoff = |ms| SessionState::Backoff {
+            attempt: 1,
+            reason: crate::session::OfflineReason::CertExpired,
+            delay: Duration::from_millis(ms),
+            until: now(),
+        };
+        let why = "the server's certificate has expired";
+        let cases = [
+            (Lang::En, backoff(1_000), format!("offline ({why}); next attempt in 1.0 s")),
+            (Lang::En, backoff(2_449), format!("offline ({why}); next attempt in 2.4 s")),
+            (Lang::ZhCn, backoff(1_000), format!("离线（{why}）；1.0 秒后再次尝试")),
+            (Lang::ZhCn, SessionState::Connecting { attempt: 1 }, "正在连接".to_owned()),
+        ];
+        for (lang, state, line) in cases {
+            assert_eq!(log_line_in(lang, &state), line, "{lang:?}");
+        }
+        let oversized = SessionEvent::Oversized { size: 70_000, limit: 65_536 };
+        assert_eq!(
+            event_line_in(Lang::En, &oversized).as_deref(),
+            Some("refused a message of 70000 bytes (limit 65536); reconnecting")
+        );
+        assert_eq!(
+            event_line_in(Lang::ZhCn, &oversized).as_deref(),
+            Some("拒收了一条 70000 字节的消息（上限 65536）；正在重新连接")
+        );
     }
 
     #[test]

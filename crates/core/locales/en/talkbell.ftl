@@ -1,0 +1,228 @@
+# Talkbell's English messages. Every key is one variant of talkbell_core::i18n::Msg, with
+# the same variables in every language (the i18n tests check both).
+
+## Popups (talkbell_core::notify)
+
+# The title of a talk's popup; its body is the talk itself.
+popup-talk-title = { $sender }
+popup-summary-title = New messages
+# A burst or a catch-up in one popup: $count talks from $senders people, most of them
+# from $sender; $others is $senders - 1.
+popup-summary-body =
+    { $senders ->
+        [1]
+            { $count ->
+                [one] { $count } new message from { $sender }
+               *[other] { $count } new messages from { $sender }
+            }
+       *[other]
+            { $count } new messages from { $sender } and { $others ->
+                [one] 1 other
+               *[other] { $others } others
+            }
+    }
+popup-already-running-title = Talkbell is already running
+popup-action-open = Open
+popup-action-mark-read = Mark read
+popup-action-mute = Mute { $name } for 1 hour
+
+## The status line, the tray's first line and `talkbell status` (status/words.rs)
+
+state-connected = connected
+state-connecting = connecting
+state-authenticating = authenticating
+state-offline = offline
+state-signed-out = signed out
+state-stopped = stopped
+state-not-running = not running
+status-connected-as = Connected as { $user }
+status-connected = Connected
+status-connecting = Connecting…
+status-authenticating = Signing in…
+status-reading-keyring = Reading the keyring…
+status-waiting-for-keyring = Waiting for the keyring
+status-signed-out = Signed out
+status-offline-retrying = Offline, retrying in { $seconds } s
+status-offline = Offline
+status-tray = Talkbell: { $state }
+status-unread = { $count } unread
+status-paused = notifications paused
+status-next-try = in { $seconds } s
+status-advice-sign-in = not signed in: run `talkbell login --server URL`
+status-advice-not-running = no tray app or daemon runs for this profile: start `talkbell` or `talkbell daemon`
+
+## Why offline or signed out (session/reason.rs)
+
+reason-bad-url = the server URL { $url } cannot be used: { $detail }
+reason-dns = the server's name { $host } cannot be resolved: { $detail }
+reason-refused = the server { $addr } refused the connection: is it running, and is the port right?
+reason-unreachable = the server { $addr } cannot be reached: { $detail }
+reason-timed-out = no connection within { $seconds } s
+reason-cert-untrusted = the server's certificate is not trusted: { $why }
+reason-cert-wrong-host = the server's certificate is for another host name: { $why }
+reason-cert-not-for = it is not valid for { $expected }
+reason-cert-valid-for = it is valid for { $presented }, not for { $expected }
+reason-cert-expired = the server's certificate has expired
+reason-cert-not-yet-valid = the server's certificate is not valid yet: is this computer's clock right?
+reason-port-speaks-tls = this port speaks TLS: use wss://
+reason-port-speaks-plain = this port does not speak TLS: use ws://
+reason-tls = the TLS handshake failed: { $detail }
+reason-http = the server answered HTTP { $status } instead of opening a WebSocket: is the URL's path right?
+reason-handshake = the WebSocket handshake failed: { $detail }
+reason-heartbeat-timeout = no answer to the heartbeat within { $seconds } s
+reason-closed = the server closed the connection
+reason-closed-code = the server closed the connection (code { $code })
+reason-lost = the connection was lost: { $detail }
+reason-oversized = refused a message of { $size } bytes (limit { $limit })
+reason-history = the history cannot be used: { $error }
+untrusted-unknown-issuer = unknown issuer (self-signed, or from a certificate authority not in the system store)
+untrusted-revoked = it has been revoked
+untrusted-bad-signature = its signature is not valid
+untrusted-invalid-purpose = it is not meant for a TLS server
+proxy-unreachable = the proxy { $proxy } cannot be reached: { $detail }
+proxy-auth-required = the proxy { $proxy } asks for a user name and password (HTTP 407): put them in the proxy URL (http://user:password@host:port) of https_proxy
+proxy-refused = the proxy { $proxy } refused to connect to { $target } (HTTP { $status })
+proxy-bad-answer = the proxy { $proxy } did not answer the CONNECT with HTTP
+proxy-unsupported = the proxy URL scheme { $scheme } is not supported: use an http:// proxy
+signed-out-reading-keyring = reading the token from the keyring
+signed-out-keyring-locked = the keyring is locked: unlock it to connect
+signed-out-no-keyring = no keyring is available ({ $detail }): start one (GNOME Keyring, KWallet or KeePassXC with Secret Service enabled) to connect
+signed-out-keyring-no-answer = the keyring does not answer: if it asks for its password, answer it to connect
+signed-out-keyring-failed = the token cannot be read from the keyring: { $detail }
+signed-out-no-persistent-keyring = no persistent keyring on this platform: sign in again after each start
+refusal-http = the server refused the token (HTTP { $status })
+refusal-close-words = the server refused the token: { $reason }
+refusal-close-code = the server refused the token (close code { $code })
+refusal-error = the server refused the token: { $message }
+
+## Signing in (engine.rs)
+
+engine-signed-out-meanwhile = signed out before the server took the token
+engine-unreachable = could not reach the server: { $reason }
+engine-stopped = could not reach the server: the session has stopped
+engine-no-user-id = the server accepted the token but did not say who you are; sign in again with --user-id
+engine-timeout = no answer from the server within { $seconds } s
+engine-bad-server = invalid server URL { $url }: { $reason }
+
+url-not-a-url = not a URL: { $detail }
+url-wrong-scheme = the scheme must be ws:// or wss://, not { $scheme }://
+url-no-scheme = the URL must start with ws:// or wss://
+url-no-host = the URL has no host
+
+## The connection log
+
+log-offline = offline ({ $reason }); next attempt in { NUMBER($seconds, minimumFractionDigits: 1) } s
+log-signed-out-because = signed out: { $reason }
+log-dropped = dropped a frame: { $error }
+log-oversized = refused a message of { $size } bytes (limit { $limit }); reconnecting
+log-store-failed = could not store a talk: { $error }
+log-signed-in = signed in as { $user }
+log-queue-reset = the server lost its queue: talks sent while it was lost may be missing
+log-reply-refused = a reply was refused: { $error }
+
+## The tray menu
+
+tray-open = Open Talkbell
+tray-reconnect = Reconnect now
+tray-pause = Pause notifications
+tray-pause-hour = For 1 hour
+tray-pause-forever = Until resumed
+tray-resume = Resume notifications
+tray-sign-out = Sign out
+tray-quit = Quit
+
+## The command line (talkbell, talkbell-daemon)
+
+cli-about = Rings when someone talks to you.
+cli-daemon-about = Talkbell without a window: the connection, the history and popups, until SIGTERM.
+cli-daemon-help =
+    Environment:
+      TALKBELL_CONFIG_DIR  the config dir (default $XDG_CONFIG_HOME/talkbell)
+      TALKBELL_DATA_DIR    the data dir (default $XDG_DATA_HOME/talkbell)
+      RUST_LOG             the log filter (logs go to standard error)
+
+    One Talkbell runs per profile (these two dirs): with the tray app or another daemon
+    running, this exits with code 75 saying which one runs. Sign in first with
+    `talkbell login --server URL`; `talkbell status` shows the state.
+cli-error = { $program }: { $error }
+cli-cannot-start = cannot start: { $error }
+cli-cannot-start-app = cannot start the desktop app
+cli-cannot-start-engine = cannot start
+cli-no-profile-lock = cannot take the profile's lock
+cli-signed-out = Signed out; the token is removed from the keyring.
+cli-signed-in = Signed in to { $server } as user { $user }; the token is in the keyring.
+cli-token-unreadable = could not read the token from standard input
+cli-no-token = no token on standard input
+cli-limit-zero = --limit must be at least 1
+cli-no-talks = (no talks yet)
+cli-status-state = State:
+cli-status-reason = Reason:
+cli-status-next-try = Next try:
+cli-status-process = Process:
+cli-status-server = Server:
+cli-status-user = User:
+cli-status-unread = Unread:
+cli-process-tray-app = the tray app (talkbell)
+cli-process-daemon = talkbell-daemon
+cli-process-pid = { $process }, pid { $pid }
+cli-server-none = none (not signed in)
+cli-user-name-id = { $name } (id { $id })
+cli-user-id = id { $id }
+cli-user-none = none
+
+## The window's commands: what went wrong (src-tauri/gui/error.rs)
+
+cmd-out-of-range = { $what } must be from { $min } to { $max }, not { $got }
+cmd-too-long = { $what } is too long: { $len }, at most { $max }
+cmd-empty = { $what } is empty
+cmd-bad-server = the server URL "{ $url }" is not usable: { $reason }
+cmd-bad-user-id = the user id is not usable: { $reason }
+cmd-autostart = start at login: { $error }
+cmd-interrupted = the request could not finish: { $error }
+what-search = the search
+what-row-before = the row to list before
+what-page-size = the page size
+what-mark-list = the list of talks to mark read
+what-row = a talk's row
+what-server-url = the server URL
+what-token = the token
+what-user-id = the user id
+what-pause-minutes = the pause in minutes
+what-heartbeat-interval = the heartbeat interval (ms)
+what-heartbeat-timeout = the heartbeat timeout (ms)
+
+## The window (ui/index.html, ui/app.js)
+
+ui-title = Talkbell
+ui-starting = Starting…
+ui-tab-history = History
+ui-tab-account = Account
+ui-tab-log = Log
+ui-search = Search talks
+ui-history-label = Talks, newest first
+ui-history-empty = No talks yet.
+ui-sign-in-heading = Sign in
+ui-server = Server
+ui-token = Token
+ui-user-id = User id
+ui-user-id-hint = only for servers without a welcome
+ui-sign-in = Sign in
+ui-checking-token = Checking the token with the server…
+ui-reconnect = Reconnect now
+ui-sign-out = Sign out
+ui-settings-heading = Settings
+ui-heartbeat-interval = Heartbeat every (ms)
+ui-heartbeat-timeout = Dead after no answer for (ms)
+ui-autostart = Start at login
+ui-language = Language
+ui-language-system = Same as the system
+ui-save = Save
+ui-saved = Saved; new timings apply from the next connection.
+ui-pause-hour = Pause notifications 1 hour
+ui-pause-forever = Pause until resumed
+ui-resume = Resume notifications
+ui-log-label = Connection events
+ui-error = error:
+sign-in-done = Signed in as user { $user }.
+ui-language-en = English
+ui-language-zh-cn = 简体中文

@@ -1,0 +1,219 @@
+# Talkbell 的简体中文消息。每个键都是 talkbell_core::i18n::Msg 的一个变体，各语言的变量相同
+# （i18n 的测试会检查）。
+
+## 弹窗（talkbell_core::notify）
+
+# 一条消息的弹窗标题；正文就是消息本身。
+popup-talk-title = { $sender } 对你说
+popup-summary-title = 新消息
+# 一阵消息合成一个弹窗：$senders 人发来 $count 条，$sender 发得最多；$others 为 $senders - 1。
+popup-summary-body =
+    { $others ->
+        [0] { $sender } 发来 { $count } 条消息
+       *[other] { $sender } 等 { $senders } 人发来 { $count } 条消息
+    }
+popup-already-running-title = Talkbell 已在运行
+popup-action-open = 打开
+popup-action-mark-read = 标为已读
+popup-action-mute = 1 小时内不提醒 { $name }
+
+## 状态栏、托盘第一行和 `talkbell status`（status/words.rs）
+
+state-connected = 已连接
+state-connecting = 正在连接
+state-authenticating = 正在验证
+state-offline = 离线
+state-signed-out = 未登录
+state-stopped = 已停止
+state-not-running = 未运行
+status-connected-as = 已连接，当前用户 { $user }
+status-connected = 已连接
+status-connecting = 正在连接…
+status-authenticating = 正在登录…
+status-reading-keyring = 正在读取密钥环…
+status-waiting-for-keyring = 正在等待密钥环
+status-signed-out = 未登录
+status-offline-retrying = 离线，{ $seconds } 秒后重试
+status-offline = 离线
+status-tray = Talkbell：{ $state }
+status-unread = { $count } 条未读
+status-paused = 通知已暂停
+status-next-try = { $seconds } 秒后
+status-advice-sign-in = 尚未登录：请运行 `talkbell login --server URL`
+status-advice-not-running = 此配置没有运行中的托盘程序或后台服务：请启动 `talkbell` 或 `talkbell daemon`
+
+## 离线或未登录的原因（session/reason.rs）
+
+reason-bad-url = 服务器 URL { $url } 无法使用：{ $detail }
+reason-dns = 无法解析服务器名称 { $host }：{ $detail }
+reason-refused = 服务器 { $addr } 拒绝了连接：它在运行吗？端口对吗？
+reason-unreachable = 无法连接到服务器 { $addr }：{ $detail }
+reason-timed-out = { $seconds } 秒内未能建立连接
+reason-cert-untrusted = 服务器的证书不受信任：{ $why }
+reason-cert-wrong-host = 服务器的证书属于另一个主机名：{ $why }
+reason-cert-not-for = 它对 { $expected } 无效
+reason-cert-valid-for = 它适用于 { $presented }，而不是 { $expected }
+reason-cert-expired = 服务器的证书已过期
+reason-cert-not-yet-valid = 服务器的证书尚未生效：这台电脑的时钟对吗？
+reason-port-speaks-tls = 此端口使用 TLS：请用 wss://
+reason-port-speaks-plain = 此端口不使用 TLS：请用 ws://
+reason-tls = TLS 握手失败：{ $detail }
+reason-http = 服务器返回了 HTTP { $status }，而没有打开 WebSocket：URL 的路径对吗？
+reason-handshake = WebSocket 握手失败：{ $detail }
+reason-heartbeat-timeout = { $seconds } 秒内没有收到心跳应答
+reason-closed = 服务器关闭了连接
+reason-closed-code = 服务器关闭了连接（代码 { $code }）
+reason-lost = 连接已断开：{ $detail }
+reason-oversized = 拒收了一条 { $size } 字节的消息（上限 { $limit }）
+reason-history = 无法使用历史记录：{ $error }
+untrusted-unknown-issuer = 签发者未知（自签名，或来自不在系统证书库中的证书颁发机构）
+untrusted-revoked = 它已被吊销
+untrusted-bad-signature = 它的签名无效
+untrusted-invalid-purpose = 它不能用于 TLS 服务器
+proxy-unreachable = 无法连接到代理 { $proxy }：{ $detail }
+proxy-auth-required = 代理 { $proxy } 要求用户名和密码（HTTP 407）：请把它们写进 https_proxy 的代理 URL（http://user:password@host:port）
+proxy-refused = 代理 { $proxy } 拒绝连接到 { $target }（HTTP { $status }）
+proxy-bad-answer = 代理 { $proxy } 没有用 HTTP 回应 CONNECT
+proxy-unsupported = 不支持代理 URL 协议 { $scheme }：请使用 http:// 代理
+signed-out-reading-keyring = 正在从密钥环读取令牌
+signed-out-keyring-locked = 密钥环已锁定：解锁后即可连接
+signed-out-no-keyring = 没有可用的密钥环（{ $detail }）：请启动一个（GNOME Keyring、KWallet 或启用了 Secret Service 的 KeePassXC）以便连接
+signed-out-keyring-no-answer = 密钥环没有应答：如果它在询问密码，请输入后即可连接
+signed-out-keyring-failed = 无法从密钥环读取令牌：{ $detail }
+signed-out-no-persistent-keyring = 此平台没有持久的密钥环：每次启动后都需重新登录
+refusal-http = 服务器拒绝了令牌（HTTP { $status }）
+refusal-close-words = 服务器拒绝了令牌：{ $reason }
+refusal-close-code = 服务器拒绝了令牌（关闭代码 { $code }）
+refusal-error = 服务器拒绝了令牌：{ $message }
+
+## 登录（engine.rs）
+
+engine-signed-out-meanwhile = 服务器接受令牌之前已退出登录
+engine-unreachable = 无法连接到服务器：{ $reason }
+engine-stopped = 无法连接到服务器：会话已停止
+engine-no-user-id = 服务器接受了令牌，但没有告知你是谁；请用 --user-id 重新登录
+engine-timeout = 服务器在 { $seconds } 秒内没有应答
+engine-bad-server = 无效的服务器 URL { $url }：{ $reason }
+
+url-not-a-url = 不是 URL：{ $detail }
+url-wrong-scheme = 协议必须是 ws:// 或 wss://，而不是 { $scheme }://
+url-no-scheme = URL 必须以 ws:// 或 wss:// 开头
+url-no-host = URL 中没有主机
+
+## 连接日志
+
+log-offline = 离线（{ $reason }）；{ NUMBER($seconds, minimumFractionDigits: 1) } 秒后再次尝试
+log-signed-out-because = 已退出登录：{ $reason }
+log-dropped = 丢弃了一帧：{ $error }
+log-oversized = 拒收了一条 { $size } 字节的消息（上限 { $limit }）；正在重新连接
+log-store-failed = 无法保存消息：{ $error }
+log-signed-in = 已登录为 { $user }
+log-queue-reset = 服务器丢失了消息队列：期间发送的消息可能缺失
+log-reply-refused = 回复被拒绝：{ $error }
+
+## 托盘菜单
+
+tray-open = 打开 Talkbell
+tray-reconnect = 立即重新连接
+tray-pause = 暂停通知
+tray-pause-hour = 1 小时
+tray-pause-forever = 直到恢复
+tray-resume = 恢复通知
+tray-sign-out = 退出登录
+tray-quit = 退出
+
+## 命令行（talkbell、talkbell-daemon）
+
+cli-about = 有人对你说话时提醒你。
+cli-daemon-about = 无窗口的 Talkbell：保持连接、记录历史并弹出通知，直到收到 SIGTERM。
+cli-daemon-help =
+    环境变量：
+      TALKBELL_CONFIG_DIR  配置目录（默认 $XDG_CONFIG_HOME/talkbell）
+      TALKBELL_DATA_DIR    数据目录（默认 $XDG_DATA_HOME/talkbell）
+      RUST_LOG             日志过滤（日志写到标准错误）
+
+    每个配置（即这两个目录）只运行一个 Talkbell：托盘程序或另一个后台服务在运行时，
+    本程序以退出码 75 退出，并说明是哪一个在运行。请先用
+    `talkbell login --server URL` 登录；`talkbell status` 显示状态。
+cli-error = { $program }：{ $error }
+cli-cannot-start = 无法启动：{ $error }
+cli-cannot-start-app = 无法启动桌面程序
+cli-cannot-start-engine = 无法启动
+cli-no-profile-lock = 无法获取此配置的锁
+cli-signed-out = 已退出登录；令牌已从密钥环中删除。
+cli-signed-in = 已登录到 { $server }，用户 { $user }；令牌保存在密钥环中。
+cli-token-unreadable = 无法从标准输入读取令牌
+cli-no-token = 标准输入中没有令牌
+cli-limit-zero = --limit 至少为 1
+cli-no-talks = （还没有消息）
+cli-status-state = 状态：
+cli-status-reason = 原因：
+cli-status-next-try = 下次尝试：
+cli-status-process = 进程：
+cli-status-server = 服务器：
+cli-status-user = 用户：
+cli-status-unread = 未读：
+cli-process-tray-app = 托盘程序（talkbell）
+cli-process-daemon = talkbell-daemon
+cli-process-pid = { $process }，PID { $pid }
+cli-server-none = 无（未登录）
+cli-user-name-id = { $name }（ID { $id }）
+cli-user-id = ID { $id }
+cli-user-none = 无
+
+## 窗口命令的错误（src-tauri/gui/error.rs）
+
+cmd-out-of-range = { $what }必须在 { $min } 到 { $max } 之间，而不是 { $got }
+cmd-too-long = { $what }太长：{ $len }，最多 { $max }
+cmd-empty = { $what }为空
+cmd-bad-server = 服务器 URL“{ $url }”不可用：{ $reason }
+cmd-bad-user-id = 用户 ID 不可用：{ $reason }
+cmd-autostart = 登录时启动：{ $error }
+cmd-interrupted = 请求未能完成：{ $error }
+what-search = 搜索内容
+what-row-before = 列表起点的行号
+what-page-size = 每页条数
+what-mark-list = 要标为已读的消息列表
+what-row = 消息的行号
+what-server-url = 服务器 URL
+what-token = 令牌
+what-user-id = 用户 ID
+what-pause-minutes = 暂停的分钟数
+what-heartbeat-interval = 心跳间隔（毫秒）
+what-heartbeat-timeout = 心跳超时（毫秒）
+
+## 窗口（ui/index.html、ui/app.js）
+
+ui-title = Talkbell
+ui-starting = 正在启动…
+ui-tab-history = 历史
+ui-tab-account = 账户
+ui-tab-log = 日志
+ui-search = 搜索消息
+ui-history-label = 消息，最新的在前
+ui-history-empty = 还没有消息。
+ui-sign-in-heading = 登录
+ui-server = 服务器
+ui-token = 令牌
+ui-user-id = 用户 ID
+ui-user-id-hint = 仅用于不发送欢迎帧的服务器
+ui-sign-in = 登录
+ui-checking-token = 正在向服务器验证令牌…
+ui-reconnect = 立即重新连接
+ui-sign-out = 退出登录
+ui-settings-heading = 设置
+ui-heartbeat-interval = 心跳间隔（毫秒）
+ui-heartbeat-timeout = 无应答多久视为断开（毫秒）
+ui-autostart = 登录时启动
+ui-language = 语言
+ui-language-system = 跟随系统
+ui-save = 保存
+ui-saved = 已保存；新的时间设置从下次连接起生效。
+ui-pause-hour = 暂停通知 1 小时
+ui-pause-forever = 暂停直到恢复
+ui-resume = 恢复通知
+ui-log-label = 连接事件
+ui-error = 错误：
+sign-in-done = 已登录为用户 { $user }。
+ui-language-en = English
+ui-language-zh-cn = 简体中文
