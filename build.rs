@@ -14,6 +14,11 @@ fn main() {
         "resume_notifications",
         "get_settings",
         "save_settings",
+        "reply",
+        "mute_sender",
+        "unmute_sender",
+        "get_notifications",
+        "save_notifications",
     ];
     let attributes = tauri_build::Attributes::new().app_manifest(tauri_build::AppManifest::new().commands(commands));
     if let Err(e) = tauri_build::try_build(attributes) {

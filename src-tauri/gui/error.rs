@@ -6,6 +6,8 @@ use serde::{Serialize, Serializer};
 use talkbell_core::engine::EngineError;
 use talkbell_core::history::HistoryError;
 use talkbell_core::i18n::{t, text, Msg};
+use talkbell_core::notify::quiet::BadDayTime;
+use talkbell_core::session::outbox::ReplyError;
 
 /// Each message in the process's language (the catalogue's `cmd-…` and `what-…`).
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +34,12 @@ pub enum CommandError {
     /// Starting at login could not be turned on or off.
     #[error("{}", text(Msg::CmdAutostart, &[("error", _0.into())]))]
     Autostart(String),
+    /// The reply was not kept (the engine says why).
+    #[error(transparent)]
+    Reply(#[from] ReplyError),
+    /// Not a time of day.
+    #[error(transparent)]
+    BadTime(#[from] BadDayTime),
     /// The work ran on a blocking thread that failed (the app is shutting down).
     #[error("{}", text(Msg::CmdInterrupted, &[("error", _0.into())]))]
     Interrupted(String),
@@ -66,6 +74,8 @@ impl CommandError {
             CommandError::History(_) => "history",
             CommandError::Engine(_) => "engine",
             CommandError::Autostart(_) => "autostart",
+            CommandError::Reply(_) => "reply",
+            CommandError::BadTime(_) => "bad_time",
             CommandError::Interrupted(_) => "interrupted",
         }
     }

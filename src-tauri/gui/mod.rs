@@ -7,6 +7,7 @@
 
 mod actions;
 mod bridge;
+mod chat;
 mod commands;
 mod error;
 mod state;
@@ -79,6 +80,11 @@ fn builder() -> tauri::Builder<tauri::Wry> {
             commands::resume_notifications,
             commands::get_settings,
             commands::save_settings,
+            chat::reply,
+            chat::mute_sender,
+            chat::unmute_sender,
+            chat::get_notifications,
+            chat::save_notifications,
         ])
         .on_window_event(|window, event| {
             if let WindowEvent::Destroyed = event {

@@ -26,6 +26,8 @@ pub struct Status {
     pub server: Option<String>,
     pub unread: u64,
     pub paused: bool,
+    /// The server takes replies (its welcome listed `send`): the window offers Reply.
+    pub replies: bool,
     /// What the window and the tray say, rendered at the time of this status.
     pub words: Description,
 }
@@ -42,7 +44,9 @@ impl Status {
             // The session owns who the user is.
             _ => engine.session().user_id().map(|id| id.to_string()),
         };
-        Status::assemble(&state, user, config.server, unread, paused, SystemTime::now())
+        let mut status = Status::assemble(&state, user, config.server, unread, paused, SystemTime::now());
+        status.replies = engine.session().watch().borrow().replies;
+        status
     }
 
     /// The status of `state`, with the words for it at `now`.
@@ -81,6 +85,7 @@ impl Status {
             server,
             unread,
             paused,
+            replies: false,
         }
     }
 }

@@ -119,6 +119,15 @@ log-store-failed = could not store a talk: { $error }
 log-signed-in = signed in as { $user }
 log-queue-reset = the server lost its queue: talks sent while it was lost may be missing
 log-reply-refused = a reply was refused: { $error }
+reply-empty = The reply is empty: write something first.
+reply-too-long = The reply is { $chars } characters long; a server takes at most { $max }: shorten it.
+reply-signed-out = Not signed in: sign in to reply.
+reply-unknown-user = The server has not said who you are yet: wait until connected.
+reply-not-offered = This server does not take replies.
+reply-not-kept = The reply could not be kept: { $error }
+reply-stopped = Talkbell is stopping; the reply was not kept.
+reply-failed-not-offered = this server does not take replies
+bad-day-time = “{ $text }” is not a time of day: write it as HH:MM, 24-hour (for example 22:00 or 07:30).
 
 ## The tray menu
 
@@ -190,6 +199,9 @@ what-user-id = the user id
 what-pause-minutes = the pause in minutes
 what-heartbeat-interval = the heartbeat interval (ms)
 what-heartbeat-timeout = the heartbeat timeout (ms)
+what-reply = the reply
+what-mute-minutes = the mute in minutes
+what-quiet-hours = the start and the end of quiet hours
 
 ## The window (ui/index.html, ui/app.js)
 

@@ -110,6 +110,15 @@ log-store-failed = 无法保存消息：{ $error }
 log-signed-in = 已登录为 { $user }
 log-queue-reset = 服务器丢失了消息队列：期间发送的消息可能缺失
 log-reply-refused = 回复被拒绝：{ $error }
+reply-empty = 回复是空的：请先写点内容。
+reply-too-long = 回复有 { $chars } 个字符，服务器最多接受 { $max } 个：请缩短。
+reply-signed-out = 尚未登录：登录后才能回复。
+reply-unknown-user = 服务器还没告知你的身份：请等连接上后再试。
+reply-not-offered = 这个服务器不支持回复。
+reply-not-kept = 回复未能保存：{ $error }
+reply-stopped = Talkbell 正在退出，回复未保存。
+reply-failed-not-offered = 这个服务器不支持回复
+bad-day-time = “{ $text }”不是时间：请按 24 小时制写成 HH:MM（例如 22:00 或 07:30）。
 
 ## 托盘菜单
 
@@ -181,6 +190,9 @@ what-user-id = 用户 ID
 what-pause-minutes = 暂停的分钟数
 what-heartbeat-interval = 心跳间隔（毫秒）
 what-heartbeat-timeout = 心跳超时（毫秒）
+what-reply = 回复
+what-mute-minutes = 免打扰的分钟数
+what-quiet-hours = 免打扰时段的开始和结束时间
 
 ## 窗口（ui/index.html、ui/app.js）
 

@@ -32,7 +32,7 @@ pub struct DayTime(Time);
 
 /// A time of day that is not `HH:MM` with `HH` 00–23 and `MM` 00–59.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a time of day: write it as HH:MM, 24-hour (for example 22:00 or 07:30)")]
+#[error("{}", crate::i18n::text(crate::i18n::Msg::BadDayTime, &[("text", _0.as_str().into())]))]
 pub struct BadDayTime(String);
 
 impl DayTime {

@@ -18,6 +18,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::i18n::{t, text, Msg};
 use crate::protocol::{Person, MAX_SEND_TALK_CHARS};
 
 /// A reply: what the user said to whom, and the `id` of its `send` frame, the same on
@@ -103,23 +104,28 @@ impl Answer {
     }
 }
 
-/// Why a reply was not taken.
+/// Why a reply was not taken. Each message in the process's language.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ReplyError {
-    #[error("the reply is empty: write something first")]
+    #[error("{}", t(Msg::ReplyEmpty))]
     Empty,
-    #[error("the reply is {chars} characters long; the most a server takes is {max}: shorten it", max = MAX_SEND_TALK_CHARS)]
+    #[error("{}", too_long(*chars))]
     TooLong { chars: usize },
-    #[error("not signed in: sign in to reply")]
+    #[error("{}", t(Msg::ReplySignedOut))]
     SignedOut,
-    #[error("the server has not said who the signed-in user is yet: wait until connected")]
+    #[error("{}", t(Msg::ReplyUnknownUser))]
     UnknownUser,
-    #[error("this server does not take replies (its welcome does not offer \"send\")")]
+    #[error("{}", t(Msg::ReplyNotOffered))]
     NotOffered,
-    #[error("the reply could not be kept: {0}")]
+    #[error("{}", text(Msg::ReplyNotKept, &[("error", _0.to_string().as_str().into())]))]
     Store(super::StoreError),
-    #[error("the session has stopped")]
+    #[error("{}", t(Msg::ReplyStopped))]
     Stopped,
+}
+
+fn too_long(chars: usize) -> String {
+    let (chars, max) = (chars.to_string(), MAX_SEND_TALK_CHARS.to_string());
+    text(Msg::ReplyTooLong, &[("chars", chars.as_str().into()), ("max", max.as_str().into())])
 }
 
 /// A reply's text, checked before it is kept: not blank, at most

@@ -66,7 +66,7 @@ impl SessionTask {
         };
         for q in queued {
             if !link.takes_replies {
-                let message = "this server does not take replies".to_owned();
+                let message = crate::i18n::t(crate::i18n::Msg::ReplyFailedNotOffered);
                 self.answered(&q.reply.id, Outgoing::Failed { reason: SendFailure::NotOffered, message }, None).await;
                 continue;
             }
