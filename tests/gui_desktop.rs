@@ -904,3 +904,84 @@ fn in_chinese_the_window_the_tray_and_popups_speak_chinese_until_the_setting_say
         let _ = client.close().await;
     });
 }
+
+/// wang2 as a second signed-in user: the engine's session with a real history, in this
+/// process (one app per desktop session, so the other side is not a second window).
+fn peer(relay: &Relay, id: u64, dir: &std::path::Path) -> talkbell_core::session::SessionHandle {
+    use talkbell_core::session::{Credentials, Session, SessionConfig, Timing};
+    let history = std::sync::Arc::new(talkbell_core::history::History::open(&dir.join("peer.sqlite3")).unwrap());
+    let token = talkbell_core::protocol::Token::new(relay.token(id)).unwrap();
+    let creds = Credentials { server: relay.url(), token, user_id: None };
+    Session::spawn(SessionConfig::new(format!("peer-{id}"), Timing::default()), Some(creds), history)
+}
+
+#[test]
+#[ignore = "needs scripts/desktop-session.sh (D-Bus, gnome-keyring, dunst, Xvfb)"]
+fn a_talk_is_answered_from_the_window_and_its_sender_muted_and_unmuted() {
+    require_desktop_session();
+    let _turn = one_at_a_time();
+    let _desktop = window_manager_and_tray();
+    let relay = Relay::start();
+    let (app, _cleanup) = signed_in(&relay);
+    let (_driver, port) = start_driver(&app);
+    let id = std::process::id();
+    let dir = tempfile::tempdir().unwrap();
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let wang2 = peer(&relay, 2, dir.path());
+        let mut heard = wang2.subscribe();
+        let client = connect(port).await;
+        wait_status(&client, "connected", |t| t == "Connected as wang1").await;
+        let question = format!("are you coming? {id}");
+        relay.send(2, 1, &question);
+        wait_top_talk(&client, &question).await;
+
+        // Reply under the talk: the count follows the typing, Enter sends.
+        client.find(Locator::Css("#history li.talk .reply")).await.unwrap().click().await.unwrap();
+        let text = client.find(Locator::Css(".reply-box textarea")).await.unwrap();
+        let answer = format!("on my way {id}");
+        text.send_keys(&answer).await.unwrap();
+        let count = texts(&client, ".reply-box .count").await;
+        assert_eq!(count, [format!("{} / 4000", answer.chars().count())]);
+        text.send_keys("\u{E007}").await.unwrap();
+        wait_top_talk(&client, &answer).await;
+        until("the reply marked sent", || async {
+            (texts(&client, "#history li.outgoing .state").await.first().map(String::as_str) == Some("sent"))
+                .then_some(())
+        })
+        .await;
+        let got = tokio::time::timeout(PATIENCE, async {
+            loop {
+                if let Ok(talkbell_core::session::SessionEvent::Talk { talk, .. }) = heard.recv().await {
+                    if talk.talk == answer {
+                        return talk.from;
+                    }
+                }
+            }
+        })
+        .await
+        .expect("wang2 got the reply");
+        assert_eq!(got.name, "wang1");
+
+        // Mute wang2 from the talk; the notification settings list it, and undo it.
+        let mute = client.find_all(Locator::Css("#history li.talk .mute")).await.unwrap();
+        mute.first().expect("a mute button under wang2's talk").click().await.unwrap();
+        click(&client, "tab-account").await;
+        until("wang2 in the list of mutes", || async {
+            texts(&client, "#mutes li span").await.first().is_some_and(|n| n == "wang2").then_some(())
+        })
+        .await;
+        let saved = talkbell_core::config::Config::load_or_create(&app.config_file()).unwrap();
+        assert_eq!(saved.notifications.mutes.len(), 1, "{:?}", saved.notifications.mutes);
+        client.find(Locator::Css("#mutes li button")).await.unwrap().click().await.unwrap();
+        until("the list of mutes empty", || async { texts(&client, "#mutes li").await.is_empty().then_some(()) }).await;
+        assert!(talkbell_core::config::Config::load_or_create(&app.config_file())
+            .unwrap()
+            .notifications
+            .mutes
+            .is_empty());
+        wang2.shutdown().await;
+        let _ = client.close().await;
+    });
+}

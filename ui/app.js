@@ -48,6 +48,7 @@ function showStatus(s) {
   // Why offline or signed out, in the server's, the network's or the keyring's words.
   $("status-detail").textContent = s.words.detail ?? "";
   $("resume").hidden = !s.paused;
+  for (const b of document.querySelectorAll("button.reply")) b.hidden = !s.replies;
   $("pause-hour").hidden = $("pause-forever").hidden = s.paused;
   clearTimeout(countdown);
   // While a countdown is on screen, the backend renders it again every second.
@@ -94,12 +95,138 @@ function item(e) {
   body.className = "text";
   body.textContent = e.talk;
   li.append(head, body);
+  if (e.outgoing) {
+    li.classList.add("outgoing");
+    head.append(outgoingState(e.outgoing));
+  } else {
+    li.append(talkActions(e));
+  }
   if (!e.read) {
     unseen.add(e.id);
     seenObserver.observe(li);
   }
   return li;
 }
+
+// ---- replies and mutes ----------------------------------------------------------------
+
+// The most characters a reply may have (PROTOCOL.md 5); the backend checks it too.
+const REPLY_MAX = 4000;
+
+// Where a reply of the user's stands: waiting, sent, or not sent (with the reason).
+function outgoingState(o) {
+  const span = document.createElement("span");
+  span.className = `state state-${o.state}`;
+  const word = i18n(`ui-outgoing-${o.state}`);
+  span.textContent = o.state === "failed" && o.message ? `${word}: ${o.message}` : word;
+  return span;
+}
+
+// Reply (where the server takes replies) and mute, under a talk someone sent.
+function talkActions(e) {
+  const row = document.createElement("div");
+  row.className = "actions";
+  const reply = document.createElement("button");
+  reply.type = "button";
+  reply.className = "reply";
+  reply.textContent = i18n("ui-reply");
+  reply.hidden = !status?.replies;
+  reply.addEventListener("click", () => openReply(row, e));
+  const mute = document.createElement("button");
+  mute.type = "button";
+  mute.className = "mute";
+  mute.textContent = i18n("ui-mute-hour");
+  mute.addEventListener("click", () =>
+    invoke("mute_sender", { sender: person(e.from), minutes: 60 }).then(loadNotifications, logError));
+  row.append(reply, mute);
+  return row;
+}
+
+function person(p) {
+  return { id: String(p.id), name: p.name ?? "" };
+}
+
+// A reply box under the talk: Enter sends, Shift+Enter is a new line, Esc closes it.
+function openReply(row, e) {
+  let form = row.querySelector("form.reply-box");
+  if (!form) {
+    form = document.createElement("form");
+    form.className = "reply-box";
+    const text = document.createElement("textarea");
+    text.rows = 2;
+    text.placeholder = i18n("ui-reply-placeholder");
+    const count = document.createElement("span");
+    count.className = "count";
+    const send = document.createElement("button");
+    send.type = "submit";
+    send.textContent = i18n("ui-send");
+    const result = document.createElement("p");
+    result.className = "result";
+    result.setAttribute("role", "alert");
+    const recount = () => {
+      const n = [...text.value].length;
+      count.textContent = `${n} / ${REPLY_MAX}`;
+      count.classList.toggle("over", n > REPLY_MAX);
+      send.disabled = n === 0 || n > REPLY_MAX;
+    };
+    text.addEventListener("input", recount);
+    text.addEventListener("keydown", (ev) => {
+      if (ev.key === "Enter" && !ev.shiftKey) { ev.preventDefault(); form.requestSubmit(); }
+      if (ev.key === "Escape") { ev.stopPropagation(); form.remove(); }
+    });
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      try {
+        await invoke("reply", { to: person(e.from), text: text.value });
+        form.remove();
+        if (!query) reloadHistory();
+      } catch (err) {
+        result.textContent = errorText(err);
+      }
+    });
+    form.append(text, count, send, result);
+    row.append(form);
+    recount();
+  }
+  form.querySelector("textarea").focus();
+}
+
+// The notification settings and the list of mutes, each with its Unmute.
+async function loadNotifications() {
+  const n = await invoke("get_notifications");
+  $("sound").checked = n.sound;
+  $("quiet-from").value = n.quiet_from ?? "";
+  $("quiet-to").value = n.quiet_to ?? "";
+  const list = $("mutes");
+  list.replaceChildren();
+  for (const m of n.mutes) {
+    const li = document.createElement("li");
+    const who = document.createElement("span");
+    who.textContent = m.name || m.id;
+    const until = document.createElement("span");
+    until.className = "muted";
+    until.textContent = m.until_ms ? `${i18n("ui-muted-until")} ${when(m.until_ms)}` : i18n("ui-muted-forever");
+    const undo = document.createElement("button");
+    undo.type = "button";
+    undo.textContent = i18n("ui-unmute");
+    undo.addEventListener("click", () =>
+      invoke("unmute_sender", { sender: { id: m.id, name: m.name } }).then(loadNotifications, logError));
+    li.append(who, until, undo);
+    list.append(li);
+  }
+  $("mutes-empty").hidden = n.mutes.length > 0;
+}
+
+$("notifications").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const settings = { sound: $("sound").checked, quiet_from: $("quiet-from").value || null, quiet_to: $("quiet-to").value || null };
+  try {
+    await invoke("save_notifications", { settings });
+    $("notifications-result").textContent = i18n("ui-saved");
+  } catch (e) {
+    $("notifications-result").textContent = errorText(e);
+  }
+});
 
 // Unread marks clear once a talk has been on screen.
 const seenObserver = new IntersectionObserver((entries) => {
@@ -269,6 +396,11 @@ async function start() {
     $("history-empty").hidden = true;
   });
   await listen("talkbell://focus", (ev) => focusRow(ev.payload));
+  await listen("talkbell://reply", (ev) => {
+    const el = $(`talk-${ev.payload.row}`);
+    if (el) el.querySelector(".state")?.replaceWith(outgoingState(ev.payload.outgoing));
+    else if (!query) reloadHistory();
+  });
   showStatus(await invoke("get_status"));
   const settings = await invoke("get_settings");
   $("server").value = settings.server ?? "";
@@ -276,6 +408,7 @@ async function start() {
   $("hb-timeout").value = settings.heartbeat_timeout_ms;
   $("autostart").checked = settings.autostart;
   $("language").value = settings.language;
+  await loadNotifications();
   if (status.needs_sign_in) showPanel("account");
   await loadMore();
   const row = /^#row=(\d+)$/.exec(location.hash);

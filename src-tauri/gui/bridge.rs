@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use talkbell_core::notify::{Decision, Outcome};
 use talkbell_core::protocol::Person;
+use talkbell_core::session::outbox::Outgoing;
 use talkbell_core::session::SessionEvent;
 use talkbell_core::status::{event_line, log_line};
 use tauri::{AppHandle, Emitter, Manager};
@@ -83,6 +84,13 @@ impl LiveTalk {
     }
 }
 
+/// Where a reply of the user's stands now, for the window.
+#[derive(Clone, Debug, Serialize)]
+struct ReplyChange {
+    row: i64,
+    outgoing: Outgoing,
+}
+
 /// Starts following the engine: the session's events, and the notifier's decisions.
 pub fn spawn(app: AppHandle) {
     app.manage(EventLog::default());
@@ -108,8 +116,13 @@ async fn follow_session(app: AppHandle, mut events: tokio::sync::broadcast::Rece
             }
             Err(RecvError::Closed) => return,
         };
-        if let SessionEvent::State(_) = event {
-            recount(&app);
+        match &event {
+            SessionEvent::State(_) => recount(&app),
+            // A reply of the user's changed where it stands: the window shows it.
+            SessionEvent::Reply { row, outgoing } => {
+                let _ = app.emit("talkbell://reply", ReplyChange { row: *row, outgoing: outgoing.clone() });
+            }
+            _ => {}
         }
         if let Some(text) = event_line(&event) {
             app.state::<EventLog>().push(&app, text);
