@@ -917,7 +917,7 @@ fn peer(relay: &Relay, id: u64, dir: &std::path::Path) -> talkbell_core::session
 
 #[test]
 #[ignore = "needs scripts/desktop-session.sh (D-Bus, gnome-keyring, dunst, Xvfb)"]
-fn a_talk_is_answered_from_the_window_and_its_sender_muted_and_unmuted() {
+fn a_talk_is_answered_from_the_window_and_the_popup_and_its_sender_muted_and_unmuted() {
     require_desktop_session();
     let _turn = one_at_a_time();
     let _desktop = window_manager_and_tray();
@@ -981,6 +981,20 @@ fn a_talk_is_answered_from_the_window_and_its_sender_muted_and_unmuted() {
             .notifications
             .mutes
             .is_empty());
+
+        // "Reply" on a popup: the window shows that talk with its reply box open and focused.
+        dunst_close_all();
+        let again = format!("and dinner? {id}");
+        relay.send(2, 1, &again);
+        let focused_talk =
+            "return document.activeElement.closest('li.talk')?.querySelector('.text')?.textContent ?? null";
+        until("the reply box opened from the popup", || async {
+            let _ = dunst::pick("Reply (wang2)");
+            let focused = client.execute(focused_talk, vec![]).await.ok()?;
+            (focused.as_str() == Some(again.as_str())).then_some(())
+        })
+        .await;
+        dunst_close_all();
         wang2.shutdown().await;
         let _ = client.close().await;
     });

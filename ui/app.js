@@ -291,13 +291,15 @@ $("search").addEventListener("input", () => {
   }, 200);
 });
 
-async function focusRow(row) {
+// Shows the talk at `row`; with `reply`, its reply box open and focused (a popup's Reply).
+async function focusRow(row, reply = false) {
   showPanel("history");
   for (let tries = 0; tries < 20 && !$(`talk-${row}`) && !exhausted; tries++) await loadMore();
   const el = $(`talk-${row}`);
   if (el) {
     el.scrollIntoView({ block: "center" });
     el.classList.add("focused");
+    if (reply) el.querySelector("button.reply")?.click();
   }
 }
 
@@ -395,7 +397,7 @@ async function start() {
     $("history").prepend(item(ev.payload));
     $("history-empty").hidden = true;
   });
-  await listen("talkbell://focus", (ev) => focusRow(ev.payload));
+  await listen("talkbell://focus", (ev) => focusRow(ev.payload.row, ev.payload.reply));
   await listen("talkbell://reply", (ev) => {
     const el = $(`talk-${ev.payload.row}`);
     if (el) el.querySelector(".state")?.replaceWith(outgoingState(ev.payload.outgoing));
@@ -411,8 +413,8 @@ async function start() {
   await loadNotifications();
   if (status.needs_sign_in) showPanel("account");
   await loadMore();
-  const row = /^#row=(\d+)$/.exec(location.hash);
-  if (row) focusRow(Number(row[1]));
+  const at = /^#(row|reply)=(\d+)$/.exec(location.hash);
+  if (at) focusRow(Number(at[2]), at[1] === "reply");
 }
 
 start().catch(logError);

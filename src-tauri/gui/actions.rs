@@ -66,23 +66,30 @@ pub fn on_tray_menu(app: &AppHandle, event: MenuEvent) {
 }
 
 /// What a person picked on a popup (called on the notifier's thread): "Open" opens the
-/// window at its talk, the others are the engine's (then the unread count changes).
+/// window at its talk, "Reply" there with its reply box open; the others are the
+/// engine's (then the unread count changes).
 pub fn on_popup(app: &AppHandle, action: PopupAction) {
     let app = app.clone();
     tauri::async_runtime::spawn_blocking(move || {
         let Some(shell) = app.try_state::<Shell>() else { return };
         match shell.engine.on_popup_action(action) {
-            Ok(Some(PopupAction::Open(kind))) => {
-                let row = match kind {
-                    NotificationKind::Talk { row } => Some(row),
-                    NotificationKind::Summary { rows } => rows.first().copied(),
-                };
-                window::open(&app, row);
-            }
+            Ok(Some(PopupAction::Open(kind))) => window::open(&app, first_row(kind)),
+            Ok(Some(PopupAction::Reply(kind))) => match first_row(kind) {
+                Some(row) => window::open_reply(&app, row),
+                None => window::open(&app, None),
+            },
             Ok(_) => recount(&app),
             Err(e) => tracing::warn!(error = %e, "the popup's action failed"),
         }
     });
+}
+
+/// The talk a popup stands for (a summary's first).
+fn first_row(kind: NotificationKind) -> Option<i64> {
+    match kind {
+        NotificationKind::Talk { row } => Some(row),
+        NotificationKind::Summary { rows } => rows.first().copied(),
+    }
 }
 
 /// Shows the status again on the tray and in the window.

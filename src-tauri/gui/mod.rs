@@ -98,7 +98,10 @@ fn builder() -> tauri::Builder<tauri::Wry> {
 fn setup(app: &mut tauri::App, paths: &Paths, hidden: bool) -> Result<(), Box<dyn std::error::Error>> {
     let handle = app.handle().clone();
     // A click on a popup opens the window at that talk; its other actions need none.
-    let notifier = DesktopNotifier::new().on_action(move |action| actions::on_popup(&handle, action));
+    let replies = app.handle().clone();
+    let notifier = DesktopNotifier::new()
+        .on_action(move |action| actions::on_popup(&handle, action))
+        .offer_reply(move || replies.try_state::<Shell>().is_some_and(|s| s.engine.session().watch().borrow().replies));
     // Never waits for the keyring (the token is read by a task of the engine), so the
     // tray is up at once, signed out with the reason while the keyring is locked.
     let engine =

@@ -7,18 +7,35 @@ pub const LABEL: &str = "main";
 
 /// Opens the window (or brings it to the front), optionally at a history row.
 pub fn open(app: &AppHandle, focus_row: Option<i64>) {
+    show(app, focus_row.map(|row| Focus { row, reply: false }));
+}
+
+/// Opens the window at a talk with its reply box open and focused (a popup's "Reply").
+pub fn open_reply(app: &AppHandle, row: i64) {
+    show(app, Some(Focus { row, reply: true }));
+}
+
+/// Where the window opens: a row, and whether to open its reply box.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+struct Focus {
+    row: i64,
+    reply: bool,
+}
+
+fn show(app: &AppHandle, focus: Option<Focus>) {
     if let Some(window) = app.get_webview_window(LABEL) {
         let _ = window.unminimize();
         let _ = window.show();
         let _ = window.set_focus();
-        if let Some(row) = focus_row {
-            let _ = window.emit("talkbell://focus", row);
+        if let Some(focus) = focus {
+            let _ = window.emit("talkbell://focus", focus);
         }
         return;
     }
-    // The page reads the row to open at from its fragment.
-    let page = match focus_row {
-        Some(row) => format!("index.html#row={row}"),
+    // The page reads where to open from its fragment.
+    let page = match focus {
+        Some(Focus { row, reply: true }) => format!("index.html#reply={row}"),
+        Some(Focus { row, reply: false }) => format!("index.html#row={row}"),
         None => "index.html".to_owned(),
     };
     let built = WebviewWindowBuilder::new(app, LABEL, WebviewUrl::App(page.into()))

@@ -245,7 +245,7 @@ impl Engine {
 
     /// Does what a popup's action asks that needs no window: "Mark read" marks its talks
     /// read, "Mute" mutes its sender for [`PopupAction::MUTE_FOR`]. Returns the action
-    /// back when it is the shell's to do ("Open").
+    /// back when it is the shell's to do ("Open", "Reply").
     pub fn on_popup_action(&self, action: PopupAction) -> Result<Option<PopupAction>, EngineError> {
         match action {
             PopupAction::MarkRead(kind) => {
@@ -260,7 +260,7 @@ impl Engine {
                 self.mute(sender, Some(PopupAction::MUTE_FOR))?;
                 Ok(None)
             }
-            open @ PopupAction::Open(_) => Ok(Some(open)),
+            shell @ (PopupAction::Open(_) | PopupAction::Reply(_)) => Ok(Some(shell)),
         }
     }
 

@@ -171,6 +171,7 @@ messages! {
     PopupActionOpen => "popup-action-open",
     PopupActionMarkRead => "popup-action-mark-read",
     PopupActionMute => "popup-action-mute",
+    PopupActionReply => "popup-action-reply",
     StateConnected => "state-connected",
     StateConnecting => "state-connecting",
     StateAuthenticating => "state-authenticating",

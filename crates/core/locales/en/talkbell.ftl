@@ -25,6 +25,7 @@ popup-already-running-title = Talkbell is already running
 popup-action-open = Open
 popup-action-mark-read = Mark read
 popup-action-mute = Mute { $name } for 1 hour
+popup-action-reply = Reply
 
 ## The status line, the tray's first line and `talkbell status` (status/words.rs)
 

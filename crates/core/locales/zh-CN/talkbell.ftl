@@ -16,6 +16,7 @@ popup-already-running-title = Talkbell 已在运行
 popup-action-open = 打开
 popup-action-mark-read = 标为已读
 popup-action-mute = 1 小时内不提醒 { $name }
+popup-action-reply = 回复
 
 ## 状态栏、托盘第一行和 `talkbell status`（status/words.rs）
 

@@ -17,6 +17,7 @@ pub const APP_NAME: &str = "Talkbell";
 const MAX_CLICK_WAITERS: usize = 8;
 
 type ActionCallback = dyn Fn(PopupAction) + Send + Sync;
+type ReplyOffered = dyn Fn() -> bool + Send + Sync;
 
 /// Shows notifications through the desktop's notification service.
 ///
@@ -40,6 +41,8 @@ struct Inner {
     timeout: Duration,
     call_timeout: Duration,
     on_action: Option<Arc<ActionCallback>>,
+    /// Whether a popup of one talk offers "Reply" now (none: never).
+    offer_reply: Option<Arc<ReplyOffered>>,
     /// Calls that timed out and whose thread is still blocked.
     stuck: AtomicIsize,
     click_waiters: AtomicUsize,
@@ -70,6 +73,7 @@ impl DesktopNotifier {
                 timeout: Duration::from_secs(10),
                 call_timeout: Duration::from_secs(10),
                 on_action: None,
+                offer_reply: None,
                 stuck: AtomicIsize::new(0),
                 click_waiters: AtomicUsize::new(0),
                 caps: OnceLock::new(),
@@ -93,6 +97,12 @@ impl DesktopNotifier {
         self.map(|i| i.on_action = Some(Arc::new(callback)))
     }
 
+    /// Offers "Reply" on a popup of one talk whenever `now` says replies can be written
+    /// (the shell asks its session: the server takes them).
+    pub fn offer_reply(self, now: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        self.map(|i| i.offer_reply = Some(Arc::new(now)))
+    }
+
     /// Builder steps happen before the notifier is shared, so the Arc is still unique;
     /// if it is not, the settings are copied into a new one.
     fn map(self, f: impl FnOnce(&mut Inner)) -> Self {
@@ -101,6 +111,7 @@ impl DesktopNotifier {
             timeout: shared.timeout,
             call_timeout: shared.call_timeout,
             on_action: shared.on_action.clone(),
+            offer_reply: shared.offer_reply.clone(),
             stuck: AtomicIsize::new(0),
             click_waiters: AtomicUsize::new(0),
             caps: OnceLock::new(),
@@ -171,6 +182,9 @@ impl Inner {
             if let Some(sender) = &n.sender {
                 let label = text(Msg::PopupActionMute, &[("name", popup_title(&sender.name).as_str().into())]);
                 popup.action(ACTION_MUTE_HOUR, &label);
+                if self.offer_reply.as_ref().is_some_and(|now| now()) {
+                    popup.action(ACTION_REPLY, &t(Msg::PopupActionReply));
+                }
             }
         }
         #[cfg(all(unix, not(target_os = "macos")))]
@@ -242,6 +256,7 @@ impl Inner {
 const ACTION_OPEN: &str = "default";
 const ACTION_MARK_READ: &str = "mark-read";
 const ACTION_MUTE_HOUR: &str = "mute-1h";
+const ACTION_REPLY: &str = "reply";
 
 /// What the action `key` of popup `n` asks for (`None`: the popup closed, or a key it
 /// never offered).
@@ -250,6 +265,7 @@ fn picked(key: &str, n: &Notification) -> Option<PopupAction> {
         ACTION_OPEN => Some(PopupAction::Open(n.kind.clone())),
         ACTION_MARK_READ => Some(PopupAction::MarkRead(n.kind.clone())),
         ACTION_MUTE_HOUR => n.sender.clone().map(PopupAction::MuteHour),
+        ACTION_REPLY => Some(PopupAction::Reply(n.kind.clone())),
         _ => None,
     }
 }

@@ -53,6 +53,9 @@ pub enum PopupAction {
     MarkRead(NotificationKind),
     /// "Mute <sender> for 1 hour".
     MuteHour(Person),
+    /// "Reply": the window at its talk, the reply box open (offered only where the shell
+    /// says replies can be written, [`DesktopNotifier::offer_reply`]).
+    Reply(NotificationKind),
 }
 
 impl PopupAction {
