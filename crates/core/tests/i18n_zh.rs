@@ -9,6 +9,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use talkbell_core::config::validate_server_url;
 use talkbell_core::engine::EngineError;
 use talkbell_core::i18n::{self, Lang};
+use talkbell_core::instance::{Holder, InstanceError, ProcessKind};
 use talkbell_core::notify::{Notification, NotificationKind, Notifier, NotifyError, NotifyGate, NotifySettings};
 use talkbell_core::protocol::{Person, TalkMessage, UserId};
 use talkbell_core::session::{OfflineReason, Refusal, SignedOutReason};
@@ -91,4 +92,13 @@ fn the_status_line_and_the_reasons_behind_it_are_in_chinese() {
     for (got, want) in cases {
         assert_eq!(got, want);
     }
+    let held = InstanceError::AlreadyRunning {
+        holder: Some(Holder { kind: ProcessKind::TrayApp, pid: 42 }),
+        data_dir: "/home/u/.local/share/talkbell".into(),
+    };
+    assert_eq!(
+        held.to_string(),
+        "此配置已有 Talkbell 托盘程序在运行（PID 42，数据在 /home/u/.local/share/talkbell），每个配置只能运行一个 \
+         Talkbell。请从它的托盘菜单中退出（退出），然后再启动本程序。"
+    );
 }

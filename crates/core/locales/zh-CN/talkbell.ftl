@@ -97,6 +97,18 @@ url-wrong-scheme = 协议必须是 ws:// 或 wss://，而不是 { $scheme }://
 url-no-scheme = URL 必须以 ws:// 或 wss:// 开头
 url-no-host = URL 中没有主机
 
+## 每个配置只运行一个 Talkbell，以及密钥环（instance.rs、secrets.rs）
+
+instance-daemon-running = 此配置已有 talkbell-daemon 在运行（PID { $pid }，数据在 { $profile }），每个配置只能运行一个 Talkbell。请用 `systemctl --user stop talkbell-daemon`（或 `kill { $pid }`）停止它，然后再启动本程序。
+instance-tray-app-running = 此配置已有 Talkbell 托盘程序在运行（PID { $pid }，数据在 { $profile }），每个配置只能运行一个 Talkbell。请从它的托盘菜单中退出（退出），然后再启动本程序。
+instance-other-running = 此配置已有另一个 Talkbell 进程在运行（数据在 { $profile }），每个配置只能运行一个 Talkbell。
+secrets-no-keyring = 没有可用的密钥环（{ $detail }）。Talkbell 只把令牌保存在系统密钥环中：请在桌面会话中启动一个（GNOME Keyring、KWallet 或启用了 Secret Service 的 KeePassXC），然后重新登录
+secrets-locked = 密钥环已锁定且未被解锁。请解锁它（例如在“密码和密钥”中，或重新登录系统）后重试
+secrets-not-found = 没有为 { $server } 保存令牌：请登录此服务器
+secrets-no-answer = 密钥环在 { $seconds } 秒内没有应答。如果它在询问密码，请回应后重试
+secrets-no-persistent-store = 此平台没有持久的密钥环：令牌会在重启后丢失。Talkbell 只把令牌保存在 Secret Service（Linux）、钥匙串（macOS）或凭据管理器（Windows）中
+secrets-access = 密钥环拒绝了请求：{ $error }
+
 ## 连接日志
 
 log-offline = 离线（{ $reason }）；{ NUMBER($seconds, minimumFractionDigits: 1) } 秒后再次尝试
