@@ -87,6 +87,11 @@ fn the_status_line_and_the_reasons_behind_it_are_in_chinese() {
         (OfflineReason::Closed { code: Some(1001) }.to_string(), "服务器关闭了连接（代码 1001）"),
         (SignedOutReason::Refused(Refusal::Http { status: 401 }).to_string(), "服务器拒绝了令牌（HTTP 401）"),
         (EngineError::Unreachable(OfflineReason::CertExpired).to_string(), "无法连接到服务器：服务器的证书已过期"),
+        (
+            NotifyError::NoAnswer { after: Duration::from_secs(5) }.to_string(),
+            "通知服务在 5 秒内没有应答，可能已卡住：请重启通知守护进程",
+        ),
+        (talkbell_core::session::StoreError::Busy.to_string(), "历史记录正被另一个进程占用；请重试"),
         (validate_server_url("http://x/").unwrap_err().to_string(), "协议必须是 ws:// 或 wss://，而不是 http://"),
     ];
     for (got, want) in cases {

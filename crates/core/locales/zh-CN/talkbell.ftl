@@ -109,6 +109,24 @@ secrets-no-answer = 密钥环在 { $seconds } 秒内没有应答。如果它在�
 secrets-no-persistent-store = 此平台没有持久的密钥环：令牌会在重启后丢失。Talkbell 只把令牌保存在 Secret Service（Linux）、钥匙串（macOS）或凭据管理器（Windows）中
 secrets-access = 密钥环拒绝了请求：{ $error }
 
+## 历史记录和通知服务（history.rs、session/mod.rs、notify/mod.rs）
+
+history-open = 无法打开位于 { $path } 的历史记录：{ $error }
+history-dir = 无法创建 { $path }：{ $error }
+history-thread = 无法启动历史记录的写入线程：{ $error }
+history-writer-gone = 历史记录的写入线程已停止
+history-disk-full = 磁盘已满：历史记录无法增长（请释放一些空间；已保存的内容不会丢失）
+history-busy = 历史记录正被另一个进程占用；请重试
+history-corrupt = 历史记录文件已损坏：{ $detail }
+history-other = 历史记录：{ $error }
+history-stopped = 历史记录已停止：请重启 Talkbell
+history-failed = 历史记录出错：{ $detail }
+notify-no-service = 没有运行中的通知服务（{ $detail }）：通知需要桌面会话中的通知守护进程（主流桌面都有；在单纯的窗口管理器下请启动 dunst 或 mako）
+notify-bus = 无法连接 D-Bus 会话总线（{ $detail }）：通知需要桌面会话的总线（DBUS_SESSION_BUS_ADDRESS）；请登录桌面会话，或用 dbus-run-session 启动一个
+notify-refused = 通知服务拒绝了这条通知（{ $name }：{ $message }）；如果反复出现，请查看通知守护进程自己的日志
+notify-no-answer = 通知服务在 { $seconds } 秒内没有应答，可能已卡住：请重启通知守护进程
+notify-failed = 无法显示通知：{ $error }
+
 ## 连接日志
 
 log-offline = 离线（{ $reason }）；{ NUMBER($seconds, minimumFractionDigits: 1) } 秒后再次尝试
