@@ -21,6 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
 use serde::Serialize;
 
+use crate::i18n::{t, text, Msg};
 use crate::protocol::{Person, Seq, TalkMessage, UserId};
 use crate::session::outbox::{Outgoing, Queued, Reply};
 use crate::session::{Cursor, Inbound, StoreError, StoreFuture, Stored, TalkStore};
@@ -29,21 +30,21 @@ mod outbox;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
-    #[error("cannot open the history at {path}: {source}")]
+    #[error("{}", text(Msg::HistoryOpen, &[("path", path.display().to_string().as_str().into()), ("error", source.to_string().as_str().into())]))]
     Open { path: PathBuf, source: rusqlite::Error },
-    #[error("cannot create {path}: {source}")]
+    #[error("{}", text(Msg::HistoryDir, &[("path", path.display().to_string().as_str().into()), ("error", source.to_string().as_str().into())]))]
     Dir { path: PathBuf, source: std::io::Error },
-    #[error("cannot start the history's writer thread: {0}")]
+    #[error("{}", text(Msg::HistoryThread, &[("error", _0.to_string().as_str().into())]))]
     Thread(std::io::Error),
-    #[error("the history's writer has stopped")]
+    #[error("{}", t(Msg::HistoryWriterGone))]
     WriterGone,
-    #[error("the disk is full: the history cannot grow (free some space; nothing stored so far is lost)")]
+    #[error("{}", t(Msg::HistoryDiskFull))]
     DiskFull,
-    #[error("the history is busy in another process; try again")]
+    #[error("{}", t(Msg::HistoryBusy))]
     Busy,
-    #[error("the history file is damaged: {0}")]
+    #[error("{}", text(Msg::HistoryCorrupt, &[("detail", _0.into())]))]
     Corrupt(String),
-    #[error("history: {0}")]
+    #[error("{}", text(Msg::HistoryOther, &[("error", _0.to_string().as_str().into())]))]
     Other(rusqlite::Error),
 }
 

@@ -25,6 +25,7 @@ use fs4::{FileExt, TryLockError};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Paths;
+use crate::i18n::{text, Msg};
 
 /// The lock file's name in the data dir.
 pub const LOCK_FILE: &str = "talkbell.lock";
@@ -84,22 +85,18 @@ pub enum InstanceError {
 
 /// The message of [`InstanceError::AlreadyRunning`].
 fn already_running(holder: Option<&Holder>, data_dir: &Path) -> String {
-    let profile = data_dir.display();
-    match holder {
-        Some(Holder { kind: ProcessKind::Daemon, pid }) => format!(
-            "talkbell-daemon is already running for this profile (pid {pid}, data in {profile}), and only one \
-             Talkbell may run per profile. Stop it with `systemctl --user stop talkbell-daemon` (or `kill {pid}`), \
-             then start this again."
-        ),
-        Some(Holder { kind: ProcessKind::TrayApp, pid }) => format!(
-            "the Talkbell tray app is already running for this profile (pid {pid}, data in {profile}), and only \
-             one Talkbell may run per profile. Quit it from its tray menu (Quit), then start this again."
-        ),
-        None => format!(
-            "another Talkbell process is already running for this profile (data in {profile}), and only one \
-             Talkbell may run per profile."
-        ),
+    let profile = data_dir.display().to_string();
+    let (msg, pid) = match holder {
+        Some(Holder { kind: ProcessKind::Daemon, pid }) => (Msg::InstanceDaemonRunning, Some(pid.to_string())),
+        Some(Holder { kind: ProcessKind::TrayApp, pid }) => (Msg::InstanceTrayAppRunning, Some(pid.to_string())),
+        None => (Msg::InstanceOtherRunning, None),
+    };
+    let mut args = vec![("profile", profile.as_str().into())];
+    if let Some(pid) = &pid {
+        // Text, not a number: a pid is no count.
+        args.push(("pid", pid.as_str().into()));
     }
+    text(msg, &args)
 }
 
 /// Who holds a profile, as [`occupant`] finds it.

@@ -42,6 +42,7 @@
 
 use std::time::Duration;
 
+use crate::i18n::{t, text, Msg};
 use crate::protocol::Token;
 
 /// The Secret Service `service` attribute of every item Talkbell stores.
@@ -57,37 +58,22 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 pub enum SecretsError {
     /// No keyring service can be reached: no D-Bus session bus, or nothing on it that
     /// provides the Secret Service.
-    #[error(
-        "no keyring is available ({detail}). Talkbell keeps your token only in the system \
-         keyring: start one (GNOME Keyring, KWallet or KeePassXC with Secret Service \
-         enabled) in your desktop session, then sign in again"
-    )]
+    #[error("{}", text(Msg::SecretsNoKeyring, &[("detail", detail.into())]))]
     NoKeyring { detail: String },
     /// The keyring is locked and unlocking it was refused or dismissed.
-    #[error(
-        "the keyring is locked and was not unlocked. Unlock it (for example in \
-         \"Passwords and Keys\", or by logging in again) and retry"
-    )]
+    #[error("{}", t(Msg::SecretsLocked))]
     Locked,
     /// Nothing is stored for this server: the user must sign in.
-    #[error("no token is stored for {server}: sign in to this server")]
+    #[error("{}", text(Msg::SecretsNotFound, &[("server", server.into())]))]
     NotFound { server: String },
     /// The keyring did not answer in time; most likely an unlock prompt is waiting.
-    #[error(
-        "the keyring did not answer within {} s. If it is asking for its password, \
-         answer the prompt and retry",
-        after.as_secs()
-    )]
+    #[error("{}", text(Msg::SecretsNoAnswer, &[("seconds", after.as_secs().into())]))]
     NoAnswer { after: Duration },
     /// This build has no persistent keyring (keyring would keep the token in memory only).
-    #[error(
-        "no persistent keyring on this platform: the token would be lost at restart. \
-         Talkbell stores tokens only in the Secret Service (Linux), the Keychain (macOS) \
-         or the Credential Manager (Windows)"
-    )]
+    #[error("{}", t(Msg::SecretsNoPersistentStore))]
     NoPersistentStore,
     /// Anything else the keyring reported.
-    #[error("the keyring refused the request: {0}")]
+    #[error("{}", text(Msg::SecretsAccess, &[("error", _0.into())]))]
     Access(String),
 }
 

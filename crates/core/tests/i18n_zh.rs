@@ -9,6 +9,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use talkbell_core::config::validate_server_url;
 use talkbell_core::engine::EngineError;
 use talkbell_core::i18n::{self, Lang};
+use talkbell_core::instance::{Holder, InstanceError, ProcessKind};
 use talkbell_core::notify::{Notification, NotificationKind, Notifier, NotifyError, NotifyGate, NotifySettings};
 use talkbell_core::protocol::{Person, TalkMessage, UserId};
 use talkbell_core::session::{OfflineReason, Refusal, SignedOutReason};
@@ -86,9 +87,23 @@ fn the_status_line_and_the_reasons_behind_it_are_in_chinese() {
         (OfflineReason::Closed { code: Some(1001) }.to_string(), "服务器关闭了连接（代码 1001）"),
         (SignedOutReason::Refused(Refusal::Http { status: 401 }).to_string(), "服务器拒绝了令牌（HTTP 401）"),
         (EngineError::Unreachable(OfflineReason::CertExpired).to_string(), "无法连接到服务器：服务器的证书已过期"),
+        (
+            NotifyError::NoAnswer { after: Duration::from_secs(5) }.to_string(),
+            "通知服务在 5 秒内没有应答，可能已卡住：请重启通知守护进程",
+        ),
+        (talkbell_core::session::StoreError::Busy.to_string(), "历史记录正被另一个进程占用；请重试"),
         (validate_server_url("http://x/").unwrap_err().to_string(), "协议必须是 ws:// 或 wss://，而不是 http://"),
     ];
     for (got, want) in cases {
         assert_eq!(got, want);
     }
+    let held = InstanceError::AlreadyRunning {
+        holder: Some(Holder { kind: ProcessKind::TrayApp, pid: 42 }),
+        data_dir: "/home/u/.local/share/talkbell".into(),
+    };
+    assert_eq!(
+        held.to_string(),
+        "此配置已有 Talkbell 托盘程序在运行（PID 42，数据在 /home/u/.local/share/talkbell），每个配置只能运行一个 \
+         Talkbell。请从它的托盘菜单中退出（退出），然后再启动本程序。"
+    );
 }

@@ -110,6 +110,36 @@ url-wrong-scheme = the scheme must be ws:// or wss://, not { $scheme }://
 url-no-scheme = the URL must start with ws:// or wss://
 url-no-host = the URL has no host
 
+## One Talkbell per profile, and the keyring (instance.rs, secrets.rs)
+
+instance-daemon-running = talkbell-daemon is already running for this profile (pid { $pid }, data in { $profile }), and only one Talkbell may run per profile. Stop it with `systemctl --user stop talkbell-daemon` (or `kill { $pid }`), then start this again.
+instance-tray-app-running = the Talkbell tray app is already running for this profile (pid { $pid }, data in { $profile }), and only one Talkbell may run per profile. Quit it from its tray menu (Quit), then start this again.
+instance-other-running = another Talkbell process is already running for this profile (data in { $profile }), and only one Talkbell may run per profile.
+secrets-no-keyring = no keyring is available ({ $detail }). Talkbell keeps your token only in the system keyring: start one (GNOME Keyring, KWallet or KeePassXC with Secret Service enabled) in your desktop session, then sign in again
+secrets-locked = the keyring is locked and was not unlocked. Unlock it (for example in "Passwords and Keys", or by logging in again) and retry
+secrets-not-found = no token is stored for { $server }: sign in to this server
+secrets-no-answer = the keyring did not answer within { $seconds } s. If it is asking for its password, answer the prompt and retry
+secrets-no-persistent-store = no persistent keyring on this platform: the token would be lost at restart. Talkbell stores tokens only in the Secret Service (Linux), the Keychain (macOS) or the Credential Manager (Windows)
+secrets-access = the keyring refused the request: { $error }
+
+## The history and the notification service (history.rs, session/mod.rs, notify/mod.rs)
+
+history-open = cannot open the history at { $path }: { $error }
+history-dir = cannot create { $path }: { $error }
+history-thread = cannot start the history's writer thread: { $error }
+history-writer-gone = the history's writer has stopped
+history-disk-full = the disk is full: the history cannot grow (free some space; nothing stored so far is lost)
+history-busy = the history is busy in another process; try again
+history-corrupt = the history file is damaged: { $detail }
+history-other = history: { $error }
+history-stopped = the history has stopped: restart Talkbell
+history-failed = the history failed: { $detail }
+notify-no-service = no notification service is running ({ $detail }): notifications need a notification daemon in the desktop session (every major desktop has one; on a bare window manager start dunst or mako)
+notify-bus = cannot reach the D-Bus session bus ({ $detail }): notifications need the desktop session's bus (DBUS_SESSION_BUS_ADDRESS); log in to a desktop session, or start one with dbus-run-session
+notify-refused = the notification service refused the notification ({ $name }: { $message }); if this repeats, check the notification daemon's own log
+notify-no-answer = the notification service did not answer within { $seconds } s; it may be stuck: restart the notification daemon
+notify-failed = the notification could not be shown: { $error }
+
 ## The connection log
 
 log-offline = offline ({ $reason }); next attempt in { NUMBER($seconds, minimumFractionDigits: 1) } s

@@ -101,6 +101,36 @@ url-wrong-scheme = 协议必须是 ws:// 或 wss://，而不是 { $scheme }://
 url-no-scheme = URL 必须以 ws:// 或 wss:// 开头
 url-no-host = URL 中没有主机
 
+## 每个配置只运行一个 Talkbell，以及密钥环（instance.rs、secrets.rs）
+
+instance-daemon-running = 此配置已有 talkbell-daemon 在运行（PID { $pid }，数据在 { $profile }），每个配置只能运行一个 Talkbell。请用 `systemctl --user stop talkbell-daemon`（或 `kill { $pid }`）停止它，然后再启动本程序。
+instance-tray-app-running = 此配置已有 Talkbell 托盘程序在运行（PID { $pid }，数据在 { $profile }），每个配置只能运行一个 Talkbell。请从它的托盘菜单中退出（退出），然后再启动本程序。
+instance-other-running = 此配置已有另一个 Talkbell 进程在运行（数据在 { $profile }），每个配置只能运行一个 Talkbell。
+secrets-no-keyring = 没有可用的密钥环（{ $detail }）。Talkbell 只把令牌保存在系统密钥环中：请在桌面会话中启动一个（GNOME Keyring、KWallet 或启用了 Secret Service 的 KeePassXC），然后重新登录
+secrets-locked = 密钥环已锁定且未被解锁。请解锁它（例如在“密码和密钥”中，或重新登录系统）后重试
+secrets-not-found = 没有为 { $server } 保存令牌：请登录此服务器
+secrets-no-answer = 密钥环在 { $seconds } 秒内没有应答。如果它在询问密码，请回应后重试
+secrets-no-persistent-store = 此平台没有持久的密钥环：令牌会在重启后丢失。Talkbell 只把令牌保存在 Secret Service（Linux）、钥匙串（macOS）或凭据管理器（Windows）中
+secrets-access = 密钥环拒绝了请求：{ $error }
+
+## 历史记录和通知服务（history.rs、session/mod.rs、notify/mod.rs）
+
+history-open = 无法打开位于 { $path } 的历史记录：{ $error }
+history-dir = 无法创建 { $path }：{ $error }
+history-thread = 无法启动历史记录的写入线程：{ $error }
+history-writer-gone = 历史记录的写入线程已停止
+history-disk-full = 磁盘已满：历史记录无法增长（请释放一些空间；已保存的内容不会丢失）
+history-busy = 历史记录正被另一个进程占用；请重试
+history-corrupt = 历史记录文件已损坏：{ $detail }
+history-other = 历史记录：{ $error }
+history-stopped = 历史记录已停止：请重启 Talkbell
+history-failed = 历史记录出错：{ $detail }
+notify-no-service = 没有运行中的通知服务（{ $detail }）：通知需要桌面会话中的通知守护进程（主流桌面都有；在单纯的窗口管理器下请启动 dunst 或 mako）
+notify-bus = 无法连接 D-Bus 会话总线（{ $detail }）：通知需要桌面会话的总线（DBUS_SESSION_BUS_ADDRESS）；请登录桌面会话，或用 dbus-run-session 启动一个
+notify-refused = 通知服务拒绝了这条通知（{ $name }：{ $message }）；如果反复出现，请查看通知守护进程自己的日志
+notify-no-answer = 通知服务在 { $seconds } 秒内没有应答，可能已卡住：请重启通知守护进程
+notify-failed = 无法显示通知：{ $error }
+
 ## 连接日志
 
 log-offline = 离线（{ $reason }）；{ NUMBER($seconds, minimumFractionDigits: 1) } 秒后再次尝试

@@ -15,6 +15,7 @@ pub mod trace;
 
 use std::time::Duration;
 
+use crate::i18n::{text, Msg};
 use crate::protocol::Person;
 
 pub use desktop::DesktopNotifier;
@@ -78,35 +79,20 @@ pub enum NotificationKind {
 pub enum NotifyError {
     /// The session bus is there, but nothing on it provides the notification service
     /// (`org.freedesktop.DBus.Error.ServiceUnknown`, `NameHasNoOwner`, a failed activation).
-    #[error(
-        "no notification service is running ({detail}): notifications need a notification \
-         daemon in the desktop session (every major desktop has one; on a bare window manager \
-         start dunst or mako)"
-    )]
+    #[error("{}", text(Msg::NotifyNoService, &[("detail", detail.into())]))]
     NoService { detail: String },
     /// The D-Bus session bus cannot be reached (no address, no socket, a failed handshake)
     /// or it closed the connection.
-    #[error(
-        "cannot reach the D-Bus session bus ({detail}): notifications need the desktop \
-         session's bus (DBUS_SESSION_BUS_ADDRESS); log in to a desktop session, or start one \
-         with dbus-run-session"
-    )]
+    #[error("{}", text(Msg::NotifyBus, &[("detail", detail.into())]))]
     Bus { detail: String },
     /// The notification service (or the bus on its behalf) answered the call with a D-Bus
     /// error: it is running, and refused or failed this one popup.
-    #[error(
-        "the notification service refused the notification ({name}: {message}); if this \
-         repeats, check the notification daemon's own log"
-    )]
+    #[error("{}", text(Msg::NotifyRefused, &[("name", name.into()), ("message", message.into())]))]
     Refused { name: String, message: String },
     /// The service did not answer in time (an earlier call may still be stuck).
-    #[error(
-        "the notification service did not answer within {} s; it may be stuck: restart the \
-         notification daemon",
-        after.as_secs()
-    )]
+    #[error("{}", text(Msg::NotifyNoAnswer, &[("seconds", after.as_secs().into())]))]
     NoAnswer { after: Duration },
     /// Anything else the notification library reported.
-    #[error("the notification could not be shown: {0}")]
+    #[error("{}", text(Msg::NotifyFailed, &[("error", _0.into())]))]
     Failed(String),
 }

@@ -26,6 +26,7 @@ pub use backoff::Backoff;
 pub use reason::{OfflineReason, ProxyError, Refusal, SignedOutReason, Untrusted};
 pub use transport::{ProxySettings, Transport};
 
+use crate::i18n::{t, text, Msg};
 use crate::protocol::{Person, ProtocolError, Seq, TalkMessage, Token, UserId};
 use outbox::{Outgoing, Queued, Reply, ReplyError};
 
@@ -117,19 +118,19 @@ pub enum Stored {
 #[non_exhaustive]
 pub enum StoreError {
     /// No space left: nothing more can be stored until some is freed.
-    #[error("the disk is full: the history cannot grow (free some space; nothing stored so far is lost)")]
+    #[error("{}", t(Msg::HistoryDiskFull))]
     DiskFull,
     /// Another process holds the store's lock: retried with the next link.
-    #[error("the history is busy in another process; try again")]
+    #[error("{}", t(Msg::HistoryBusy))]
     Busy,
     /// The store's file is damaged.
-    #[error("the history file is damaged: {detail}")]
+    #[error("{}", text(Msg::HistoryCorrupt, &[("detail", detail.into())]))]
     Corrupt { detail: String },
     /// The store stopped working (its writer is gone): restart Talkbell.
-    #[error("the history has stopped: restart Talkbell")]
+    #[error("{}", t(Msg::HistoryStopped))]
     Stopped,
     /// Any other failure, as the store reported it.
-    #[error("the history failed: {detail}")]
+    #[error("{}", text(Msg::HistoryFailed, &[("detail", detail.into())]))]
     Other { detail: String },
 }
 
