@@ -995,6 +995,19 @@ fn a_talk_is_answered_from_the_window_and_the_popup_and_its_sender_muted_and_unm
         })
         .await;
         dunst_close_all();
+
+        // The keyboard: "/" goes to the search, Esc closes the window to the tray.
+        let active_id = "return document.activeElement.id";
+        client.execute("document.activeElement.blur()", vec![]).await.unwrap();
+        client.find(Locator::Css("body")).await.unwrap().send_keys("/").await.unwrap();
+        until("the search focused by /", || async {
+            (client.execute(active_id, vec![]).await.ok()?.as_str() == Some("search")).then_some(())
+        })
+        .await;
+        let pid = app_pids(&app)[0];
+        // The window goes before WebDriver answers the key press.
+        let _ = client.find(Locator::Id("search")).await.unwrap().send_keys("\u{E00C}").await;
+        eventually("Esc closed the window", || screen_reader_history(pid).is_none().then_some(()));
         wang2.shutdown().await;
         let _ = client.close().await;
     });

@@ -4,6 +4,7 @@
 
 const { invoke } = window.__TAURI__.core;
 const { listen } = window.__TAURI__.event;
+const appWindow = window.__TAURI__.window.getCurrentWindow();
 
 const $ = (id) => document.getElementById(id);
 const PAGE = 50;
@@ -48,6 +49,12 @@ function showStatus(s) {
   // Why offline or signed out, in the server's, the network's or the keyring's words.
   $("status-detail").textContent = s.words.detail ?? "";
   $("resume").hidden = !s.paused;
+  // The unread count in the window's title, as chat apps do.
+  const title = s.unread > 0 ? `(${s.unread}) ${i18n("ui-title")}` : i18n("ui-title");
+  if (document.title !== title) {
+    document.title = title;
+    appWindow.setTitle(title).catch(logError);
+  }
   for (const b of document.querySelectorAll("button.reply")) b.hidden = !s.replies;
   $("pause-hour").hidden = $("pause-forever").hidden = s.paused;
   clearTimeout(countdown);
@@ -381,6 +388,43 @@ $("settings").addEventListener("submit", async (ev) => {
     $("settings-result").textContent = i18n("ui-saved");
   } catch (e) {
     $("settings-result").textContent = errorText(e);
+  }
+});
+
+// ---- keyboard ------------------------------------------------------------------------
+
+// Esc closes the window (to the tray), "/" or Ctrl+F searches, the arrows move from talk
+// to talk, Enter opens the reply box of the talk in focus.
+function talks() {
+  return [...document.querySelectorAll("#history li.talk")];
+}
+
+function moveFocus(step) {
+  const all = talks();
+  if (!all.length) return;
+  const at = all.indexOf(document.activeElement?.closest("li.talk"));
+  const next = all[Math.min(all.length - 1, Math.max(0, at < 0 ? 0 : at + step))];
+  next.tabIndex = -1;
+  next.focus();
+  next.scrollIntoView({ block: "nearest" });
+}
+
+document.addEventListener("keydown", (ev) => {
+  const typing = ev.target.closest?.("input, textarea, select, button");
+  if (ev.key === "Escape" && !ev.defaultPrevented) {
+    if (typing && ev.target.id === "search" && ev.target.value) return;
+    appWindow.close().catch(logError);
+  } else if ((ev.key === "/" && !typing) || (ev.key === "f" && ev.ctrlKey)) {
+    ev.preventDefault();
+    showPanel("history");
+    $("search").focus();
+  } else if (!typing && (ev.key === "ArrowDown" || ev.key === "ArrowUp")) {
+    ev.preventDefault();
+    moveFocus(ev.key === "ArrowDown" ? 1 : -1);
+  } else if (!typing && ev.key === "Enter") {
+    const talk = document.activeElement?.closest("li.talk");
+    const reply = talk?.querySelector("button.reply");
+    if (reply && !reply.hidden) { ev.preventDefault(); reply.click(); }
   }
 });
 
