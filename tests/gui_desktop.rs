@@ -996,6 +996,17 @@ fn a_talk_is_answered_from_the_window_and_the_popup_and_its_sender_muted_and_unm
         .await;
         dunst_close_all();
 
+        // The tray's Recent lists the last talks, each with its Mute.
+        let pid = app_pids(&app)[0];
+        let menu = open_tray_menu(pid);
+        let recent = format!("wang2: and dinner? {id}");
+        assert!(menu.iter().any(|(n, _)| *n == recent), "{recent:?} not in Recent: {menu:?}");
+        assert!(screen_reader::<bool>(pid, &["click", "Mute wang2 for 1 hour"]), "no Mute in Recent");
+        eventually("muted from the tray", || {
+            let saved = talkbell_core::config::Config::load_or_create(&app.config_file()).ok()?;
+            (saved.notifications.mutes.len() == 1).then_some(())
+        });
+
         // The keyboard: "/" goes to the search, Esc closes the window to the tray.
         let active_id = "return document.activeElement.id";
         client.execute("document.activeElement.blur()", vec![]).await.unwrap();
@@ -1004,7 +1015,6 @@ fn a_talk_is_answered_from_the_window_and_the_popup_and_its_sender_muted_and_unm
             (client.execute(active_id, vec![]).await.ok()?.as_str() == Some("search")).then_some(())
         })
         .await;
-        let pid = app_pids(&app)[0];
         // The window goes before WebDriver answers the key press.
         let _ = client.find(Locator::Id("search")).await.unwrap().send_keys("\u{E00C}").await;
         eventually("Esc closed the window", || screen_reader_history(pid).is_none().then_some(()));

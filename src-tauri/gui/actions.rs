@@ -61,7 +61,25 @@ pub fn on_tray_menu(app: &AppHandle, event: MenuEvent) {
         "resume" => pause(PauseChange::Resume),
         "sign-out" => sign_out(app),
         "quit" => app.exit(0),
-        _ => {}
+        id => on_recent(app, id),
+    }
+}
+
+/// Recent's items: `recent-open-<row>` opens the window at that talk, `recent-mute-<row>`
+/// mutes its sender for an hour.
+fn on_recent(app: &AppHandle, id: &str) {
+    let row = |prefix: &str| id.strip_prefix(prefix).and_then(|r| r.parse::<i64>().ok());
+    if let Some(row) = row("recent-open-") {
+        window::open(app, Some(row));
+    } else if let Some(row) = row("recent-mute-") {
+        let app = app.clone();
+        tauri::async_runtime::spawn_blocking(move || {
+            let shell = app.state::<Shell>();
+            let Some(talk) = shell.recent_talk(row) else { return };
+            if let Err(e) = shell.engine.mute(talk.from, Some(PopupAction::MUTE_FOR)) {
+                tracing::warn!(error = %e, "cannot mute from the tray");
+            }
+        });
     }
 }
 

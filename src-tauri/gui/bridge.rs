@@ -16,6 +16,8 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::actions::recount;
 use super::state::Shell;
+use super::state::{RecentTalk, RECENT_KEPT};
+use super::tray;
 
 /// A line of the window's connection log.
 #[derive(Clone, Serialize)]
@@ -100,8 +102,23 @@ pub fn spawn(app: AppHandle) {
         (engine.session().subscribe(), engine.decisions(), engine.session().state())
     };
     app.state::<EventLog>().push(&app, log_line(&now));
+    fill_recent(&app);
     tauri::async_runtime::spawn(follow_session(app.clone(), events));
     tauri::async_runtime::spawn(follow_decisions(app, decisions));
+}
+
+/// Recent starts with the last talks for the user in the history.
+fn fill_recent(app: &AppHandle) {
+    let shell = app.state::<Shell>();
+    let Some(me) = shell.engine.session().user_id() else { return };
+    let query = talkbell_core::history::HistoryQuery { limit: 100, ..Default::default() };
+    let Ok(entries) = shell.engine.history().list(&query) else { return };
+    let mine = entries.into_iter().filter(|e| e.outgoing.is_none() && e.to.id == me).take(RECENT_KEPT);
+    let talks: Vec<RecentTalk> = mine.map(|e| RecentTalk { row: e.id, from: e.from, talk: e.talk }).collect();
+    for talk in talks.iter().rev() {
+        shell.add_recent(talk.clone());
+    }
+    tray::show_recent(app, &talks);
 }
 
 /// A new state is shown (and the unread counted again: the user may have changed), and
@@ -143,6 +160,11 @@ async fn follow_decisions(app: AppHandle, mut decisions: tokio::sync::broadcast:
             Err(RecvError::Closed) => return,
         };
         let for_me = decision.for_me;
+        if for_me {
+            let talk =
+                RecentTalk { row: decision.row, from: decision.talk.from.clone(), talk: decision.talk.talk.clone() };
+            tray::show_recent(&app, &app.state::<Shell>().add_recent(talk));
+        }
         let _ = app.emit("talkbell://talk", &LiveTalk::of(decision));
         if for_me {
             recount(&app);

@@ -1,8 +1,20 @@
 //! What every part of the shell reaches through Tauri's state.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use talkbell_core::engine::Engine;
+
+/// How many talks Recent lists.
+pub const RECENT_KEPT: usize = 5;
+
+/// One talk in Recent: its row, its sender and its text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecentTalk {
+    pub row: i64,
+    pub from: talkbell_core::protocol::Person,
+    pub talk: String,
+}
 
 pub struct Shell {
     pub engine: Engine,
@@ -10,11 +22,13 @@ pub struct Shell {
     /// again when a talk for the user comes, the window marks some read, or the state
     /// changes): the status reads this, never the history.
     unread: AtomicU64,
+    /// The last talks for the user, newest first (the tray's Recent).
+    recent: Mutex<Vec<RecentTalk>>,
 }
 
 impl Shell {
     pub fn new(engine: Engine) -> Shell {
-        Shell { engine, unread: AtomicU64::new(0) }
+        Shell { engine, unread: AtomicU64::new(0), recent: Mutex::new(Vec::new()) }
     }
 
     pub fn unread(&self) -> u64 {
@@ -23,5 +37,23 @@ impl Shell {
 
     pub fn set_unread(&self, n: u64) {
         self.unread.store(n, Ordering::Relaxed);
+    }
+
+    /// The last talks for the user, newest first.
+    pub fn recent(&self) -> Vec<RecentTalk> {
+        self.recent.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// `talk` came: the newest of the last [`RECENT_KEPT`]. Returns them all.
+    pub fn add_recent(&self, talk: RecentTalk) -> Vec<RecentTalk> {
+        let Ok(mut recent) = self.recent.lock() else { return Vec::new() };
+        recent.insert(0, talk);
+        recent.truncate(RECENT_KEPT);
+        recent.clone()
+    }
+
+    /// The talk `row` of the last ones, if it is one.
+    pub fn recent_talk(&self, row: i64) -> Option<RecentTalk> {
+        self.recent().into_iter().find(|r| r.row == row)
     }
 }

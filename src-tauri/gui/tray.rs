@@ -11,6 +11,7 @@ use tauri::menu::{Menu, MenuEvent, MenuItem, PredefinedMenuItem, Submenu};
 use tauri::tray::TrayIconBuilder;
 use tauri::{AppHandle, Manager, Wry};
 
+use super::state::{RecentTalk, Shell};
 use super::status::Status;
 
 const TRAY_ID: &str = "talkbell";
@@ -30,11 +31,54 @@ pub struct TrayItems {
     /// A submenu's label does not change on Linux once shown (`set_text` leaves it as it
     /// was), so a new language gets a new submenu in its place.
     pause: Mutex<Submenu<Wry>>,
+    /// The last talks for the user, each with its Open and Mute; made anew when they
+    /// change, for the same reason.
+    recent: Mutex<Submenu<Wry>>,
 }
 
-/// Where the pause submenu sits in the menu (after the status, a separator, Open and
-/// Reconnect).
-const PAUSE_AT: usize = 4;
+/// Where the Recent submenu sits (after the status, a separator and Open).
+const RECENT_AT: usize = 3;
+
+/// A menu label of at most `max` characters (cut with …), on one line.
+fn short(text: &str, max: usize) -> String {
+    let line: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    match line.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &line[..at]),
+        None => line,
+    }
+}
+
+fn recent_submenu(app: &AppHandle, talks: &[RecentTalk]) -> tauri::Result<Submenu<Wry>> {
+    let menu = Submenu::new(app, t(Msg::TrayRecent), !talks.is_empty())?;
+    for r in talks {
+        let name = if r.from.name.is_empty() { r.from.id.to_string() } else { r.from.name.clone() };
+        let label = format!("{}: {}", short(&name, 20), short(&r.talk, 40));
+        let open = MenuItem::with_id(app, format!("recent-open-{}", r.row), t(Msg::TrayOpen), true, None::<&str>)?;
+        let mute_label = talkbell_core::i18n::text(Msg::PopupActionMute, &[("name", short(&name, 20).as_str().into())]);
+        let mute = MenuItem::with_id(app, format!("recent-mute-{}", r.row), mute_label, true, None::<&str>)?;
+        menu.append(&Submenu::with_items(app, label, true, &[&open, &mute])?)?;
+    }
+    Ok(menu)
+}
+
+/// Lists `talks` (newest first) under Recent.
+pub fn show_recent(app: &AppHandle, talks: &[RecentTalk]) {
+    let Some(items) = app.try_state::<TrayItems>() else { return };
+    let Ok(mut recent) = items.recent.lock() else { return };
+    let fresh = recent_submenu(app, talks).and_then(|fresh| {
+        items.menu.remove(&*recent)?;
+        items.menu.insert(&fresh, RECENT_AT)?;
+        Ok(fresh)
+    });
+    match fresh {
+        Ok(fresh) => *recent = fresh,
+        Err(e) => tracing::warn!(error = %e, "the Recent submenu keeps its old talks"),
+    }
+}
+
+/// Where the pause submenu sits in the menu (after the status, a separator, Open,
+/// Recent and Reconnect).
+const PAUSE_AT: usize = 5;
 
 impl TrayItems {
     /// Each item with its message (the status line has its own words).
@@ -60,6 +104,9 @@ pub fn relabel(app: &AppHandle) {
     }
     if let Err(e) = new_pause_submenu(app, &items) {
         tracing::warn!(error = %e, "the pause submenu keeps its old label");
+    }
+    if let Some(shell) = app.try_state::<Shell>() {
+        show_recent(app, &shell.recent());
     }
 }
 
@@ -98,12 +145,14 @@ pub fn create(app: &AppHandle, on_menu: impl Fn(&AppHandle, MenuEvent) + Send + 
     let resume = MenuItem::with_id(app, "resume", t(Msg::TrayResume), false, None::<&str>)?;
     let sign_out = MenuItem::with_id(app, "sign-out", t(Msg::TraySignOut), true, None::<&str>)?;
     let quit = MenuItem::with_id(app, "quit", t(Msg::TrayQuit), true, None::<&str>)?;
+    let recent = recent_submenu(app, &[])?;
     let menu = Menu::with_items(
         app,
         &[
             &status,
             &PredefinedMenuItem::separator(app)?,
             &open,
+            &recent,
             &reconnect,
             &pause,
             &resume,
@@ -118,8 +167,10 @@ pub fn create(app: &AppHandle, on_menu: impl Fn(&AppHandle, MenuEvent) + Send + 
         .menu(&menu)
         .on_menu_event(on_menu)
         .build(app)?;
-    let pause = Mutex::new(pause);
-    app.manage(TrayItems { status, pause_hour, pause_forever, resume, sign_out, open, reconnect, quit, menu, pause });
+    let (pause, recent) = (Mutex::new(pause), Mutex::new(recent));
+    let items =
+        TrayItems { status, pause_hour, pause_forever, resume, sign_out, open, reconnect, quit, menu, pause, recent };
+    app.manage(items);
     Ok(())
 }
 

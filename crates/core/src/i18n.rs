@@ -289,6 +289,7 @@ messages! {
     TrayOpen => "tray-open",
     TrayReconnect => "tray-reconnect",
     TrayPause => "tray-pause",
+    TrayRecent => "tray-recent",
     TrayPauseHour => "tray-pause-hour",
     TrayPauseForever => "tray-pause-forever",
     TrayResume => "tray-resume",

@@ -165,6 +165,7 @@ bad-day-time = “{ $text }” is not a time of day: write it as HH:MM, 24-hour 
 tray-open = Open Talkbell
 tray-reconnect = Reconnect now
 tray-pause = Pause notifications
+tray-recent = Recent
 tray-pause-hour = For 1 hour
 tray-pause-forever = Until resumed
 tray-resume = Resume notifications

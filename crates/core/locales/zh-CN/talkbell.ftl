@@ -156,6 +156,7 @@ bad-day-time = “{ $text }”不是时间：请按 24 小时制写成 HH:MM（�
 tray-open = 打开 Talkbell
 tray-reconnect = 立即重新连接
 tray-pause = 暂停通知
+tray-recent = 最近消息
 tray-pause-hour = 1 小时
 tray-pause-forever = 直到恢复
 tray-resume = 恢复通知
