@@ -781,6 +781,7 @@ fn on_a_status_notifier_desktop_the_tray_is_an_item_with_the_same_menu() {
 
     let mut relay = Relay::start();
     let (app, _cleanup) = signed_in(&relay);
+    let recent = format!("wang2: for the menu {}", std::process::id());
     relay.send(2, 1, &format!("for the menu {}", std::process::id()));
     let mut tray_app = Helper::start(app.command().arg("--hidden"));
 
@@ -806,6 +807,10 @@ fn on_a_status_notifier_desktop_the_tray_is_an_item_with_the_same_menu() {
         [
             "Talkbell: connected · 1 unread",
             "Open Talkbell",
+            "Recent",
+            recent.as_str(),
+            "Open",
+            "Mute wang2 for 1 hour",
             "Reconnect now",
             "Pause notifications",
             "For 1 hour",

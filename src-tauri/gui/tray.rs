@@ -53,7 +53,8 @@ fn recent_submenu(app: &AppHandle, talks: &[RecentTalk]) -> tauri::Result<Submen
     for r in talks {
         let name = if r.from.name.is_empty() { r.from.id.to_string() } else { r.from.name.clone() };
         let label = format!("{}: {}", short(&name, 20), short(&r.talk, 40));
-        let open = MenuItem::with_id(app, format!("recent-open-{}", r.row), t(Msg::TrayOpen), true, None::<&str>)?;
+        let open =
+            MenuItem::with_id(app, format!("recent-open-{}", r.row), t(Msg::PopupActionOpen), true, None::<&str>)?;
         let mute_label = talkbell_core::i18n::text(Msg::PopupActionMute, &[("name", short(&name, 20).as_str().into())]);
         let mute = MenuItem::with_id(app, format!("recent-mute-{}", r.row), mute_label, true, None::<&str>)?;
         menu.append(&Submenu::with_items(app, label, true, &[&open, &mute])?)?;
