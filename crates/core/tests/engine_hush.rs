@@ -1,24 +1,16 @@
 //! Mutes, quiet hours and sound: the engine saves them in the config, the gate follows
 //! them at once, and they survive a restart.
 
-use std::sync::{Arc, Mutex};
+mod support;
+
+use std::sync::Arc;
 use std::time::Duration;
 
+use support::Recorder;
 use talkbell_core::config::{Config, ConfigError, Paths};
 use talkbell_core::engine::{Engine, EngineError};
 use talkbell_core::notify::quiet::QuietHours;
-use talkbell_core::notify::{Notification, Notifier, NotifyError};
 use talkbell_core::protocol::{Person, TalkMessage, UserId};
-
-#[derive(Default)]
-struct Recorder(Mutex<Vec<Notification>>);
-
-impl Notifier for Recorder {
-    fn show(&self, n: &Notification) -> Result<(), NotifyError> {
-        self.0.lock().unwrap().push(n.clone());
-        Ok(())
-    }
-}
 
 fn person(id: u64, name: &str) -> Person {
     Person { id: id.into(), name: name.into() }

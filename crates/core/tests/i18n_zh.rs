@@ -3,27 +3,20 @@
 //! status line and the reasons behind it, in the words a Chinese speaker reads. Every
 //! test of this binary runs in Chinese, so none of them races another over the language.
 
-use std::sync::{Arc, Mutex};
+mod support;
+
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
+use support::Recorder;
 use talkbell_core::config::validate_server_url;
 use talkbell_core::engine::EngineError;
 use talkbell_core::i18n::{self, Lang};
 use talkbell_core::instance::{Holder, InstanceError, ProcessKind};
-use talkbell_core::notify::{Notification, NotificationKind, Notifier, NotifyError, NotifyGate, NotifySettings};
+use talkbell_core::notify::{NotificationKind, NotifyError, NotifyGate, NotifySettings};
 use talkbell_core::protocol::{Person, TalkMessage, UserId};
 use talkbell_core::session::{OfflineReason, Refusal, SignedOutReason};
 use talkbell_core::status::{describe, Facts, StateKind};
-
-#[derive(Default)]
-struct Recorder(Mutex<Vec<Notification>>);
-
-impl Notifier for Recorder {
-    fn show(&self, n: &Notification) -> Result<(), NotifyError> {
-        self.0.lock().unwrap().push(n.clone());
-        Ok(())
-    }
-}
 
 fn talk(from: &str, text: &str) -> TalkMessage {
     TalkMessage {

@@ -309,3 +309,14 @@ impl Captured {
         }
     }
 }
+
+/// A notifier that keeps what it is asked to show, for tests of what would pop up.
+#[derive(Default)]
+pub struct Recorder(pub Mutex<Vec<talkbell_core::notify::Notification>>);
+
+impl talkbell_core::notify::Notifier for Recorder {
+    fn show(&self, n: &talkbell_core::notify::Notification) -> Result<(), talkbell_core::notify::NotifyError> {
+        self.0.lock().unwrap().push(n.clone());
+        Ok(())
+    }
+}
