@@ -159,7 +159,7 @@ fn history(paths: Paths, json: bool, search: Option<String>, limit: usize) -> Re
         bail!("{}", t(Msg::CliLimitZero));
     }
     let history = History::open(&paths.history_db)?;
-    let entries = history.list(&HistoryQuery { search, limit, before: None, only_unread: false })?;
+    let entries = history.list(&HistoryQuery { search, limit, ..HistoryQuery::default() })?;
     if json {
         println!("{}", format::json_for_terminal(&serde_json::to_string_pretty(&entries)?));
     } else if entries.is_empty() {

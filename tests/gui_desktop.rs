@@ -941,6 +941,7 @@ fn a_talk_is_answered_from_the_window_and_the_popup_and_its_sender_muted_and_unm
         let question = format!("are you coming? {id}");
         relay.send(2, 1, &question);
         wait_top_talk(&client, &question).await;
+        assert_eq!(texts(&client, "#history li.day").await.first().map(String::as_str), Some("Today"));
 
         // Reply under the talk: the count follows the typing, Enter sends.
         client.find(Locator::Css("#history li.talk .reply")).await.unwrap().click().await.unwrap();

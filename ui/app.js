@@ -49,6 +49,8 @@ function showStatus(s) {
   // Why offline or signed out, in the server's, the network's or the keyring's words.
   $("status-detail").textContent = s.words.detail ?? "";
   $("resume").hidden = !s.paused;
+  // What can do nothing signed out is not offered.
+  $("sign-out").disabled = $("reconnect").disabled = s.state === "signed-out";
   // The unread count in the window's title, as chat apps do.
   const title = s.unread > 0 ? `(${s.unread}) ${i18n("ui-title")}` : i18n("ui-title");
   if (document.title !== title) {
@@ -81,12 +83,56 @@ function when(ms) {
   return d.toLocaleString(lang, { dateStyle: "short", timeStyle: "short" });
 }
 
+// Talks are grouped by day, under "Today", "Yesterday" or the date in the user's language.
+function dayOf(ms) {
+  const d = new Date(ms);
+  return `${d.getFullYear()}-${d.getMonth() + 1}-${d.getDate()}`;
+}
+
+function dayHeading(ms) {
+  const li = document.createElement("li");
+  li.className = "day";
+  li.dataset.day = dayOf(ms);
+  const yesterday = new Date();
+  yesterday.setDate(yesterday.getDate() - 1);
+  if (dayOf(ms) === dayOf(Date.now())) li.textContent = i18n("ui-today");
+  else if (dayOf(ms) === dayOf(yesterday.getTime())) li.textContent = i18n("ui-yesterday");
+  else li.textContent = new Date(ms).toLocaleDateString(lang, { dateStyle: "medium" });
+  return li;
+}
+
+// At the end of the list (an older page), under its day's heading.
+function appendTalk(list, li) {
+  const last = [...list.querySelectorAll("li.talk")].pop();
+  if (last?.dataset.day !== li.dataset.day) list.append(dayHeading(Number(li.dataset.at)));
+  list.append(li);
+}
+
+// At the top of the list (a live talk, a new reply), under its day's heading.
+function prependTalk(list, li) {
+  const first = list.firstElementChild;
+  if (first?.classList.contains("day") && first.dataset.day === li.dataset.day) {
+    first.after(li);
+  } else {
+    list.prepend(li);
+    li.before(dayHeading(Number(li.dataset.at)));
+  }
+}
+
+// "For me" (talks to me and my replies) or everything the history holds.
+function forMe() {
+  return $("filter").value === "me";
+}
+
 function item(e) {
   const li = document.createElement("li");
   li.className = "talk";
   li.id = `talk-${e.id}`;
   li.dataset.id = String(e.id);
   if (!e.read) li.classList.add("unread");
+  const at = e.server_ts ?? e.received_at;
+  li.dataset.at = String(at);
+  li.dataset.day = dayOf(at);
   const head = document.createElement("div");
   head.className = "head";
   const from = document.createElement("span");
@@ -96,7 +142,8 @@ function item(e) {
   to.className = "to";
   to.textContent = `→ ${e.to.name || e.to.id}`;
   const time = document.createElement("time");
-  time.textContent = when(e.server_ts ?? e.received_at);
+  time.textContent = new Date(at).toLocaleTimeString(lang, { timeStyle: "short" });
+  time.title = when(at);
   head.append(from, to, time);
   const body = document.createElement("p");
   body.className = "text";
@@ -262,14 +309,14 @@ function loadMore() {
 async function loadPage() {
   const gen = generation;
   try {
-    const page = await invoke("list_history", { search: query || null, before: oldest, limit: PAGE });
+    const page = await invoke("list_history", { search: query || null, before: oldest, limit: PAGE, forMe: forMe() });
     if (gen !== generation) return;
     const list = $("history");
     // A live talk may already be listed: it came while this page was on its way.
-    for (const e of page) if (!$(`talk-${e.id}`)) list.append(item(e));
+    for (const e of page) if (!$(`talk-${e.id}`)) appendTalk(list, item(e));
     if (page.length) oldest = page[page.length - 1].id;
     exhausted = page.length < PAGE;
-    $("history-empty").hidden = list.children.length > 0;
+    $("history-empty").hidden = list.querySelector("li.talk") !== null;
   } catch (e) {
     logError(e);
   }
@@ -290,6 +337,11 @@ new IntersectionObserver((entries) => {
 }).observe($("history-end"));
 
 let searchTimer = null;
+// The filter chosen is kept for the next window.
+$("filter").addEventListener("change", () => {
+  localStorage.setItem("talkbell.filter", $("filter").value);
+  reloadHistory();
+});
 $("search").addEventListener("input", () => {
   clearTimeout(searchTimer);
   searchTimer = setTimeout(() => {
@@ -432,13 +484,15 @@ document.addEventListener("keydown", (ev) => {
 
 async function start() {
   await loadTexts();
+  $("filter").value = localStorage.getItem("talkbell.filter") === "me" ? "me" : "all";
   await listen("talkbell://status", (ev) => showStatus(ev.payload));
   await listen("talkbell://log", (ev) => log(ev.payload.text, ev.payload.at_ms));
   for (const line of await invoke("get_log")) log(line.text, line.at_ms);
   await listen("talkbell://talk", (ev) => {
     if (query) return; // a search result list is not the live list
     if ($(`talk-${ev.payload.id}`)) return; // the first page, loading meanwhile, had it
-    $("history").prepend(item(ev.payload));
+    if (forMe() && !ev.payload.for_me) return; // a talk between others
+    prependTalk($("history"), item(ev.payload));
     $("history-empty").hidden = true;
   });
   await listen("talkbell://focus", (ev) => focusRow(ev.payload.row, ev.payload.reply));

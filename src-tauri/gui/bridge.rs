@@ -68,6 +68,8 @@ pub struct LiveTalk {
     /// stored.
     received_at: u64,
     read: bool,
+    /// Addressed to the signed-in user (the window's "for me" shows it).
+    for_me: bool,
     notified: Outcome,
 }
 
@@ -81,6 +83,7 @@ impl LiveTalk {
             server_ts: d.talk.ts,
             received_at: now_ms(),
             read: false,
+            for_me: d.for_me,
             notified: d.outcome,
         }
     }

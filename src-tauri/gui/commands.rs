@@ -91,7 +91,7 @@ pub fn history_query(
         search: search.filter(|s| !s.trim().is_empty()),
         before,
         limit: usize::try_from(limit).unwrap_or(50),
-        only_unread: false,
+        ..HistoryQuery::default()
     })
 }
 
@@ -101,9 +101,18 @@ pub async fn list_history(
     search: Option<String>,
     before: Option<i64>,
     limit: Option<u64>,
+    for_me: Option<bool>,
 ) -> Result<Vec<HistoryEntry>, CommandError> {
-    let query = history_query(search, before, limit)?;
-    blocking(move || Ok(app.state::<Shell>().engine.history().list(&query)?)).await
+    let mut query = history_query(search, before, limit)?;
+    blocking(move || {
+        let engine = &app.state::<Shell>().engine;
+        // "For me": talks to or from the signed-in user (the session knows who that is).
+        if for_me == Some(true) {
+            query.involving = engine.session().user_id();
+        }
+        Ok(engine.history().list(&query)?)
+    })
+    .await
 }
 
 /// The connection log so far, oldest first; new lines follow as events.

@@ -58,7 +58,9 @@ def history(app):
     shown = []
     for i in range(talks.get_child_count()):
         para = find(talks.get_child_at_index(i), lambda n: n.get_role() == Atspi.Role.PARAGRAPH)
-        shown.append(text_of(para) if para is not None else "")
+        # A day's heading ("Today") has no paragraph: it is not a talk.
+        if para is not None:
+            shown.append(text_of(para))
     return shown
 
 

@@ -85,6 +85,10 @@ pub struct HistoryQuery {
     /// Only entries older than this id (for paging, newest first).
     pub before: Option<i64>,
     pub only_unread: bool,
+    /// Only talks to or from this user (the window's "for me": talks for the user and
+    /// the user's own replies; on the original servers the history also holds talks
+    /// between others).
+    pub involving: Option<UserId>,
 }
 
 const SCHEMA_VERSION: i64 = 4;
@@ -488,6 +492,11 @@ impl History {
         }
         if q.only_unread {
             filters.push("t.read = 0");
+        }
+        if let Some(user) = &q.involving {
+            filters.push("(t.to_id = ? OR t.from_id = ?)");
+            args.push(user.as_str().to_owned().into());
+            args.push(user.as_str().to_owned().into());
         }
         if !filters.is_empty() {
             sql.push_str(" WHERE ");

@@ -463,3 +463,18 @@ async fn replies_wait_in_order_and_keep_where_they_stand_across_a_restart() {
     assert_eq!(listed.iter().filter(|e| e.outgoing.is_none()).count(), 0, "all three are replies");
     assert_eq!(serde_json::to_value(&listed[1].outgoing).unwrap()["state"], "failed");
 }
+
+#[test]
+fn for_me_is_talks_to_or_from_me_and_leaves_out_talks_between_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = History::open(&dir.path().join("h.sqlite3")).unwrap();
+    h.insert(SERVER, &talk(None, "wang2", 1, "to me")).unwrap();
+    h.insert(SERVER, &talk(None, "wang2", 3, "to wang3")).unwrap();
+    let mut mine = talk(None, "wang1", 2, "from me");
+    mine.from.id = me();
+    h.insert(SERVER, &mine).unwrap();
+    let q = HistoryQuery { limit: 10, involving: Some(me()), ..Default::default() };
+    let texts: Vec<String> = h.list(&q).unwrap().into_iter().map(|e| e.talk).collect();
+    assert_eq!(texts, ["from me", "to me"]);
+    assert_eq!(all(&h).len(), 3, "everything has all three");
+}
