@@ -4,10 +4,13 @@
 //!   rejection with close code 4001, `online` answered with `online`, talks routed to every
 //!   live connection of their recipient with a per-recipient `seq` and a `ts`, acks.
 //! - `POST /v1/talk` with `Authorization: Bearer <token>` and `{"to": ID, "talk": TEXT}`.
-//! - A durable queue behind one trait ([`broker::Broker`]; SQLite, [`broker::sqlite`],
-//!   is the one there is), replayed on a hello with `resume`; a full queue refuses new
-//!   talks (HTTP 507, `queue_full`) and never evicts one; its epoch, `last_seq` and
-//!   features are in the welcome.
+//! - A durable queue behind one trait ([`broker::Broker`]): SQLite ([`broker::sqlite`],
+//!   the default, one process) or Redis ([`broker::redis`], several nodes, one server or
+//!   a cluster; [`RelayConfig::broker`]), replayed on a hello with `resume`; a full queue
+//!   refuses new talks (HTTP 507, `queue_full`) and never evicts one; its epoch,
+//!   `last_seq` and features are in the welcome.
+//! - `send` frames (PROTOCOL.md 1.4): one talk per (sender, id), answered `sent` once
+//!   stored.
 //! - Bounds on hostile peers: header and body timeouts, connection caps in all and per
 //!   user, failed logins and frames before the hello limited per peer address, and what
 //!   a peer sends escaped in the logs ([`untrusted`]).
