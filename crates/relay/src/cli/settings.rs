@@ -324,6 +324,23 @@ mod tests {
     }
 
     #[test]
+    fn the_broker_comes_from_the_flag_or_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let users = Some(PathBuf::from("u"));
+        let s = Settings::resolve(ServeArgs { users: users.clone(), ..Default::default() }).unwrap();
+        assert_eq!(s.relay.broker, crate::BrokerUrl::Sqlite);
+        let path = write(dir.path(), "users = \"u\"\nbroker = \"redis://127.0.0.1:6379\"\n");
+        let s = Settings::resolve(ServeArgs { config: Some(path.clone()), ..Default::default() }).unwrap();
+        assert_eq!(s.relay.broker, crate::BrokerUrl::Redis("redis://127.0.0.1:6379".into()));
+        let flag =
+            ServeArgs { config: Some(path), broker: Some("redis+cluster://a:1,b:2".into()), ..Default::default() };
+        let s = Settings::resolve(flag).unwrap();
+        assert_eq!(s.relay.broker, crate::BrokerUrl::RedisCluster(vec!["redis://a:1".into(), "redis://b:2".into()]));
+        let bad = ServeArgs { users, broker: Some("mysql://x".into()), ..Default::default() };
+        assert!(matches!(Settings::resolve(bad), Err(ConfigError::Broker(_))));
+    }
+
+    #[test]
     fn the_packaged_config_file_is_valid() {
         let file: ServeArgs = toml::from_str(include_str!("../../debian/relay.toml")).unwrap();
         assert_eq!(file.users.as_deref(), Some(Path::new("/etc/talkbell-relay/users.toml")));
