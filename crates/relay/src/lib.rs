@@ -13,7 +13,9 @@
 //!   stored.
 //! - Bounds on hostile peers: header and body timeouts, connection caps in all and per
 //!   user, failed logins and frames before the hello limited per peer address, and what
-//!   a peer sends escaped in the logs ([`untrusted`]).
+//!   a peer sends escaped in the logs ([`untrusted`]). Behind a load balancer the peer
+//!   address is the client's, from the PROXY v2 header of a trusted proxy
+//!   ([`RelayConfig::trusted_proxies`]).
 //! - Optionally TLS on the same listener for both ([`RelayConfig::tls`]), the certificate
 //!   swapped by [`Relay::reload_tls`]; the users table swapped by [`Relay::set_users`].
 //! - The `talkbell-relay` command line ([`cli`]): serve, manage the users file, send.
@@ -72,6 +74,7 @@ mod config;
 mod gate;
 mod http;
 mod hub;
+mod proxy;
 pub mod rate;
 mod serve;
 mod tls;
@@ -83,6 +86,7 @@ pub use tls::{TlsError, TlsFiles};
 
 pub use client::{post_talk, Posted, SendError};
 pub use config::{BrokerUrl, BrokerUrlError, RelayConfig};
+pub use proxy::{TrustedProxy, TrustedProxyError};
 pub use rate::RateLimit;
 /// Text from a peer, made fit for a log line: core's one mapping (a hello's uuid and client
 /// name, a user id from a request, a path, a parse error quoting the frame).

@@ -117,10 +117,19 @@ pub struct ServeArgs {
     /// The TLS private key (PEM) of --tls-cert.
     #[arg(long, value_name = "PEM")]
     pub tls_key: Option<PathBuf>,
+    /// A load balancer's address or network (`10.0.0.5`, `10.0.0.0/24`; repeatable):
+    /// its connections must start with a PROXY v2 header (HAProxy's send-proxy-v2), whose
+    /// client address the logs and per-address limits then use. The header must come
+    /// within --header-timeout; from other peers a PROXY header is not honoured. In the
+    /// config file, a list [default: none].
+    #[arg(long, value_name = "ADDR_OR_CIDR")]
+    pub trusted_proxy: Option<Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    #[error("{0}")]
+    TrustedProxy(#[from] crate::TrustedProxyError),
     #[error("cannot read the config file {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
     #[error("the config file {path} is not valid: {source}")]
@@ -195,7 +204,8 @@ fn merge(cli: ServeArgs, file: ServeArgs) -> ServeArgs {
         pre_hello_burst,
         deliver_to_all,
         tls_cert,
-        tls_key
+        tls_key,
+        trusted_proxy
     )
 }
 
@@ -272,6 +282,8 @@ impl Settings {
         cfg.failed_login_rate = rate(a.failed_login_rate, 1.0, a.failed_login_burst, 10)?;
         cfg.pre_hello_rate = rate(a.pre_hello_rate, 5.0, a.pre_hello_burst, 20)?;
         cfg.tls = tls_files(a.tls_cert, a.tls_key)?;
+        cfg.trusted_proxies =
+            a.trusted_proxy.unwrap_or_default().iter().map(|p| p.parse()).collect::<Result<_, _>>()?;
         Ok(Settings { users, relay: cfg })
     }
 }
@@ -396,6 +408,27 @@ mod tests {
         assert_eq!(file.max_queued_per_sender, Some(1000));
         assert_eq!(file.max_connections_per_user, Some(32));
         assert_eq!(file.device_expiry_days, Some(7));
+    }
+
+    #[test]
+    fn trusted_proxies_come_from_repeated_flags_or_a_list_in_the_file() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let args = ["serve", "--users", "u", "--trusted-proxy", "10.0.0.5", "--trusted-proxy", "fd00::/8"];
+        let r = Settings::resolve(Cli::try_parse_from(args).unwrap().serve).unwrap().relay;
+        let shown: Vec<String> = r.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["10.0.0.5/32", "fd00::/8"]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "users = \"u\"\ntrusted_proxy = [\"127.0.0.0/8\"]\n");
+        let r = Settings::resolve(ServeArgs { config: Some(path), ..Default::default() }).unwrap().relay;
+        assert_eq!(r.trusted_proxies, vec!["127.0.0.0/8".parse().unwrap()]);
+        assert!(Settings::resolve(ServeArgs::default()).is_err());
+        let bad = ServeArgs { users: Some("u".into()), trusted_proxy: Some(vec!["lb".into()]), ..Default::default() };
+        assert!(matches!(Settings::resolve(bad), Err(ConfigError::TrustedProxy(_))));
     }
 
     #[test]
