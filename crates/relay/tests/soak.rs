@@ -406,5 +406,26 @@ async fn three_nodes_behind_haproxy_lose_nothing_accepted_while_redis_dies_too()
     assert_eq!(f.redis_kills, 2);
 }
 
+/// The deployment's files as shipped: HAProxy's config is valid to `haproxy -c`, each
+/// Redis config starts a Redis of its durability (a node's config: `cli::settings`' tests).
+#[test]
+fn the_deployed_configs_are_valid() {
+    let deploy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+    let check = std::process::Command::new("haproxy").arg("-c").arg("-f").arg(deploy.join("haproxy.cfg")).output();
+    let check = check.unwrap();
+    assert!(
+        check.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for (file, fsync) in [("redis-always.conf", "always"), ("redis-everysec.conf", "everysec")] {
+        let redis = RedisServer::start_with_config(&dir.path().join(file), &deploy.join(file)).unwrap();
+        assert_eq!(redis.cli(&["CONFIG", "GET", "appendfsync"]).unwrap(), format!("appendfsync\n{fsync}"));
+        assert_eq!(redis.cli(&["CONFIG", "GET", "appendonly"]).unwrap(), "appendonly\nyes");
+    }
+}
+
 /// The soaks load the machine: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

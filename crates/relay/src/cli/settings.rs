@@ -432,6 +432,14 @@ mod tests {
     }
 
     #[test]
+    fn the_deployed_node_config_is_valid() {
+        let file: ServeArgs = toml::from_str(include_str!("../../../../deploy/node-1.toml")).unwrap();
+        let s = Settings::resolve(file).unwrap();
+        assert_eq!(s.relay.broker, crate::BrokerUrl::Redis("redis://127.0.0.1:6379".into()));
+        assert_eq!(s.relay.trusted_proxies, vec!["10.0.0.10".parse().unwrap()]);
+    }
+
+    #[test]
     fn deliver_to_all_is_a_switch_that_can_be_turned_off() {
         use clap::Parser;
         #[derive(Parser)]
