@@ -24,6 +24,7 @@ CORE_PACKAGES=(
   procps util-linux        # ps (process groups) and setsid, used by desktop-session.sh
   jq                       # the demo reads dunst's history with it
   redis-server redis-tools # the relay's Redis broker tests start redis-server; redis-cli
+  haproxy                  # the relay soak runs three nodes behind a real HAProxy
 )
 
 # gui: the Tauri desktop shell (src-tauri) and its tests on a real desktop.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use talkbell_core::protocol::HeartbeatHint;
 
 use crate::broker::{millis, DeviceRule, QueueCaps};
+use crate::proxy::TrustedProxy;
 use crate::rate::RateLimit;
 use crate::tls::TlsFiles;
 use crate::users::Users;
@@ -123,6 +124,10 @@ pub struct RelayConfig {
     pub deliver_to_all: bool,
     /// Serve TLS only (WebSocket and HTTP) with this certificate and key; plain by default.
     pub tls: Option<TlsFiles>,
+    /// Load balancers whose connections start with a PROXY v2 header, whose client
+    /// address then stands for the peer's (logs, per-address limits); none by default.
+    /// The header must come within `header_timeout`.
+    pub trusted_proxies: Vec<TrustedProxy>,
 }
 
 impl RelayConfig {
@@ -153,6 +158,7 @@ impl RelayConfig {
             shutdown_grace: Duration::from_secs(5),
             deliver_to_all: false,
             tls: None,
+            trusted_proxies: Vec::new(),
         }
     }
 

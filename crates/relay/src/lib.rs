@@ -4,13 +4,18 @@
 //!   rejection with close code 4001, `online` answered with `online`, talks routed to every
 //!   live connection of their recipient with a per-recipient `seq` and a `ts`, acks.
 //! - `POST /v1/talk` with `Authorization: Bearer <token>` and `{"to": ID, "talk": TEXT}`.
-//! - A durable queue behind one trait ([`broker::Broker`]; SQLite, [`broker::sqlite`],
-//!   is the one there is), replayed on a hello with `resume`; a full queue refuses new
-//!   talks (HTTP 507, `queue_full`) and never evicts one; its epoch, `last_seq` and
-//!   features are in the welcome.
+//! - A durable queue behind one trait ([`broker::Broker`]): SQLite ([`broker::sqlite`],
+//!   the default, one process) or Redis ([`broker::redis`], several nodes, one server or
+//!   a cluster; [`RelayConfig::broker`]), replayed on a hello with `resume`; a full queue
+//!   refuses new talks (HTTP 507, `queue_full`) and never evicts one; its epoch,
+//!   `last_seq` and features are in the welcome.
+//! - `send` frames (PROTOCOL.md 1.4): one talk per (sender, id), answered `sent` once
+//!   stored.
 //! - Bounds on hostile peers: header and body timeouts, connection caps in all and per
 //!   user, failed logins and frames before the hello limited per peer address, and what
-//!   a peer sends escaped in the logs ([`untrusted`]).
+//!   a peer sends escaped in the logs ([`untrusted`]). Behind a load balancer the peer
+//!   address is the client's, from the PROXY v2 header of a trusted proxy
+//!   ([`RelayConfig::trusted_proxies`]).
 //! - Optionally TLS on the same listener for both ([`RelayConfig::tls`]), the certificate
 //!   swapped by [`Relay::reload_tls`]; the users table swapped by [`Relay::set_users`].
 //! - The `talkbell-relay` command line ([`cli`]): serve, manage the users file, send.
@@ -69,6 +74,7 @@ mod config;
 mod gate;
 mod http;
 mod hub;
+mod proxy;
 pub mod rate;
 mod serve;
 mod tls;
@@ -80,6 +86,7 @@ pub use tls::{TlsError, TlsFiles};
 
 pub use client::{post_talk, Posted, SendError};
 pub use config::{BrokerUrl, BrokerUrlError, RelayConfig};
+pub use proxy::{TrustedProxy, TrustedProxyError};
 pub use rate::RateLimit;
 /// Text from a peer, made fit for a log line: core's one mapping (a hello's uuid and client
 /// name, a user id from a request, a path, a parse error quoting the frame).

@@ -3,8 +3,9 @@
 //! WebSocket) under a header read timeout.
 //!
 //! The address a peer is known by (for logs and the per-address rate limits) is decided
-//! here, once, and handed to handlers as `ConnectInfo<SocketAddr>`: the TCP peer. Behind
-//! a trusted proxy this is the one place to take it from PROXY protocol instead.
+//! here, once, and handed to handlers as `ConnectInfo<SocketAddr>`: the TCP peer, or
+//! behind a trusted proxy the client address of its PROXY v2 header ([`crate::proxy`]).
+//! Nothing past this loop knows whether a proxy is in front.
 //!
 //! A connection holds a [`Slot`] of the total cap for as long as it lives: the HTTP
 //! connection's task holds one, and a WebSocket upgrade takes a clone into its task, so
@@ -24,11 +25,14 @@ use tower::ServiceExt;
 
 use crate::http::Slot;
 use crate::hub::Shared;
+use crate::proxy::ProxyListener;
 use crate::tls::Tls;
 
 /// Serves HTTP and WebSocket upgrades on the listener, through TLS when it is on, until
 /// shutdown; then waits for the HTTP connections (upgraded ones are the tracker's).
 pub(crate) async fn serve(listener: tokio::net::TcpListener, tls: Option<Arc<Tls>>, shared: Arc<Shared>) {
+    let cfg = shared.config();
+    let listener = ProxyListener::new(listener, cfg.trusted_proxies.clone(), cfg.header_timeout);
     match tls {
         Some(tls) => accept_loop(tls.listener(listener), shared).await,
         None => accept_loop(listener, shared).await,

@@ -12,10 +12,12 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
+
+use crate::proxy::ProxyListener;
 
 /// A handshake not done in this long is dropped (the protocol's connect timeout).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -113,7 +115,9 @@ impl Tls {
         &self.files
     }
 
-    pub fn listener(&self, tcp: TcpListener) -> TlsListener {
+    /// TLS over what `tcp` accepts (after any PROXY header: the balancer sends it in the
+    /// clear, before the client's handshake).
+    pub fn listener(&self, tcp: ProxyListener) -> TlsListener {
         TlsListener { tcp, acceptor: self.acceptor.clone(), handshakes: JoinSet::new() }
     }
 }
@@ -124,7 +128,7 @@ type Handshake = Option<(TlsStream<TcpStream>, SocketAddr)>;
 /// slow or silent client holds up nobody. A failed handshake (a plain HTTP client, a
 /// client that does not trust the certificate) is logged at debug and forgotten.
 pub(crate) struct TlsListener {
-    tcp: TcpListener,
+    tcp: ProxyListener,
     acceptor: TlsAcceptor,
     handshakes: JoinSet<Handshake>,
 }
@@ -143,12 +147,6 @@ async fn handshake(acceptor: TlsAcceptor, tcp: TcpStream, peer: SocketAddr) -> H
     }
 }
 
-/// Whether an accept error concerns one connection only (the next accept may work).
-fn per_connection(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind::*;
-    matches!(e.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset)
-}
-
 impl axum::serve::Listener for TlsListener {
     type Io = TlsStream<TcpStream>;
     type Addr = SocketAddr;
@@ -162,18 +160,9 @@ impl axum::serve::Listener for TlsListener {
                         return conn;
                     }
                 }
-                accepted = self.tcp.accept(), if room => match accepted {
-                    Ok((tcp, peer)) => {
-                        let _ = tcp.set_nodelay(true);
-                        self.handshakes.spawn(handshake(self.acceptor.clone(), tcp, peer));
-                    }
-                    Err(e) if per_connection(&e) => tracing::debug!(error = %e, "accept failed"),
-                    Err(e) => {
-                        // Out of file descriptors, most likely: wait rather than spin.
-                        tracing::warn!(error = %e, "accept failed; retrying in a second");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                },
+                (tcp, peer) = self.tcp.accept(), if room => {
+                    self.handshakes.spawn(handshake(self.acceptor.clone(), tcp, peer));
+                }
             }
         }
     }

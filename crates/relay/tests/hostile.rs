@@ -4,52 +4,14 @@
 
 mod support;
 
-use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use serde_json::json;
 use support::child::Served;
 use support::*;
-use talkbell_relay::{post_talk, RateLimit, Users};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
-
-/// A users file with wang1 and wang2 in a new directory; their tokens.
-fn users_file() -> (tempfile::TempDir, std::path::PathBuf, String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("users.toml");
-    let mut users = Users::new();
-    let t1 = users.add(1, "wang1");
-    let t2 = users.add(2, "wang2");
-    users.save(&file).unwrap();
-    (dir, file, t1, t2)
-}
-
-fn serve_args(file: &std::path::Path, extra: &[&str]) -> Vec<std::ffi::OsString> {
-    let mut args: Vec<std::ffi::OsString> = vec!["--listen".into(), "127.0.0.1:0".into(), "--users".into()];
-    args.push(file.into());
-    args.extend(extra.iter().map(Into::into));
-    args
-}
-
-/// Reads until the peer closes (or resets); panics if it is still open after the deadline.
-async fn wait_closed(tcp: &mut TcpStream, what: &str) -> Vec<u8> {
-    let mut got = Vec::new();
-    match tokio::time::timeout(WAIT * 3, tcp.read_to_end(&mut got)).await {
-        Ok(_) => got,
-        Err(_) => panic!("{what}: the relay kept the connection open"),
-    }
-}
-
-/// A WebSocket from the local address `from` (any 127.x.y.z reaches the relay).
-async fn connect_from(from: IpAddr, relay: SocketAddr, url: &str) -> Ws {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind(SocketAddr::new(from, 0)).unwrap();
-    let tcp = socket.connect(relay).await.unwrap();
-    let (ws, _) =
-        tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(tcp)).await.expect("handshake");
-    ws
-}
+use talkbell_relay::{post_talk, RateLimit};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 #[tokio::test]
 async fn trace_logs_never_show_a_token() {

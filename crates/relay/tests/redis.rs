@@ -6,11 +6,12 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::child::Served;
 use support::*;
-use talkbell_relay::Users;
+use talkbell_relay::{BrokerUrl, Users};
 use talkbell_testkit::redis::{Durability, RedisCluster, RedisServer};
 
 /// One redis-server (or a cluster), a users file of wang1..wang3, and relay nodes on them.
@@ -241,6 +242,34 @@ async fn a_client_of_a_killed_node_resumes_on_another() {
     let mut a = signed_in(nodes.ws(1), nodes.token(1), "app", Some(1)).await;
     assert_eq!(talks(&mut a, 2).await, [(2, "two".to_owned()), (3, "three".to_owned())]);
     assert_alive(&mut a).await;
+}
+
+/// Retention and device expiry on Redis: talks past the retention go, acked or not (and
+/// their senders' shares with them); an unseen device is forgotten.
+#[tokio::test]
+async fn retention_and_device_expiry_prune_redis() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(dir.path(), Durability::None).unwrap();
+    let env = start_with(|c| {
+        c.broker = BrokerUrl::Redis(redis.url());
+        c.retention = Duration::from_millis(1500);
+        c.device_expiry = Duration::from_millis(1500);
+        c.max_queued_per_recipient = 10;
+    })
+    .await;
+    // A device that acks nothing holds the queue until it is forgotten.
+    let gone = signed_in(&env.ws_url(), env.token(1), "gone", Some(0)).await;
+    drop(gone);
+    assert_eq!(env.post_n(1, 1, "t").await, vec![1]);
+    assert_eq!(redis.cli(&["HLEN", "tb:{1}:dev"]).unwrap(), "1");
+    eventually("the talk past retention and the device to go", || {
+        let stream = redis.cli(&["XLEN", "tb:{1}:s"]).ok()?;
+        let devices = redis.cli(&["HLEN", "tb:{1}:dev"]).ok()?;
+        (stream == "0" && devices == "0").then_some(())
+    })
+    .await;
+    assert_eq!(redis.cli(&["HLEN", "tb:{1}:from"]).unwrap(), "0", "the sender's share is free again");
+    assert_eq!(env.post_n(1, 1, "u").await, vec![2], "the seq goes on");
 }
 
 /// With `appendfsync always`, a SIGKILLed Redis comes back with everything it accepted.

@@ -332,6 +332,18 @@ async fn sends_over_the_talk_rate_get_rate_limited_with_their_id() {
 }
 
 #[tokio::test]
+async fn a_send_over_the_frame_rate_is_answered_with_its_id() {
+    let env = start_with(|c| c.ws_rate = RateLimit::new(0.001, 1)).await;
+    let mut one = signed_in(&env.ws_url(), env.token(1), "one", None).await;
+    assert_eq!(sent(&mut one, "a", 2, "1").await["type"], "sent");
+    // Over the frame rate a send is still answered (with its id), every time.
+    for id in ["b", "c"] {
+        let err = sent(&mut one, id, 2, "x").await;
+        assert_eq!((&err["id"], &err["code"]), (&json!(id), &json!("rate_limited")), "{err}");
+    }
+}
+
+#[tokio::test]
 async fn shutdown_closes_connections_with_1001() {
     let env = start().await;
     let mut a = signed_in(&env.ws_url(), env.token(1), "a", None).await;

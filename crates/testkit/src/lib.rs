@@ -13,10 +13,12 @@
 //! - [`desktop`]: the private desktop session of scripts/desktop-session.sh.
 //! - [`tls`]: certificates made for a test.
 //! - [`redis`]: Debian's `redis-server` on a free loopback port, killed and restarted.
+//! - [`haproxy`]: Debian's `haproxy` in front of relay nodes, and the PROXY v2 header it sends.
 
 pub mod child;
 pub mod desktop;
 pub mod dunst;
+pub mod haproxy;
 pub mod http;
 pub mod logtime;
 pub mod procfs;

@@ -23,6 +23,8 @@ pub enum Durability {
     Always,
     /// No persistence at all: a restart is an empty server.
     None,
+    /// What the config file says.
+    Config,
 }
 
 /// A running (or stopped) `redis-server`.
@@ -32,6 +34,8 @@ pub struct RedisServer {
     durability: Durability,
     /// More `redis-server` flags (a cluster node's).
     extra: Vec<String>,
+    /// A config file read first (a deployment's), the flags over it.
+    config: Option<PathBuf>,
     child: Option<Spawned>,
 }
 
@@ -45,7 +49,20 @@ impl RedisServer {
     /// [`RedisServer::start`] with more `redis-server` flags.
     pub fn start_with(dir: &Path, durability: Durability, extra: Vec<String>) -> io::Result<RedisServer> {
         std::fs::create_dir_all(dir)?;
-        let mut server = RedisServer { port: free_port()?, dir: dir.to_owned(), durability, extra, child: None };
+        let mut server =
+            RedisServer { port: free_port()?, dir: dir.to_owned(), durability, extra, config: None, child: None };
+        server.restart()?;
+        Ok(server)
+    }
+
+    /// Starts `redis-server CONFIG` (a deployment's file, its durability kept) on a free
+    /// loopback port with its data in `dir`.
+    pub fn start_with_config(dir: &Path, config: &Path) -> io::Result<RedisServer> {
+        std::fs::create_dir_all(dir)?;
+        let (port, dir) = (free_port()?, dir.to_owned());
+        let config = Some(config.to_owned());
+        let mut server =
+            RedisServer { port, dir, durability: Durability::Config, extra: Vec::new(), config, child: None };
         server.restart()?;
         Ok(server)
     }
@@ -57,12 +74,16 @@ impl RedisServer {
 
     fn command(&self) -> Command {
         let mut cmd = Command::new("redis-server");
+        if let Some(config) = &self.config {
+            cmd.arg(config);
+        }
         cmd.args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", "", "--logfile", ""])
             .arg("--dir")
             .arg(&self.dir);
         match self.durability {
             Durability::Always => cmd.args(["--appendonly", "yes", "--appendfsync", "always"]),
             Durability::None => cmd.args(["--appendonly", "no"]),
+            Durability::Config => &mut cmd,
         };
         cmd.args(&self.extra);
         cmd

@@ -117,10 +117,19 @@ pub struct ServeArgs {
     /// The TLS private key (PEM) of --tls-cert.
     #[arg(long, value_name = "PEM")]
     pub tls_key: Option<PathBuf>,
+    /// A load balancer's address or network (`10.0.0.5`, `10.0.0.0/24`; repeatable):
+    /// its connections must start with a PROXY v2 header (HAProxy's send-proxy-v2), whose
+    /// client address the logs and per-address limits then use. The header must come
+    /// within --header-timeout; from other peers a PROXY header is not honoured. In the
+    /// config file, a list [default: none].
+    #[arg(long, value_name = "ADDR_OR_CIDR")]
+    pub trusted_proxy: Option<Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    #[error("{0}")]
+    TrustedProxy(#[from] crate::TrustedProxyError),
     #[error("cannot read the config file {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
     #[error("the config file {path} is not valid: {source}")]
@@ -195,7 +204,8 @@ fn merge(cli: ServeArgs, file: ServeArgs) -> ServeArgs {
         pre_hello_burst,
         deliver_to_all,
         tls_cert,
-        tls_key
+        tls_key,
+        trusted_proxy
     )
 }
 
@@ -272,6 +282,8 @@ impl Settings {
         cfg.failed_login_rate = rate(a.failed_login_rate, 1.0, a.failed_login_burst, 10)?;
         cfg.pre_hello_rate = rate(a.pre_hello_rate, 5.0, a.pre_hello_burst, 20)?;
         cfg.tls = tls_files(a.tls_cert, a.tls_key)?;
+        cfg.trusted_proxies =
+            a.trusted_proxy.unwrap_or_default().iter().map(|p| p.parse()).collect::<Result<_, _>>()?;
         Ok(Settings { users, relay: cfg })
     }
 }
@@ -321,6 +333,23 @@ mod tests {
         assert!(matches!(Settings::resolve(ServeArgs::default()), Err(ConfigError::NoUsers)));
         let half = ServeArgs { users: Some("u".into()), tls_cert: Some("c.pem".into()), ..Default::default() };
         assert!(matches!(Settings::resolve(half), Err(ConfigError::HalfTls { .. })));
+    }
+
+    #[test]
+    fn the_broker_comes_from_the_flag_or_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let users = Some(PathBuf::from("u"));
+        let s = Settings::resolve(ServeArgs { users: users.clone(), ..Default::default() }).unwrap();
+        assert_eq!(s.relay.broker, crate::BrokerUrl::Sqlite);
+        let path = write(dir.path(), "users = \"u\"\nbroker = \"redis://127.0.0.1:6379\"\n");
+        let s = Settings::resolve(ServeArgs { config: Some(path.clone()), ..Default::default() }).unwrap();
+        assert_eq!(s.relay.broker, crate::BrokerUrl::Redis("redis://127.0.0.1:6379".into()));
+        let flag =
+            ServeArgs { config: Some(path), broker: Some("redis+cluster://a:1,b:2".into()), ..Default::default() };
+        let s = Settings::resolve(flag).unwrap();
+        assert_eq!(s.relay.broker, crate::BrokerUrl::RedisCluster(vec!["redis://a:1".into(), "redis://b:2".into()]));
+        let bad = ServeArgs { users, broker: Some("mysql://x".into()), ..Default::default() };
+        assert!(matches!(Settings::resolve(bad), Err(ConfigError::Broker(_))));
     }
 
     #[test]
@@ -379,6 +408,35 @@ mod tests {
         assert_eq!(file.max_queued_per_sender, Some(1000));
         assert_eq!(file.max_connections_per_user, Some(32));
         assert_eq!(file.device_expiry_days, Some(7));
+    }
+
+    #[test]
+    fn trusted_proxies_come_from_repeated_flags_or_a_list_in_the_file() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let args = ["serve", "--users", "u", "--trusted-proxy", "10.0.0.5", "--trusted-proxy", "fd00::/8"];
+        let r = Settings::resolve(Cli::try_parse_from(args).unwrap().serve).unwrap().relay;
+        let shown: Vec<String> = r.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["10.0.0.5/32", "fd00::/8"]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "users = \"u\"\ntrusted_proxy = [\"127.0.0.0/8\"]\n");
+        let r = Settings::resolve(ServeArgs { config: Some(path), ..Default::default() }).unwrap().relay;
+        assert_eq!(r.trusted_proxies, vec!["127.0.0.0/8".parse().unwrap()]);
+        assert!(Settings::resolve(ServeArgs::default()).is_err());
+        let bad = ServeArgs { users: Some("u".into()), trusted_proxy: Some(vec!["lb".into()]), ..Default::default() };
+        assert!(matches!(Settings::resolve(bad), Err(ConfigError::TrustedProxy(_))));
+    }
+
+    #[test]
+    fn the_deployed_node_config_is_valid() {
+        let file: ServeArgs = toml::from_str(include_str!("../../../../deploy/node-1.toml")).unwrap();
+        let s = Settings::resolve(file).unwrap();
+        assert_eq!(s.relay.broker, crate::BrokerUrl::Redis("redis://127.0.0.1:6379".into()));
+        assert_eq!(s.relay.trusted_proxies, vec!["10.0.0.10".parse().unwrap()]);
     }
 
     #[test]

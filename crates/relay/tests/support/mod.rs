@@ -309,31 +309,96 @@ pub async fn texts_before_pong(ws: &mut Ws, mark: &[u8]) -> Vec<String> {
 
 /// One raw HTTP/1.1 request; returns the status and the body.
 pub async fn raw_http(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> (u16, String) {
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    let mut req = head.replace('\n', "\r\n");
-    if !req.ends_with("\r\n") {
-        req.push_str("\r\n");
-    }
-    req.push_str(&format!("Host: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n", body.len()));
-    tcp.write_all(req.as_bytes()).await.unwrap();
-    // The server may answer (413) before reading the whole body; ignore a failed write.
-    let _ = tcp.write_all(body).await;
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut out)).await.expect("an answer in time");
-    let text = String::from_utf8_lossy(&out).to_string();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let text = raw_exchange(tcp, addr, b"", head, body).await;
     let status: u16 =
         text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no status in {text:?}"));
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     (status, body)
 }
 
-/// A POST /v1/talk with the given Authorization header (if any) and body.
-pub async fn raw_post(addr: std::net::SocketAddr, auth: Option<&str>, body: &[u8]) -> (u16, Value) {
+/// A TCP connection to `addr` from the local address `from` (on Linux any 127.x.y.z is a
+/// loopback address: a test plays several machines).
+pub async fn tcp_from(from: std::net::IpAddr, addr: std::net::SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::new(from, 0)).unwrap();
+    tokio::time::timeout(WAIT, socket.connect(addr)).await.expect("connect in time").expect("connect")
+}
+
+/// A WebSocket from the local address `from` (any 127.x.y.z reaches the relay).
+pub async fn connect_from(from: std::net::IpAddr, relay: std::net::SocketAddr, url: &str) -> Ws {
+    ws_over(tcp_from(from, relay).await, b"", url).await
+}
+
+/// A WebSocket over `tcp` after `prefix` (a PROXY header, say) is written on it.
+pub async fn ws_over(mut tcp: TcpStream, prefix: &[u8], url: &str) -> Ws {
+    tcp.write_all(prefix).await.unwrap();
+    let (ws, _) =
+        tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(tcp)).await.expect("handshake");
+    ws
+}
+
+/// Writes `prefix` (a PROXY header, say) and one raw HTTP/1.1 request on `tcp`; returns
+/// everything that came back until the server closed (empty if it closed at once).
+pub async fn raw_exchange(
+    mut tcp: TcpStream,
+    addr: std::net::SocketAddr,
+    prefix: &[u8],
+    head: &str,
+    body: &[u8],
+) -> String {
+    let mut req = head.replace('\n', "\r\n");
+    if !req.ends_with("\r\n") {
+        req.push_str("\r\n");
+    }
+    req.push_str(&format!("Host: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n", body.len()));
+    let _ = tcp.write_all(&[prefix, req.as_bytes()].concat()).await;
+    // The server may answer (413) before reading the whole body; ignore a failed write.
+    let _ = tcp.write_all(body).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut out)).await.expect("an answer in time");
+    String::from_utf8_lossy(&out).to_string()
+}
+
+/// The head of a POST /v1/talk with the given Authorization header (if any).
+pub fn post_head(auth: Option<&str>) -> String {
     let mut head = String::from("POST /v1/talk HTTP/1.1\nContent-Type: application/json\n");
     if let Some(a) = auth {
         head.push_str(&format!("Authorization: {a}\n"));
     }
-    let (status, body) = raw_http(addr, &head, body).await;
+    head
+}
+
+/// A POST /v1/talk with the given Authorization header (if any) and body.
+pub async fn raw_post(addr: std::net::SocketAddr, auth: Option<&str>, body: &[u8]) -> (u16, Value) {
+    let (status, body) = raw_http(addr, &post_head(auth), body).await;
     let v = serde_json::from_str(&body).unwrap_or_else(|e| panic!("status {status}: body is not JSON ({e}): {body:?}"));
     (status, v)
+}
+
+/// A users file with wang1 and wang2 in a new directory; their tokens.
+pub fn users_file() -> (tempfile::TempDir, std::path::PathBuf, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("users.toml");
+    let mut users = Users::new();
+    let t1 = users.add(1, "wang1");
+    let t2 = users.add(2, "wang2");
+    users.save(&file).unwrap();
+    (dir, file, t1, t2)
+}
+
+pub fn serve_args(file: &std::path::Path, extra: &[&str]) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = vec!["--listen".into(), "127.0.0.1:0".into(), "--users".into()];
+    args.push(file.into());
+    args.extend(extra.iter().map(Into::into));
+    args
+}
+
+/// Reads until the peer closes (or resets); panics if it is still open after the deadline.
+pub async fn wait_closed(tcp: &mut TcpStream, what: &str) -> Vec<u8> {
+    let mut got = Vec::new();
+    match tokio::time::timeout(WAIT * 3, tcp.read_to_end(&mut got)).await {
+        Ok(_) => got,
+        Err(_) => panic!("{what}: the relay kept the connection open"),
+    }
 }
