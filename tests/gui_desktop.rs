@@ -910,16 +910,6 @@ fn in_chinese_the_window_the_tray_and_popups_speak_chinese_until_the_setting_say
     });
 }
 
-/// wang2 as a second signed-in user: the engine's session with a real history, in this
-/// process (one app per desktop session, so the other side is not a second window).
-fn peer(relay: &Relay, id: u64, dir: &std::path::Path) -> talkbell_core::session::SessionHandle {
-    use talkbell_core::session::{Credentials, Session, SessionConfig, Timing};
-    let history = std::sync::Arc::new(talkbell_core::history::History::open(&dir.join("peer.sqlite3")).unwrap());
-    let token = talkbell_core::protocol::Token::new(relay.token(id)).unwrap();
-    let creds = Credentials { server: relay.url(), token, user_id: None };
-    Session::spawn(SessionConfig::new(format!("peer-{id}"), Timing::default()), Some(creds), history)
-}
-
 #[test]
 #[ignore = "needs scripts/desktop-session.sh (D-Bus, gnome-keyring, dunst, Xvfb)"]
 fn a_talk_is_answered_from_the_window_and_the_popup_and_its_sender_muted_and_unmuted() {
@@ -930,12 +920,12 @@ fn a_talk_is_answered_from_the_window_and_the_popup_and_its_sender_muted_and_unm
     let (app, _cleanup) = signed_in(&relay);
     let (_driver, port) = start_driver(&app);
     let id = std::process::id();
-    let dir = tempfile::tempdir().unwrap();
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let wang2 = peer(&relay, 2, dir.path());
-        let mut heard = wang2.subscribe();
+        // wang2, signed in beside the app.
+        let wang2 = Peer::start(&relay, 2, talkbell_core::session::Timing::default());
+        let mut heard = wang2.session.subscribe();
         let client = connect(port).await;
         wait_status(&client, "connected", |t| t == "Connected as wang1").await;
         let question = format!("are you coming? {id}");
@@ -1024,7 +1014,7 @@ fn a_talk_is_answered_from_the_window_and_the_popup_and_its_sender_muted_and_unm
         // The window goes before WebDriver answers the key press.
         let _ = client.find(Locator::Id("search")).await.unwrap().send_keys("\u{E00C}").await;
         eventually("Esc closed the window", || screen_reader_history(pid).is_none().then_some(()));
-        wang2.shutdown().await;
+        wang2.session.shutdown().await;
         let _ = client.close().await;
     });
 }

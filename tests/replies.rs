@@ -9,19 +9,18 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Relay, PATIENCE};
+use common::{Peer, Relay, PATIENCE};
 use talkbell_core::history::{History, HistoryQuery};
-use talkbell_core::protocol::{Person, Token};
+use talkbell_core::protocol::Person;
 use talkbell_core::session::outbox::Outgoing;
-use talkbell_core::session::{Credentials, Session, SessionConfig, SessionEvent, SessionHandle, SessionState, Timing};
-use tempfile::TempDir;
+use talkbell_core::session::{SessionEvent, SessionHandle, SessionState, Timing};
 use tokio::sync::broadcast::Receiver;
 
 struct User {
     session: SessionHandle,
     events: Receiver<SessionEvent>,
     history: Arc<History>,
-    _dir: TempDir,
+    _peer: Peer,
 }
 
 /// Quick to notice a dead link, so that the freeze is over in seconds.
@@ -38,14 +37,12 @@ fn timing() -> Timing {
 
 /// User `id` of the relay, signed in and connected.
 async fn signed_in(relay: &Relay, id: u64) -> User {
-    let dir = tempfile::tempdir().unwrap();
-    let history = Arc::new(History::open(&dir.path().join("history.sqlite3")).unwrap());
-    let creds = Credentials { server: relay.url(), token: Token::new(relay.token(id)).unwrap(), user_id: None };
-    let session = Session::spawn(SessionConfig::new(format!("device-{id}"), timing()), Some(creds), history.clone());
+    let peer = Peer::start(relay, id, timing());
+    let (session, history) = (peer.session.clone(), peer.history.clone());
     let events = session.subscribe();
     connected(&session).await;
     assert!(session.watch().borrow().replies, "the relay takes replies");
-    User { session, events, history, _dir: dir }
+    User { session, events, history, _peer: peer }
 }
 
 async fn connected(session: &SessionHandle) {

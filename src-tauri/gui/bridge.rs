@@ -153,6 +153,7 @@ async fn follow_session(app: AppHandle, mut events: tokio::sync::broadcast::Rece
 /// Each talk reaches the window as the notifier's decision; one for the user changes
 /// the unread count.
 async fn follow_decisions(app: AppHandle, mut decisions: tokio::sync::broadcast::Receiver<Decision>) {
+    let mut recent_changed = false;
     loop {
         let decision = match decisions.recv().await {
             Ok(decision) => decision,
@@ -166,7 +167,13 @@ async fn follow_decisions(app: AppHandle, mut decisions: tokio::sync::broadcast:
         if for_me {
             let talk =
                 RecentTalk { row: decision.row, from: decision.talk.from.clone(), talk: decision.talk.talk.clone() };
-            tray::show_recent(&app, &app.state::<Shell>().add_recent(talk));
+            app.state::<Shell>().add_recent(talk);
+            recent_changed = true;
+        }
+        // The menu is made anew once a burst has been read, not for each of its talks.
+        if recent_changed && decisions.is_empty() {
+            tray::show_recent(&app, &app.state::<Shell>().recent());
+            recent_changed = false;
         }
         let _ = app.emit("talkbell://talk", &LiveTalk::of(decision));
         if for_me {

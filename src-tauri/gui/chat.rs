@@ -8,7 +8,7 @@ use talkbell_core::notify::quiet::{DayTime, QuietHours};
 use talkbell_core::protocol::{Person, UserId, MAX_SEND_TALK_CHARS};
 use tauri::{AppHandle, Manager};
 
-use super::commands::{PAUSE_MAX_MINUTES, USER_ID_MAX};
+use super::commands::{blocking, PAUSE_MAX_MINUTES, USER_ID_MAX};
 use super::error::{at_most, in_range, CommandError};
 use super::state::Shell;
 
@@ -53,13 +53,13 @@ pub async fn mute_sender(app: AppHandle, sender: Someone, minutes: Option<u64>) 
         Some(m) => Some(std::time::Duration::from_secs(in_range(Msg::WhatMuteMinutes, m, 1, PAUSE_MAX_MINUTES)? * 60)),
         None => None,
     };
-    blocking(app, move |shell| Ok(shell.engine.mute(sender, duration)?)).await
+    with_shell(app, move |shell| Ok(shell.engine.mute(sender, duration)?)).await
 }
 
 #[tauri::command]
 pub async fn unmute_sender(app: AppHandle, sender: Someone) -> Result<(), CommandError> {
     let sender = sender.person()?;
-    blocking(app, move |shell| Ok(shell.engine.unmute(&sender.id)?)).await
+    with_shell(app, move |shell| Ok(shell.engine.unmute(&sender.id)?)).await
 }
 
 /// A mute as the window lists it.
@@ -85,7 +85,7 @@ pub struct NotificationSettings {
 
 #[tauri::command]
 pub async fn get_notifications(app: AppHandle) -> Result<NotificationSettings, CommandError> {
-    blocking(app, |shell| {
+    with_shell(app, |shell| {
         let n = shell.engine.config().notifications;
         let mutes = shell.engine.mutes().into_iter().map(|m| MuteView {
             id: m.sender.to_string(),
@@ -115,7 +115,7 @@ pub fn quiet_of(settings: &NotificationSettings) -> Result<Option<QuietHours>, C
 #[tauri::command]
 pub async fn save_notifications(app: AppHandle, settings: NotificationSettings) -> Result<(), CommandError> {
     let quiet = quiet_of(&settings)?;
-    blocking(app, move |shell| {
+    with_shell(app, move |shell| {
         shell.engine.set_sound(settings.sound)?;
         Ok(shell.engine.set_quiet_hours(quiet)?)
     })
@@ -123,11 +123,11 @@ pub async fn save_notifications(app: AppHandle, settings: NotificationSettings) 
 }
 
 /// Runs `f` with the shell on tokio's blocking threads (the config file is written).
-async fn blocking<T: Send + 'static>(
+async fn with_shell<T: Send + 'static>(
     app: AppHandle,
     f: impl FnOnce(&Shell) -> Result<T, CommandError> + Send + 'static,
 ) -> Result<T, CommandError> {
-    tauri::async_runtime::spawn_blocking(move || f(&app.state::<Shell>())).await?
+    blocking(move || f(&app.state::<Shell>())).await
 }
 
 #[cfg(test)]

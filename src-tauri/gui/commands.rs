@@ -40,7 +40,7 @@ const ROW_MAX: u64 = i64::MAX.unsigned_abs();
 pub const HEARTBEAT_MS: (u64, u64) = (1_000, 300_000);
 
 /// Runs blocking work (the history, the config file) on tokio's blocking threads.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, CommandError> + Send + 'static,
 ) -> Result<T, CommandError> {
     tauri::async_runtime::spawn_blocking(f).await?

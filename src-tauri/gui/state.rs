@@ -44,12 +44,12 @@ impl Shell {
         self.recent.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
-    /// `talk` came: the newest of the last [`RECENT_KEPT`]. Returns them all.
-    pub fn add_recent(&self, talk: RecentTalk) -> Vec<RecentTalk> {
-        let Ok(mut recent) = self.recent.lock() else { return Vec::new() };
-        recent.insert(0, talk);
-        recent.truncate(RECENT_KEPT);
-        recent.clone()
+    /// `talk` came: the newest of the last [`RECENT_KEPT`].
+    pub fn add_recent(&self, talk: RecentTalk) {
+        if let Ok(mut recent) = self.recent.lock() {
+            recent.insert(0, talk);
+            recent.truncate(RECENT_KEPT);
+        }
     }
 
     /// The talk `row` of the last ones, if it is one.

@@ -449,3 +449,25 @@ impl Daemon {
 pub fn closed_popups_with(body: &str) -> usize {
     dunst::shown().expect("dunstctl").iter().filter(|p| p.body.contains(body)).count()
 }
+
+/// A user of `relay` as the engine runs one: the session on a SQLite history of its own
+/// (in a temp dir), signed in with the relay's token for `id`. For tests that want a
+/// second signed-in user beside the app (one app per desktop session).
+pub struct Peer {
+    pub session: talkbell_core::session::SessionHandle,
+    pub history: std::sync::Arc<talkbell_core::history::History>,
+    _dir: TempDir,
+}
+
+impl Peer {
+    pub fn start(relay: &Relay, id: u64, timing: talkbell_core::session::Timing) -> Peer {
+        use talkbell_core::session::{Credentials, Session, SessionConfig};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.sqlite3");
+        let history = std::sync::Arc::new(talkbell_core::history::History::open(&path).unwrap());
+        let token = talkbell_core::protocol::Token::new(relay.token(id)).unwrap();
+        let creds = Credentials { server: relay.url(), token, user_id: None };
+        let session = Session::spawn(SessionConfig::new(format!("peer-{id}"), timing), Some(creds), history.clone());
+        Peer { session, history, _dir: dir }
+    }
+}
