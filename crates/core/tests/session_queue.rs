@@ -59,11 +59,9 @@ impl Sent {
     async fn settle(&mut self, seen: &mut mpsc::UnboundedReceiver<(usize, String)>, n: usize) {
         let beats = |s: &mut Self| s.heartbeats.iter().filter(|l| **l == n).count();
         let before = beats(self.take(seen));
-        let started = std::time::Instant::now();
-        while beats(self.take(seen)) < before + 2 {
-            assert!(started.elapsed() < Duration::from_secs(20), "link {n} sent no heartbeats");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let poll = Poll::up_to(Duration::from_secs(20)).every(Duration::from_millis(20));
+        let what = format!("two more heartbeats on link {n}");
+        poll.until_async(&what, || (beats(self.take(seen)) >= before + 2).then_some(())).await;
     }
 
     /// Waits (generously) until link `n` has acked `seq`.
@@ -342,11 +340,10 @@ async fn a_talk_with_an_unusable_seq_is_stored_once_and_never_acked() {
     sent.wait_ack(&mut seen, 2, 5).await;
     sent.settle(&mut seen, 2).await;
     session.reconnect_now();
-    let started = std::time::Instant::now();
-    while session.stats().duplicates < 8 {
-        assert!(started.elapsed() < Duration::from_secs(20), "the third link's repeats never came");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    Poll::up_to(Duration::from_secs(20))
+        .every(Duration::from_millis(20))
+        .until_async("the third link's repeats", || (session.stats().duplicates >= 8).then_some(()))
+        .await;
     sent.settle(&mut seen, 3).await;
     assert_eq!(texts(&h), ["negative", "fractional", "too large", "not a number", "fine"]);
     assert!(acks(&sent.take(&mut seen).of(1)).is_empty(), "nothing acks an unusable seq");
@@ -467,11 +464,10 @@ async fn three_talks_at_once_from_an_original_server_are_three_popups_not_a_summ
         gate.session_event(&e);
     }
     // The third waits for the burst to end (2 s), then shows as itself.
-    let started = std::time::Instant::now();
-    while popups.0.lock().unwrap().len() < 3 {
-        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", popups.0.lock().unwrap());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    Poll::up_to(Duration::from_secs(10))
+        .every(Duration::from_millis(50))
+        .until_async("the third popup", || (popups.0.lock().unwrap().len() >= 3).then_some(()))
+        .await;
     let shown = popups.0.lock().unwrap().clone();
     assert_eq!(shown.iter().map(|n| n.body.as_str()).collect::<Vec<_>>(), ["one", "two", "three"]);
     assert!(shown.iter().all(|n| matches!(n.kind, NotificationKind::Talk { .. })), "{shown:?}");

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use support::*;
 use talkbell_core::session::{Session, SessionEvent, SessionState, Timing};
+use talkbell_testkit::wait::Poll;
 use tokio::sync::mpsc;
 use zbus::Connection;
 
@@ -96,11 +97,10 @@ async fn resume_from_sleep_reconnects_a_live_link_at_once() {
     // Going to sleep changes nothing (the unit tests of wake.rs); waking up reconnects.
     prepare_for_sleep(&service, true).await;
     prepare_for_sleep(&service, false).await;
-    let started = std::time::Instant::now();
-    while server.accepted() < 2 {
-        assert!(started.elapsed() < Duration::from_secs(10), "no reconnect after resume");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    Poll::up_to(Duration::from_secs(10))
+        .every(Duration::from_millis(20))
+        .until_async("a reconnect after resume", || (server.accepted() >= 2).then_some(()))
+        .await;
     wait_state(&session, |s| matches!(s, SessionState::Connected { .. })).await;
     session.shutdown().await;
 }
@@ -144,11 +144,10 @@ async fn without_logind_or_network_manager_the_session_just_works() {
     watch(&session).await;
     wait_state(&session, |s| matches!(s, SessionState::Connected { .. })).await;
     // Three heartbeats answered on the first link: a reconnect would have shown by then.
-    let started = std::time::Instant::now();
-    while session.stats().heartbeats_sent < 3 {
-        assert!(started.elapsed() < Duration::from_secs(30), "no heartbeats: {:?}", session.state());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    Poll::up_to(Duration::from_secs(30))
+        .every(Duration::from_millis(20))
+        .until_async("three heartbeats", || (session.stats().heartbeats_sent >= 3).then_some(()))
+        .await;
     assert_eq!(server.accepted(), 1);
     assert!(matches!(session.state(), SessionState::Connected { .. }));
     session.shutdown().await;

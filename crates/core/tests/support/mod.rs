@@ -302,11 +302,9 @@ impl Captured {
 
     /// Waits (driving the runtime) until `n` lines contain `text`.
     pub async fn wait_for(&self, n: usize, text: &str) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while self.lines_with(text) < n {
-            assert!(tokio::time::Instant::now() < deadline, "{n} log lines with {text:?} never came");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let what = format!("{n} log lines with {text:?}");
+        let poll = talkbell_testkit::wait::Poll::up_to(Duration::from_secs(30)).every(Duration::from_millis(20));
+        poll.until_async(&what, || (self.lines_with(text) >= n).then_some(())).await;
     }
 }
 

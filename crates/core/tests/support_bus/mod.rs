@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Runs `cmd` to its end or for at most `limit` (then kills it): (success, stdout, stderr),
 /// success being None when it had to be killed.
@@ -24,18 +24,12 @@ pub fn run_bounded(mut cmd: Command, limit: Duration) -> (Option<bool>, String, 
             s
         }),
     );
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break Some(status.success());
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let poll = talkbell_testkit::wait::Poll::up_to(limit).every(Duration::from_millis(50));
+    let status = poll.check(|| child.try_wait().expect("try_wait").map(|s| s.success()));
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     (status, readers.0.join().unwrap_or_default(), readers.1.join().unwrap_or_default())
 }
 
