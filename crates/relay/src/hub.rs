@@ -534,9 +534,9 @@ impl Shared {
         Ok(ReplayPage { talks: page.iter().map(StoredTalk::message).collect(), next })
     }
 
-    /// A device's cumulative ack.
-    pub async fn ack(&self, user: &UserId, uuid: &str, seq: u64) -> Result<(), BrokerError> {
-        self.broker.ack(Device { user: user.clone(), uuid: uuid.to_owned() }, seq).await
+    /// A device's cumulative ack, in the queue `epoch` its connection was welcomed to.
+    pub async fn ack(&self, user: &UserId, uuid: &str, seq: u64, epoch: &str) -> Result<(), BrokerError> {
+        self.broker.ack(Device { user: user.clone(), uuid: uuid.to_owned() }, seq, epoch.to_owned()).await
     }
 
     /// The devices of every live connection.
@@ -644,7 +644,7 @@ mod tests {
         fn replay(&self, _: UserId, _: u64, _: u64, _: usize) -> BoxFuture<'_, Result<Vec<StoredTalk>, BrokerError>> {
             done(Vec::new())
         }
-        fn ack(&self, _device: Device, _seq: u64) -> BoxFuture<'_, Result<(), BrokerError>> {
+        fn ack(&self, _device: Device, _seq: u64, _epoch: String) -> BoxFuture<'_, Result<(), BrokerError>> {
             done(())
         }
         fn seen(&self, _devices: Vec<Device>) -> BoxFuture<'_, Result<(), BrokerError>> {

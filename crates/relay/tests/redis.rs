@@ -272,13 +272,17 @@ async fn retention_and_device_expiry_prune_redis() {
     assert_eq!(env.post_n(1, 1, "u").await, vec![2], "the seq goes on");
 }
 
-/// With `appendfsync always`, a SIGKILLed Redis comes back with everything it accepted.
+/// With `appendfsync always`, a SIGKILLed Redis comes back with everything it accepted,
+/// and every queue keeps its epoch: the connected client is not told to reconnect, and a
+/// device resuming with the epoch is not reset.
 #[tokio::test]
 async fn a_redis_sigkilled_and_restarted_loses_nothing_accepted() {
     let mut nodes = Nodes::start(2, Durability::Always).await;
     nodes.nodes[0].wait_log("appendfsync=always", 1).await;
     assert!(nodes.nodes[0].log().contains("an accepted talk survives a Redis crash"));
-    let mut a = signed_in(nodes.ws(0), nodes.token(1), "app", Some(0)).await;
+    assert!(nodes.nodes[0].log().contains("a Redis restart keeps the queues' epochs"));
+    let (mut a, welcome) = welcomed(nodes.ws(0), hello_text(nodes.token(1), "app", Some(0))).await;
+    let epoch = welcome["epoch"].as_str().unwrap().to_owned();
     for i in 1..=10 {
         assert_eq!(nodes.post(1, 2, 1, &format!("t{i}")).await.0, 200);
     }
@@ -289,11 +293,87 @@ async fn a_redis_sigkilled_and_restarted_loses_nothing_accepted() {
     }
     let got = talks(&mut a, 15).await;
     assert_eq!(got.iter().map(|t| t.0).collect::<Vec<_>>(), (1..=15).collect::<Vec<u64>>());
-    // Another device replays all fifteen from the restarted Redis.
-    let mut phone = signed_in(nodes.ws(1), nodes.token(1), "phone", Some(0)).await;
+    assert_alive(&mut a).await;
+    // Another device replays all fifteen from the restarted Redis, in the same epoch.
+    let (mut phone, welcome) = welcomed(nodes.ws(1), hello_with_epoch(nodes.token(1), "phone", 0, &epoch)).await;
+    assert_eq!((&welcome["epoch"], &welcome["reset"]), (&json!(epoch), &Value::Null), "{welcome}");
     let replayed = talks(&mut phone, 15).await;
     let texts: Vec<String> = replayed.into_iter().map(|t| t.1).collect();
     assert_eq!(texts, (1..=15).map(|i| format!("t{i}")).collect::<Vec<_>>());
+}
+
+/// The acked `seq` of device `uuid` of user 1, as Redis holds it.
+fn acked(nodes: &Nodes, uuid: &str) -> Option<u64> {
+    nodes.redis.cli(&["HGET", "tb:{1}:dev", uuid]).ok()?.parse().ok()
+}
+
+/// Acks `seq` on `ws` (device `uuid` of user 1) and waits until Redis has it.
+async fn ack(nodes: &Nodes, ws: &mut Ws, uuid: &str, seq: u64) {
+    send_text(ws, json!({"type": "ack", "seq": seq}).to_string()).await;
+    eventually("the ack to reach Redis", || (acked(nodes, uuid) == Some(seq)).then_some(())).await;
+}
+
+/// A Redis restart where writes may have been lost (`everysec`, or only a snapshot):
+/// the client that got and acked talks 1..=5 is closed (1012) at the first new talk, its
+/// next hello with the old epoch gets `reset` and a new epoch, and then it gets every
+/// new talk, none taken for one it already has. With `snapshot`, Redis comes back from
+/// a snapshot made after talk 3, so its `seq` went back to 3 and the new talks reuse
+/// the numbers 4 and 5 the client already holds in the old epoch.
+async fn a_restart_that_may_lose_writes_is_a_new_epoch(durability: Durability, snapshot: bool) {
+    let mut nodes = Nodes::start(2, durability).await;
+    nodes.nodes[0].wait_log("a Redis restart gives every queue a new epoch", 1).await;
+    let (mut a, welcome) = welcomed(nodes.ws(0), hello_text(nodes.token(1), "app", Some(0))).await;
+    let old_epoch = welcome["epoch"].as_str().unwrap().to_owned();
+    for i in 1..=3 {
+        assert_eq!(nodes.post(1, 2, 1, &format!("old {i}")).await.0, 200);
+    }
+    assert_eq!(talks(&mut a, 3).await.last().unwrap().0, 3);
+    ack(&nodes, &mut a, "app", 3).await;
+    if snapshot {
+        assert_eq!(nodes.redis.cli(&["SAVE"]).unwrap(), "OK");
+    }
+    for i in 4..=5 {
+        assert_eq!(nodes.post(1, 2, 1, &format!("old {i}")).await.0, 200);
+    }
+    assert_eq!(talks(&mut a, 2).await, [(4, "old 4".to_owned()), (5, "old 5".to_owned())]);
+    ack(&nodes, &mut a, "app", 5).await;
+
+    nodes.redis.kill();
+    nodes.redis.restart().unwrap();
+    let kept = if snapshot { 3 } else { 5 };
+    assert_eq!(nodes.redis.cli(&["HGET", "tb:{1}:meta", "seq"]).unwrap(), kept.to_string());
+    let first = nodes.post_accepted(1, 2, 1, "new 1").await;
+    assert_eq!(first, kept + 1);
+    assert_eq!(close_code(&mut a).await, Some(1012), "told to reconnect");
+
+    let (mut a, welcome) = welcomed(nodes.ws(0), hello_with_epoch(nodes.token(1), "app", 5, &old_epoch)).await;
+    assert_eq!(welcome["reset"], true, "{welcome}");
+    assert_ne!(welcome["epoch"], json!(old_epoch));
+    assert_eq!(welcome["last_seq"], first, "{welcome}");
+    // The replay starts after what the device acked and Redis kept: the new talk only.
+    assert_eq!(talks(&mut a, 1).await, [(first, "new 1".to_owned())]);
+    assert_eq!(nodes.post(1, 2, 1, "new 2").await.0, 200);
+    assert_eq!(talks(&mut a, 1).await, [(first + 1, "new 2".to_owned())]);
+    assert_alive(&mut a).await;
+    // A node that joins now sees the same epoch: the change was made once.
+    nodes.add_node().await;
+    let (_phone, welcome2) = welcomed(nodes.ws(2), hello_text(nodes.token(1), "phone", Some(0))).await;
+    assert_eq!(welcome2["epoch"], welcome["epoch"]);
+}
+
+/// `appendfsync everysec`: a SIGKILLed Redis may have lost its last second, so each
+/// queue is a new epoch after it, and the client is told and keeps getting talks.
+#[tokio::test]
+async fn a_redis_sigkilled_under_everysec_gives_a_new_epoch_and_keeps_delivering() {
+    a_restart_that_may_lose_writes_is_a_new_epoch(Durability::EverySec, false).await;
+}
+
+/// Only snapshots: a Redis SIGKILLed after its last snapshot lost talks 4 and 5, its
+/// `seq` went back to 3 in the same queue; the new talks 4 and 5 are a new epoch and
+/// reach the client that holds the old 4 and 5.
+#[tokio::test]
+async fn a_redis_back_from_an_older_snapshot_gives_a_new_epoch_and_no_talk_is_dropped() {
+    a_restart_that_may_lose_writes_is_a_new_epoch(Durability::None, true).await;
 }
 
 /// Redis loses its data: the connected client is closed (1012), its next hello with the

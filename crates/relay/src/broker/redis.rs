@@ -25,6 +25,18 @@
 //!   from the next script that touches it; the check above finds it too and tells the
 //!   hub ([`Wakeup::NewEpoch`]), which closes the connections of the old epoch so that
 //!   their next welcome says `reset` (PROTOCOL.md 3).
+//! - A Redis that restarted may have lost its last writes (`appendfsync everysec`, no
+//!   append-only file, a failover to a replica): its `seq`s went back within the same
+//!   epoch. Each queue's `meta` keeps the `run_id` of the Redis run that last set its
+//!   epoch (`boot`), and the first script to touch a queue under another run gives it a
+//!   new epoch, in the same atomic step as the `seq` it bumps (the rule, and why no
+//!   `seq` can come twice, is at the top of `redis_lua.rs`). So it is done once per
+//!   queue and restart, by whichever node comes first, at the cost of one `INFO server`
+//!   per script and no scan; and it needs no key of another slot. Only when this node
+//!   reads `appendonly yes` and `appendfsync always` from a single Redis ([`Keep`]) does
+//!   a restart keep the epochs: nothing accepted was lost. On a cluster a restart always
+//!   gives new epochs: a failover to a replica is a new `run_id` too and loses what
+//!   replication had not copied yet, whatever `appendfsync` says.
 //! - A Redis Cluster (`--broker redis+cluster://HOST:PORT,HOST:PORT,…`, the seed nodes):
 //!   one recipient's keys and channel share the `{u}` hash tag, so each script runs on the
 //!   recipient's slot; wake-ups are sharded pub/sub there (`SPUBLISH`, `SSUBSCRIBE`, on
@@ -36,6 +48,7 @@
 //!   check after that sends what was missed.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -205,6 +218,39 @@ impl Watched {
     }
 }
 
+/// Whether a Redis restart keeps the queues' epochs: only a single Redis that says
+/// `appendonly yes` and `appendfsync always` (read at start and at every check, so a
+/// `CONFIG SET` is seen within [`CHECK_EVERY`]). Anything else (another mode, `CONFIG`
+/// refused, a cluster) gives every queue a new epoch after a restart.
+struct Keep {
+    cluster: bool,
+    always: AtomicBool,
+}
+
+impl Keep {
+    /// The scripts' `keep` argument.
+    fn arg(&self) -> &'static str {
+        if !self.cluster && self.always.load(Ordering::Relaxed) {
+            "1"
+        } else {
+            "0"
+        }
+    }
+
+    /// Reads the durability again (not on a cluster). While Redis is away the last
+    /// reading stays: it describes the run that went away, which is what the first
+    /// scripts after a restart must know. A refused `CONFIG GET` is not `always`.
+    async fn refresh(&self, conn: &mut Conn) {
+        if self.cluster {
+            return;
+        }
+        match read_durability(conn).await {
+            Err(BrokerError::Unavailable(_)) => {}
+            read => self.always.store(read.ok().is_some_and(|d| d.always()), Ordering::Relaxed),
+        }
+    }
+}
+
 enum Command {
     Watch(UserId, oneshot::Sender<Result<(), BrokerError>>),
     Unwatch(UserId),
@@ -219,6 +265,7 @@ pub struct RedisBroker {
     scripts: Arc<Scripts>,
     caps: QueueCaps,
     rule: DeviceRule,
+    keep: Arc<Keep>,
     watched: Arc<Watched>,
     commands: mpsc::UnboundedSender<Command>,
     wakeups: Mutex<Option<mpsc::Receiver<Wakeup>>>,
@@ -285,13 +332,22 @@ impl RedisBroker {
     }
 
     async fn with(url: String, mut conn: Conn, source: Source, caps: QueueCaps, rule: DeviceRule) -> Self {
-        log_durability(&url, &mut conn).await;
-        let publish = if matches!(conn, Conn::Cluster(_)) { "SPUBLISH" } else { "PUBLISH" };
+        let cluster = matches!(conn, Conn::Cluster(_));
+        let durability = read_durability(&mut conn).await.ok();
+        log_durability(&url, durability.as_ref(), cluster);
+        let keep = Arc::new(Keep { cluster, always: AtomicBool::new(durability.is_some_and(|d| d.always())) });
+        let publish = if cluster { "SPUBLISH" } else { "PUBLISH" };
         let scripts = Arc::new(Scripts::new());
         let watched = Arc::new(Watched::default());
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (wake_tx, wake_rx) = mpsc::channel(WAKEUP_QUEUE);
-        let subscriber = Subscriber { conn: conn.clone(), watched: watched.clone(), wakeups: wake_tx };
+        let subscriber = Subscriber {
+            conn: conn.clone(),
+            scripts: scripts.clone(),
+            keep: keep.clone(),
+            watched: watched.clone(),
+            wakeups: wake_tx,
+        };
         let subscriber = tokio::spawn(subscriber.run(source, command_rx));
         RedisBroker {
             url,
@@ -300,6 +356,7 @@ impl RedisBroker {
             scripts,
             caps,
             rule,
+            keep,
             watched,
             commands,
             wakeups: Mutex::new(Some(wake_rx)),
@@ -330,6 +387,7 @@ impl RedisBroker {
             .arg(SEND_KEY_TTL_MS)
             .arg(keys.channel())
             .arg(self.publish)
+            .arg(self.keep.arg())
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(err)?;
@@ -376,6 +434,7 @@ impl RedisBroker {
             .arg(new_epoch())
             .arg(now.saturating_sub(self.rule.expiry_ms))
             .arg(self.rule.max.max(1))
+            .arg(self.keep.arg())
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(err)?;
@@ -394,10 +453,10 @@ impl RedisBroker {
         range(&mut self.conn.clone(), user, after, upto, limit).await
     }
 
-    async fn ack_device(&self, device: Device, seq: u64) -> Result<(), BrokerError> {
+    async fn ack_device(&self, device: Device, seq: u64, epoch: String) -> Result<(), BrokerError> {
         let keys = Keys::of(&device.user);
         let now = now_ms();
-        let _: i64 = self
+        let counted: i64 = self
             .scripts
             .ack
             .key(keys.meta())
@@ -410,9 +469,15 @@ impl RedisBroker {
             .arg(now)
             .arg(now.saturating_sub(self.rule.expiry_ms))
             .arg(self.rule.max.max(1))
+            .arg(&epoch)
+            .arg(new_epoch())
+            .arg(self.keep.arg())
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(err)?;
+        if counted == 0 {
+            tracing::debug!(user = %crate::untrusted(device.user.as_str()), "an ack of an old epoch; ignored");
+        }
         Ok(())
     }
 
@@ -513,30 +578,56 @@ fn stored_talk(user: &UserId, id: &str, mut f: HashMap<String, String>) -> Optio
     })
 }
 
-/// Logs what an accepted talk survives: `appendonly` and `appendfsync`.
-async fn log_durability(url: &str, conn: &mut Conn) {
-    let get = |name: &'static str| redis::cmd("CONFIG").arg("GET").arg(name).clone();
-    let mut read = async |name: &'static str| -> String {
-        match get(name).query_async::<HashMap<String, String>>(conn).await {
-            Ok(mut pair) => pair.remove(name).unwrap_or_else(|| "?".into()),
-            Err(_) => "unknown (CONFIG GET refused)".into(),
-        }
-    };
-    let appendonly = read("appendonly").await;
-    let appendfsync = read("appendfsync").await;
+/// What Redis says of its durability.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Durability {
+    appendonly: String,
+    appendfsync: String,
+}
+
+impl Durability {
+    /// Nothing accepted is lost in a crash.
+    fn always(&self) -> bool {
+        self.appendonly == "yes" && self.appendfsync == "always"
+    }
+}
+
+/// `appendonly` and `appendfsync`, in one `CONFIG GET`; [`BrokerError::Unavailable`]
+/// when Redis is away, another error when it refuses (a managed Redis that renamed
+/// `CONFIG`) or answers something else.
+async fn read_durability(conn: &mut Conn) -> Result<Durability, BrokerError> {
+    let cmd = redis::cmd("CONFIG").arg("GET").arg("appendonly").arg("appendfsync").clone();
+    let mut pairs = cmd.query_async::<HashMap<String, String>>(conn).await.map_err(err)?;
+    let mut take =
+        |name: &str| pairs.remove(name).ok_or_else(|| BrokerError::Failed(format!("CONFIG GET gave no {name}").into()));
+    Ok(Durability { appendonly: take("appendonly")?, appendfsync: take("appendfsync")? })
+}
+
+/// Logs what an accepted talk survives, and what a Redis restart does to the epochs.
+fn log_durability(url: &str, durability: Option<&Durability>, cluster: bool) {
+    let unknown = || "unknown (CONFIG GET refused)".to_owned();
+    let appendonly = durability.map_or_else(unknown, |d| d.appendonly.clone());
+    let appendfsync = durability.map_or_else(unknown, |d| d.appendfsync.clone());
     let survives = match (appendonly.as_str(), appendfsync.as_str()) {
         ("yes", "always") => "an accepted talk survives a Redis crash",
         ("yes", "everysec") => "up to a second of accepted talks is at risk in a Redis crash",
         ("yes", _) => "accepted talks since the OS last flushed are at risk in a Redis crash",
         _ => "accepted talks since the last snapshot are lost in a Redis crash (appendonly is off)",
     };
-    tracing::info!(broker = %url, %appendonly, %appendfsync, "Redis durability: {survives}");
+    let restart = if !cluster && durability.is_some_and(Durability::always) {
+        "a Redis restart keeps the queues' epochs"
+    } else {
+        "a Redis restart gives every queue a new epoch (clients are told talks may be missing)"
+    };
+    tracing::info!(broker = %url, %appendonly, %appendfsync, "Redis durability: {survives}; {restart}");
 }
 
 /// The task that holds the pub/sub connection: subscribes and unsubscribes as the hub
 /// watches, forwards wake-ups, and checks the watched recipients' positions.
 struct Subscriber {
     conn: Conn,
+    scripts: Arc<Scripts>,
+    keep: Arc<Keep>,
     watched: Arc<Watched>,
     wakeups: mpsc::Sender<Wakeup>,
 }
@@ -577,7 +668,7 @@ impl Subscriber {
                     None if pushes.is_closed() => return,
                     None => {}
                 },
-                _ = tick.tick() => self.check().await,
+                _ = tick.tick() => self.tick().await,
             }
         }
     }
@@ -664,7 +755,7 @@ impl Subscriber {
                     None => return Ended::Lost,
                     Some(msg) => self.on_message(msg.get_channel_name(), msg.get_payload_bytes()),
                 },
-                _ = tick.tick() => self.check().await,
+                _ = tick.tick() => self.tick().await,
             }
         }
     }
@@ -710,6 +801,12 @@ impl Subscriber {
         }
     }
 
+    /// Once every [`CHECK_EVERY`]: the durability read again, the positions checked.
+    async fn tick(&self) {
+        self.keep.refresh(&mut self.conn.clone()).await;
+        self.check().await;
+    }
+
     /// Every watched recipient's `seq` and `epoch` against what was sent to the hub.
     async fn check(&self) {
         let users: Vec<(UserId, Known)> = self.watched.lock().iter().map(|(u, k)| (u.clone(), k.clone())).collect();
@@ -748,11 +845,15 @@ impl Subscriber {
         let epoch = match epoch {
             Some(e) => e,
             // The queue is gone while its connections are here: give it its new epoch now.
-            None if known.epoch.is_some() => {
-                let meta = Keys::of(user).meta();
-                let _: bool = conn.hset_nx(&meta, "epoch", new_epoch()).await.map_err(err)?;
-                conn.hget(&meta, "epoch").await.map_err(err)?
-            }
+            None if known.epoch.is_some() => self
+                .scripts
+                .epoch
+                .key(Keys::of(user).meta())
+                .arg(new_epoch())
+                .arg(self.keep.arg())
+                .invoke_async(conn)
+                .await
+                .map_err(err)?,
             None => return Ok(()),
         };
         if known.epoch.as_deref().is_some_and(|k| k != epoch) {
@@ -840,8 +941,8 @@ impl Broker for RedisBroker {
         Box::pin(async move { self.range(&user, after, upto, limit).await })
     }
 
-    fn ack(&self, device: Device, seq: u64) -> BoxFuture<'_, Result<(), BrokerError>> {
-        Box::pin(self.ack_device(device, seq))
+    fn ack(&self, device: Device, seq: u64, epoch: String) -> BoxFuture<'_, Result<(), BrokerError>> {
+        Box::pin(self.ack_device(device, seq, epoch))
     }
 
     fn seen(&self, devices: Vec<Device>) -> BoxFuture<'_, Result<(), BrokerError>> {
