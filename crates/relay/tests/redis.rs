@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::child::Served;
+use support::child::{users_cmd, Served};
 use support::*;
 use talkbell_relay::{BrokerUrl, Users};
 use talkbell_testkit::redis::{Durability, RedisCluster, RedisServer};
@@ -428,4 +428,40 @@ async fn a_redis_that_is_away_refuses_talks_and_keeps_connections() {
     assert_eq!(talks(&mut a, 1).await, [(2, "after".to_owned())]);
     assert_eq!(sent(&mut c, "away-1", 1, "while away").await["seq"], 3, "the retry is sent now");
     assert_eq!(talks(&mut a, 1).await, [(3, "while away".to_owned())]);
+}
+
+/// Two nodes on one Redis share one users file: a user removed from it (the CLI) and
+/// SIGHUP on both closes that user's connections on both with 4001, and both refuse the
+/// token from then on (hellos and POSTs); everyone else's connections stay and keep
+/// getting talks from either node.
+#[tokio::test]
+async fn sighup_on_every_node_applies_a_removed_user_everywhere() {
+    let nodes = Nodes::start(2, Durability::None).await;
+    let mut two_on_a = signed_in(nodes.ws(0), nodes.token(2), "two-a", None).await;
+    let mut two_on_b = signed_in(nodes.ws(1), nodes.token(2), "two-b", None).await;
+    let mut one_on_a = signed_in(nodes.ws(0), nodes.token(1), "one-a", Some(0)).await;
+    let mut one_on_b = signed_in(nodes.ws(1), nodes.token(1), "one-b", Some(0)).await;
+    let mut three = signed_in(nodes.ws(1), nodes.token(3), "three", None).await;
+
+    assert_eq!(users_cmd(&["remove-user", "--id", "2"], &nodes.dir.path().join("users.toml")).await, "");
+    for node in &nodes.nodes {
+        node.reload(1).await;
+        assert!(node.log().contains("reloaded the users file"), "{}", node.log());
+    }
+    assert_eq!(close_code(&mut two_on_a).await, Some(4001));
+    assert_eq!(close_code(&mut two_on_b).await, Some(4001));
+    for node in 0..2 {
+        refused(nodes.ws(node), nodes.token(2)).await;
+        assert_eq!(nodes.post(node, 2, 1, "gone").await.0, 401);
+        assert_eq!(nodes.post(node, 3, 2, "to the gone").await.0, 404);
+    }
+
+    assert_eq!(nodes.post(0, 3, 1, "posted").await.0, 200);
+    assert_eq!(sent(&mut three, "after-reload", 1, "sent").await["seq"], 2);
+    let want = [(1, "posted".to_owned()), (2, "sent".to_owned())];
+    assert_eq!(talks(&mut one_on_a, 2).await, want);
+    assert_eq!(talks(&mut one_on_b, 2).await, want);
+    for ws in [&mut one_on_a, &mut one_on_b, &mut three] {
+        assert_alive(ws).await;
+    }
 }
