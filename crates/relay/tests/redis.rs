@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use support::child::{users_cmd, Served};
 use support::*;
-use talkbell_relay::{BrokerUrl, Users};
+use talkbell_relay::{post_talk, BrokerUrl, Users};
 use talkbell_testkit::redis::{Durability, RedisCluster, RedisServer};
 
 /// One redis-server (or a cluster), a users file of wang1..wang3, and relay nodes on them.
@@ -464,4 +464,48 @@ async fn sighup_on_every_node_applies_a_removed_user_everywhere() {
     for ws in [&mut one_on_a, &mut one_on_b, &mut three] {
         assert_alive(ws).await;
     }
+}
+
+/// Retention on a Redis Cluster covers recipients no node ever held a connection of: a
+/// talk past retention (written behind the relays' back with a `ts` of two hours ago, as
+/// relays that were down a while left it) is deleted by a node's pass on whichever master
+/// holds it, with its sender's share; the talk POSTed after it, inside retention, stays,
+/// and is what the recipient's first device gets.
+#[tokio::test]
+async fn retention_on_a_cluster_covers_recipients_never_connected() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = RedisCluster::start(dir.path(), 3).unwrap();
+    let broker: BrokerUrl = cluster.url().parse().unwrap();
+    let env = start_with(|c| {
+        c.broker = broker;
+        c.retention = Duration::from_secs(3600);
+        // Passes every 500 ms (a quarter of the shorter of the two).
+        c.device_expiry = Duration::from_secs(2);
+    })
+    .await;
+    let cli = |args: &[&str]| cluster.nodes[0].cli(&[&["-c"][..], args].concat()).unwrap();
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    let old_ts = (now_ms - 2 * 3600 * 1000).to_string();
+    for user in 1..=3u64 {
+        let keys = format!("tb:{{{user}}}");
+        let name = format!("wang{user}");
+        assert_eq!(cli(&["HINCRBY", &format!("{keys}:meta"), "seq", "1"]), "1");
+        let old = ["ts", &old_ts, "from_id", "2", "from_name", "wang2", "to_name", &name, "talk", "old"];
+        assert_eq!(cli(&[&["XADD", &format!("{keys}:s"), "1-0"][..], &old[..]].concat()), "1-0");
+        cli(&["HINCRBY", &format!("{keys}:from"), "2", "1"]);
+        assert_eq!(post_talk(&env.http_url(), env.token(2), user, "new").await.unwrap().seq, 2);
+        assert_eq!(cli(&["XLEN", &format!("{keys}:s")]), "2");
+    }
+    for user in 1..=3u64 {
+        let keys = format!("tb:{{{user}}}");
+        eventually("the talk past retention to be pruned", || {
+            (cli(&["XLEN", &format!("{keys}:s")]) == "1").then_some(())
+        })
+        .await;
+        assert!(cli(&["XRANGE", &format!("{keys}:s"), "-", "+"]).starts_with("2-0"), "the new one stays");
+        assert_eq!(cli(&["HGET", &format!("{keys}:from"), "2"]), "1", "the sender's share counts the new one");
+    }
+    let mut ws = signed_in(&env.ws_url(), env.token(1), "first", Some(0)).await;
+    let talk = next_talk(&mut ws).await;
+    assert_eq!((&talk["seq"], &talk["form"]["talk"]), (&json!(2), &json!("new")), "{talk}");
 }

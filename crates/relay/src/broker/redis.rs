@@ -42,6 +42,9 @@
 //!   recipient's slot; wake-ups are sharded pub/sub there (`SPUBLISH`, `SSUBSCRIBE`, on
 //!   RESP3), which the cluster connection re-subscribes after a failover; the check above
 //!   covers what a failover drops.
+//! - Retention ([`Broker::prune`]) covers every recipient's queue, connected or not: a
+//!   pass goes on with a bounded `SCAN` of each master for the streams ([`Sweep`]) and
+//!   runs the prune script on each; the script deletes only talks past retention.
 //! - Redis away: every call fails with [`BrokerError::Unavailable`] (a POST gets 503, a
 //!   `send` an `unavailable` error frame: not accepted, so not lost); connections stay;
 //!   the connection manager and the subscriber reconnect with back-off, and the first
@@ -57,6 +60,7 @@ use futures_util::StreamExt;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, PubSubSink};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{AsyncCommands, Client, Cmd, Pipeline, PushInfo, RedisError, RedisFuture, Value};
 use talkbell_core::protocol::{Person, UserId};
 use tokio::sync::{mpsc, oneshot};
@@ -76,6 +80,10 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
 const WAKEUP_QUEUE: usize = 4096;
 /// Talks read per `XRANGE` of a check.
 const CHECK_PAGE: usize = 256;
+/// Keys one `SCAN` of a retention pass looks at (Redis's hint), and `SCAN`s per master
+/// per pass: a pass looks at up to about 10,000 keys of each master.
+const SWEEP_COUNT: usize = 1000;
+const SWEEP_SCANS: usize = 10;
 
 /// Why the Redis broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -251,6 +259,53 @@ impl Keep {
     }
 }
 
+/// A master whose keys the retention sweep covers.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Master {
+    /// The one Redis server.
+    Single,
+    /// A cluster's master, by the address `CLUSTER NODES` gives.
+    Node { host: String, port: u16 },
+}
+
+/// The masters of a cluster in `CLUSTER NODES`'s answer: lines of `id host:port@bus[,name]
+/// flags …`, the ones whose flags say `master` and not `fail`.
+fn cluster_masters(nodes: &str) -> Vec<Master> {
+    let master = |line: &str| {
+        let mut fields = line.split_whitespace().skip(1);
+        let addr = fields.next()?;
+        let flags = fields.next()?;
+        let is_master = flags.split(',').any(|f| f == "master") && !flags.contains("fail");
+        let (host, port) = addr.split(['@', ',']).next()?.rsplit_once(':')?;
+        let port = port.parse().ok()?;
+        (is_master && !host.is_empty()).then(|| Master::Node { host: host.to_owned(), port })
+    };
+    nodes.lines().filter_map(master).collect()
+}
+
+/// Where each master's retention sweep is: its `SCAN` cursor (0: start again).
+#[derive(Default)]
+struct Sweep(Mutex<HashMap<Master, u64>>);
+
+impl Sweep {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Master, u64>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn cursor(&self, master: &Master) -> u64 {
+        self.lock().get(master).copied().unwrap_or(0)
+    }
+
+    fn set(&self, master: &Master, cursor: u64) {
+        self.lock().insert(master.clone(), cursor);
+    }
+
+    /// Drops the cursors of masters that are no longer (a failover, a resharding).
+    fn forget_others(&self, masters: &[Master]) {
+        self.lock().retain(|m, _| masters.contains(m));
+    }
+}
+
 enum Command {
     Watch(UserId, oneshot::Sender<Result<(), BrokerError>>),
     Unwatch(UserId),
@@ -266,6 +321,7 @@ pub struct RedisBroker {
     caps: QueueCaps,
     rule: DeviceRule,
     keep: Arc<Keep>,
+    sweep: Sweep,
     watched: Arc<Watched>,
     commands: mpsc::UnboundedSender<Command>,
     wakeups: Mutex<Option<mpsc::Receiver<Wakeup>>>,
@@ -357,6 +413,7 @@ impl RedisBroker {
             caps,
             rule,
             keep,
+            sweep: Sweep::default(),
             watched,
             commands,
             wakeups: Mutex::new(Some(wake_rx)),
@@ -495,40 +552,87 @@ impl RedisBroker {
         Ok(())
     }
 
-    /// Retention over every recipient's queue: SCAN for their streams, one script each.
-    /// On a cluster only the recipients watched here (a SCAN covers one node).
+    /// Retention over every recipient's queue, connected anywhere or not: on each master
+    /// (the one server, or every master of a cluster) a bounded part of a `SCAN` for the
+    /// streams, going on next pass from where this one stopped ([`Sweep`]), and the
+    /// prune script for each stream found. The script deletes only talks older than
+    /// `talks_before_ms`.
     async fn prune_all(&self, talks_before_ms: i64, devices_before_ms: i64) -> Result<usize, BrokerError> {
-        let mut streams: Vec<String> = Vec::new();
-        match &self.conn {
-            Conn::Single(single) => {
-                let mut single = single.clone();
-                let mut iter = single.scan_match::<_, String>("tb:{*}:s").await.map_err(err)?;
-                while let Some(key) = iter.next_item().await {
-                    streams.push(key.map_err(err)?);
-                }
-            }
-            Conn::Cluster(_) => streams.extend(self.watched.lock().keys().map(|u| Keys::of(u).stream())),
-        }
-        let mut conn = self.conn.clone();
+        let masters = self.masters().await?;
+        self.sweep.forget_others(&masters);
         let mut pruned = 0usize;
-        for stream in streams {
-            let Some(base) = stream.strip_suffix(":s") else { continue };
-            let keys = Keys(base.to_owned());
-            let n: i64 = self
-                .scripts
-                .prune
-                .key(keys.stream())
-                .key(keys.from())
-                .key(keys.dev())
-                .key(keys.seen())
-                .arg(talks_before_ms)
-                .arg(devices_before_ms)
-                .invoke_async(&mut conn)
-                .await
-                .map_err(err)?;
-            pruned += usize::try_from(n).unwrap_or(0);
+        for master in &masters {
+            for stream in self.scan_streams(master).await? {
+                pruned += self.prune_stream(&stream, talks_before_ms, devices_before_ms).await?;
+            }
         }
         Ok(pruned)
+    }
+
+    /// The masters whose keys a sweep must cover: the one server, or a cluster's
+    /// masters as `CLUSTER NODES` lists them (failed ones left out).
+    async fn masters(&self) -> Result<Vec<Master>, BrokerError> {
+        let Conn::Cluster(_) = &self.conn else { return Ok(vec![Master::Single]) };
+        let nodes: String =
+            redis::cmd("CLUSTER").arg("NODES").query_async(&mut self.conn.clone()).await.map_err(err)?;
+        Ok(cluster_masters(&nodes))
+    }
+
+    /// The streams of the next part of `master`'s sweep: at most [`SWEEP_SCANS`] `SCAN`
+    /// calls of [`SWEEP_COUNT`] keys each.
+    async fn scan_streams(&self, master: &Master) -> Result<Vec<String>, BrokerError> {
+        let mut cursor = self.sweep.cursor(master);
+        let mut streams = Vec::new();
+        for _ in 0..SWEEP_SCANS {
+            let scan = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg("tb:{*}:s")
+                .arg("COUNT")
+                .arg(SWEEP_COUNT)
+                .arg("TYPE")
+                .arg("stream")
+                .clone();
+            let reply = match (master, &self.conn) {
+                (Master::Node { host, port }, Conn::Cluster(cluster)) => {
+                    let to = SingleNodeRoutingInfo::ByAddress { host: host.clone(), port: *port };
+                    cluster.clone().route_command(scan, RoutingInfo::SingleNode(to)).await.map_err(err)?
+                }
+                _ => scan.query_async::<Value>(&mut self.conn.clone()).await.map_err(err)?,
+            };
+            let (next, keys): (u64, Vec<String>) =
+                redis::from_redis_value(reply).map_err(|e| BrokerError::Failed(e.to_string().into()))?;
+            streams.extend(keys);
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        self.sweep.set(master, cursor);
+        Ok(streams)
+    }
+
+    async fn prune_stream(
+        &self,
+        stream: &str,
+        talks_before_ms: i64,
+        devices_before_ms: i64,
+    ) -> Result<usize, BrokerError> {
+        let Some(base) = stream.strip_suffix(":s") else { return Ok(0) };
+        let keys = Keys(base.to_owned());
+        let n: i64 = self
+            .scripts
+            .prune
+            .key(keys.stream())
+            .key(keys.from())
+            .key(keys.dev())
+            .key(keys.seen())
+            .arg(talks_before_ms)
+            .arg(devices_before_ms)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(err)?;
+        Ok(usize::try_from(n).unwrap_or(0))
     }
 
     async fn command(&self, command: Command) -> Result<(), BrokerError> {
@@ -974,6 +1078,17 @@ mod tests {
         assert_eq!(keys.stream(), "tb:{u-7}:s");
         assert_eq!(user_of_channel(&keys.channel()), Some(UserId::from("u-7")));
         assert_eq!(user_of_channel("other"), None);
+    }
+
+    #[test]
+    fn cluster_nodes_give_the_live_masters() {
+        let nodes = "07c3 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460\n\
+                     67ed 127.0.0.1:30002@40002,host-b master - 0 1 2 connected 5461-10922\n\
+                     292f 127.0.0.1:30003@40003 master,fail - 0 1 3 connected\n\
+                     e7d1 127.0.0.1:30004@40004 slave 07c3 0 1 1 connected\n\
+                     garbage\n";
+        let node = |port| Master::Node { host: "127.0.0.1".into(), port };
+        assert_eq!(cluster_masters(nodes), [node(30001), node(30002)]);
     }
 
     #[test]
