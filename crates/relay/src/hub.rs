@@ -430,13 +430,17 @@ impl Shared {
         drop(guard);
         if self.cfg.deliver_to_all {
             self.copy_to_everyone(&talk).await;
+            if let Err(e) = self.broker.broadcast(&talk).await {
+                tracing::warn!(error = %e, seq = talk.seq, "could not hand a copy of a talk to the other nodes");
+            }
         }
         tracing::debug!(to = %untrusted(talk.to.id.as_str()), seq = talk.seq, "talk delivered");
         Ok(delivered)
     }
 
     /// `deliver_to_all`: a copy without the `seq` (the recipient's numbering, not
-    /// theirs) to every other live connection here.
+    /// theirs) to every other live connection here (of this node's talks, and of other
+    /// nodes' through [`Broker::broadcast`]).
     async fn copy_to_everyone(&self, talk: &StoredTalk) {
         let copy = TalkMessage { seq: None, ..talk.message() };
         let frame: Utf8Bytes = ServerFrame::Talk(copy).to_text().into();
@@ -447,8 +451,8 @@ impl Shared {
         }
     }
 
-    /// What another node did: a talk to this node's connections of its recipient, or a
-    /// new epoch that closes the connections of another one.
+    /// What another node did: a talk to this node's connections of its recipient, a new
+    /// epoch that closes the connections of another one, or a copy for everyone.
     async fn hand_out(&self, wakeup: &Wakeup) {
         match wakeup {
             Wakeup::Talk { epoch, talk } => {
@@ -460,6 +464,9 @@ impl Shared {
                 let Some(recipient) = self.existing_recipient(user) else { return };
                 reset_others(&mut *recipient.lock().await, epoch);
             }
+            // A node without `deliver_to_all` keeps to its own rule.
+            Wakeup::Copy(talk) if self.cfg.deliver_to_all => self.copy_to_everyone(talk).await,
+            Wakeup::Copy(_) => {}
         }
     }
 
@@ -654,6 +661,9 @@ mod tests {
             done(0)
         }
         fn wake<'a>(&'a self, _talk: &'a StoredTalk) -> BoxFuture<'a, Result<(), BrokerError>> {
+            done(())
+        }
+        fn broadcast<'a>(&'a self, _talk: &'a StoredTalk) -> BoxFuture<'a, Result<(), BrokerError>> {
             done(())
         }
         fn wakeups(&self) -> Option<mpsc::Receiver<Wakeup>> {

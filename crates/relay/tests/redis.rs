@@ -509,3 +509,54 @@ async fn retention_on_a_cluster_covers_recipients_never_connected() {
     let talk = next_talk(&mut ws).await;
     assert_eq!((&talk["seq"], &talk["form"]["talk"]), (&json!(2), &json!("new")), "{talk}");
 }
+
+/// `--deliver-to-all` (the original servers' mode) on two nodes: every connected client
+/// gets every talk, on whichever node it is connected and whichever node took the talk:
+/// the recipient's devices the talk itself (with its `seq`), everyone else one copy
+/// without a `seq` (their own numbering is not the recipient's).
+#[tokio::test]
+async fn deliver_to_all_reaches_the_connections_of_every_node() {
+    deliver_to_all_across(Nodes::start(0, Durability::None).await).await;
+}
+
+/// The same on a Redis Cluster (the copies on one sharded channel).
+#[tokio::test]
+async fn deliver_to_all_reaches_every_node_on_a_redis_cluster() {
+    deliver_to_all_across(Nodes::on_cluster(0).await).await;
+}
+
+async fn deliver_to_all_across(mut nodes: Nodes) {
+    for _ in 0..2 {
+        nodes.add_node_with(&["--deliver-to-all"]).await;
+    }
+    let mut one_on_a = signed_in(nodes.ws(0), nodes.token(1), "one-a", Some(0)).await;
+    let mut one_on_b = signed_in(nodes.ws(1), nodes.token(1), "one-b", Some(0)).await;
+    let mut three_on_a = signed_in(nodes.ws(0), nodes.token(3), "three-a", None).await;
+    let mut three_on_b = signed_in(nodes.ws(1), nodes.token(3), "three-b", None).await;
+    // Each node listens for the others' copies from its start on (its own task).
+    eventually("both nodes to listen for copies", || (nodes.subscribers("tb:copies") == 2).then_some(())).await;
+
+    assert_eq!(nodes.post(0, 2, 1, "through a").await.0, 200);
+    assert_eq!(nodes.post(1, 2, 1, "through b").await.0, 200);
+    let want = [(1, "through a".to_owned()), (2, "through b".to_owned())];
+    assert_eq!(talks(&mut one_on_a, 2).await, want);
+    assert_eq!(talks(&mut one_on_b, 2).await, want);
+    for three in [&mut three_on_a, &mut three_on_b] {
+        let mut copies = Vec::new();
+        for _ in 0..2 {
+            let copy = next_talk(three).await;
+            assert_eq!(
+                (&copy["seq"], &copy["to"]["id"], &copy["form"]["name"]),
+                (&Value::Null, &json!(1), &json!("wang2"))
+            );
+            copies.push(copy["form"]["talk"].as_str().unwrap().to_owned());
+        }
+        // Copies carry no order between nodes: the set is what counts.
+        copies.sort();
+        assert_eq!(copies, ["through a", "through b"]);
+    }
+    // Nothing twice: no node's own copy came back to it.
+    for ws in [&mut one_on_a, &mut one_on_b, &mut three_on_a, &mut three_on_b] {
+        assert_alive(ws).await;
+    }
+}

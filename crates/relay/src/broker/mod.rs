@@ -140,6 +140,9 @@ pub enum Wakeup {
     /// The recipient's queue was lost and is now this epoch: connections of another
     /// epoch must reconnect to be told (PROTOCOL.md 3).
     NewEpoch { user: UserId, epoch: String },
+    /// Another node's `--deliver-to-all` copy ([`Broker::broadcast`]) of a talk it
+    /// delivered: for every connection here but the recipient's.
+    Copy(StoredTalk),
 }
 
 /// A talk as it is queued for its recipient.
@@ -260,8 +263,16 @@ pub trait Broker: Send + Sync + 'static {
     /// broker whose append wakes the others itself (Redis) does nothing here.
     fn wake<'a>(&'a self, talk: &'a StoredTalk) -> BoxFuture<'a, Result<(), BrokerError>>;
 
+    /// `--deliver-to-all` (the original servers' mode): hands a copy of `talk` to the
+    /// other nodes, whose hubs give it to their connections of everyone but its recipient
+    /// ([`Wakeup::Copy`]). The hub calls it after its own connections got their copies.
+    /// Best effort, as a copy was on the original servers: it has no `seq` and is not
+    /// queued, so a node that misses one (Redis away) never sends it. A broker without
+    /// other nodes does nothing.
+    fn broadcast<'a>(&'a self, talk: &'a StoredTalk) -> BoxFuture<'a, Result<(), BrokerError>>;
+
     /// The talks other nodes appended for recipients watched here ([`Broker::watch`]),
-    /// and the epochs that replaced lost queues, taken once by the hub at start; `None`
+    /// the epochs that replaced lost queues, and other nodes' copies, taken once by the hub at start; `None`
     /// when there are no other nodes. Talks may come late, twice, or out of order: the
     /// hub drops what a connection has and replays what it skipped.
     fn wakeups(&self) -> Option<mpsc::Receiver<Wakeup>>;

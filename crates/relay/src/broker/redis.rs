@@ -42,6 +42,9 @@
 //!   recipient's slot; wake-ups are sharded pub/sub there (`SPUBLISH`, `SSUBSCRIBE`, on
 //!   RESP3), which the cluster connection re-subscribes after a failover; the check above
 //!   covers what a failover drops.
+//! - `--deliver-to-all` copies ([`Broker::broadcast`]) go on one channel, [`COPIES`],
+//!   that every node subscribes to; each copy names the node that sent it (a random id
+//!   per broker), which ignores its own.
 //! - Retention ([`Broker::prune`]) covers every recipient's queue, connected or not: a
 //!   pass goes on with a bounded `SCAN` of each master for the streams ([`Sweep`]) and
 //!   runs the prune script on each; the script deletes only talks past retention.
@@ -80,6 +83,9 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
 const WAKEUP_QUEUE: usize = 4096;
 /// Talks read per `XRANGE` of a check.
 const CHECK_PAGE: usize = 256;
+/// The channel of `--deliver-to-all` copies, which every node listens on (no hash tag:
+/// it cannot be any recipient's; on a cluster it is one sharded channel).
+const COPIES: &str = "tb:copies";
 /// Keys one `SCAN` of a retention pass looks at (Redis's hint), and `SCAN`s per master
 /// per pass: a pass looks at up to about 10,000 keys of each master.
 const SWEEP_COUNT: usize = 1000;
@@ -317,6 +323,8 @@ pub struct RedisBroker {
     conn: Conn,
     /// `PUBLISH`, or `SPUBLISH` on a cluster.
     publish: &'static str,
+    /// This node, in the copies it broadcasts.
+    node: String,
     scripts: Arc<Scripts>,
     caps: QueueCaps,
     rule: DeviceRule,
@@ -397,7 +405,9 @@ impl RedisBroker {
         let watched = Arc::new(Watched::default());
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (wake_tx, wake_rx) = mpsc::channel(WAKEUP_QUEUE);
+        let node = new_epoch();
         let subscriber = Subscriber {
+            node: node.clone(),
             conn: conn.clone(),
             scripts: scripts.clone(),
             keep: keep.clone(),
@@ -409,6 +419,7 @@ impl RedisBroker {
             url,
             conn,
             publish,
+            node,
             scripts,
             caps,
             rule,
@@ -729,6 +740,8 @@ fn log_durability(url: &str, durability: Option<&Durability>, cluster: bool) {
 /// The task that holds the pub/sub connection: subscribes and unsubscribes as the hub
 /// watches, forwards wake-ups, and checks the watched recipients' positions.
 struct Subscriber {
+    /// This node: its own copies come back on [`COPIES`] and are dropped.
+    node: String,
     conn: Conn,
     scripts: Arc<Scripts>,
     keep: Arc<Keep>,
@@ -760,6 +773,10 @@ impl Subscriber {
         mut commands: mpsc::UnboundedReceiver<Command>,
     ) {
         let Conn::Cluster(cluster) = self.conn.clone() else { return };
+        // Re-subscribed by the cluster connection after a reconnect, like the others.
+        if let Err(e) = cluster.clone().ssubscribe(COPIES).await {
+            tracing::warn!(error = %e, "cannot subscribe to the copies of other nodes' talks");
+        }
         let mut tick = tokio::time::interval(CHECK_EVERY);
         loop {
             tokio::select! {
@@ -837,6 +854,9 @@ impl Subscriber {
 
     async fn subscribed(&self, pubsub: redis::aio::PubSub, commands: &mut mpsc::UnboundedReceiver<Command>) -> Ended {
         let (mut sink, mut stream) = pubsub.split();
+        if sink.subscribe(COPIES).await.is_err() {
+            return Ended::Lost;
+        }
         let users: Vec<UserId> = self.watched.lock().keys().cloned().collect();
         for user in &users {
             if sink.subscribe(Keys::of(user).channel()).await.is_err() {
@@ -891,6 +911,9 @@ impl Subscriber {
 
     /// A published talk: to the hub, unless it is full (the check finds it again).
     fn on_message(&self, channel: &str, payload: &[u8]) {
+        if channel == COPIES {
+            return self.on_copy(payload);
+        }
         let Some(user) = user_of_channel(channel) else { return };
         let Some((epoch, talk)) = parse_wakeup(&user, payload) else {
             tracing::warn!(channel = %crate::untrusted(channel), "a wake-up that is not a talk; ignored");
@@ -909,6 +932,18 @@ impl Subscriber {
     async fn tick(&self) {
         self.keep.refresh(&mut self.conn.clone()).await;
         self.check().await;
+    }
+
+    /// Another node's `--deliver-to-all` copy: to the hub (dropped when it is full: a
+    /// copy is best effort). This node's own are dropped here.
+    fn on_copy(&self, payload: &[u8]) {
+        match serde_json::from_slice::<Copy>(payload) {
+            Ok(copy) if copy.origin == self.node => {}
+            Ok(copy) => {
+                let _ = self.wakeups.try_send(Wakeup::Copy(copy.talk()));
+            }
+            Err(e) => tracing::warn!(error = %e, "a copy that is not a talk; ignored"),
+        }
     }
 
     /// Every watched recipient's `seq` and `epoch` against what was sent to the hub.
@@ -1009,6 +1044,44 @@ fn parse_wakeup(user: &UserId, payload: &[u8]) -> Option<(String, StoredTalk)> {
     Some((p.epoch, talk))
 }
 
+/// A `--deliver-to-all` copy on [`COPIES`]: the talk, and the node that sent it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Copy {
+    origin: String,
+    seq: u64,
+    ts: i64,
+    from_id: String,
+    from_name: String,
+    to_id: String,
+    to_name: String,
+    talk: String,
+}
+
+impl Copy {
+    fn of(origin: &str, talk: &StoredTalk) -> Copy {
+        Copy {
+            origin: origin.to_owned(),
+            seq: talk.seq,
+            ts: talk.ts,
+            from_id: talk.from.id.as_str().to_owned(),
+            from_name: talk.from.name.clone(),
+            to_id: talk.to.id.as_str().to_owned(),
+            to_name: talk.to.name.clone(),
+            talk: talk.talk.clone(),
+        }
+    }
+
+    fn talk(self) -> StoredTalk {
+        StoredTalk {
+            seq: self.seq,
+            ts: self.ts,
+            from: Person { id: UserId::new(self.from_id), name: self.from_name },
+            to: Person { id: UserId::new(self.to_id), name: self.to_name },
+            talk: self.talk,
+        }
+    }
+}
+
 impl Broker for RedisBroker {
     fn describe(&self) -> String {
         format!("redis ({}; epochs per recipient)", self.url)
@@ -1060,6 +1133,16 @@ impl Broker for RedisBroker {
     /// The append script published the wake-up already.
     fn wake<'a>(&'a self, _talk: &'a StoredTalk) -> BoxFuture<'a, Result<(), BrokerError>> {
         Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn broadcast<'a>(&'a self, talk: &'a StoredTalk) -> BoxFuture<'a, Result<(), BrokerError>> {
+        Box::pin(async move {
+            let payload =
+                serde_json::to_string(&Copy::of(&self.node, talk)).map_err(|e| BrokerError::Failed(Box::new(e)))?;
+            let cmd = redis::cmd(self.publish).arg(COPIES).arg(payload).clone();
+            let _: i64 = cmd.query_async(&mut self.conn.clone()).await.map_err(err)?;
+            Ok(())
+        })
     }
 
     fn wakeups(&self) -> Option<mpsc::Receiver<Wakeup>> {
