@@ -27,9 +27,14 @@
 //! wake-up lost anyway (a dropped subscription) is the broker's to find again: it checks
 //! the watched recipients' last `seq`s now and then and sends what it had not.
 //!
-//! Epochs: each connection keeps the epoch its welcome named. A talk (or a
-//! [`Wakeup::NewEpoch`]) of another epoch means the recipient's queue was lost: those
-//! connections are closed (1012) so that their next hello is told (`reset`, PROTOCOL.md 3).
+//! Epochs: each connection keeps the epoch its welcome named, and its acks name it. A
+//! talk (or a [`Wakeup::NewEpoch`]) of another epoch means the recipient's queue was
+//! lost, or may have lost its last talks (a Redis restart): those connections are
+//! closed (1012) so that their next hello is told (`reset`, PROTOCOL.md 3).
+//!
+//! `deliver_to_all`: every talk delivered here is also copied (without its `seq`) to
+//! every other connection here, and handed to the other nodes ([`Broker::broadcast`]),
+//! whose copies ([`Wakeup::Copy`]) this node hands to its own connections the same way.
 //!
 //! A recipient's lock also guards its count of live connections, so the per-user cap
 //! (`max_connections_per_user`) is checked and taken in one step.

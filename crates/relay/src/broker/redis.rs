@@ -612,7 +612,7 @@ impl RedisBroker {
                 _ => scan.query_async::<Value>(&mut self.conn.clone()).await.map_err(err)?,
             };
             let (next, keys): (u64, Vec<String>) =
-                redis::from_redis_value(reply).map_err(|e| BrokerError::Failed(e.to_string().into()))?;
+                redis::from_redis_value(reply).map_err(|e| BrokerError::Failed(Box::new(e)))?;
             streams.extend(keys);
             cursor = next;
             if cursor == 0 {
@@ -693,6 +693,13 @@ fn stored_talk(user: &UserId, id: &str, mut f: HashMap<String, String>) -> Optio
     })
 }
 
+/// A reply of Redis this code did not expect.
+#[derive(Debug, thiserror::Error)]
+enum Unexpected {
+    #[error("CONFIG GET gave no {0}")]
+    Config(&'static str),
+}
+
 /// What Redis says of its durability.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Durability {
@@ -714,7 +721,7 @@ async fn read_durability(conn: &mut Conn) -> Result<Durability, BrokerError> {
     let cmd = redis::cmd("CONFIG").arg("GET").arg("appendonly").arg("appendfsync").clone();
     let mut pairs = cmd.query_async::<HashMap<String, String>>(conn).await.map_err(err)?;
     let mut take =
-        |name: &str| pairs.remove(name).ok_or_else(|| BrokerError::Failed(format!("CONFIG GET gave no {name}").into()));
+        |name: &'static str| pairs.remove(name).ok_or(BrokerError::Failed(Box::new(Unexpected::Config(name))));
     Ok(Durability { appendonly: take("appendonly")?, appendfsync: take("appendfsync")? })
 }
 
