@@ -32,7 +32,7 @@
 //!   new epoch, in the same atomic step as the `seq` it bumps (the rule, and why no
 //!   `seq` can come twice, is at the top of `redis_lua.rs`). So it is done once per
 //!   queue and restart, by whichever node comes first, at the cost of one `INFO server`
-//!   per script and no scan; and it needs no key of another slot. Only when this node
+//!   per append or registration and no scan; and it needs no key of another slot. Only when this node
 //!   reads `appendonly yes` and `appendfsync always` from a single Redis ([`Keep`]) does
 //!   a restart keep the epochs: nothing accepted was lost. On a cluster a restart always
 //!   gives new epochs: a failover to a replica is a new `run_id` too and loses what
@@ -538,8 +538,6 @@ impl RedisBroker {
             .arg(now.saturating_sub(self.rule.expiry_ms))
             .arg(self.rule.max.max(1))
             .arg(&epoch)
-            .arg(new_epoch())
-            .arg(self.keep.arg())
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(err)?;

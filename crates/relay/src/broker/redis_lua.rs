@@ -11,7 +11,8 @@
 //! Epochs and Redis restarts: `boot` is `<run_id>:<keep>`, the Redis run (`INFO server`)
 //! that last wrote the queue's epoch, and whether the node that did said Redis loses no
 //! accepted write (`keep`: `appendonly yes` with `appendfsync always`, read by the node).
-//! Every script that reads or bumps `seq` first looks at the run it runs on; a queue
+//! Every script that gives a `seq` or a welcome's epoch (append, register) first looks
+//! at the run it runs on; a queue
 //! first touched since Redis started again (another `run_id`, or none) gets a new epoch
 //! then, in the same atomic script, unless the run before was `keep` and the node still
 //! says `keep`. So a Redis restarted as `always` after a crash as `everysec` still
@@ -141,11 +142,13 @@ return {tostring(last), tostring(acked), epoch, reset and '1' or '0'}
 "#;
 
 /// KEYS: meta, stream, from, dev, seen. ARGV: device, seq, now, forget-before, max, the
-/// connection's epoch, new epoch, keep. An ack of another epoch than the queue's counts
-/// for nothing (its `seq`s name other talks); returns 0 then, 1 otherwise.
+/// connection's epoch. An ack of another epoch than the queue's counts for nothing (its
+/// `seq`s name other talks); returns 0 then, 1 otherwise. No restart check here: an ack
+/// gives no `seq`, and one in an epoch that a restart is about to replace is still true
+/// of the talks Redis kept (the cursor stops at the kept `seq`).
 const ACK: &str = r#"
 local meta, s, from, dev, seen = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-if epoch_of(meta, ARGV[7], ARGV[8]) ~= ARGV[6] then return 0 end
+if redis.call('HGET', meta, 'epoch') ~= ARGV[6] then return 0 end
 local last = tonumber(redis.call('HGET', meta, 'seq') or '0')
 cursor(dev, ARGV[1], ARGV[2], last)
 redis.call('HSET', seen, ARGV[1], ARGV[3])
