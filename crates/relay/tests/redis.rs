@@ -559,3 +559,41 @@ async fn deliver_to_all_across(mut nodes: Nodes) {
         assert_alive(ws).await;
     }
 }
+
+/// A second crash that loses the write which gave a queue its new epoch: Redis comes back
+/// from a snapshot made before that write, so the queue has its first epoch and `seq`
+/// again. The next talk is yet another epoch, neither of the two the client has seen, so
+/// a `seq` it holds in either is never taken for the new talk.
+#[tokio::test]
+async fn a_second_crash_that_loses_the_new_epoch_gives_yet_another() {
+    let mut nodes = Nodes::start(1, Durability::None).await;
+    let (mut a, welcome) = welcomed(nodes.ws(0), hello_text(nodes.token(1), "app", Some(0))).await;
+    let first_epoch = welcome["epoch"].as_str().unwrap().to_owned();
+    assert_eq!(nodes.post(0, 2, 1, "first 1").await.0, 200);
+    assert_eq!(talks(&mut a, 1).await, [(1, "first 1".to_owned())]);
+    ack(&nodes, &mut a, "app", 1).await;
+    assert_eq!(nodes.redis.cli(&["SAVE"]).unwrap(), "OK");
+
+    // The first crash: the queue moves to a second epoch, where seq 2 is "second 2".
+    nodes.redis.kill();
+    nodes.redis.restart().unwrap();
+    assert_eq!(nodes.post_accepted(0, 2, 1, "second 2").await, 2);
+    assert_eq!(close_code(&mut a).await, Some(1012));
+    let (mut a, welcome) = welcomed(nodes.ws(0), hello_with_epoch(nodes.token(1), "app", 1, &first_epoch)).await;
+    let second_epoch = welcome["epoch"].as_str().unwrap().to_owned();
+    assert_ne!(second_epoch, first_epoch);
+    assert_eq!(talks(&mut a, 1).await, [(2, "second 2".to_owned())]);
+
+    // The second crash loses all of that: back to the snapshot of the first epoch.
+    nodes.redis.kill();
+    nodes.redis.restart().unwrap();
+    let meta = nodes.redis.cli(&["HMGET", "tb:{1}:meta", "epoch", "seq"]).unwrap();
+    assert_eq!(meta.lines().collect::<Vec<_>>(), [first_epoch.as_str(), "1"], "the first epoch's state");
+    assert_eq!(nodes.post_accepted(0, 2, 1, "third 2").await, 2, "seq 2 again");
+    assert_eq!(close_code(&mut a).await, Some(1012));
+    let (mut a, welcome) = welcomed(nodes.ws(0), hello_with_epoch(nodes.token(1), "app", 2, &second_epoch)).await;
+    assert_eq!(welcome["reset"], true, "{welcome}");
+    assert!(welcome["epoch"] != json!(first_epoch) && welcome["epoch"] != json!(second_epoch), "{welcome}");
+    assert_eq!(talks(&mut a, 1).await, [(2, "third 2".to_owned())]);
+    assert_alive(&mut a).await;
+}
