@@ -27,9 +27,14 @@
 //! wake-up lost anyway (a dropped subscription) is the broker's to find again: it checks
 //! the watched recipients' last `seq`s now and then and sends what it had not.
 //!
-//! Epochs: each connection keeps the epoch its welcome named. A talk (or a
-//! [`Wakeup::NewEpoch`]) of another epoch means the recipient's queue was lost: those
-//! connections are closed (1012) so that their next hello is told (`reset`, PROTOCOL.md 3).
+//! Epochs: each connection keeps the epoch its welcome named, and its acks name it. A
+//! talk (or a [`Wakeup::NewEpoch`]) of another epoch means the recipient's queue was
+//! lost, or may have lost its last talks (a Redis restart): those connections are
+//! closed (1012) so that their next hello is told (`reset`, PROTOCOL.md 3).
+//!
+//! `deliver_to_all`: every talk delivered here is also copied (without its `seq`) to
+//! every other connection here, and handed to the other nodes ([`Broker::broadcast`]),
+//! whose copies ([`Wakeup::Copy`]) this node hands to its own connections the same way.
 //!
 //! A recipient's lock also guards its count of live connections, so the per-user cap
 //! (`max_connections_per_user`) is checked and taken in one step.
@@ -430,13 +435,17 @@ impl Shared {
         drop(guard);
         if self.cfg.deliver_to_all {
             self.copy_to_everyone(&talk).await;
+            if let Err(e) = self.broker.broadcast(&talk).await {
+                tracing::warn!(error = %e, seq = talk.seq, "could not hand a copy of a talk to the other nodes");
+            }
         }
         tracing::debug!(to = %untrusted(talk.to.id.as_str()), seq = talk.seq, "talk delivered");
         Ok(delivered)
     }
 
     /// `deliver_to_all`: a copy without the `seq` (the recipient's numbering, not
-    /// theirs) to every other live connection here.
+    /// theirs) to every other live connection here (of this node's talks, and of other
+    /// nodes' through [`Broker::broadcast`]).
     async fn copy_to_everyone(&self, talk: &StoredTalk) {
         let copy = TalkMessage { seq: None, ..talk.message() };
         let frame: Utf8Bytes = ServerFrame::Talk(copy).to_text().into();
@@ -447,8 +456,8 @@ impl Shared {
         }
     }
 
-    /// What another node did: a talk to this node's connections of its recipient, or a
-    /// new epoch that closes the connections of another one.
+    /// What another node did: a talk to this node's connections of its recipient, a new
+    /// epoch that closes the connections of another one, or a copy for everyone.
     async fn hand_out(&self, wakeup: &Wakeup) {
         match wakeup {
             Wakeup::Talk { epoch, talk } => {
@@ -460,6 +469,9 @@ impl Shared {
                 let Some(recipient) = self.existing_recipient(user) else { return };
                 reset_others(&mut *recipient.lock().await, epoch);
             }
+            // A node without `deliver_to_all` keeps to its own rule.
+            Wakeup::Copy(talk) if self.cfg.deliver_to_all => self.copy_to_everyone(talk).await,
+            Wakeup::Copy(_) => {}
         }
     }
 
@@ -534,9 +546,9 @@ impl Shared {
         Ok(ReplayPage { talks: page.iter().map(StoredTalk::message).collect(), next })
     }
 
-    /// A device's cumulative ack.
-    pub async fn ack(&self, user: &UserId, uuid: &str, seq: u64) -> Result<(), BrokerError> {
-        self.broker.ack(Device { user: user.clone(), uuid: uuid.to_owned() }, seq).await
+    /// A device's cumulative ack, in the queue `epoch` its connection was welcomed to.
+    pub async fn ack(&self, user: &UserId, uuid: &str, seq: u64, epoch: &str) -> Result<(), BrokerError> {
+        self.broker.ack(Device { user: user.clone(), uuid: uuid.to_owned() }, seq, epoch.to_owned()).await
     }
 
     /// The devices of every live connection.
@@ -644,7 +656,7 @@ mod tests {
         fn replay(&self, _: UserId, _: u64, _: u64, _: usize) -> BoxFuture<'_, Result<Vec<StoredTalk>, BrokerError>> {
             done(Vec::new())
         }
-        fn ack(&self, _device: Device, _seq: u64) -> BoxFuture<'_, Result<(), BrokerError>> {
+        fn ack(&self, _device: Device, _seq: u64, _epoch: String) -> BoxFuture<'_, Result<(), BrokerError>> {
             done(())
         }
         fn seen(&self, _devices: Vec<Device>) -> BoxFuture<'_, Result<(), BrokerError>> {
@@ -654,6 +666,9 @@ mod tests {
             done(0)
         }
         fn wake<'a>(&'a self, _talk: &'a StoredTalk) -> BoxFuture<'a, Result<(), BrokerError>> {
+            done(())
+        }
+        fn broadcast<'a>(&'a self, _talk: &'a StoredTalk) -> BoxFuture<'a, Result<(), BrokerError>> {
             done(())
         }
         fn wakeups(&self) -> Option<mpsc::Receiver<Wakeup>> {

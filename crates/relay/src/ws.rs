@@ -159,7 +159,8 @@ pub(crate) async fn serve_connection(shared: Arc<Shared>, mut ws: WebSocket, pee
         }
     };
     let conn_id = reg.conn_id;
-    Connection { shared: shared.clone(), user: user.clone(), uuid: uuid.clone(), who }.run(ws, hello, reg).await;
+    let epoch = reg.epoch.clone();
+    Connection { shared: shared.clone(), user: user.clone(), uuid: uuid.clone(), epoch, who }.run(ws, hello, reg).await;
     shared.unregister(&user.id, conn_id, &uuid).await;
 }
 
@@ -299,6 +300,8 @@ struct Connection {
     shared: Arc<Shared>,
     user: User,
     uuid: String,
+    /// The queue's epoch its welcome named: its acks are in it.
+    epoch: String,
     who: String,
 }
 
@@ -310,7 +313,9 @@ enum Next {
 
 impl Connection {
     /// The welcome, then the replay: (resume, last_seq] from the broker, less what this
-    /// device acked, or after a reset the whole queue up to last_seq. Later talks wait in
+    /// device acked, or after a reset the queue up to last_seq less what this device
+    /// acked in the new epoch (nothing, for a queue that was lost; what survived of it,
+    /// for a Redis queue whose epoch moved on after a restart). Later talks wait in
     /// the registration's live channel.
     async fn welcome_and_replay(&self, ws: &mut WebSocket, hello: &Hello, reg: &Registration) -> Next {
         let cfg = self.shared.config();
@@ -326,7 +331,7 @@ impl Connection {
             return Next::Gone;
         }
         let after = match hello.resume {
-            _ if reg.reset => Some(0),
+            _ if reg.reset => Some(reg.acked),
             Some(resume) => Some(resume.0.max(reg.acked)),
             None => None,
         };
@@ -392,7 +397,7 @@ impl Connection {
             return Next::Continue;
         };
         flow.ack_written = Some(Instant::now());
-        match self.shared.ack(&self.user.id, &self.uuid, seq).await {
+        match self.shared.ack(&self.user.id, &self.uuid, seq, &self.epoch).await {
             Ok(()) => Next::Continue,
             Err(e) => {
                 tracing::error!(who = %self.who, error = %e, "could not record an ack");

@@ -1,6 +1,6 @@
 //! PROXY protocol v2 from trusted proxies (`--trusted-proxy`), over real sockets: the test
 //! plays the balancer from 127.0.0.2 (trusted) and plain peers from 127.0.0.1 (not), and
-//! sends the header HAProxy's `send-proxy-v2` sends.
+//! sends the header HAProxy's `send-proxy-v2` sends, in front of plain HTTP and of TLS.
 
 mod support;
 
@@ -8,6 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use serde_json::json;
 use support::child::Served;
+use support::tls::{tls_files, tls_over, wss_over, Ca, RelayCerts};
 use support::*;
 use talkbell_testkit::haproxy::{proxy_v2_header, proxy_v2_local};
 
@@ -131,4 +132,58 @@ async fn a_trusted_peer_without_a_header_is_dropped_in_time_and_holds_no_slot() 
     let closed = relay.lines_with("closed a connection from a trusted proxy");
     assert!(closed.iter().all(|l| l.contains("proxy=127.0.0.2:")), "{closed:#?}");
     assert_eq!(relay.post_for(client(6), &relay.token).await, 200, "and the proxy is served still");
+}
+
+/// A TLS relay behind a trusted proxy (HAProxy in `mode tcp` with `send-proxy-v2`): the
+/// header comes in the clear, then the TLS handshake. The client address in it is what
+/// the failed-login limit counts and the log names; a peer that is no proxy and sends a
+/// header before its handshake is refused, and one inside TLS is a bad request.
+#[tokio::test]
+async fn a_proxy_header_before_tls_names_the_client_and_only_from_a_trusted_proxy() {
+    let ca = Ca::new("Talkbell Test CA");
+    let (dir, file, token, _) = users_file();
+    let files = tls_files(&ca.server("relay behind a proxy"), dir.path());
+    let (cert, key) = (files.cert.display().to_string(), files.key.display().to_string());
+    let flags = ["--trusted-proxy", "127.0.0.2", "--tls-cert", &cert, "--tls-key", &key];
+    let limits = ["--failed-login-rate", "0.01", "--failed-login-burst", "2"];
+    let relay = Served::start_logged(serve_args(&file, &[&flags[..], &limits[..]].concat()), "info").await;
+    assert!(relay.url.starts_with("wss://"), "{}", relay.url);
+    let addr: SocketAddr = relay.url.trim_start_matches("wss://").trim_end_matches('/').parse().unwrap();
+    let through_proxy = async |n: u8| {
+        let tcp = tcp_from(PROXY, addr).await;
+        wss_over(tcp, &proxy_v2_header(client(n), addr), &relay.url, &ca.der()).await.expect("wss through the proxy")
+    };
+
+    for _ in 0..2 {
+        let mut ws = through_proxy(7).await;
+        send_text(&mut ws, hello_text("wrong", "dev-7", None)).await;
+        assert_eq!(close_code(&mut ws).await, Some(4001));
+    }
+    let mut limited = through_proxy(7).await;
+    send_text(&mut limited, hello_text(&token, "dev-7", None)).await;
+    assert_eq!(next_json(&mut limited).await["code"], "rate_limited", "client 7 is limited, a good token too");
+    assert_eq!(close_code(&mut limited).await, Some(1013));
+    let mut other = through_proxy(8).await;
+    send_text(&mut other, hello_text(&token, "dev-8", Some(0))).await;
+    assert_eq!(next_json(&mut other).await["type"], "welcome", "client 8, same proxy, is not");
+    let failed: Vec<String> = relay.lines().into_iter().filter(|l| l.contains("failed login")).collect();
+    assert!(failed.len() >= 2 && failed.iter().all(|l| l.contains("peer=198.51.100.7:40007")), "{failed:#?}");
+    let signed_in: Vec<String> = relay.lines().into_iter().filter(|l| l.contains("signed in")).collect();
+    assert!(signed_in.iter().any(|l| l.contains("198.51.100.8:40008")), "{signed_in:#?}");
+    assert!(!relay.log().contains("127.0.0.2:"), "{}", relay.log());
+
+    // A peer that is no proxy: a header before TLS is not a TLS handshake.
+    let forged = proxy_v2_header(client(9), addr);
+    assert!(wss_over(tcp_from(PLAIN, addr).await, &forged, &relay.url, &ca.der()).await.is_err());
+    // Inside TLS it is the start of a bad request, not an address.
+    let tls = tls_over(tcp_from(PLAIN, addr).await, &ca.der()).await;
+    let body = json!({"to": 2, "talk": "hi"}).to_string();
+    let answer = raw_exchange(tls, addr, &forged, &post_head(Some(&format!("Bearer {token}"))), body.as_bytes()).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+    // And the same peer without a header is served over TLS, as itself.
+    let mut plain = wss_over(tcp_from(PLAIN, addr).await, b"", &relay.url, &ca.der()).await.expect("wss");
+    send_text(&mut plain, hello_text(&token, "dev-plain", Some(0))).await;
+    assert_eq!(next_json(&mut plain).await["type"], "welcome");
+    assert_alive(&mut other).await;
+    assert!(!relay.log().contains("198.51.100.9"), "the forged address is never believed");
 }

@@ -2,27 +2,9 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::Stdio;
-
-use support::child::{Served, BIN};
+use support::child::{users_cmd, Served};
 use support::*;
 use talkbell_relay::Users;
-
-/// Runs a users-file subcommand of the binary and returns the token it printed, if any.
-async fn users_cmd(args: &[&str], users: &Path) -> String {
-    let out = tokio::process::Command::new(BIN)
-        .args(&args[..1])
-        .arg("--users")
-        .arg(users)
-        .args(&args[1..])
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
 
 #[tokio::test]
 async fn sighup_applies_a_new_users_file_and_a_broken_one_keeps_the_old() {

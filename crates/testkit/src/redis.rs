@@ -21,7 +21,11 @@ const READY: Poll = Poll::up_to(Duration::from_secs(20));
 pub enum Durability {
     /// `appendonly yes`, `appendfsync always`: an accepted write survives a SIGKILL.
     Always,
-    /// No persistence at all: a restart is an empty server.
+    /// `appendonly yes`, `appendfsync everysec`: up to a second of writes is at risk in a
+    /// crash of the machine (a SIGKILL alone leaves them in the OS's cache).
+    EverySec,
+    /// No append-only file and no automatic snapshot: a restart is an empty server, or
+    /// the last snapshot a test made (`SAVE`).
     None,
     /// What the config file says.
     Config,
@@ -82,6 +86,7 @@ impl RedisServer {
             .arg(&self.dir);
         match self.durability {
             Durability::Always => cmd.args(["--appendonly", "yes", "--appendfsync", "always"]),
+            Durability::EverySec => cmd.args(["--appendonly", "yes", "--appendfsync", "everysec"]),
             Durability::None => cmd.args(["--appendonly", "no"]),
             Durability::Config => &mut cmd,
         };

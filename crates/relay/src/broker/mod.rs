@@ -140,6 +140,9 @@ pub enum Wakeup {
     /// The recipient's queue was lost and is now this epoch: connections of another
     /// epoch must reconnect to be told (PROTOCOL.md 3).
     NewEpoch { user: UserId, epoch: String },
+    /// Another node's `--deliver-to-all` copy ([`Broker::broadcast`]) of a talk it
+    /// delivered: for every connection here but the recipient's.
+    Copy(StoredTalk),
 }
 
 /// A talk as it is queued for its recipient.
@@ -174,7 +177,8 @@ pub struct Registered {
     /// The recipient's last `seq` at the moment of registering: a replay covers up to
     /// this one, live talks start after it.
     pub last_seq: u64,
-    /// What this device has acked (its `resume` included): a replay starts after it.
+    /// What this device has acked (its `resume` included) in this epoch: a replay, a
+    /// reset's too, starts after it.
     pub acked: u64,
     /// The epoch of the recipient's queue (PROTOCOL.md 3).
     pub epoch: String,
@@ -216,7 +220,8 @@ pub trait Broker: Send + Sync + 'static {
     /// Records that `device` connected. A `resume` acks everything up to it and makes the
     /// device a cursor; without one only a known device is seen. An `epoch` other than
     /// the queue's is a reset: the `resume` counts for nothing. Returns the recipient's
-    /// last `seq`, what the device has acked, and the queue's epoch.
+    /// last `seq`, what the device has acked in the queue's epoch (0 for a new queue;
+    /// after a reset too the replay starts after it), and the queue's epoch.
     ///
     /// Every talk appended for this recipient after that `last_seq` was read, on any
     /// node, is handed out on this node (by this node's hub, or through
@@ -237,9 +242,11 @@ pub trait Broker: Send + Sync + 'static {
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<StoredTalk>, BrokerError>>;
 
-    /// A cumulative ack from a device: it has stored everything up to `seq`. Talks every
-    /// device of the recipient has acked are deleted.
-    fn ack(&self, device: Device, seq: u64) -> BoxFuture<'_, Result<(), BrokerError>>;
+    /// A cumulative ack from a device: it has stored everything up to `seq` of the queue
+    /// `epoch` (its connection's). Talks every device of the recipient has acked are
+    /// deleted. An ack of another epoch than the queue's counts for nothing: its `seq`s
+    /// name other talks.
+    fn ack(&self, device: Device, seq: u64, epoch: String) -> BoxFuture<'_, Result<(), BrokerError>>;
 
     /// These devices are still around (connected, or just gone): not forgotten yet.
     fn seen(&self, devices: Vec<Device>) -> BoxFuture<'_, Result<(), BrokerError>>;
@@ -256,8 +263,16 @@ pub trait Broker: Send + Sync + 'static {
     /// broker whose append wakes the others itself (Redis) does nothing here.
     fn wake<'a>(&'a self, talk: &'a StoredTalk) -> BoxFuture<'a, Result<(), BrokerError>>;
 
+    /// `--deliver-to-all` (the original servers' mode): hands a copy of `talk` to the
+    /// other nodes, whose hubs give it to their connections of everyone but its recipient
+    /// ([`Wakeup::Copy`]). The hub calls it after its own connections got their copies.
+    /// Best effort, as a copy was on the original servers: it has no `seq` and is not
+    /// queued, so a node that misses one (Redis away) never sends it. A broker without
+    /// other nodes does nothing.
+    fn broadcast<'a>(&'a self, talk: &'a StoredTalk) -> BoxFuture<'a, Result<(), BrokerError>>;
+
     /// The talks other nodes appended for recipients watched here ([`Broker::watch`]),
-    /// and the epochs that replaced lost queues, taken once by the hub at start; `None`
+    /// the epochs that replaced lost queues, and other nodes' copies, taken once by the hub at start; `None`
     /// when there are no other nodes. Talks may come late, twice, or out of order: the
     /// hub drops what a connection has and replays what it skipped.
     fn wakeups(&self) -> Option<mpsc::Receiver<Wakeup>>;

@@ -25,17 +25,36 @@
 //!   from the next script that touches it; the check above finds it too and tells the
 //!   hub ([`Wakeup::NewEpoch`]), which closes the connections of the old epoch so that
 //!   their next welcome says `reset` (PROTOCOL.md 3).
+//! - A Redis that restarted may have lost its last writes (`appendfsync everysec`, no
+//!   append-only file, a failover to a replica): its `seq`s went back within the same
+//!   epoch. Each queue's `meta` keeps the `run_id` of the Redis run that last set its
+//!   epoch (`boot`), and the first script to touch a queue under another run gives it a
+//!   new epoch, in the same atomic step as the `seq` it bumps (the rule, and why no
+//!   `seq` can come twice, is at the top of `redis_lua.rs`). So it is done once per
+//!   queue and restart, by whichever node comes first, at the cost of one `INFO server`
+//!   per append or registration and no scan; and it needs no key of another slot. Only when this node
+//!   reads `appendonly yes` and `appendfsync always` from a single Redis ([`Keep`]) does
+//!   a restart keep the epochs: nothing accepted was lost. On a cluster a restart always
+//!   gives new epochs: a failover to a replica is a new `run_id` too and loses what
+//!   replication had not copied yet, whatever `appendfsync` says.
 //! - A Redis Cluster (`--broker redis+cluster://HOST:PORT,HOST:PORT,…`, the seed nodes):
 //!   one recipient's keys and channel share the `{u}` hash tag, so each script runs on the
 //!   recipient's slot; wake-ups are sharded pub/sub there (`SPUBLISH`, `SSUBSCRIBE`, on
 //!   RESP3), which the cluster connection re-subscribes after a failover; the check above
 //!   covers what a failover drops.
+//! - `--deliver-to-all` copies ([`Broker::broadcast`]) go on one channel, [`COPIES`],
+//!   that every node subscribes to; each copy names the node that sent it (a random id
+//!   per broker), which ignores its own.
+//! - Retention ([`Broker::prune`]) covers every recipient's queue, connected or not: a
+//!   pass goes on with a bounded `SCAN` of each master for the streams ([`Sweep`]) and
+//!   runs the prune script on each; the script deletes only talks past retention.
 //! - Redis away: every call fails with [`BrokerError::Unavailable`] (a POST gets 503, a
 //!   `send` an `unavailable` error frame: not accepted, so not lost); connections stay;
 //!   the connection manager and the subscriber reconnect with back-off, and the first
 //!   check after that sends what was missed.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -44,6 +63,7 @@ use futures_util::StreamExt;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, PubSubSink};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{AsyncCommands, Client, Cmd, Pipeline, PushInfo, RedisError, RedisFuture, Value};
 use talkbell_core::protocol::{Person, UserId};
 use tokio::sync::{mpsc, oneshot};
@@ -63,6 +83,13 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
 const WAKEUP_QUEUE: usize = 4096;
 /// Talks read per `XRANGE` of a check.
 const CHECK_PAGE: usize = 256;
+/// The channel of `--deliver-to-all` copies, which every node listens on (no hash tag:
+/// it cannot be any recipient's; on a cluster it is one sharded channel).
+const COPIES: &str = "tb:copies";
+/// Keys one `SCAN` of a retention pass looks at (Redis's hint), and `SCAN`s per master
+/// per pass: a pass looks at up to about 10,000 keys of each master.
+const SWEEP_COUNT: usize = 1000;
+const SWEEP_SCANS: usize = 10;
 
 /// Why the Redis broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -205,6 +232,86 @@ impl Watched {
     }
 }
 
+/// Whether a Redis restart keeps the queues' epochs: only a single Redis that says
+/// `appendonly yes` and `appendfsync always` (read at start and at every check, so a
+/// `CONFIG SET` is seen within [`CHECK_EVERY`]). Anything else (another mode, `CONFIG`
+/// refused, a cluster) gives every queue a new epoch after a restart.
+struct Keep {
+    cluster: bool,
+    always: AtomicBool,
+}
+
+impl Keep {
+    /// The scripts' `keep` argument.
+    fn arg(&self) -> &'static str {
+        if !self.cluster && self.always.load(Ordering::Relaxed) {
+            "1"
+        } else {
+            "0"
+        }
+    }
+
+    /// Reads the durability again (not on a cluster). While Redis is away the last
+    /// reading stays: it describes the run that went away, which is what the first
+    /// scripts after a restart must know. A refused `CONFIG GET` is not `always`.
+    async fn refresh(&self, conn: &mut Conn) {
+        if self.cluster {
+            return;
+        }
+        match read_durability(conn).await {
+            Err(BrokerError::Unavailable(_)) => {}
+            read => self.always.store(read.ok().is_some_and(|d| d.always()), Ordering::Relaxed),
+        }
+    }
+}
+
+/// A master whose keys the retention sweep covers.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Master {
+    /// The one Redis server.
+    Single,
+    /// A cluster's master, by the address `CLUSTER NODES` gives.
+    Node { host: String, port: u16 },
+}
+
+/// The masters of a cluster in `CLUSTER NODES`'s answer: lines of `id host:port@bus[,name]
+/// flags …`, the ones whose flags say `master` and not `fail`.
+fn cluster_masters(nodes: &str) -> Vec<Master> {
+    let master = |line: &str| {
+        let mut fields = line.split_whitespace().skip(1);
+        let addr = fields.next()?;
+        let flags = fields.next()?;
+        let is_master = flags.split(',').any(|f| f == "master") && !flags.contains("fail");
+        let (host, port) = addr.split(['@', ',']).next()?.rsplit_once(':')?;
+        let port = port.parse().ok()?;
+        (is_master && !host.is_empty()).then(|| Master::Node { host: host.to_owned(), port })
+    };
+    nodes.lines().filter_map(master).collect()
+}
+
+/// Where each master's retention sweep is: its `SCAN` cursor (0: start again).
+#[derive(Default)]
+struct Sweep(Mutex<HashMap<Master, u64>>);
+
+impl Sweep {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Master, u64>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn cursor(&self, master: &Master) -> u64 {
+        self.lock().get(master).copied().unwrap_or(0)
+    }
+
+    fn set(&self, master: &Master, cursor: u64) {
+        self.lock().insert(master.clone(), cursor);
+    }
+
+    /// Drops the cursors of masters that are no longer (a failover, a resharding).
+    fn forget_others(&self, masters: &[Master]) {
+        self.lock().retain(|m, _| masters.contains(m));
+    }
+}
+
 enum Command {
     Watch(UserId, oneshot::Sender<Result<(), BrokerError>>),
     Unwatch(UserId),
@@ -216,9 +323,13 @@ pub struct RedisBroker {
     conn: Conn,
     /// `PUBLISH`, or `SPUBLISH` on a cluster.
     publish: &'static str,
+    /// This node, in the copies it broadcasts.
+    node: String,
     scripts: Arc<Scripts>,
     caps: QueueCaps,
     rule: DeviceRule,
+    keep: Arc<Keep>,
+    sweep: Sweep,
     watched: Arc<Watched>,
     commands: mpsc::UnboundedSender<Command>,
     wakeups: Mutex<Option<mpsc::Receiver<Wakeup>>>,
@@ -285,21 +396,35 @@ impl RedisBroker {
     }
 
     async fn with(url: String, mut conn: Conn, source: Source, caps: QueueCaps, rule: DeviceRule) -> Self {
-        log_durability(&url, &mut conn).await;
-        let publish = if matches!(conn, Conn::Cluster(_)) { "SPUBLISH" } else { "PUBLISH" };
+        let cluster = matches!(conn, Conn::Cluster(_));
+        let durability = read_durability(&mut conn).await.ok();
+        log_durability(&url, durability.as_ref(), cluster);
+        let keep = Arc::new(Keep { cluster, always: AtomicBool::new(durability.is_some_and(|d| d.always())) });
+        let publish = if cluster { "SPUBLISH" } else { "PUBLISH" };
         let scripts = Arc::new(Scripts::new());
         let watched = Arc::new(Watched::default());
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (wake_tx, wake_rx) = mpsc::channel(WAKEUP_QUEUE);
-        let subscriber = Subscriber { conn: conn.clone(), watched: watched.clone(), wakeups: wake_tx };
+        let node = new_epoch();
+        let subscriber = Subscriber {
+            node: node.clone(),
+            conn: conn.clone(),
+            scripts: scripts.clone(),
+            keep: keep.clone(),
+            watched: watched.clone(),
+            wakeups: wake_tx,
+        };
         let subscriber = tokio::spawn(subscriber.run(source, command_rx));
         RedisBroker {
             url,
             conn,
             publish,
+            node,
             scripts,
             caps,
             rule,
+            keep,
+            sweep: Sweep::default(),
             watched,
             commands,
             wakeups: Mutex::new(Some(wake_rx)),
@@ -330,6 +455,7 @@ impl RedisBroker {
             .arg(SEND_KEY_TTL_MS)
             .arg(keys.channel())
             .arg(self.publish)
+            .arg(self.keep.arg())
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(err)?;
@@ -376,6 +502,7 @@ impl RedisBroker {
             .arg(new_epoch())
             .arg(now.saturating_sub(self.rule.expiry_ms))
             .arg(self.rule.max.max(1))
+            .arg(self.keep.arg())
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(err)?;
@@ -394,10 +521,10 @@ impl RedisBroker {
         range(&mut self.conn.clone(), user, after, upto, limit).await
     }
 
-    async fn ack_device(&self, device: Device, seq: u64) -> Result<(), BrokerError> {
+    async fn ack_device(&self, device: Device, seq: u64, epoch: String) -> Result<(), BrokerError> {
         let keys = Keys::of(&device.user);
         let now = now_ms();
-        let _: i64 = self
+        let counted: i64 = self
             .scripts
             .ack
             .key(keys.meta())
@@ -410,9 +537,13 @@ impl RedisBroker {
             .arg(now)
             .arg(now.saturating_sub(self.rule.expiry_ms))
             .arg(self.rule.max.max(1))
+            .arg(&epoch)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(err)?;
+        if counted == 0 {
+            tracing::debug!(user = %crate::untrusted(device.user.as_str()), "an ack of an old epoch; ignored");
+        }
         Ok(())
     }
 
@@ -430,40 +561,87 @@ impl RedisBroker {
         Ok(())
     }
 
-    /// Retention over every recipient's queue: SCAN for their streams, one script each.
-    /// On a cluster only the recipients watched here (a SCAN covers one node).
+    /// Retention over every recipient's queue, connected anywhere or not: on each master
+    /// (the one server, or every master of a cluster) a bounded part of a `SCAN` for the
+    /// streams, going on next pass from where this one stopped ([`Sweep`]), and the
+    /// prune script for each stream found. The script deletes only talks older than
+    /// `talks_before_ms`.
     async fn prune_all(&self, talks_before_ms: i64, devices_before_ms: i64) -> Result<usize, BrokerError> {
-        let mut streams: Vec<String> = Vec::new();
-        match &self.conn {
-            Conn::Single(single) => {
-                let mut single = single.clone();
-                let mut iter = single.scan_match::<_, String>("tb:{*}:s").await.map_err(err)?;
-                while let Some(key) = iter.next_item().await {
-                    streams.push(key.map_err(err)?);
-                }
-            }
-            Conn::Cluster(_) => streams.extend(self.watched.lock().keys().map(|u| Keys::of(u).stream())),
-        }
-        let mut conn = self.conn.clone();
+        let masters = self.masters().await?;
+        self.sweep.forget_others(&masters);
         let mut pruned = 0usize;
-        for stream in streams {
-            let Some(base) = stream.strip_suffix(":s") else { continue };
-            let keys = Keys(base.to_owned());
-            let n: i64 = self
-                .scripts
-                .prune
-                .key(keys.stream())
-                .key(keys.from())
-                .key(keys.dev())
-                .key(keys.seen())
-                .arg(talks_before_ms)
-                .arg(devices_before_ms)
-                .invoke_async(&mut conn)
-                .await
-                .map_err(err)?;
-            pruned += usize::try_from(n).unwrap_or(0);
+        for master in &masters {
+            for stream in self.scan_streams(master).await? {
+                pruned += self.prune_stream(&stream, talks_before_ms, devices_before_ms).await?;
+            }
         }
         Ok(pruned)
+    }
+
+    /// The masters whose keys a sweep must cover: the one server, or a cluster's
+    /// masters as `CLUSTER NODES` lists them (failed ones left out).
+    async fn masters(&self) -> Result<Vec<Master>, BrokerError> {
+        let Conn::Cluster(_) = &self.conn else { return Ok(vec![Master::Single]) };
+        let nodes: String =
+            redis::cmd("CLUSTER").arg("NODES").query_async(&mut self.conn.clone()).await.map_err(err)?;
+        Ok(cluster_masters(&nodes))
+    }
+
+    /// The streams of the next part of `master`'s sweep: at most [`SWEEP_SCANS`] `SCAN`
+    /// calls of [`SWEEP_COUNT`] keys each.
+    async fn scan_streams(&self, master: &Master) -> Result<Vec<String>, BrokerError> {
+        let mut cursor = self.sweep.cursor(master);
+        let mut streams = Vec::new();
+        for _ in 0..SWEEP_SCANS {
+            let scan = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg("tb:{*}:s")
+                .arg("COUNT")
+                .arg(SWEEP_COUNT)
+                .arg("TYPE")
+                .arg("stream")
+                .clone();
+            let reply = match (master, &self.conn) {
+                (Master::Node { host, port }, Conn::Cluster(cluster)) => {
+                    let to = SingleNodeRoutingInfo::ByAddress { host: host.clone(), port: *port };
+                    cluster.clone().route_command(scan, RoutingInfo::SingleNode(to)).await.map_err(err)?
+                }
+                _ => scan.query_async::<Value>(&mut self.conn.clone()).await.map_err(err)?,
+            };
+            let (next, keys): (u64, Vec<String>) =
+                redis::from_redis_value(reply).map_err(|e| BrokerError::Failed(Box::new(e)))?;
+            streams.extend(keys);
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        self.sweep.set(master, cursor);
+        Ok(streams)
+    }
+
+    async fn prune_stream(
+        &self,
+        stream: &str,
+        talks_before_ms: i64,
+        devices_before_ms: i64,
+    ) -> Result<usize, BrokerError> {
+        let Some(base) = stream.strip_suffix(":s") else { return Ok(0) };
+        let keys = Keys(base.to_owned());
+        let n: i64 = self
+            .scripts
+            .prune
+            .key(keys.stream())
+            .key(keys.from())
+            .key(keys.dev())
+            .key(keys.seen())
+            .arg(talks_before_ms)
+            .arg(devices_before_ms)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(err)?;
+        Ok(usize::try_from(n).unwrap_or(0))
     }
 
     async fn command(&self, command: Command) -> Result<(), BrokerError> {
@@ -513,30 +691,65 @@ fn stored_talk(user: &UserId, id: &str, mut f: HashMap<String, String>) -> Optio
     })
 }
 
-/// Logs what an accepted talk survives: `appendonly` and `appendfsync`.
-async fn log_durability(url: &str, conn: &mut Conn) {
-    let get = |name: &'static str| redis::cmd("CONFIG").arg("GET").arg(name).clone();
-    let mut read = async |name: &'static str| -> String {
-        match get(name).query_async::<HashMap<String, String>>(conn).await {
-            Ok(mut pair) => pair.remove(name).unwrap_or_else(|| "?".into()),
-            Err(_) => "unknown (CONFIG GET refused)".into(),
-        }
-    };
-    let appendonly = read("appendonly").await;
-    let appendfsync = read("appendfsync").await;
+/// A reply of Redis this code did not expect.
+#[derive(Debug, thiserror::Error)]
+enum Unexpected {
+    #[error("CONFIG GET gave no {0}")]
+    Config(&'static str),
+}
+
+/// What Redis says of its durability.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Durability {
+    appendonly: String,
+    appendfsync: String,
+}
+
+impl Durability {
+    /// Nothing accepted is lost in a crash.
+    fn always(&self) -> bool {
+        self.appendonly == "yes" && self.appendfsync == "always"
+    }
+}
+
+/// `appendonly` and `appendfsync`, in one `CONFIG GET`; [`BrokerError::Unavailable`]
+/// when Redis is away, another error when it refuses (a managed Redis that renamed
+/// `CONFIG`) or answers something else.
+async fn read_durability(conn: &mut Conn) -> Result<Durability, BrokerError> {
+    let cmd = redis::cmd("CONFIG").arg("GET").arg("appendonly").arg("appendfsync").clone();
+    let mut pairs = cmd.query_async::<HashMap<String, String>>(conn).await.map_err(err)?;
+    let mut take =
+        |name: &'static str| pairs.remove(name).ok_or(BrokerError::Failed(Box::new(Unexpected::Config(name))));
+    Ok(Durability { appendonly: take("appendonly")?, appendfsync: take("appendfsync")? })
+}
+
+/// Logs what an accepted talk survives, and what a Redis restart does to the epochs.
+fn log_durability(url: &str, durability: Option<&Durability>, cluster: bool) {
+    let unknown = || "unknown (CONFIG GET refused)".to_owned();
+    let appendonly = durability.map_or_else(unknown, |d| d.appendonly.clone());
+    let appendfsync = durability.map_or_else(unknown, |d| d.appendfsync.clone());
     let survives = match (appendonly.as_str(), appendfsync.as_str()) {
         ("yes", "always") => "an accepted talk survives a Redis crash",
         ("yes", "everysec") => "up to a second of accepted talks is at risk in a Redis crash",
         ("yes", _) => "accepted talks since the OS last flushed are at risk in a Redis crash",
         _ => "accepted talks since the last snapshot are lost in a Redis crash (appendonly is off)",
     };
-    tracing::info!(broker = %url, %appendonly, %appendfsync, "Redis durability: {survives}");
+    let restart = if !cluster && durability.is_some_and(Durability::always) {
+        "a Redis restart keeps the queues' epochs"
+    } else {
+        "a Redis restart gives every queue a new epoch (clients are told talks may be missing)"
+    };
+    tracing::info!(broker = %url, %appendonly, %appendfsync, "Redis durability: {survives}; {restart}");
 }
 
 /// The task that holds the pub/sub connection: subscribes and unsubscribes as the hub
 /// watches, forwards wake-ups, and checks the watched recipients' positions.
 struct Subscriber {
+    /// This node: its own copies come back on [`COPIES`] and are dropped.
+    node: String,
     conn: Conn,
+    scripts: Arc<Scripts>,
+    keep: Arc<Keep>,
     watched: Arc<Watched>,
     wakeups: mpsc::Sender<Wakeup>,
 }
@@ -565,6 +778,10 @@ impl Subscriber {
         mut commands: mpsc::UnboundedReceiver<Command>,
     ) {
         let Conn::Cluster(cluster) = self.conn.clone() else { return };
+        // Re-subscribed by the cluster connection after a reconnect, like the others.
+        if let Err(e) = cluster.clone().ssubscribe(COPIES).await {
+            tracing::warn!(error = %e, "cannot subscribe to the copies of other nodes' talks");
+        }
         let mut tick = tokio::time::interval(CHECK_EVERY);
         loop {
             tokio::select! {
@@ -577,7 +794,7 @@ impl Subscriber {
                     None if pushes.is_closed() => return,
                     None => {}
                 },
-                _ = tick.tick() => self.check().await,
+                _ = tick.tick() => self.tick().await,
             }
         }
     }
@@ -642,6 +859,9 @@ impl Subscriber {
 
     async fn subscribed(&self, pubsub: redis::aio::PubSub, commands: &mut mpsc::UnboundedReceiver<Command>) -> Ended {
         let (mut sink, mut stream) = pubsub.split();
+        if sink.subscribe(COPIES).await.is_err() {
+            return Ended::Lost;
+        }
         let users: Vec<UserId> = self.watched.lock().keys().cloned().collect();
         for user in &users {
             if sink.subscribe(Keys::of(user).channel()).await.is_err() {
@@ -664,7 +884,7 @@ impl Subscriber {
                     None => return Ended::Lost,
                     Some(msg) => self.on_message(msg.get_channel_name(), msg.get_payload_bytes()),
                 },
-                _ = tick.tick() => self.check().await,
+                _ = tick.tick() => self.tick().await,
             }
         }
     }
@@ -696,6 +916,9 @@ impl Subscriber {
 
     /// A published talk: to the hub, unless it is full (the check finds it again).
     fn on_message(&self, channel: &str, payload: &[u8]) {
+        if channel == COPIES {
+            return self.on_copy(payload);
+        }
         let Some(user) = user_of_channel(channel) else { return };
         let Some((epoch, talk)) = parse_wakeup(&user, payload) else {
             tracing::warn!(channel = %crate::untrusted(channel), "a wake-up that is not a talk; ignored");
@@ -707,6 +930,24 @@ impl Subscriber {
         let seq = talk.seq;
         if self.wakeups.try_send(Wakeup::Talk { epoch: epoch.clone(), talk }).is_ok() {
             self.watched.saw(&user, &epoch, seq);
+        }
+    }
+
+    /// Once every [`CHECK_EVERY`]: the durability read again, the positions checked.
+    async fn tick(&self) {
+        self.keep.refresh(&mut self.conn.clone()).await;
+        self.check().await;
+    }
+
+    /// Another node's `--deliver-to-all` copy: to the hub (dropped when it is full: a
+    /// copy is best effort). This node's own are dropped here.
+    fn on_copy(&self, payload: &[u8]) {
+        match serde_json::from_slice::<Copy>(payload) {
+            Ok(copy) if copy.origin == self.node => {}
+            Ok(copy) => {
+                let _ = self.wakeups.try_send(Wakeup::Copy(copy.talk()));
+            }
+            Err(e) => tracing::warn!(error = %e, "a copy that is not a talk; ignored"),
         }
     }
 
@@ -748,11 +989,15 @@ impl Subscriber {
         let epoch = match epoch {
             Some(e) => e,
             // The queue is gone while its connections are here: give it its new epoch now.
-            None if known.epoch.is_some() => {
-                let meta = Keys::of(user).meta();
-                let _: bool = conn.hset_nx(&meta, "epoch", new_epoch()).await.map_err(err)?;
-                conn.hget(&meta, "epoch").await.map_err(err)?
-            }
+            None if known.epoch.is_some() => self
+                .scripts
+                .epoch
+                .key(Keys::of(user).meta())
+                .arg(new_epoch())
+                .arg(self.keep.arg())
+                .invoke_async(conn)
+                .await
+                .map_err(err)?,
             None => return Ok(()),
         };
         if known.epoch.as_deref().is_some_and(|k| k != epoch) {
@@ -804,6 +1049,44 @@ fn parse_wakeup(user: &UserId, payload: &[u8]) -> Option<(String, StoredTalk)> {
     Some((p.epoch, talk))
 }
 
+/// A `--deliver-to-all` copy on [`COPIES`]: the talk, and the node that sent it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Copy {
+    origin: String,
+    seq: u64,
+    ts: i64,
+    from_id: String,
+    from_name: String,
+    to_id: String,
+    to_name: String,
+    talk: String,
+}
+
+impl Copy {
+    fn of(origin: &str, talk: &StoredTalk) -> Copy {
+        Copy {
+            origin: origin.to_owned(),
+            seq: talk.seq,
+            ts: talk.ts,
+            from_id: talk.from.id.as_str().to_owned(),
+            from_name: talk.from.name.clone(),
+            to_id: talk.to.id.as_str().to_owned(),
+            to_name: talk.to.name.clone(),
+            talk: talk.talk.clone(),
+        }
+    }
+
+    fn talk(self) -> StoredTalk {
+        StoredTalk {
+            seq: self.seq,
+            ts: self.ts,
+            from: Person { id: UserId::new(self.from_id), name: self.from_name },
+            to: Person { id: UserId::new(self.to_id), name: self.to_name },
+            talk: self.talk,
+        }
+    }
+}
+
 impl Broker for RedisBroker {
     fn describe(&self) -> String {
         format!("redis ({}; epochs per recipient)", self.url)
@@ -840,8 +1123,8 @@ impl Broker for RedisBroker {
         Box::pin(async move { self.range(&user, after, upto, limit).await })
     }
 
-    fn ack(&self, device: Device, seq: u64) -> BoxFuture<'_, Result<(), BrokerError>> {
-        Box::pin(self.ack_device(device, seq))
+    fn ack(&self, device: Device, seq: u64, epoch: String) -> BoxFuture<'_, Result<(), BrokerError>> {
+        Box::pin(self.ack_device(device, seq, epoch))
     }
 
     fn seen(&self, devices: Vec<Device>) -> BoxFuture<'_, Result<(), BrokerError>> {
@@ -855,6 +1138,16 @@ impl Broker for RedisBroker {
     /// The append script published the wake-up already.
     fn wake<'a>(&'a self, _talk: &'a StoredTalk) -> BoxFuture<'a, Result<(), BrokerError>> {
         Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn broadcast<'a>(&'a self, talk: &'a StoredTalk) -> BoxFuture<'a, Result<(), BrokerError>> {
+        Box::pin(async move {
+            let payload =
+                serde_json::to_string(&Copy::of(&self.node, talk)).map_err(|e| BrokerError::Failed(Box::new(e)))?;
+            let cmd = redis::cmd(self.publish).arg(COPIES).arg(payload).clone();
+            let _: i64 = cmd.query_async(&mut self.conn.clone()).await.map_err(err)?;
+            Ok(())
+        })
     }
 
     fn wakeups(&self) -> Option<mpsc::Receiver<Wakeup>> {
@@ -873,6 +1166,17 @@ mod tests {
         assert_eq!(keys.stream(), "tb:{u-7}:s");
         assert_eq!(user_of_channel(&keys.channel()), Some(UserId::from("u-7")));
         assert_eq!(user_of_channel("other"), None);
+    }
+
+    #[test]
+    fn cluster_nodes_give_the_live_masters() {
+        let nodes = "07c3 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460\n\
+                     67ed 127.0.0.1:30002@40002,host-b master - 0 1 2 connected 5461-10922\n\
+                     292f 127.0.0.1:30003@40003 master,fail - 0 1 3 connected\n\
+                     e7d1 127.0.0.1:30004@40004 slave 07c3 0 1 1 connected\n\
+                     garbage\n";
+        let node = |port| Master::Node { host: "127.0.0.1".into(), port };
+        assert_eq!(cluster_masters(nodes), [node(30001), node(30002)]);
     }
 
     #[test]

@@ -2,20 +2,42 @@
 //! a registration or an ack is all or nothing, and never races another node's.
 //!
 //! Keys of one recipient `u` (the `{u}` hash tag keeps them in one cluster slot):
-//! `tb:{u}:meta` (hash: `seq`, `epoch`), `tb:{u}:s` (stream, ids `<seq>-0`, fields `ts`,
+//! `tb:{u}:meta` (hash: `seq`, `epoch`, `boot`), `tb:{u}:s` (stream, ids `<seq>-0`, fields `ts`,
 //! `from_id`, `from_name`, `to_name`, `talk`), `tb:{u}:from` (hash: sender → queued
 //! talks), `tb:{u}:dev` (hash: device → acked `seq`), `tb:{u}:seen` (hash: device → last
 //! seen, ms), `tb:{u}:k:<key>` (hash: `seq`, `ts`, `epoch` of a `send`, expiring), and
 //! the channel `tb:{u}:n` for wake-ups.
+//!
+//! Epochs and Redis restarts: `boot` is `<run_id>:<keep>`, the Redis run (`INFO server`)
+//! that last wrote the queue's epoch, and whether the node that did said Redis loses no
+//! accepted write (`keep`: `appendonly yes` with `appendfsync always`, read by the node).
+//! Every script that gives a `seq` or a welcome's epoch (append, register) first looks
+//! at the run it runs on; a queue
+//! first touched since Redis started again (another `run_id`, or none) gets a new epoch
+//! then, in the same atomic script, unless the run before was `keep` and the node still
+//! says `keep`. So a Redis restarted as `always` after a crash as `everysec` still
+//! counts as a loss. A crash loses a suffix of Redis's writes
+//! (an append-only file, a snapshot and a replica are each a prefix of what was
+//! written), so a `seq` given in a lost write can only come again under a boot that
+//! never gave it: the new epoch makes it another queue for the client (PROTOCOL.md 3).
+//! The `seq` counter, the stream and the device cursors are kept: what survived is the
+//! same talks under the same `seq`s, so a device's cursor still says what it has.
 
 /// Helpers every script starts with.
 const COMMON: &str = r#"
-local function epoch_of(meta, new)
-  local e = redis.call('HGET', meta, 'epoch')
-  if not e then
-    redis.call('HSET', meta, 'epoch', new)
-    e = new
-  end
+-- The queue's epoch, after the rule at the top of redis_lua.rs. `boot` is this run's
+-- `run_id` and `keep` ('1': the node reads `appendfsync always`); a queue whose `boot`
+-- names another run gets a new epoch (`new`) unless both that run and this node said
+-- `keep`. A queue without an epoch gets `new`.
+local function epoch_of(meta, new, keep)
+  local m = redis.call('HMGET', meta, 'epoch', 'boot')
+  local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') or ''
+  local mark = run .. ':' .. (keep == '1' and '1' or '0')
+  if m[1] and m[2] == mark then return m[1] end
+  local e = m[1]
+  local was_run, was_keep = string.match(m[2] or '', '^(%x*):(%d)$')
+  if not e or (was_run ~= run and not (was_keep == '1' and keep == '1')) then e = new end
+  redis.call('HSET', meta, 'epoch', e, 'boot', mark)
   return e
 end
 -- Deletes what every device has acked (and counts it off its sender's share).
@@ -70,7 +92,8 @@ end
 
 /// KEYS: meta, stream, from, send key. ARGV: keyed ('1'/'0'), from id, from name, to id,
 /// to name, talk, ts, recipient cap, sender cap, new epoch, key TTL (ms), channel,
-/// `PUBLISH` or `SPUBLISH` (a cluster's sharded pub/sub).
+/// `PUBLISH` or `SPUBLISH` (a cluster's sharded pub/sub), keep ('1': a Redis restart
+/// keeps epochs).
 /// Returns {'dup', seq, ts, epoch}, {'ok', seq, ts, epoch}, {'full_recipient', cap} or
 /// {'full_sender', cap}.
 const APPEND: &str = r#"
@@ -79,7 +102,7 @@ if ARGV[1] == '1' then
   local old = redis.call('HMGET', k, 'seq', 'ts', 'epoch')
   if old[1] then return {'dup', old[1], old[2], old[3]} end
 end
-local epoch = epoch_of(meta, ARGV[10])
+local epoch = epoch_of(meta, ARGV[10], ARGV[14])
 if redis.call('XLEN', s) >= tonumber(ARGV[8]) then return {'full_recipient', ARGV[8]} end
 if tonumber(redis.call('HGET', from, ARGV[2]) or '0') >= tonumber(ARGV[9]) then
   return {'full_sender', ARGV[9]}
@@ -98,12 +121,12 @@ return {'ok', tostring(seq), ARGV[7], epoch}
 "#;
 
 /// KEYS: meta, stream, from, dev, seen. ARGV: device, resume ('' for none), the hello's
-/// epoch ('' for none), now, new epoch, forget-before (ms), max devices.
+/// epoch ('' for none), now, new epoch, forget-before (ms), max devices, keep.
 /// Returns {last seq, acked, epoch, reset '1'/'0'}.
 const REGISTER: &str = r#"
 local meta, s, from, dev, seen = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local uuid = ARGV[1]
-local epoch = epoch_of(meta, ARGV[5])
+local epoch = epoch_of(meta, ARGV[5], ARGV[8])
 local reset = ARGV[3] ~= '' and ARGV[3] ~= epoch
 local last = tonumber(redis.call('HGET', meta, 'seq') or '0')
 if ARGV[2] ~= '' and not reset then
@@ -118,9 +141,14 @@ trim(s, from, dev)
 return {tostring(last), tostring(acked), epoch, reset and '1' or '0'}
 "#;
 
-/// KEYS: meta, stream, from, dev, seen. ARGV: device, seq, now, forget-before, max.
+/// KEYS: meta, stream, from, dev, seen. ARGV: device, seq, now, forget-before, max, the
+/// connection's epoch. An ack of another epoch than the queue's counts for nothing (its
+/// `seq`s name other talks); returns 0 then, 1 otherwise. No restart check here: an ack
+/// gives no `seq`, and one in an epoch that a restart is about to replace is still true
+/// of the talks Redis kept (the cursor stops at the kept `seq`).
 const ACK: &str = r#"
 local meta, s, from, dev, seen = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+if redis.call('HGET', meta, 'epoch') ~= ARGV[6] then return 0 end
 local last = tonumber(redis.call('HGET', meta, 'seq') or '0')
 cursor(dev, ARGV[1], ARGV[2], last)
 redis.call('HSET', seen, ARGV[1], ARGV[3])
@@ -156,17 +184,29 @@ trim(s, from, dev)
 return n
 "#;
 
+/// KEYS: meta. ARGV: new epoch, keep. Returns the queue's epoch.
+const EPOCH: &str = r#"
+return epoch_of(KEYS[1], ARGV[1], ARGV[2])
+"#;
+
 /// The scripts, each with the helpers in front.
 pub(super) struct Scripts {
     pub append: redis::Script,
     pub register: redis::Script,
     pub ack: redis::Script,
     pub prune: redis::Script,
+    pub epoch: redis::Script,
 }
 
 impl Scripts {
     pub fn new() -> Self {
         let script = |body: &str| redis::Script::new(&format!("{COMMON}\n{body}"));
-        Scripts { append: script(APPEND), register: script(REGISTER), ack: script(ACK), prune: script(PRUNE) }
+        Scripts {
+            append: script(APPEND),
+            register: script(REGISTER),
+            ack: script(ACK),
+            prune: script(PRUNE),
+            epoch: script(EPOCH),
+        }
     }
 }

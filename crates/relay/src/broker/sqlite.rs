@@ -543,9 +543,13 @@ impl Broker for Store {
         Box::pin(async move { Ok(self.run(move |c| Store::range(c, &user, after, upto, limit)).await?) })
     }
 
-    fn ack(&self, device: Device, seq: u64) -> BoxFuture<'_, Result<(), BrokerError>> {
+    /// One epoch for the database's life: an ack of another names another database.
+    fn ack(&self, device: Device, seq: u64, epoch: String) -> BoxFuture<'_, Result<(), BrokerError>> {
         let rule = self.rule;
         Box::pin(async move {
+            if *epoch != *self.epoch {
+                return Ok(());
+            }
             let Device { user, uuid } = device;
             Ok(self.run(move |c| Store::ack(c, &user, &uuid, seq, now_ms(), rule)).await?)
         })
@@ -563,6 +567,11 @@ impl Broker for Store {
     }
 
     fn wake<'a>(&'a self, _talk: &'a StoredTalk) -> BoxFuture<'a, Result<(), BrokerError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// One process: the hub's own copies reached every connection there is.
+    fn broadcast<'a>(&'a self, _talk: &'a StoredTalk) -> BoxFuture<'a, Result<(), BrokerError>> {
         Box::pin(std::future::ready(Ok(())))
     }
 

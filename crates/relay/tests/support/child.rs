@@ -2,7 +2,8 @@
 //! line by line, its URL taken from the "listening on" line, signals sent by pid.
 
 use std::ffi::OsStr;
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Stdio};
 
 use talkbell_testkit::child::Spawned;
 use talkbell_testkit::relay::listening_url;
@@ -102,4 +103,20 @@ impl Served {
         assert!(status.success(), "exit status {status}:\n{}", self.log());
         self.log()
     }
+}
+
+/// Runs a users-file subcommand of the binary (`["remove-user", "--id", "2"]`) on the
+/// file `users`, as an operator would, and returns what it printed (a new token, or "").
+pub async fn users_cmd(args: &[&str], users: &Path) -> String {
+    let out = tokio::process::Command::new(BIN)
+        .args(&args[..1])
+        .arg("--users")
+        .arg(users)
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }

@@ -338,10 +338,11 @@ pub async fn ws_over(mut tcp: TcpStream, prefix: &[u8], url: &str) -> Ws {
     ws
 }
 
-/// Writes `prefix` (a PROXY header, say) and one raw HTTP/1.1 request on `tcp`; returns
+/// Writes `prefix` (a PROXY header, say) and one raw HTTP/1.1 request on `tcp` (a TCP
+/// or TLS stream); returns
 /// everything that came back until the server closed (empty if it closed at once).
-pub async fn raw_exchange(
-    mut tcp: TcpStream,
+pub async fn raw_exchange<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut tcp: S,
     addr: std::net::SocketAddr,
     prefix: &[u8],
     head: &str,

@@ -4,9 +4,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::pki_types::CertificateDer;
+use rustls::pki_types::{CertificateDer, ServerName};
 use talkbell_relay::TlsFiles;
 pub use talkbell_testkit::tls::{Ca, Leaf};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::{Connector, MaybeTlsStream};
 
 use super::{Ws, WAIT};
@@ -64,4 +67,25 @@ pub async fn connect_wss(url: &str, ca: &CertificateDer<'static>) -> (Ws, Certif
         _ => panic!("not a TLS connection"),
     };
     (ws, peer)
+}
+
+/// A wss WebSocket over `tcp` trusting only `ca`, after `prefix` (a PROXY header, say) is
+/// written on it in the clear; the handshake's error if the relay refused it.
+pub async fn wss_over(
+    mut tcp: TcpStream,
+    prefix: &[u8],
+    url: &str,
+    ca: &CertificateDer<'static>,
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    tcp.write_all(prefix).await.unwrap();
+    let connector = Connector::Rustls(client_config(ca));
+    let handshake = tokio_tungstenite::client_async_tls_with_config(url, tcp, None, Some(connector));
+    tokio::time::timeout(WAIT, handshake).await.expect("a handshake in time").map(|(ws, _)| ws)
+}
+
+/// TLS over `tcp` to 127.0.0.1, trusting only `ca`.
+pub async fn tls_over(tcp: TcpStream, ca: &CertificateDer<'static>) -> TlsStream<TcpStream> {
+    let connector = tokio_rustls::TlsConnector::from(client_config(ca));
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    tokio::time::timeout(WAIT, connector.connect(name, tcp)).await.expect("a handshake in time").expect("TLS")
 }
