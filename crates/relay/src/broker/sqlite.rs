@@ -31,17 +31,42 @@
 //! is connected. A recipient with no device left keeps its talks until retention (a new
 //! device may resume from 0); a forgotten device that returns is a new device.
 //!
-//! The connection is synchronous; the [`Broker`] methods run it on the blocking pool
-//! through [`Store::run`], so a commit never stalls the async workers. This broker is
-//! one process's: every talk is appended and handed out by the relay that holds the file,
-//! so it has no other node to wake.
+//! The rule for commits (group commit): **an append is answered only once its talk is
+//! durable**, and one fsync covers every append, ack and `seen` that was waiting.
+//! [`Broker::append`], [`Broker::ack`] and [`Broker::seen`] hand their job to one writer
+//! thread (a channel, in the order of the calls). The writer takes every job waiting, at
+//! most [`MAX_BATCH`], runs them in one transaction in that order and commits once
+//! (`synchronous = FULL`: one fsync for the batch), then answers each caller. So:
+//!
+//! - An append's place is taken when [`Broker::append`] is *called*: two calls for one
+//!   recipient get their `seq`s in the order of the calls (the hub relies on that to hand
+//!   talks out in order; see `hub.rs`). `seq`s stay per recipient and consecutive.
+//! - Each job runs in a savepoint of the batch's transaction: a job that is refused (a
+//!   full queue, [`StoreError::QueueFull`]) or fails alone is rolled back alone, and the
+//!   others of its batch go on. The caps count the talks accepted earlier in the same
+//!   batch, and a `send` key appended earlier in the batch makes a later append with the
+//!   same key a duplicate, as across batches.
+//! - A batch whose commit fails (or whose transaction SQLite rolled back, a full disk,
+//!   say) stores none of its jobs, and every caller of it gets
+//!   [`StoreError::Commit`]; their `seq`s were given to nobody, so the next batch gives
+//!   them again, and a `seq` is still never given twice.
+//! - [`MAX_BATCH`] bounds what one commit carries, so a caller waits at most for the
+//!   batch in progress and its own.
+//!
+//! The other calls (register, replay, prune) run on the blocking pool through
+//! [`Store::run`], on the same connection (a mutex the writer takes for each batch), so
+//! neither a commit nor a read ever stalls the async workers. This broker is one
+//! process's: every talk is appended and handed out by the relay that holds the file, so
+//! it has no other node to wake.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use talkbell_core::protocol::{Person, UserId};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::{
     now_ms, Appended, BoxFuture, Broker, BrokerError, Device, DeviceRule, NewTalk, QueueCaps, QueueFull, Registered,
@@ -49,6 +74,9 @@ use super::{
 };
 
 const SCHEMA_VERSION: i64 = 3;
+
+/// The most jobs (appends, acks, `seen`s) one commit carries.
+pub const MAX_BATCH: usize = 256;
 
 /// A device's cursor as [`Store::register_device`] finds it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +99,13 @@ pub enum StoreError {
     QueueFull(#[from] QueueFull),
     #[error("cannot make the database's folder or files private ({path}): {source}")]
     Private { path: std::path::PathBuf, source: std::io::Error },
+    /// The commit of a batch failed: none of its jobs is stored.
+    #[error("the queue's commit of {jobs} job(s) failed, none of them is stored: {source}")]
+    Commit { jobs: usize, source: Arc<rusqlite::Error> },
+    #[error("cannot start the queue's writer thread: {0}")]
+    Thread(std::io::Error),
+    #[error("the queue's writer thread has stopped")]
+    WriterGone,
 }
 
 /// The SQLite queue. As a [`Broker`] it enforces its [`QueueCaps`] and [`DeviceRule`]
@@ -78,9 +113,95 @@ pub enum StoreError {
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    writer: Arc<Writer>,
     epoch: Arc<str>,
     caps: QueueCaps,
     rule: DeviceRule,
+}
+
+/// What an insert did: the talk's `seq` and `ts`, and whether its key was known.
+type Inserted = (u64, i64, bool);
+
+/// Where the writer answers a job.
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// A job for the writer thread: one of a batch, answered once the batch is committed.
+enum Job {
+    Append { talk: NewTalk, caps: QueueCaps, reply: Reply<Inserted> },
+    Ack { device: Device, seq: u64, now_ms: i64, rule: DeviceRule, reply: Reply<()> },
+    Seen { devices: Vec<Device>, now_ms: i64, reply: Reply<()> },
+}
+
+/// A job run inside its batch, with what it will answer once the batch is committed.
+enum Done {
+    Append(Reply<Inserted>, Result<Inserted, StoreError>),
+    Unit(Reply<()>, Result<(), StoreError>),
+}
+
+/// The writer thread and its channel. Dropped with the last [`Store`]: the channel closes,
+/// the thread finishes what it has and ends, and the drop waits for it, so the database
+/// is closed once the store is gone.
+struct Writer {
+    jobs: Option<std_mpsc::Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// What the caps count inside one batch: each recipient's queued talks, and each
+/// sender's among them, read once from the database and then kept up to date with the
+/// talks the batch accepts. An ack in the batch (which deletes talks) drops its
+/// recipient's counts, so they are read again.
+#[derive(Default)]
+struct Counts {
+    queued: HashMap<UserId, usize>,
+    by_sender: HashMap<(UserId, UserId), usize>,
+}
+
+impl Counts {
+    fn queued(&mut self, conn: &Connection, recipient: &UserId) -> Result<usize, StoreError> {
+        if let Some(n) = self.queued.get(recipient) {
+            return Ok(*n);
+        }
+        let n = Store::queued(conn, recipient)?;
+        self.queued.insert(recipient.clone(), n);
+        Ok(n)
+    }
+
+    fn by_sender(&mut self, conn: &Connection, recipient: &UserId, sender: &UserId) -> Result<usize, StoreError> {
+        let key = (recipient.clone(), sender.clone());
+        if let Some(n) = self.by_sender.get(&key) {
+            return Ok(*n);
+        }
+        let n: i64 = conn
+            .prepare_cached("SELECT count(*) FROM talks WHERE recipient = ?1 AND from_id = ?2")?
+            .query_row(params![recipient.as_str(), sender.as_str()], |r| r.get(0))?;
+        self.by_sender.insert(key, to_usize(n));
+        Ok(to_usize(n))
+    }
+
+    /// A talk from `sender` to `recipient` was accepted (after both were read).
+    fn accepted(&mut self, recipient: &UserId, sender: &UserId) {
+        if let Some(n) = self.queued.get_mut(recipient) {
+            *n += 1;
+        }
+        if let Some(n) = self.by_sender.get_mut(&(recipient.clone(), sender.clone())) {
+            *n += 1;
+        }
+    }
+
+    /// Talks of `recipient` may have been deleted: read again next time.
+    fn forget(&mut self, recipient: &UserId) {
+        self.queued.remove(recipient);
+        self.by_sender.retain(|(r, _), _| r != recipient);
+    }
 }
 
 fn to_i64(n: u64) -> i64 {
@@ -171,8 +292,18 @@ impl Store {
         tx.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?1)", params![new_epoch()])?;
         let epoch: String = tx.query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| r.get(0))?;
         tx.commit()?;
+        let conn = Arc::new(Mutex::new(conn));
+        let (jobs, rx) = std_mpsc::channel();
+        let thread = {
+            let conn = conn.clone();
+            std::thread::Builder::new()
+                .name("queue-writer".into())
+                .spawn(move || write_batches(&conn, &rx))
+                .map_err(StoreError::Thread)?
+        };
         Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
+            conn,
+            writer: Arc::new(Writer { jobs: Some(jobs), thread: Some(thread) }),
             epoch: epoch.into(),
             caps: QueueCaps::new(10_000),
             rule: DeviceRule::default(),
@@ -211,6 +342,20 @@ impl Store {
         f(&mut guard)
     }
 
+    /// Hands a job to the writer thread now (its place in the order is taken here, not
+    /// when the future is first polled); the future resolves once its batch is committed.
+    fn submit<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(Reply<T>) -> Job,
+    ) -> impl std::future::Future<Output = Result<T, StoreError>> + Send + 'static {
+        let (reply, answer) = oneshot::channel();
+        // A send that fails drops the job and its reply, so the answer says the writer is gone.
+        if let Some(jobs) = &self.writer.jobs {
+            let _ = jobs.send(job(reply));
+        }
+        async move { answer.await.map_err(|_| StoreError::WriterGone)? }
+    }
+
     /// Gives the talk the recipient's next `seq`, stores it and commits; or refuses it,
     /// touching nothing, when the recipient's queue or this sender's share of it is full.
     /// Returns the `seq`.
@@ -229,51 +374,52 @@ impl Store {
     /// [`Store::insert`] with the talk's idempotency key: a known key stores nothing and
     /// returns the first talk's `seq` and `ts`, and true. Returns `(seq, ts, duplicate)`.
     pub fn insert_keyed(conn: &mut Connection, new: &NewTalk, caps: QueueCaps) -> Result<(u64, i64, bool), StoreError> {
-        let (from, to) = (&new.from, &new.to);
         let tx = conn.transaction()?;
+        let inserted = Self::insert_in(&tx, new, caps, &mut Counts::default())?;
+        tx.commit()?;
+        Ok(inserted)
+    }
+
+    /// The insert itself, in the caller's transaction, the caps counted with `counts`.
+    fn insert_in(
+        conn: &Connection,
+        new: &NewTalk,
+        caps: QueueCaps,
+        counts: &mut Counts,
+    ) -> Result<Inserted, StoreError> {
+        let (from, to) = (&new.from, &new.to);
         if let Some(key) = &new.key {
-            let known: Option<(i64, i64)> = tx
-                .query_row(
-                    "SELECT seq, ts FROM send_keys WHERE recipient = ?1 AND key = ?2",
-                    params![to.id.as_str(), key],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
+            let known: Option<(i64, i64)> = conn
+                .prepare_cached("SELECT seq, ts FROM send_keys WHERE recipient = ?1 AND key = ?2")?
+                .query_row(params![to.id.as_str(), key], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
             if let Some((seq, ts)) = known {
                 return Ok((to_u64(seq), ts, true));
             }
         }
-        let queued = Self::queued(&tx, &to.id)?;
-        if queued >= caps.per_recipient.max(1) {
+        if counts.queued(conn, &to.id)? >= caps.per_recipient.max(1) {
             return Err(QueueFull::Recipient { cap: caps.per_recipient.max(1) }.into());
         }
-        let from_sender: i64 = tx.query_row(
-            "SELECT count(*) FROM talks WHERE recipient = ?1 AND from_id = ?2",
-            params![to.id.as_str(), from.id.as_str()],
-            |r| r.get(0),
-        )?;
-        if to_usize(from_sender) >= caps.per_sender.max(1) {
+        if counts.by_sender(conn, &to.id, &from.id)? >= caps.per_sender.max(1) {
             return Err(QueueFull::Sender { cap: caps.per_sender.max(1) }.into());
         }
-        let seq: i64 = tx.query_row(
-            "INSERT INTO counters (recipient, last_seq) VALUES (?1, 1)
-             ON CONFLICT (recipient) DO UPDATE SET last_seq = last_seq + 1
-             RETURNING last_seq",
-            params![to.id.as_str()],
-            |r| r.get(0),
-        )?;
-        tx.execute(
+        let seq: i64 = conn
+            .prepare_cached(
+                "INSERT INTO counters (recipient, last_seq) VALUES (?1, 1)
+                 ON CONFLICT (recipient) DO UPDATE SET last_seq = last_seq + 1
+                 RETURNING last_seq",
+            )?
+            .query_row(params![to.id.as_str()], |r| r.get(0))?;
+        conn.prepare_cached(
             "INSERT INTO talks (recipient, seq, ts, from_id, from_name, to_name, talk)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![to.id.as_str(), seq, new.ts, from.id.as_str(), from.name, to.name, new.talk],
-        )?;
+        )?
+        .execute(params![to.id.as_str(), seq, new.ts, from.id.as_str(), from.name, to.name, new.talk])?;
         if let Some(key) = &new.key {
-            tx.execute(
-                "INSERT INTO send_keys (recipient, key, seq, ts) VALUES (?1, ?2, ?3, ?4)",
-                params![to.id.as_str(), key, seq, new.ts],
-            )?;
+            conn.prepare_cached("INSERT INTO send_keys (recipient, key, seq, ts) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![to.id.as_str(), key, seq, new.ts])?;
         }
-        tx.commit()?;
+        counts.accepted(&to.id, &from.id);
         Ok((to_u64(seq), new.ts, false))
     }
 
@@ -335,12 +481,25 @@ impl Store {
         rule: DeviceRule,
     ) -> Result<(), StoreError> {
         let tx = conn.transaction()?;
-        let last_seq = Self::last_seq(&tx, recipient)?;
-        // An upsert: a device forgotten while it stayed connected is recorded again.
-        Self::upsert_device(&tx, recipient, uuid, to_i64(seq.min(last_seq)), now_ms)?;
-        Self::forget_devices(&tx, recipient, uuid, now_ms, rule)?;
-        Self::prune_acked(&tx, recipient)?;
+        Self::ack_in(&tx, recipient, uuid, seq, now_ms, rule)?;
         tx.commit()?;
+        Ok(())
+    }
+
+    /// The ack itself, in the caller's transaction.
+    fn ack_in(
+        conn: &Connection,
+        recipient: &UserId,
+        uuid: &str,
+        seq: u64,
+        now_ms: i64,
+        rule: DeviceRule,
+    ) -> Result<(), StoreError> {
+        let last_seq = Self::last_seq(conn, recipient)?;
+        // An upsert: a device forgotten while it stayed connected is recorded again.
+        Self::upsert_device(conn, recipient, uuid, to_i64(seq.min(last_seq)), now_ms)?;
+        Self::forget_devices(conn, recipient, uuid, now_ms, rule)?;
+        Self::prune_acked(conn, recipient)?;
         Ok(())
     }
 
@@ -404,10 +563,15 @@ impl Store {
     /// are not forgotten.
     pub fn touch_devices(conn: &mut Connection, devices: &[Device], now_ms: i64) -> Result<(), StoreError> {
         let tx = conn.transaction()?;
-        for device in devices {
-            Self::touch(&tx, &device.user, &device.uuid, now_ms)?;
-        }
+        Self::touch_all(&tx, devices, now_ms)?;
         tx.commit()?;
+        Ok(())
+    }
+
+    fn touch_all(conn: &Connection, devices: &[Device], now_ms: i64) -> Result<(), StoreError> {
+        for device in devices {
+            Self::touch(conn, &device.user, &device.uuid, now_ms)?;
+        }
         Ok(())
     }
 
@@ -501,9 +665,9 @@ impl Broker for Store {
     }
 
     fn append(&self, talk: NewTalk) -> BoxFuture<'_, Result<Appended, BrokerError>> {
-        let caps = self.caps;
+        let inserted = self.submit(|reply| Job::Append { talk, caps: self.caps, reply });
         Box::pin(async move {
-            let (seq, ts, duplicate) = self.run(move |c| Store::insert_keyed(c, &talk, caps)).await?;
+            let (seq, ts, duplicate) = inserted.await?;
             Ok(Appended { seq, ts, epoch: self.epoch.to_string(), duplicate })
         })
     }
@@ -544,15 +708,13 @@ impl Broker for Store {
     }
 
     fn ack(&self, device: Device, seq: u64) -> BoxFuture<'_, Result<(), BrokerError>> {
-        let rule = self.rule;
-        Box::pin(async move {
-            let Device { user, uuid } = device;
-            Ok(self.run(move |c| Store::ack(c, &user, &uuid, seq, now_ms(), rule)).await?)
-        })
+        let acked = self.submit(|reply| Job::Ack { device, seq, now_ms: now_ms(), rule: self.rule, reply });
+        Box::pin(async move { Ok(acked.await?) })
     }
 
     fn seen(&self, devices: Vec<Device>) -> BoxFuture<'_, Result<(), BrokerError>> {
-        Box::pin(async move { Ok(self.run(move |c| Store::touch_devices(c, &devices, now_ms())).await?) })
+        let seen = self.submit(|reply| Job::Seen { devices, now_ms: now_ms(), reply });
+        Box::pin(async move { Ok(seen.await?) })
     }
 
     fn prune(&self, talks_before_ms: i64, devices_before_ms: i64) -> BoxFuture<'_, Result<usize, BrokerError>> {
@@ -568,6 +730,137 @@ impl Broker for Store {
 
     fn wakeups(&self) -> Option<mpsc::Receiver<Wakeup>> {
         None
+    }
+}
+
+/// The writer thread: every job waiting (at most [`MAX_BATCH`]) in one transaction and
+/// one commit, batch after batch, until every [`Store`] is gone.
+fn write_batches(conn: &Mutex<Connection>, jobs: &std_mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = Vec::with_capacity(MAX_BATCH.min(64));
+        batch.push(first);
+        batch.extend(jobs.try_iter().take(MAX_BATCH - 1));
+        let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        commit_batch(&mut guard, batch);
+    }
+}
+
+/// Runs a batch's jobs in one transaction, each in a savepoint, commits once, then
+/// answers each caller; if the transaction cannot go on or the commit fails, every
+/// caller of the batch gets [`StoreError::Commit`] and nothing of it is stored.
+fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
+    let jobs = batch.len();
+    let mut done = Vec::with_capacity(jobs);
+    let mut not_run = Vec::new();
+    let mut batch = batch.into_iter();
+    let committed = (|| {
+        let mut tx = conn.transaction()?;
+        let mut counts = Counts::default();
+        for job in batch.by_ref() {
+            match run_job(&mut tx, job, &mut counts) {
+                Ran::Done(d) => done.push(d),
+                Ran::Fatal(d, e) => {
+                    done.push(d);
+                    return Err(e);
+                }
+                Ran::NotRun(job, e) => {
+                    not_run.push(job);
+                    return Err(e);
+                }
+            }
+        }
+        tx.commit()
+    })();
+    match committed {
+        Ok(()) => done.into_iter().for_each(Done::send),
+        Err(e) => {
+            tracing::error!(error = %e, jobs, "the queue's commit failed; every talk and ack of the batch is refused");
+            let source = Arc::new(e);
+            let failed = || StoreError::Commit { jobs, source: source.clone() };
+            done.into_iter().for_each(|d| d.fail(failed()));
+            not_run.into_iter().chain(batch).for_each(|job| job.fail(failed()));
+        }
+    }
+}
+
+/// What running one job of a batch came to.
+enum Ran {
+    /// It ran, and the batch goes on (the job itself may have been refused or failed).
+    Done(Done),
+    /// It ran, but the batch's transaction cannot go on.
+    Fatal(Done, rusqlite::Error),
+    /// Its savepoint could not be made: the batch's transaction cannot go on.
+    NotRun(Job, rusqlite::Error),
+}
+
+/// One job in its own savepoint of the batch's transaction: kept if it did what was
+/// asked, rolled back alone if it was refused or failed. A savepoint that cannot be made
+/// or ended, or a transaction SQLite rolled back itself (a full disk, say), fails the
+/// batch.
+fn run_job(tx: &mut Transaction<'_>, job: Job, counts: &mut Counts) -> Ran {
+    let sp = match tx.savepoint() {
+        Ok(sp) => sp,
+        Err(e) => return Ran::NotRun(job, e),
+    };
+    let done = job.run(&sp, counts);
+    let ended = if done.is_ok() { sp.commit() } else { sp.finish() };
+    match ended {
+        Err(e) => Ran::Fatal(done, e),
+        Ok(()) if tx.is_autocommit() => Ran::Fatal(done, rolled_back()),
+        Ok(()) => Ran::Done(done),
+    }
+}
+
+/// The error of a batch whose transaction SQLite ended on its own.
+fn rolled_back() -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
+        Some("the batch's transaction was rolled back".into()),
+    )
+}
+
+impl Job {
+    /// Runs the job on `conn` (a savepoint of its batch's transaction).
+    fn run(self, conn: &Connection, counts: &mut Counts) -> Done {
+        match self {
+            Job::Append { talk, caps, reply } => Done::Append(reply, Store::insert_in(conn, &talk, caps, counts)),
+            Job::Ack { device, seq, now_ms, rule, reply } => {
+                // The ack may delete talks of its recipient.
+                counts.forget(&device.user);
+                Done::Unit(reply, Store::ack_in(conn, &device.user, &device.uuid, seq, now_ms, rule))
+            }
+            Job::Seen { devices, now_ms, reply } => Done::Unit(reply, Store::touch_all(conn, &devices, now_ms)),
+        }
+    }
+
+    fn fail(self, e: StoreError) {
+        match self {
+            Job::Append { reply, .. } => drop(reply.send(Err(e))),
+            Job::Ack { reply, .. } | Job::Seen { reply, .. } => drop(reply.send(Err(e))),
+        }
+    }
+}
+
+impl Done {
+    fn is_ok(&self) -> bool {
+        match self {
+            Done::Append(_, result) => result.is_ok(),
+            Done::Unit(_, result) => result.is_ok(),
+        }
+    }
+
+    fn send(self) {
+        match self {
+            Done::Append(reply, result) => drop(reply.send(result)),
+            Done::Unit(reply, result) => drop(reply.send(result)),
+        }
+    }
+
+    fn fail(self, e: StoreError) {
+        match self {
+            Done::Append(reply, _) => drop(reply.send(Err(e))),
+            Done::Unit(reply, _) => drop(reply.send(Err(e))),
+        }
     }
 }
 
