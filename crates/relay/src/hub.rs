@@ -748,6 +748,23 @@ mod tests {
         }
     }
 
+    /// Appends that end out of turn are handed out in the order their turns were taken;
+    /// a turn with nothing to hand out (refused, failed, a duplicate) lets the next go.
+    #[test]
+    fn turns_hand_talks_out_in_the_order_they_were_taken() {
+        let mut r = Recipient::default();
+        let (a, b, c, d) = (r.take_turn(), r.take_turn(), r.take_turn(), r.take_turn());
+        let t = |seq| Some(("e".to_owned(), talk(seq)));
+        let out = |v: Vec<(String, StoredTalk)>| v.into_iter().map(|(_, t)| t.seq).collect::<Vec<_>>();
+        assert_eq!(out(r.turn_done(c, t(2))), Vec::<u64>::new(), "its turn has not come");
+        assert_eq!(out(r.turn_done(a, t(1))), [1]);
+        assert_eq!(out(r.turn_done(b, None)), [2], "b had nothing: c goes");
+        assert_eq!(out(r.turn_done(d, t(3))), [3]);
+        assert!(r.line.is_empty());
+        let e = r.take_turn();
+        assert_eq!(out(r.turn_done(e, t(4))), [4]);
+    }
+
     /// Talks from other nodes that come late, twice or out of order still reach a
     /// connection once each, in order: what it has is dropped, what it skipped it is
     /// told to replay first.

@@ -61,6 +61,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -144,6 +145,14 @@ enum Done {
 struct Writer {
     jobs: Option<std_mpsc::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
+    tally: Arc<Tally>,
+}
+
+/// What the writer thread has done: commits tried, and the jobs they carried.
+#[derive(Default)]
+struct Tally {
+    commits: AtomicU64,
+    jobs: AtomicU64,
 }
 
 impl Drop for Writer {
@@ -294,16 +303,17 @@ impl Store {
         tx.commit()?;
         let conn = Arc::new(Mutex::new(conn));
         let (jobs, rx) = std_mpsc::channel();
+        let tally = Arc::new(Tally::default());
         let thread = {
-            let conn = conn.clone();
+            let (conn, tally) = (conn.clone(), tally.clone());
             std::thread::Builder::new()
                 .name("queue-writer".into())
-                .spawn(move || write_batches(&conn, &rx))
+                .spawn(move || write_batches(&conn, &rx, &tally))
                 .map_err(StoreError::Thread)?
         };
         Ok(Store {
             conn,
-            writer: Arc::new(Writer { jobs: Some(jobs), thread: Some(thread) }),
+            writer: Arc::new(Writer { jobs: Some(jobs), thread: Some(thread), tally }),
             epoch: epoch.into(),
             caps: QueueCaps::new(10_000),
             rule: DeviceRule::default(),
@@ -319,6 +329,13 @@ impl Store {
     /// The lifetime of every queue in this database (PROTOCOL.md 3).
     pub fn epoch(&self) -> &str {
         &self.epoch
+    }
+
+    /// How many commits the writer has made so far, and how many jobs (appends, acks,
+    /// `seen`s) they carried.
+    pub fn commits(&self) -> (u64, u64) {
+        let tally = &self.writer.tally;
+        (tally.commits.load(Ordering::Relaxed), tally.jobs.load(Ordering::Relaxed))
     }
 
     /// Runs `f` on the connection, on the blocking pool.
@@ -734,15 +751,21 @@ impl Broker for Store {
 }
 
 /// The writer thread: every job waiting (at most [`MAX_BATCH`]) in one transaction and
-/// one commit, batch after batch, until every [`Store`] is gone.
-fn write_batches(conn: &Mutex<Connection>, jobs: &std_mpsc::Receiver<Job>) {
+/// one commit, batch after batch, until every [`Store`] is gone. The batch is taken once
+/// the connection is the writer's, so jobs that came while a read held it join it.
+fn write_batches(conn: &Mutex<Connection>, jobs: &std_mpsc::Receiver<Job>, tally: &Tally) {
     while let Ok(first) = jobs.recv() {
+        let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut batch = Vec::with_capacity(MAX_BATCH.min(64));
         batch.push(first);
         batch.extend(jobs.try_iter().take(MAX_BATCH - 1));
-        let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Counted before the answers go, so a caller that has its answer sees its commit.
+        tally.jobs.fetch_add(u64::try_from(batch.len()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        tally.commits.fetch_add(1, Ordering::Relaxed);
         commit_batch(&mut guard, batch);
     }
+    let (commits, jobs) = (tally.commits.load(Ordering::Relaxed), tally.jobs.load(Ordering::Relaxed));
+    tracing::debug!(commits, jobs, "the queue's writer stopped");
 }
 
 /// Runs a batch's jobs in one transaction, each in a savepoint, commits once, then
@@ -1173,6 +1196,155 @@ mod tests {
                 Ok(())
             })
             .unwrap();
+    }
+
+    fn talk(from: &str, to: &str, text: &str) -> NewTalk {
+        NewTalk {
+            from: p(from, &format!("u{from}")),
+            to: p(to, &format!("u{to}")),
+            talk: text.into(),
+            ts: 1,
+            key: None,
+        }
+    }
+
+    fn keyed(to: &str, key: &str) -> NewTalk {
+        NewTalk { key: Some(key.into()), ..talk("2", to, &format!("k{key}")) }
+    }
+
+    /// Calls `append` for each talk while the connection is held here, so that the writer
+    /// finds all their jobs waiting once it gets the connection: one batch, one commit.
+    fn in_one_batch(store: &Store, talks: Vec<NewTalk>) -> Vec<Result<Appended, BrokerError>> {
+        let (commits, _) = store.commits();
+        let appends = store.run_sync(|_| Ok(talks.into_iter().map(|t| store.append(t)).collect::<Vec<_>>())).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let results = rt.block_on(futures_util::future::join_all(appends));
+        assert_eq!(store.commits().0, commits + 1, "one commit for the batch");
+        results
+    }
+
+    fn seqs(results: &[Result<Appended, BrokerError>]) -> Vec<Result<(u64, bool), String>> {
+        results.iter().map(|r| r.as_ref().map(|a| (a.seq, a.duplicate)).map_err(|e| e.to_string())).collect()
+    }
+
+    fn texts(store: &Store, to: &str) -> Vec<(u64, String)> {
+        let all = store.run_sync(|c| Store::range(c, &to.into(), 0, u64::MAX, 10_000)).unwrap();
+        all.into_iter().map(|t| (t.seq, t.talk)).collect()
+    }
+
+    /// Appends from many tasks at once, to two recipients: each recipient's answered
+    /// seqs are 1..=N, each once, and every answered talk is in the file once it is
+    /// opened again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_appends_get_consecutive_seqs_and_are_all_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.db");
+        let store = Store::open(&path).unwrap().with_limits(CAPS_WIDE, RULE);
+        let tasks: Vec<_> = (0..8)
+            .map(|task| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut answered = Vec::new();
+                    for i in 0..50 {
+                        let to = if i % 2 == 0 { "1" } else { "3" };
+                        let text = format!("t{task}-{i}");
+                        let appended = store.append(talk("2", to, &text)).await.unwrap();
+                        answered.push((to, appended.seq, text));
+                    }
+                    answered
+                })
+            })
+            .collect();
+        let mut answered = Vec::new();
+        for t in tasks {
+            answered.extend(t.await.unwrap());
+        }
+        let (commits, jobs) = store.commits();
+        assert_eq!(jobs, 400);
+        assert!(commits <= jobs);
+        drop(store);
+
+        let store = Store::open(&path).unwrap();
+        for to in ["1", "3"] {
+            let mut mine: Vec<(u64, String)> =
+                answered.iter().filter(|a| a.0 == to).map(|a| (a.1, a.2.clone())).collect();
+            mine.sort();
+            let want: Vec<u64> = (1..=200).collect();
+            assert_eq!(mine.iter().map(|m| m.0).collect::<Vec<_>>(), want, "recipient {to}: distinct, consecutive");
+            assert_eq!(texts(&store, to), mine, "recipient {to}: every answered talk is in the file");
+        }
+    }
+
+    const CAPS_WIDE: QueueCaps = QueueCaps { per_recipient: 10_000, per_sender: 10_000 };
+
+    /// A talk past a cap in the middle of a batch is refused alone: the talks around it
+    /// are stored, the caps count the batch's own talks, and a refusal uses no seq.
+    #[test]
+    fn a_full_queue_in_a_batch_refuses_only_its_talk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.db");
+        let store = Store::open(&path).unwrap().with_limits(QueueCaps { per_recipient: 5, per_sender: 3 }, RULE);
+        let batch = ["2", "2", "2", "2", "3", "3", "4", "3"].iter().enumerate();
+        let results = in_one_batch(&store, batch.map(|(i, from)| talk(from, "1", &format!("{from}.{i}"))).collect());
+        let sender = QueueFull::Sender { cap: 3 }.to_string();
+        let recipient = QueueFull::Recipient { cap: 5 }.to_string();
+        assert_eq!(
+            seqs(&results),
+            [Ok((1, false)), Ok((2, false)), Ok((3, false)), Err(sender), Ok((4, false)), Ok((5, false))]
+                .into_iter()
+                .chain([Err(recipient.clone()), Err(recipient)])
+                .collect::<Vec<_>>()
+        );
+        assert!(matches!(results[3], Err(BrokerError::QueueFull(QueueFull::Sender { cap: 3 }))));
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        let stored: Vec<String> = texts(&store, "1").into_iter().map(|t| t.1).collect();
+        assert_eq!(stored, ["2.0", "2.1", "2.2", "3.4", "3.5"]);
+    }
+
+    /// Within one batch a repeated key is a duplicate of the first, as across batches.
+    #[test]
+    fn a_key_repeated_in_a_batch_is_a_duplicate() {
+        let store = Store::open_in_memory().unwrap();
+        let results = in_one_batch(&store, vec![keyed("1", "x"), keyed("1", "x"), keyed("1", "y"), keyed("3", "x")]);
+        assert_eq!(seqs(&results), [Ok((1, false)), Ok((1, true)), Ok((2, false)), Ok((1, false))]);
+        assert_eq!(texts(&store, "1"), [(1, "kx".to_owned()), (2, "ky".to_owned())]);
+        assert_eq!(store.run_sync(|c| Store::last_seq(c, &"1".into())).unwrap(), 2);
+    }
+
+    /// A batch whose commit fails (here a deferred foreign key that one talk of it breaks)
+    /// fails every caller with the commit's error and stores none of it; its seqs were
+    /// given to nobody, so the next talk gets the first of them.
+    #[test]
+    fn a_failed_commit_fails_the_whole_batch_and_stores_none_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.db");
+        let store = Store::open(&path).unwrap();
+        store
+            .run_sync(|c| {
+                c.execute_batch(
+                    "PRAGMA foreign_keys = ON;
+                     CREATE TABLE parent (id INTEGER PRIMARY KEY);
+                     CREATE TABLE child (parent INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);
+                     CREATE TRIGGER poison AFTER INSERT ON talks WHEN NEW.talk = 'poison'
+                     BEGIN INSERT INTO child VALUES (1); END;",
+                )?;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(in_one_batch(&store, vec![talk("2", "1", "first")])[0].as_ref().unwrap().seq, 1);
+        let results = in_one_batch(&store, vec![talk("2", "1", "a"), talk("2", "1", "poison"), talk("2", "3", "b")]);
+        for r in &results {
+            let Err(BrokerError::Failed(e)) = r else { panic!("a commit failure, not {r:?}") };
+            let e = e.downcast_ref::<StoreError>();
+            assert!(matches!(e, Some(StoreError::Commit { jobs: 3, .. })), "{e:?}");
+        }
+        let next = in_one_batch(&store, vec![talk("2", "1", "next")]);
+        assert_eq!(next[0].as_ref().unwrap().seq, 2);
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(texts(&store, "1"), [(1, "first".to_owned()), (2, "next".to_owned())]);
+        assert_eq!(texts(&store, "3"), []);
     }
 
     #[test]
