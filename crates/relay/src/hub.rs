@@ -11,12 +11,12 @@
 //! the recipient's live connections here and the other nodes are woken
 //! ([`Broker::wake`]), in the order of the turns. A talk that was refused, failed or was a
 //! duplicate is skipped in the line. Registering a new connection here and reading the
-//! `seq` its replay must reach ([`Broker::register`]) happen under the same lock. So a
-//! talk handed out after a registration has a `seq` that registration may or may not
-//! have read: the connection's cursor (below) drops it if its replay has it; and a talk
-//! handed out before it was durable before, so the registration reads its `seq`. A
-//! connection therefore replays exactly the talks up to that `seq` from the broker and
-//! gets every later one live, in order, with no gap, whatever POSTs run meanwhile.
+//! `seq` its replay must reach ([`Broker::register`]) happen under the same lock, so
+//! every talk is handed out either before a registration (it was durable by then, so the
+//! `seq` read covers it and the replay has it) or after it, to the new connection too
+//! (which drops it if its replay has it: the cursor below). A connection therefore
+//! replays exactly the talks up to that `seq` from the broker and gets every later one
+//! live, in order, with no gap, whatever POSTs run meanwhile.
 //!
 //! Each connection also keeps the `seq` it has been given up to (its replay's end at
 //! first). A talk at or below it is not handed to it again, and a talk past the next one

@@ -50,8 +50,9 @@
 //!   say) stores none of its jobs, and every caller of it gets
 //!   [`StoreError::Commit`]; their `seq`s were given to nobody, so the next batch gives
 //!   them again, and a `seq` is still never given twice.
-//! - [`MAX_BATCH`] bounds what one commit carries, so a caller waits at most for the
-//!   batch in progress and its own.
+//! - [`MAX_BATCH`] bounds what one commit carries, so no caller waits behind a
+//!   transaction of unbounded size. The channel itself holds no more than the requests
+//!   in flight: each caller waits for its answer.
 //!
 //! The other calls (register, replay, prune) run on the blocking pool through
 //! [`Store::run`], on the same connection (a mutex the writer takes for each batch), so
