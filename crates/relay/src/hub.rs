@@ -2,20 +2,31 @@
 //! The queue and the routing between nodes are the [`Broker`]'s; the hub talks to it and
 //! to nothing below it, and the WebSocket and HTTP code talk only to the hub.
 //!
-//! Each recipient has an async lock. Appending a talk ([`Broker::append`] gives its
-//! `seq`), handing it to the recipient's live connections here and waking the other
-//! nodes ([`Broker::wake`]) happen under that lock; so do registering a new connection
-//! here and reading the `seq` its replay must reach ([`Broker::register`]). A connection
-//! therefore replays exactly the talks up to that `seq` from the broker and gets every
-//! later one live, in order, with no gap, whatever POSTs run meanwhile.
+//! Each recipient has an async lock. A talk is delivered in two steps under it, with the
+//! wait for the broker's commit between them, so that many talks to one recipient can
+//! share a commit (the SQLite broker's group commit): under the lock, the talk takes its
+//! *turn* (the next in the recipient's line) and [`Broker::append`] is called; the lock
+//! is let go while the append becomes durable; then, under the lock again, the turn is
+//! marked done, and every talk at the head of the line whose turn is done is handed to
+//! the recipient's live connections here and the other nodes are woken
+//! ([`Broker::wake`]), in the order of the turns. A talk that was refused, failed or was a
+//! duplicate is skipped in the line. Registering a new connection here and reading the
+//! `seq` its replay must reach ([`Broker::register`]) happen under the same lock, so
+//! every talk is handed out either before a registration (it was durable by then, so the
+//! `seq` read covers it and the replay has it) or after it, to the new connection too
+//! (which drops it if its replay has it: the cursor below). A connection therefore
+//! replays exactly the talks up to that `seq` from the broker and gets every later one
+//! live, in order, with no gap, whatever POSTs run meanwhile.
 //!
 //! Each connection also keeps the `seq` it has been given up to (its replay's end at
 //! first). A talk at or below it is not handed to it again, and a talk past the next one
 //! first hands it a catch-up, the talks between, which it replays from the broker. With
-//! one process (SQLite) every talk takes the lock above and neither ever happens. Talks
-//! from other nodes ([`Broker::wakeups`]) are not ordered by this node's lock: the
-//! broker's promise (a registration reads `last_seq` only once later talks reach this
-//! node) and that cursor keep the rule for them.
+//! one process (SQLite) neither ever happens: its appends get their `seq`s in the order
+//! they are called, which is the order of the turns. Talks from other nodes
+//! ([`Broker::wakeups`]), and this node's own talks with a broker that numbers them when
+//! the append runs rather than when it is called (Redis), are not ordered by this node's
+//! lock: the broker's promise (a registration reads `last_seq` only once later talks
+//! reach this node) and that cursor keep the rule for them.
 //!
 //! Watching: a node hears another node's talks for a recipient only while it watches
 //! them ([`Broker::watch`]). The hub watches under the recipient's lock *before* the
@@ -45,7 +56,7 @@
 //! 4001; a registration checks the current table under the same lock, so none slips
 //! between the swap and that sweep.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -159,10 +170,50 @@ impl Conn {
     }
 }
 
-/// The live connections of one recipient.
+/// The live connections of one recipient, and the line of talks being appended for them.
 #[derive(Default)]
 struct Recipient {
     conns: HashMap<u64, Conn>,
+    /// The turns not yet handed out, oldest first.
+    line: VecDeque<Turn>,
+    /// The number of the turn at the head of `line`, and of the next one to take.
+    head: u64,
+    next: u64,
+}
+
+/// A talk's place in its recipient's line.
+enum Turn {
+    /// Its append runs.
+    Appending,
+    /// Its append is done: the talk to hand out (with its queue's epoch), or nothing
+    /// (refused, failed, a duplicate).
+    Done(Option<(String, StoredTalk)>),
+}
+
+impl Recipient {
+    /// The next turn in the line.
+    fn take_turn(&mut self) -> u64 {
+        self.line.push_back(Turn::Appending);
+        self.next += 1;
+        self.next - 1
+    }
+
+    /// Marks `turn` done with what it hands out (if anything); returns the talks now at
+    /// the head of the line, in the order of their turns, to hand out.
+    fn turn_done(&mut self, turn: u64, talk: Option<(String, StoredTalk)>) -> Vec<(String, StoredTalk)> {
+        let at = usize::try_from(turn.saturating_sub(self.head)).unwrap_or(usize::MAX);
+        if let Some(slot) = self.line.get_mut(at) {
+            *slot = Turn::Done(talk);
+        }
+        let mut ready = Vec::new();
+        while matches!(self.line.front(), Some(Turn::Done(_))) {
+            if let Some(Turn::Done(Some(talk))) = self.line.pop_front() {
+                ready.push(talk);
+            }
+            self.head += 1;
+        }
+        ready
+    }
 }
 
 type RecipientLock = Arc<tokio::sync::Mutex<Recipient>>;
@@ -418,29 +469,47 @@ impl Shared {
             return Err(DeliverError::TooLarge);
         }
 
-        let mut guard = recipient.lock().await;
         let new = NewTalk { from: widest.from, to: widest.to, talk: widest.talk, ts: now_ms(), key };
-        let appended = self.broker.append(new.clone()).await?;
+        // The turn and the append's place in the broker's order are taken together; every
+        // path below marks the turn done (this task is not cancelled: it is spawned).
+        let (turn, appending) = {
+            let mut guard = recipient.lock().await;
+            (guard.take_turn(), self.broker.append(new.clone()))
+        };
+        let appended = appending.await;
+        let talk = match &appended {
+            Ok(a) if !a.duplicate => Some((a.epoch.clone(), StoredTalk::new(a, new))),
+            _ => None,
+        };
+        let copy = talk.as_ref().filter(|_| self.cfg.deliver_to_all).map(|(_, t)| t.clone());
+        let mut guard = recipient.lock().await;
+        for (epoch, talk) in guard.turn_done(turn, talk) {
+            self.hand_out_appended(&mut guard, &epoch, &talk).await;
+        }
+        drop(guard);
+        let appended = appended?;
         let delivered = Delivered { seq: appended.seq, ts: appended.ts };
         if appended.duplicate {
             tracing::debug!(to = %untrusted(to.as_str()), seq = appended.seq, "a send retried; delivered before");
-            return Ok(delivered);
         }
-        let talk = StoredTalk::new(&appended, new);
-        let frame: Utf8Bytes = ServerFrame::Talk(talk.message()).to_text().into();
-        hand_to_all(&mut guard, &appended.epoch, talk.seq, &frame);
-        if let Err(e) = self.broker.wake(&talk).await {
-            tracing::warn!(error = %e, seq = talk.seq, "could not wake the other nodes for a talk");
-        }
-        drop(guard);
-        if self.cfg.deliver_to_all {
-            self.copy_to_everyone(&talk).await;
-            if let Err(e) = self.broker.broadcast(&talk).await {
-                tracing::warn!(error = %e, seq = talk.seq, "could not hand a copy of a talk to the other nodes");
+        if let Some(copy) = copy {
+            self.copy_to_everyone(&copy).await;
+            if let Err(e) = self.broker.broadcast(&copy).await {
+                tracing::warn!(error = %e, seq = copy.seq, "could not hand a copy of a talk to the other nodes");
             }
         }
-        tracing::debug!(to = %untrusted(talk.to.id.as_str()), seq = talk.seq, "talk delivered");
         Ok(delivered)
+    }
+
+    /// Hands a talk this node appended to the recipient's live connections here and wakes
+    /// the other nodes (under the recipient's lock, in the order of the turns).
+    async fn hand_out_appended(&self, recipient: &mut Recipient, epoch: &str, talk: &StoredTalk) {
+        let frame: Utf8Bytes = ServerFrame::Talk(talk.message()).to_text().into();
+        hand_to_all(recipient, epoch, talk.seq, &frame);
+        if let Err(e) = self.broker.wake(talk).await {
+            tracing::warn!(error = %e, seq = talk.seq, "could not wake the other nodes for a talk");
+        }
+        tracing::debug!(to = %untrusted(talk.to.id.as_str()), seq = talk.seq, "talk delivered");
     }
 
     /// `deliver_to_all`: a copy without the `seq` (the recipient's numbering, not
@@ -692,6 +761,23 @@ mod tests {
             Live::Revoked => panic!("revoked"),
             Live::Reset => (0, 1),
         }
+    }
+
+    /// Appends that end out of turn are handed out in the order their turns were taken;
+    /// a turn with nothing to hand out (refused, failed, a duplicate) lets the next go.
+    #[test]
+    fn turns_hand_talks_out_in_the_order_they_were_taken() {
+        let mut r = Recipient::default();
+        let (a, b, c, d) = (r.take_turn(), r.take_turn(), r.take_turn(), r.take_turn());
+        let t = |seq| Some(("e".to_owned(), talk(seq)));
+        let out = |v: Vec<(String, StoredTalk)>| v.into_iter().map(|(_, t)| t.seq).collect::<Vec<_>>();
+        assert_eq!(out(r.turn_done(c, t(2))), Vec::<u64>::new(), "its turn has not come");
+        assert_eq!(out(r.turn_done(a, t(1))), [1]);
+        assert_eq!(out(r.turn_done(b, None)), [2], "b had nothing: c goes");
+        assert_eq!(out(r.turn_done(d, t(3))), [3]);
+        assert!(r.line.is_empty());
+        let e = r.take_turn();
+        assert_eq!(out(r.turn_done(e, t(4))), [4]);
     }
 
     /// Talks from other nodes that come late, twice or out of order still reach a

@@ -460,3 +460,82 @@ async fn acks_are_not_rate_limited_and_the_last_one_counts() {
     env.wait_acked(1, "dev", 301).await;
     assert_eq!(env.queued(1), 0);
 }
+
+/// POSTs `per_task` talks to user 1 from each of `tasks` tasks at once (user 2's token);
+/// the answered (seq, text) pairs, sorted by seq.
+async fn post_concurrently(url: &str, token: &str, tasks: usize, per_task: usize) -> Vec<(u64, String)> {
+    let posters: Vec<_> = (0..tasks)
+        .map(|task| {
+            let (url, token) = (url.to_owned(), token.to_owned());
+            tokio::spawn(async move {
+                let mut answered = Vec::new();
+                for i in 0..per_task {
+                    let text = format!("c{task}-{i}");
+                    answered.push((post_talk(&url, &token, 1, &text).await.unwrap().seq, text));
+                }
+                answered
+            })
+        })
+        .collect();
+    let mut answered = Vec::new();
+    for p in posters {
+        answered.extend(p.await.unwrap());
+    }
+    answered.sort();
+    answered
+}
+
+/// Reads talks from `ws` until it has `n`: their (seq, text), in the order they came.
+async fn read_talks(ws: &mut Ws, n: usize) -> Vec<(u64, String)> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        let talk = next_talk(ws).await;
+        got.push((talk["seq"].as_u64().unwrap(), talk["form"]["talk"].as_str().unwrap().to_owned()));
+    }
+    got
+}
+
+/// Many POSTs to one recipient at once share the queue's commits (group commit) and are
+/// handed to its live connection as they are answered: seqs 1..=N, each once, in order,
+/// each with the text its POST was answered for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_posts_reach_a_live_connection_once_each_in_order() {
+    let env = start().await;
+    let mut ws = signed_in(&env.ws_url(), env.token(1), "app", Some(0)).await;
+    let answered = post_concurrently(&env.http_url(), env.token(2), 8, 40).await;
+    assert_eq!(answered.iter().map(|a| a.0).collect::<Vec<_>>(), (1..=320).collect::<Vec<u64>>());
+    assert_eq!(read_talks(&mut ws, 320).await, answered, "in seq order, each once, as answered");
+    // Nothing came twice: the next frame is the next talk.
+    assert_eq!(env.post_n(1, 1, "after").await, vec![321]);
+    assert_eq!(next_talk(&mut ws).await["seq"], 321);
+}
+
+/// A relay SIGKILLed right after a burst of answered POSTs (no shutdown, no checkpoint)
+/// has every one of them after a restart: an answer means the talk was committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_answered_post_survives_a_sigkill_right_after_the_burst() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, db) = (dir.path().join("users.toml"), dir.path().join("queue").join("relay.db"));
+    let mut users = talkbell_relay::Users::new();
+    let (t1, t2) = (users.add(1, "wang1"), users.add(2, "wang2"));
+    users.save(&file).unwrap();
+    let serve = || {
+        let args = ["--listen", "127.0.0.1:0", "--http-rate", "1000000", "--http-burst", "1000000"];
+        let paths = [("--users", file.as_os_str()), ("--db", db.as_os_str())];
+        let mut all: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+        for (flag, path) in paths {
+            all.extend([flag.into(), path.to_owned()]);
+        }
+        support::child::Served::start_logged(all, "warn")
+    };
+    let mut relay = serve().await;
+    let answered = post_concurrently(&relay.url, &t2, 8, 30).await;
+    relay.child.kill();
+    assert_eq!(answered.len(), 240);
+
+    let relay = serve().await;
+    let mut ws = signed_in(&relay.url, &t1, "app", Some(0)).await;
+    assert_eq!(read_talks(&mut ws, 240).await, answered, "every answered talk, in seq order");
+    assert_eq!(post_talk(&relay.url, &t2, 1, "after").await.unwrap().seq, 241, "no seq given twice");
+    relay.stop().await;
+}

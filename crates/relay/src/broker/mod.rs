@@ -205,7 +205,15 @@ pub trait Broker: Send + Sync + 'static {
     /// or refuses it with [`BrokerError::QueueFull`], storing nothing and using no `seq`,
     /// when the recipient's queue or the sender's share of it is full. A `seq` is never
     /// given twice within an epoch. A talk with a known [`NewTalk::key`] is not stored
-    /// again: the first one's `seq` and `ts` come back, marked a duplicate.
+    /// again: the first one's `seq` and `ts` come back, marked a duplicate. Resolves only
+    /// once the talk is durable.
+    ///
+    /// The talk's place among its recipient's talks is taken either when `append` is
+    /// called (SQLite: two calls for one recipient get their `seq`s in the order of the
+    /// calls, whenever their futures run) or when the future runs (Redis, whose script
+    /// numbers it). The hub calls it under the recipient's lock and awaits it outside,
+    /// so appends for one recipient run side by side; it hands them out in the order of
+    /// its calls, and its connections' cursors put talks of the second kind in order.
     fn append(&self, talk: NewTalk) -> BoxFuture<'_, Result<Appended, BrokerError>>;
 
     /// This node holds connections of `user` from now on: talks other nodes append for

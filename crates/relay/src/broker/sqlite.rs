@@ -31,17 +31,44 @@
 //! is connected. A recipient with no device left keeps its talks until retention (a new
 //! device may resume from 0); a forgotten device that returns is a new device.
 //!
-//! The connection is synchronous; the [`Broker`] methods run it on the blocking pool
-//! through [`Store::run`], so a commit never stalls the async workers. This broker is
-//! one process's: every talk is appended and handed out by the relay that holds the file,
-//! so it has no other node to wake.
+//! The rule for commits (group commit): **an append is answered only once its talk is
+//! durable**, and one fsync covers every append, ack and `seen` that was waiting.
+//! [`Broker::append`], [`Broker::ack`] and [`Broker::seen`] hand their job to one writer
+//! thread (a channel, in the order of the calls). The writer takes every job waiting, at
+//! most [`MAX_BATCH`], runs them in one transaction in that order and commits once
+//! (`synchronous = FULL`: one fsync for the batch), then answers each caller. So:
+//!
+//! - An append's place is taken when [`Broker::append`] is *called*: two calls for one
+//!   recipient get their `seq`s in the order of the calls (the hub relies on that to hand
+//!   talks out in order; see `hub.rs`). `seq`s stay per recipient and consecutive.
+//! - Each job runs in a savepoint of the batch's transaction: a job that is refused (a
+//!   full queue, [`StoreError::QueueFull`]) or fails alone is rolled back alone, and the
+//!   others of its batch go on. The caps count the talks accepted earlier in the same
+//!   batch, and a `send` key appended earlier in the batch makes a later append with the
+//!   same key a duplicate, as across batches.
+//! - A batch whose commit fails (or whose transaction SQLite rolled back, a full disk,
+//!   say) stores none of its jobs, and every caller of it gets
+//!   [`StoreError::Commit`]; their `seq`s were given to nobody, so the next batch gives
+//!   them again, and a `seq` is still never given twice.
+//! - [`MAX_BATCH`] bounds what one commit carries, so no caller waits behind a
+//!   transaction of unbounded size. The channel itself holds no more than the requests
+//!   in flight: each caller waits for its answer.
+//!
+//! The other calls (register, replay, prune) run on the blocking pool through
+//! [`Store::run`], on the same connection (a mutex the writer takes for each batch), so
+//! neither a commit nor a read ever stalls the async workers. This broker is one
+//! process's: every talk is appended and handed out by the relay that holds the file, so
+//! it has no other node to wake.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use talkbell_core::protocol::{Person, UserId};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::{
     now_ms, Appended, BoxFuture, Broker, BrokerError, Device, DeviceRule, NewTalk, QueueCaps, QueueFull, Registered,
@@ -49,6 +76,9 @@ use super::{
 };
 
 const SCHEMA_VERSION: i64 = 3;
+
+/// The most jobs (appends, acks, `seen`s) one commit carries.
+pub const MAX_BATCH: usize = 256;
 
 /// A device's cursor as [`Store::register_device`] finds it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +101,13 @@ pub enum StoreError {
     QueueFull(#[from] QueueFull),
     #[error("cannot make the database's folder or files private ({path}): {source}")]
     Private { path: std::path::PathBuf, source: std::io::Error },
+    /// The commit of a batch failed: none of its jobs is stored.
+    #[error("the queue's commit of {jobs} job(s) failed, none of them is stored: {source}")]
+    Commit { jobs: usize, source: Arc<rusqlite::Error> },
+    #[error("cannot start the queue's writer thread: {0}")]
+    Thread(std::io::Error),
+    #[error("the queue's writer thread has stopped")]
+    WriterGone,
 }
 
 /// The SQLite queue. As a [`Broker`] it enforces its [`QueueCaps`] and [`DeviceRule`]
@@ -78,9 +115,103 @@ pub enum StoreError {
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    writer: Arc<Writer>,
     epoch: Arc<str>,
     caps: QueueCaps,
     rule: DeviceRule,
+}
+
+/// What an insert did: the talk's `seq` and `ts`, and whether its key was known.
+type Inserted = (u64, i64, bool);
+
+/// Where the writer answers a job.
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// A job for the writer thread: one of a batch, answered once the batch is committed.
+enum Job {
+    Append { talk: NewTalk, caps: QueueCaps, reply: Reply<Inserted> },
+    Ack { device: Device, seq: u64, now_ms: i64, rule: DeviceRule, reply: Reply<()> },
+    Seen { devices: Vec<Device>, now_ms: i64, reply: Reply<()> },
+}
+
+/// A job run inside its batch, with what it will answer once the batch is committed.
+enum Done {
+    Append(Reply<Inserted>, Result<Inserted, StoreError>),
+    Unit(Reply<()>, Result<(), StoreError>),
+}
+
+/// The writer thread and its channel. Dropped with the last [`Store`]: the channel closes,
+/// the thread finishes what it has and ends, and the drop waits for it, so the database
+/// is closed once the store is gone.
+struct Writer {
+    jobs: Option<std_mpsc::Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+    tally: Arc<Tally>,
+}
+
+/// What the writer thread has done: commits tried, and the jobs they carried.
+#[derive(Default)]
+struct Tally {
+    commits: AtomicU64,
+    jobs: AtomicU64,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// What the caps count inside one batch: each recipient's queued talks, and each
+/// sender's among them, read once from the database and then kept up to date with the
+/// talks the batch accepts. An ack in the batch (which deletes talks) drops its
+/// recipient's counts, so they are read again.
+#[derive(Default)]
+struct Counts {
+    queued: HashMap<UserId, usize>,
+    by_sender: HashMap<(UserId, UserId), usize>,
+}
+
+impl Counts {
+    fn queued(&mut self, conn: &Connection, recipient: &UserId) -> Result<usize, StoreError> {
+        if let Some(n) = self.queued.get(recipient) {
+            return Ok(*n);
+        }
+        let n = Store::queued(conn, recipient)?;
+        self.queued.insert(recipient.clone(), n);
+        Ok(n)
+    }
+
+    fn by_sender(&mut self, conn: &Connection, recipient: &UserId, sender: &UserId) -> Result<usize, StoreError> {
+        let key = (recipient.clone(), sender.clone());
+        if let Some(n) = self.by_sender.get(&key) {
+            return Ok(*n);
+        }
+        let n: i64 = conn
+            .prepare_cached("SELECT count(*) FROM talks WHERE recipient = ?1 AND from_id = ?2")?
+            .query_row(params![recipient.as_str(), sender.as_str()], |r| r.get(0))?;
+        self.by_sender.insert(key, to_usize(n));
+        Ok(to_usize(n))
+    }
+
+    /// A talk from `sender` to `recipient` was accepted (after both were read).
+    fn accepted(&mut self, recipient: &UserId, sender: &UserId) {
+        if let Some(n) = self.queued.get_mut(recipient) {
+            *n += 1;
+        }
+        if let Some(n) = self.by_sender.get_mut(&(recipient.clone(), sender.clone())) {
+            *n += 1;
+        }
+    }
+
+    /// Talks of `recipient` may have been deleted: read again next time.
+    fn forget(&mut self, recipient: &UserId) {
+        self.queued.remove(recipient);
+        self.by_sender.retain(|(r, _), _| r != recipient);
+    }
 }
 
 fn to_i64(n: u64) -> i64 {
@@ -171,8 +302,19 @@ impl Store {
         tx.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?1)", params![new_epoch()])?;
         let epoch: String = tx.query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| r.get(0))?;
         tx.commit()?;
+        let conn = Arc::new(Mutex::new(conn));
+        let (jobs, rx) = std_mpsc::channel();
+        let tally = Arc::new(Tally::default());
+        let thread = {
+            let (conn, tally) = (conn.clone(), tally.clone());
+            std::thread::Builder::new()
+                .name("queue-writer".into())
+                .spawn(move || write_batches(&conn, &rx, &tally))
+                .map_err(StoreError::Thread)?
+        };
         Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
+            conn,
+            writer: Arc::new(Writer { jobs: Some(jobs), thread: Some(thread), tally }),
             epoch: epoch.into(),
             caps: QueueCaps::new(10_000),
             rule: DeviceRule::default(),
@@ -188,6 +330,13 @@ impl Store {
     /// The lifetime of every queue in this database (PROTOCOL.md 3).
     pub fn epoch(&self) -> &str {
         &self.epoch
+    }
+
+    /// How many commits the writer has made so far, and how many jobs (appends, acks,
+    /// `seen`s) they carried.
+    pub fn commits(&self) -> (u64, u64) {
+        let tally = &self.writer.tally;
+        (tally.commits.load(Ordering::Relaxed), tally.jobs.load(Ordering::Relaxed))
     }
 
     /// Runs `f` on the connection, on the blocking pool.
@@ -211,6 +360,20 @@ impl Store {
         f(&mut guard)
     }
 
+    /// Hands a job to the writer thread now (its place in the order is taken here, not
+    /// when the future is first polled); the future resolves once its batch is committed.
+    fn submit<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(Reply<T>) -> Job,
+    ) -> impl std::future::Future<Output = Result<T, StoreError>> + Send + 'static {
+        let (reply, answer) = oneshot::channel();
+        // A send that fails drops the job and its reply, so the answer says the writer is gone.
+        if let Some(jobs) = &self.writer.jobs {
+            let _ = jobs.send(job(reply));
+        }
+        async move { answer.await.map_err(|_| StoreError::WriterGone)? }
+    }
+
     /// Gives the talk the recipient's next `seq`, stores it and commits; or refuses it,
     /// touching nothing, when the recipient's queue or this sender's share of it is full.
     /// Returns the `seq`.
@@ -229,51 +392,52 @@ impl Store {
     /// [`Store::insert`] with the talk's idempotency key: a known key stores nothing and
     /// returns the first talk's `seq` and `ts`, and true. Returns `(seq, ts, duplicate)`.
     pub fn insert_keyed(conn: &mut Connection, new: &NewTalk, caps: QueueCaps) -> Result<(u64, i64, bool), StoreError> {
-        let (from, to) = (&new.from, &new.to);
         let tx = conn.transaction()?;
+        let inserted = Self::insert_in(&tx, new, caps, &mut Counts::default())?;
+        tx.commit()?;
+        Ok(inserted)
+    }
+
+    /// The insert itself, in the caller's transaction, the caps counted with `counts`.
+    fn insert_in(
+        conn: &Connection,
+        new: &NewTalk,
+        caps: QueueCaps,
+        counts: &mut Counts,
+    ) -> Result<Inserted, StoreError> {
+        let (from, to) = (&new.from, &new.to);
         if let Some(key) = &new.key {
-            let known: Option<(i64, i64)> = tx
-                .query_row(
-                    "SELECT seq, ts FROM send_keys WHERE recipient = ?1 AND key = ?2",
-                    params![to.id.as_str(), key],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
+            let known: Option<(i64, i64)> = conn
+                .prepare_cached("SELECT seq, ts FROM send_keys WHERE recipient = ?1 AND key = ?2")?
+                .query_row(params![to.id.as_str(), key], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
             if let Some((seq, ts)) = known {
                 return Ok((to_u64(seq), ts, true));
             }
         }
-        let queued = Self::queued(&tx, &to.id)?;
-        if queued >= caps.per_recipient.max(1) {
+        if counts.queued(conn, &to.id)? >= caps.per_recipient.max(1) {
             return Err(QueueFull::Recipient { cap: caps.per_recipient.max(1) }.into());
         }
-        let from_sender: i64 = tx.query_row(
-            "SELECT count(*) FROM talks WHERE recipient = ?1 AND from_id = ?2",
-            params![to.id.as_str(), from.id.as_str()],
-            |r| r.get(0),
-        )?;
-        if to_usize(from_sender) >= caps.per_sender.max(1) {
+        if counts.by_sender(conn, &to.id, &from.id)? >= caps.per_sender.max(1) {
             return Err(QueueFull::Sender { cap: caps.per_sender.max(1) }.into());
         }
-        let seq: i64 = tx.query_row(
-            "INSERT INTO counters (recipient, last_seq) VALUES (?1, 1)
-             ON CONFLICT (recipient) DO UPDATE SET last_seq = last_seq + 1
-             RETURNING last_seq",
-            params![to.id.as_str()],
-            |r| r.get(0),
-        )?;
-        tx.execute(
+        let seq: i64 = conn
+            .prepare_cached(
+                "INSERT INTO counters (recipient, last_seq) VALUES (?1, 1)
+                 ON CONFLICT (recipient) DO UPDATE SET last_seq = last_seq + 1
+                 RETURNING last_seq",
+            )?
+            .query_row(params![to.id.as_str()], |r| r.get(0))?;
+        conn.prepare_cached(
             "INSERT INTO talks (recipient, seq, ts, from_id, from_name, to_name, talk)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![to.id.as_str(), seq, new.ts, from.id.as_str(), from.name, to.name, new.talk],
-        )?;
+        )?
+        .execute(params![to.id.as_str(), seq, new.ts, from.id.as_str(), from.name, to.name, new.talk])?;
         if let Some(key) = &new.key {
-            tx.execute(
-                "INSERT INTO send_keys (recipient, key, seq, ts) VALUES (?1, ?2, ?3, ?4)",
-                params![to.id.as_str(), key, seq, new.ts],
-            )?;
+            conn.prepare_cached("INSERT INTO send_keys (recipient, key, seq, ts) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![to.id.as_str(), key, seq, new.ts])?;
         }
-        tx.commit()?;
+        counts.accepted(&to.id, &from.id);
         Ok((to_u64(seq), new.ts, false))
     }
 
@@ -335,12 +499,25 @@ impl Store {
         rule: DeviceRule,
     ) -> Result<(), StoreError> {
         let tx = conn.transaction()?;
-        let last_seq = Self::last_seq(&tx, recipient)?;
-        // An upsert: a device forgotten while it stayed connected is recorded again.
-        Self::upsert_device(&tx, recipient, uuid, to_i64(seq.min(last_seq)), now_ms)?;
-        Self::forget_devices(&tx, recipient, uuid, now_ms, rule)?;
-        Self::prune_acked(&tx, recipient)?;
+        Self::ack_in(&tx, recipient, uuid, seq, now_ms, rule)?;
         tx.commit()?;
+        Ok(())
+    }
+
+    /// The ack itself, in the caller's transaction.
+    fn ack_in(
+        conn: &Connection,
+        recipient: &UserId,
+        uuid: &str,
+        seq: u64,
+        now_ms: i64,
+        rule: DeviceRule,
+    ) -> Result<(), StoreError> {
+        let last_seq = Self::last_seq(conn, recipient)?;
+        // An upsert: a device forgotten while it stayed connected is recorded again.
+        Self::upsert_device(conn, recipient, uuid, to_i64(seq.min(last_seq)), now_ms)?;
+        Self::forget_devices(conn, recipient, uuid, now_ms, rule)?;
+        Self::prune_acked(conn, recipient)?;
         Ok(())
     }
 
@@ -404,10 +581,15 @@ impl Store {
     /// are not forgotten.
     pub fn touch_devices(conn: &mut Connection, devices: &[Device], now_ms: i64) -> Result<(), StoreError> {
         let tx = conn.transaction()?;
-        for device in devices {
-            Self::touch(&tx, &device.user, &device.uuid, now_ms)?;
-        }
+        Self::touch_all(&tx, devices, now_ms)?;
         tx.commit()?;
+        Ok(())
+    }
+
+    fn touch_all(conn: &Connection, devices: &[Device], now_ms: i64) -> Result<(), StoreError> {
+        for device in devices {
+            Self::touch(conn, &device.user, &device.uuid, now_ms)?;
+        }
         Ok(())
     }
 
@@ -501,9 +683,9 @@ impl Broker for Store {
     }
 
     fn append(&self, talk: NewTalk) -> BoxFuture<'_, Result<Appended, BrokerError>> {
-        let caps = self.caps;
+        let inserted = self.submit(|reply| Job::Append { talk, caps: self.caps, reply });
         Box::pin(async move {
-            let (seq, ts, duplicate) = self.run(move |c| Store::insert_keyed(c, &talk, caps)).await?;
+            let (seq, ts, duplicate) = inserted.await?;
             Ok(Appended { seq, ts, epoch: self.epoch.to_string(), duplicate })
         })
     }
@@ -545,18 +727,16 @@ impl Broker for Store {
 
     /// One epoch for the database's life: an ack of another names another database.
     fn ack(&self, device: Device, seq: u64, epoch: String) -> BoxFuture<'_, Result<(), BrokerError>> {
-        let rule = self.rule;
-        Box::pin(async move {
-            if *epoch != *self.epoch {
-                return Ok(());
-            }
-            let Device { user, uuid } = device;
-            Ok(self.run(move |c| Store::ack(c, &user, &uuid, seq, now_ms(), rule)).await?)
-        })
+        if *epoch != *self.epoch {
+            return Box::pin(async { Ok(()) });
+        }
+        let acked = self.submit(|reply| Job::Ack { device, seq, now_ms: now_ms(), rule: self.rule, reply });
+        Box::pin(async move { Ok(acked.await?) })
     }
 
     fn seen(&self, devices: Vec<Device>) -> BoxFuture<'_, Result<(), BrokerError>> {
-        Box::pin(async move { Ok(self.run(move |c| Store::touch_devices(c, &devices, now_ms())).await?) })
+        let seen = self.submit(|reply| Job::Seen { devices, now_ms: now_ms(), reply });
+        Box::pin(async move { Ok(seen.await?) })
     }
 
     fn prune(&self, talks_before_ms: i64, devices_before_ms: i64) -> BoxFuture<'_, Result<usize, BrokerError>> {
@@ -577,6 +757,143 @@ impl Broker for Store {
 
     fn wakeups(&self) -> Option<mpsc::Receiver<Wakeup>> {
         None
+    }
+}
+
+/// The writer thread: every job waiting (at most [`MAX_BATCH`]) in one transaction and
+/// one commit, batch after batch, until every [`Store`] is gone. The batch is taken once
+/// the connection is the writer's, so jobs that came while a read held it join it.
+fn write_batches(conn: &Mutex<Connection>, jobs: &std_mpsc::Receiver<Job>, tally: &Tally) {
+    while let Ok(first) = jobs.recv() {
+        let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut batch = Vec::with_capacity(MAX_BATCH.min(64));
+        batch.push(first);
+        batch.extend(jobs.try_iter().take(MAX_BATCH - 1));
+        // Counted before the answers go, so a caller that has its answer sees its commit.
+        tally.jobs.fetch_add(u64::try_from(batch.len()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        tally.commits.fetch_add(1, Ordering::Relaxed);
+        commit_batch(&mut guard, batch);
+    }
+    let (commits, jobs) = (tally.commits.load(Ordering::Relaxed), tally.jobs.load(Ordering::Relaxed));
+    tracing::debug!(commits, jobs, "the queue's writer stopped");
+}
+
+/// Runs a batch's jobs in one transaction, each in a savepoint, commits once, then
+/// answers each caller; if the transaction cannot go on or the commit fails, every
+/// caller of the batch gets [`StoreError::Commit`] and nothing of it is stored.
+fn commit_batch(conn: &mut Connection, batch: Vec<Job>) {
+    let jobs = batch.len();
+    let mut done = Vec::with_capacity(jobs);
+    let mut not_run = Vec::new();
+    let mut batch = batch.into_iter();
+    let committed = (|| {
+        let mut tx = conn.transaction()?;
+        let mut counts = Counts::default();
+        for job in batch.by_ref() {
+            match run_job(&mut tx, job, &mut counts) {
+                Ran::Done(d) => done.push(d),
+                Ran::Fatal(d, e) => {
+                    done.push(d);
+                    return Err(e);
+                }
+                Ran::NotRun(job, e) => {
+                    not_run.push(job);
+                    return Err(e);
+                }
+            }
+        }
+        tx.commit()
+    })();
+    match committed {
+        Ok(()) => done.into_iter().for_each(Done::send),
+        Err(e) => {
+            tracing::error!(error = %e, jobs, "the queue's commit failed; every talk and ack of the batch is refused");
+            let source = Arc::new(e);
+            let failed = || StoreError::Commit { jobs, source: source.clone() };
+            done.into_iter().for_each(|d| d.fail(failed()));
+            not_run.into_iter().chain(batch).for_each(|job| job.fail(failed()));
+        }
+    }
+}
+
+/// What running one job of a batch came to.
+enum Ran {
+    /// It ran, and the batch goes on (the job itself may have been refused or failed).
+    Done(Done),
+    /// It ran, but the batch's transaction cannot go on.
+    Fatal(Done, rusqlite::Error),
+    /// Its savepoint could not be made: the batch's transaction cannot go on.
+    NotRun(Job, rusqlite::Error),
+}
+
+/// One job in its own savepoint of the batch's transaction: kept if it did what was
+/// asked, rolled back alone if it was refused or failed. A savepoint that cannot be made
+/// or ended, or a transaction SQLite rolled back itself (a full disk, say), fails the
+/// batch.
+fn run_job(tx: &mut Transaction<'_>, job: Job, counts: &mut Counts) -> Ran {
+    let sp = match tx.savepoint() {
+        Ok(sp) => sp,
+        Err(e) => return Ran::NotRun(job, e),
+    };
+    let done = job.run(&sp, counts);
+    let ended = if done.is_ok() { sp.commit() } else { sp.finish() };
+    match ended {
+        Err(e) => Ran::Fatal(done, e),
+        Ok(()) if tx.is_autocommit() => Ran::Fatal(done, rolled_back()),
+        Ok(()) => Ran::Done(done),
+    }
+}
+
+/// The error of a batch whose transaction SQLite ended on its own.
+fn rolled_back() -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
+        Some("the batch's transaction was rolled back".into()),
+    )
+}
+
+impl Job {
+    /// Runs the job on `conn` (a savepoint of its batch's transaction).
+    fn run(self, conn: &Connection, counts: &mut Counts) -> Done {
+        match self {
+            Job::Append { talk, caps, reply } => Done::Append(reply, Store::insert_in(conn, &talk, caps, counts)),
+            Job::Ack { device, seq, now_ms, rule, reply } => {
+                // The ack may delete talks of its recipient.
+                counts.forget(&device.user);
+                Done::Unit(reply, Store::ack_in(conn, &device.user, &device.uuid, seq, now_ms, rule))
+            }
+            Job::Seen { devices, now_ms, reply } => Done::Unit(reply, Store::touch_all(conn, &devices, now_ms)),
+        }
+    }
+
+    fn fail(self, e: StoreError) {
+        match self {
+            Job::Append { reply, .. } => drop(reply.send(Err(e))),
+            Job::Ack { reply, .. } | Job::Seen { reply, .. } => drop(reply.send(Err(e))),
+        }
+    }
+}
+
+impl Done {
+    fn is_ok(&self) -> bool {
+        match self {
+            Done::Append(_, result) => result.is_ok(),
+            Done::Unit(_, result) => result.is_ok(),
+        }
+    }
+
+    fn send(self) {
+        match self {
+            Done::Append(reply, result) => drop(reply.send(result)),
+            Done::Unit(reply, result) => drop(reply.send(result)),
+        }
+    }
+
+    fn fail(self, e: StoreError) {
+        match self {
+            Done::Append(reply, _) => drop(reply.send(Err(e))),
+            Done::Unit(reply, _) => drop(reply.send(Err(e))),
+        }
     }
 }
 
@@ -889,6 +1206,155 @@ mod tests {
                 Ok(())
             })
             .unwrap();
+    }
+
+    fn talk(from: &str, to: &str, text: &str) -> NewTalk {
+        NewTalk {
+            from: p(from, &format!("u{from}")),
+            to: p(to, &format!("u{to}")),
+            talk: text.into(),
+            ts: 1,
+            key: None,
+        }
+    }
+
+    fn keyed(to: &str, key: &str) -> NewTalk {
+        NewTalk { key: Some(key.into()), ..talk("2", to, &format!("k{key}")) }
+    }
+
+    /// Calls `append` for each talk while the connection is held here, so that the writer
+    /// finds all their jobs waiting once it gets the connection: one batch, one commit.
+    fn in_one_batch(store: &Store, talks: Vec<NewTalk>) -> Vec<Result<Appended, BrokerError>> {
+        let (commits, _) = store.commits();
+        let appends = store.run_sync(|_| Ok(talks.into_iter().map(|t| store.append(t)).collect::<Vec<_>>())).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let results = rt.block_on(futures_util::future::join_all(appends));
+        assert_eq!(store.commits().0, commits + 1, "one commit for the batch");
+        results
+    }
+
+    fn seqs(results: &[Result<Appended, BrokerError>]) -> Vec<Result<(u64, bool), String>> {
+        results.iter().map(|r| r.as_ref().map(|a| (a.seq, a.duplicate)).map_err(|e| e.to_string())).collect()
+    }
+
+    fn texts(store: &Store, to: &str) -> Vec<(u64, String)> {
+        let all = store.run_sync(|c| Store::range(c, &to.into(), 0, u64::MAX, 10_000)).unwrap();
+        all.into_iter().map(|t| (t.seq, t.talk)).collect()
+    }
+
+    /// Appends from many tasks at once, to two recipients: each recipient's answered
+    /// seqs are 1..=N, each once, and every answered talk is in the file once it is
+    /// opened again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_appends_get_consecutive_seqs_and_are_all_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.db");
+        let store = Store::open(&path).unwrap().with_limits(CAPS_WIDE, RULE);
+        let tasks: Vec<_> = (0..8)
+            .map(|task| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut answered = Vec::new();
+                    for i in 0..50 {
+                        let to = if i % 2 == 0 { "1" } else { "3" };
+                        let text = format!("t{task}-{i}");
+                        let appended = store.append(talk("2", to, &text)).await.unwrap();
+                        answered.push((to, appended.seq, text));
+                    }
+                    answered
+                })
+            })
+            .collect();
+        let mut answered = Vec::new();
+        for t in tasks {
+            answered.extend(t.await.unwrap());
+        }
+        let (commits, jobs) = store.commits();
+        assert_eq!(jobs, 400);
+        assert!(commits <= jobs);
+        drop(store);
+
+        let store = Store::open(&path).unwrap();
+        for to in ["1", "3"] {
+            let mut mine: Vec<(u64, String)> =
+                answered.iter().filter(|a| a.0 == to).map(|a| (a.1, a.2.clone())).collect();
+            mine.sort();
+            let want: Vec<u64> = (1..=200).collect();
+            assert_eq!(mine.iter().map(|m| m.0).collect::<Vec<_>>(), want, "recipient {to}: distinct, consecutive");
+            assert_eq!(texts(&store, to), mine, "recipient {to}: every answered talk is in the file");
+        }
+    }
+
+    const CAPS_WIDE: QueueCaps = QueueCaps { per_recipient: 10_000, per_sender: 10_000 };
+
+    /// A talk past a cap in the middle of a batch is refused alone: the talks around it
+    /// are stored, the caps count the batch's own talks, and a refusal uses no seq.
+    #[test]
+    fn a_full_queue_in_a_batch_refuses_only_its_talk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.db");
+        let store = Store::open(&path).unwrap().with_limits(QueueCaps { per_recipient: 5, per_sender: 3 }, RULE);
+        let batch = ["2", "2", "2", "2", "3", "3", "4", "3"].iter().enumerate();
+        let results = in_one_batch(&store, batch.map(|(i, from)| talk(from, "1", &format!("{from}.{i}"))).collect());
+        let sender = QueueFull::Sender { cap: 3 }.to_string();
+        let recipient = QueueFull::Recipient { cap: 5 }.to_string();
+        assert_eq!(
+            seqs(&results),
+            [Ok((1, false)), Ok((2, false)), Ok((3, false)), Err(sender), Ok((4, false)), Ok((5, false))]
+                .into_iter()
+                .chain([Err(recipient.clone()), Err(recipient)])
+                .collect::<Vec<_>>()
+        );
+        assert!(matches!(results[3], Err(BrokerError::QueueFull(QueueFull::Sender { cap: 3 }))));
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        let stored: Vec<String> = texts(&store, "1").into_iter().map(|t| t.1).collect();
+        assert_eq!(stored, ["2.0", "2.1", "2.2", "3.4", "3.5"]);
+    }
+
+    /// Within one batch a repeated key is a duplicate of the first, as across batches.
+    #[test]
+    fn a_key_repeated_in_a_batch_is_a_duplicate() {
+        let store = Store::open_in_memory().unwrap();
+        let results = in_one_batch(&store, vec![keyed("1", "x"), keyed("1", "x"), keyed("1", "y"), keyed("3", "x")]);
+        assert_eq!(seqs(&results), [Ok((1, false)), Ok((1, true)), Ok((2, false)), Ok((1, false))]);
+        assert_eq!(texts(&store, "1"), [(1, "kx".to_owned()), (2, "ky".to_owned())]);
+        assert_eq!(store.run_sync(|c| Store::last_seq(c, &"1".into())).unwrap(), 2);
+    }
+
+    /// A batch whose commit fails (here a deferred foreign key that one talk of it breaks)
+    /// fails every caller with the commit's error and stores none of it; its seqs were
+    /// given to nobody, so the next talk gets the first of them.
+    #[test]
+    fn a_failed_commit_fails_the_whole_batch_and_stores_none_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.db");
+        let store = Store::open(&path).unwrap();
+        store
+            .run_sync(|c| {
+                c.execute_batch(
+                    "PRAGMA foreign_keys = ON;
+                     CREATE TABLE parent (id INTEGER PRIMARY KEY);
+                     CREATE TABLE child (parent INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);
+                     CREATE TRIGGER poison AFTER INSERT ON talks WHEN NEW.talk = 'poison'
+                     BEGIN INSERT INTO child VALUES (1); END;",
+                )?;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(in_one_batch(&store, vec![talk("2", "1", "first")])[0].as_ref().unwrap().seq, 1);
+        let results = in_one_batch(&store, vec![talk("2", "1", "a"), talk("2", "1", "poison"), talk("2", "3", "b")]);
+        for r in &results {
+            let Err(BrokerError::Failed(e)) = r else { panic!("a commit failure, not {r:?}") };
+            let e = e.downcast_ref::<StoreError>();
+            assert!(matches!(e, Some(StoreError::Commit { jobs: 3, .. })), "{e:?}");
+        }
+        let next = in_one_batch(&store, vec![talk("2", "1", "next")]);
+        assert_eq!(next[0].as_ref().unwrap().seq, 2);
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(texts(&store, "1"), [(1, "first".to_owned()), (2, "next".to_owned())]);
+        assert_eq!(texts(&store, "3"), []);
     }
 
     #[test]
