@@ -935,13 +935,23 @@ fn in_chinese_the_window_the_tray_and_popups_speak_chinese_until_the_setting_say
         let talk = format!("你好 {}", std::process::id());
         relay.send(2, 1, &talk);
         wait_top_talk(&client, &talk).await;
+        let popup = until("dunst to show the popup", || async {
+            (dunst_displayed() > 0).then(|| x_window(r#"("Dunst" "Dunst")"#)).flatten()
+        })
+        .await;
+        screen_shot("popup-zh.png", Some(popup), None);
         wait_popup(&talk);
         assert!(dunst_history().contains(&("wang2 对你说".to_owned(), talk.clone())), "{:?}", dunst_history());
         let window_png = client.screenshot().await.unwrap();
         std::fs::write(screenshots_dir().join("window-zh.png"), &window_png).unwrap();
+        // The settings too (on the Account panel, not shown now): Advanced in Chinese.
+        let advanced = client.execute("return document.querySelector('#advanced summary').textContent", vec![]);
+        assert_eq!(advanced.await.unwrap(), serde_json::json!("高级"));
 
         let pid = app_pids(&app)[0];
         let menu = open_tray_menu(pid);
+        // The whole desktop with the tray menu open, in Chinese.
+        screen_shot("desktop-zh.png", None, None);
         close_tray_menu();
         let names: Vec<&str> = menu.iter().map(|(n, _)| n.as_str()).collect();
         assert!(names[0].starts_with("Talkbell：已连接"), "{menu:?}");
