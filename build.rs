@@ -8,6 +8,7 @@ fn main() {
         "list_history",
         "mark_read",
         "sign_in",
+        "set_user_id",
         "sign_out",
         "reconnect_now",
         "pause_notifications",

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use talkbell_core::app;
 use talkbell_core::config::Paths;
-use talkbell_core::engine::{self, Engine};
+use talkbell_core::engine::{self, Engine, EngineError, IfUserUnknown};
 use talkbell_core::history::{History, HistoryQuery};
 use talkbell_core::i18n::{self, t, text, Msg};
 use talkbell_core::protocol::{Token, UserId};
@@ -146,10 +146,10 @@ async fn login(paths: Paths, server: &str, user_id: Option<String>) -> Result<()
     let token = Token::new(secret).with_context(|| t(Msg::CliNoToken))?;
     let user_id = user_id.map(|id| id.parse::<UserId>()).transpose()?;
     let engine = Engine::start(paths, None)?;
-    let result = engine.sign_in(server, token, user_id).await;
+    // The command line takes `--user-id` for a server that does not say who the user is.
+    let result = engine.sign_in(server, token, user_id, IfUserUnknown::Refuse).await;
     engine.shutdown().await;
-    let user = result?;
-    let user = user.to_string();
+    let user = result?.id().map(ToString::to_string).ok_or(EngineError::NoUserId)?;
     println!("{}", text(Msg::CliSignedIn, &[("server", server.into()), ("user", user.as_str().into())]));
     Ok(())
 }

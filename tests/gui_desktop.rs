@@ -201,6 +201,11 @@ impl Drop for Cleanup {
 /// tauri-driver on a port of its own; the app it starts inherits this environment, so it
 /// gets the test's config and data dirs.
 fn start_driver(app: &App) -> (Helper, u16) {
+    start_driver_with(app, &[])
+}
+
+/// [`start_driver`], the app getting `extra` in its environment too.
+fn start_driver_with(app: &App, extra: &[(&str, &str)]) -> (Helper, u16) {
     let port = free_port();
     let native = free_port();
     let cmd = app.command();
@@ -211,6 +216,7 @@ fn start_driver(app: &App) -> (Helper, u16) {
             driver.env(k, v);
         }
     }
+    driver.envs(extra.iter().copied());
     // The autostart plugin writes to $HOME/.config/autostart, whatever XDG_CONFIG_HOME says.
     driver.env("HOME", app.home.path());
     // The app's own log comes out here: TALKBELL_TEST_VERBOSE=1 shows it.
@@ -315,7 +321,37 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
 }
 
 async fn click(client: &Client, id: &str) {
+    // WebKitWebDriver scrolls the document to an element, not the page's own scrolling
+    // `main`, and then finds the element under the header: the page scrolls it first.
+    let script = format!("document.getElementById('{id}')?.scrollIntoView({{block: 'center'}})");
+    client.execute(&script, vec![]).await.unwrap();
     client.find(Locator::Id(id)).await.unwrap_or_else(|e| panic!("#{id}: {e}")).click().await.unwrap();
+}
+
+/// Whether the element `#id` is on the page and shown (not hidden, nor inside a hidden
+/// element or a closed `<details>`, whose content WebKit keeps laid out but unseen).
+async fn displayed(client: &Client, id: &str) -> bool {
+    let script = format!("const el = document.getElementById('{id}'); return !!el && el.checkVisibility()");
+    client.execute(&script, vec![]).await.unwrap() == serde_json::json!(true)
+}
+
+/// Waits until `#id` says `want`.
+async fn wait_text(client: &Client, id: &str, want: &str) {
+    let last = std::cell::RefCell::new(String::new());
+    let found = Poll::up_to(PATIENCE)
+        .every(Duration::from_millis(150))
+        .check_with(|| async {
+            let text = client.find(Locator::Id(id)).await.ok()?.text().await.ok()?;
+            if text == want {
+                return Some(());
+            }
+            last.replace(text);
+            None
+        })
+        .await;
+    if found.is_none() {
+        panic!("#{id} never said {want:?}; last: {:?}", last.borrow());
+    }
 }
 
 async fn texts(client: &Client, css: &str) -> Vec<String> {
@@ -369,6 +405,9 @@ fn a_user_signs_in_gets_talks_rides_out_an_outage_and_closes_the_window_to_the_t
             (el.text().await.ok()? == "Signed in as user 1.").then_some(())
         })
         .await;
+        // The relay's welcome says who the user is: the window never asks for a user id.
+        assert!(!displayed(&client, "user-id-form").await, "a user id was asked of a server with a welcome");
+        assert!(!displayed(&client, "user-id").await);
         // The form forgets the token; the keyring has it, no file does.
         let field = client.find(Locator::Id("token")).await.unwrap().prop("value").await.unwrap();
         assert_eq!(field.as_deref(), Some(""));
@@ -586,22 +625,51 @@ fn unread_marks_log_pause_search_paging_settings_a_popup_click_and_quit() {
         let rows = shown_history(&client).await;
         assert_eq!(rows.last().unwrap().1, zebra, "the oldest is last");
 
-        // Settings: heartbeat timing into the config file; start at login as a desktop entry.
+        // Settings: the heartbeat, in seconds under Advanced (closed until opened), into
+        // the config file; start at login as a desktop entry.
         click(&client, "tab-account").await;
-        for (field, value) in [("hb-interval", "4000"), ("hb-timeout", "3000")] {
-            let input = client.find(Locator::Id(field)).await.unwrap();
-            input.clear().await.unwrap();
-            input.send_keys(value).await.unwrap();
-        }
+        assert!(!displayed(&client, "hb-interval").await, "the heartbeat is shown outside Advanced");
+        client.find(Locator::Css("#advanced summary")).await.unwrap().click().await.unwrap();
+        let fill = |field: &'static str, value: &'static str| {
+            let client = &client;
+            async move {
+                let input = client.find(Locator::Id(field)).await.unwrap();
+                input.clear().await.unwrap();
+                if !value.is_empty() {
+                    input.send_keys(value).await.unwrap();
+                }
+            }
+        };
+        let save = || async {
+            client.find(Locator::Css("#settings button[type=submit]")).await.unwrap().click().await.unwrap();
+        };
+        let shown_seconds = client.find(Locator::Id("hb-interval")).await.unwrap().prop("value").await.unwrap();
+        assert_eq!(shown_seconds.as_deref(), Some("5"), "the default 5000 ms shown in seconds");
+        // Out of range, and no number: clear words, and nothing saved.
+        fill("hb-interval", "0.5").await;
+        save().await;
+        wait_text(&client, "settings-result", "the heartbeat interval must be from 1 to 300 seconds, not 0.5").await;
+        fill("hb-interval", "4.5").await;
+        fill("hb-timeout", "").await;
+        save().await;
+        wait_text(
+            &client,
+            "settings-result",
+            "the time to wait for an answer must be a number of seconds, for example 5 or 2.5",
+        )
+        .await;
+        let unchanged = talkbell_core::config::Config::load_or_create(&app.config_file()).unwrap();
+        assert_eq!((unchanged.heartbeat.interval_ms, unchanged.heartbeat.timeout_ms), (5_000, 5_000));
+        fill("hb-timeout", "3").await;
         click(&client, "autostart").await;
-        client.find(Locator::Css("#settings button[type=submit]")).await.unwrap().click().await.unwrap();
+        save().await;
         until("saved", || async {
             let el = client.find(Locator::Id("settings-result")).await.ok()?;
             el.text().await.ok()?.starts_with("Saved").then_some(())
         })
         .await;
-        let config = std::fs::read_to_string(app.config_home().join("talkbell/config.toml")).unwrap();
-        assert!(config.contains("interval_ms = 4000") && config.contains("timeout_ms = 3000"), "{config}");
+        let saved = talkbell_core::config::Config::load_or_create(&app.config_file()).unwrap();
+        assert_eq!((saved.heartbeat.interval_ms, saved.heartbeat.timeout_ms), (4_500, 3_000));
         let autostart_dir = app.home.path().join(".config/autostart");
         let entries = || -> Vec<String> {
             std::fs::read_dir(&autostart_dir)
@@ -867,13 +935,23 @@ fn in_chinese_the_window_the_tray_and_popups_speak_chinese_until_the_setting_say
         let talk = format!("你好 {}", std::process::id());
         relay.send(2, 1, &talk);
         wait_top_talk(&client, &talk).await;
+        let popup = until("dunst to show the popup", || async {
+            (dunst_displayed() > 0).then(|| x_window(r#"("Dunst" "Dunst")"#)).flatten()
+        })
+        .await;
+        screen_shot("popup-zh.png", Some(popup), None);
         wait_popup(&talk);
         assert!(dunst_history().contains(&("wang2 对你说".to_owned(), talk.clone())), "{:?}", dunst_history());
         let window_png = client.screenshot().await.unwrap();
         std::fs::write(screenshots_dir().join("window-zh.png"), &window_png).unwrap();
+        // The settings too (on the Account panel, not shown now): Advanced in Chinese.
+        let advanced = client.execute("return document.querySelector('#advanced summary').textContent", vec![]);
+        assert_eq!(advanced.await.unwrap(), serde_json::json!("高级"));
 
         let pid = app_pids(&app)[0];
         let menu = open_tray_menu(pid);
+        // The whole desktop with the tray menu open, in Chinese.
+        screen_shot("desktop-zh.png", None, None);
         close_tray_menu();
         let names: Vec<&str> = menu.iter().map(|(n, _)| n.as_str()).collect();
         assert!(names[0].starts_with("Talkbell：已连接"), "{menu:?}");
@@ -1017,4 +1095,191 @@ fn a_talk_is_answered_from_the_window_and_the_popup_and_its_sender_muted_and_unm
         wang2.session.shutdown().await;
         let _ = client.close().await;
     });
+}
+
+/// A config for a first start against `server`'s kind: a heartbeat each second, so that
+/// a server without a welcome (which says nothing until the first heartbeat) answers soon.
+fn quick_heartbeat(app: &App) {
+    let path = app.config_file();
+    let mut config = talkbell_core::config::Config::load_or_create(&path).unwrap();
+    config.heartbeat.interval_ms = 1_000;
+    config.save(&path).unwrap();
+}
+
+#[test]
+#[ignore = "needs scripts/desktop-session.sh (D-Bus, gnome-keyring, dunst, Xvfb)"]
+fn a_server_without_a_welcome_makes_the_window_ask_for_the_user_id_and_talks_to_it_pop_up() {
+    require_desktop_session();
+    let _turn = one_at_a_time();
+    let _desktop = window_manager_and_tray();
+    let server = talkbell_testkit::original::OriginalServer::start().unwrap();
+    let app = App::new();
+    let _cleanup = Cleanup::new(&app);
+    quick_heartbeat(&app);
+    let (_driver, port) = start_driver(&app);
+    let id = std::process::id();
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let client = connect(port).await;
+        wait_status(&client, "signed out", |t| t.starts_with("Signed out")).await;
+        // Sign-in asks for the server and the token only.
+        assert!(!displayed(&client, "user-id").await, "a user id is asked before the server said anything");
+        let field = client.find(Locator::Id("server")).await.unwrap();
+        field.clear().await.unwrap();
+        field.send_keys(&server.url()).await.unwrap();
+        client.find(Locator::Id("token")).await.unwrap().send_keys("the-original-token").await.unwrap();
+        click(&client, "sign-in-button").await;
+        wait_status(&client, "connected, not knowing who", |t| t == "Connected · this server doesn't say who you are")
+            .await;
+        wait_text(
+            &client,
+            "sign-in-result",
+            "Signed in. This server doesn't tell Talkbell who you are: enter your user id below.",
+        )
+        .await;
+        // The server turned out to need a user id: now the window asks, in plain words.
+        assert!(displayed(&client, "user-id").await, "no user id field for a server without a welcome");
+        let explain = client.find(Locator::Id("user-id-explain")).await.unwrap().text().await.unwrap();
+        assert_eq!(
+            explain,
+            "This server doesn't tell Talkbell who you are. Enter your user id (the id your team's server gives \
+             you) so Talkbell knows which talks are for you."
+        );
+        assert_eq!(secret_tool_lookup(&server.url()).as_deref(), Some("the-original-token"));
+        assert_eq!(talkbell_core::config::Config::load_or_create(&app.config_file()).unwrap().user_id, None);
+        let window_png = client.screenshot().await.unwrap();
+        std::fs::write(screenshots_dir().join("user-id.png"), &window_png).unwrap();
+
+        // A talk to user 7 before anyone said that is us: kept, not popped up.
+        dunst_close_all();
+        let before = format!("for 7, before {id}");
+        server.talk((2, "wang2"), 7, &before);
+        eventually("the talk in the history", || app.history_texts().contains(&before).then_some(()));
+
+        // Entering the id: kept in the config, and talks to 7 are ours from now on.
+        client.find(Locator::Id("user-id")).await.unwrap().send_keys("7").await.unwrap();
+        click(&client, "user-id-save").await;
+        wait_text(&client, "user-id-result", "Saved: talks to user 7 are yours.").await;
+        wait_status(&client, "connected as 7", |t| t.starts_with("Connected as 7")).await;
+        let saved = talkbell_core::config::Config::load_or_create(&app.config_file()).unwrap();
+        assert_eq!(saved.user_id, Some(talkbell_core::protocol::UserId::from(7)));
+        let after = format!("for 7, after {id}");
+        server.talk((2, "wang2"), 7, &after);
+        wait_popup(&after);
+        assert_eq!(closed_popups_with(&before), 0, "a talk popped up before the user id was known");
+        // "For me" lists the talks to 7 (the one from before too: the history goes by id),
+        // and not one to somebody else.
+        let other = format!("for 8 {id}");
+        server.talk((2, "wang2"), 8, &other);
+        eventually("the talk for 8 in the history", || app.history_texts().contains(&other).then_some(()));
+        click(&client, "tab-history").await;
+        client.find(Locator::Id("filter")).await.unwrap().select_by_value("me").await.unwrap();
+        until("the talks for 7 under For me", || async {
+            let texts: Vec<String> = shown_history(&client).await.into_iter().map(|(_, t)| t).collect();
+            (texts == [after.clone(), before.clone()]).then_some(())
+        })
+        .await;
+        assert_eq!(closed_popups_with(&other), 0, "a talk for user 8 popped up");
+        client.find(Locator::Id("filter")).await.unwrap().select_by_value("all").await.unwrap();
+        let _ = client.close().await;
+    });
+}
+
+/// What the page shows cut off: every shown button, label, input and text whose content is
+/// wider than its box, or whose box runs past the window's sides (scrolling down is fine).
+const CLIPPED: &str = r##"
+    const width = document.documentElement.clientWidth;
+    const bad = [];
+    const name = (el) => el.tagName.toLowerCase() + (el.id ? "#" + el.id : "") +
+        (el.className && typeof el.className === "string" ? "." + el.className.split(" ").join(".") : "");
+    for (const el of document.querySelectorAll("button, label, input, select, textarea, summary, h2, h3, p, span, time, li, nav, .row")) {
+        const box = el.getBoundingClientRect();
+        if (!el.checkVisibility() || box.width === 0) continue;
+        const inline = getComputedStyle(el).display === "inline";
+        if (!inline && el.scrollWidth > el.clientWidth + 1) bad.push(`${name(el)} holds ${el.scrollWidth} px in ${el.clientWidth}`);
+        if (box.left < -1 || box.right > width + 1) bad.push(`${name(el)} spans ${box.left}..${box.right} of ${width}`);
+    }
+    return bad;
+"##;
+
+/// Shows a panel as its tab does.
+async fn show_panel(client: &Client, panel: &str) {
+    let script = format!("document.getElementById('tab-{panel}').click()");
+    client.execute(&script, vec![]).await.unwrap();
+    let shown = format!("return !document.getElementById('panel-{panel}').hidden");
+    assert_eq!(client.execute(&shown, vec![]).await.unwrap(), serde_json::json!(true), "{panel} not shown");
+}
+
+/// The clipped elements of each panel (the Account panel with Advanced open).
+async fn clipped_in_every_panel(client: &Client) -> Vec<String> {
+    let mut bad = Vec::new();
+    for panel in ["history", "account", "log"] {
+        // Through the page rather than a pointer click: WebKitWebDriver's clicks miss on a
+        // zoomed page.
+        show_panel(client, panel).await;
+        client.execute("document.getElementById('advanced').open = true", vec![]).await.unwrap();
+        let found = client.execute(CLIPPED, vec![]).await.unwrap();
+        let found: Vec<String> = serde_json::from_value(found).unwrap();
+        bad.extend(found.into_iter().map(|b| format!("{panel}: {b}")));
+    }
+    bad
+}
+
+/// One run of the window at its default size, the app's text scaled by `scale`: what is
+/// cut off, and how wide the page is in CSS pixels (the window is 440 screen pixels
+/// wide). A screenshot of the Account panel goes to `shot`.
+fn window_at_text_scale(
+    server: &talkbell_testkit::original::OriginalServer,
+    scale: &str,
+    shot: &str,
+) -> (Vec<String>, f64) {
+    let app = App::new();
+    let cleanup = Cleanup::new(&app);
+    quick_heartbeat(&app);
+    let out = app.login(&server.url(), "the-original-token", &["--user-id", "1"]);
+    assert!(out.status.success(), "login: {}", String::from_utf8_lossy(&out.stderr));
+    let (driver, port) = start_driver_with(&app, &[("GDK_DPI_SCALE", scale)]);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let found = rt.block_on(async {
+        let client = connect(port).await;
+        wait_status(&client, "connected as 1", |t| t == "Connected as 1").await;
+        // Talks with their buttons, one of them a long word, and the log's lines.
+        let long = format!("{} {}", "a".repeat(300), std::process::id());
+        server.talk((2, "wang2 with a rather long display name"), 1, &long);
+        wait_top_talk(&client, &long).await;
+        server.talk((2, "wang2"), 1, "lunch at noon?");
+        wait_top_talk(&client, "lunch at noon?").await;
+        let width = client.execute("return window.innerWidth", vec![]).await.unwrap().as_f64().unwrap();
+        let bad = clipped_in_every_panel(&client).await;
+        show_panel(&client, "account").await;
+        let png = client.screenshot().await.unwrap();
+        std::fs::write(screenshots_dir().join(shot), &png).unwrap();
+        let _ = client.close().await;
+        (bad, width)
+    });
+    drop(driver);
+    drop(cleanup);
+    eventually("the app gone", || app_pids(&app).is_empty().then_some(()));
+    found
+}
+
+#[test]
+#[ignore = "needs scripts/desktop-session.sh (D-Bus, gnome-keyring, dunst, Xvfb)"]
+fn nothing_is_cut_off_at_the_default_size_nor_with_the_text_at_200_percent() {
+    require_desktop_session();
+    let _turn = one_at_a_time();
+    let _desktop = window_manager_and_tray();
+    // A server without a welcome, so that the window also shows the user id.
+    let server = talkbell_testkit::original::OriginalServer::start().unwrap();
+    let (plain, width) = window_at_text_scale(&server, "1", "account.png");
+    assert_eq!(width, 440.0, "not the window's default size");
+    assert_eq!(plain, Vec::<String>::new(), "cut off at the default size");
+    // GDK_DPI_SCALE=2 doubles the font resolution GTK reports (gtk-xft-dpi), which is what
+    // the desktop's text size sets; WebKitGTK follows it by zooming the page: every CSS
+    // pixel, text included, is then two on the screen, and the 440-pixel window is 220 CSS
+    // pixels wide.
+    let (large, large_width) = window_at_text_scale(&server, "2", "account-200.png");
+    assert!(large_width <= 440.0 / 1.9, "the text is not at 200 %: the page is {large_width} CSS px wide");
+    assert_eq!(large, Vec::<String>::new(), "cut off with the text at 200 %");
 }

@@ -49,6 +49,10 @@ function showStatus(s) {
   // Why offline or signed out, in the server's, the network's or the keyring's words.
   $("status-detail").textContent = s.words.detail ?? "";
   $("resume").hidden = !s.paused;
+  // Only a server that does not say who the user is makes the window ask for a user id.
+  $("user-id-form").hidden = !s.asks_user_id;
+  const field = $("user-id");
+  if (s.asks_user_id && s.user && !field.value && document.activeElement !== field) field.value = s.user;
   // What can do nothing signed out is not offered.
   $("sign-out").disabled = $("reconnect").disabled = s.state === "signed-out";
   // The unread count in the window's title, as chat apps do.
@@ -404,7 +408,7 @@ $("sign-in").addEventListener("submit", async (ev) => {
     result.textContent = await invoke("sign_in", {
       server: $("server").value,
       token: $("token").value,
-      userId: $("user-id").value || null,
+      userId: null,
     });
     reloadHistory();
   } catch (e) {
@@ -416,18 +420,36 @@ $("sign-in").addEventListener("submit", async (ev) => {
   }
 });
 
+// The user id, for a server that does not say who the user is.
+$("user-id-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  try {
+    $("user-id-result").textContent = await invoke("set_user_id", { userId: $("user-id").value });
+    if (forMe()) reloadHistory();
+  } catch (e) {
+    $("user-id-result").textContent = errorText(e);
+  }
+});
+
 $("sign-out").addEventListener("click", () => invoke("sign_out").catch(logError));
 $("reconnect").addEventListener("click", () => invoke("reconnect_now").catch(logError));
 $("pause-hour").addEventListener("click", () => invoke("pause_notifications", { minutes: 60 }).catch(logError));
 $("pause-forever").addEventListener("click", () => invoke("pause_notifications", { minutes: null }).catch(logError));
 $("resume").addEventListener("click", () => invoke("resume_notifications").catch(logError));
 
+// Seconds as typed (decimals allowed); an empty field or no number is null, which the
+// backend answers with what to type.
+function secondsOf(input) {
+  const n = input.value.trim() === "" ? NaN : Number(input.value);
+  return Number.isFinite(n) ? n : null;
+}
+
 $("settings").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const settings = {
     server: null,
-    heartbeat_interval_ms: Number($("hb-interval").value),
-    heartbeat_timeout_ms: Number($("hb-timeout").value),
+    heartbeat_interval_s: secondsOf($("hb-interval")),
+    heartbeat_timeout_s: secondsOf($("hb-timeout")),
     autostart: $("autostart").checked,
     language: $("language").value,
   };
@@ -440,6 +462,8 @@ $("settings").addEventListener("submit", async (ev) => {
     $("settings-result").textContent = i18n("ui-saved");
   } catch (e) {
     $("settings-result").textContent = errorText(e);
+    // A timing it refused is in the Advanced section: open it, so the field is seen.
+    if (e?.kind === "out_of_range" || e?.kind === "not_seconds") $("advanced").open = true;
   }
 });
 
@@ -504,8 +528,8 @@ async function start() {
   showStatus(await invoke("get_status"));
   const settings = await invoke("get_settings");
   $("server").value = settings.server ?? "";
-  $("hb-interval").value = settings.heartbeat_interval_ms;
-  $("hb-timeout").value = settings.heartbeat_timeout_ms;
+  $("hb-interval").value = settings.heartbeat_interval_s;
+  $("hb-timeout").value = settings.heartbeat_timeout_s;
   $("autostart").checked = settings.autostart;
   $("language").value = settings.language;
   await loadNotifications();

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use talkbell_core::engine::IfUserUnknown;
 use talkbell_core::history::{HistoryEntry, HistoryQuery};
 use talkbell_core::i18n::{self, Lang, LanguageSetting, Msg};
 use talkbell_core::protocol::{Token, UserId};
@@ -19,7 +20,7 @@ use tauri_plugin_autostart::ManagerExt;
 
 use super::actions::{self, PauseChange};
 use super::bridge::{EventLog, LogLine};
-use super::error::{at_most, in_range, CommandError};
+use super::error::{at_most, in_range, seconds_in_range, CommandError};
 use super::state::Shell;
 use super::status::Status;
 
@@ -36,7 +37,8 @@ pub const TOKEN_MAX: usize = 4_096;
 pub const USER_ID_MAX: usize = 256;
 /// The largest history row.
 const ROW_MAX: u64 = i64::MAX.unsigned_abs();
-/// Heartbeat timings the settings take, in ms (PROTOCOL.md §4's range of hints).
+/// Heartbeat timings the settings take, in ms (PROTOCOL.md §4's range of hints); the
+/// window shows and takes them in seconds.
 pub const HEARTBEAT_MS: (u64, u64) = (1_000, 300_000);
 
 /// Runs blocking work (the history, the config file) on tokio's blocking threads.
@@ -152,14 +154,18 @@ pub fn sign_in_args(server: &str, token: String, user_id: Option<String>) -> Res
         .map_err(|reason| CommandError::BadServer { url: server.to_owned(), reason: reason.to_string() })?;
     at_most(Msg::WhatToken, &token, TOKEN_MAX)?;
     let token = Token::new(token).map_err(|_| CommandError::Empty { what: Msg::WhatToken })?;
-    let user_id = match user_id.filter(|s| !s.trim().is_empty()) {
-        Some(id) => {
-            at_most(Msg::WhatUserId, &id, USER_ID_MAX)?;
-            Some(id.parse::<UserId>().map_err(|e| CommandError::BadUserId(e.to_string()))?)
-        }
-        None => None,
-    };
+    let user_id = user_id.filter(|s| !s.trim().is_empty()).map(|id| user_id_arg(&id)).transpose()?;
     Ok(SignIn { server: server.to_owned(), token, user_id })
+}
+
+/// A user id the window sent, checked: not empty, bounded, a usable id.
+pub fn user_id_arg(id: &str) -> Result<UserId, CommandError> {
+    let id = id.trim();
+    if id.is_empty() {
+        return Err(CommandError::Empty { what: Msg::WhatUserId });
+    }
+    at_most(Msg::WhatUserId, id, USER_ID_MAX)?;
+    id.parse::<UserId>().map_err(|e| CommandError::BadUserId(e.to_string()))
 }
 
 /// A checked sign-in.
@@ -177,9 +183,23 @@ pub async fn sign_in(
     user_id: Option<String>,
 ) -> Result<String, CommandError> {
     let SignIn { server, token, user_id } = sign_in_args(&server, token, user_id)?;
-    let user = shell.engine.sign_in(&server, token, user_id).await?.to_string();
+    // A server that does not say who the user is still signs in: the window then asks.
+    let who = shell.engine.sign_in(&server, token, user_id, IfUserUnknown::SignIn).await?;
     // What the window shows: "Signed in as user 1."
-    Ok(i18n::text(Msg::SignInDone, &[("user", user.as_str().into())]))
+    Ok(match who.id() {
+        Some(user) => i18n::text(Msg::SignInDone, &[("user", user.to_string().as_str().into())]),
+        None => i18n::t(Msg::SignInDoneUserUnknown),
+    })
+}
+
+/// The user's id on a server that does not say who they are (the status's
+/// `asks_user_id`): kept in the config, and talks to it are the user's from now on.
+#[tauri::command]
+pub async fn set_user_id(app: AppHandle, user_id: String) -> Result<String, CommandError> {
+    let id = user_id_arg(&user_id)?;
+    let shown = id.to_string();
+    blocking(move || Ok(app.state::<Shell>().engine.set_user_id(id)?)).await?;
+    Ok(i18n::text(Msg::UserIdSaved, &[("user", shown.as_str().into())]))
 }
 
 #[tauri::command]
@@ -219,21 +239,30 @@ pub async fn resume_notifications(app: AppHandle) -> Result<(), CommandError> {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Settings {
     pub server: Option<String>,
-    pub heartbeat_interval_ms: u64,
-    pub heartbeat_timeout_ms: u64,
+    /// In seconds, decimals allowed (the config keeps whole ms); none: an empty field, or
+    /// a text that is no number (the page sends it as null).
+    pub heartbeat_interval_s: Option<f64>,
+    pub heartbeat_timeout_s: Option<f64>,
     pub autostart: bool,
     /// `system`, `en` or `zh-CN`; a page that does not send it keeps the one set.
     #[serde(default)]
     pub language: Option<LanguageSetting>,
 }
 
-/// The heartbeat timings of a `save_settings` call, checked.
+/// The heartbeat timings of a `save_settings` call, checked, in ms.
 pub fn heartbeat_of(settings: &Settings) -> Result<(u64, u64), CommandError> {
     let (min, max) = HEARTBEAT_MS;
     Ok((
-        in_range(Msg::WhatHeartbeatInterval, settings.heartbeat_interval_ms, min, max)?,
-        in_range(Msg::WhatHeartbeatTimeout, settings.heartbeat_timeout_ms, min, max)?,
+        seconds_in_range(Msg::WhatHeartbeatInterval, settings.heartbeat_interval_s, min, max)?,
+        seconds_in_range(Msg::WhatHeartbeatTimeout, settings.heartbeat_timeout_s, min, max)?,
     ))
+}
+
+/// Milliseconds as the seconds the window shows.
+#[allow(clippy::cast_precision_loss)]
+fn seconds(ms: u64) -> f64 {
+    // Timings are far below 2^53 ms, where f64 is exact.
+    ms as f64 / 1000.0
 }
 
 #[tauri::command]
@@ -242,8 +271,8 @@ pub async fn get_settings(app: AppHandle) -> Result<Settings, CommandError> {
         let config = app.state::<Shell>().engine.config();
         Ok(Settings {
             server: config.server,
-            heartbeat_interval_ms: config.heartbeat.interval_ms,
-            heartbeat_timeout_ms: config.heartbeat.timeout_ms,
+            heartbeat_interval_s: Some(seconds(config.heartbeat.interval_ms)),
+            heartbeat_timeout_s: Some(seconds(config.heartbeat.timeout_ms)),
             autostart: app.autolaunch().is_enabled().unwrap_or(false),
             language: Some(config.language),
         })
@@ -319,13 +348,30 @@ mod tests {
     fn heartbeat_settings_are_bounded() {
         let s = |i, t| Settings {
             server: None,
-            heartbeat_interval_ms: i,
-            heartbeat_timeout_ms: t,
+            heartbeat_interval_s: i,
+            heartbeat_timeout_s: t,
             autostart: false,
             language: None,
         };
-        assert_eq!(heartbeat_of(&s(5_000, 5_000)).unwrap(), (5_000, 5_000));
-        assert_eq!(kind(heartbeat_of(&s(0, 5_000))), "out_of_range");
-        assert_eq!(kind(heartbeat_of(&s(5_000, u64::MAX))), "out_of_range");
+        assert_eq!(heartbeat_of(&s(Some(5.0), Some(5.0))).unwrap(), (5_000, 5_000));
+        assert_eq!(heartbeat_of(&s(Some(2.5), Some(1.0005))).unwrap(), (2_500, 1_001));
+        assert_eq!(heartbeat_of(&s(Some(1.0), Some(300.0))).unwrap(), (1_000, 300_000));
+        for bad in [0.0, 0.9, -5.0, 300.1, 1e300] {
+            assert_eq!(kind(heartbeat_of(&s(Some(bad), Some(5.0)))), "out_of_range", "{bad}");
+        }
+        for none in [None, Some(f64::NAN), Some(f64::INFINITY)] {
+            assert_eq!(kind(heartbeat_of(&s(Some(5.0), none))), "not_seconds", "{none:?}");
+        }
+        let e = heartbeat_of(&s(Some(0.5), Some(5.0))).unwrap_err();
+        assert_eq!(e.to_string(), "the heartbeat interval must be from 1 to 300 seconds, not 0.5");
+        let e = heartbeat_of(&s(Some(5.0), None)).unwrap_err();
+        assert_eq!(e.to_string(), "the time to wait for an answer must be a number of seconds, for example 5 or 2.5");
+    }
+
+    #[test]
+    fn a_user_id_is_a_bounded_id_that_is_not_empty() {
+        assert_eq!(user_id_arg(" 7 ").unwrap(), UserId::from(7));
+        assert_eq!(kind(user_id_arg("  ")), "empty");
+        assert_eq!(kind(user_id_arg(&"1".repeat(USER_ID_MAX + 1))), "too_long");
     }
 }

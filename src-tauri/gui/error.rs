@@ -15,6 +15,12 @@ pub enum CommandError {
     /// A number the window sent is outside what the command takes.
     #[error("{}", out_of_range(*what, *min, *max, *got))]
     OutOfRange { what: Msg, min: u64, max: u64, got: u64 },
+    /// A number of seconds the window sent is outside what the command takes.
+    #[error("{}", seconds_out_of_range(*what, *min, *max, *got))]
+    SecondsOutOfRange { what: Msg, min: f64, max: f64, got: f64 },
+    /// What the window sent for a number of seconds is none (an empty field, or no number).
+    #[error("{}", text(Msg::CmdNotSeconds, &[("what", t(*what).as_str().into())]))]
+    NotSeconds { what: Msg },
     /// A text or a list the window sent is longer than the command takes.
     #[error("{}", too_long(*what, *len, *max))]
     TooLong { what: Msg, len: usize, max: usize },
@@ -58,6 +64,12 @@ fn out_of_range(what: Msg, min: u64, max: u64, got: u64) -> String {
     text(Msg::CmdOutOfRange, &args)
 }
 
+fn seconds_out_of_range(what: Msg, min: f64, max: f64, got: f64) -> String {
+    let what = t(what);
+    let args = [("what", what.as_str().into()), ("min", min.into()), ("max", max.into()), ("got", got.into())];
+    text(Msg::CmdOutOfRangeSeconds, &args)
+}
+
 fn too_long(what: Msg, len: usize, max: usize) -> String {
     let (len, max, what) = (len.to_string(), max.to_string(), t(what));
     text(Msg::CmdTooLong, &[("what", what.as_str().into()), ("len", len.as_str().into()), ("max", max.as_str().into())])
@@ -66,7 +78,8 @@ fn too_long(what: Msg, len: usize, max: usize) -> String {
 impl CommandError {
     pub fn kind(&self) -> &'static str {
         match self {
-            CommandError::OutOfRange { .. } => "out_of_range",
+            CommandError::OutOfRange { .. } | CommandError::SecondsOutOfRange { .. } => "out_of_range",
+            CommandError::NotSeconds { .. } => "not_seconds",
             CommandError::TooLong { .. } => "too_long",
             CommandError::Empty { .. } => "empty",
             CommandError::BadServer { .. } => "bad_server",
@@ -102,6 +115,23 @@ pub fn in_range(what: Msg, got: u64, min: u64, max: u64) -> Result<u64, CommandE
         Ok(got)
     } else {
         Err(CommandError::OutOfRange { what, min, max, got })
+    }
+}
+
+/// A number of seconds (decimals allowed) within `min_ms..=max_ms` milliseconds, in whole
+/// milliseconds; none (the page's empty field or a text that is no number) or a value
+/// that is not finite is [`CommandError::NotSeconds`].
+pub fn seconds_in_range(what: Msg, got: Option<f64>, min_ms: u64, max_ms: u64) -> Result<u64, CommandError> {
+    let seconds = got.filter(|s| s.is_finite()).ok_or(CommandError::NotSeconds { what })?;
+    let ms = (seconds * 1000.0).round();
+    #[allow(clippy::cast_precision_loss)]
+    let (min, max) = (min_ms as f64, max_ms as f64);
+    if (min..=max).contains(&ms) {
+        // Within min_ms..=max_ms, so a whole number that fits.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        Ok(ms as u64)
+    } else {
+        Err(CommandError::SecondsOutOfRange { what, min: min / 1000.0, max: max / 1000.0, got: seconds })
     }
 }
 

@@ -74,6 +74,7 @@ fn builder() -> tauri::Builder<tauri::Wry> {
             commands::list_history,
             commands::mark_read,
             commands::sign_in,
+            commands::set_user_id,
             commands::sign_out,
             commands::reconnect_now,
             commands::pause_notifications,

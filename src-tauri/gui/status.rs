@@ -4,7 +4,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use talkbell_core::session::SessionState;
+use talkbell_core::session::{Identity, SessionState};
 use talkbell_core::status::{describe, Description, Facts, ReasonKind, StateKind};
 
 use super::state::Shell;
@@ -28,6 +28,10 @@ pub struct Status {
     pub paused: bool,
     /// The server takes replies (its welcome listed `send`): the window offers Reply.
     pub replies: bool,
+    /// Connected to a server that sends no welcome, so does not say who the user is: the
+    /// window asks for the user id (and shows the one given, if any). Never on a server
+    /// whose welcome names the user.
+    pub asks_user_id: bool,
     /// What the window and the tray say, rendered at the time of this status.
     pub words: Description,
 }
@@ -40,7 +44,7 @@ impl Status {
         let unread = shell.unread();
         let paused = engine.notifications().is_some_and(|n| n.stats_now().is_paused);
         let user = match &state {
-            SessionState::Connected { user: Some(p) } => Some(p.name.clone()),
+            SessionState::Connected { user: Identity::Welcomed(p) } => Some(p.name.clone()),
             // The session owns who the user is.
             _ => engine.session().user_id().map(|id| id.to_string()),
         };
@@ -72,6 +76,7 @@ impl Status {
             certificate_problem: matches!(state, SessionState::Backoff { reason, .. } if reason.is_certificate()),
             retry_at_ms,
             user: user.as_deref(),
+            user_unknown: matches!(state, SessionState::Connected { user: Identity::Unknown }),
             unread,
             paused,
         };
@@ -86,6 +91,7 @@ impl Status {
             unread,
             paused,
             replies: false,
+            asks_user_id: matches!(state, SessionState::Connected { user: Identity::Given(_) | Identity::Unknown }),
         }
     }
 }
@@ -112,5 +118,20 @@ mod tests {
         let out = Status::assemble(&SessionState::SignedOut { reason: None }, None, None, 0, true, SystemTime::now());
         assert!(out.needs_sign_in);
         assert_eq!(out.words.headline, "Signed out · notifications paused");
+        assert!(!out.asks_user_id);
+        // A server without a welcome: the window asks who the user is, until it knows.
+        let unknown = SessionState::Connected { user: Identity::Unknown };
+        let asked = Status::assemble(&unknown, None, None, 0, false, SystemTime::now());
+        assert!(asked.asks_user_id);
+        assert_eq!(asked.words.headline, "Connected · this server doesn't say who you are");
+        let given = SessionState::Connected { user: Identity::Given(7.into()) };
+        let told = Status::assemble(&given, Some("7".into()), None, 0, false, SystemTime::now());
+        assert!(told.asks_user_id);
+        assert_eq!(told.words.headline, "Connected as 7");
+        let welcomed = SessionState::Connected {
+            user: Identity::Welcomed(talkbell_core::protocol::Person { id: 1.into(), name: "wang1".into() }),
+        };
+        let named = Status::assemble(&welcomed, Some("wang1".into()), None, 0, false, SystemTime::now());
+        assert!(!named.asks_user_id);
     }
 }

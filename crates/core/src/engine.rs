@@ -26,8 +26,8 @@ use crate::notify::{
 use crate::protocol::{Person, Token, UserId};
 use crate::secrets::{SecretStore, SecretsError};
 use crate::session::{
-    Credentials, OfflineReason, Session, SessionConfig, SessionEvent, SessionHandle, SessionState, SignedOutReason,
-    Start,
+    Credentials, Identity, OfflineReason, Session, SessionConfig, SessionEvent, SessionHandle, SessionState,
+    SignedOutReason, Start,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -50,10 +50,25 @@ pub enum EngineError {
     Stopped,
     #[error("{}", t(Msg::EngineNoUserId))]
     NoUserId,
+    /// A user id was given to a server whose welcome says who the user is.
+    #[error("{}", t(Msg::EngineUserIdFromServer))]
+    UserIdFromServer,
     #[error("{}", text(Msg::EngineTimeout, &[("seconds", _0.as_secs_f64().into())]))]
     Timeout(Duration),
     #[error("{}", text(Msg::EngineBadServer, &[("url", format!("{url:?}").as_str().into()), ("reason", reason.to_string().as_str().into())]))]
     BadServer { url: String, reason: BadServerUrl },
+}
+
+/// What a sign-in does when the server takes the token but says nothing of who the user
+/// is (no welcome, and no user id given): [`Identity::Unknown`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IfUserUnknown {
+    /// Fails with [`EngineError::NoUserId`], keeping nothing (the command line, which
+    /// takes `--user-id`).
+    Refuse,
+    /// Signs in all the same; the window then asks for the user id
+    /// ([`Engine::set_user_id`]).
+    SignIn,
 }
 
 /// How long a sign-in may take: a server without a welcome only shows it took the token
@@ -160,8 +175,14 @@ impl Engine {
 
     /// Checks the token against the server through the session itself (there is no
     /// other way to open a socket), and only then keeps it in the keyring and the server
-    /// and user id in the config. Returns the user id.
-    pub async fn sign_in(&self, server: &str, token: Token, user_id: Option<UserId>) -> Result<UserId, EngineError> {
+    /// and user id in the config. Returns who the server took the token as.
+    pub async fn sign_in(
+        &self,
+        server: &str,
+        token: Token,
+        user_id: Option<UserId>,
+        if_unknown: IfUserUnknown,
+    ) -> Result<Identity, EngineError> {
         crate::config::validate_server_url(server)
             .map_err(|reason| EngineError::BadServer { url: server.to_owned(), reason })?;
         // The user's sign-in wins over the stored token (the session ignores a late one too).
@@ -180,7 +201,10 @@ impl Engine {
                         SessionState::Connecting { .. } => started = true,
                         _ if !started => {}
                         // Who the session signed in as: the welcome's, else the one given.
-                        SessionState::Connected { .. } => return self.session.user_id().ok_or(EngineError::NoUserId),
+                        SessionState::Connected { user: Identity::Unknown } if if_unknown == IfUserUnknown::Refuse => {
+                            return Err(EngineError::NoUserId)
+                        }
+                        SessionState::Connected { user } => return Ok(user),
                         SessionState::SignedOut { reason } => return Err(EngineError::Refused(reason)),
                         SessionState::Backoff { reason, .. } => return Err(EngineError::Unreachable(reason)),
                         SessionState::Stopped => return Err(EngineError::Stopped),
@@ -206,9 +230,21 @@ impl Engine {
         }
         self.config.update(|c| {
             c.server = Some(server.to_owned());
-            c.user_id = Some(user.clone());
+            c.user_id = user.id().cloned();
         })?;
         Ok(user)
+    }
+
+    /// Who the user is, on a server that does not say ([`Identity::Unknown`], or to
+    /// correct an id given before): kept in the config, and the session's from now on.
+    /// Refused where the server's welcome named the user.
+    pub fn set_user_id(&self, id: UserId) -> Result<(), EngineError> {
+        if matches!(self.session.state(), SessionState::Connected { user: Identity::Welcomed(_) }) {
+            return Err(EngineError::UserIdFromServer);
+        }
+        self.config.update(|c| c.user_id = Some(id.clone()))?;
+        self.session.set_user_id(id);
+        Ok(())
     }
 
     /// Closes the link, removes the token from the keyring and forgets the user id.

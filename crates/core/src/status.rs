@@ -150,7 +150,7 @@ impl Published {
             _ => None,
         };
         let person = match state {
-            SessionState::Connected { user: Some(person) } => Some(person),
+            SessionState::Connected { user } => user.welcomed(),
             _ => None,
         };
         Published {
@@ -358,7 +358,7 @@ mod tests {
     use super::*;
     use crate::instance::{InstanceLock, ProcessKind};
     use crate::protocol::{Person, Token};
-    use crate::session::{Credentials, Refusal, Session, SessionConfig, Timing};
+    use crate::session::{Credentials, Identity, Refusal, Session, SessionConfig, Timing};
 
     const DAEMON: Holder = Holder { kind: ProcessKind::Daemon, pid: 4242 };
 
@@ -386,8 +386,8 @@ mod tests {
         let signed_out = |reason| SessionState::SignedOut { reason: Some(reason) };
         let refused = SignedOutReason::Refused(Refusal::Http { status: 401 });
         let cases: Vec<(SessionState, &str, Option<&str>, Option<&str>)> = vec![
-            (SessionState::Connected { user: Some(wang1()) }, "connected", None, None),
-            (SessionState::Connected { user: None }, "connected", None, None),
+            (SessionState::Connected { user: Identity::Welcomed(wang1()) }, "connected", None, None),
+            (SessionState::Connected { user: Identity::Unknown }, "connected", None, None),
             (SessionState::Connecting { attempt: 1 }, "connecting", None, None),
             (SessionState::Authenticating, "authenticating", None, None),
             (SessionState::SignedOut { reason: None }, "signed-out", None, None),
@@ -430,7 +430,7 @@ mod tests {
         assert_eq!(serde_json::to_value(StateKind::Offline).unwrap(), json!("offline"));
         assert_eq!(serde_json::to_value(StateKind::NotRunning).unwrap(), json!("not-running"));
         assert_eq!(serde_json::from_value::<StateKind>(json!("signed-out")).unwrap(), StateKind::SignedOut);
-        let connected = Published::of(&SessionState::Connected { user: Some(wang1()) }, DAEMON);
+        let connected = Published::of(&SessionState::Connected { user: Identity::Welcomed(wang1()) }, DAEMON);
         assert_eq!((connected.user_id.as_deref(), connected.user_name.as_deref()), (Some("1"), Some("wang1")));
     }
 
@@ -464,8 +464,10 @@ mod tests {
 
     #[test]
     fn snapshots_serialize_with_stable_keys() {
-        let connected =
-            Published { updated_at_ms: 1, ..Published::of(&SessionState::Connected { user: Some(wang1()) }, DAEMON) };
+        let connected = Published {
+            updated_at_ms: 1,
+            ..Published::of(&SessionState::Connected { user: Identity::Welcomed(wang1()) }, DAEMON)
+        };
         let server = Some("wss://talk.example.com/ws".to_owned());
         let cases = [
             (

@@ -10,11 +10,11 @@ use serde_json::Value;
 use support::*;
 use talkbell_core::protocol::{Person, ProtocolError, Seq, UserId};
 use talkbell_core::session::{
-    KeyringAnswer, OfflineReason, Session, SessionConfig, SessionEvent, SessionState, SignedOutReason, Start,
+    Identity, KeyringAnswer, OfflineReason, Session, SessionConfig, SessionEvent, SessionState, SignedOutReason, Start,
     StoreError,
 };
 use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -414,7 +414,7 @@ async fn a_welcome_names_the_user_and_sets_the_heartbeat() {
         Session::spawn(config(fast_timing()), Some(creds(&server.url(), None)), Arc::new(MemStore::default()));
     let mut events = session.subscribe();
     let first_connected = wait_event(&mut events, |e| match e {
-        SessionEvent::State(SessionState::Connected { user }) => Some(user.clone()),
+        SessionEvent::State(SessionState::Connected { user }) => Some(user.welcomed().cloned()),
         _ => None,
     })
     .await;
@@ -426,7 +426,7 @@ async fn a_welcome_names_the_user_and_sets_the_heartbeat() {
     .await;
     assert!(for_me);
     match session.state() {
-        SessionState::Connected { user: Some(user) } => assert_eq!(user.name, "wang1"),
+        SessionState::Connected { user: Identity::Welcomed(user) } => assert_eq!(user.name, "wang1"),
         other => panic!("{other:?}"),
     }
     // The session owns who the user is, and publishes it beside the state.
@@ -590,5 +590,92 @@ async fn a_late_answer_from_the_keyring_never_replaces_a_sign_in_or_a_sign_out()
     );
     assert_eq!(session.state(), SessionState::SignedOut { reason: None });
     assert_eq!((stored.accepted(), user.accepted()), (0, 1), "the stored token was never used");
+    session.shutdown().await;
+}
+
+/// Whether the talk `text` was told as the user's.
+async fn for_me_of(events: &mut broadcast::Receiver<SessionEvent>, text: &str) -> bool {
+    wait_event(events, |e| match e {
+        SessionEvent::Talk { talk, for_me, .. } if talk.talk == text => Some(*for_me),
+        _ => None,
+    })
+    .await
+}
+
+/// A server as the original ones were: no welcome, `online` answered, and the talks
+/// pushed through `push` sent to every link.
+async fn original_server(push: &broadcast::Sender<String>) -> Scripted {
+    let push = push.clone();
+    Scripted::start(move |_, mut ws| {
+        let mut talks = push.subscribe();
+        async move {
+            next_text(&mut ws).await;
+            loop {
+                tokio::select! {
+                    frame = next_text(&mut ws) => match frame {
+                        Some(t) if t == "online" => send_text(&mut ws, "online").await,
+                        Some(_) => {}
+                        None => return,
+                    },
+                    Ok(talk) = talks.recv() => send_text(&mut ws, talk).await,
+                }
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_server_without_a_welcome_leaves_the_user_unknown_until_they_give_their_id() {
+    let (push, _) = broadcast::channel(8);
+    let server = original_server(&push).await;
+    let session =
+        Session::spawn(config(fast_timing()), Some(creds(&server.url(), None)), Arc::new(MemStore::default()));
+    let mut events = session.subscribe();
+    // Connected at its answer to the first heartbeat, not knowing who the user is.
+    let state = wait_state(&session, |s| matches!(s, SessionState::Connected { .. })).await;
+    assert_eq!(state, SessionState::Connected { user: Identity::Unknown });
+    assert_eq!(session.user_id(), None);
+    let talk = |text: &str| format!(r#"{{"form": {{"id": 2, "name": "wang2", "talk": "{text}"}}, "to": {{"id": 7}}}}"#);
+    push.send(talk("before")).unwrap();
+    assert!(!for_me_of(&mut events, "before").await, "a talk was taken as the unknown user's");
+
+    // The user says who they are: on this link, without a reconnect.
+    session.set_user_id(UserId::from(7));
+    let given = wait_event(&mut events, |e| match e {
+        SessionEvent::State(s @ SessionState::Connected { .. }) => Some(s.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(given, SessionState::Connected { user: Identity::Given(UserId::from(7)) });
+    assert_eq!(session.user_id(), Some(UserId::from(7)));
+    push.send(talk("after")).unwrap();
+    assert!(for_me_of(&mut events, "after").await, "a talk to user 7 was not theirs");
+    assert_eq!(session.stats().connects, 1, "setting the id reconnected");
+
+    // The next link keeps it.
+    session.reconnect_now();
+    wait_event(&mut events, |e| matches!(e, SessionEvent::State(SessionState::Connecting { .. })).then_some(())).await;
+    let again = wait_state(&session, |s| matches!(s, SessionState::Connected { .. })).await;
+    assert_eq!(again, SessionState::Connected { user: Identity::Given(UserId::from(7)) });
+    session.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_user_id_set_on_a_server_whose_welcome_named_the_user_changes_nothing() {
+    let server = Scripted::start(|_, mut ws| async move {
+        next_text(&mut ws).await;
+        send_text(&mut ws, r#"{"type": "welcome", "user": {"id": 1, "name": "wang1"}}"#).await;
+        echo_heartbeats(ws, mpsc::unbounded_channel().0).await;
+    })
+    .await;
+    let session =
+        Session::spawn(config(fast_timing()), Some(creds(&server.url(), None)), Arc::new(MemStore::default()));
+    wait_state(&session, |s| matches!(s, SessionState::Connected { user: Identity::Welcomed(_) })).await;
+    session.set_user_id(UserId::from(9));
+    // A command after it is answered only once the id was handled.
+    session.send_talk(Person { id: UserId::from(2), name: String::new() }, "hi".into()).await.unwrap();
+    assert_eq!(session.user_id(), Some(UserId::from(1)));
+    assert!(matches!(session.state(), SessionState::Connected { user: Identity::Welcomed(p) } if p.name == "wang1"));
     session.shutdown().await;
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use support::*;
 use support_tls::*;
 use talkbell_core::session::{
-    OfflineReason, ProxyError, ProxySettings, Session, SessionHandle, SessionState, Transport, Untrusted,
+    Identity, OfflineReason, ProxyError, ProxySettings, Session, SessionHandle, SessionState, Transport, Untrusted,
 };
 
 fn spawn(url: &str, transport: Transport) -> SessionHandle {
@@ -33,8 +33,8 @@ async fn offline_reason(session: &SessionHandle) -> OfflineReason {
 }
 
 async fn connected_as_wang1(session: &SessionHandle) {
-    let state = wait_state(session, |s| matches!(s, SessionState::Connected { user: Some(_) })).await;
-    let SessionState::Connected { user: Some(user) } = state else { panic!("{state:?}") };
+    let state = wait_state(session, |s| matches!(s, SessionState::Connected { user: Identity::Welcomed(_) })).await;
+    let SessionState::Connected { user: Identity::Welcomed(user) } = state else { panic!("{state:?}") };
     assert_eq!(user.name, "wang1");
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use support::*;
 use support_tls::*;
-use talkbell_core::session::{Session, SessionConfig, SessionState};
+use talkbell_core::session::{Identity, Session, SessionConfig, SessionState};
 
 const PROXY_VARS: [&str; 8] =
     ["https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"];
@@ -33,7 +33,7 @@ async fn the_environment_names_the_ca_and_the_proxy() {
     let config = SessionConfig { jitter_seed: Some(7), ..SessionConfig::new("device-uuid-1", fast_timing()) };
     assert_eq!(config.transport.root_count(), 1, "SSL_CERT_FILE holds the one CA");
     let session = Session::spawn(config, Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
-    let state = wait_state(&session, |s| matches!(s, SessionState::Connected { user: Some(_) })).await;
+    let state = wait_state(&session, |s| matches!(s, SessionState::Connected { user: Identity::Welcomed(_) })).await;
     assert!(matches!(state, SessionState::Connected { .. }), "{state:?}");
     let connects = proxy.connects();
     assert_eq!(connects.len(), 1, "{connects:?}");

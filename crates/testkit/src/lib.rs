@@ -14,6 +14,7 @@
 //! - [`tls`]: certificates made for a test.
 //! - [`redis`]: Debian's `redis-server` on a free loopback port, killed and restarted.
 //! - [`haproxy`]: Debian's `haproxy` in front of relay nodes, and the PROXY v2 header it sends.
+//! - [`original`]: a talk server as the original ones were (no welcome, no `seq`).
 
 pub mod child;
 pub mod desktop;
@@ -21,6 +22,7 @@ pub mod dunst;
 pub mod haproxy;
 pub mod http;
 pub mod logtime;
+pub mod original;
 pub mod procfs;
 pub mod redis;
 pub mod relay;

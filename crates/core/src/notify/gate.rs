@@ -993,7 +993,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_replay_after_reconnecting_is_one_summary() {
         let (rec, gate) = gate();
-        gate.session_event(&SessionEvent::State(SessionState::Connected { user: None }));
+        gate.session_event(&SessionEvent::State(SessionState::Connected { user: crate::session::Identity::Unknown }));
         for i in 0..500 {
             let sender = ["wang2", "li3", "zhao4"][i % 3];
             let talk = talk(sender, &format!("missed {i}"));
@@ -1015,7 +1015,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn on_a_server_that_never_replays_the_first_talks_of_a_link_are_live() {
         let (rec, gate) = gate();
-        gate.session_event(&SessionEvent::State(SessionState::Connected { user: None }));
+        gate.session_event(&SessionEvent::State(SessionState::Connected { user: crate::session::Identity::Unknown }));
         // Three live talks in the first second after connecting (no welcome, no seq).
         for (i, text) in ["one", "two", "three"].into_iter().enumerate() {
             let talk = talk("wang2", text);

@@ -213,12 +213,44 @@ pub enum SessionState {
     Connecting { attempt: u32 },
     /// Socket open, hello sent, waiting for the first frame.
     Authenticating,
-    /// Up. `user` is who the server says we are (welcome) or the configured id.
-    Connected { user: Option<Person> },
+    /// Up, and who the server took the hello as ([`Identity`]).
+    Connected { user: Identity },
     /// Waiting before the next attempt, and why the last one failed.
     Backoff { attempt: u32, delay: Duration, until: std::time::SystemTime, reason: OfflineReason },
     /// Shut down for good.
     Stopped,
+}
+
+/// Who the signed-in user is on a live link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Identity {
+    /// The server's welcome named the user.
+    Welcomed(Person),
+    /// The server sent no welcome (an original-style server): the user id given at sign-in
+    /// or set since ([`SessionHandle::set_user_id`]).
+    Given(UserId),
+    /// The server sent no welcome and no user id is known: connected, but this server does
+    /// not say who the user is, so no talk can be told as theirs until a user id is set.
+    Unknown,
+}
+
+impl Identity {
+    /// The user's id, where it is known.
+    pub fn id(&self) -> Option<&UserId> {
+        match self {
+            Identity::Welcomed(p) => Some(&p.id),
+            Identity::Given(id) => Some(id),
+            Identity::Unknown => None,
+        }
+    }
+
+    /// The person the welcome named, if one did.
+    pub fn welcomed(&self) -> Option<&Person> {
+        match self {
+            Identity::Welcomed(p) => Some(p),
+            _ => None,
+        }
+    }
 }
 
 /// What the session publishes at every change ([`SessionHandle::watch`]): its state, and
@@ -345,6 +377,7 @@ pub(crate) enum Command {
     FromKeyring(KeyringAnswer),
     SignOut,
     SetTiming(Timing),
+    SetUserId(UserId),
     SendTalk { to: Person, text: String, done: oneshot::Sender<Result<(), SessionError>> },
     Reply { to: Person, text: String, done: oneshot::Sender<Result<i64, ReplyError>> },
     Shutdown { done: oneshot::Sender<()> },
@@ -463,6 +496,13 @@ impl SessionHandle {
     /// Close the link and forget the credentials until new ones are set.
     pub fn sign_out(&self) {
         let _ = self.commands.send(Command::SignOut);
+    }
+
+    /// Who the user is, on a server that sends no welcome ([`Identity::Unknown`] or
+    /// [`Identity::Given`]): talks to this id are the user's from now on, on this link and
+    /// the next. A welcome's word wins over it.
+    pub fn set_user_id(&self, id: UserId) {
+        let _ = self.commands.send(Command::SetUserId(id));
     }
 
     /// New timings; they apply from the next connection.

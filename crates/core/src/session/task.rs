@@ -23,8 +23,8 @@ use super::connector::{self, ConnectError, Ws};
 use super::outbox::ReplyError;
 use super::reason::{OfflineReason, Refusal, SignedOutReason};
 use super::{
-    Command, Credentials, Cursor, Inbound, KeyringAnswer, SessionConfig, SessionError, SessionEvent, SessionNow,
-    SessionState, SharedStats, Start, StoreError, Stored, TalkStore, Timing,
+    Command, Credentials, Cursor, Identity, Inbound, KeyringAnswer, SessionConfig, SessionError, SessionEvent,
+    SessionNow, SessionState, SharedStats, Start, StoreError, Stored, TalkStore, Timing,
 };
 use crate::protocol::{
     ClientFrame, HeartbeatHint, Hello, Person, ProtocolError, Seq, ServerFrame, TalkMessage, UserId, Welcome,
@@ -272,6 +272,10 @@ impl SessionTask {
                 self.set_timing(t);
                 Handled::Stay
             }
+            Some(Command::SetUserId(id)) => {
+                self.set_user_id(id);
+                Handled::Stay
+            }
             Some(Command::Reply { to, text, done }) => Handled::Reply { to, text, done },
             Some(Command::SendTalk { to, text, done }) => match at {
                 At::Linked => Handled::Send { to, text, done },
@@ -380,6 +384,33 @@ impl SessionTask {
     /// Who the session signs in as ([`SessionNow::user`]).
     fn user_id(&self) -> Option<UserId> {
         self.now.borrow().user.clone()
+    }
+
+    /// Who the user is on the current link: the welcome's, else the id given, else not
+    /// known.
+    fn identity(&self) -> Identity {
+        match (&self.welcomed, self.user_id()) {
+            (Some(p), _) => Identity::Welcomed(p.clone()),
+            (None, Some(id)) => Identity::Given(id),
+            (None, None) => Identity::Unknown,
+        }
+    }
+
+    /// The user says who they are, on a server without a welcome: the credentials keep
+    /// it for the next hello, and a live link without a welcome is published anew with
+    /// it. A welcome's word is kept.
+    fn set_user_id(&mut self, id: UserId) {
+        if self.welcomed.is_some() {
+            tracing::debug!("a user id was set on a link whose welcome named the user: ignored");
+            return;
+        }
+        self.set_user(Some(id.clone()));
+        if let Some(creds) = self.credentials.as_mut() {
+            creds.user_id = Some(id);
+        }
+        if matches!(self.now.borrow().state, SessionState::Connected { .. }) {
+            self.publish(SessionState::Connected { user: self.identity() });
+        }
     }
 
     /// The life of one socket: hello, heartbeat, frames, commands.
@@ -580,7 +611,7 @@ impl SessionTask {
         // welcome already names the user in the Connected state.
         if !link.connected {
             link.connected = true;
-            self.publish(SessionState::Connected { user: self.welcomed.clone() });
+            self.publish(SessionState::Connected { user: self.identity() });
             if self.welcomed.is_none() {
                 // A server with no welcome (the original ones) takes no replies.
                 self.set_offers_send(Some(false));
@@ -620,7 +651,7 @@ impl SessionTask {
             TextOutcome::Welcomed => {
                 // Already connected: say who we are now.
                 if link.connected {
-                    self.publish(SessionState::Connected { user: self.welcomed.clone() });
+                    self.publish(SessionState::Connected { user: self.identity() });
                 }
                 self.flush_outbox(ws, link).await?;
             }
@@ -643,10 +674,10 @@ impl SessionTask {
         text: String,
         timing: Timing,
     ) -> Result<(), Option<SendError>> {
-        let from = match (&self.welcomed, self.user_id()) {
-            (Some(p), _) => p.clone(),
-            (None, Some(id)) => Person { id, name: String::new() },
-            (None, None) => return Err(None),
+        let from = match self.identity() {
+            Identity::Welcomed(p) => p,
+            Identity::Given(id) => Person { id, name: String::new() },
+            Identity::Unknown => return Err(None),
         };
         let frame = ClientFrame::Talk(TalkMessage { from, to, talk: text, seq: None, ts: None });
         send(ws, frame.to_text(), timing.heartbeat_timeout).await.map_err(Some)

@@ -27,6 +27,9 @@ pub struct Facts<'a> {
     pub retry_at_ms: Option<u64>,
     /// Who is signed in, by name (or id).
     pub user: Option<&'a str>,
+    /// Connected to a server that does not say who the user is, and no user id is known
+    /// ([`crate::session::Identity::Unknown`]): the window asks for one.
+    pub user_unknown: bool,
     pub unread: u64,
     /// Notifications are paused.
     pub paused: bool,
@@ -43,6 +46,7 @@ impl<'a> Facts<'a> {
             certificate_problem: false,
             retry_at_ms: s.retry_at_ms,
             user: s.user_name.as_deref().or(s.user.as_deref()),
+            user_unknown: false,
             unread: s.unread,
             paused: false,
         }
@@ -134,6 +138,7 @@ fn headline(lang: Lang, facts: &Facts<'_>, retry_in_secs: Option<u64>) -> String
     let msg = match facts.state {
         StateKind::Connected => match facts.user {
             Some(user) => return text_in(lang, Msg::StatusConnectedAs, &[("user", user.into())]),
+            None if facts.user_unknown => Msg::StatusConnectedUserUnknown,
             None => Msg::StatusConnected,
         },
         StateKind::Connecting => Msg::StatusConnecting,
@@ -236,6 +241,8 @@ mod tests {
         let busy = Facts { unread: 2, paused: true, ..connected };
         assert_eq!(describe(&busy, now()).headline, "Connected as wang1 · 2 unread · notifications paused");
         assert_eq!(describe(&Facts { user: None, ..connected }, now()).headline, "Connected");
+        let unknown = Facts { user: None, user_unknown: true, ..connected };
+        assert_eq!(describe(&unknown, now()).headline, "Connected · this server doesn't say who you are");
         let down = describe(&offline("refused", false), now());
         assert_eq!(down.headline, "Offline, retrying in 3 s · 2 unread");
         assert_eq!((down.detail.as_deref(), down.next_try.as_deref()), (Some("refused"), Some("in 3 s")));
