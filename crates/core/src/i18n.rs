@@ -172,6 +172,8 @@ messages! {
     PopupActionMarkRead => "popup-action-mark-read",
     PopupActionMute => "popup-action-mute",
     PopupActionReply => "popup-action-reply",
+    PopupReplyPlaceholder => "popup-reply-placeholder",
+    PopupReplyNotSentTitle => "popup-reply-not-sent-title",
     StateConnected => "state-connected",
     StateConnecting => "state-connecting",
     StateAuthenticating => "state-authenticating",

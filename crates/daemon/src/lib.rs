@@ -19,7 +19,7 @@
 pub mod cli;
 mod platform;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context, Result};
 use talkbell_core::config::Paths;
@@ -27,15 +27,16 @@ use talkbell_core::engine::Engine;
 use talkbell_core::i18n::{t, Msg};
 use talkbell_core::instance::{InstanceLock, ProcessKind};
 use talkbell_core::notify::{DesktopNotifier, PopupAction};
+use talkbell_core::session::SessionHandle;
 use talkbell_core::status;
 use tokio::sync::mpsc;
 
 /// The name of the daemon's binary, which the desktop app's binary looks for beside itself.
 pub const BINARY: &str = "talkbell-daemon";
 
-/// What a person picked on a popup: the daemon marks read and mutes itself. It has no
-/// window, and the app cannot start beside it on the same profile, so "Open" (the click)
-/// does nothing more than close the popup.
+/// What a person picked on a popup: the daemon marks read, mutes and sends a reply written
+/// in the popup itself. It has no window, and the app cannot start beside it on the same
+/// profile, so "Open" (the click) does nothing more than close the popup.
 fn on_popup(engine: &Engine, action: PopupAction) {
     match engine.on_popup_action(action) {
         Ok(Some(_open)) => tracing::debug!("a popup was clicked; the daemon has no window to open"),
@@ -53,13 +54,21 @@ pub async fn run(paths: Paths) -> Result<()> {
         .await
         .with_context(|| t(Msg::CliNoProfileLock))??;
     let (actions, mut picked) = mpsc::unbounded_channel();
-    let notifier = DesktopNotifier::new().on_action(move |action| {
-        // Gone only while shutting down.
-        let _ = actions.send(action);
-    });
+    // Replies are written in the popup, where the notification service has a field for
+    // them and the server takes them; the daemon has no window for a reply box.
+    let session = Arc::new(OnceLock::<SessionHandle>::new());
+    let replies = session.clone();
+    let notifier = DesktopNotifier::new()
+        .on_action(move |action| {
+            // Gone only while shutting down.
+            let _ = actions.send(action);
+        })
+        .offer_reply(move || replies.get().is_some_and(|s| s.watch().borrow().replies))
+        .window_reply(false);
     // Never waits for the keyring: locked or away, the daemon runs signed out with the
     // reason (logged once, and in `talkbell status`) and connects once it can read the token.
     let engine = Engine::start(paths, Some(Arc::new(notifier)))?;
+    let _ = session.set(engine.session().clone());
     status::spawn_publisher(engine.session(), engine.paths(), lock.holder());
     engine.watch_system();
     if engine.config().server.is_none() {

@@ -26,6 +26,8 @@ popup-action-open = Open
 popup-action-mark-read = Mark read
 popup-action-mute = Mute { $name } for 1 hour
 popup-action-reply = Reply
+popup-reply-placeholder = Reply to { $name }
+popup-reply-not-sent-title = Your reply to { $name } was not sent
 
 ## The status line, the tray's first line and `talkbell status` (status/words.rs)
 

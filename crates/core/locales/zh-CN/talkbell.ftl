@@ -17,6 +17,8 @@ popup-action-open = 打开
 popup-action-mark-read = 标为已读
 popup-action-mute = 1 小时内不提醒 { $name }
 popup-action-reply = 回复
+popup-reply-placeholder = 回复 { $name }
+popup-reply-not-sent-title = 你给 { $name } 的回复没有发出
 
 ## 状态栏、托盘第一行和 `talkbell status`（status/words.rs）
 

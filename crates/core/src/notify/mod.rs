@@ -9,6 +9,8 @@
 
 mod desktop;
 pub mod gate;
+#[cfg(all(unix, not(target_os = "macos")))]
+mod inline;
 pub mod quiet;
 pub mod text;
 pub mod trace;
@@ -55,8 +57,12 @@ pub enum PopupAction {
     /// "Mute <sender> for 1 hour".
     MuteHour(Person),
     /// "Reply": the window at its talk, the reply box open (offered only where the shell
-    /// says replies can be written, [`DesktopNotifier::offer_reply`]).
+    /// says replies can be written, [`DesktopNotifier::offer_reply`], and where the
+    /// service has no reply field of its own).
     Reply(NotificationKind),
+    /// A reply written in the popup's own field (a service with `inline-reply`): `text`
+    /// to `to`, the sender of the popup's talk. The text is whole, not checked yet.
+    Replied { kind: NotificationKind, to: Person, text: String },
 }
 
 impl PopupAction {
