@@ -14,6 +14,7 @@ use talkbell_core::history::{History, HistoryQuery};
 use talkbell_core::i18n::{self, t, text, Msg};
 use talkbell_core::protocol::{Token, UserId};
 
+use crate::gui::Start;
 use crate::{format, platform};
 
 #[derive(Debug, Parser)]
@@ -22,6 +23,13 @@ pub struct Cli {
     /// Start in the tray only, with no window (as at login).
     #[arg(long, global = true)]
     pub hidden: bool,
+    /// Open the window at this talk (its id in the history). The headless daemon starts
+    /// the app so from a popup's Open or Reply, and stops: the app waits for the profile.
+    #[arg(long, value_name = "ID")]
+    pub open_talk: Option<i64>,
+    /// With --open-talk: the talk's reply box open.
+    #[arg(long, requires = "open_talk")]
+    pub reply: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -86,7 +94,7 @@ pub fn run() -> ExitCode {
         }
     };
     let result = match cli.command {
-        None => run_gui(&runtime, cli.hidden),
+        None => run_gui(&runtime, Start { hidden: cli.hidden, open_talk: cli.open_talk, reply: cli.reply }),
         Some(command) => runtime.block_on(run_command(command)),
     };
     match result {
@@ -107,11 +115,11 @@ fn parse() -> Cli {
 
 /// The tray app, on this (the main) thread, which the window and the tray need; async
 /// work runs on `runtime`.
-fn run_gui(runtime: &tokio::runtime::Runtime, hidden: bool) -> Result<()> {
+fn run_gui(runtime: &tokio::runtime::Runtime, start: Start) -> Result<()> {
     tauri::async_runtime::set(runtime.handle().clone());
     // The engine spawns its tasks from the main thread too (in Tauri's setup).
     let _in_runtime = runtime.enter();
-    crate::gui::run(Paths::from_env()?, hidden)
+    crate::gui::run(Paths::from_env()?, start)
 }
 
 async fn run_command(command: Command) -> Result<()> {

@@ -43,9 +43,9 @@ struct Inner {
     on_action: Option<Arc<ActionCallback>>,
     /// Whether a popup of one talk offers "Reply" now (none: never).
     offer_reply: Option<Arc<ReplyOffered>>,
-    /// Whether "Reply" may open a window's reply box, where the service has no reply
-    /// field of its own.
-    window_reply: bool,
+    /// Whether the shell has a window for "Open" and for "Reply" where the service has
+    /// no reply field of its own.
+    window: bool,
     /// The popups waiting for a reply written in them, and the listener that hears it.
     #[cfg(all(unix, not(target_os = "macos")))]
     replies: Arc<super::inline::Replies>,
@@ -82,7 +82,7 @@ impl DesktopNotifier {
                 call_timeout: Duration::from_secs(10),
                 on_action: None,
                 offer_reply: None,
-                window_reply: true,
+                window: true,
                 #[cfg(all(unix, not(target_os = "macos")))]
                 replies: Arc::default(),
                 stuck: AtomicIsize::new(0),
@@ -112,15 +112,15 @@ impl DesktopNotifier {
     /// (the shell asks its session: the server takes them). Where the service lists
     /// `inline-reply`, it is a field in the popup ([`PopupAction::Replied`]); elsewhere
     /// an action that opens the window's reply box ([`PopupAction::Reply`]), unless
-    /// [`window_reply`](Self::window_reply) says there is no window.
+    /// [`with_window`](Self::with_window) says there is no window.
     pub fn offer_reply(self, now: impl Fn() -> bool + Send + Sync + 'static) -> Self {
         self.map(|i| i.offer_reply = Some(Arc::new(now)))
     }
 
-    /// Whether "Reply" can open a window's reply box (the default); without, replies are
-    /// offered only in the popup's own field.
-    pub fn window_reply(self, available: bool) -> Self {
-        self.map(|i| i.window_reply = available)
+    /// Whether the shell has a window to open (the default). Without, a popup offers no
+    /// "Open" (a click only closes it) and replies only in the popup's own field.
+    pub fn with_window(self, available: bool) -> Self {
+        self.map(|i| i.window = available)
     }
 
     /// Builder steps happen before the notifier is shared, so the Arc is still unique;
@@ -132,7 +132,7 @@ impl DesktopNotifier {
             call_timeout: shared.call_timeout,
             on_action: shared.on_action.clone(),
             offer_reply: shared.offer_reply.clone(),
-            window_reply: shared.window_reply,
+            window: shared.window,
             #[cfg(all(unix, not(target_os = "macos")))]
             replies: Arc::default(),
             stuck: AtomicIsize::new(0),
@@ -198,8 +198,10 @@ impl Inner {
             .appname(&self.app_name)
             .summary(&title)
             .body(&body)
-            .timeout(notify_rust::Timeout::Milliseconds(u32::try_from(self.timeout.as_millis()).unwrap_or(u32::MAX)))
-            .action(ACTION_OPEN, &t(Msg::PopupActionOpen));
+            .timeout(notify_rust::Timeout::Milliseconds(u32::try_from(self.timeout.as_millis()).unwrap_or(u32::MAX)));
+        if self.window {
+            popup.action(ACTION_OPEN, &t(Msg::PopupActionOpen));
+        }
         let inline = caps.actions && self.actions(&mut popup, n, caps);
         #[cfg(all(unix, not(target_os = "macos")))]
         chat_hints(&mut popup, n.sound);
@@ -243,7 +245,7 @@ impl Inner {
         }
         #[cfg(not(all(unix, not(target_os = "macos"))))]
         let _ = caps;
-        if self.window_reply {
+        if self.window {
             popup.action(ACTION_REPLY, &t(Msg::PopupActionReply));
         }
         false

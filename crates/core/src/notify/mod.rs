@@ -79,6 +79,16 @@ pub enum NotificationKind {
     Summary { rows: Vec<i64> },
 }
 
+impl NotificationKind {
+    /// The talk a window opens at for it (a summary's first).
+    pub fn first_row(&self) -> Option<i64> {
+        match self {
+            NotificationKind::Talk { row } => Some(*row),
+            NotificationKind::Summary { rows } => rows.first().copied(),
+        }
+    }
+}
+
 /// Why a notification could not be shown. The gate counts these and carries on; each
 /// message says what to do.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
