@@ -31,6 +31,10 @@ pub(super) const PLACEHOLDER_HINT: &str = "x-kde-reply-placeholder-text";
 /// At most this many popups wait for a reply; an older one is forgotten.
 const KEPT: usize = 64;
 
+/// How long a reply to an id not kept yet waits for a popup being shown to get it (the
+/// service may answer before `Notify` has returned here).
+const WAIT_FOR_SHOWN: Duration = Duration::from_secs(5);
+
 const SERVICE: &str = "org.freedesktop.Notifications";
 const PATH: &str = "/org/freedesktop/Notifications";
 
@@ -65,7 +69,7 @@ impl Replies {
                 .spawn(move || zbus::block_on(replies.run(callback, ready)));
             let up = spawned.is_ok() && subscribed.recv_timeout(within).unwrap_or(false);
             if !up {
-                tracing::warn!("cannot listen for replies written in popups; Reply opens the window instead");
+                tracing::warn!("cannot listen for replies written in popups; popups offer no reply field");
             }
             up
         })
@@ -100,7 +104,7 @@ impl Replies {
         let guard = self.lock();
         let (mut waiting, _) = self
             .changed
-            .wait_timeout_while(guard, Duration::from_secs(5), |w| find(w).is_none() && w.showing > 0)
+            .wait_timeout_while(guard, WAIT_FOR_SHOWN, |w| find(w).is_none() && w.showing > 0)
             .unwrap_or_else(|e| e.into_inner());
         let at = find(&waiting)?;
         waiting.popups.remove(at).map(|(_, n)| n)
