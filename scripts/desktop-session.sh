@@ -13,7 +13,9 @@
 #                                                           GNOME_KEYRING_CONTROL (its control socket dir)
 #   - dunst as the notification daemon, with scripts/dunstrc (history kept: `dunstctl history`);
 #     its context menu picks what the file $TALKBELL_DESKTOP_DIR/dunst-pick names
-#     (scripts/dunst-pick.sh), so a test can choose a popup's action
+#     (scripts/dunst-pick.sh), so a test can choose a popup's action.
+#     TALKBELL_DESKTOP_NOTIFICATIONS=none starts none: org.freedesktop.Notifications is
+#     left to the command (a test's own stand-in service).
 #   - fresh XDG_DATA_HOME / XDG_CONFIG_HOME / XDG_CACHE_HOME / XDG_STATE_HOME /
 #     XDG_RUNTIME_DIR in a temp dir, so nothing of the machine's own session is used or touched
 #                                                           TALKBELL_DESKTOP_DIR (that temp dir)
@@ -110,15 +112,19 @@ inner() {
   # Notification daemon, on our X server. It is started by us, not by bus activation
   # (the bus has no DISPLAY).
   # Its context menu's "dmenu" is scripts/dunst-pick.sh, which picks what a test asks for.
-  sed "s|@DMENU@|$here/dunst-pick.sh|" "$here/dunstrc" >"$dir/dunstrc"
-  DISPLAY=$display dunst -config "$dir/dunstrc" >"$dir/dunst.log" 2>&1 &
-  pids+=($!)
-  wait_for 15 bus_has_owner org.freedesktop.Notifications || fail "dunst did not take org.freedesktop.Notifications"
-  wait_for 10 "dunstctl count history" || fail "dunstctl does not answer"
+  if [ "${TALKBELL_DESKTOP_NOTIFICATIONS:-dunst}" = none ]; then
+    log "no notification daemon (TALKBELL_DESKTOP_NOTIFICATIONS=none)"
+  else
+    sed "s|@DMENU@|$here/dunst-pick.sh|" "$here/dunstrc" >"$dir/dunstrc"
+    DISPLAY=$display dunst -config "$dir/dunstrc" >"$dir/dunst.log" 2>&1 &
+    pids+=($!)
+    wait_for 15 bus_has_owner org.freedesktop.Notifications || fail "dunst did not take org.freedesktop.Notifications"
+    wait_for 10 "dunstctl count history" || fail "dunstctl does not answer"
+  fi
 
   export DISPLAY=$display
   export TALKBELL_DESKTOP_SESSION=1
-  log "ready: DISPLAY=$DISPLAY, keyring unlocked, dunst up (dir $dir)"
+  log "ready: DISPLAY=$DISPLAY, keyring unlocked, notifications: ${TALKBELL_DESKTOP_NOTIFICATIONS:-dunst} (dir $dir)"
 
   local rc=0
   "$@" || rc=$?

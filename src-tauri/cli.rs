@@ -14,51 +14,42 @@ use talkbell_core::history::{History, HistoryQuery};
 use talkbell_core::i18n::{self, t, text, Msg};
 use talkbell_core::protocol::{Token, UserId};
 
+use crate::gui::Start;
 use crate::{format, platform};
 
+// The shape of the command line; its words (`--help`) are the catalogue's (`described`).
 #[derive(Debug, Parser)]
 #[command(name = "talkbell", version)]
 pub struct Cli {
-    /// Start in the tray only, with no window (as at login).
     #[arg(long, global = true)]
     pub hidden: bool,
+    #[arg(long, value_name = "ID")]
+    pub open_talk: Option<i64>,
+    #[arg(long, requires = "open_talk")]
+    pub reply: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Sign in: reads the token from standard input, checks it against the server, and
-    /// keeps it in the OS keyring.
     Login {
-        /// The talk server, ws:// or wss://.
         #[arg(long)]
         server: String,
-        /// Your user id, for servers that do not send a welcome.
         #[arg(long)]
         user_id: Option<String>,
     },
-    /// Sign out: removes the token from the keyring.
     Logout,
-    /// Runs headless: the connection, the history and notifications, no window.
     Daemon,
-    /// Prints the state of this profile's tray app or daemon (why offline or signed
-    /// out), the server, the user and the unread count.
     Status {
-        /// One JSON object instead of lines of text (keys: running, process, state,
-        /// reason, retry_at_ms, server, user, user_name, unread).
         #[arg(long)]
         json: bool,
     },
-    /// Prints the history, newest first.
     History {
-        /// One JSON array instead of lines of text.
         #[arg(long)]
         json: bool,
-        /// Only talks matching these words.
         #[arg(long)]
         search: Option<String>,
-        /// At most this many.
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
@@ -86,7 +77,7 @@ pub fn run() -> ExitCode {
         }
     };
     let result = match cli.command {
-        None => run_gui(&runtime, cli.hidden),
+        None => run_gui(&runtime, Start { hidden: cli.hidden, open_talk: cli.open_talk, reply: cli.reply }),
         Some(command) => runtime.block_on(run_command(command)),
     };
     match result {
@@ -99,19 +90,47 @@ pub fn run() -> ExitCode {
     }
 }
 
-/// The command line, its description in the chosen language.
+/// The command line, its words in the chosen language.
 fn parse() -> Cli {
-    let matches = Cli::command().about(t(Msg::CliAbout)).get_matches();
+    let matches = described(Cli::command()).get_matches();
     Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// What the command line says (`--help`), from the catalogue: the derive above gives its
+/// shape, these its words.
+fn described(cmd: clap::Command) -> clap::Command {
+    fn help(msg: Msg) -> impl FnOnce(clap::Arg) -> clap::Arg {
+        move |a| a.help(t(msg))
+    }
+    let cmd = cmd
+        .about(t(Msg::CliAbout))
+        .mut_arg("hidden", help(Msg::CliHiddenHelp))
+        .mut_arg("open_talk", help(Msg::CliOpenTalkHelp))
+        .mut_arg("reply", help(Msg::CliReplyHelp))
+        .mut_subcommand("login", |c| {
+            c.about(t(Msg::CliLoginAbout))
+                .mut_arg("server", help(Msg::CliLoginServerHelp))
+                .mut_arg("user_id", help(Msg::CliLoginUserIdHelp))
+        })
+        .mut_subcommand("logout", |c| c.about(t(Msg::CliLogoutAbout)))
+        .mut_subcommand("daemon", |c| c.about(t(Msg::CliDaemonAbout)).after_help(t(Msg::CliDaemonHelp)))
+        .mut_subcommand("status", |c| c.about(t(Msg::CliStatusAbout)).mut_arg("json", help(Msg::CliStatusJsonHelp)))
+        .mut_subcommand("history", |c| {
+            c.about(t(Msg::CliHistoryAbout))
+                .mut_arg("json", help(Msg::CliHistoryJsonHelp))
+                .mut_arg("search", help(Msg::CliHistorySearchHelp))
+                .mut_arg("limit", help(Msg::CliHistoryLimitHelp))
+        });
+    talkbell_daemon::cli::localised(cmd)
 }
 
 /// The tray app, on this (the main) thread, which the window and the tray need; async
 /// work runs on `runtime`.
-fn run_gui(runtime: &tokio::runtime::Runtime, hidden: bool) -> Result<()> {
+fn run_gui(runtime: &tokio::runtime::Runtime, start: Start) -> Result<()> {
     tauri::async_runtime::set(runtime.handle().clone());
     // The engine spawns its tasks from the main thread too (in Tauri's setup).
     let _in_runtime = runtime.enter();
-    crate::gui::run(Paths::from_env()?, hidden)
+    crate::gui::run(Paths::from_env()?, start)
 }
 
 async fn run_command(command: Command) -> Result<()> {

@@ -324,3 +324,67 @@ fn in_chinese_a_talk_pops_up_as_wang2_said_it_and_a_burst_reads_as_a_native_spea
     assert!(status.lines().any(|l| l.starts_with("状态：") && l.ends_with(" 已连接")), "{status}");
     daemon.stop();
 }
+
+#[test]
+#[ignore = "needs scripts/desktop-session.sh (D-Bus, gnome-keyring, dunst)"]
+fn a_popups_open_on_the_daemon_hands_the_profile_to_the_tray_app_at_that_talk() {
+    require_desktop_session();
+    // A sender's name no other test's popup has: dunst's menu lists every popup on screen.
+    let name = format!("zhao{}", std::process::id());
+    let relay = Relay::start_with_users(&[], &[(1, "wang1"), (2, &name)]);
+    let app = App::new();
+    let mut daemon = app.signed_in_daemon(&relay);
+    let marker = format!("open me at this talk {}", std::process::id());
+    relay.send(2, 1, &marker);
+    let row = eventually("the talk is stored", || {
+        app.history_json(&["--search", "open"]).into_iter().find(|e| e["talk"] == marker.as_str())?["id"].as_i64()
+    });
+    // Picked from the popup's menu (again, until it is on screen and the daemon goes).
+    let ended = eventually("the daemon stops", || {
+        dunst::pick(&format!("#Open ({name})")).expect("the popup's menu");
+        daemon.exit_status()
+    });
+    assert!(ended.success(), "the daemon hands the profile over and exits cleanly: {ended}");
+    let tray = eventually("the tray app holds the profile", || {
+        let status = app.status_json();
+        (status["process"]["kind"] == "tray-app").then(|| status["process"]["pid"].as_u64()).flatten()
+    });
+    let tray = u32::try_from(tray).unwrap();
+    let args = std::fs::read(format!("/proc/{tray}/cmdline")).unwrap();
+    let args: Vec<String> = args.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+    assert!(args[0].ends_with("/talkbell"), "{args:?}");
+    assert_eq!(args[1..].iter().filter(|a| !a.is_empty()).collect::<Vec<_>>(), ["--open-talk", &row.to_string()]);
+    signal(tray, "TERM");
+    let gone = || !matches!(talkbell_testkit::procfs::stat(tray), Some(s) if s.state != 'Z');
+    eventually("the tray app ends", || gone().then_some(()));
+    dunst_close_all();
+}
+
+#[test]
+#[ignore = "needs scripts/desktop-session.sh (D-Bus, gnome-keyring, dunst)"]
+fn without_the_tray_app_installed_the_daemons_popups_offer_no_open() {
+    require_desktop_session();
+    let name = format!("qian{}", std::process::id());
+    let relay = Relay::start_with_users(&[], &[(1, "wang1"), (2, &name)]);
+    let app = App::new();
+    let out = app.login(&relay.url(), relay.token(1), &[]);
+    assert!(out.status.success(), "login failed: {}", String::from_utf8_lossy(&out.stderr));
+    // The daemon's binary alone, as a package without the desktop app would install it.
+    let alone = tempfile::tempdir().unwrap();
+    let bin = alone.path().join("talkbell-daemon");
+    std::fs::copy(talkbell_daemon_bin(), &bin).unwrap();
+    let mut daemon = Daemon::spawn(app.command_of(&bin));
+    daemon.wait_connected(1);
+    let marker = format!("nothing to open {}", std::process::id());
+    relay.send(2, 1, &marker);
+    // Its menu, opened and dismissed (nothing picked), until the popup is in it.
+    eventually("the popup's menu", || {
+        dunst::pick("no such entry").expect("the popup's menu");
+        dunst::menus().expect("the menus").contains(&format!("#Mark read ({name})")).then_some(())
+    });
+    let menus = dunst::menus().expect("the menus");
+    assert!(!menus.contains(&format!("#Open ({name})")), "Open with no window to open: {menus}");
+    assert!(daemon.is_running(), "the daemon goes on");
+    daemon.stop();
+    dunst_close_all();
+}

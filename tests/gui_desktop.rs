@@ -227,9 +227,14 @@ fn start_driver_with(app: &App, extra: &[(&str, &str)]) -> (Helper, u16) {
 }
 
 async fn connect(port: u16) -> Client {
+    connect_with(port, &[]).await
+}
+
+/// A WebDriver session with the app started with `args`.
+async fn connect_with(port: u16, args: &[&str]) -> Client {
     let mut caps = serde_json::Map::new();
     caps.insert("browserName".into(), "wry".into());
-    caps.insert("tauri:options".into(), serde_json::json!({ "application": talkbell_bin(), "args": [] }));
+    caps.insert("tauri:options".into(), serde_json::json!({ "application": talkbell_bin(), "args": args }));
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
     let mut builder = ClientBuilder::new(connector);
     builder.capabilities(caps);
@@ -1282,4 +1287,45 @@ fn nothing_is_cut_off_at_the_default_size_nor_with_the_text_at_200_percent() {
     let (large, large_width) = window_at_text_scale(&server, "2", "account-200.png");
     assert!(large_width <= 440.0 / 1.9, "the text is not at 200 %: the page is {large_width} CSS px wide");
     assert_eq!(large, Vec::<String>::new(), "cut off with the text at 200 %");
+}
+
+#[test]
+#[ignore = "needs scripts/desktop-session.sh (D-Bus, gnome-keyring, dunst, Xvfb)"]
+fn started_by_the_daemon_at_a_talk_the_app_waits_for_the_profile_and_opens_its_reply_box() {
+    require_desktop_session();
+    let _turn = one_at_a_time();
+    let _desktop = window_manager_and_tray();
+    let relay = Relay::start();
+    let (app, _cleanup) = signed_in(&relay);
+    let mut daemon = app.daemon();
+    daemon.wait_connected(1);
+    let question = format!("answer me from the window {}", std::process::id());
+    relay.send(2, 1, &question);
+    let row = eventually("the talk is stored", || {
+        app.history_json(&["--search", "window"]).into_iter().find(|e| e["talk"] == question.as_str())?["id"].as_i64()
+    });
+    let (_driver, port) = start_driver(&app);
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let row = row.to_string();
+        let args = ["--open-talk", row.as_str(), "--reply"];
+        // The app starts while the daemon still holds the profile, and waits for it.
+        let session = connect_with(port, &args);
+        let hand_over = async {
+            until("the app started", || async { (!app_pids(&app).is_empty()).then_some(()) }).await;
+            assert!(daemon.is_running(), "the daemon let go before the app came");
+            daemon.stop();
+        };
+        let (client, ()) = tokio::join!(session, hand_over);
+        let focused_talk =
+            "return document.activeElement.closest('li.talk')?.querySelector('.text')?.textContent ?? null";
+        until("the reply box of that talk focused", || async {
+            let focused = client.execute(focused_talk, vec![]).await.ok()?;
+            (focused.as_str() == Some(question.as_str())).then_some(())
+        })
+        .await;
+        assert_eq!(app.status_json()["process"]["kind"], "tray-app");
+        let _ = client.close().await;
+    });
 }

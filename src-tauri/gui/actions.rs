@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use talkbell_core::notify::{NotificationKind, PopupAction};
+use talkbell_core::notify::PopupAction;
 use tauri::menu::MenuEvent;
 use tauri::{AppHandle, Emitter, Manager};
 use tokio::sync::Notify;
@@ -91,8 +91,8 @@ pub fn on_popup(app: &AppHandle, action: PopupAction) {
     tauri::async_runtime::spawn_blocking(move || {
         let Some(shell) = app.try_state::<Shell>() else { return };
         match shell.engine.on_popup_action(action) {
-            Ok(Some(PopupAction::Open(kind))) => window::open(&app, first_row(kind)),
-            Ok(Some(PopupAction::Reply(kind))) => match first_row(kind) {
+            Ok(Some(PopupAction::Open(kind))) => window::open(&app, kind.first_row()),
+            Ok(Some(PopupAction::Reply(kind))) => match kind.first_row() {
                 Some(row) => window::open_reply(&app, row),
                 None => window::open(&app, None),
             },
@@ -100,14 +100,6 @@ pub fn on_popup(app: &AppHandle, action: PopupAction) {
             Err(e) => tracing::warn!(error = %e, "the popup's action failed"),
         }
     });
-}
-
-/// The talk a popup stands for (a summary's first).
-fn first_row(kind: NotificationKind) -> Option<i64> {
-    match kind {
-        NotificationKind::Talk { row } => Some(row),
-        NotificationKind::Summary { rows } => rows.first().copied(),
-    }
 }
 
 /// Shows the status again on the tray and in the window.

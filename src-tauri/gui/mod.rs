@@ -30,18 +30,32 @@ use self::state::Shell;
 /// The profile's lock, held in Tauri's state for the app's life.
 struct ProfileLock(InstanceLock);
 
+/// How the tray app starts: in the tray only, or with its window (at a talk, its reply
+/// box open).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Start {
+    pub hidden: bool,
+    pub open_talk: Option<i64>,
+    pub reply: bool,
+}
+
 /// Runs the tray app until Quit. Must be called on the main thread, with Tauri's async
-/// runtime already set to the process's tokio runtime.
-pub fn run(paths: Paths, hidden: bool) -> Result<()> {
+/// runtime already set to the process's tokio runtime. Started at a talk (by the headless
+/// daemon, which is stopping), it waits for the profile up to [`InstanceLock::HANDOVER`].
+pub fn run(paths: Paths, start: Start) -> Result<()> {
     let lock_paths = paths.clone();
     let app = builder()
-        .setup(move |app| setup(app, &paths, hidden))
+        .setup(move |app| setup(app, &paths, start))
         .build(tauri::generate_context!())
         .with_context(|| t(Msg::CliCannotStartApp))?;
     // Built: the single-instance plugin has run, so a second tray app has handed over to
     // the first and exited. The setup hook, which starts the engine (and with it opens
     // the config and the history), runs only in `app.run`.
-    let lock = InstanceLock::acquire(&lock_paths, ProcessKind::TrayApp).inspect_err(tell_the_desktop)?;
+    let lock = match start.open_talk {
+        Some(_) => InstanceLock::acquire_within(&lock_paths, ProcessKind::TrayApp, InstanceLock::HANDOVER),
+        None => InstanceLock::acquire(&lock_paths, ProcessKind::TrayApp),
+    }
+    .inspect_err(tell_the_desktop)?;
     app.manage(ProfileLock(lock));
     app.run(|app, event| match event {
         // The last window closed: the app lives on in the tray. Quit passes a code.
@@ -95,8 +109,8 @@ fn builder() -> tauri::Builder<tauri::Wry> {
 }
 
 /// Starts the engine, the tray, the status and the event bridge, and opens the window
-/// unless `hidden`.
-fn setup(app: &mut tauri::App, paths: &Paths, hidden: bool) -> Result<(), Box<dyn std::error::Error>> {
+/// unless hidden (at the talk asked for).
+fn setup(app: &mut tauri::App, paths: &Paths, start: Start) -> Result<(), Box<dyn std::error::Error>> {
     let handle = app.handle().clone();
     // A click on a popup opens the window at that talk; its other actions need none.
     let replies = app.handle().clone();
@@ -115,8 +129,11 @@ fn setup(app: &mut tauri::App, paths: &Paths, hidden: bool) -> Result<(), Box<dy
     tray::create(app.handle(), actions::on_tray_menu)?;
     actions::spawn_presenter(app.handle());
     bridge::spawn(app.handle().clone());
-    if !hidden {
-        window::open(app.handle(), None);
+    match start.open_talk {
+        Some(row) if start.reply => window::open_reply(app.handle(), row),
+        Some(row) => window::open(app.handle(), Some(row)),
+        None if !start.hidden => window::open(app.handle(), None),
+        None => {}
     }
     Ok(())
 }

@@ -438,6 +438,11 @@ impl App {
 }
 
 impl Daemon {
+    /// How the process ended (None while it runs).
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(Spawned::exited)
+    }
+
     /// Whether the process has not ended yet.
     pub fn is_running(&mut self) -> bool {
         self.child.as_mut().is_some_and(Spawned::is_running)

@@ -23,12 +23,43 @@ use crate::session::Timing;
 pub enum ConfigError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}:{line}:{column}: {message}")]
+    /// The file is not TOML, or not the config's shape: where, and what the TOML library
+    /// says (in its words); the message says to fix or remove that line.
+    #[error("{}", text(Msg::ConfigParse, &[
+        ("path", path.display().to_string().as_str().into()),
+        ("line", line.to_string().as_str().into()),
+        ("column", column.to_string().as_str().into()),
+        ("message", message.as_str().into()),
+    ]))]
     Parse { path: PathBuf, line: usize, column: usize, message: String },
+    /// The file reads, but a value cannot be used.
+    #[error("{}", text(Msg::ConfigInvalid, &[
+        ("path", path.display().to_string().as_str().into()),
+        ("problem", problem.to_string().as_str().into()),
+    ]))]
+    Invalid { path: PathBuf, problem: ConfigProblem },
+    /// The settings cannot be written as TOML (the library's words).
     #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
-    #[error("no home directory: set HOME, or TALKBELL_CONFIG_DIR and TALKBELL_DATA_DIR")]
+    Unwritable { path: PathBuf, message: String },
+    #[error("{}", t(Msg::ConfigNoHome))]
     NoHome,
+}
+
+/// A value of the config that cannot be used, and what to do, in the user's language.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigProblem {
+    #[error("{}", text(Msg::ConfigBadServer, &[("url", format!("{url:?}").as_str().into()), ("reason", reason.to_string().as_str().into())]))]
+    BadServer { url: String, reason: BadServerUrl },
+    #[error("{}", t(Msg::ConfigHeartbeatZero))]
+    HeartbeatZero,
+    #[error("{}", t(Msg::ConfigConnectionZero))]
+    ConnectionZero,
+    #[error("{}", text(Msg::ConfigBackoffOrder, &[("min", min.to_string().as_str().into()), ("max", max.to_string().as_str().into())]))]
+    BackoffOrder { min: u64, max: u64 },
+    #[error("{}", t(Msg::ConfigBurstZero))]
+    BurstZero,
+    #[error("{}", text(Msg::ConfigQuietHoursEmpty, &[("at", at.as_str().into())]))]
+    QuietHoursEmpty { at: String },
 }
 
 /// Where Talkbell keeps its files.
@@ -244,51 +275,46 @@ impl Config {
             let (line, column) = e.span().map(|span| line_column(text, span.start)).unwrap_or((1, 1));
             let mut message = e.message().to_owned();
             if message.contains("`token`") {
-                message.push_str(" (tokens are kept in the OS keyring, never in this file: use `talkbell login`)");
+                message.push(' ');
+                message.push_str(&t(Msg::ConfigTokenHint));
             }
             ConfigError::Parse { path: path.to_path_buf(), line, column, message }
         })?;
-        config.validate().map_err(|message| ConfigError::Invalid { path: path.to_path_buf(), message })?;
+        config.validate().map_err(|problem| ConfigError::Invalid { path: path.to_path_buf(), problem })?;
         Ok(config)
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), ConfigProblem> {
         if let Some(server) = &self.server {
-            validate_server_url(server).map_err(|e| format!("server {server:?}: {e}"))?;
+            validate_server_url(server).map_err(|reason| ConfigProblem::BadServer { url: server.clone(), reason })?;
         }
         let h = &self.heartbeat;
         let c = &self.connection;
         if h.interval_ms == 0 || h.timeout_ms == 0 {
-            return Err("heartbeat interval_ms and timeout_ms must be above 0".into());
+            return Err(ConfigProblem::HeartbeatZero);
         }
         if c.connect_timeout_ms == 0 || c.backoff_min_ms == 0 {
-            return Err("connection connect_timeout_ms and backoff_min_ms must be above 0".into());
+            return Err(ConfigProblem::ConnectionZero);
         }
         if c.backoff_min_ms > c.backoff_max_ms {
-            return Err(format!(
-                "connection backoff_min_ms ({}) is above backoff_max_ms ({})",
-                c.backoff_min_ms, c.backoff_max_ms
-            ));
+            return Err(ConfigProblem::BackoffOrder { min: c.backoff_min_ms, max: c.backoff_max_ms });
         }
         if self.notifications.burst_count == 0 {
-            return Err("notifications burst_count must be at least 1".into());
+            return Err(ConfigProblem::BurstZero);
         }
         if let Some(q) = self.notifications.quiet_hours.filter(|q| q.from == q.to) {
-            return Err(format!(
-                "notifications quiet_hours start and end at the same time ({}): give two different times, or remove quiet_hours",
-                q.from
-            ));
+            return Err(ConfigProblem::QuietHoursEmpty { at: q.from.to_string() });
         }
         Ok(())
     }
 
     /// Writes the file atomically (a temporary file renamed over it), private to the user.
     pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
-        self.validate().map_err(|message| ConfigError::Invalid { path: path.to_path_buf(), message })?;
+        self.validate().map_err(|problem| ConfigError::Invalid { path: path.to_path_buf(), problem })?;
         let dir = path.parent().unwrap_or(Path::new("."));
         private_dir(dir).map_err(io(dir))?;
         let text = toml::to_string_pretty(self)
-            .map_err(|e| ConfigError::Invalid { path: path.to_path_buf(), message: e.to_string() })?;
+            .map_err(|e| ConfigError::Unwritable { path: path.to_path_buf(), message: e.to_string() })?;
         let mut tmp = tempfile_in(dir).map_err(io(dir))?;
         tmp.1.write_all(text.as_bytes()).and_then(|_| tmp.1.sync_all()).map_err(io(&tmp.0))?;
         std::fs::rename(&tmp.0, path).map_err(io(path))?;

@@ -90,6 +90,12 @@ pub struct Engine {
     tasks: Mutex<JoinSet<()>>,
     /// The task reading the stored token ([`keyring_wait`]), while there is one.
     keyring: Option<AbortHandle>,
+    /// Where the engine's tasks run (the runtime it was started in): a popup's action may
+    /// come on a thread of its own.
+    runtime: tokio::runtime::Handle,
+    /// What shows the popups (while notifications are on): also what says a reply written
+    /// in a popup was not sent.
+    popups: Option<Arc<dyn Notifier>>,
 }
 
 impl Engine {
@@ -121,9 +127,8 @@ impl Engine {
             tasks.spawn(keyring_wait::read(session.clone(), SecretStore::new(), server, Retry::default()))
         });
         let (decisions, _) = broadcast::channel(DECISIONS_KEPT);
-        let notify = notifier
-            .filter(|_| config.notifications.enabled)
-            .map(|n| start_gate(n, &config, decisions.clone(), &mut tasks));
+        let popups = notifier.filter(|_| config.notifications.enabled);
+        let notify = popups.clone().map(|n| start_gate(n, &config, decisions.clone(), &mut tasks));
         tasks.spawn(bridge(session.clone(), notify.clone(), decisions.clone(), store.clone()));
         tasks.spawn(prune_daily(history.clone(), retention));
         let tasks = Mutex::new(tasks);
@@ -137,6 +142,8 @@ impl Engine {
             secrets: SecretStore::new(),
             tasks,
             keyring,
+            runtime: tokio::runtime::Handle::current(),
+            popups,
         })
     }
 
@@ -280,24 +287,64 @@ impl Engine {
     }
 
     /// Does what a popup's action asks that needs no window: "Mark read" marks its talks
-    /// read, "Mute" mutes its sender for [`PopupAction::MUTE_FOR`]. Returns the action
-    /// back when it is the shell's to do ("Open", "Reply").
+    /// read, "Mute" mutes its sender for [`PopupAction::MUTE_FOR`], a reply written in the
+    /// popup goes to the outbox ([`Engine::reply_from_popup`]). Returns the action back
+    /// when it is the shell's to do ("Open", "Reply").
     pub fn on_popup_action(&self, action: PopupAction) -> Result<Option<PopupAction>, EngineError> {
         match action {
             PopupAction::MarkRead(kind) => {
-                let rows = match kind {
-                    NotificationKind::Talk { row } => vec![row],
-                    NotificationKind::Summary { rows } => rows,
-                };
-                self.history.mark_read(&rows)?;
+                self.history.mark_read(&rows_of(kind))?;
                 Ok(None)
             }
             PopupAction::MuteHour(sender) => {
                 self.mute(sender, Some(PopupAction::MUTE_FOR))?;
                 Ok(None)
             }
+            PopupAction::Replied { kind, to, text: talk } => {
+                self.reply_from_popup(kind, to, talk);
+                Ok(None)
+            }
             shell @ (PopupAction::Open(_) | PopupAction::Reply(_)) => Ok(Some(shell)),
         }
+    }
+
+    /// A reply written in a popup: into the session's outbox, as the window's Reply (sent
+    /// once a link that takes replies is up), and its talk read. One the session refuses
+    /// (too long, empty, a server without replies, signed out) is not sent at all, cut or
+    /// otherwise: a popup says so, with the reason. Runs on a task of the engine.
+    pub fn reply_from_popup(&self, kind: NotificationKind, to: Person, talk: String) {
+        let (session, history, popups) = (self.session.clone(), self.history.clone(), self.popups.clone());
+        let reply = async move {
+            let row = match &kind {
+                NotificationKind::Talk { row } => Some(*row),
+                NotificationKind::Summary { .. } => None,
+            };
+            match session.reply(to.clone(), talk).await {
+                Ok(_) => {
+                    let read = tokio::task::spawn_blocking(move || history.mark_read(&rows_of(kind))).await;
+                    if let Ok(Err(e)) = read {
+                        tracing::warn!(error = %e, "cannot mark a replied talk read");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "a reply written in a popup was not taken");
+                    let Some(popups) = popups else { return };
+                    let popup = crate::notify::Notification {
+                        title: text(Msg::PopupReplyNotSentTitle, &[("name", to.name.as_str().into())]),
+                        body: e.to_string(),
+                        kind: row.map_or(NotificationKind::Summary { rows: Vec::new() }, |row| {
+                            NotificationKind::Talk { row }
+                        }),
+                        sound: false,
+                        sender: None,
+                    };
+                    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || popups.show(&popup)).await {
+                        tracing::warn!(error = %e, "cannot say that a reply was not sent");
+                    }
+                }
+            }
+        };
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).spawn_on(reply, &self.runtime);
     }
 
     /// Ends `sender`'s mute (and drops mutes that have ended).
@@ -365,6 +412,14 @@ impl Engine {
     /// NetworkManager). For the long-running modes; a one-off `login` does without.
     pub fn watch_system(&self) {
         self.tasks.lock().unwrap_or_else(|e| e.into_inner()).spawn(crate::wake::run(self.session.clone()));
+    }
+}
+
+/// The rows of the talks a popup stands for.
+fn rows_of(kind: NotificationKind) -> Vec<i64> {
+    match kind {
+        NotificationKind::Talk { row } => vec![row],
+        NotificationKind::Summary { rows } => rows,
     }
 }
 

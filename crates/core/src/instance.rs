@@ -122,7 +122,12 @@ impl InstanceLock {
         InstanceLock::acquire_within(paths, kind, PATIENCE)
     }
 
-    fn acquire_within(paths: &Paths, kind: ProcessKind, patience: Duration) -> Result<InstanceLock, InstanceError> {
+    /// How long the tray app waits for the headless daemon that started it to hand the
+    /// profile over (it stops first: closes its link and its history).
+    pub const HANDOVER: Duration = Duration::from_secs(30);
+
+    /// [`acquire`](Self::acquire), waiting up to `patience` for the holder to let go.
+    pub fn acquire_within(paths: &Paths, kind: ProcessKind, patience: Duration) -> Result<InstanceLock, InstanceError> {
         // Private to the user (0700) like every dir of core's: the history lives beside it.
         crate::config::private_dir(&paths.data_dir)
             .map_err(|source| InstanceError::Dir { path: paths.data_dir.clone(), source })?;

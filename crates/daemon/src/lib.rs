@@ -17,30 +17,56 @@
 )]
 
 pub mod cli;
+pub mod handover;
 mod platform;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context, Result};
+use handover::Opening;
 use talkbell_core::config::Paths;
 use talkbell_core::engine::Engine;
 use talkbell_core::i18n::{t, Msg};
 use talkbell_core::instance::{InstanceLock, ProcessKind};
 use talkbell_core::notify::{DesktopNotifier, PopupAction};
+use talkbell_core::session::SessionHandle;
 use talkbell_core::status;
 use tokio::sync::mpsc;
 
 /// The name of the daemon's binary, which the desktop app's binary looks for beside itself.
 pub const BINARY: &str = "talkbell-daemon";
 
-/// What a person picked on a popup: the daemon marks read and mutes itself. It has no
-/// window, and the app cannot start beside it on the same profile, so "Open" (the click)
-/// does nothing more than close the popup.
-fn on_popup(engine: &Engine, action: PopupAction) {
+/// What a person picked on a popup: the daemon marks read, mutes and sends a reply written
+/// in the popup itself; "Open" and "Reply" need the tray app's window ([`handover`]):
+/// where it opens.
+fn on_popup(engine: &Engine, action: PopupAction) -> Option<Opening> {
     match engine.on_popup_action(action) {
-        Ok(Some(_open)) => tracing::debug!("a popup was clicked; the daemon has no window to open"),
-        Ok(None) => {}
-        Err(e) => tracing::warn!(error = %e, "the popup's action failed"),
+        Ok(Some(PopupAction::Open(kind))) => Some(Opening::new(&kind, false)),
+        Ok(Some(PopupAction::Reply(kind))) => Some(Opening::new(&kind, true)),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "the popup's action failed");
+            None
+        }
+    }
+}
+
+/// Starts the tray app at `opening` in the daemon's place; whether it started (then the
+/// daemon stops, handing it the profile). Without the app, the popup only closes.
+fn hand_over(app: Option<&std::path::Path>, opening: Opening) -> bool {
+    let Some(app) = app else {
+        tracing::debug!("a popup was clicked; no tray app is installed to open");
+        return false;
+    };
+    match handover::launch(app, opening) {
+        Ok(()) => {
+            tracing::info!(talk = ?opening.row, reply = opening.reply, "handing the profile over to the tray app");
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, app = %app.display(), "cannot start the tray app");
+            false
+        }
     }
 }
 
@@ -53,13 +79,22 @@ pub async fn run(paths: Paths) -> Result<()> {
         .await
         .with_context(|| t(Msg::CliNoProfileLock))??;
     let (actions, mut picked) = mpsc::unbounded_channel();
-    let notifier = DesktopNotifier::new().on_action(move |action| {
-        // Gone only while shutting down.
-        let _ = actions.send(action);
-    });
+    // Replies are written in the popup where the notification service has a field for
+    // them; elsewhere Reply (and Open) start the tray app, if it is installed.
+    let app = handover::app_binary();
+    let session = Arc::new(OnceLock::<SessionHandle>::new());
+    let replies = session.clone();
+    let notifier = DesktopNotifier::new()
+        .on_action(move |action| {
+            // Gone only while shutting down.
+            let _ = actions.send(action);
+        })
+        .offer_reply(move || replies.get().is_some_and(|s| s.watch().borrow().replies))
+        .with_window(app.is_some());
     // Never waits for the keyring: locked or away, the daemon runs signed out with the
     // reason (logged once, and in `talkbell status`) and connects once it can read the token.
     let engine = Engine::start(paths, Some(Arc::new(notifier)))?;
+    let _ = session.set(engine.session().clone());
     status::spawn_publisher(engine.session(), engine.paths(), lock.holder());
     engine.watch_system();
     if engine.config().server.is_none() {
@@ -70,7 +105,11 @@ pub async fn run(paths: Paths) -> Result<()> {
     loop {
         tokio::select! {
             stopped = &mut signal => break stopped?,
-            Some(action) = picked.recv() => on_popup(&engine, action),
+            Some(action) = picked.recv() => {
+                if on_popup(&engine, action).is_some_and(|opening| hand_over(app.as_deref(), opening)) {
+                    break;
+                }
+            }
         }
     }
     tracing::info!("shutting down");

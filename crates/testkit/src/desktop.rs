@@ -61,3 +61,45 @@ pub fn x_window(needle: &str) -> Option<(u32, u32, i32, i32)> {
     let (x, y) = abs.split_once('+').or_else(|| abs.split_once('-'))?;
     Some((w.parse().ok()?, h.parse().ok()?, x.parse().ok()?, y.parse().ok()?))
 }
+
+/// What `TALKBELL_DESKTOP_NOTIFICATIONS=none` tells scripts/desktop-session.sh: start no
+/// notification daemon, leaving `org.freedesktop.Notifications` to the test.
+const NO_NOTIFICATION_DAEMON: (&str, &str) = ("TALKBELL_DESKTOP_NOTIFICATIONS", "none");
+
+/// For a test that brings its own notification service (e.g.
+/// [`crate::notifications::NotificationService`]): the desktop session runs dunst, which
+/// owns the service's name, so the test runs again, alone, in a private desktop session
+/// of its own without one. Returns true in that inner run (the test goes on); in the
+/// outer one it runs the inner, panics unless it passed, and returns false (the test
+/// ends there). `test` is the test's name as `cargo test --exact` takes it.
+pub fn without_notification_daemon(test: &str) -> bool {
+    let (var, none) = NO_NOTIFICATION_DAEMON;
+    if std::env::var(var).is_ok_and(|v| v == none) {
+        require_session();
+        return no_notification_daemon_here();
+    }
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/desktop-session.sh");
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("this test's binary: {e}"));
+    let out = std::process::Command::new("bash")
+        .arg(script)
+        .arg(exe)
+        .args(["--exact", test, "--include-ignored", "--nocapture", "--test-threads=1"])
+        .env(var, none)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run scripts/desktop-session.sh: {e}"));
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{test} in a session without a notification daemon failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    false
+}
+
+/// True; panics if dunst runs after all (the inner run would test dunst instead of the
+/// test's service).
+fn no_notification_daemon_here() -> bool {
+    let dunst = std::process::Command::new("dunstctl").arg("count").output();
+    assert!(!dunst.is_ok_and(|o| o.status.success()), "dunst runs in a session that should have none");
+    true
+}

@@ -62,6 +62,17 @@ pub fn pick(entry: &str) -> io::Result<()> {
     dunstctl(&["context"]).map(drop)
 }
 
+/// Every context menu dunst has offered so far, its entries one a line (scripts/dunst-pick.sh
+/// keeps them, a line `--` after each menu).
+pub fn menus() -> io::Result<String> {
+    let dir = std::env::var_os("TALKBELL_DESKTOP_DIR")
+        .ok_or_else(|| io::Error::other("TALKBELL_DESKTOP_DIR is not set: run inside scripts/desktop-session.sh"))?;
+    match std::fs::read_to_string(std::path::Path::new(&dir).join("dunst-menus.log")) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(String::new()),
+        read => read,
+    }
+}
+
 /// `dunstctl close-all`: every popup on screen goes to the history.
 pub fn close_all() -> io::Result<()> {
     dunstctl(&["close-all"]).map(drop)

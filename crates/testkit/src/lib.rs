@@ -10,6 +10,7 @@
 //! - [`http`]: the `POST /v1/talk` client (hyper), async with keep-alive, and sync.
 //! - [`procfs`]: what Linux's /proc says about processes and the machine.
 //! - [`dunst`]: the popups of the desktop session's notification daemon.
+//! - [`notifications`]: a stand-in notification service (with `inline-reply`).
 //! - [`desktop`]: the private desktop session of scripts/desktop-session.sh.
 //! - [`tls`]: certificates made for a test.
 //! - [`redis`]: Debian's `redis-server` on a free loopback port, killed and restarted.
@@ -22,6 +23,7 @@ pub mod dunst;
 pub mod haproxy;
 pub mod http;
 pub mod logtime;
+pub mod notifications;
 pub mod original;
 pub mod procfs;
 pub mod redis;

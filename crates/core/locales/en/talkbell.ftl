@@ -26,6 +26,8 @@ popup-action-open = Open
 popup-action-mark-read = Mark read
 popup-action-mute = Mute { $name } for 1 hour
 popup-action-reply = Reply
+popup-reply-placeholder = Reply to { $name }
+popup-reply-not-sent-title = Your reply to { $name } was not sent
 
 ## The status line, the tray's first line and `talkbell status` (status/words.rs)
 
@@ -175,6 +177,25 @@ tray-quit = Quit
 ## The command line (talkbell, talkbell-daemon)
 
 cli-about = Rings when someone talks to you.
+cli-usage-heading = Usage:
+cli-options-heading = Options
+cli-commands-heading = Commands
+cli-help-help = Print help
+cli-version-help = Print version
+cli-hidden-help = Start in the tray only, with no window (as at login).
+cli-open-talk-help = Open the window at this talk (its id in the history). The headless daemon starts the app so from a popup's Open or Reply, and stops: the app waits for the profile.
+cli-reply-help = With --open-talk: the talk's reply box open.
+cli-login-about = Sign in: reads the token from standard input, checks it against the server, and keeps it in the OS keyring.
+cli-login-server-help = The talk server, ws:// or wss://.
+cli-login-user-id-help = Your user id, for servers that do not send a welcome.
+cli-logout-about = Sign out: removes the token from the keyring.
+cli-status-about = Prints the state of this profile's tray app or daemon (why offline or signed out), the server, the user and the unread count.
+cli-status-json-help = One JSON object instead of lines of text (keys: running, process, state, reason, retry_at_ms, server, user, user_name, unread).
+cli-history-about = Prints the history, newest first.
+cli-history-json-help = One JSON array instead of lines of text.
+cli-history-search-help = Only talks matching these words.
+cli-history-limit-help = At most this many.
+
 cli-daemon-about = Talkbell without a window: the connection, the history and popups, until SIGTERM.
 cli-daemon-help =
     Environment:
@@ -210,6 +231,23 @@ cli-server-none = none (not signed in)
 cli-user-name-id = { $name } (id { $id })
 cli-user-id = id { $id }
 cli-user-none = none
+
+## The config file's errors (config.rs)
+
+config-parse =
+    { $path }:{ $line }:{ $column }: { $message }
+      Fix line { $line } of this file (or delete the line to use the default), then start Talkbell again.
+config-invalid =
+    { $path }: { $problem }
+      Fix that setting in this file (or delete it to use the default), then start Talkbell again.
+config-no-home = no home directory: set HOME, or TALKBELL_CONFIG_DIR and TALKBELL_DATA_DIR
+config-token-hint = (tokens are kept in the OS keyring, never in this file: use `talkbell login`)
+config-bad-server = server { $url }: { $reason }
+config-heartbeat-zero = heartbeat interval_ms and timeout_ms must be above 0
+config-connection-zero = connection connect_timeout_ms and backoff_min_ms must be above 0
+config-backoff-order = connection backoff_min_ms ({ $min }) is above backoff_max_ms ({ $max })
+config-burst-zero = notifications burst_count must be at least 1
+config-quiet-hours-empty = notifications quiet_hours start and end at the same time ({ $at }): give two different times, or remove quiet_hours
 
 ## The window's commands: what went wrong (src-tauri/gui/error.rs)
 

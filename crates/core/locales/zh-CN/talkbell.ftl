@@ -17,6 +17,8 @@ popup-action-open = 打开
 popup-action-mark-read = 标为已读
 popup-action-mute = 1 小时内不提醒 { $name }
 popup-action-reply = 回复
+popup-reply-placeholder = 回复 { $name }
+popup-reply-not-sent-title = 你给 { $name } 的回复没有发出
 
 ## 状态栏、托盘第一行和 `talkbell status`（status/words.rs）
 
@@ -166,6 +168,25 @@ tray-quit = 退出
 ## 命令行（talkbell、talkbell-daemon）
 
 cli-about = 有人对你说话时提醒你。
+cli-usage-heading = 用法：
+cli-options-heading = 选项
+cli-commands-heading = 命令
+cli-help-help = 显示帮助
+cli-version-help = 显示版本
+cli-hidden-help = 只在托盘中启动，不打开窗口（如登录桌面时）。
+cli-open-talk-help = 打开窗口并定位到这条消息（历史记录中的编号）。无窗口的守护进程在通知的“打开”或“回复”时这样启动应用，然后自行退出：应用会等它交出配置。
+cli-reply-help = 与 --open-talk 一起使用：同时打开这条消息的回复框。
+cli-login-about = 登录：从标准输入读取令牌，向服务器验证后保存在系统密钥环中。
+cli-login-server-help = 消息服务器，ws:// 或 wss://。
+cli-login-user-id-help = 你的用户编号，用于不发送欢迎消息的服务器。
+cli-logout-about = 退出登录：从密钥环中删除令牌。
+cli-status-about = 显示本配置的托盘应用或守护进程的状态（为何离线或未登录）、服务器、用户和未读数。
+cli-status-json-help = 输出一个 JSON 对象而不是文本行（键：running、process、state、reason、retry_at_ms、server、user、user_name、unread）。
+cli-history-about = 显示历史记录，最新的在前。
+cli-history-json-help = 输出一个 JSON 数组而不是文本行。
+cli-history-search-help = 只显示包含这些词的消息。
+cli-history-limit-help = 最多显示这么多条。
+
 cli-daemon-about = 无窗口的 Talkbell：保持连接、记录历史并弹出通知，直到收到 SIGTERM。
 cli-daemon-help =
     环境变量：
@@ -201,6 +222,23 @@ cli-server-none = 无（未登录）
 cli-user-name-id = { $name }（ID { $id }）
 cli-user-id = ID { $id }
 cli-user-none = 无
+
+## 配置文件的错误（config.rs）
+
+config-parse =
+    { $path }:{ $line }:{ $column }：{ $message }
+      请改正该文件的第 { $line } 行（或删掉这一行以使用默认值），然后重新启动 Talkbell。
+config-invalid =
+    { $path }：{ $problem }
+      请在该文件中改正这项设置（或删掉它以使用默认值），然后重新启动 Talkbell。
+config-no-home = 找不到主目录：请设置 HOME，或设置 TALKBELL_CONFIG_DIR 和 TALKBELL_DATA_DIR
+config-token-hint = （令牌保存在系统密钥环中，从不写入这个文件：请用 `talkbell login`）
+config-bad-server = 服务器 { $url }：{ $reason }
+config-heartbeat-zero = heartbeat 的 interval_ms 和 timeout_ms 必须大于 0
+config-connection-zero = connection 的 connect_timeout_ms 和 backoff_min_ms 必须大于 0
+config-backoff-order = connection 的 backoff_min_ms（{ $min }）大于 backoff_max_ms（{ $max }）
+config-burst-zero = notifications 的 burst_count 至少为 1
+config-quiet-hours-empty = notifications 的 quiet_hours 开始和结束时间相同（{ $at }）：请给出两个不同的时间，或删掉 quiet_hours
 
 ## 窗口命令的错误（src-tauri/gui/error.rs）
 

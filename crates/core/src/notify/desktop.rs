@@ -43,6 +43,12 @@ struct Inner {
     on_action: Option<Arc<ActionCallback>>,
     /// Whether a popup of one talk offers "Reply" now (none: never).
     offer_reply: Option<Arc<ReplyOffered>>,
+    /// Whether the shell has a window for "Open" and for "Reply" where the service has
+    /// no reply field of its own.
+    window: bool,
+    /// The popups waiting for a reply written in them, and the listener that hears it.
+    #[cfg(all(unix, not(target_os = "macos")))]
+    replies: Arc<super::inline::Replies>,
     /// Calls that timed out and whose thread is still blocked.
     stuck: AtomicIsize,
     click_waiters: AtomicUsize,
@@ -57,6 +63,8 @@ struct Caps {
     body_markup: bool,
     /// It shows actions beside the default one.
     actions: bool,
+    /// It takes a reply written in the popup (`NotificationReplied`).
+    inline_reply: bool,
 }
 
 impl Default for DesktopNotifier {
@@ -74,6 +82,9 @@ impl DesktopNotifier {
                 call_timeout: Duration::from_secs(10),
                 on_action: None,
                 offer_reply: None,
+                window: true,
+                #[cfg(all(unix, not(target_os = "macos")))]
+                replies: Arc::default(),
                 stuck: AtomicIsize::new(0),
                 click_waiters: AtomicUsize::new(0),
                 caps: OnceLock::new(),
@@ -98,9 +109,18 @@ impl DesktopNotifier {
     }
 
     /// Offers "Reply" on a popup of one talk whenever `now` says replies can be written
-    /// (the shell asks its session: the server takes them).
+    /// (the shell asks its session: the server takes them). Where the service lists
+    /// `inline-reply`, it is a field in the popup ([`PopupAction::Replied`]); elsewhere
+    /// an action that opens the window's reply box ([`PopupAction::Reply`]), unless
+    /// [`with_window`](Self::with_window) says there is no window.
     pub fn offer_reply(self, now: impl Fn() -> bool + Send + Sync + 'static) -> Self {
         self.map(|i| i.offer_reply = Some(Arc::new(now)))
+    }
+
+    /// Whether the shell has a window to open (the default). Without, a popup offers no
+    /// "Open" (a click only closes it) and replies only in the popup's own field.
+    pub fn with_window(self, available: bool) -> Self {
+        self.map(|i| i.window = available)
     }
 
     /// Builder steps happen before the notifier is shared, so the Arc is still unique;
@@ -112,6 +132,9 @@ impl DesktopNotifier {
             call_timeout: shared.call_timeout,
             on_action: shared.on_action.clone(),
             offer_reply: shared.offer_reply.clone(),
+            window: shared.window,
+            #[cfg(all(unix, not(target_os = "macos")))]
+            replies: Arc::default(),
             stuck: AtomicIsize::new(0),
             click_waiters: AtomicUsize::new(0),
             caps: OnceLock::new(),
@@ -175,21 +198,21 @@ impl Inner {
             .appname(&self.app_name)
             .summary(&title)
             .body(&body)
-            .timeout(notify_rust::Timeout::Milliseconds(u32::try_from(self.timeout.as_millis()).unwrap_or(u32::MAX)))
-            .action(ACTION_OPEN, &t(Msg::PopupActionOpen));
-        if caps.actions {
-            popup.action(ACTION_MARK_READ, &t(Msg::PopupActionMarkRead));
-            if let Some(sender) = &n.sender {
-                let label = text(Msg::PopupActionMute, &[("name", popup_title(&sender.name).as_str().into())]);
-                popup.action(ACTION_MUTE_HOUR, &label);
-                if self.offer_reply.as_ref().is_some_and(|now| now()) {
-                    popup.action(ACTION_REPLY, &t(Msg::PopupActionReply));
-                }
-            }
+            .timeout(notify_rust::Timeout::Milliseconds(u32::try_from(self.timeout.as_millis()).unwrap_or(u32::MAX)));
+        if self.window {
+            popup.action(ACTION_OPEN, &t(Msg::PopupActionOpen));
         }
+        let inline = caps.actions && self.actions(&mut popup, n, caps);
         #[cfg(all(unix, not(target_os = "macos")))]
         chat_hints(&mut popup, n.sound);
-        let handle = popup.show().map_err(|e| classify(&e.to_string(), self.call_timeout))?;
+        let shown = popup.show().map_err(|e| classify(&e.to_string(), self.call_timeout));
+        #[cfg(all(unix, not(target_os = "macos")))]
+        if inline {
+            self.replies.shown(shown.as_ref().ok().map(notify_rust::NotificationHandle::id), n);
+        }
+        #[cfg(not(all(unix, not(target_os = "macos"))))]
+        let _ = inline;
+        let handle = shown?;
 
         #[cfg(all(unix, not(target_os = "macos")))]
         if let Some(callback) = self.on_action.clone() {
@@ -198,6 +221,41 @@ impl Inner {
         #[cfg(not(all(unix, not(target_os = "macos"))))]
         let _ = handle;
         Ok(())
+    }
+
+    /// The actions beside "Open" on a service that shows them: "Mark read", and on a popup
+    /// of one talk "Mute" and, where the server takes replies, "Reply". Whether the reply
+    /// is a field in the popup (then the listener for it runs and waits for its id).
+    fn actions(self: &Arc<Self>, popup: &mut notify_rust::Notification, n: &Notification, caps: Caps) -> bool {
+        popup.action(ACTION_MARK_READ, &t(Msg::PopupActionMarkRead));
+        let Some(sender) = &n.sender else { return false };
+        let name = popup_title(&sender.name);
+        popup.action(ACTION_MUTE_HOUR, &text(Msg::PopupActionMute, &[("name", name.as_str().into())]));
+        if !self.offer_reply.as_ref().is_some_and(|now| now()) {
+            return false;
+        }
+        #[cfg(all(unix, not(target_os = "macos")))]
+        if caps.inline_reply && self.listen_for_replies() {
+            popup.action(super::inline::ACTION, &t(Msg::PopupActionReply)).hint(notify_rust::Hint::Custom(
+                super::inline::PLACEHOLDER_HINT.into(),
+                text(Msg::PopupReplyPlaceholder, &[("name", name.as_str().into())]),
+            ));
+            self.replies.showing();
+            return true;
+        }
+        #[cfg(not(all(unix, not(target_os = "macos"))))]
+        let _ = caps;
+        if self.window {
+            popup.action(ACTION_REPLY, &t(Msg::PopupActionReply));
+        }
+        false
+    }
+
+    /// Whether replies written in popups are heard (the listener runs; it needs the
+    /// action callback).
+    #[cfg(all(unix, not(target_os = "macos")))]
+    fn listen_for_replies(&self) -> bool {
+        self.on_action.as_ref().is_some_and(|callback| self.replies.listen(callback, self.call_timeout))
     }
 
     /// What the service can do (asked once; unknown = nothing, asked again next time).
@@ -210,7 +268,11 @@ impl Inner {
             match notify_rust::get_capabilities() {
                 Ok(caps) => {
                     let has = |name: &str| caps.iter().any(|c| c == name);
-                    *self.caps.get_or_init(|| Caps { body_markup: has("body-markup"), actions: has("actions") })
+                    *self.caps.get_or_init(|| Caps {
+                        body_markup: has("body-markup"),
+                        actions: has("actions"),
+                        inline_reply: has(super::inline::CAPABILITY),
+                    })
                 }
                 Err(_) => Caps::default(),
             }

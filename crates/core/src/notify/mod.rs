@@ -9,6 +9,8 @@
 
 mod desktop;
 pub mod gate;
+#[cfg(all(unix, not(target_os = "macos")))]
+mod inline;
 pub mod quiet;
 pub mod text;
 pub mod trace;
@@ -55,8 +57,12 @@ pub enum PopupAction {
     /// "Mute <sender> for 1 hour".
     MuteHour(Person),
     /// "Reply": the window at its talk, the reply box open (offered only where the shell
-    /// says replies can be written, [`DesktopNotifier::offer_reply`]).
+    /// says replies can be written, [`DesktopNotifier::offer_reply`], and where the
+    /// service has no reply field of its own).
     Reply(NotificationKind),
+    /// A reply written in the popup's own field (a service with `inline-reply`): `text`
+    /// to `to`, the sender of the popup's talk. The text is whole, not checked yet.
+    Replied { kind: NotificationKind, to: Person, text: String },
 }
 
 impl PopupAction {
@@ -71,6 +77,16 @@ pub enum NotificationKind {
     Talk { row: i64 },
     /// Several talks of a burst, by their rows, oldest first.
     Summary { rows: Vec<i64> },
+}
+
+impl NotificationKind {
+    /// The talk a window opens at for it (a summary's first).
+    pub fn first_row(&self) -> Option<i64> {
+        match self {
+            NotificationKind::Talk { row } => Some(*row),
+            NotificationKind::Summary { rows } => rows.first().copied(),
+        }
+    }
 }
 
 /// Why a notification could not be shown. The gate counts these and carries on; each
