@@ -3,6 +3,8 @@
 //! the relay's library (ten thousand users in a moment).
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
@@ -28,10 +30,33 @@ pub fn flood_flags(max_queued: u64) -> Vec<String> {
         .to_vec()
 }
 
+/// A users file and the token of each user, by id.
+#[derive(Clone)]
+pub struct UsersFile {
+    pub path: PathBuf,
+    tokens: Arc<HashMap<u64, String>>,
+}
+
+impl UsersFile {
+    /// Users 1..=`users` in `dir/users.toml` (`dir` made if missing).
+    pub fn make(dir: &Path, users: u64) -> Result<UsersFile> {
+        std::fs::create_dir_all(dir)?;
+        let mut table = Users::new();
+        let tokens = (1..=users).map(|id| (id, table.add(id, user_name(id)))).collect();
+        let path = dir.join("users.toml");
+        table.save(&path).context("writing the users file")?;
+        Ok(UsersFile { path, tokens: Arc::new(tokens) })
+    }
+
+    pub fn token(&self, id: u64) -> &str {
+        self.tokens.get(&id).map_or("", String::as_str)
+    }
+}
+
 pub struct RelayProc {
     serve: Serve,
     /// Token of each user, by id.
-    tokens: HashMap<u64, String>,
+    tokens: Arc<HashMap<u64, String>>,
     pub proc: Option<Spawned>,
     /// How long the last start took, from the spawn to the "listening" line.
     pub start_took: Duration,
@@ -50,17 +75,28 @@ impl RelayProc {
     /// Makes a users file with users 1..=`users` in a new directory, and starts the relay
     /// on a free port with its queue database under `env.relay_db_dir`.
     pub async fn start(env: &Env, name: &str, users: u64, extra_args: &[String]) -> Result<RelayProc> {
+        let users = UsersFile::make(&env.work.join(name), users)?;
+        Self::start_with(env, name, &users, &env.relay_db_dir, extra_args).await
+    }
+
+    /// Starts the relay on `users` (a file several relays may share), on a free port, with
+    /// its queue database in a new directory under `db_parent`.
+    pub async fn start_with(
+        env: &Env,
+        name: &str,
+        users: &UsersFile,
+        db_parent: &Path,
+        extra_args: &[String],
+    ) -> Result<RelayProc> {
         let dir = env.work.join(name);
-        let db_dir = env.relay_db_dir.join(format!("talkbell-bench-{}-{name}", std::process::id()));
+        let db_dir = db_parent.join(format!("talkbell-bench-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         std::fs::create_dir_all(&db_dir)?;
-        let mut table = Users::new();
-        let tokens = (1..=users).map(|id| (id, table.add(id, user_name(id)))).collect();
-        table.save(dir.join("users.toml")).context("writing the users file")?;
-        let mut serve = Serve::new(env.bin("talkbell-relay"), dir.join("users.toml"), db_dir.join("relay.db"))?;
+        let mut serve = Serve::new(env.bin("talkbell-relay"), &users.path, db_dir.join("relay.db"))?;
         serve.args = extra_args.to_vec();
         serve.rust_log = RELAY_LOG.into();
         serve.log_file = Some(dir.join("relay.log"));
+        let tokens = users.tokens.clone();
         let mut relay = RelayProc { serve, tokens, proc: None, start_took: Duration::ZERO };
         relay.spawn().await?;
         Ok(relay)

@@ -4,7 +4,8 @@
 //! ≥ 20,000/s"); what explains them is hand-written in docs/benchmarks-notes.md, whose
 //! `## ` sections are woven in under the generated sections of the same title (its text
 //! before the first heading goes under the introduction), so that prose which would go
-//! stale with the next run is not in the code.
+//! stale with the next run is not in the code. The benchmarks a run leaves out keep their
+//! sections from the report being rewritten ([`crate::carry`]).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -12,20 +13,31 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use serde::Serialize;
-use talkbell_testkit::procfs::{self, Machine};
+use serde::{Deserialize, Serialize};
+use talkbell_testkit::procfs::{self, Machine, Mem};
 
 use crate::stats::{int, mb, mb_f, ms, rate, ratio, secs_f, summarize};
-use crate::suite::{burst, idle, latency, recovery, relay_load, start, Figures, Tried};
+use crate::suite::{burst, cluster, idle, latency, recovery, relay_load, start, Figures, Tried};
 use crate::{Env, Sizes, BENCHMARKS};
 
-/// One benchmark's run.
-#[derive(Serialize)]
+/// One benchmark's run: its figures, and its section of the report and its targets as
+/// rendered then (so that a later run of other benchmarks keeps them).
+#[derive(Serialize, Deserialize)]
 pub struct Ran {
     pub name: String,
     pub took_s: f64,
-    pub figures: Option<Figures>,
+    #[serde(default)]
+    pub date: String,
+    pub figures: Option<serde_json::Value>,
     pub error: Option<String>,
+    #[serde(default)]
+    pub section: String,
+    #[serde(default)]
+    pub targets: Vec<Target>,
+    /// Where the section was taken from when it was not rendered from figures (an earlier
+    /// report's Markdown, its notes already in it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copied_from: Option<String>,
 }
 
 /// Everything a run measured, and where.
@@ -46,7 +58,7 @@ pub struct Results {
 }
 
 /// One of the issue's targets and what was measured.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 pub struct Target {
     pub benchmark: String,
     pub what: String,
@@ -57,13 +69,14 @@ pub struct Target {
 }
 
 impl Results {
-    pub fn new(env: &Env, nofile: u64) -> Results {
-        let date = std::process::Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]).output();
+    /// This run's, starting with the benchmarks of an earlier report (`kept`), which those
+    /// of this run replace.
+    pub fn new(env: &Env, nofile: u64, kept: Vec<Ran>) -> Results {
         let place = |p: &Path| format!("{} ({})", p.display(), procfs::fs_type(p));
         Results {
             machine: procfs::machine(),
             rustc: env!("TALKBELL_BENCH_RUSTC").to_owned(),
-            date: date.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default(),
+            date: now_utc(),
             load_at_start: procfs::loadavg(),
             load_at_end: procfs::loadavg(),
             nofile,
@@ -72,7 +85,7 @@ impl Results {
             relay_db: place(&env.relay_db_dir),
             work: place(&env.work),
             total_s: 0.0,
-            benchmarks: Vec::new(),
+            benchmarks: kept,
         }
     }
 
@@ -81,16 +94,27 @@ impl Results {
             Ok(f) => (Some(f), None),
             Err(e) => (None, Some(format!("{e:#}"))),
         };
-        self.benchmarks.push(Ran { name: name.to_owned(), took_s: took.as_secs_f64(), figures, error });
+        let (section, targets) = section(name, figures.as_ref(), error.as_deref());
+        let figures = figures.and_then(|f| serde_json::to_value(f).ok());
+        let (name, took_s, date) = (name.to_owned(), took.as_secs_f64(), now_utc());
+        let ran = Ran { name, took_s, date, figures, error, section, targets, copied_from: None };
+        self.benchmarks.retain(|b| b.name != ran.name);
+        self.benchmarks.push(ran);
+        let place = |b: &Ran| BENCHMARKS.iter().position(|n| *n == b.name).unwrap_or(usize::MAX);
+        self.benchmarks.sort_by_key(place);
         self.total_s = total.as_secs_f64();
         self.load_at_end = procfs::loadavg();
     }
 }
 
+pub fn now_utc() -> String {
+    let date = std::process::Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]).output();
+    date.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default()
+}
+
 /// Writes the Markdown report to `out` and the figures (with the targets) to `json`.
 pub fn write(results: &Results, notes: &str, out: &Path, json: &Path) -> Result<()> {
-    let sections: Vec<(String, Vec<Target>, String)> = results.benchmarks.iter().map(section).collect();
-    let targets: Vec<&Target> = sections.iter().flat_map(|(_, t, _)| t).collect();
+    let targets: Vec<&Target> = results.benchmarks.iter().flat_map(|b| &b.targets).collect();
     for path in [out, json] {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
@@ -104,7 +128,7 @@ pub fn write(results: &Results, notes: &str, out: &Path, json: &Path) -> Result<
     }
     let text = serde_json::to_string_pretty(&Json { results, targets: &targets })?;
     std::fs::write(json, text + "\n").with_context(|| format!("writing {}", json.display()))?;
-    std::fs::write(out, render(results, &sections, notes)).with_context(|| format!("writing {}", out.display()))
+    std::fs::write(out, render(results, notes)).with_context(|| format!("writing {}", out.display()))
 }
 
 /// A Markdown table.
@@ -136,12 +160,12 @@ fn notes_by_heading(notes: &str) -> HashMap<String, String> {
     by
 }
 
-fn title(name: &str) -> String {
-    let t = ["Idle footprint", "Delivery latency", "Burst", "Recovery", "Relay", "Start"];
+pub fn title(name: &str) -> String {
+    let t = ["Idle footprint", "Delivery latency", "Burst", "Recovery", "Relay", "Start", "Cluster"];
     BENCHMARKS.iter().position(|b| *b == name).map_or(name.to_owned(), |i| format!("{}. {}", i + 1, t[i]))
 }
 
-fn render(r: &Results, sections: &[(String, Vec<Target>, String)], notes: &str) -> String {
+fn render(r: &Results, notes: &str) -> String {
     let notes = notes_by_heading(notes);
     let note = |h: &str| notes.get(h).map_or("", |n| n.trim());
     let mut s = String::from(
@@ -153,7 +177,7 @@ fn render(r: &Results, sections: &[(String, Vec<Target>, String)], notes: &str) 
     }
     s += &format!("{}\n\n## The issue's targets\n\n", note(""));
     let mut rows = Vec::new();
-    for (i, t) in sections.iter().flat_map(|(_, t, _)| t).enumerate() {
+    for (i, t) in r.benchmarks.iter().flat_map(|b| &b.targets).enumerate() {
         let verdict = match t.met {
             Some(true) => "met",
             Some(false) => "**missed**",
@@ -166,7 +190,7 @@ fn render(r: &Results, sections: &[(String, Vec<Target>, String)], notes: &str) 
         s += "(no target measured in this run)\n\n";
     } else {
         s += &table(&["what", "target", "measured", ""], &rows);
-        let missed = sections.iter().flat_map(|(_, t, _)| t).filter(|t| t.met == Some(false)).count();
+        let missed = r.benchmarks.iter().flat_map(|b| &b.targets).filter(|t| t.met == Some(false)).count();
         if missed > 0 {
             s += &format!("\n{missed} target(s) missed; each benchmark's notes say why.\n");
         }
@@ -174,7 +198,10 @@ fn render(r: &Results, sections: &[(String, Vec<Target>, String)], notes: &str) 
     }
 
     let (m, z) = (&r.machine, &r.sizes);
-    let took: Vec<String> = r.benchmarks.iter().map(|b| format!("{} {}", b.name, secs_f(b.took_s))).collect();
+    let (ran, copied): (Vec<&Ran>, Vec<&Ran>) = r.benchmarks.iter().partition(|b| b.copied_from.is_none());
+    let took: Vec<String> = ran.iter().map(|b| format!("{} {} ({})", b.name, secs_f(b.took_s), b.date)).collect();
+    let copied: Vec<String> =
+        copied.iter().map(|b| format!("{} ({})", b.name, b.copied_from.as_deref().unwrap_or(""))).collect();
     let mut rows = vec![
         vec!["CPU".into(), format!("{} ({} cores)", m.cpu, m.cores)],
         vec!["memory".into(), format!("{:.1} GiB", m.mem_total_kib as f64 / 1048576.0)],
@@ -187,24 +214,29 @@ fn render(r: &Results, sections: &[(String, Vec<Target>, String)], notes: &str) 
             "sizes".into(),
             format!(
             "idle {} s; latency {} talks at {}/s; burst {} talks; recovery {} rounds + {} half-open; relay {} idle \
-             clients, {} talks to {} clients; start {} runs",
+             clients, {} talks to {} clients; start {} runs; cluster a burst of {} and {} at 1,000/s, {} node kills",
             z.idle_secs, int(z.latency_talks), z.latency_rate, int(z.burst_talks), z.recovery_rounds,
             z.halfopen_rounds, int(z.relay_idle_clients as u64), int(z.route_talks), int(z.route_clients as u64),
-            z.start_runs
+            z.start_runs, int(z.cluster_burst), int(z.cluster_paced), z.cluster_kills
         ),
         ],
         vec!["relay queue database".into(), r.relay_db.clone()],
         vec!["app data (history) and logs".into(), r.work.clone()],
         vec!["open files limit".into(), r.nofile.to_string()],
-        vec!["run time".into(), format!("{} ({})", secs_f(r.total_s), took.join(", "))],
+        vec!["run time (date of each)".into(), format!("{} ({})", secs_f(r.total_s), took.join(", "))],
+        vec!["sections kept from an earlier report".into(), copied.join(", ")],
     ];
     rows.retain(|row| !row[1].is_empty());
     s += &format!("## Machine and setup\n\n{}\n{}\n\n", table(&["", ""], &rows), note("Machine and setup"));
 
-    for (name, targets, body) in sections {
-        let title = title(name);
-        s += &format!("## {title}\n\n{}\n", body.trim_end());
-        for t in targets.iter().filter(|t| t.met == Some(false)) {
+    for b in &r.benchmarks {
+        let title = title(&b.name);
+        s += &format!("## {title}\n\n{}\n", b.section.trim_end());
+        if b.copied_from.is_some() {
+            s += "\n";
+            continue;
+        }
+        for t in b.targets.iter().filter(|t| t.met == Some(false)) {
             s += &format!("\n**Missed: {}: {} against {}.**\n", t.what, t.measured, t.target);
         }
         if !note(&title).is_empty() {
@@ -215,25 +247,25 @@ fn render(r: &Results, sections: &[(String, Vec<Target>, String)], notes: &str) 
     s
 }
 
-/// A benchmark's targets and the body of its section.
-fn section(ran: &Ran) -> (String, Vec<Target>, String) {
+/// The body of a benchmark's section and its targets.
+fn section(name: &str, figures: Option<&Figures>, error: Option<&str>) -> (String, Vec<Target>) {
     let mut targets = Vec::new();
     let mut target = |what: &str, target: &str, measured: String, met: Option<bool>| {
-        let (benchmark, what, target) = (ran.name.clone(), what.to_owned(), target.to_owned());
+        let (benchmark, what, target) = (name.to_owned(), what.to_owned(), target.to_owned());
         targets.push(Target { benchmark, what, target, measured, met });
     };
-    let body = match &ran.figures {
+    let body = match figures {
         Some(Figures::Idle(f)) => idle_section(f, &mut target),
         Some(Figures::Latency(f)) => latency_section(f, &mut target),
         Some(Figures::Burst(f)) => burst_section(f, &mut target),
         Some(Figures::Recovery(f)) => recovery_section(f, &mut target),
         Some(Figures::Relay(f)) => relay_section(f, &mut target),
         Some(Figures::Start(f)) => start_section(f),
+        Some(Figures::Cluster(f)) => cluster_section(f, &mut target),
         None => String::new(),
     };
-    let failed =
-        ran.error.as_ref().map_or(String::new(), |e| format!("\n**This benchmark failed:**\n\n```text\n{e}\n```\n"));
-    (ran.name.clone(), targets, body + &failed)
+    let failed = error.map_or(String::new(), |e| format!("\n**This benchmark failed:**\n\n```text\n{e}\n```\n"));
+    (body + &failed, targets)
 }
 
 type TargetFn<'a> = dyn FnMut(&str, &str, String, Option<bool>) + 'a;
@@ -668,4 +700,149 @@ fn start_section(f: &start::Start) -> String {
         f.runs,
         table(&["mode", "runs", "p50", "max", "min", "each run (ms)"], &rows)
     )
+}
+
+/// Bytes per connection of a memory growth in KiB.
+fn per(before_kib: u64, after_kib: u64, n: u64) -> f64 {
+    after_kib.saturating_sub(before_kib) as f64 * 1024.0 / n.max(1) as f64
+}
+
+fn kb(bytes: f64) -> String {
+    format!("{:.1} KB", bytes / 1e3)
+}
+
+/// The setup a row of the cluster's tables is of.
+fn setup(f: &cluster::Cluster, b: cluster::Broker) -> String {
+    match b {
+        cluster::Broker::Redis => format!("3 nodes on Redis {} (`appendfsync always`)", f.redis),
+        cluster::Broker::Sqlite => "1 node on SQLite".to_owned(),
+    }
+}
+
+fn dash() -> String {
+    "—".to_owned()
+}
+
+fn cluster_traffic(f: &cluster::Cluster) -> String {
+    let setup = |b| setup(f, b);
+    let rows: Vec<Vec<String>> = (f.traffic.iter().filter_map(|t| t.as_ref().ok()))
+        .map(|t| {
+            let l = t.latency.summary;
+            vec![
+                setup(t.broker),
+                t.data.clone(),
+                format!("{} ({})", int(t.burst.accepted), rate(t.burst.rate())),
+                format!("**{}** ({})", rate(t.end_to_end_per_s), int(t.burst_received)),
+                l.map_or_else(dash, |l| ms(l.p50)),
+                l.map_or_else(dash, |l| format!("**{}**", ms(l.p99))),
+                l.map_or_else(dash, |l| ms(l.max)),
+                format!("{} of {}", int(t.latency.received), int(t.latency.sent.accepted)),
+            ]
+        })
+        .collect();
+    let headers = [
+        "setup",
+        "data on",
+        "burst POSTs taken",
+        "end to end (received)",
+        "p50 at 1,000/s",
+        "p99",
+        "max",
+        "paced received",
+    ];
+    let s = format!(
+        "**Traffic**: {} clients on node A; a burst to them round-robin over {} keep-alive connections to the other \
+         nodes (to the one node on SQLite), then talks at 1,000/s to one of them posted to node B; latency = received \
+         on node A − the send time stamped in the text.\n\n{}",
+        cluster::CLIENTS,
+        cluster::SENDER_CONNECTIONS,
+        table(&headers, &rows)
+    );
+    s + &failures(f.traffic.iter().map(|t| ("traffic", t)))
+}
+
+fn cluster_held(f: &cluster::Cluster) -> String {
+    let setup = |b| setup(f, b);
+    let rows: Vec<Vec<String>> = (f.held.iter().filter_map(|h| h.as_ref().ok()))
+        .map(|h| {
+            let sum = |m: &[Mem]| m.iter().fold(Mem::default(), |a, b| a + *b);
+            let (b, a, n) = (sum(&h.nodes_before), sum(&h.nodes_after), h.connections);
+            vec![
+                setup(h.broker),
+                h.path.clone(),
+                format!("**{}** ({} client process{})", int(n), h.processes, if h.processes == 1 { "" } else { "es" }),
+                secs_f(h.connect_s),
+                format!("{} → {}", mb(b.pss_kib), mb(a.pss_kib)),
+                format!("**{}**", kb(per(b.pss_kib, a.pss_kib, n))),
+                kb(per(b.rss_kib, a.rss_kib, n)),
+                h.redis_used.map_or_else(dash, |(x, y)| format!("{:.0} B", y.saturating_sub(x) as f64 / n as f64)),
+                h.haproxy.map_or_else(dash, |(x, y)| kb(per(x.pss_kib, y.pss_kib, n))),
+                format!("{:.1} %", 100.0 * h.idle_cpu_s / h.idle_secs.max(1) as f64),
+                h.redis_idle_cpu_s.map_or_else(dash, |c| format!("{:.1} %", 100.0 * c / h.idle_secs.max(1) as f64)),
+            ]
+        })
+        .collect();
+    let headers = [
+        "setup",
+        "path",
+        "idle connections",
+        "connected in",
+        "nodes' PSS",
+        "PSS per connection",
+        "RSS per connection",
+        "Redis per connection",
+        "HAProxy PSS per connection",
+        "nodes' CPU while idle (of a core)",
+        "Redis's CPU while idle",
+    ];
+    let s = format!(
+        "\n**Idle connections** (open files: {} per process), held by client processes of their own, each from its own \
+         127.0.0.x address, sending a heartbeat after 30 s of silence; memory before and after, summed over the \
+         nodes.\n\n{}",
+        int(f.nofile),
+        table(&headers, &rows)
+    );
+    s + &failures(f.held.iter().map(|h| ("idle connections", h)))
+}
+
+fn cluster_section(f: &cluster::Cluster, target: &mut TargetFn) -> String {
+    let mut s = cluster_traffic(f) + &cluster_held(f);
+    match &f.queued {
+        Ok(q) => {
+            let [u0, u1, u2] = q.used;
+            let _ = writeln!(
+                s,
+                "\n**Queued talks in Redis** (recipients not connected; texts of {} bytes): used_memory grew by \
+                 **{:.0} B per recipient** with one talk ({} recipients) and **{:.0} B per further talk** ({} more talks for {} of them).",
+                q.text_bytes,
+                u1.saturating_sub(u0) as f64 / q.recipients as f64,
+                int(q.recipients),
+                u2.saturating_sub(u1) as f64 / q.talks as f64,
+                int(q.talks),
+                cluster::CLIENTS
+            );
+        }
+        Err(e) => s += &format!("\n- queued talks: failed: {e}\n"),
+    }
+    match &f.node_loss {
+        Ok(l) => {
+            let sm = |x: Option<crate::stats::Summary>| {
+                x.map_or_else(dash, |x| format!("p50 **{}**, max {}", secs_f(x.p50), secs_f(x.max)))
+            };
+            let _ =
+                writeln!(
+                s,
+                "\n**Loss of a node**: {} clients through HAProxy (resuming from their last seq, reconnecting with \
+                 the app's backoff), talks at {:.0}/s to them through HAProxy; {} times a node SIGKILLed and started \
+                 again {} later. {} client links were cut: connected to another node after {}; with every talk \
+                 accepted for them until then after {} ({} talks missed while away; {} not caught up). {} talks \
+                 accepted ({} refused while a node went down), **{} never delivered**.",
+                l.clients, l.rate, l.kills, secs_f(l.down_s), l.affected, sm(l.reconnect), sm(l.caught_up),
+                l.missed, l.not_caught_up, int(l.posted.accepted), l.posted.failed, l.lost
+            );
+            target("cluster: accepted talks lost when nodes die", "0", int(l.lost), Some(l.lost == 0));
+        }
+        Err(e) => s += &format!("\n- loss of a node: failed: {e}\n"),
+    }
+    s
 }

@@ -25,6 +25,9 @@ pub struct Sent {
     pub elapsed_s: f64,
     /// The largest lag of a send behind its schedule (paced sends only).
     pub max_lag_ms: f64,
+    /// (recipient, seq, answered µs since the epoch) of each accepted talk.
+    #[serde(skip)]
+    pub seqs: Vec<(u64, u64, u64)>,
 }
 
 impl Sent {
@@ -34,7 +37,10 @@ impl Sent {
 
     async fn post(&mut self, poster: &mut Poster, to: u64, text: &str) {
         match poster.post(to, text).await {
-            Ok(_) => self.accepted += 1,
+            Ok(seq) => {
+                self.accepted += 1;
+                self.seqs.push((to, seq, now_us()));
+            }
             Err(e) => {
                 self.failed += 1;
                 self.first_error.get_or_insert_with(|| e.to_string());
@@ -49,6 +55,7 @@ impl Sent {
             let s = w.await?;
             total.accepted += s.accepted;
             total.failed += s.failed;
+            total.seqs.extend(s.seqs);
             total.max_lag_ms = total.max_lag_ms.max(s.max_lag_ms);
             total.first_error = total.first_error.or(s.first_error);
         }
@@ -69,27 +76,28 @@ pub fn parse_stamp(label: &str, text: &str) -> Option<(u64, u64)> {
     Some((n.parse().ok()?, us.parse().ok()?))
 }
 
-/// Sends `count` talks to `to` at `rate` per second, each stamped with its send time (µs)
-/// just before its request is written, over `conns` keep-alive connections.
+/// Sends `count` talks at `rate` per second, each stamped with its send time (µs) just
+/// before its request is written, over `conns` keep-alive connections; `to(n)` picks the
+/// recipient of talk n.
 pub async fn paced(
     addr: SocketAddr,
     token: &str,
-    to: u64,
+    to: impl Fn(u64) -> u64 + Send + Sync + 'static,
     label: &str,
     count: u64,
     rate: f64,
     conns: usize,
 ) -> Result<Sent> {
     let (tx, rx) = mpsc::channel::<(u64, Instant)>(conns * 4);
-    let rx = Arc::new(Mutex::new(rx));
+    let (rx, to) = (Arc::new(Mutex::new(rx)), Arc::new(to));
     let workers = (0..conns)
         .map(|_| {
-            let (rx, mut poster, label) = (rx.clone(), Poster::new(addr, token), label.to_owned());
+            let (rx, to, mut poster, label) = (rx.clone(), to.clone(), Poster::new(addr, token), label.to_owned());
             tokio::spawn(async move {
                 let mut sent = Sent::default();
                 while let Some((n, due)) = rx.lock().await.recv().await {
                     sent.max_lag_ms = sent.max_lag_ms.max(due.elapsed().as_secs_f64() * 1e3);
-                    sent.post(&mut poster, to, &stamped_text(&label, n)).await;
+                    sent.post(&mut poster, to(n), &stamped_text(&label, n)).await;
                 }
                 sent
             })

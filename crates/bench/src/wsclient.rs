@@ -1,16 +1,25 @@
-//! Light WebSocket clients for the relay benchmark, behaving like the original browser
-//! client: the hello on open, `online` after 5 s without a frame, no acks, no resume.
+//! Light WebSocket clients for the relay benchmarks, behaving like the original browser
+//! client: the hello on open, `online` after a silence, no acks. [`run`] is one link;
+//! [`resuming`] connects again after a loss (with the app's backoff) and resumes from the
+//! last seq it got, as the app does. A [`Link`] may bind a source address (to hold more
+//! connections than one loopback address has ports for) and record a [`Trace`].
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use futures_util::{SinkExt, StreamExt};
 use talkbell_core::protocol::{ServerFrame, HEARTBEAT};
+use talkbell_core::session::Backoff;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{sleep_until, Instant};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::stats::now_us;
 
 /// What all clients of a benchmark saw, counted together.
 #[derive(Default)]
@@ -27,38 +36,120 @@ pub struct ClientStats {
     pub last_talk_us: AtomicU64,
 }
 
-/// One client, until its link ends (or the task is aborted). `heartbeat` is the silence
-/// after which it sends `online`.
-pub async fn run(url: String, token: String, stats: Arc<ClientStats>, heartbeat: Duration) -> Result<()> {
-    let result = link(&url, &token, &stats, heartbeat).await;
+/// What one client saw, when it is asked to record it: µs since the Unix epoch.
+#[derive(Default)]
+pub struct Trace {
+    /// (received, seq, text) of each talk.
+    pub talks: Mutex<Vec<(u64, u64, String)>>,
+    /// When each link was welcomed.
+    pub welcomed: Mutex<Vec<u64>>,
+    /// When each welcomed link ended.
+    pub lost: Mutex<Vec<u64>>,
+}
+
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Trace {
+    fn last_seq(&self) -> Option<u64> {
+        lock(&self.talks).last().map(|t| t.1)
+    }
+}
+
+/// Where and how one client connects.
+#[derive(Clone)]
+pub struct Link {
+    /// `ws://HOST:PORT/`, plain only.
+    pub url: String,
+    pub token: String,
+    /// The silence after which it sends `online`.
+    pub heartbeat: Duration,
+    /// The local address to connect from (any port), if not the system's choice.
+    pub source: Option<IpAddr>,
+    pub trace: Option<Arc<Trace>>,
+}
+
+impl Link {
+    pub fn new(url: String, token: String, heartbeat: Duration) -> Link {
+        Link { url, token, heartbeat, source: None, trace: None }
+    }
+}
+
+/// One client, until its link ends (or the task is aborted).
+pub async fn run(link: Link, stats: Arc<ClientStats>) -> Result<()> {
+    let result = session(&link, &stats, None).await;
     stats.failed.fetch_add(1, Ordering::Relaxed);
     result
 }
 
-async fn link(url: &str, token: &str, stats: &ClientStats, heartbeat: Duration) -> Result<()> {
-    // Small buffers: ten thousand of these run in one process.
+/// One client that connects again after each loss, waiting as the app does (its backoff
+/// from the app's default timings, the attempt count reset by a welcome), and resumes
+/// from the last seq it got; until the task is aborted.
+pub async fn resuming(link: Link, stats: Arc<ClientStats>) {
+    let timing = talkbell_core::config::Config::default().connection;
+    let ms = Duration::from_millis;
+    let mut backoff = Backoff::new(ms(timing.backoff_min_ms), ms(timing.backoff_max_ms), None);
+    let mut attempt = 0;
+    loop {
+        let resume = link.trace.as_ref().and_then(|t| t.last_seq());
+        let welcomes = link.trace.as_ref().map_or(0, |t| lock(&t.welcomed).len());
+        let _ = session(&link, &stats, resume).await;
+        attempt = if link.trace.as_ref().map_or(0, |t| lock(&t.welcomed).len()) > welcomes { 1 } else { attempt + 1 };
+        tokio::time::sleep(backoff.delay(attempt)).await;
+    }
+}
+
+/// The TCP connection, from `link.source` if set, and the WebSocket handshake over it.
+async fn connect(link: &Link) -> Result<WebSocketStream<TcpStream>> {
+    let uri: tokio_tungstenite::tungstenite::http::Uri = link.url.parse().context("the URL")?;
+    let addr: SocketAddr = format!("{}:{}", uri.host().unwrap_or_default(), uri.port_u16().unwrap_or(80))
+        .parse()
+        .context("the URL's address")?;
+    let socket = TcpSocket::new_v4()?;
+    if let Some(ip) = link.source {
+        socket.bind(SocketAddr::new(ip, 0)).with_context(|| format!("binding {ip}"))?;
+    }
+    let tcp = tokio::time::timeout(Duration::from_secs(30), socket.connect(addr)).await.context("connect")??;
+    // Small buffers: tens of thousands of these run in one process.
     let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async_with_config(url, Some(config), true).await.context("WebSocket handshake")?;
-    let hello = serde_json::json!({"uuid": uuid::Uuid::new_v4().to_string(), "token": token}).to_string();
-    ws.send(Message::Text(hello.into())).await.context("sending the hello")?;
+    let (ws, _) = tokio_tungstenite::client_async_with_config(link.url.as_str(), tcp, Some(config))
+        .await
+        .context("WebSocket handshake")?;
+    Ok(ws)
+}
+
+async fn session(link: &Link, stats: &ClientStats, resume: Option<u64>) -> Result<()> {
+    let mut ws = connect(link).await?;
+    let mut hello = serde_json::json!({"uuid": uuid::Uuid::new_v4().to_string(), "token": link.token});
+    if let Some(seq) = resume {
+        hello["resume"] = seq.into();
+    }
+    ws.send(Message::Text(hello.to_string().into())).await.context("sending the hello")?;
     let mut welcomed = false;
-    let mut quiet_until = Instant::now() + heartbeat;
+    let mut quiet_until = Instant::now() + link.heartbeat;
     let mut waiting_answer = false;
     let result = loop {
         tokio::select! {
             msg = ws.next() => {
-                quiet_until = Instant::now() + heartbeat;
+                quiet_until = Instant::now() + link.heartbeat;
                 waiting_answer = false;
                 match msg {
                     Some(Ok(Message::Text(text))) => {
                         if !welcomed {
                             welcomed = true;
                             stats.connected.fetch_add(1, Ordering::Relaxed);
+                            if let Some(t) = &link.trace {
+                                lock(&t.welcomed).push(now_us());
+                            }
                         }
-                        if let Ok(ServerFrame::Talk(_)) = ServerFrame::parse(&text) {
+                        if let Ok(ServerFrame::Talk(talk)) = ServerFrame::parse(&text) {
+                            let at = now_us();
                             stats.talks.fetch_add(1, Ordering::Relaxed);
-                            stats.last_talk_us.store(crate::stats::now_us(), Ordering::Relaxed);
+                            stats.last_talk_us.store(at, Ordering::Relaxed);
+                            if let (Some(t), Some(seq)) = (&link.trace, talk.seq) {
+                                lock(&t.talks).push((at, seq.0, talk.talk));
+                            }
                         }
                     }
                     Some(Ok(Message::Close(frame))) => break Err(anyhow::anyhow!("closed by the relay: {frame:?}")),
@@ -76,12 +167,15 @@ async fn link(url: &str, token: &str, stats: &ClientStats, heartbeat: Duration) 
                 }
                 stats.heartbeats.fetch_add(1, Ordering::Relaxed);
                 waiting_answer = true;
-                quiet_until = Instant::now() + heartbeat;
+                quiet_until = Instant::now() + link.heartbeat;
             }
         }
     };
     if welcomed {
         stats.connected.fetch_sub(1, Ordering::Relaxed);
+        if let Some(t) = &link.trace {
+            lock(&t.lost).push(now_us());
+        }
     }
     match result {
         Ok(()) => Ok(()),

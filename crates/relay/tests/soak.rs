@@ -129,7 +129,7 @@ impl Cluster {
         }
         let ports: Vec<u16> = nodes.iter().map(|n| n.0.port).collect();
         let template = include_str!("../../../deploy/haproxy.cfg");
-        let haproxy = HaProxy::start(dir.path(), template, &ports).unwrap();
+        let haproxy = HaProxy::start(dir.path(), template, &ports, 4000).unwrap();
         Cluster { _dir: dir, redis, nodes, log, haproxy, tokens }
     }
 

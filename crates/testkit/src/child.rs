@@ -103,9 +103,28 @@ impl Spawned {
         Self::spawn_logged(cmd, name, Log::default(), log_file)
     }
 
+    /// [`Spawned::spawn`] with `input` written to its standard input (from a thread of
+    /// its own), which is then closed: a secret handed over without a file.
+    pub fn spawn_fed(
+        cmd: &mut Command,
+        name: &str,
+        input: Vec<u8>,
+        log_file: Option<&Path>,
+    ) -> std::io::Result<Spawned> {
+        let mut spawned = Self::start(cmd.stdin(Stdio::piped()), name, Log::default(), log_file)?;
+        let stdin = spawned.child.as_mut().and_then(|c| c.stdin.take());
+        let mut stdin = stdin.ok_or_else(|| std::io::Error::other("no pipe for standard input"))?;
+        std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &input));
+        Ok(spawned)
+    }
+
     /// [`Spawned::spawn`] with its standard error added to `log`.
     pub fn spawn_logged(cmd: &mut Command, name: &str, log: Log, log_file: Option<&Path>) -> std::io::Result<Spawned> {
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        Self::start(cmd.stdin(Stdio::null()), name, log, log_file)
+    }
+
+    fn start(cmd: &mut Command, name: &str, log: Log, log_file: Option<&Path>) -> std::io::Result<Spawned> {
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
         let copy = match log_file {
             Some(p) => Some(std::fs::OpenOptions::new().create(true).append(true).open(p)?),
             None => None,

@@ -23,8 +23,8 @@ const DROPPED: [&str; 5] = ["chroot ", "user ", "group ", "daemon", "log /"];
 
 /// The deployment's `template` made fit for a test: the frontend on 127.0.0.1:`port`, one
 /// `server` line per port of `nodes` (in place of the template's), logs to standard error,
-/// connection limits within a test machine's open files.
-pub fn config_for(template: &str, port: u16, nodes: &[u16]) -> String {
+/// at most `maxconn` connections (each takes two of the open files of a test machine).
+pub fn config_for(template: &str, port: u16, nodes: &[u16], maxconn: u32) -> String {
     let mut out = String::new();
     let mut servers_written = false;
     for line in template.lines() {
@@ -45,7 +45,7 @@ pub fn config_for(template: &str, port: u16, nodes: &[u16]) -> String {
                 servers_written = true;
             }
         } else if word.starts_with("maxconn ") {
-            out.push_str("    maxconn 4000\n");
+            out.push_str(&format!("    maxconn {maxconn}\n"));
         } else {
             out.push_str(line);
             out.push('\n');
@@ -63,10 +63,10 @@ pub struct HaProxy {
 impl HaProxy {
     /// Writes [`config_for`] into `dir`, starts `haproxy -db` on it, and waits until a
     /// health check through it (`GET /v1/health`) is answered 200.
-    pub fn start(dir: &Path, template: &str, nodes: &[u16]) -> io::Result<HaProxy> {
+    pub fn start(dir: &Path, template: &str, nodes: &[u16], maxconn: u32) -> io::Result<HaProxy> {
         let port = free_port()?;
         let cfg = dir.join("haproxy.cfg");
-        std::fs::write(&cfg, config_for(template, port, nodes))?;
+        std::fs::write(&cfg, config_for(template, port, nodes, maxconn))?;
         let mut cmd = Command::new("haproxy");
         cmd.arg("-db").arg("-f").arg(&cfg);
         let mut child = Spawned::spawn(&mut cmd, "haproxy", None)?;

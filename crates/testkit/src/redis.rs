@@ -131,6 +131,11 @@ impl RedisServer {
         Ok(())
     }
 
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.pid)
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child.as_mut().is_some_and(Spawned::is_running)
     }

@@ -55,7 +55,7 @@ pub struct Latency {
 }
 
 /// Latencies of the records (recorded µs, text) against the stamps in the texts, by talk.
-fn measured(sent: Sent, label: &str, records: &[(u64, String)], relay_part: Option<Summary>) -> Measured {
+pub fn measured(sent: Sent, label: &str, records: &[(u64, String)], relay_part: Option<Summary>) -> Measured {
     let mut seen: HashMap<u64, f64> = HashMap::new();
     for (at, text) in records {
         if let Some((n, sent)) = parse_stamp(label, text) {
@@ -108,7 +108,7 @@ async fn app_case(env: &Env, relay: &RelayProc, parent: &Path, name: &str) -> Re
     tokio::time::sleep(Duration::from_secs(3)).await;
     let s = &env.sizes;
     let sent =
-        sender::paced(relay.addr(), relay.token(2), 1, "app", s.latency_talks, s.latency_rate, SENDER_CONNECTIONS);
+        sender::paced(relay.addr(), relay.token(2), |_| 1, "app", s.latency_talks, s.latency_rate, SENDER_CONNECTIONS);
     let sent = sent.await?;
     wait_all(sent.accepted, || read_trace(&trace).iter().filter(|(_, t)| t.starts_with("bench app ")).count() as u64)
         .await;
@@ -130,8 +130,15 @@ async fn browser_case(env: &Env, relay: &RelayProc) -> Result<Measured> {
     let s = &env.sizes;
     let baseline = Baseline::start(&relay.ws_url(), relay.token(1), 1).await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let sent =
-        sender::paced(relay.addr(), relay.token(2), 1, "baseline", s.latency_talks, s.latency_rate, SENDER_CONNECTIONS);
+    let sent = sender::paced(
+        relay.addr(),
+        relay.token(2),
+        |_| 1,
+        "baseline",
+        s.latency_talks,
+        s.latency_rate,
+        SENDER_CONNECTIONS,
+    );
     let sent = sent.await?;
     let ours = || baseline.records().iter().filter(|(_, t)| t.starts_with("bench baseline ")).count() as u64;
     wait_all(sent.accepted, ours).await;

@@ -2,6 +2,7 @@
 //! figures ([`Figures`]); `report` renders them.
 
 pub mod burst;
+pub mod cluster;
 pub mod idle;
 pub mod latency;
 pub mod recovery;
@@ -28,6 +29,7 @@ pub enum Figures {
     Recovery(recovery::Recovery),
     Relay(relay_load::RelayLoad),
     Start(start::Start),
+    Cluster(Box<cluster::Cluster>),
 }
 
 /// A part of a benchmark that may fail while the others are measured.
@@ -45,6 +47,7 @@ pub async fn run(name: &str, env: &Env) -> Result<Figures> {
         "recovery" => Figures::Recovery(recovery::run(env).await?),
         "relay" => Figures::Relay(relay_load::run(env).await?),
         "start" => Figures::Start(start::run(env).await?),
+        "cluster" => Figures::Cluster(Box::new(cluster::run(env).await?)),
         _ => anyhow::bail!("unknown benchmark {name:?}"),
     })
 }

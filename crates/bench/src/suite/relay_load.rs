@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use super::{tried, Tried};
 use crate::relay::{flood_flags, RelayProc};
 use crate::sender::{self, Sent};
-use crate::wsclient::{self, ClientStats};
+use crate::wsclient::{self, ClientStats, Link};
 use crate::Env;
 
 const HEARTBEAT: Duration = Duration::from_secs(5);
@@ -65,8 +65,13 @@ pub struct RelayLoad {
     pub on_disk: Tried<OnDisk>,
 }
 
-/// Connects clients for users 1..=n; returns once all are welcomed (or fails).
-async fn connect_clients(relay: &RelayProc, n: usize, stats: &Arc<ClientStats>) -> Result<(JoinSet<()>, Duration)> {
+/// Connects clients 1..=n (`link(i)`: where and how client i connects); returns once all
+/// are welcomed (or fails).
+pub async fn connect_clients(
+    n: usize,
+    stats: &Arc<ClientStats>,
+    link: impl Fn(u64) -> Link,
+) -> Result<(JoinSet<()>, Duration)> {
     let mut set = JoinSet::new();
     let started = Instant::now();
     let (mut spawned, mut last_progress) = (0, (0, Instant::now()));
@@ -81,9 +86,9 @@ async fn connect_clients(relay: &RelayProc, n: usize, stats: &Arc<ClientStats>) 
         }
         while spawned < n && spawned - connected < CONNECTING_AT_ONCE {
             spawned += 1;
-            let (url, token, stats) = (relay.ws_url(), relay.token(spawned as u64).to_owned(), stats.clone());
+            let (link, stats) = (link(spawned as u64), stats.clone());
             set.spawn(async move {
-                if let Err(e) = wsclient::run(url, token, stats, HEARTBEAT).await {
+                if let Err(e) = wsclient::run(link, stats).await {
                     tracing::debug!("bench client: {e:#}");
                 }
             });
@@ -107,7 +112,8 @@ async fn idle(env: &Env) -> Result<Idle> {
     let before = procfs::mem(pid).unwrap_or_default();
     let stats = Arc::new(ClientStats::default());
     tracing::info!(clients = n, "relay: connecting idle clients");
-    let (mut clients, connect_time) = connect_clients(&relay, n, &stats).await?;
+    let (mut clients, connect_time) =
+        connect_clients(n, &stats, |i| Link::new(relay.ws_url(), relay.token(i).to_owned(), HEARTBEAT)).await?;
     tracing::info!(clients = n, took_s = connect_time.as_secs_f64(), "relay: all connected; idle");
     let (a0, hb0) = (procfs::activity(&[pid]), stats.heartbeats.load(Ordering::Relaxed));
     let started = Instant::now();
@@ -144,7 +150,8 @@ async fn routing(env: &Env) -> Result<Routing> {
     let relay = RelayProc::start(env, "relay-route", sender_id, &flags).await?;
     let pid = relay.pid().context("relay pid")?;
     let stats = Arc::new(ClientStats::default());
-    let (mut clients, _) = connect_clients(&relay, m, &stats).await?;
+    let (mut clients, _) =
+        connect_clients(m, &stats, |i| Link::new(relay.ws_url(), relay.token(i).to_owned(), HEARTBEAT)).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     tracing::info!(clients = m, talks, "relay: routing");
     let a0 = procfs::activity(&[pid]);
