@@ -884,6 +884,8 @@ fn on_a_status_notifier_desktop_the_tray_is_an_item_with_the_same_menu() {
             recent.as_str(),
             "Open",
             "Mute wang2 for 1 hour",
+            "Mute wang2 for 8 hours",
+            "Mute wang2 until unmuted",
             "Reconnect now",
             "Pause notifications",
             "For 1 hour",
@@ -1061,6 +1063,25 @@ fn a_talk_is_answered_from_the_window_and_the_popup_and_its_sender_muted_and_unm
             .mutes
             .is_empty());
 
+        // "Mute longer…" until unmuted: listed so, saved with no end, and undone.
+        click(&client, "tab-history").await;
+        let longer = client.find_all(Locator::Css("#history li.talk .mute-longer")).await.unwrap();
+        longer.first().expect("Mute longer under wang2's talk").select_by_value("until-unmuted").await.unwrap();
+        click(&client, "tab-account").await;
+        until("wang2 muted until unmuted", || async {
+            (texts(&client, "#mutes li span").await == ["wang2", "until unmuted"]).then_some(())
+        })
+        .await;
+        let saved = talkbell_core::config::Config::load_or_create(&app.config_file()).unwrap();
+        assert!(
+            matches!(saved.notifications.mutes.as_slice(), [m] if m.until.is_none()),
+            "{:?}",
+            saved.notifications.mutes
+        );
+        client.find(Locator::Css("#mutes li button")).await.unwrap().click().await.unwrap();
+        until("the list of mutes empty again", || async { texts(&client, "#mutes li").await.is_empty().then_some(()) })
+            .await;
+
         // "Reply" on a popup: the window shows that talk with its reply box open and focused.
         dunst_close_all();
         let again = format!("and dinner? {id}");
@@ -1080,11 +1101,14 @@ fn a_talk_is_answered_from_the_window_and_the_popup_and_its_sender_muted_and_unm
         let menu = open_tray_menu(pid);
         let recent = format!("wang2: and dinner? {id}");
         assert!(menu.iter().any(|(n, _)| *n == recent), "{recent:?} not in Recent: {menu:?}");
-        assert!(screen_reader::<bool>(pid, &["click", "Mute wang2 for 1 hour"]), "no Mute in Recent");
-        eventually("muted from the tray", || {
+        assert!(screen_reader::<bool>(pid, &["click", "Mute wang2 for 8 hours"]), "no Mute for 8 hours in Recent");
+        let mutes = eventually("muted from the tray", || {
             let saved = talkbell_core::config::Config::load_or_create(&app.config_file()).ok()?;
-            (saved.notifications.mutes.len() == 1).then_some(())
+            (saved.notifications.mutes.len() == 1).then_some(saved.notifications.mutes)
         });
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        let left = mutes[0].until.map(|u| u.as_second() - now);
+        assert!(left.is_some_and(|s| (7 * 3600..=8 * 3600).contains(&s)), "muted for {left:?} s, not 8 hours");
 
         // The keyboard: "/" goes to the search, Esc closes the window to the tray.
         let active_id = "return document.activeElement.id";

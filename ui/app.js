@@ -180,6 +180,28 @@ function outgoingState(o) {
   return span;
 }
 
+// "Mute longer…": 8 hours or until unmuted (minutes; null: until unmuted).
+function muteLonger(muteFor) {
+  const select = document.createElement("select");
+  select.className = "mute-longer";
+  select.setAttribute("aria-label", i18n("ui-mute-longer"));
+  const choices = [["", "ui-mute-longer"], ["480", "ui-mute-eight-hours"], ["until-unmuted", "ui-mute-until-unmuted"]];
+  for (const [value, key] of choices) {
+    const option = document.createElement("option");
+    option.value = value;
+    option.textContent = i18n(key);
+    option.disabled = value === "";
+    option.selected = value === "";
+    select.append(option);
+  }
+  select.addEventListener("change", () => {
+    const picked = select.value;
+    select.value = "";
+    if (picked) muteFor(picked === "until-unmuted" ? null : Number(picked));
+  });
+  return select;
+}
+
 // Reply (where the server takes replies) and mute, under a talk someone sent.
 function talkActions(e) {
   const row = document.createElement("div");
@@ -194,9 +216,10 @@ function talkActions(e) {
   mute.type = "button";
   mute.className = "mute";
   mute.textContent = i18n("ui-mute-hour");
-  mute.addEventListener("click", () =>
-    invoke("mute_sender", { sender: person(e.from), minutes: 60 }).then(loadNotifications, logError));
-  row.append(reply, mute);
+  const muteFor = (minutes) =>
+    invoke("mute_sender", { sender: person(e.from), minutes }).then(loadNotifications, logError);
+  mute.addEventListener("click", () => muteFor(60));
+  row.append(reply, mute, muteLonger(muteFor));
   return row;
 }
 

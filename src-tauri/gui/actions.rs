@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use talkbell_core::notify::PopupAction;
+use talkbell_core::notify::{MuteLength, PopupAction};
 use tauri::menu::MenuEvent;
 use tauri::{AppHandle, Emitter, Manager};
 use tokio::sync::Notify;
@@ -65,22 +65,28 @@ pub fn on_tray_menu(app: &AppHandle, event: MenuEvent) {
     }
 }
 
-/// Recent's items: `recent-open-<row>` opens the window at that talk, `recent-mute-<row>`
-/// mutes its sender for an hour.
+/// Recent's items: `recent-open-<row>` opens the window at that talk,
+/// `recent-mute-<length>-<row>` mutes its sender for that [`MuteLength`].
 fn on_recent(app: &AppHandle, id: &str) {
     let row = |prefix: &str| id.strip_prefix(prefix).and_then(|r| r.parse::<i64>().ok());
     if let Some(row) = row("recent-open-") {
         window::open(app, Some(row));
-    } else if let Some(row) = row("recent-mute-") {
+    } else if let Some((length, row)) = id.strip_prefix("recent-mute-").and_then(mute_item) {
         let app = app.clone();
         tauri::async_runtime::spawn_blocking(move || {
             let shell = app.state::<Shell>();
             let Some(talk) = shell.recent_talk(row) else { return };
-            if let Err(e) = shell.engine.mute(talk.from, Some(PopupAction::MUTE_FOR)) {
+            if let Err(e) = shell.engine.mute(talk.from, length.duration()) {
                 tracing::warn!(error = %e, "cannot mute from the tray");
             }
         });
     }
+}
+
+/// `<length>-<row>` of a Recent mute item.
+fn mute_item(rest: &str) -> Option<(MuteLength, i64)> {
+    let (length, row) = rest.rsplit_once('-')?;
+    Some((MuteLength::from_id(length)?, row.parse().ok()?))
 }
 
 /// What a person picked on a popup (called on the notifier's thread): "Open" opens the

@@ -5,6 +5,7 @@
 use std::sync::Mutex;
 
 use talkbell_core::i18n::{t, Msg};
+use talkbell_core::notify::MuteLength;
 use talkbell_core::status::StateKind;
 use tauri::image::Image;
 use tauri::menu::{Menu, MenuEvent, MenuItem, PredefinedMenuItem, Submenu};
@@ -55,9 +56,14 @@ fn recent_submenu(app: &AppHandle, talks: &[RecentTalk]) -> tauri::Result<Submen
         let label = format!("{}: {}", short(&name, 20), short(&r.talk, 40));
         let open =
             MenuItem::with_id(app, format!("recent-open-{}", r.row), t(Msg::PopupActionOpen), true, None::<&str>)?;
-        let mute_label = talkbell_core::i18n::text(Msg::PopupActionMute, &[("name", short(&name, 20).as_str().into())]);
-        let mute = MenuItem::with_id(app, format!("recent-mute-{}", r.row), mute_label, true, None::<&str>)?;
-        menu.append(&Submenu::with_items(app, label, true, &[&open, &mute])?)?;
+        let item = Submenu::with_items(app, label, true, &[&open])?;
+        for length in MuteLength::ALL {
+            let mute_label =
+                talkbell_core::i18n::text(length.menu_label(), &[("name", short(&name, 20).as_str().into())]);
+            let id = format!("recent-mute-{}-{}", length.id(), r.row);
+            item.append(&MenuItem::with_id(app, id, mute_label, true, None::<&str>)?)?;
+        }
+        menu.append(&item)?;
     }
     Ok(menu)
 }

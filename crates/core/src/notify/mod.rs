@@ -70,6 +70,51 @@ impl PopupAction {
     pub const MUTE_FOR: Duration = Duration::from_secs(3600);
 }
 
+/// How long a sender is muted for, as the tray's Recent and the window offer it (a popup
+/// offers the hour alone: [`PopupAction::MuteHour`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MuteLength {
+    Hour,
+    EightHours,
+    UntilUnmuted,
+}
+
+impl MuteLength {
+    pub const ALL: [MuteLength; 3] = [MuteLength::Hour, MuteLength::EightHours, MuteLength::UntilUnmuted];
+
+    /// How long it lasts; none: until unmuted.
+    pub fn duration(self) -> Option<Duration> {
+        match self {
+            MuteLength::Hour => Some(PopupAction::MUTE_FOR),
+            MuteLength::EightHours => Some(Duration::from_secs(8 * 3600)),
+            MuteLength::UntilUnmuted => None,
+        }
+    }
+
+    /// Its name in menu ids and the window's commands.
+    pub fn id(self) -> &'static str {
+        match self {
+            MuteLength::Hour => "hour",
+            MuteLength::EightHours => "eight-hours",
+            MuteLength::UntilUnmuted => "until-unmuted",
+        }
+    }
+
+    pub fn from_id(id: &str) -> Option<MuteLength> {
+        MuteLength::ALL.into_iter().find(|l| l.id() == id)
+    }
+
+    /// "Mute <name> for …", for a menu.
+    pub fn menu_label(self) -> crate::i18n::Msg {
+        use crate::i18n::Msg;
+        match self {
+            MuteLength::Hour => Msg::PopupActionMute,
+            MuteLength::EightHours => Msg::MuteEightHours,
+            MuteLength::UntilUnmuted => Msg::MuteUntilUnmuted,
+        }
+    }
+}
+
 /// What a notification stands for; handed back to the click callback.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NotificationKind {
