@@ -18,9 +18,12 @@
 //!   still known has acked it (the SQLite broker's rule, devices forgotten the same way).
 //!   No `XDEL` per device: devices read at their own pace from their own cursor.
 //! - Lost wake-ups (the subscription dropped, Redis restarted, a full channel): every
-//!   [`CHECK_EVERY`] the node reads the watched recipients' `seq` and `epoch` and sends
-//!   the talks it had not (an `XRANGE` from the last one it sent); the hub drops what a
-//!   connection has and catches up a gap, so a late or doubled talk does no harm.
+//!   [`CHECK_EVERY`] the node reads the `seq` and `epoch` of up to [`CHECK_BATCH`] watched
+//!   recipients, in turns ([`check_turn`]: with more, each one every ⌈n / CHECK_BATCH⌉
+//!   checks), and sends the talks it had not (an `XRANGE` from the last one it sent); the
+//!   hub drops what a connection has and catches up a gap, so a late or doubled talk does
+//!   no harm. A check runs on the subscriber's task, which also confirms new
+//!   subscriptions (a hello waits for its own), so its size is bounded.
 //! - Epochs: a queue whose `meta` is gone (Redis lost its data) gets a new random epoch
 //!   from the next script that touches it; the check above finds it too and tells the
 //!   hub ([`Wakeup::NewEpoch`]), which closes the connections of the old epoch so that
@@ -54,7 +57,7 @@
 //!   check after that sends what was missed.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -77,6 +80,8 @@ use super::{
 
 /// How often the watched recipients' positions are checked (lost wake-ups).
 pub const CHECK_EVERY: Duration = Duration::from_millis(1000);
+/// Recipients whose positions one check reads (see the top of this file).
+const CHECK_BATCH: usize = 500;
 /// How long one Redis call may take before it counts as Redis being away.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Wake-ups waiting for the hub; past it they are dropped and the check finds them.
@@ -230,6 +235,20 @@ impl Watched {
             }
         }
     }
+}
+
+/// The recipients the check numbered `turn` reads: `users` in the order of their ids,
+/// from `turn × batch` on (wrapping), at most `batch` of them; so ⌈n / batch⌉ turns in a
+/// row read each recipient once.
+fn check_turn(mut users: Vec<(UserId, Known)>, turn: usize, batch: usize) -> Vec<(UserId, Known)> {
+    if users.len() <= batch {
+        return users;
+    }
+    users.sort_unstable_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+    let from = turn.wrapping_mul(batch) % users.len();
+    users.rotate_left(from);
+    users.truncate(batch);
+    users
 }
 
 /// Whether a Redis restart keeps the queues' epochs: only a single Redis that says
@@ -413,6 +432,7 @@ impl RedisBroker {
             keep: keep.clone(),
             watched: watched.clone(),
             wakeups: wake_tx,
+            turn: AtomicUsize::new(0),
         };
         let subscriber = tokio::spawn(subscriber.run(source, command_rx));
         RedisBroker {
@@ -752,6 +772,8 @@ struct Subscriber {
     keep: Arc<Keep>,
     watched: Arc<Watched>,
     wakeups: mpsc::Sender<Wakeup>,
+    /// The number of the next check ([`check_turn`]).
+    turn: AtomicUsize,
 }
 
 /// Why a subscription ended.
@@ -951,9 +973,10 @@ impl Subscriber {
         }
     }
 
-    /// Every watched recipient's `seq` and `epoch` against what was sent to the hub.
+    /// This turn's watched recipients' `seq` and `epoch` against what was sent to the hub.
     async fn check(&self) {
-        let users: Vec<(UserId, Known)> = self.watched.lock().iter().map(|(u, k)| (u.clone(), k.clone())).collect();
+        let all: Vec<(UserId, Known)> = self.watched.lock().iter().map(|(u, k)| (u.clone(), k.clone())).collect();
+        let users = check_turn(all, self.turn.fetch_add(1, Ordering::Relaxed), CHECK_BATCH);
         if users.is_empty() {
             return;
         }
@@ -1158,6 +1181,24 @@ impl Broker for RedisBroker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checks_in_turns_read_every_recipient_once_per_round() {
+        let users: Vec<(UserId, Known)> =
+            (0..1234).map(|i| (UserId::from(format!("u-{i}").as_str()), Known::default())).collect();
+        let few = check_turn(users[..7].to_vec(), 5, 500);
+        assert_eq!(few.len(), 7, "a node with fewer than a batch checks them all each time");
+        for start in [0, 3, 1_000_001] {
+            let mut seen: Vec<String> = (start..start + 3)
+                .flat_map(|turn| check_turn(users.clone(), turn, 500))
+                .map(|(u, _)| u.as_str().to_owned())
+                .collect();
+            assert_eq!(seen.len(), 1500, "three turns of at most 500");
+            seen.sort();
+            seen.dedup();
+            assert_eq!(seen.len(), 1234, "three turns from {start} miss nobody");
+        }
+    }
 
     #[test]
     fn channels_name_their_recipient() {
