@@ -221,6 +221,8 @@ fn local_hh_mm(minutes: u32) -> String {
 #[ignore = "needs scripts/desktop-session.sh (D-Bus, gnome-keyring, dunst)"]
 fn a_popups_mark_read_and_mute_are_done_by_the_daemon_itself() {
     require_desktop_session();
+    // Before its popups show: no other test closes them before they are picked.
+    let screen = picking_from_popups();
     // A sender's name no other test's popup has: dunst's menu lists every popup on screen.
     let name = format!("li{}", std::process::id());
     let relay = Relay::start_with_users(&[], &[(1, "wang1"), (2, &name), (3, "wang3")]);
@@ -239,7 +241,7 @@ fn a_popups_mark_read_and_mute_are_done_by_the_daemon_itself() {
         let entry = app.history_json(&["--search", "popup"]).into_iter().find(|e| e["talk"] == first.as_str())?;
         (entry["read"] == true).then_some(())
     });
-    dunst_close_all();
+    screen.close_all();
 
     let second = format!("then mute me {}", std::process::id());
     relay.send(2, 1, &second);
@@ -249,14 +251,14 @@ fn a_popups_mark_read_and_mute_are_done_by_the_daemon_itself() {
         let config = talkbell_core::config::Config::load_or_create(&app.config_file()).ok()?;
         config.notifications.mutes.iter().any(|m| m.sender == 2.into() && m.until.is_some()).then_some(())
     });
-    dunst_close_all();
+    screen.close_all();
 
     let muted = format!("muted talk {}", std::process::id());
     let after = format!("from someone else {}", std::process::id());
     relay.send(2, 1, &muted);
     relay.send(3, 1, &after);
-    eventually("the other sender's popup", || (closed_popups_with(&after) == 1).then_some(()));
-    assert_eq!(closed_popups_with(&muted), 0, "a muted sender popped up");
+    eventually("the other sender's popup", || (screen.closed_popups_with(&after) == 1).then_some(()));
+    assert_eq!(screen.closed_popups_with(&muted), 0, "a muted sender popped up");
     let stored = app.history_json(&["--search", "muted"]);
     assert_eq!((stored.len(), &stored[0]["read"]), (1, &serde_json::Value::Bool(false)), "stored, unread");
     daemon.stop();
@@ -329,6 +331,8 @@ fn in_chinese_a_talk_pops_up_as_wang2_said_it_and_a_burst_reads_as_a_native_spea
 #[ignore = "needs scripts/desktop-session.sh (D-Bus, gnome-keyring, dunst)"]
 fn a_popups_open_on_the_daemon_hands_the_profile_to_the_tray_app_at_that_talk() {
     require_desktop_session();
+    // Before its popups show: no other test closes them before they are picked.
+    let screen = picking_from_popups();
     // A sender's name no other test's popup has: dunst's menu lists every popup on screen.
     let name = format!("zhao{}", std::process::id());
     let relay = Relay::start_with_users(&[], &[(1, "wang1"), (2, &name)]);
@@ -357,13 +361,15 @@ fn a_popups_open_on_the_daemon_hands_the_profile_to_the_tray_app_at_that_talk() 
     signal(tray, "TERM");
     let gone = || !matches!(talkbell_testkit::procfs::stat(tray), Some(s) if s.state != 'Z');
     eventually("the tray app ends", || gone().then_some(()));
-    dunst_close_all();
+    screen.close_all();
 }
 
 #[test]
 #[ignore = "needs scripts/desktop-session.sh (D-Bus, gnome-keyring, dunst)"]
 fn without_the_tray_app_installed_the_daemons_popups_offer_no_open() {
     require_desktop_session();
+    // Before its popups show: no other test closes them before they are picked.
+    let screen = picking_from_popups();
     let name = format!("qian{}", std::process::id());
     let relay = Relay::start_with_users(&[], &[(1, "wang1"), (2, &name)]);
     let app = App::new();
@@ -386,5 +392,5 @@ fn without_the_tray_app_installed_the_daemons_popups_offer_no_open() {
     assert!(!menus.contains(&format!("#Open ({name})")), "Open with no window to open: {menus}");
     assert!(daemon.is_running(), "the daemon goes on");
     daemon.stop();
-    dunst_close_all();
+    screen.close_all();
 }

@@ -361,8 +361,42 @@ pub fn dunst_popups() -> Vec<Popup> {
     shown
 }
 
+/// dunst's screen is the session's, shared by the tests of one binary that run at once:
+/// a test that picks from a popup's menu holds it for writing ([`picking_from_popups`]),
+/// so that no other test closes the popup it is about to pick from; closing popups
+/// (below) holds it for reading.
+static SCREEN: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Holds dunst's screen while this test picks from popups' menus (see [`SCREEN`]): taken
+/// before its popups show, kept until they are closed.
+pub fn picking_from_popups() -> Screen {
+    Screen { _held: SCREEN.write().unwrap_or_else(|e| e.into_inner()) }
+}
+
+/// dunst's screen, this test's alone (see [`SCREEN`]).
+pub struct Screen {
+    _held: std::sync::RwLockWriteGuard<'static, ()>,
+}
+
+impl Screen {
+    /// [`dunst_close_all`] while holding the screen.
+    pub fn close_all(&self) {
+        dunst::close_all().expect("dunstctl close-all");
+    }
+
+    /// [`closed_popups_with`] while holding the screen.
+    pub fn closed_popups_with(&self, body: &str) -> usize {
+        dunst::shown().expect("dunstctl").iter().filter(|p| p.body.contains(body)).count()
+    }
+}
+
+fn closing_popups() -> std::sync::RwLockReadGuard<'static, ()> {
+    SCREEN.read().unwrap_or_else(|e| e.into_inner())
+}
+
 /// `dunstctl close-all`: every popup on screen goes to the history.
 pub fn dunst_close_all() {
+    let _screen = closing_popups();
     dunst::close_all().expect("dunstctl close-all");
 }
 
@@ -452,6 +486,7 @@ impl Daemon {
 /// Popups with `body` in them shown so far: those still on screen are closed first, as
 /// dunst's history holds only closed ones.
 pub fn closed_popups_with(body: &str) -> usize {
+    let _screen = closing_popups();
     dunst::shown().expect("dunstctl").iter().filter(|p| p.body.contains(body)).count()
 }
 
