@@ -21,12 +21,8 @@ use crate::{format, platform};
 #[derive(Debug, Parser)]
 #[command(name = "talkbell", version)]
 pub struct Cli {
-    #[arg(long, global = true)]
-    pub hidden: bool,
-    #[arg(long, value_name = "ID")]
-    pub open_talk: Option<i64>,
-    #[arg(long, requires = "open_talk")]
-    pub reply: bool,
+    #[command(flatten)]
+    pub start: Start,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -77,7 +73,7 @@ pub fn run() -> ExitCode {
         }
     };
     let result = match cli.command {
-        None => run_gui(&runtime, Start { hidden: cli.hidden, open_talk: cli.open_talk, reply: cli.reply }),
+        None => run_gui(&runtime, cli.start),
         Some(command) => runtime.block_on(run_command(command)),
     };
     match result {

@@ -1315,7 +1315,7 @@ fn nothing_is_cut_off_at_the_default_size_nor_with_the_text_at_200_percent() {
 
 #[test]
 #[ignore = "needs scripts/desktop-session.sh (D-Bus, gnome-keyring, dunst, Xvfb)"]
-fn started_by_the_daemon_at_a_talk_the_app_waits_for_the_profile_and_opens_its_reply_box() {
+fn started_by_the_daemon_at_a_talk_the_app_waits_for_the_profile_and_opens_its_reply_box_as_a_second_talkbell_does() {
     require_desktop_session();
     let _turn = one_at_a_time();
     let _desktop = window_manager_and_tray();
@@ -1350,6 +1350,20 @@ fn started_by_the_daemon_at_a_talk_the_app_waits_for_the_profile_and_opens_its_r
         })
         .await;
         assert_eq!(app.status_json()["process"]["kind"], "tray-app");
+
+        // With the app running, a second `talkbell --open-talk` hands it its talk and exits.
+        let next = format!("and this one from the command line {}", std::process::id());
+        relay.send(2, 1, &next);
+        let next_row = eventually("the second talk is stored", || {
+            app.history_json(&["--search", "command"]).into_iter().find(|e| e["talk"] == next.as_str())?["id"].as_i64()
+        });
+        let second = output_within_patience(app.command().args(["--open-talk", &next_row.to_string(), "--reply"]));
+        assert!(second.status.success(), "the second talkbell: {}", String::from_utf8_lossy(&second.stderr));
+        until("the reply box of the second talk focused", || async {
+            let focused = client.execute(focused_talk, vec![]).await.ok()?;
+            (focused.as_str() == Some(next.as_str())).then_some(())
+        })
+        .await;
         let _ = client.close().await;
     });
 }

@@ -31,12 +31,28 @@ use self::state::Shell;
 struct ProfileLock(InstanceLock);
 
 /// How the tray app starts: in the tray only, or with its window (at a talk, its reply
-/// box open).
-#[derive(Clone, Copy, Debug, Default)]
+/// box open). The command line's part for the tray app (`talkbell [--hidden]
+/// [--open-talk ID [--reply]]`); its words are the catalogue's (`cli::described`).
+#[derive(Clone, Copy, Debug, Default, clap::Args)]
 pub struct Start {
+    #[arg(long, global = true)]
     pub hidden: bool,
+    #[arg(long, value_name = "ID")]
     pub open_talk: Option<i64>,
+    #[arg(long, requires = "open_talk")]
     pub reply: bool,
+}
+
+impl Start {
+    /// What a second `talkbell` asks of the running one, from the arguments the
+    /// single-instance plugin hands over (its program name first). Arguments it cannot
+    /// read ask for the window, as a plain `talkbell` does.
+    fn from_argv(argv: &[String]) -> Start {
+        use clap::{Args, FromArgMatches};
+        let cmd = Start::augment_args(clap::Command::new("talkbell").ignore_errors(true));
+        let matches = cmd.try_get_matches_from(argv).ok();
+        matches.and_then(|m| Start::from_arg_matches(&m).ok()).unwrap_or_default()
+    }
 }
 
 /// Runs the tray app until Quit. Must be called on the main thread, with Tauri's async
@@ -73,9 +89,10 @@ pub fn run(paths: Paths, start: Start) -> Result<()> {
 /// The app's plugins, commands and window events.
 fn builder() -> tauri::Builder<tauri::Wry> {
     tauri::Builder::default()
-        // First, so that a second `talkbell` only wakes this one (and then exits).
-        .plugin(tauri_plugin_single_instance::init(|app, _argv, _cwd| {
-            window::open(app, None);
+        // First, so that a second `talkbell` only hands its arguments to this one (and then
+        // exits): `--open-talk` opens the window at that talk, `--hidden` changes nothing.
+        .plugin(tauri_plugin_single_instance::init(|app, argv, _cwd| {
+            show_as(app, Start::from_argv(&argv));
         }))
         .plugin(tauri_plugin_autostart::init(
             tauri_plugin_autostart::MacosLauncher::LaunchAgent,
@@ -129,13 +146,19 @@ fn setup(app: &mut tauri::App, paths: &Paths, start: Start) -> Result<(), Box<dy
     tray::create(app.handle(), actions::on_tray_menu)?;
     actions::spawn_presenter(app.handle());
     bridge::spawn(app.handle().clone());
+    show_as(app.handle(), start);
+    Ok(())
+}
+
+/// Opens the window as `start` asks: at a talk (its reply box open), plain, or not at all
+/// for a start in the tray.
+fn show_as(app: &tauri::AppHandle, start: Start) {
     match start.open_talk {
-        Some(row) if start.reply => window::open_reply(app.handle(), row),
-        Some(row) => window::open(app.handle(), Some(row)),
-        None if !start.hidden => window::open(app.handle(), None),
+        Some(row) if start.reply => window::open_reply(app, row),
+        Some(row) => window::open(app, Some(row)),
+        None if !start.hidden => window::open(app, None),
         None => {}
     }
-    Ok(())
 }
 
 /// Started from the app menu, the tray app has no terminal to say on standard error that
