@@ -94,6 +94,7 @@ pub fn status_text(s: &Snapshot, now: SystemTime) -> String {
         }
         (None, Some(id)) => text(Msg::CliUserId, &[("id", id.to_string().as_str().into())]),
         (Some(name), None) => name.clone(),
+        (None, None) if s.user_unknown => t(Msg::CliUserUnknown),
         (None, None) => t(Msg::CliUserNone),
     };
     lines.push((Msg::CliStatusUser, user));
@@ -125,6 +126,7 @@ mod tests {
             server: Some("wss://talk.example.com/ws".into()),
             user: Some("1".into()),
             user_name: Some("wang1".into()),
+            user_unknown: false,
             unread: 2,
         };
         let offline = Snapshot {
@@ -136,6 +138,7 @@ mod tests {
         };
         let not_running =
             Snapshot { running: false, process: None, state: StateKind::NotRunning, user_name: None, ..base.clone() };
+        let unknown = Snapshot { user: None, user_name: None, user_unknown: true, ..base.clone() };
         let cases = [
             (
                 base.clone(),
@@ -151,6 +154,12 @@ mod tests {
                 not_running,
                 "State:    not running\nReason:   no tray app or daemon runs for this profile: start `talkbell` or \
                  `talkbell daemon`\nServer:   wss://talk.example.com/ws\nUser:     id 1\nUnread:   2\n",
+            ),
+            (
+                unknown,
+                "State:    connected\nProcess:  talkbell-daemon, pid 77\nServer:   wss://talk.example.com/ws\n\
+                 User:     unknown: this server doesn't say who you are (set your user id in the window, or sign in \
+                 again with `talkbell login --user-id ID`)\nUnread:   2\n",
             ),
         ];
         for (snapshot, text) in cases {
@@ -171,6 +180,7 @@ mod tests {
             server: Some("ws://x/".into()),
             user: Some("1".into()),
             user_name: Some("wang\u{1b}[2J".into()),
+            user_unknown: false,
             unread: 0,
         };
         let text = status_text(&hostile, now);

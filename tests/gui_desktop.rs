@@ -1161,6 +1161,11 @@ fn a_server_without_a_welcome_makes_the_window_ask_for_the_user_id_and_talks_to_
         click(&client, "sign-in-button").await;
         wait_status(&client, "connected, not knowing who", |t| t == "Connected · this server doesn't say who you are")
             .await;
+        // `talkbell status` says it too, in words and in its JSON.
+        let status = app.status_json();
+        assert_eq!((status["state"].as_str(), status["user_unknown"].as_bool()), (Some("connected"), Some(true)));
+        let words = app.status_text();
+        assert!(words.contains("User:     unknown: this server doesn't say who you are"), "talkbell status: {words}");
         wait_text(
             &client,
             "sign-in-result",
@@ -1191,6 +1196,8 @@ fn a_server_without_a_welcome_makes_the_window_ask_for_the_user_id_and_talks_to_
         click(&client, "user-id-save").await;
         wait_text(&client, "user-id-result", "Saved: talks to user 7 are yours.").await;
         wait_status(&client, "connected as 7", |t| t.starts_with("Connected as 7")).await;
+        let status = app.status_json();
+        assert_eq!((status["user"].as_str(), status["user_unknown"].as_bool()), (Some("7"), Some(false)));
         let saved = talkbell_core::config::Config::load_or_create(&app.config_file()).unwrap();
         assert_eq!(saved.user_id, Some(talkbell_core::protocol::UserId::from(7)));
         let after = format!("for 7, after {id}");

@@ -357,6 +357,7 @@ messages! {
     CliUserNameId => "cli-user-name-id",
     CliUserId => "cli-user-id",
     CliUserNone => "cli-user-none",
+    CliUserUnknown => "cli-user-unknown",
     CmdOutOfRange => "cmd-out-of-range",
     CmdTooLong => "cmd-too-long",
     CmdEmpty => "cmd-empty",

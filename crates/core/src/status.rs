@@ -28,7 +28,7 @@ use crate::config::{Config, ConfigError, Paths};
 use crate::history::{History, HistoryError};
 use crate::instance::{self, Holder, InstanceError, Occupant};
 use crate::protocol::UserId;
-use crate::session::{SessionHandle, SessionNow, SessionState, SignedOutReason};
+use crate::session::{Identity, SessionHandle, SessionNow, SessionState, SignedOutReason};
 
 mod words;
 pub use words::{describe, event_line, log_line, seconds_until, Description, Facts};
@@ -139,6 +139,10 @@ pub struct Published {
     /// Who the session says the user is ([`SessionNow::user`]).
     pub user_id: Option<String>,
     pub user_name: Option<String>,
+    /// Connected to a server that does not say who the user is, and no user id is known
+    /// ([`Identity::Unknown`]): talks cannot be told as the user's until one is set.
+    #[serde(default)]
+    pub user_unknown: bool,
     /// When this was written (ms since the Unix epoch).
     pub updated_at_ms: u64,
 }
@@ -161,6 +165,7 @@ impl Published {
             retry_at_ms,
             user_id: person.map(|p| p.id.to_string()),
             user_name: person.map(|p| p.name.clone()),
+            user_unknown: matches!(state, SessionState::Connected { user: Identity::Unknown }),
             updated_at_ms: ms_since_epoch(SystemTime::now()),
         }
     }
@@ -192,6 +197,10 @@ pub struct Snapshot {
     pub user: Option<String>,
     /// Their name, as the server gave it while connected.
     pub user_name: Option<String>,
+    /// Connected, but the server does not say who the user is and no user id is set
+    /// (`talkbell login --user-id`, or the window, sets one).
+    #[serde(default)]
+    pub user_unknown: bool,
     /// Unread talks for the user in the history.
     pub unread: u64,
 }
@@ -245,13 +254,39 @@ impl Snapshot {
         user: Option<String>,
         unread: u64,
     ) -> Snapshot {
-        let (state, reason, reason_kind, retry_at_ms, user_name, user_now) = match published {
-            Some(p) => (p.state, p.reason, p.reason_kind, p.retry_at_ms, p.user_name, p.user_id),
-            None if running => (StateKind::Connecting, Some("starting".to_owned()), None, None, None, None),
-            None => (StateKind::NotRunning, None, None, None, None, None),
+        let Some(p) = published else {
+            let (state, reason) = match running {
+                true => (StateKind::Connecting, Some("starting".to_owned())),
+                false => (StateKind::NotRunning, None),
+            };
+            let (reason_kind, retry_at_ms, user_name, user_unknown) = (None, None, None, false);
+            return Snapshot {
+                running,
+                process,
+                state,
+                reason,
+                reason_kind,
+                retry_at_ms,
+                server,
+                user,
+                user_name,
+                user_unknown,
+                unread,
+            };
         };
-        let user = user_now.or(user);
-        Snapshot { running, process, state, reason, reason_kind, retry_at_ms, server, user, user_name, unread }
+        Snapshot {
+            running,
+            process,
+            state: p.state,
+            reason: p.reason,
+            reason_kind: p.reason_kind,
+            retry_at_ms: p.retry_at_ms,
+            server,
+            user: p.user_id.or(user),
+            user_name: p.user_name,
+            user_unknown: p.user_unknown,
+            unread,
+        }
     }
 }
 
@@ -358,7 +393,7 @@ mod tests {
     use super::*;
     use crate::instance::{InstanceLock, ProcessKind};
     use crate::protocol::{Person, Token};
-    use crate::session::{Credentials, Identity, Refusal, Session, SessionConfig, Timing};
+    use crate::session::{Credentials, Refusal, Session, SessionConfig, Timing};
 
     const DAEMON: Holder = Holder { kind: ProcessKind::Daemon, pid: 4242 };
 
@@ -377,6 +412,7 @@ mod tests {
             retry_at_ms: Some(retry_at_ms),
             user_id: None,
             user_name: None,
+            user_unknown: false,
             updated_at_ms: 1,
         }
     }
@@ -468,13 +504,17 @@ mod tests {
             updated_at_ms: 1,
             ..Published::of(&SessionState::Connected { user: Identity::Welcomed(wang1()) }, DAEMON)
         };
+        let unknown = Published {
+            updated_at_ms: 1,
+            ..Published::of(&SessionState::Connected { user: Identity::Unknown }, DAEMON)
+        };
         let server = Some("wss://talk.example.com/ws".to_owned());
         let cases = [
             (
                 Snapshot::assemble(true, Some(DAEMON), Some(connected), server.clone(), Some("1".into()), 3),
                 json!({"running": true, "process": {"kind": "daemon", "pid": 4242}, "state": "connected",
                        "reason": null, "reason_kind": null, "retry_at_ms": null, "server": "wss://talk.example.com/ws",
-                       "user": "1", "user_name": "wang1", "unread": 3}),
+                       "user": "1", "user_name": "wang1", "user_unknown": false, "unread": 3}),
             ),
             (
                 Snapshot::assemble(
@@ -487,19 +527,26 @@ mod tests {
                 ),
                 json!({"running": true, "process": {"kind": "daemon", "pid": 4242}, "state": "offline",
                        "reason": "no route", "reason_kind": null, "retry_at_ms": 1_700_000_005_000u64,
-                       "server": "wss://talk.example.com/ws", "user": "1", "user_name": null, "unread": 0}),
+                       "server": "wss://talk.example.com/ws", "user": "1", "user_name": null, "user_unknown": false,
+                       "unread": 0}),
             ),
             (
                 Snapshot::assemble(false, None, None, server.clone(), Some("1".into()), 7),
                 json!({"running": false, "process": null, "state": "not-running", "reason": null,
                        "reason_kind": null, "retry_at_ms": null, "server": "wss://talk.example.com/ws", "user": "1",
-                       "user_name": null, "unread": 7}),
+                       "user_name": null, "user_unknown": false, "unread": 7}),
             ),
             (
                 Snapshot::assemble(true, Some(Holder { kind: ProcessKind::TrayApp, pid: 7 }), None, None, None, 0),
                 json!({"running": true, "process": {"kind": "tray-app", "pid": 7}, "state": "connecting",
                        "reason": "starting", "reason_kind": null, "retry_at_ms": null, "server": null, "user": null,
-                       "user_name": null, "unread": 0}),
+                       "user_name": null, "user_unknown": false, "unread": 0}),
+            ),
+            (
+                Snapshot::assemble(true, Some(DAEMON), Some(unknown), server.clone(), None, 0),
+                json!({"running": true, "process": {"kind": "daemon", "pid": 4242}, "state": "connected",
+                       "reason": null, "reason_kind": null, "retry_at_ms": null, "server": "wss://talk.example.com/ws",
+                       "user": null, "user_name": null, "user_unknown": true, "unread": 0}),
             ),
         ];
         for (snapshot, expected) in cases {

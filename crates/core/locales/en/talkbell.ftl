@@ -233,6 +233,7 @@ cli-server-none = none (not signed in)
 cli-user-name-id = { $name } (id { $id })
 cli-user-id = id { $id }
 cli-user-none = none
+cli-user-unknown = unknown: this server doesn't say who you are (set your user id in the window, or sign in again with `talkbell login --user-id ID`)
 
 ## The config file's errors (config.rs)
 

@@ -224,6 +224,7 @@ cli-server-none = 无（未登录）
 cli-user-name-id = { $name }（ID { $id }）
 cli-user-id = ID { $id }
 cli-user-none = 无
+cli-user-unknown = 未知：此服务器没有告知你是谁（请在窗口中填写你的用户 ID，或用 `talkbell login --user-id ID` 重新登录）
 
 ## 配置文件的错误（config.rs）
 

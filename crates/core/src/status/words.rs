@@ -46,7 +46,7 @@ impl<'a> Facts<'a> {
             certificate_problem: false,
             retry_at_ms: s.retry_at_ms,
             user: s.user_name.as_deref().or(s.user.as_deref()),
-            user_unknown: false,
+            user_unknown: s.user_unknown,
             unread: s.unread,
             paused: false,
         }
