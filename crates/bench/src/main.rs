@@ -292,7 +292,7 @@ async fn run(cli: Cli) -> Result<()> {
         tracing::warn!("no notes woven in ({}: {e})", cli.notes.display());
         String::new()
     });
-    let mut results = report::Results::new(&env, nofile, carry::previous(&cli.out, &json));
+    let mut results = report::Results::new(&env, carry::previous(&cli.out, &json));
     let began = Instant::now();
     for name in selected {
         let started = Instant::now();
