@@ -127,66 +127,47 @@ enum Hidden {
     },
 }
 
-/// The sizes of a run: the issue's by default, small ones with `--quick`.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Sizes {
-    pub idle_secs: u64,
-    pub latency_talks: u64,
-    pub latency_rate: f64,
-    pub burst_talks: u64,
-    pub recovery_rounds: usize,
-    pub halfopen_rounds: usize,
-    pub relay_idle_clients: usize,
-    pub relay_idle_secs: u64,
-    pub route_clients: usize,
-    pub route_talks: u64,
-    pub disk_talks: u64,
-    pub start_runs: usize,
-    pub cluster_burst: u64,
-    pub cluster_paced: u64,
-    /// Idle connections per node (None: what the open files allow).
-    pub cluster_held: Option<u64>,
-    /// At most this many per node of the three on one Redis, straight to them: past about
-    /// 14,000 each, one Redis on this machine answers the nodes' once-a-second position
-    /// checks of every connected recipient too late (see the report's notes).
-    pub cluster_held_on_redis: u64,
-    pub cluster_via_haproxy: u64,
-    pub cluster_idle_secs: u64,
-    pub cluster_queued_recipients: u64,
-    pub cluster_queued_talks: u64,
-    pub cluster_failover_clients: u64,
-    pub cluster_kills: usize,
+/// Declares [`Sizes`], each field with the issue's size and the `--quick` one.
+macro_rules! sizes {
+    ($($(#[$doc:meta])* $name:ident: $t:ty = $issue:expr, $quick:expr;)*) => {
+        /// The sizes of a run: the issue's by default, small ones with `--quick`.
+        #[derive(Clone, Debug, serde::Serialize)]
+        pub struct Sizes { $($(#[$doc])* pub $name: $t,)* }
+
+        impl Sizes {
+            fn new(quick: bool) -> Sizes {
+                Sizes { $($name: if quick { $quick } else { $issue },)* }
+            }
+        }
+    };
 }
 
-impl Sizes {
-    fn new(quick: bool) -> Sizes {
-        let q = |issue: u64, quick_one: u64| if quick { quick_one } else { issue };
-        let n = |issue: usize, quick_one: usize| if quick { quick_one } else { issue };
-        Sizes {
-            idle_secs: q(60, 10),
-            latency_talks: q(10_000, 1_000),
-            latency_rate: 1_000.0,
-            burst_talks: q(100_000, 10_000),
-            recovery_rounds: n(20, 3),
-            halfopen_rounds: n(3, 1),
-            relay_idle_clients: n(10_000, 1_000),
-            relay_idle_secs: q(20, 5),
-            route_clients: n(1_000, 100),
-            route_talks: q(50_000, 5_000),
-            disk_talks: q(2_000, 300),
-            start_runs: n(10, 3),
-            cluster_burst: q(20_000, 2_000),
-            cluster_paced: q(10_000, 1_000),
-            cluster_held: quick.then_some(1_000),
-            cluster_held_on_redis: 12_000,
-            cluster_via_haproxy: q(9_000, 1_000),
-            cluster_idle_secs: q(20, 5),
-            cluster_queued_recipients: q(2_000, 200),
-            cluster_queued_talks: q(20_000, 2_000),
-            cluster_failover_clients: q(300, 60),
-            cluster_kills: n(6, 2),
-        }
-    }
+sizes! {
+    idle_secs: u64 = 60, 10;
+    latency_talks: u64 = 10_000, 1_000;
+    latency_rate: f64 = 1_000.0, 1_000.0;
+    burst_talks: u64 = 100_000, 10_000;
+    recovery_rounds: usize = 20, 3;
+    halfopen_rounds: usize = 3, 1;
+    relay_idle_clients: usize = 10_000, 1_000;
+    relay_idle_secs: u64 = 20, 5;
+    route_clients: usize = 1_000, 100;
+    route_talks: u64 = 50_000, 5_000;
+    disk_talks: u64 = 2_000, 300;
+    start_runs: usize = 10, 3;
+    cluster_burst: u64 = 20_000, 2_000;
+    cluster_paced: u64 = 10_000, 1_000;
+    /// Idle connections per node (None: what the open files allow).
+    cluster_held: Option<u64> = None, Some(1_000);
+    /// At most this many per node of the three on one Redis, straight to them (see the
+    /// report's notes on the position checks).
+    cluster_held_on_redis: u64 = 12_000, 12_000;
+    cluster_via_haproxy: u64 = 9_000, 1_000;
+    cluster_idle_secs: u64 = 20, 5;
+    cluster_queued_recipients: u64 = 2_000, 200;
+    cluster_queued_talks: u64 = 20_000, 2_000;
+    cluster_failover_clients: u64 = 300, 60;
+    cluster_kills: usize = 6, 2;
 }
 
 /// What every benchmark needs.
@@ -240,6 +221,9 @@ async fn run(cli: Cli) -> Result<()> {
         procfs::raise_nofile();
         return suite::cluster::hold(url, source, count, for_secs).await;
     }
+    if let Some(name) = cli.only.iter().find(|n| !BENCHMARKS.contains(&n.as_str())) {
+        bail!("unknown benchmark {name:?} (known: {})", BENCHMARKS.join(", "));
+    }
     let selected: Vec<&str> =
         BENCHMARKS.iter().copied().filter(|b| cli.only.is_empty() || cli.only.iter().any(|o| o == b)).collect();
     let headless = selected.iter().all(|b| HEADLESS.contains(b));
@@ -248,45 +232,9 @@ async fn run(cli: Cli) -> Result<()> {
             "run inside a private desktop session: scripts/desktop-session.sh talkbell-bench … (or scripts/bench.sh)"
         );
     }
-    if let Some(name) = cli.only.iter().find(|n| !BENCHMARKS.contains(&n.as_str())) {
-        bail!("unknown benchmark {name:?} (known: {})", BENCHMARKS.join(", "));
-    }
-    let bin_dir = match cli.bin_dir.clone() {
-        Some(d) => d,
-        None => std::env::current_exe()?.parent().context("the program's directory")?.to_path_buf(),
-    };
-    let bins: &[&str] = if headless { &["talkbell-relay"] } else { &["talkbell", "talkbell-relay"] };
-    for bin in bins.iter().map(|b| bin_dir.join(b)) {
-        if !bin.exists() {
-            bail!("{} is missing: build it first (cargo build --release -p talkbell -p talkbell-relay)", bin.display());
-        }
-    }
-    let shm = Path::new("/dev/shm");
-    let relay_db_dir =
-        cli.relay_db_dir.clone().unwrap_or_else(|| if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() });
-    let mut sizes = Sizes::new(cli.quick);
-    let at_least_one = |v: Option<u64>, d: &mut u64| *d = v.map_or(*d, |v| v.max(1));
-    at_least_one(cli.idle_secs, &mut sizes.idle_secs);
-    at_least_one(cli.latency_talks, &mut sizes.latency_talks);
-    at_least_one(cli.burst_talks, &mut sizes.burst_talks);
-    let at_least_one = |v: Option<usize>, d: &mut usize| *d = v.map_or(*d, |v| v.max(1));
-    at_least_one(cli.recovery_rounds, &mut sizes.recovery_rounds);
-    at_least_one(cli.relay_clients, &mut sizes.relay_idle_clients);
-    at_least_one(cli.start_runs, &mut sizes.start_runs);
-    sizes.cluster_held = cli.cluster_held.or(sizes.cluster_held);
-    let nofile = procfs::raise_nofile();
     let work = tempfile::Builder::new().prefix("talkbell-bench-").tempdir().context("making the work directory")?;
-    let env = Env {
-        work: work.path().to_path_buf(),
-        bin_dir,
-        relay_db_dir,
-        sizes,
-        quick: cli.quick,
-        browser: !cli.no_browser,
-        nofile,
-    };
-    tracing::info!(work = %env.work.display(), nofile, quick = env.quick, "talkbell-bench starting");
-
+    let env = make_env(&cli, headless, work.path())?;
+    tracing::info!(work = %env.work.display(), nofile = env.nofile, quick = env.quick, "talkbell-bench starting");
     let json = cli.json.clone().unwrap_or_else(|| cli.out.with_file_name("benchmarks.json"));
     let notes = std::fs::read_to_string(&cli.notes).unwrap_or_else(|e| {
         tracing::warn!("no notes woven in ({}: {e})", cli.notes.display());
@@ -307,8 +255,34 @@ async fn run(cli: Cli) -> Result<()> {
     }
     tracing::info!(out = %cli.out.display(), json = %json.display(), took = %stats::secs(began.elapsed()), "report written");
     if cli.keep {
-        let kept = work.keep();
-        tracing::info!(dir = %kept.display(), "work directory kept");
+        tracing::info!(dir = %work.keep().display(), "work directory kept");
     }
     Ok(())
+}
+
+/// The run's [`Env`]: the binaries checked, the sizes with the command line's overrides.
+fn make_env(cli: &Cli, headless: bool, work: &Path) -> Result<Env> {
+    let bin_dir = match cli.bin_dir.clone() {
+        Some(d) => d,
+        None => std::env::current_exe()?.parent().context("the program's directory")?.to_path_buf(),
+    };
+    let bins: &[&str] = if headless { &["talkbell-relay"] } else { &["talkbell", "talkbell-relay"] };
+    if let Some(bin) = bins.iter().map(|b| bin_dir.join(b)).find(|b| !b.exists()) {
+        bail!("{} is missing: build it first (cargo build --release -p talkbell -p talkbell-relay)", bin.display());
+    }
+    let shm = Path::new("/dev/shm");
+    let relay_db_dir =
+        cli.relay_db_dir.clone().unwrap_or_else(|| if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() });
+    let mut sizes = Sizes::new(cli.quick);
+    let at_least_one = |v: Option<u64>, d: &mut u64| *d = v.map_or(*d, |v| v.max(1));
+    at_least_one(cli.idle_secs, &mut sizes.idle_secs);
+    at_least_one(cli.latency_talks, &mut sizes.latency_talks);
+    at_least_one(cli.burst_talks, &mut sizes.burst_talks);
+    let at_least_one = |v: Option<usize>, d: &mut usize| *d = v.map_or(*d, |v| v.max(1));
+    at_least_one(cli.recovery_rounds, &mut sizes.recovery_rounds);
+    at_least_one(cli.relay_clients, &mut sizes.relay_idle_clients);
+    at_least_one(cli.start_runs, &mut sizes.start_runs);
+    sizes.cluster_held = cli.cluster_held.or(sizes.cluster_held);
+    let (quick, browser, nofile) = (cli.quick, !cli.no_browser, procfs::raise_nofile());
+    Ok(Env { work: work.to_path_buf(), bin_dir, relay_db_dir, sizes, quick, browser, nofile })
 }
