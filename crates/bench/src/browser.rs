@@ -70,6 +70,13 @@ struct Collector {
     closes: AtomicU64,
 }
 
+impl Collector {
+    fn new() -> (Arc<Collector>, watch::Receiver<u64>, watch::Receiver<u64>) {
+        let ((opens, opened), (frames, heard)) = (watch::channel(0), watch::channel(0));
+        (Arc::new(Collector { records: Mutex::default(), opens, frames, closes: AtomicU64::new(0) }), opened, heard)
+    }
+}
+
 impl Baseline {
     /// Starts headless Chromium (its own fresh --user-data-dir) on bench/baseline.html against
     /// `ws_url`, signed in as `user_id` with `token`; returns once the page's WebSocket is open.
@@ -79,88 +86,55 @@ impl Baseline {
             .join("../../bench/baseline.html")
             .canonicalize()
             .context("finding bench/baseline.html")?;
-        let chromium = chromium_binary()?;
-
         let listener = TcpListener::bind("127.0.0.1:0").await.context("binding the baseline's collector")?;
         let port = listener.local_addr()?.port();
-        let (opens, mut opened) = watch::channel(0u64);
-        let (frames, mut heard) = watch::channel(0u64);
-        let collector =
-            Arc::new(Collector { records: Mutex::new(Vec::new()), opens, frames, closes: AtomicU64::new(0) });
+        let (collector, opened, mut heard) = Collector::new();
         let server = tokio::spawn(serve(listener, collector.clone()));
-
-        let profile = tempfile::Builder::new()
-            .prefix("talkbell-baseline-")
-            .tempdir()
-            .context("making Chromium's profile directory")?;
-        let log_path = profile.path().join("chromium.log");
-        let log = fs::File::create(&log_path).context("creating Chromium's log")?;
+        let profile = tempfile::Builder::new().prefix("talkbell-baseline-").tempdir().context("Chromium's profile")?;
         let url = format!(
-            "{}?ws={}&token={}&user={}&collector={}",
-            file_url(&page),
-            query_escape(ws_url),
-            query_escape(token),
-            user_id,
-            query_escape(&format!("http://127.0.0.1:{port}/")),
+            "file://{}?ws={}&token={}&user={user_id}&collector={}",
+            escape(&page.to_string_lossy(), b"/-._~"),
+            escape(ws_url, b"-._~"),
+            escape(token, b"-._~"),
+            escape(&format!("http://127.0.0.1:{port}/"), b"-._~"),
         );
-        let mut cmd = Command::new(&chromium);
-        cmd.args(CHROMIUM_FLAGS.split_whitespace())
-            .arg(format!("--user-data-dir={}", profile.path().join("profile").display()))
-            .arg(format!("--disk-cache-dir={}", profile.path().join("cache").display()))
-            .arg(&url)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .process_group(0);
-        let child = cmd.spawn().with_context(|| format!("starting {}", chromium.display()))?;
+        let child = spawn_chromium(&url, profile.path())?;
         let pid = child.id();
         let mut baseline = Baseline { child: Some(child), pid, collector, server, profile: Some(profile) };
+        baseline.wait_open(opened, ws_url).await?;
+        let opened_ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
+        if tokio::time::timeout(FIRST_FRAME_WAIT, heard.wait_for(|n| *n > 0)).await.is_err() {
+            let secs = FIRST_FRAME_WAIT.as_secs();
+            tracing::warn!("the baseline page heard nothing from {ws_url} within {secs}s of connecting");
+        }
+        let elapsed_ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
+        tracing::info!(pid, collector_port = port, opened_ms, elapsed_ms, "baseline page connected");
+        Ok(baseline)
+    }
 
-        // Wait for the page's first "open", watching that Chromium is still there.
+    /// Waits for the page's first "open", watching that Chromium is still there.
+    async fn wait_open(&mut self, mut opened: watch::Receiver<u64>, ws_url: &str) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + START_TIMEOUT;
-        loop {
-            if *opened.borrow_and_update() > 0 {
-                break;
-            }
-            if let Some(status) = baseline.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                let tail = log_tail(&log_path);
+        let log = self.profile.as_ref().map(|p| p.path().join("chromium.log")).unwrap_or_default();
+        while *opened.borrow_and_update() == 0 {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 // Reaped already; end whatever of its group is left.
-                baseline.child = None;
-                let _ = kill_group(pid, &[]);
-                bail!("chromium exited ({status}) before the page connected; its log ends:\n{tail}");
+                self.child = None;
+                let _ = kill_group(self.pid, &[]);
+                bail!("chromium exited ({status}) before the page connected; its log ends:\n{}", log_tail(&log));
             }
             if tokio::time::Instant::now() >= deadline {
-                let tail = log_tail(&log_path);
-                let closes = baseline.collector.closes.load(Ordering::Relaxed);
-                let loaded = if closes > 0 {
-                    format!("the page ran and saw its socket fail {closes} times")
-                } else {
-                    "the page never reported".to_string()
+                let tail = log_tail(&log);
+                let loaded = match self.collector.closes.load(Ordering::Relaxed) {
+                    0 => "the page never reported".to_owned(),
+                    closes => format!("the page ran and saw its socket fail {closes} times"),
                 };
-                baseline.stop().await;
-                bail!(
-                    "the baseline page did not connect to {ws_url} within {}s ({loaded}); chromium's log ends:\n{tail}",
-                    START_TIMEOUT.as_secs()
-                );
+                let secs = START_TIMEOUT.as_secs();
+                bail!("the baseline page did not connect to {ws_url} within {secs}s ({loaded}); chromium's log ends:\n{tail}");
             }
             let _ = tokio::time::timeout(Duration::from_millis(100), opened.changed()).await;
         }
-        let opened_ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let welcomed = tokio::time::timeout(FIRST_FRAME_WAIT, heard.wait_for(|n| *n > 0)).await.is_ok();
-        if !welcomed {
-            tracing::warn!(
-                "the baseline page heard nothing from {ws_url} within {}s of connecting",
-                FIRST_FRAME_WAIT.as_secs()
-            );
-        }
-        tracing::info!(
-            pid,
-            collector_port = port,
-            opened_ms,
-            elapsed_ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX),
-            "baseline page connected"
-        );
-        Ok(baseline)
+        Ok(())
     }
 
     /// Every process of this Chromium instance (for PSS / CPU / wake-ups): the browser
@@ -223,13 +197,24 @@ fn kill_group(pgid: u32, others: &[u32]) -> std::io::Result<()> {
     procfs::signal_group(pgid, libc::SIGKILL)
 }
 
-fn chromium_binary() -> anyhow::Result<PathBuf> {
-    let path =
-        std::env::var_os("TALKBELL_CHROMIUM").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
-    if !path.exists() {
-        bail!("{} not found: install Debian's chromium (scripts/install-deps.sh bench)", path.display());
+/// Chromium on `url` in a process group of its own, its profile, cache and log in `dir`.
+fn spawn_chromium(url: &str, dir: &Path) -> anyhow::Result<Child> {
+    let chromium =
+        std::env::var_os("TALKBELL_CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
+    if !chromium.exists() {
+        bail!("{} not found: install Debian's chromium (scripts/install-deps.sh bench)", chromium.display());
     }
-    Ok(path)
+    let log = fs::File::create(dir.join("chromium.log")).context("creating Chromium's log")?;
+    let mut cmd = Command::new(&chromium);
+    cmd.args(CHROMIUM_FLAGS.split_whitespace())
+        .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+        .arg(format!("--disk-cache-dir={}", dir.join("cache").display()))
+        .arg(url)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0);
+    cmd.spawn().with_context(|| format!("starting {}", chromium.display()))
 }
 
 /// The last lines of Chromium's log, less its D-Bus complaints (there is no system bus).
@@ -239,30 +224,10 @@ fn log_tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
-// ---- URLs --------------------------------------------------------------------------------
-
-fn file_url(path: &Path) -> String {
-    let mut url = String::from("file://");
-    for b in path.to_string_lossy().bytes() {
-        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
-            url.push(b as char);
-        } else {
-            url.push_str(&format!("%{b:02X}"));
-        }
-    }
-    url
-}
-
-fn query_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+/// Percent-encodes every byte of `s` but ASCII letters, digits and `keep`.
+fn escape(s: &str, keep: &[u8]) -> String {
+    let plain = |b: u8| b.is_ascii_alphanumeric() || keep.contains(&b);
+    s.bytes().map(|b| if plain(b) { char::from(b).to_string() } else { format!("%{b:02X}") }).collect()
 }
 
 // ---- the collector -----------------------------------------------------------------------
@@ -339,8 +304,8 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert_eq!(file_url(Path::new("/a b/c.html")), "file:///a%20b/c.html");
-        assert_eq!(query_escape("ws://127.0.0.1:1/?x=1&y"), "ws%3A%2F%2F127.0.0.1%3A1%2F%3Fx%3D1%26y");
+        assert_eq!(escape("/a b/c.html", b"/-._~"), "/a%20b/c.html");
+        assert_eq!(escape("ws://127.0.0.1:1/?x=1&y", b"-._~"), "ws%3A%2F%2F127.0.0.1%3A1%2F%3Fx%3D1%26y");
     }
 
     #[tokio::test]
@@ -348,10 +313,7 @@ mod tests {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (opens, mut opened) = watch::channel(0u64);
-        let (frames, mut heard) = watch::channel(0u64);
-        let collector =
-            Arc::new(Collector { records: Mutex::new(Vec::new()), opens, frames, closes: AtomicU64::new(0) });
+        let (collector, mut opened, mut heard) = Collector::new();
         let server = tokio::spawn(serve(listener, collector.clone()));
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         let b1 = r#"{"event":"open"}"#;
