@@ -48,16 +48,20 @@ impl Sent {
         }
     }
 
+    /// Adds `other`'s counts to these (the elapsed time is the longer one).
+    pub fn absorb(&mut self, other: Sent) {
+        (self.accepted, self.failed) = (self.accepted + other.accepted, self.failed + other.failed);
+        (self.elapsed_s, self.max_lag_ms) =
+            (self.elapsed_s.max(other.elapsed_s), self.max_lag_ms.max(other.max_lag_ms));
+        self.first_error = self.first_error.take().or(other.first_error);
+        self.seqs.extend(other.seqs);
+    }
+
     /// The workers' counts together, over the time since `started`.
     async fn join(workers: Vec<tokio::task::JoinHandle<Sent>>, started: Instant) -> Result<Sent> {
         let mut total = Sent::default();
         for w in workers {
-            let s = w.await?;
-            total.accepted += s.accepted;
-            total.failed += s.failed;
-            total.seqs.extend(s.seqs);
-            total.max_lag_ms = total.max_lag_ms.max(s.max_lag_ms);
-            total.first_error = total.first_error.or(s.first_error);
+            total.absorb(w.await?);
         }
         total.elapsed_s = started.elapsed().as_secs_f64();
         Ok(total)

@@ -171,10 +171,6 @@ impl Drop for Deployment {
     }
 }
 
-fn ports(d: &Deployment) -> Vec<u16> {
-    d.nodes.iter().map(|n| n.addr().port()).collect()
-}
-
 /// A burst of talks to the 20 clients on node A, posted to the other nodes, then talks at
 /// 1,000/s to one of them, posted to node B.
 async fn traffic(env: &Env, name: &str, broker: Broker, data: &Path) -> Result<Traffic> {
@@ -194,10 +190,7 @@ async fn traffic(env: &Env, name: &str, broker: Broker, data: &Path) -> Result<T
     });
     let mut burst = Sent::default();
     for sent in futures_util::future::join_all(floods).await {
-        let sent = sent?;
-        (burst.accepted, burst.failed) = (burst.accepted + sent.accepted, burst.failed + sent.failed);
-        (burst.elapsed_s, burst.first_error) =
-            (burst.elapsed_s.max(sent.elapsed_s), burst.first_error.or(sent.first_error));
+        burst.absorb(sent?);
     }
     let poll = Poll::up_to(Duration::MAX).every(Duration::from_millis(5));
     let received = poll.settle(burst.accepted, Duration::from_secs(10), || stats.talks.load(Ordering::Relaxed)).await;
@@ -285,21 +278,10 @@ async fn held(env: &Env, broker: Broker, via_haproxy: bool, total: u64) -> Resul
     if via_haproxy {
         extra.extend(["--trusted-proxy".to_owned(), "127.0.0.1".to_owned()]);
     }
-    let name = format!(
-        "cluster-held-{}",
-        if via_haproxy {
-            "haproxy"
-        } else if broker == Broker::Redis {
-            "redis"
-        } else {
-            "sqlite"
-        }
-    );
+    let path = [(Broker::Redis, "redis"), (Broker::Sqlite, "sqlite")].iter().find(|(b, _)| *b == broker);
+    let name = format!("cluster-held-{}", if via_haproxy { "haproxy" } else { path.map_or("", |p| p.1) });
     let dep = Deployment::start(env, &name, broker, &env.relay_db_dir, total, &extra).await?;
-    let haproxy = match via_haproxy {
-        true => Some(start_haproxy(env, &dep, "held")?),
-        false => None,
-    };
+    let haproxy = if via_haproxy { Some(start_haproxy(env, &dep, "held")?) } else { None };
     let urls = match &haproxy {
         Some(h) => vec![h.ws_url()],
         None => dep.nodes.iter().map(RelayProc::ws_url).collect(),
@@ -339,7 +321,8 @@ fn start_haproxy(env: &Env, dep: &Deployment, name: &str) -> Result<HaProxy> {
     let template = include_str!("../../../../deploy/haproxy.cfg");
     // Two open files per connection, and some for itself and its health checks.
     let maxconn = u32::try_from((env.nofile - OWN_FILES) / 2 - 200).unwrap_or(4000);
-    Ok(HaProxy::start(&dir, template, &ports(dep), maxconn)?)
+    let ports: Vec<u16> = dep.nodes.iter().map(|n| n.addr().port()).collect();
+    Ok(HaProxy::start(&dir, template, &ports, maxconn)?)
 }
 
 /// The text of a queued talk: `burst <label> <n>`, as long as a line people type.
