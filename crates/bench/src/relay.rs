@@ -55,8 +55,7 @@ impl UsersFile {
 
 pub struct RelayProc {
     serve: Serve,
-    /// Token of each user, by id.
-    tokens: Arc<HashMap<u64, String>>,
+    users: UsersFile,
     pub proc: Option<Spawned>,
     /// How long the last start took, from the spawn to the "listening" line.
     pub start_took: Duration,
@@ -96,14 +95,13 @@ impl RelayProc {
         serve.args = extra_args.to_vec();
         serve.rust_log = RELAY_LOG.into();
         serve.log_file = Some(dir.join("relay.log"));
-        let tokens = users.tokens.clone();
-        let mut relay = RelayProc { serve, tokens, proc: None, start_took: Duration::ZERO };
+        let mut relay = RelayProc { serve, users: users.clone(), proc: None, start_took: Duration::ZERO };
         relay.spawn().await?;
         Ok(relay)
     }
 
     pub fn token(&self, id: u64) -> &str {
-        self.tokens.get(&id).map_or("", String::as_str)
+        self.users.token(id)
     }
 
     pub fn ws_url(&self) -> String {
@@ -114,12 +112,8 @@ impl RelayProc {
         std::net::SocketAddr::from(([127, 0, 0, 1], self.serve.port))
     }
 
-    pub fn pid(&self) -> Option<u32> {
-        self.proc.as_ref().map(|p| p.pid)
-    }
-
     pub fn pids(&self) -> Vec<u32> {
-        self.pid().into_iter().collect()
+        self.proc.iter().map(|p| p.pid).collect()
     }
 
     /// Starts the relay process; returns the time stamp of its "listening" log line, once

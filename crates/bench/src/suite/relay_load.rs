@@ -13,7 +13,7 @@ use talkbell_testkit::wait::Poll;
 use tokio::task::JoinSet;
 
 use super::{tried, Tried};
-use crate::relay::{flood_flags, RelayProc};
+use crate::relay::{flood_flags, RelayProc, UsersFile};
 use crate::sender::{self, Sent};
 use crate::wsclient::{self, ClientStats, Link};
 use crate::Env;
@@ -107,7 +107,7 @@ async fn idle(env: &Env) -> Result<Idle> {
     // Room for every client, the per-user cap is not reached (one connection each).
     let room = vec!["--max-connections".to_owned(), (n + 100).to_string()];
     let relay = RelayProc::start(env, "relay-idle", n as u64, &room).await?;
-    let pid = relay.pid().context("relay pid")?;
+    let pid = *relay.pids().first().context("relay pid")?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = procfs::mem(pid).unwrap_or_default();
     let stats = Arc::new(ClientStats::default());
@@ -148,7 +148,7 @@ async fn routing(env: &Env) -> Result<Routing> {
     let sender_id = m as u64 + 1;
     let flags = [flood_flags(talks), vec!["--max-connections".to_owned(), (m + 100).to_string()]].concat();
     let relay = RelayProc::start(env, "relay-route", sender_id, &flags).await?;
-    let pid = relay.pid().context("relay pid")?;
+    let pid = *relay.pids().first().context("relay pid")?;
     let stats = Arc::new(ClientStats::default());
     let (mut clients, _) =
         connect_clients(m, &stats, |i| Link::new(relay.ws_url(), relay.token(i).to_owned(), HEARTBEAT)).await?;
@@ -176,25 +176,15 @@ async fn routing(env: &Env) -> Result<Routing> {
 async fn on_disk(env: &Env) -> Result<OnDisk> {
     let disk = env.work.join("relay-disk-db");
     std::fs::create_dir_all(&disk)?;
-    let fs = procfs::fs_type(&disk);
-    let disk_env = Env {
-        relay_db_dir: disk,
-        sizes: env.sizes.clone(),
-        bin_dir: env.bin_dir.clone(),
-        work: env.work.clone(),
-        ..*env
-    };
-    let flags = flood_flags(env.sizes.disk_talks.max(10_000));
+    let (flags, n) = (flood_flags(env.sizes.disk_talks.max(10_000)), env.sizes.disk_talks);
     let mut sent = Vec::new();
-    for (env, name) in [(&disk_env, "relay-disk"), (env, "relay-tmpfs")] {
-        let relay = RelayProc::start(env, name, 2, &flags).await?;
-        let label = name.trim_start_matches("relay-");
-        sent.push(
-            sender::flood(relay.addr(), relay.token(2), env.sizes.disk_talks, SENDER_CONNECTIONS, |_| 1, label).await?,
-        );
+    for (dir, name) in [(&disk, "disk"), (&env.relay_db_dir, "tmpfs")] {
+        let users = UsersFile::make(&env.work.join(format!("relay-{name}")), 2)?;
+        let relay = RelayProc::start_with(env, &format!("relay-{name}"), &users, dir, &flags).await?;
+        sent.push(sender::flood(relay.addr(), relay.token(2), n, SENDER_CONNECTIONS, |_| 1, name).await?);
     }
-    let tmpfs = sent.pop().unwrap_or_default();
-    Ok(OnDisk { fs, disk: sent.pop().unwrap_or_default(), tmpfs })
+    let (tmpfs, disk_sent) = (sent.pop().unwrap_or_default(), sent.pop().unwrap_or_default());
+    Ok(OnDisk { fs: procfs::fs_type(&disk), disk: disk_sent, tmpfs })
 }
 
 pub async fn run(env: &Env) -> Result<RelayLoad> {
