@@ -55,12 +55,9 @@ pub fn saturating_u64(x: f64) -> u64 {
     to_u64(x).unwrap_or(if x > 0.0 { u64::MAX } else { 0 })
 }
 
-pub fn unix_us(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-}
-
+/// Now, in µs since the Unix epoch.
 pub fn now_us() -> u64 {
-    unix_us(SystemTime::now())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// Milliseconds with a precision that suits the size.

@@ -119,6 +119,25 @@ async fn connect(link: &Link) -> Result<WebSocketStream<TcpStream>> {
     Ok(ws)
 }
 
+/// A frame from the relay: the first welcomes the link; a talk is counted (and traced).
+fn on_text(link: &Link, stats: &ClientStats, text: &str, welcomed: &mut bool) {
+    if !*welcomed {
+        *welcomed = true;
+        stats.connected.fetch_add(1, Ordering::Relaxed);
+        if let Some(t) = &link.trace {
+            lock(&t.welcomed).push(now_us());
+        }
+    }
+    if let Ok(ServerFrame::Talk(talk)) = ServerFrame::parse(text) {
+        let at = now_us();
+        stats.talks.fetch_add(1, Ordering::Relaxed);
+        stats.last_talk_us.store(at, Ordering::Relaxed);
+        if let (Some(t), Some(seq)) = (&link.trace, talk.seq) {
+            lock(&t.talks).push((at, seq.0, talk.talk));
+        }
+    }
+}
+
 async fn session(link: &Link, stats: &ClientStats, resume: Option<u64>) -> Result<()> {
     let mut ws = connect(link).await?;
     let mut hello = serde_json::json!({"uuid": uuid::Uuid::new_v4().to_string(), "token": link.token});
@@ -135,23 +154,7 @@ async fn session(link: &Link, stats: &ClientStats, resume: Option<u64>) -> Resul
                 quiet_until = Instant::now() + link.heartbeat;
                 waiting_answer = false;
                 match msg {
-                    Some(Ok(Message::Text(text))) => {
-                        if !welcomed {
-                            welcomed = true;
-                            stats.connected.fetch_add(1, Ordering::Relaxed);
-                            if let Some(t) = &link.trace {
-                                lock(&t.welcomed).push(now_us());
-                            }
-                        }
-                        if let Ok(ServerFrame::Talk(talk)) = ServerFrame::parse(&text) {
-                            let at = now_us();
-                            stats.talks.fetch_add(1, Ordering::Relaxed);
-                            stats.last_talk_us.store(at, Ordering::Relaxed);
-                            if let (Some(t), Some(seq)) = (&link.trace, talk.seq) {
-                                lock(&t.talks).push((at, seq.0, talk.talk));
-                            }
-                        }
-                    }
+                    Some(Ok(Message::Text(text))) => on_text(link, stats, &text, &mut welcomed),
                     Some(Ok(Message::Close(frame))) => break Err(anyhow::anyhow!("closed by the relay: {frame:?}")),
                     Some(Ok(_)) => {}
                     Some(Err(e)) => break Err(anyhow::anyhow!("read: {e}")),

@@ -97,6 +97,12 @@ async fn wait_all(want: u64, count: impl FnMut() -> u64) {
     Poll::up_to(Duration::MAX).settle(want, Duration::from_secs(15), count).await;
 }
 
+/// The run's talks, from user 2 to user 1 at the run's rate, stamped with `label`.
+async fn send(env: &Env, relay: &RelayProc, label: &str) -> Result<Sent> {
+    let (n, rate) = (env.sizes.latency_talks, env.sizes.latency_rate);
+    sender::paced(relay.addr(), relay.token(2), |_| 1, label, n, rate, SENDER_CONNECTIONS).await
+}
+
 /// The app's run, its config and history under `parent`.
 async fn app_case(env: &Env, relay: &RelayProc, parent: &Path, name: &str) -> Result<Measured> {
     let home = AppHome::new(env, parent, name)?;
@@ -106,10 +112,7 @@ async fn app_case(env: &Env, relay: &RelayProc, parent: &Path, name: &str) -> Re
     app::wait_connected(&mut app, 1, Duration::from_secs(60)).await?;
     // Past the notifier's catch-up window of a new link.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let s = &env.sizes;
-    let sent =
-        sender::paced(relay.addr(), relay.token(2), |_| 1, "app", s.latency_talks, s.latency_rate, SENDER_CONNECTIONS);
-    let sent = sent.await?;
+    let sent = send(env, relay, "app").await?;
     wait_all(sent.accepted, || read_trace(&trace).iter().filter(|(_, t)| t.starts_with("bench app ")).count() as u64)
         .await;
     app.terminate(Duration::from_secs(10));
@@ -127,19 +130,9 @@ fn relay_stamps(home: &AppHome) -> Result<Vec<f64>> {
 }
 
 async fn browser_case(env: &Env, relay: &RelayProc) -> Result<Measured> {
-    let s = &env.sizes;
     let baseline = Baseline::start(&relay.ws_url(), relay.token(1), 1).await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let sent = sender::paced(
-        relay.addr(),
-        relay.token(2),
-        |_| 1,
-        "baseline",
-        s.latency_talks,
-        s.latency_rate,
-        SENDER_CONNECTIONS,
-    );
-    let sent = sent.await?;
+    let sent = send(env, relay, "baseline").await?;
     let ours = || baseline.records().iter().filter(|(_, t)| t.starts_with("bench baseline ")).count() as u64;
     wait_all(sent.accepted, ours).await;
     let records = baseline.records();

@@ -16,7 +16,7 @@ pub const DOWN: Duration = Duration::from_secs(2);
 /// The config's healthy_after for this benchmark (see the report).
 pub const HEALTHY_AFTER_MS: u64 = 2_000;
 
-#[derive(Serialize)]
+#[derive(Default, Serialize)]
 pub struct Recovery {
     pub heartbeat_interval_ms: u64,
     pub heartbeat_timeout_ms: u64,
@@ -53,10 +53,7 @@ pub async fn run(env: &Env) -> Result<Recovery> {
         heartbeat_timeout_ms: timeout,
         healthy_after_ms: HEALTHY_AFTER_MS,
         down_s: DOWN.as_secs(),
-        back_s: Vec::new(),
-        outage_s: Vec::new(),
-        dead_s: Vec::new(),
-        after_thaw_s: Vec::new(),
+        ..Recovery::default()
     };
 
     for round in 1..=env.sizes.recovery_rounds {
