@@ -254,34 +254,29 @@ async fn serve(listener: TcpListener, collector: Arc<Collector>) {
     }
 }
 
+/// A POST from the page: a batch of records (µs, talk), or an event: `open`, `frame` (the
+/// first from the server on this connection) or `close` (with its code).
+#[derive(serde::Deserialize)]
+struct Post {
+    #[serde(default)]
+    records: Vec<(f64, String)>,
+    event: Option<String>,
+    #[serde(default)]
+    code: u64,
+}
+
 impl Collector {
-    /// One POST from the page: `{"records": [[us, talk], ...]}`, or `{"event": "open"}`,
-    /// `{"event": "frame"}` (the first from the server on this connection) and
-    /// `{"event": "close", "code": 1006}`.
     fn take(&self, body: &[u8]) {
-        let value: serde_json::Value = match serde_json::from_slice(body) {
-            Ok(v) => v,
+        let post: Post = match serde_json::from_slice(body) {
+            Ok(p) => p,
             Err(e) => {
-                tracing::warn!("baseline collector: a body that is not JSON: {e}");
+                tracing::warn!("baseline collector: a body that is neither records nor an event: {e}");
                 return;
             }
         };
-        if let Some(records) = value.get("records").and_then(|r| r.as_array()) {
-            let parsed: Vec<(u64, String)> = records
-                .iter()
-                .filter_map(|r| {
-                    let us = r.get(0)?;
-                    let us = us.as_u64().or_else(|| us.as_f64().and_then(crate::stats::to_u64))?;
-                    let talk = r.get(1)?.as_str()?.to_string();
-                    Some((us, talk))
-                })
-                .collect();
-            if parsed.len() != records.len() {
-                tracing::warn!("baseline collector: {} malformed records dropped", records.len() - parsed.len());
-            }
-            self.records.lock().unwrap_or_else(|e| e.into_inner()).extend(parsed);
-        }
-        match value.get("event").and_then(|e| e.as_str()) {
+        let records = post.records.into_iter().filter_map(|(us, talk)| Some((crate::stats::to_u64(us)?, talk)));
+        self.records.lock().unwrap_or_else(|e| e.into_inner()).extend(records);
+        match post.event.as_deref() {
             Some("open") => {
                 self.opens.send_modify(|n| *n += 1);
                 tracing::debug!("baseline page: WebSocket open");
@@ -289,8 +284,7 @@ impl Collector {
             Some("frame") => self.frames.send_modify(|n| *n += 1),
             Some("close") => {
                 self.closes.fetch_add(1, Ordering::Relaxed);
-                let code = value.get("code").and_then(|c| c.as_u64()).unwrap_or(0);
-                tracing::info!(code, "baseline page: WebSocket closed; it reconnects in 5 s");
+                tracing::info!(code = post.code, "baseline page: WebSocket closed; it reconnects in 5 s");
             }
             Some(other) => tracing::debug!("baseline page: event {other}"),
             None => {}
