@@ -8,7 +8,7 @@
 use std::net::IpAddr;
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,10 @@ const IDLE_HEARTBEAT: Duration = Duration::from_secs(30);
 const OWN_FILES: u64 = 150;
 /// The ephemeral ports of one source address (net.ipv4.ip_local_port_range), less a margin.
 const PORTS_PER_ADDRESS: u64 = 28_000;
+/// The last byte of the next hold process's source address (127.0.0.x): each takes one no
+/// earlier run has used, because the ports of a run's closed connections stay in TIME_WAIT
+/// for a minute, and a run after one that held ~28,000 from an address would find none.
+static NEXT_SOURCE: AtomicU8 = AtomicU8::new(2);
 /// The node-loss run: each round a node is SIGKILLed, started again after `DOWN`.
 const ROUND: Duration = Duration::from_secs(12);
 const DOWN: Duration = Duration::from_secs(6);
@@ -246,21 +250,23 @@ fn held_by(p: &Spawned) -> Result<u64> {
 }
 
 /// `total` idle clients (users 1..=total) in processes of their own, each from a loopback
-/// address of its own (127.0.0.2, …), connecting to `urls` in turn.
+/// address of its own ([`NEXT_SOURCE`]), connecting to `urls` in turn.
 async fn hold_clients(env: &Env, users: &UsersFile, urls: &[String], total: u64) -> Result<(Vec<Spawned>, f64)> {
     let per = (env.nofile - OWN_FILES).min(PORTS_PER_ADDRESS);
     let (started, mut procs, mut first) = (Instant::now(), Vec::new(), 1);
-    for i in 0..total.div_ceil(per) {
+    for _ in 0..total.div_ceil(per) {
         let n = per.min(total + 1 - first);
         let tokens: String = (first..first + n).map(|u| format!("{}\n", users.token(u))).collect();
         let mut cmd = Command::new(std::env::current_exe()?);
-        cmd.args(["hold", "--source", &format!("127.0.0.{}", i + 2), "--count", &n.to_string(), "--url"]);
+        let source = NEXT_SOURCE.fetch_add(1, Ordering::Relaxed);
+        anyhow::ensure!(source < 255, "no loopback address left for the clients");
+        cmd.args(["hold", "--source", &format!("127.0.0.{source}"), "--count", &n.to_string(), "--url"]);
         cmd.arg(urls.join(",")).args(["--for-secs", "900"]);
         procs.push(Spawned::spawn_fed(
             &mut cmd,
             "hold",
             tokens.into_bytes(),
-            Some(&env.work.join(format!("hold-{i}.log"))),
+            Some(&env.work.join(format!("hold-{source}.log"))),
         )?);
         first += n;
     }
