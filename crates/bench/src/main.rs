@@ -159,9 +159,6 @@ sizes! {
     cluster_paced: u64 = 10_000, 1_000;
     /// Idle connections per node (None: what the open files allow).
     cluster_held: Option<u64> = None, Some(1_000);
-    /// At most this many per node of the three on one Redis, straight to them (see the
-    /// report's notes on the position checks).
-    cluster_held_on_redis: u64 = 12_000, 12_000;
     cluster_via_haproxy: u64 = 9_000, 1_000;
     cluster_idle_secs: u64 = 20, 5;
     cluster_queued_recipients: u64 = 2_000, 200;

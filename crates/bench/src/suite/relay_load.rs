@@ -89,7 +89,7 @@ pub async fn connect_clients(
             let (link, stats) = (link(spawned as u64), stats.clone());
             set.spawn(async move {
                 if let Err(e) = wsclient::run(link, stats).await {
-                    tracing::debug!("bench client: {e:#}");
+                    tracing::warn!("bench client: {e:#}");
                 }
             });
         }
