@@ -254,37 +254,23 @@ impl Snapshot {
         user: Option<String>,
         unread: u64,
     ) -> Snapshot {
-        let Some(p) = published else {
-            let (state, reason) = match running {
-                true => (StateKind::Connecting, Some("starting".to_owned())),
-                false => (StateKind::NotRunning, None),
-            };
-            let (reason_kind, retry_at_ms, user_name, user_unknown) = (None, None, None, false);
-            return Snapshot {
-                running,
-                process,
-                state,
-                reason,
-                reason_kind,
-                retry_at_ms,
-                server,
-                user,
-                user_name,
-                user_unknown,
-                unread,
-            };
+        let (state, reason, reason_kind, retry_at_ms, user_name, user_now, user_unknown) = match published {
+            Some(p) => (p.state, p.reason, p.reason_kind, p.retry_at_ms, p.user_name, p.user_id, p.user_unknown),
+            None if running => (StateKind::Connecting, Some("starting".to_owned()), None, None, None, None, false),
+            None => (StateKind::NotRunning, None, None, None, None, None, false),
         };
+        let user = user_now.or(user);
         Snapshot {
             running,
             process,
-            state: p.state,
-            reason: p.reason,
-            reason_kind: p.reason_kind,
-            retry_at_ms: p.retry_at_ms,
+            state,
+            reason,
+            reason_kind,
+            retry_at_ms,
             server,
-            user: p.user_id.or(user),
-            user_name: p.user_name,
-            user_unknown: p.user_unknown,
+            user,
+            user_name,
+            user_unknown,
             unread,
         }
     }
