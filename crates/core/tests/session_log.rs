@@ -31,7 +31,7 @@ async fn one_warning_per_offline_reason_not_per_attempt() {
 
     // Then a server with a certificate from another CA comes up there: a new reason.
     let other = Ca::new("Someone Else's CA");
-    let _server = TlsServer::start_on(addr, &other.leaf(&["127.0.0.1"])).await;
+    let _server = TlsServer::start_on(addr, &other.leaf(&["127.0.0.1"], "talkbell test server")).await;
     let untrusted = OfflineReason::CertUntrusted(Untrusted::UnknownIssuer);
     let seen =
         wait_state(&session, |s| matches!(s, SessionState::Backoff { reason, .. } if *reason == untrusted)).await;

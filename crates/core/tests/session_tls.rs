@@ -41,7 +41,7 @@ async fn connected_as_wang1(session: &SessionHandle) {
 #[tokio::test]
 async fn a_server_certificate_from_the_trusted_ca_connects_and_gets_the_welcome() {
     let ca = Ca::new("Talkbell Test CA");
-    let server = TlsServer::start(&ca.leaf(&["127.0.0.1", "localhost"])).await;
+    let server = TlsServer::start(&ca.leaf(&["127.0.0.1", "localhost"], "talkbell test server")).await;
     let session = spawn(&server.url(), direct(&ca));
     connected_as_wang1(&session).await;
     assert_eq!(server.welcomed(), 1);
@@ -56,7 +56,7 @@ async fn a_server_certificate_from_the_trusted_ca_connects_and_gets_the_welcome(
 #[tokio::test]
 async fn a_certificate_from_another_ca_is_untrusted_and_retried_with_backoff() {
     let (ca, other) = (Ca::new("Talkbell Test CA"), Ca::new("Someone Else's CA"));
-    let server = TlsServer::start(&other.leaf(&["127.0.0.1"])).await;
+    let server = TlsServer::start(&other.leaf(&["127.0.0.1"], "talkbell test server")).await;
     let session = spawn(&server.url(), direct(&ca));
     let want = OfflineReason::CertUntrusted(Untrusted::UnknownIssuer);
     assert_eq!(offline_reason(&session).await, want);
@@ -72,7 +72,7 @@ async fn a_certificate_from_another_ca_is_untrusted_and_retried_with_backoff() {
 #[tokio::test]
 async fn a_certificate_for_another_host_name_says_so() {
     let ca = Ca::new("Talkbell Test CA");
-    let server = TlsServer::start(&ca.leaf(&["other.example"])).await;
+    let server = TlsServer::start(&ca.leaf(&["other.example"], "talkbell test server")).await;
     let session = spawn(&server.url(), direct(&ca));
     let reason = offline_reason(&session).await;
     assert_eq!(
@@ -100,7 +100,7 @@ async fn an_expired_certificate_says_so() {
 #[tokio::test]
 async fn ws_to_a_tls_port_says_use_wss() {
     let ca = Ca::new("Talkbell Test CA");
-    let server = TlsServer::start(&ca.leaf(&["127.0.0.1"])).await;
+    let server = TlsServer::start(&ca.leaf(&["127.0.0.1"], "talkbell test server")).await;
     let session = spawn(&format!("ws://{}/", server.addr), direct(&ca));
     let reason = offline_reason(&session).await;
     assert_eq!(reason, OfflineReason::PortSpeaksTls);
@@ -132,7 +132,7 @@ async fn wss_to_a_plain_port_says_use_ws() {
 #[tokio::test]
 async fn through_an_http_connect_proxy_with_basic_auth() {
     let ca = Ca::new("Talkbell Test CA");
-    let server = TlsServer::start(&ca.leaf(&["127.0.0.1"])).await;
+    let server = TlsServer::start(&ca.leaf(&["127.0.0.1"], "talkbell test server")).await;
     let proxy = Proxy::start(ProxyMode::Tunnel).await;
     let https = format!("http://alice:s%3Acret@{}", proxy.addr);
     let transport = Transport::new(ca.roots(), &ProxySettings { https, ..ProxySettings::default() });
@@ -149,7 +149,7 @@ async fn through_an_http_connect_proxy_with_basic_auth() {
 #[tokio::test]
 async fn no_proxy_naming_the_host_goes_direct() {
     let ca = Ca::new("Talkbell Test CA");
-    let server = TlsServer::start(&ca.leaf(&["127.0.0.1"])).await;
+    let server = TlsServer::start(&ca.leaf(&["127.0.0.1"], "talkbell test server")).await;
     let proxy = Proxy::start(ProxyMode::Tunnel).await;
     let settings =
         ProxySettings { https: proxy.url(), no: "example.com, 127.0.0.0/8".into(), ..ProxySettings::default() };
@@ -162,7 +162,7 @@ async fn no_proxy_naming_the_host_goes_direct() {
 #[tokio::test]
 async fn a_proxy_that_wants_credentials_is_its_own_reason() {
     let ca = Ca::new("Talkbell Test CA");
-    let server = TlsServer::start(&ca.leaf(&["127.0.0.1"])).await;
+    let server = TlsServer::start(&ca.leaf(&["127.0.0.1"], "talkbell test server")).await;
     let proxy = Proxy::start(ProxyMode::Refuse(407)).await;
     let settings = ProxySettings { all: proxy.url(), ..ProxySettings::default() };
     let session = spawn(&server.url(), Transport::new(ca.roots(), &settings));
@@ -176,7 +176,7 @@ async fn a_proxy_that_wants_credentials_is_its_own_reason() {
 #[tokio::test]
 async fn a_proxy_that_refuses_or_is_not_there_is_a_proxy_reason() {
     let ca = Ca::new("Talkbell Test CA");
-    let server = TlsServer::start(&ca.leaf(&["127.0.0.1"])).await;
+    let server = TlsServer::start(&ca.leaf(&["127.0.0.1"], "talkbell test server")).await;
     let proxy = Proxy::start(ProxyMode::Refuse(403)).await;
     let settings = ProxySettings { https: proxy.url(), ..ProxySettings::default() };
     let session = spawn(&server.url(), Transport::new(ca.roots(), &settings));

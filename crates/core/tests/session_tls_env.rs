@@ -20,7 +20,7 @@ async fn the_environment_names_the_ca_and_the_proxy() {
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("company-ca.pem");
     std::fs::write(&ca_file, ca.pem()).unwrap();
-    let server = TlsServer::start(&ca.leaf(&["127.0.0.1"])).await;
+    let server = TlsServer::start(&ca.leaf(&["127.0.0.1"], "talkbell test server")).await;
     let proxy = Proxy::start(ProxyMode::Tunnel).await;
     for var in PROXY_VARS {
         std::env::remove_var(var);

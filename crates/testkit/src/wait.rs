@@ -2,7 +2,6 @@
 //! it holds or `bound` has passed. Bounds are generous (a slow, shared machine passes);
 //! they are not timing claims.
 
-use std::future::Future;
 use std::time::Duration;
 
 /// How long to wait, and how often to look.
@@ -47,7 +46,7 @@ impl Poll {
     }
 
     /// [`Poll::check_async`] with a check that is async itself.
-    pub async fn check_with<T, F: Future<Output = Option<T>>>(&self, mut check: impl FnMut() -> F) -> Option<T> {
+    pub async fn check_with<T>(&self, mut check: impl AsyncFnMut() -> Option<T>) -> Option<T> {
         let started = tokio::time::Instant::now();
         loop {
             if let Some(t) = check().await {
@@ -63,6 +62,14 @@ impl Poll {
     /// [`Poll::check_async`], or a panic naming `what` did not happen.
     pub async fn until_async<T>(&self, what: &str, check: impl FnMut() -> Option<T>) -> T {
         match self.check_async(check).await {
+            Some(t) => t,
+            None => panic!("timed out after {:?} waiting for {what}", self.bound),
+        }
+    }
+
+    /// [`Poll::check_with`], or a panic naming `what` did not happen.
+    pub async fn until_with<T>(&self, what: &str, check: impl AsyncFnMut() -> Option<T>) -> T {
+        match self.check_with(check).await {
             Some(t) => t,
             None => panic!("timed out after {:?} waiting for {what}", self.bound),
         }

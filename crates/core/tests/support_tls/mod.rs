@@ -1,4 +1,4 @@
-//! Certificates made by the test (rcgen), a TLS WebSocket server on a real socket that
+//! The test's certificates (the testkit's), a TLS WebSocket server on a real socket that
 //! sends a welcome, and a small HTTP CONNECT proxy that counts what it carries.
 #![allow(dead_code)]
 
@@ -6,86 +6,25 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use futures_util::{SinkExt, StreamExt};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 
 pub const WELCOME: &str = r#"{"type": "welcome", "user": {"id": 1, "name": "wang1"}}"#;
 
-/// A certificate authority made for one test.
-pub struct Ca {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
+pub use talkbell_testkit::tls::{Ca, Leaf};
 
-/// A server certificate and its key.
-pub struct Leaf {
-    pub chain: Vec<CertificateDer<'static>>,
-    key: Vec<u8>,
-}
-
-impl Ca {
-    pub fn new(name: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        Ca { issuer }
-    }
-
-    pub fn der(&self) -> CertificateDer<'static> {
-        self.issuer.der().clone()
-    }
-
-    pub fn pem(&self) -> String {
-        self.issuer.pem()
-    }
-
-    /// Roots holding this CA alone.
-    pub fn roots(&self) -> rustls::RootCertStore {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.der()).unwrap();
-        roots
-    }
-
-    /// A leaf for these names (an IP address becomes an IP SAN).
-    pub fn leaf(&self, names: &[&str]) -> Leaf {
-        self.leaf_with(names, |_| {})
-    }
-
-    /// A leaf whose validity ended yesterday.
-    pub fn expired_leaf(&self, names: &[&str]) -> Leaf {
-        self.leaf_with(names, |p| {
-            p.not_before = rcgen::date_time_ymd(2020, 1, 1);
-            p.not_after = rcgen::date_time_ymd(2021, 1, 1);
-        })
-    }
-
-    fn leaf_with(&self, names: &[&str], edit: impl FnOnce(&mut CertificateParams)) -> Leaf {
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let mut params = CertificateParams::new(names).unwrap();
-        params.distinguished_name.push(DnType::CommonName, "talkbell test server");
-        edit(&mut params);
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        Leaf { chain: vec![cert.der().clone()], key: key.serialize_der() }
-    }
-}
-
-impl Leaf {
-    fn server_config(&self) -> Arc<rustls::ServerConfig> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key.clone()));
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(self.chain.clone(), key)
-            .unwrap();
-        Arc::new(config)
-    }
+/// A rustls server config presenting `leaf`.
+fn server_config(leaf: &Leaf) -> Arc<rustls::ServerConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let (chain, key) = leaf.chain_and_key();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    Arc::new(config)
 }
 
 /// A `wss://` server: TLS with one leaf, the WebSocket handshake, a welcome after the
@@ -105,7 +44,7 @@ impl TlsServer {
     pub async fn start_on(addr: SocketAddr, leaf: &Leaf) -> TlsServer {
         let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(leaf.server_config());
+        let acceptor = tokio_rustls::TlsAcceptor::from(server_config(leaf));
         let (accepted, welcomed) = (Arc::new(Mutex::new(0)), Arc::new(Mutex::new(0)));
         let (count, sent) = (accepted.clone(), welcomed.clone());
         tokio::spawn(async move {

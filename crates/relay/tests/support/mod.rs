@@ -14,6 +14,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use talkbell_relay::broker::sqlite::{Store, StoreError};
+use talkbell_testkit::wait::Poll;
 use talkbell_relay::{post_talk, Relay, RelayConfig, UserId, Users};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -25,26 +26,19 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// How long a test waits for a frame that must come.
 pub const WAIT: Duration = Duration::from_secs(10);
 
-/// How often [`wait_until`] looks again.
-const POLL: Duration = Duration::from_millis(25);
+/// How tests wait for a condition that no event announces: up to three times [`WAIT`]
+/// (these conditions may involve child processes, rate limits refilling or a database on
+/// a shared machine), looking every 25 ms.
+pub const POLL: Poll = Poll::up_to(Duration::from_secs(30)).every(Duration::from_millis(25));
 
-/// Checks `check` until it gives Some, or panics after [`WAIT`] (three times over: these
-/// conditions may involve child processes, rate limits refilling or a database on a
-/// shared machine). The one way tests wait for a condition that no event announces.
-pub async fn wait_until<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + WAIT * 3;
-    loop {
-        if let Some(t) = check().await {
-            return t;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(POLL).await;
-    }
+/// Checks `check` until it gives Some, or panics after [`POLL`]'s bound.
+pub async fn wait_until<T>(what: &str, check: impl AsyncFnMut() -> Option<T>) -> T {
+    POLL.until_with(what, check).await
 }
 
 /// [`wait_until`] for a check that does not wait itself.
-pub async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    wait_until(what, async || check()).await
+pub async fn eventually<T>(what: &str, check: impl FnMut() -> Option<T>) -> T {
+    POLL.until_async(what, check).await
 }
 
 pub struct Env {
