@@ -248,14 +248,18 @@ fn two_accounts_on_one_server_each_have_their_own_seqs_and_resume() {
     assert_eq!(h.count().unwrap(), 7);
 }
 
-#[test]
-fn a_schema_1_history_is_migrated_with_its_talks_and_cursor() {
+/// A history file made by `statements` (a fixture: what an older Talkbell wrote), in a
+/// folder of its own.
+fn old_history(statements: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("h.sqlite3");
-    {
-        let c = rusqlite::Connection::open(&path).unwrap();
-        c.execute_batch(include_str!("fixtures/history-schema-1.sql")).unwrap();
-    }
+    rusqlite::Connection::open(&path).unwrap().execute_batch(statements).unwrap();
+    (dir, path)
+}
+
+#[test]
+fn a_schema_1_history_is_migrated_with_its_talks_and_cursor() {
+    let (_dir, path) = old_history(include_str!("fixtures/history-schema-1.sql"));
     let h = History::open(&path).unwrap();
     assert_eq!(all(&h), ["kept from before"]);
     assert_eq!(search(&h, "kept"), ["kept from before"]);
@@ -278,12 +282,7 @@ fn unusable(from: &str, to: u64, text: &str) -> Inbound {
 
 #[tokio::test]
 async fn a_schema_2_history_is_migrated_and_a_new_epoch_numbers_afresh() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("h.sqlite3");
-    {
-        let c = rusqlite::Connection::open(&path).unwrap();
-        c.execute_batch(include_str!("fixtures/history-schema-2.sql")).unwrap();
-    }
+    let (_dir, path) = old_history(include_str!("fixtures/history-schema-2.sql"));
     let h = History::open(&path).unwrap();
     assert_eq!(all(&h), ["kept from before"]);
     assert_eq!(search(&h, "kept"), ["kept from before"]);
