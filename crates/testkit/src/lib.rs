@@ -3,7 +3,8 @@
 //! test calls with `expect` return a `Result` (the benchmarks report errors instead of
 //! panicking); the few that panic say so.
 //!
-//! - [`wait`]: polling a condition with a deadline, sync and async, instead of sleeps.
+//! - [`wait`]: polling a condition with a deadline, sync and async, instead of sleeps;
+//!   the next broadcast message a test waits for.
 //! - [`logtime`]: the time stamp that starts a log line of the app or the relay.
 //! - [`child`]: child processes with their standard error followed ([`child::Log`]).
 //! - [`relay`]: `talkbell-relay serve` as a child process.

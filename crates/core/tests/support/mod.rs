@@ -166,22 +166,9 @@ pub fn creds(url: &str, user: Option<u64>) -> Credentials {
 /// Waits (generously) for an event that `pick` accepts.
 pub async fn wait_event<T>(
     rx: &mut broadcast::Receiver<SessionEvent>,
-    mut pick: impl FnMut(&SessionEvent) -> Option<T>,
+    pick: impl FnMut(&SessionEvent) -> Option<T>,
 ) -> T {
-    let wait = async {
-        loop {
-            match rx.recv().await {
-                Ok(ev) => {
-                    if let Some(t) = pick(&ev) {
-                        return t;
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(e) => panic!("event channel closed: {e}"),
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(20), wait).await.expect("timed out waiting for an event")
+    talkbell_testkit::wait::next_picked(rx, Duration::from_secs(20), "an event", pick).await
 }
 
 pub async fn wait_state(handle: &SessionHandle, pred: impl Fn(&SessionState) -> bool) -> SessionState {
