@@ -12,6 +12,7 @@
 //! - [`procfs`]: what Linux's /proc says about processes and the machine.
 //! - [`dunst`]: the popups of the desktop session's notification daemon.
 //! - [`notifications`]: a stand-in notification service (with `inline-reply`).
+//! - [`stand_in`]: stand-in D-Bus services written in Python, as child processes.
 //! - [`desktop`]: the private desktop session of scripts/desktop-session.sh.
 //! - [`tls`]: certificates made for a test.
 //! - [`redis`]: Debian's `redis-server` on a free loopback port, killed and restarted.
@@ -29,5 +30,6 @@ pub mod original;
 pub mod procfs;
 pub mod redis;
 pub mod relay;
+pub mod stand_in;
 pub mod tls;
 pub mod wait;
