@@ -16,6 +16,7 @@ use common::*;
 use fantoccini::{Client, ClientBuilder, Locator};
 use talkbell_testkit::desktop::{self, x_tree, x_window};
 use talkbell_testkit::procfs;
+use talkbell_testkit::stand_in::StandIn;
 
 // ---- the desktop around the app ------------------------------------------------------
 
@@ -838,19 +839,7 @@ fn on_a_status_notifier_desktop_the_tray_is_an_item_with_the_same_menu() {
     // No XEmbed tray here: a StatusNotifier watcher, as KDE Plasma or GNOME's AppIndicator
     // extension provide.
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/common/sni_watcher.py");
-    let mut watcher = Helper(
-        Command::new("/usr/bin/python3").arg(script).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap(),
-    );
-    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
-    let stdout = watcher.0.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(serde_json::from_str(&line).unwrap_or_default());
-        }
-    });
-    let ready = rx.recv_timeout(PATIENCE).expect("the watcher to own its name");
-    assert!(ready.get("ready").is_some(), "{ready}");
+    let watcher = StandIn::start(&script, None, PATIENCE).expect("the watcher to own its name");
 
     let mut relay = Relay::start();
     let (app, _cleanup) = signed_in(&relay);
@@ -858,7 +847,7 @@ fn on_a_status_notifier_desktop_the_tray_is_an_item_with_the_same_menu() {
     relay.send(2, 1, &format!("for the menu {}", std::process::id()));
     let mut tray_app = Helper::start(app.command().arg("--hidden"));
 
-    let item = rx.recv_timeout(PATIENCE).expect("the app to register its tray item");
+    let item = watcher.next(PATIENCE).expect("the app to register its tray item");
     let sender = item["sender"].as_str().unwrap().to_owned();
     let path = item["service"].as_str().unwrap().to_owned();
     assert!(path.starts_with('/'), "{item}");

@@ -55,21 +55,8 @@ fn person(id: u64) -> Person {
 }
 
 /// The next event `pick` takes, within [`PATIENCE`].
-async fn next<T>(events: &mut Receiver<SessionEvent>, mut pick: impl FnMut(&SessionEvent) -> Option<T>) -> T {
-    let wait = async {
-        loop {
-            match events.recv().await {
-                Ok(e) => {
-                    if let Some(t) = pick(&e) {
-                        return t;
-                    }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(e) => panic!("events ended: {e}"),
-            }
-        }
-    };
-    tokio::time::timeout(PATIENCE, wait).await.expect("the event in time")
+async fn next<T>(events: &mut Receiver<SessionEvent>, pick: impl FnMut(&SessionEvent) -> Option<T>) -> T {
+    talkbell_testkit::wait::next_picked(events, PATIENCE, "the event", pick).await
 }
 
 /// Waits until reply `row` is answered; where it stands then.

@@ -5,9 +5,9 @@ host is there, and prints each item that registers as a JSON line on standard ou
 Needs Debian's python3-gi."""
 
 import json
-import sys
 
-from gi.repository import Gio, GLib
+from gi.repository import GLib
+from stand_in import serve
 
 XML = """
 <node>
@@ -44,18 +44,4 @@ def on_get(conn, sender, path, iface, prop):
     }[prop]
 
 
-def on_bus(conn, name):
-    info = Gio.DBusNodeInfo.new_for_xml(XML).interfaces[0]
-    conn.register_object("/StatusNotifierWatcher", info, on_call, on_get, None)
-
-
-def on_name(conn, name):
-    print(json.dumps({"ready": name}), flush=True)
-
-
-def on_lost(conn, name):
-    sys.exit(f"could not own {name}")
-
-
-Gio.bus_own_name(Gio.BusType.SESSION, "org.kde.StatusNotifierWatcher", Gio.BusNameOwnerFlags.NONE, on_bus, on_name, on_lost)
-GLib.MainLoop().run()
+serve("org.kde.StatusNotifierWatcher", "/StatusNotifierWatcher", XML, on_call, on_get)

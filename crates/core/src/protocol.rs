@@ -214,6 +214,19 @@ impl TalkMessage {
     pub fn is_for(&self, user: &UserId) -> bool {
         &self.to.id == user
     }
+
+    /// A talk from `from` (id `id-<from>`) to wang1 (id 1), with no seq and no server
+    /// time: what the gate's tests feed it. For tests (the `test-hooks` feature).
+    #[cfg(any(test, feature = "test-hooks"))]
+    pub fn for_test(from: &str, text: &str) -> TalkMessage {
+        TalkMessage {
+            from: Person { id: UserId::new(format!("id-{from}")), name: from.into() },
+            to: Person { id: 1.into(), name: "wang1".into() },
+            talk: text.into(),
+            seq: None,
+            ts: None,
+        }
+    }
 }
 
 /// The heartbeat timing a server prefers (§2.3).

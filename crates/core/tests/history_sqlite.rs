@@ -248,35 +248,18 @@ fn two_accounts_on_one_server_each_have_their_own_seqs_and_resume() {
     assert_eq!(h.count().unwrap(), 7);
 }
 
-#[test]
-fn a_schema_1_history_is_migrated_with_its_talks_and_cursor() {
+/// A history file made by `statements` (a fixture: what an older Talkbell wrote), in a
+/// folder of its own.
+fn old_history(statements: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("h.sqlite3");
-    {
-        // What Talkbell wrote before cursors were per account.
-        let c = rusqlite::Connection::open(&path).unwrap();
-        c.execute_batch(
-            "CREATE TABLE talks (id INTEGER PRIMARY KEY, server TEXT NOT NULL, seq INTEGER, from_id TEXT NOT NULL,
-                from_name TEXT NOT NULL, to_id TEXT NOT NULL, to_name TEXT NOT NULL, talk TEXT NOT NULL,
-                server_ts INTEGER, received_at INTEGER NOT NULL, read INTEGER NOT NULL DEFAULT 0);
-             CREATE UNIQUE INDEX talks_server_seq ON talks(server, seq) WHERE seq IS NOT NULL;
-             CREATE INDEX talks_unread ON talks(read, to_id);
-             CREATE TABLE cursors (server TEXT PRIMARY KEY, last_seq INTEGER NOT NULL);
-             CREATE VIRTUAL TABLE talks_fts USING fts5(talk, from_name, content='talks', content_rowid='id');
-             CREATE TRIGGER talks_ai AFTER INSERT ON talks BEGIN
-                 INSERT INTO talks_fts(rowid, talk, from_name) VALUES (new.id, new.talk, new.from_name);
-             END;
-             CREATE TRIGGER talks_ad AFTER DELETE ON talks BEGIN
-                 INSERT INTO talks_fts(talks_fts, rowid, talk, from_name) VALUES ('delete', old.id, old.talk, old.from_name);
-             END;
-             INSERT INTO talks (server, seq, from_id, from_name, to_id, to_name, talk, received_at)
-                 VALUES ('ws://127.0.0.1:9/', 8, '2', 'wang2', '1', 'wang1', 'kept from before', 1);
-             -- Pruned talks had taken the cursor further than the rows show.
-             INSERT INTO cursors VALUES ('ws://127.0.0.1:9/', 12);
-             PRAGMA user_version = 1;",
-        )
-        .unwrap();
-    }
+    rusqlite::Connection::open(&path).unwrap().execute_batch(statements).unwrap();
+    (dir, path)
+}
+
+#[test]
+fn a_schema_1_history_is_migrated_with_its_talks_and_cursor() {
+    let (_dir, path) = old_history(include_str!("fixtures/history-schema-1.sql"));
     let h = History::open(&path).unwrap();
     assert_eq!(all(&h), ["kept from before"]);
     assert_eq!(search(&h, "kept"), ["kept from before"]);
@@ -289,24 +272,6 @@ fn a_schema_1_history_is_migrated_with_its_talks_and_cursor() {
     assert_eq!(h.last_stored_seq(SERVER, &me()).unwrap(), Some(Seq(13)));
 }
 
-/// The statements of schema 2, as Talkbell wrote them before epochs.
-const SCHEMA_2: &str = "
-CREATE TABLE talks (id INTEGER PRIMARY KEY, server TEXT NOT NULL, seq INTEGER, from_id TEXT NOT NULL,
-    from_name TEXT NOT NULL, to_id TEXT NOT NULL, to_name TEXT NOT NULL, talk TEXT NOT NULL,
-    server_ts INTEGER, received_at INTEGER NOT NULL, read INTEGER NOT NULL DEFAULT 0);
-CREATE UNIQUE INDEX talks_server_to_seq ON talks(server, to_id, seq) WHERE seq IS NOT NULL;
-CREATE INDEX talks_unread ON talks(read, to_id);
-CREATE TABLE cursors (server TEXT NOT NULL, user_id TEXT NOT NULL, last_seq INTEGER NOT NULL,
-    PRIMARY KEY (server, user_id));
-CREATE VIRTUAL TABLE talks_fts USING fts5(talk, from_name, content='talks', content_rowid='id');
-CREATE TRIGGER talks_ai AFTER INSERT ON talks BEGIN
-    INSERT INTO talks_fts(rowid, talk, from_name) VALUES (new.id, new.talk, new.from_name);
-END;
-CREATE TRIGGER talks_ad AFTER DELETE ON talks BEGIN
-    INSERT INTO talks_fts(talks_fts, rowid, talk, from_name) VALUES ('delete', old.id, old.talk, old.from_name);
-END;
-";
-
 fn inbound(seq: Option<u64>, from: &str, to: u64, text: &str) -> Inbound {
     Inbound::new(TalkMessage { from: Person { id: from.into(), name: from.into() }, ..talk(seq, from, to, text) })
 }
@@ -317,19 +282,7 @@ fn unusable(from: &str, to: u64, text: &str) -> Inbound {
 
 #[tokio::test]
 async fn a_schema_2_history_is_migrated_and_a_new_epoch_numbers_afresh() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("h.sqlite3");
-    {
-        let c = rusqlite::Connection::open(&path).unwrap();
-        c.execute_batch(SCHEMA_2).unwrap();
-        c.execute_batch(
-            "INSERT INTO talks (server, seq, from_id, from_name, to_id, to_name, talk, received_at)
-                 VALUES ('ws://127.0.0.1:9/', 8, '2', 'wang2', '1', 'wang1', 'kept from before', 1);
-             INSERT INTO cursors VALUES ('ws://127.0.0.1:9/', '1', 12);
-             PRAGMA user_version = 2;",
-        )
-        .unwrap();
-    }
+    let (_dir, path) = old_history(include_str!("fixtures/history-schema-2.sql"));
     let h = History::open(&path).unwrap();
     assert_eq!(all(&h), ["kept from before"]);
     assert_eq!(search(&h, "kept"), ["kept from before"]);

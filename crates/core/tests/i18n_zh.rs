@@ -14,19 +14,9 @@ use talkbell_core::engine::EngineError;
 use talkbell_core::i18n::{self, Lang};
 use talkbell_core::instance::{Holder, InstanceError, ProcessKind};
 use talkbell_core::notify::{NotificationKind, NotifyError, NotifyGate, NotifySettings};
-use talkbell_core::protocol::{Person, TalkMessage, UserId};
+use talkbell_core::protocol::TalkMessage;
 use talkbell_core::session::{OfflineReason, Refusal, SignedOutReason};
 use talkbell_core::status::{describe, Facts, StateKind};
-
-fn talk(from: &str, text: &str) -> TalkMessage {
-    TalkMessage {
-        from: Person { id: UserId::new(format!("id-{from}")), name: from.into() },
-        to: Person { id: 1.into(), name: "wang1".into() },
-        talk: text.into(),
-        seq: None,
-        ts: None,
-    }
-}
 
 #[tokio::test(start_paused = true)]
 async fn the_gate_pops_up_what_wang2_said_and_sums_a_burst_up_as_a_chinese_speaker_would() {
@@ -36,7 +26,7 @@ async fn the_gate_pops_up_what_wang2_said_and_sums_a_burst_up_as_a_chinese_speak
     // Two popups, then 12 talks from three people (wang2 most) in one summary.
     let senders = ["wang2", "wang2", "li3", "wang2", "zhao4", "wang2"];
     for i in 0..14 {
-        gate.talk(talk(senders[i % senders.len()], &format!("第 {i} 条")), i as i64, true);
+        gate.talk(TalkMessage::for_test(senders[i % senders.len()], &format!("第 {i} 条")), i as i64, true);
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
     let popups: Vec<(String, String)> =
@@ -51,7 +41,7 @@ async fn the_gate_pops_up_what_wang2_said_and_sums_a_burst_up_as_a_chinese_speak
     );
     // One sender alone.
     for i in 20..30 {
-        gate.talk(talk("li3", "x"), i, true);
+        gate.talk(TalkMessage::for_test("li3", "x"), i, true);
     }
     tokio::time::sleep(Duration::from_secs(5)).await;
     let last = rec.0.lock().unwrap().last().cloned().unwrap();

@@ -8,6 +8,7 @@
 //! Outside that session these tests fail on purpose (they are ignored by default).
 
 mod support_bus;
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +20,7 @@ use talkbell_core::notify::{
 use talkbell_core::protocol::{Person, ServerFrame, UserId};
 use talkbell_testkit::desktop::require_session;
 use talkbell_testkit::dunst::{self, Popup};
+use talkbell_testkit::stand_in::StandIn;
 use talkbell_testkit::wait::Poll;
 use tokio::sync::Mutex;
 
@@ -334,7 +336,7 @@ fn without_a_notification_service_show_is_an_error_not_a_hang() {
     let mute = BareBus::start(tmp.path(), false);
     // A bus whose notification service answers Notify with a D-Bus error.
     let refusing_bus = BareBus::start(tmp.path(), true);
-    let _refuser = RefusingService::start(&refusing_bus.address);
+    let _refuser = refusing_service(&refusing_bus.address);
     let cases = [
         ("refused", format!("unix:path={}", dead.display())),
         ("missing", format!("unix:path={}", tmp.path().join("no-such-socket").display())),
@@ -399,30 +401,7 @@ fn child_without_a_service() {
 }
 
 /// tests/support_bus/refusing_notifications.py on the bus at `address`, killed on drop.
-struct RefusingService(std::process::Child);
-
-impl RefusingService {
-    fn start(address: &str) -> RefusingService {
-        use std::io::BufRead;
-        let script =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support_bus/refusing_notifications.py");
-        let mut child = Command::new("/usr/bin/python3")
-            .arg(script)
-            .env("DBUS_SESSION_BUS_ADDRESS", address)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .spawn()
-            .expect("python3 runs");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("a line");
-        assert!(line.contains("ready"), "the stand-in service did not start: {line:?}");
-        RefusingService(child)
-    }
-}
-
-impl Drop for RefusingService {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+fn refusing_service(address: &str) -> StandIn {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support_bus/refusing_notifications.py");
+    StandIn::start(&script, Some(address), Duration::from_secs(30)).expect("the stand-in service starts")
 }

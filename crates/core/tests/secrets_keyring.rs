@@ -13,9 +13,8 @@ use std::process::Command;
 mod support;
 mod support_bus;
 mod support_keyring;
-use std::sync::Arc;
 use std::time::Duration;
-use support::{config, echo_heartbeats, next_text, send_text, Captured, MemStore, Scripted};
+use support::{config, echo_heartbeats, history, next_text, send_text, Captured, Scripted};
 use support_bus::{run_bounded, BareBus};
 use support_keyring::{keyring_password, lock_login, login_is_locked, unlock_login, UnlockOnDrop, LOGIN};
 
@@ -370,11 +369,16 @@ const NEXT_READ: &str = "next read of the keyring";
 /// What it logs before each read of the keyring (which may prompt).
 const READING: &str = "asking the keyring for the token";
 
-/// A session signed out while the keyring is read, and the reader with `retry`.
-fn session_and_reader(server: &Scripted, retry: Retry) -> (SessionHandle, tokio::task::JoinHandle<()>) {
+/// A session signed out while the keyring is read, and the reader with `retry`; the
+/// session's history is in `dir`.
+fn session_and_reader(
+    dir: &tempfile::TempDir,
+    server: &Scripted,
+    retry: Retry,
+) -> (SessionHandle, tokio::task::JoinHandle<()>) {
     let start = Start::SignedOut(Some(SignedOutReason::ReadingKeyring));
     let config = SessionConfig { user_id: Some(UserId::from(1)), ..config(Timing::default()) };
-    let session = Session::spawn_with(config, start, Arc::new(MemStore::default()));
+    let session = Session::spawn_with(config, start, history(dir));
     let reader = keyring_wait::spawn(session.clone(), store(), server.url(), retry);
     (session, reader)
 }
@@ -392,7 +396,8 @@ async fn an_unlock_through_the_secret_service_is_heard_at_once() {
     let _unlock = UnlockOnDrop;
     lock_login();
     let hour = Duration::from_secs(3600);
-    let (session, reader) = session_and_reader(&server, Retry { first: hour, max: hour });
+    let dir = tempfile::tempdir().unwrap();
+    let (session, reader) = session_and_reader(&dir, &server, Retry { first: hour, max: hour });
     wait_state(&session, "signed out, locked", is_locked).await;
     // The first read (its unlock prompt dismissed) is over: an unlock from now on cannot
     // complete it, only make the reader read again.
@@ -423,7 +428,8 @@ async fn retries_while_locked_do_not_prompt_again_and_the_reason_is_told_once() 
     let _unlock = UnlockOnDrop;
     lock_login();
     let often = Retry { first: Duration::from_millis(100), max: Duration::from_millis(200) };
-    let (session, reader) = session_and_reader(&server, often);
+    let dir = tempfile::tempdir().unwrap();
+    let (session, reader) = session_and_reader(&dir, &server, often);
     let mut states = session.subscribe();
     log.wait_for(4, NEXT_READ).await;
     assert!(is_locked(&session.state()), "{:?}", session.state());

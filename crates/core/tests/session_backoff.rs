@@ -2,7 +2,6 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use support::*;
@@ -29,7 +28,8 @@ async fn dead_url() -> String {
 #[tokio::test(start_paused = true)]
 async fn with_the_server_down_attempts_spread_out_and_never_come_closer_than_the_minimum() {
     let t = timing();
-    let session = Session::spawn(config(t), Some(creds(&dead_url().await, Some(1))), Arc::new(MemStore::default()));
+    let dir = tempfile::tempdir().unwrap();
+    let session = Session::spawn(config(t), Some(creds(&dead_url().await, Some(1))), history(&dir));
     let mut events = session.subscribe();
     let mut attempts: Vec<Instant> = Vec::new();
     let mut delays: Vec<(u32, Duration)> = Vec::new();
@@ -65,7 +65,8 @@ async fn with_the_server_down_attempts_spread_out_and_never_come_closer_than_the
 #[tokio::test(start_paused = true)]
 async fn reconnect_now_skips_the_wait() {
     let t = Timing { backoff_min: Duration::from_secs(30), ..timing() };
-    let session = Session::spawn(config(t), Some(creds(&dead_url().await, Some(1))), Arc::new(MemStore::default()));
+    let dir = tempfile::tempdir().unwrap();
+    let session = Session::spawn(config(t), Some(creds(&dead_url().await, Some(1))), history(&dir));
     let mut events = session.subscribe();
     // Wait for the first backoff, then ask for an attempt now.
     loop {
@@ -106,7 +107,8 @@ async fn a_healthy_link_resets_the_backoff() {
         heartbeat_interval: Duration::from_secs(10),
         ..timing()
     };
-    let session = Session::spawn(config(t), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
+    let dir = tempfile::tempdir().unwrap();
+    let session = Session::spawn(config(t), Some(creds(&server.url(), Some(1))), history(&dir));
     let mut events = session.subscribe();
     let mut attempts = Vec::new();
     while attempts.len() < 4 {

@@ -35,7 +35,8 @@ async fn hello_is_first_and_a_talk_for_me_is_stored_acked_and_told_once() {
         }
     })
     .await;
-    let store = Arc::new(MemStore::default());
+    let dir = tempfile::tempdir().unwrap();
+    let store = history(&dir);
     let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), store.clone());
     let mut events = session.subscribe();
 
@@ -58,7 +59,7 @@ async fn hello_is_first_and_a_talk_for_me_is_stored_acked_and_told_once() {
         talks,
         [("hello".to_owned(), true), ("with seq".to_owned(), true), ("for someone else".to_owned(), false)]
     );
-    assert_eq!(store.talks.lock().unwrap().len(), 3);
+    assert_eq!(texts(&store).len(), 3);
     // Acks come after storing. They are cumulative (§1.3): talks read in one go are
     // acked once, by the highest seq, so the last ack is 6 whether 5 had its own.
     let mut acks = Vec::new();
@@ -96,7 +97,8 @@ async fn resume_carries_the_last_stored_seq_and_a_repeated_seq_is_dropped() {
         }
     })
     .await;
-    let store = Arc::new(MemStore::default());
+    let dir = tempfile::tempdir().unwrap();
+    let store = history(&dir);
     let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), store.clone());
     let mut events = session.subscribe();
     wait_event(&mut events, |e| matches!(e, SessionEvent::Talk { .. }).then_some(())).await;
@@ -118,8 +120,7 @@ async fn resume_carries_the_last_stored_seq_and_a_repeated_seq_is_dropped() {
     assert_eq!(second, "second");
     let second_hello: Value = serde_json::from_str(&seen.recv().await.unwrap()).unwrap();
     assert_eq!(second_hello["resume"], 41);
-    let texts: Vec<String> = store.talks.lock().unwrap().iter().map(|t| t.talk.clone()).collect();
-    assert_eq!(texts, ["first", "second"]);
+    assert_eq!(texts(&store), ["first", "second"]);
     assert_eq!(session.stats().duplicates, 1);
     session.shutdown().await;
 }
@@ -138,7 +139,8 @@ async fn a_silent_server_is_dead_after_interval_plus_timeout_and_is_reconnected(
     })
     .await;
     let timing = fast_timing();
-    let session = Session::spawn(config(timing), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
+    let dir = tempfile::tempdir().unwrap();
+    let session = Session::spawn(config(timing), Some(creds(&server.url(), Some(1))), history(&dir));
     let mut events = session.subscribe();
 
     let (_, hello, hello_at) = seen.recv().await.unwrap();
@@ -170,8 +172,8 @@ async fn a_silent_server_is_dead_after_interval_plus_timeout_and_is_reconnected(
 async fn an_answering_server_keeps_the_link_up_across_many_heartbeats() {
     let (seen_tx, mut seen) = mpsc::unbounded_channel();
     let server = Scripted::start(move |_, ws| echo_heartbeats(ws, seen_tx.clone())).await;
-    let session =
-        Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
+    let dir = tempfile::tempdir().unwrap();
+    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), history(&dir));
     let mut probes = 0;
     while probes < 5 {
         if seen.recv().await.unwrap() == "online" {
@@ -196,8 +198,8 @@ async fn garbage_is_counted_and_dropped_and_the_link_stays_up() {
         echo_heartbeats(ws, mpsc::unbounded_channel().0).await;
     })
     .await;
-    let session =
-        Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
+    let dir = tempfile::tempdir().unwrap();
+    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), history(&dir));
     let mut events = session.subscribe();
     let mut dropped = Vec::new();
     let talk = wait_event(&mut events, |e| match e {
@@ -233,8 +235,8 @@ async fn an_oversized_message_is_refused_and_the_client_reconnects() {
         echo_heartbeats(ws, mpsc::unbounded_channel().0).await;
     })
     .await;
-    let session =
-        Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
+    let dir = tempfile::tempdir().unwrap();
+    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), history(&dir));
     let mut events = session.subscribe();
     let (size, limit) = wait_event(&mut events, |e| match e {
         SessionEvent::Oversized { size, limit } => Some((*size, *limit)),
@@ -279,8 +281,8 @@ async fn close_4001_signs_out_and_stops_trying() {
         let _ = ws.close(Some(CloseFrame { code: CloseCode::from(4001), reason: "unauthorized".into() })).await;
     })
     .await;
-    let session =
-        Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
+    let dir = tempfile::tempdir().unwrap();
+    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), history(&dir));
     let mut events = session.subscribe();
     let state = wait_state(&session, |s| matches!(s, SessionState::SignedOut { reason: Some(_) })).await;
     let mut states = Vec::new();
@@ -308,8 +310,8 @@ async fn an_unauthorized_error_frame_signs_out_even_if_the_server_keeps_the_sock
         echo_heartbeats(ws, mpsc::unbounded_channel().0).await;
     })
     .await;
-    let session =
-        Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
+    let dir = tempfile::tempdir().unwrap();
+    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), history(&dir));
     let state = wait_state(&session, |s| matches!(s, SessionState::SignedOut { reason: Some(_) })).await;
     assert!(format!("{state:?}").contains("token expired"), "{state:?}");
     assert_no_attempts_for_a_minute(&session, &server, 1).await;
@@ -323,8 +325,8 @@ async fn close_4003_without_an_error_frame_signs_out_too() {
         let _ = ws.close(Some(CloseFrame { code: CloseCode::from(4003), reason: "".into() })).await;
     })
     .await;
-    let session =
-        Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
+    let dir = tempfile::tempdir().unwrap();
+    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), history(&dir));
     let state = wait_state(&session, |s| matches!(s, SessionState::SignedOut { reason: Some(_) })).await;
     assert!(format!("{state:?}").contains("4003"));
     assert_no_attempts_for_a_minute(&session, &server, 1).await;
@@ -358,7 +360,8 @@ async fn refused_handshake(status: &'static [u8], code: &str) {
         }
     });
     let url = format!("ws://{addr}/");
-    let session = Session::spawn(config(fast_timing()), Some(creds(&url, Some(1))), Arc::new(MemStore::default()));
+    let dir = tempfile::tempdir().unwrap();
+    let session = Session::spawn(config(fast_timing()), Some(creds(&url, Some(1))), history(&dir));
     let state = wait_state(&session, |s| matches!(s, SessionState::SignedOut { reason: Some(_) })).await;
     assert!(format!("{state:?}").contains(code), "{state:?}");
     assert_still_signed_out_for_a_minute(&session).await;
@@ -383,8 +386,8 @@ async fn a_welcome_asking_for_a_1_ms_heartbeat_gets_one_a_second_at_most() {
         }
     })
     .await;
-    let session =
-        Session::spawn(config(fast_timing()), Some(creds(&server.url(), None)), Arc::new(MemStore::default()));
+    let dir = tempfile::tempdir().unwrap();
+    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), None)), history(&dir));
     wait_state(&session, |s| matches!(s, SessionState::Connected { .. })).await;
     let mut probes = Vec::new();
     while probes.len() < 3 {
@@ -420,8 +423,8 @@ async fn a_welcome_names_the_user_and_sets_the_heartbeat() {
     })
     .await;
     // No user id in the credentials: the welcome is what says the sample is for us.
-    let session =
-        Session::spawn(config(fast_timing()), Some(creds(&server.url(), None)), Arc::new(MemStore::default()));
+    let dir = tempfile::tempdir().unwrap();
+    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), None)), history(&dir));
     let mut events = session.subscribe();
     let first_connected = wait_event(&mut events, |e| match e {
         SessionEvent::State(SessionState::Connected { user }) => Some(user.welcomed().cloned()),
@@ -456,7 +459,8 @@ async fn a_welcome_names_the_user_and_sets_the_heartbeat() {
 #[tokio::test]
 async fn the_session_starts_with_the_configured_user_and_credentials_replace_it() {
     let configured = SessionConfig { user_id: Some(UserId::from(7)), ..config(fast_timing()) };
-    let session = Session::spawn(configured, None, Arc::new(MemStore::default()));
+    let dir = tempfile::tempdir().unwrap();
+    let session = Session::spawn(configured, None, history(&dir));
     assert_eq!(session.user_id(), Some(UserId::from(7)));
     // Not a server: the attempt fails, but the credentials name the user at once.
     session.set_credentials(creds("ws://127.0.0.1:9/", Some(3)));
@@ -477,8 +481,9 @@ async fn a_talk_that_cannot_be_stored_is_not_acked_and_comes_again() {
         }
     })
     .await;
-    let store = Arc::new(MemStore::default());
-    *store.fail.lock().unwrap() = true;
+    let dir = tempfile::tempdir().unwrap();
+    let store = history(&dir);
+    fill_up(&store);
     let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), store.clone());
     let mut events = session.subscribe();
     let error = wait_event(&mut events, |e| match e {
@@ -488,7 +493,7 @@ async fn a_talk_that_cannot_be_stored_is_not_acked_and_comes_again() {
     .await;
     assert_eq!(error, StoreError::DiskFull);
     assert!(error.to_string().contains("disk is full"), "{error}");
-    *store.fail.lock().unwrap() = false;
+    make_room(&store);
     let talk = wait_event(&mut events, |e| match e {
         SessionEvent::Talk { talk, .. } => Some(talk.talk.clone()),
         _ => None,
@@ -524,8 +529,8 @@ async fn shutdown_is_bounded_when_the_server_ignores_the_close() {
         drop(ws);
     })
     .await;
-    let session =
-        Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
+    let dir = tempfile::tempdir().unwrap();
+    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), history(&dir));
     wait_state(&session, |s| matches!(s, SessionState::Connected { .. })).await;
     let started = std::time::Instant::now();
     session.shutdown().await;
@@ -536,7 +541,8 @@ async fn shutdown_is_bounded_when_the_server_ignores_the_close() {
 #[tokio::test]
 async fn signing_out_closes_the_link_and_new_credentials_connect_at_once() {
     let server = Scripted::start(|_, ws| echo_heartbeats(ws, mpsc::unbounded_channel().0)).await;
-    let session = Session::spawn(config(fast_timing()), None, Arc::new(MemStore::default()));
+    let dir = tempfile::tempdir().unwrap();
+    let session = Session::spawn(config(fast_timing()), None, history(&dir));
     assert_eq!(session.state(), SessionState::SignedOut { reason: None });
     session.set_credentials(creds(&server.url(), Some(1)));
     wait_state(&session, |s| matches!(s, SessionState::Connected { .. })).await;
@@ -555,7 +561,8 @@ async fn signing_out_closes_the_link_and_new_credentials_connect_at_once() {
 async fn an_answer_from_the_keyring_signs_out_with_its_reason_or_connects_with_its_token() {
     let server = Scripted::start(|_, ws| echo_heartbeats(ws, mpsc::unbounded_channel().0)).await;
     let start = Start::SignedOut(Some(SignedOutReason::ReadingKeyring));
-    let session = Session::spawn_with(config(fast_timing()), start, Arc::new(MemStore::default()));
+    let dir = tempfile::tempdir().unwrap();
+    let session = Session::spawn_with(config(fast_timing()), start, history(&dir));
     // Readable at once, before the task has run.
     assert_eq!(session.state(), SessionState::SignedOut { reason: Some(SignedOutReason::ReadingKeyring) });
     let mut events = session.subscribe();
@@ -583,7 +590,8 @@ async fn a_late_answer_from_the_keyring_never_replaces_a_sign_in_or_a_sign_out()
     let stored = Scripted::start(|_, ws| echo_heartbeats(ws, mpsc::unbounded_channel().0)).await;
     let user = Scripted::start(|_, ws| echo_heartbeats(ws, mpsc::unbounded_channel().0)).await;
     let start = Start::SignedOut(Some(SignedOutReason::KeyringLocked));
-    let session = Session::spawn_with(config(fast_timing()), start, Arc::new(MemStore::default()));
+    let dir = tempfile::tempdir().unwrap();
+    let session = Session::spawn_with(config(fast_timing()), start, history(&dir));
     session.set_credentials(creds(&user.url(), Some(1)));
     wait_state(&session, |s| matches!(s, SessionState::Connected { .. })).await;
 
@@ -644,8 +652,8 @@ async fn original_server(push: &broadcast::Sender<String>) -> Scripted {
 async fn a_server_without_a_welcome_leaves_the_user_unknown_until_they_give_their_id() {
     let (push, _) = broadcast::channel(8);
     let server = original_server(&push).await;
-    let session =
-        Session::spawn(config(fast_timing()), Some(creds(&server.url(), None)), Arc::new(MemStore::default()));
+    let dir = tempfile::tempdir().unwrap();
+    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), None)), history(&dir));
     let mut events = session.subscribe();
     // Connected at its answer to the first heartbeat, not knowing who the user is.
     let state = wait_state(&session, |s| matches!(s, SessionState::Connected { .. })).await;
@@ -684,8 +692,8 @@ async fn a_user_id_set_on_a_server_whose_welcome_named_the_user_changes_nothing(
         echo_heartbeats(ws, mpsc::unbounded_channel().0).await;
     })
     .await;
-    let session =
-        Session::spawn(config(fast_timing()), Some(creds(&server.url(), None)), Arc::new(MemStore::default()));
+    let dir = tempfile::tempdir().unwrap();
+    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), None)), history(&dir));
     wait_state(&session, |s| matches!(s, SessionState::Connected { user: Identity::Welcomed(_) })).await;
     session.set_user_id(UserId::from(9));
     // A command after it is answered only once the id was handled.

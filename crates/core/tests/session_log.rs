@@ -4,8 +4,6 @@
 mod support;
 mod support_tls;
 
-use std::sync::Arc;
-
 use support::*;
 use support_tls::*;
 use talkbell_core::session::{OfflineReason, ProxySettings, Session, SessionState, Transport, Untrusted};
@@ -25,7 +23,8 @@ async fn one_warning_per_offline_reason_not_per_attempt() {
     let mut config = config(fast_timing());
     config.transport = Transport::new(ca.roots(), &ProxySettings::default());
     let url = format!("wss://{addr}/");
-    let session = Session::spawn(config, Some(creds(&url, Some(1))), Arc::new(MemStore::default()));
+    let dir = tempfile::tempdir().unwrap();
+    let session = Session::spawn(config, Some(creds(&url, Some(1))), history(&dir));
     wait_state(&session, |s| matches!(s, SessionState::Backoff { attempt, .. } if *attempt >= 4)).await;
     assert_eq!(captured.warnings_with("refused the connection"), 1);
 

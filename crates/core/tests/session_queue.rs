@@ -8,22 +8,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 use support::*;
-use talkbell_core::history::{History, HistoryQuery};
+use talkbell_core::history::HistoryQuery;
 use talkbell_core::protocol::{Seq, UserId};
 use talkbell_core::session::{Cursor, Session, SessionEvent};
 use talkbell_testkit::wait::Poll;
 use tokio::sync::mpsc;
-
-fn history(dir: &tempfile::TempDir) -> Arc<History> {
-    Arc::new(History::open(&dir.path().join("data/history.sqlite3")).unwrap())
-}
-
-fn texts(h: &History) -> Vec<String> {
-    let mut all: Vec<String> =
-        h.list(&HistoryQuery { limit: 100, ..Default::default() }).unwrap().into_iter().map(|e| e.talk).collect();
-    all.reverse();
-    all
-}
 
 fn welcome(extra: &str) -> String {
     format!(r#"{{"type": "welcome", "user": {{"id": 1, "name": "u1"}}{extra}}}"#)

@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::sync::Arc;
-
 use serde_json::Value;
 use support::*;
 use talkbell_core::protocol::Person;
@@ -78,7 +76,8 @@ async fn replies_written_offline_go_in_order_and_a_lost_answer_means_the_same_id
         }
     })
     .await;
-    let store = Arc::new(MemStore::default());
+    let dir = tempfile::tempdir().unwrap();
+    let store = history(&dir);
     let session = Session::spawn(config(fast_timing()), None, store.clone());
     let mut events = session.subscribe();
     // Signed out, a reply is refused: there is no account to keep it for.
@@ -125,8 +124,8 @@ async fn a_refusal_for_good_fails_the_reply_and_one_for_now_keeps_it_queued() {
         }
     })
     .await;
-    let session =
-        Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
+    let dir = tempfile::tempdir().unwrap();
+    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), history(&dir));
     let mut events = session.subscribe();
     wait_state(&session, |s| matches!(s, SessionState::Connected { .. })).await;
     let nobody = session.reply(Person { id: 77.into(), name: "x".into() }, "to nobody".into()).await.unwrap();
@@ -150,7 +149,8 @@ async fn a_refusal_for_good_fails_the_reply_and_one_for_now_keeps_it_queued() {
 #[tokio::test]
 async fn a_server_without_a_welcome_takes_no_replies() {
     let server = Scripted::start(|_, ws| echo_heartbeats(ws, mpsc::unbounded_channel().0)).await;
-    let session = Session::spawn(config(fast_timing()), None, Arc::new(MemStore::default()));
+    let dir = tempfile::tempdir().unwrap();
+    let session = Session::spawn(config(fast_timing()), None, history(&dir));
     let mut events = session.subscribe();
     session.set_credentials(creds(&server.url(), Some(1)));
     let queued = session.reply(wang2(), "before the link".into()).await.expect("not known yet: kept");

@@ -6,18 +6,19 @@
 mod support;
 mod support_tls;
 
-use std::sync::Arc;
-
 use support::*;
 use support_tls::*;
 use talkbell_core::session::{
     Identity, OfflineReason, ProxyError, ProxySettings, Session, SessionHandle, SessionState, Transport, Untrusted,
 };
 
-fn spawn(url: &str, transport: Transport) -> SessionHandle {
+/// A session signed in to `url` through `transport`, and the folder of its history.
+fn spawn(url: &str, transport: Transport) -> (tempfile::TempDir, SessionHandle) {
     let mut config = config(fast_timing());
     config.transport = transport;
-    Session::spawn(config, Some(creds(url, Some(1))), Arc::new(MemStore::default()))
+    let dir = tempfile::tempdir().unwrap();
+    let session = Session::spawn(config, Some(creds(url, Some(1))), history(&dir));
+    (dir, session)
 }
 
 fn direct(ca: &Ca) -> Transport {
@@ -42,12 +43,12 @@ async fn connected_as_wang1(session: &SessionHandle) {
 async fn a_server_certificate_from_the_trusted_ca_connects_and_gets_the_welcome() {
     let ca = Ca::new("Talkbell Test CA");
     let server = TlsServer::start(&ca.leaf(&["127.0.0.1", "localhost"], "talkbell test server")).await;
-    let session = spawn(&server.url(), direct(&ca));
+    let (_dir, session) = spawn(&server.url(), direct(&ca));
     connected_as_wang1(&session).await;
     assert_eq!(server.welcomed(), 1);
 
     // The host name form of the URL checks the DNS name of the same certificate.
-    let by_name = spawn(&format!("wss://localhost:{}/", server.addr.port()), direct(&ca));
+    let (_dir, by_name) = spawn(&format!("wss://localhost:{}/", server.addr.port()), direct(&ca));
     connected_as_wang1(&by_name).await;
     session.shutdown().await;
     by_name.shutdown().await;
@@ -57,7 +58,7 @@ async fn a_server_certificate_from_the_trusted_ca_connects_and_gets_the_welcome(
 async fn a_certificate_from_another_ca_is_untrusted_and_retried_with_backoff() {
     let (ca, other) = (Ca::new("Talkbell Test CA"), Ca::new("Someone Else's CA"));
     let server = TlsServer::start(&other.leaf(&["127.0.0.1"], "talkbell test server")).await;
-    let session = spawn(&server.url(), direct(&ca));
+    let (_dir, session) = spawn(&server.url(), direct(&ca));
     let want = OfflineReason::CertUntrusted(Untrusted::UnknownIssuer);
     assert_eq!(offline_reason(&session).await, want);
     assert!(want.to_string().starts_with("the server's certificate is not trusted: unknown issuer"), "{want}");
@@ -73,7 +74,7 @@ async fn a_certificate_from_another_ca_is_untrusted_and_retried_with_backoff() {
 async fn a_certificate_for_another_host_name_says_so() {
     let ca = Ca::new("Talkbell Test CA");
     let server = TlsServer::start(&ca.leaf(&["other.example"], "talkbell test server")).await;
-    let session = spawn(&server.url(), direct(&ca));
+    let (_dir, session) = spawn(&server.url(), direct(&ca));
     let reason = offline_reason(&session).await;
     assert_eq!(
         reason,
@@ -90,7 +91,7 @@ async fn a_certificate_for_another_host_name_says_so() {
 async fn an_expired_certificate_says_so() {
     let ca = Ca::new("Talkbell Test CA");
     let server = TlsServer::start(&ca.expired_leaf(&["127.0.0.1"])).await;
-    let session = spawn(&server.url(), direct(&ca));
+    let (_dir, session) = spawn(&server.url(), direct(&ca));
     let reason = offline_reason(&session).await;
     assert_eq!(reason, OfflineReason::CertExpired);
     assert_eq!(reason.to_string(), "the server's certificate has expired");
@@ -101,7 +102,7 @@ async fn an_expired_certificate_says_so() {
 async fn ws_to_a_tls_port_says_use_wss() {
     let ca = Ca::new("Talkbell Test CA");
     let server = TlsServer::start(&ca.leaf(&["127.0.0.1"], "talkbell test server")).await;
-    let session = spawn(&format!("ws://{}/", server.addr), direct(&ca));
+    let (_dir, session) = spawn(&format!("ws://{}/", server.addr), direct(&ca));
     let reason = offline_reason(&session).await;
     assert_eq!(reason, OfflineReason::PortSpeaksTls);
     assert_eq!(reason.to_string(), "this port speaks TLS: use wss://");
@@ -122,7 +123,7 @@ async fn wss_to_a_plain_port_says_use_ws() {
             let _ = tcp.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n").await;
         }
     });
-    let session = spawn(&format!("wss://{addr}/"), direct(&ca));
+    let (_dir, session) = spawn(&format!("wss://{addr}/"), direct(&ca));
     let reason = offline_reason(&session).await;
     assert_eq!(reason, OfflineReason::PortSpeaksPlain);
     assert_eq!(reason.to_string(), "this port does not speak TLS: use ws://");
@@ -136,7 +137,7 @@ async fn through_an_http_connect_proxy_with_basic_auth() {
     let proxy = Proxy::start(ProxyMode::Tunnel).await;
     let https = format!("http://alice:s%3Acret@{}", proxy.addr);
     let transport = Transport::new(ca.roots(), &ProxySettings { https, ..ProxySettings::default() });
-    let session = spawn(&server.url(), transport);
+    let (_dir, session) = spawn(&server.url(), transport);
     connected_as_wang1(&session).await;
     let connects = proxy.connects();
     assert_eq!(connects.len(), 1, "{connects:?}");
@@ -153,7 +154,7 @@ async fn no_proxy_naming_the_host_goes_direct() {
     let proxy = Proxy::start(ProxyMode::Tunnel).await;
     let settings =
         ProxySettings { https: proxy.url(), no: "example.com, 127.0.0.0/8".into(), ..ProxySettings::default() };
-    let session = spawn(&server.url(), Transport::new(ca.roots(), &settings));
+    let (_dir, session) = spawn(&server.url(), Transport::new(ca.roots(), &settings));
     connected_as_wang1(&session).await;
     assert_eq!(proxy.connects().len(), 0);
     session.shutdown().await;
@@ -165,7 +166,7 @@ async fn a_proxy_that_wants_credentials_is_its_own_reason() {
     let server = TlsServer::start(&ca.leaf(&["127.0.0.1"], "talkbell test server")).await;
     let proxy = Proxy::start(ProxyMode::Refuse(407)).await;
     let settings = ProxySettings { all: proxy.url(), ..ProxySettings::default() };
-    let session = spawn(&server.url(), Transport::new(ca.roots(), &settings));
+    let (_dir, session) = spawn(&server.url(), Transport::new(ca.roots(), &settings));
     let reason = offline_reason(&session).await;
     assert_eq!(reason, OfflineReason::Proxy(ProxyError::AuthRequired { proxy: proxy.addr.to_string() }));
     assert!(reason.to_string().contains("(HTTP 407)"), "{reason}");
@@ -179,7 +180,7 @@ async fn a_proxy_that_refuses_or_is_not_there_is_a_proxy_reason() {
     let server = TlsServer::start(&ca.leaf(&["127.0.0.1"], "talkbell test server")).await;
     let proxy = Proxy::start(ProxyMode::Refuse(403)).await;
     let settings = ProxySettings { https: proxy.url(), ..ProxySettings::default() };
-    let session = spawn(&server.url(), Transport::new(ca.roots(), &settings));
+    let (_dir, session) = spawn(&server.url(), Transport::new(ca.roots(), &settings));
     let reason = offline_reason(&session).await;
     let want = ProxyError::Refused { proxy: proxy.addr.to_string(), target: server.addr.to_string(), status: 403 };
     assert_eq!(reason, OfflineReason::Proxy(want));
@@ -190,7 +191,7 @@ async fn a_proxy_that_refuses_or_is_not_there_is_a_proxy_reason() {
     let gone_addr = gone.local_addr().unwrap();
     drop(gone);
     let settings = ProxySettings { https: format!("http://{gone_addr}"), ..ProxySettings::default() };
-    let session = spawn(&server.url(), Transport::new(ca.roots(), &settings));
+    let (_dir, session) = spawn(&server.url(), Transport::new(ca.roots(), &settings));
     let reason = offline_reason(&session).await;
     assert!(
         matches!(reason, OfflineReason::Proxy(ProxyError::Unreachable { ref proxy, .. }) if *proxy == gone_addr.to_string()),
@@ -204,7 +205,7 @@ async fn a_port_where_nothing_listens_is_refused() {
     let gone = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = gone.local_addr().unwrap();
     drop(gone);
-    let session = spawn(&format!("wss://{addr}/"), direct(&Ca::new("Talkbell Test CA")));
+    let (_dir, session) = spawn(&format!("wss://{addr}/"), direct(&Ca::new("Talkbell Test CA")));
     assert_eq!(offline_reason(&session).await, OfflineReason::Refused { addr: addr.to_string() });
     session.shutdown().await;
 }
@@ -213,7 +214,7 @@ async fn a_port_where_nothing_listens_is_refused() {
 async fn wss_to_a_plain_websocket_server_that_hangs_up_suggests_ws() {
     // A plain WebSocket server drops a connection whose first bytes are not HTTP.
     let server = Scripted::start(|_, ws| echo_heartbeats(ws, tokio::sync::mpsc::unbounded_channel().0)).await;
-    let session = spawn(&format!("wss://{}/", server.addr), direct(&Ca::new("Talkbell Test CA")));
+    let (_dir, session) = spawn(&format!("wss://{}/", server.addr), direct(&Ca::new("Talkbell Test CA")));
     let reason = offline_reason(&session).await;
     assert!(matches!(reason, OfflineReason::Tls { .. } | OfflineReason::PortSpeaksPlain), "{reason:?}");
     assert!(reason.to_string().contains("ws://"), "{reason}");
@@ -222,7 +223,7 @@ async fn wss_to_a_plain_websocket_server_that_hangs_up_suggests_ws() {
 
 #[tokio::test]
 async fn a_name_that_does_not_resolve_is_a_dns_reason() {
-    let session = spawn("wss://nothing.invalid/", direct(&Ca::new("Talkbell Test CA")));
+    let (_dir, session) = spawn("wss://nothing.invalid/", direct(&Ca::new("Talkbell Test CA")));
     let reason = offline_reason(&session).await;
     assert!(matches!(reason, OfflineReason::Dns { ref host, .. } if host == "nothing.invalid"), "{reason:?}");
     assert!(reason.to_string().starts_with("the server's name nothing.invalid cannot be resolved"), "{reason}");

@@ -5,8 +5,6 @@
 mod support;
 mod support_tls;
 
-use std::sync::Arc;
-
 use support::*;
 use support_tls::*;
 use talkbell_core::session::{Identity, Session, SessionConfig, SessionState};
@@ -32,7 +30,8 @@ async fn the_environment_names_the_ca_and_the_proxy() {
 
     let config = SessionConfig { jitter_seed: Some(7), ..SessionConfig::new("device-uuid-1", fast_timing()) };
     assert_eq!(config.transport.root_count(), 1, "SSL_CERT_FILE holds the one CA");
-    let session = Session::spawn(config, Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
+    let dir = tempfile::tempdir().unwrap();
+    let session = Session::spawn(config, Some(creds(&server.url(), Some(1))), history(&dir));
     let state = wait_state(&session, |s| matches!(s, SessionState::Connected { user: Identity::Welcomed(_) })).await;
     assert!(matches!(state, SessionState::Connected { .. }), "{state:?}");
     let connects = proxy.connects();

@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use support::*;
@@ -88,8 +87,8 @@ async fn resume_from_sleep_reconnects_a_live_link_at_once() {
         echo_heartbeats(ws, mpsc::unbounded_channel().0).await;
     })
     .await;
-    let session =
-        Session::spawn(config(patient_timing()), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
+    let dir = tempfile::tempdir().unwrap();
+    let session = Session::spawn(config(patient_timing()), Some(creds(&server.url(), Some(1))), history(&dir));
     let service = stand_in().await;
     watch(&session).await;
     wait_state(&session, |s| matches!(s, SessionState::Connected { .. })).await;
@@ -113,7 +112,8 @@ async fn the_network_coming_up_ends_a_backoff_wait_at_once() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}/", listener.local_addr().unwrap());
     drop(listener);
-    let session = Session::spawn(config(patient_timing()), Some(creds(&url, Some(1))), Arc::new(MemStore::default()));
+    let dir = tempfile::tempdir().unwrap();
+    let session = Session::spawn(config(patient_timing()), Some(creds(&url, Some(1))), history(&dir));
     let mut events = session.subscribe();
     let service = stand_in().await;
     watch(&session).await;
@@ -138,8 +138,8 @@ async fn the_network_coming_up_ends_a_backoff_wait_at_once() {
 async fn without_logind_or_network_manager_the_session_just_works() {
     let _turn = require_desktop_session().await;
     let server = Scripted::start(|_, ws| echo_heartbeats(ws, mpsc::unbounded_channel().0)).await;
-    let session =
-        Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), Arc::new(MemStore::default()));
+    let dir = tempfile::tempdir().unwrap();
+    let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), Some(1))), history(&dir));
     // A bus where nobody owns the names; the watcher must neither fail nor reconnect.
     watch(&session).await;
     wait_state(&session, |s| matches!(s, SessionState::Connected { .. })).await;

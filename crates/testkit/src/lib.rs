@@ -3,7 +3,8 @@
 //! test calls with `expect` return a `Result` (the benchmarks report errors instead of
 //! panicking); the few that panic say so.
 //!
-//! - [`wait`]: polling a condition with a deadline, sync and async, instead of sleeps.
+//! - [`wait`]: polling a condition with a deadline, sync and async, instead of sleeps;
+//!   the next broadcast message a test waits for.
 //! - [`logtime`]: the time stamp that starts a log line of the app or the relay.
 //! - [`child`]: child processes with their standard error followed ([`child::Log`]).
 //! - [`relay`]: `talkbell-relay serve` as a child process.
@@ -11,6 +12,7 @@
 //! - [`procfs`]: what Linux's /proc says about processes and the machine.
 //! - [`dunst`]: the popups of the desktop session's notification daemon.
 //! - [`notifications`]: a stand-in notification service (with `inline-reply`).
+//! - [`stand_in`]: stand-in D-Bus services written in Python, as child processes.
 //! - [`desktop`]: the private desktop session of scripts/desktop-session.sh.
 //! - [`tls`]: certificates made for a test.
 //! - [`redis`]: Debian's `redis-server` on a free loopback port, killed and restarted.
@@ -28,5 +30,6 @@ pub mod original;
 pub mod procfs;
 pub mod redis;
 pub mod relay;
+pub mod stand_in;
 pub mod tls;
 pub mod wait;

@@ -93,6 +93,32 @@ impl Poll {
     }
 }
 
+/// The first message on `rx` that `pick` takes, within `bound` (tokio's clock); what a
+/// lagging receiver lost is skipped. Panics naming `what` when none comes in time or the
+/// channel closes.
+pub async fn next_picked<E: Clone, T>(
+    rx: &mut tokio::sync::broadcast::Receiver<E>,
+    bound: Duration,
+    what: &str,
+    mut pick: impl FnMut(&E) -> Option<T>,
+) -> T {
+    use tokio::sync::broadcast::error::RecvError;
+    let wait = async {
+        loop {
+            match rx.recv().await {
+                Ok(message) => {
+                    if let Some(t) = pick(&message) {
+                        return t;
+                    }
+                }
+                Err(RecvError::Lagged(_)) => continue,
+                Err(e) => panic!("waiting for {what}: {e}"),
+            }
+        }
+    };
+    tokio::time::timeout(bound, wait).await.unwrap_or_else(|_| panic!("timed out after {bound:?} waiting for {what}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -707,16 +707,6 @@ mod tests {
         }
     }
 
-    fn talk(from: &str, text: &str) -> TalkMessage {
-        TalkMessage {
-            from: Person { id: UserId::new(format!("id-{from}")), name: from.into() },
-            to: Person { id: 1.into(), name: "wang1".into() },
-            talk: text.into(),
-            seq: None,
-            ts: None,
-        }
-    }
-
     fn gate() -> (Arc<Recorder>, NotifyHandle) {
         let rec = Arc::new(Recorder::default());
         let handle = NotifyGate::spawn(rec.clone(), NotifySettings::default());
@@ -749,7 +739,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_talk_not_for_me_shows_nothing() {
         let (rec, gate) = gate();
-        gate.talk(talk("wang2", "to someone else"), 1, false);
+        gate.talk(TalkMessage::for_test("wang2", "to someone else"), 1, false);
         tokio::time::sleep(Duration::from_secs(10)).await;
         let stats = gate.stats().await;
         assert!(rec.popups().is_empty());
@@ -763,7 +753,7 @@ mod tests {
         for i in 0..500 {
             // wang2 sends most of them.
             let from = if i % 5 == 0 { senders[1 + (i / 5) % 2] } else { senders[0] };
-            gate.talk(talk(from, &format!("message {i}")), i as i64, true);
+            gate.talk(TalkMessage::for_test(from, &format!("message {i}")), i as i64, true);
         }
         tokio::time::sleep(Duration::from_secs(30)).await;
         let popups = rec.popups();
@@ -781,7 +771,7 @@ mod tests {
     async fn the_summary_comes_when_the_talks_pause_not_before() {
         let (rec, gate) = gate();
         for i in 0..10 {
-            gate.talk(talk("wang2", "x"), i, true);
+            gate.talk(TalkMessage::for_test("wang2", "x"), i, true);
         }
         tokio::time::sleep(Duration::from_millis(1900)).await;
         assert_eq!(rec.popups().len(), 2, "only the first two while the burst lasts");
@@ -796,7 +786,7 @@ mod tests {
         let (rec, gate) = gate();
         // 500 talks over 10 s, one every 20 ms.
         for i in 0..500 {
-            gate.talk(talk("wang2", "x"), i, true);
+            gate.talk(TalkMessage::for_test("wang2", "x"), i, true);
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         tokio::time::sleep(Duration::from_millis(1900)).await;
@@ -812,7 +802,7 @@ mod tests {
         let (rec, gate) = gate();
         // Two talks a second for 70 s: never 2 s apart, so one burst all along.
         for i in 0..140 {
-            gate.talk(talk("wang2", "x"), i, true);
+            gate.talk(TalkMessage::for_test("wang2", "x"), i, true);
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
@@ -839,11 +829,11 @@ mod tests {
     async fn after_a_quiet_window_talks_show_one_by_one_again() {
         let (rec, gate) = gate();
         for i in 0..5 {
-            gate.talk(talk("wang2", &format!("a{i}")), i, true);
+            gate.talk(TalkMessage::for_test("wang2", &format!("a{i}")), i, true);
         }
         tokio::time::sleep(Duration::from_secs(10)).await;
         assert_eq!(rec.popups().len(), 3);
-        gate.talk(talk("li3", "later"), 9, true);
+        gate.talk(TalkMessage::for_test("li3", "later"), 9, true);
         gate.stats().await;
         let popups = rec.popups();
         assert_eq!(popups.len(), 4);
@@ -855,7 +845,7 @@ mod tests {
     async fn one_talk_over_the_limit_is_shown_as_itself_when_the_burst_ends() {
         let (rec, gate) = gate();
         for i in 0..3 {
-            gate.talk(talk("wang2", &format!("t{i}")), i, true);
+            gate.talk(TalkMessage::for_test("wang2", &format!("t{i}")), i, true);
         }
         gate.stats().await;
         assert_eq!(rec.popups().len(), 2);
@@ -878,7 +868,7 @@ mod tests {
     async fn paused_shows_nothing_and_resume_shows_again() {
         let (rec, gate) = gate();
         gate.pause(None);
-        gate.talk(talk("wang2", "while paused"), 1, true);
+        gate.talk(TalkMessage::for_test("wang2", "while paused"), 1, true);
         tokio::time::sleep(Duration::from_secs(3600)).await;
         let stats = gate.stats().await;
         assert!(rec.popups().is_empty());
@@ -886,7 +876,7 @@ mod tests {
         assert!(stats.is_paused);
 
         gate.resume();
-        gate.talk(talk("wang2", "after resume"), 2, true);
+        gate.talk(TalkMessage::for_test("wang2", "after resume"), 2, true);
         let stats = gate.stats().await;
         assert_eq!(rec.popups().iter().map(|n| n.body.as_str()).collect::<Vec<_>>(), ["after resume"]);
         assert!(!stats.is_paused);
@@ -896,13 +886,13 @@ mod tests {
     async fn a_timed_pause_ends_by_itself() {
         let (rec, gate) = gate();
         gate.pause(Some(Duration::from_secs(60)));
-        gate.talk(talk("wang2", "muted"), 1, true);
+        gate.talk(TalkMessage::for_test("wang2", "muted"), 1, true);
         tokio::time::sleep(Duration::from_secs(59)).await;
-        gate.talk(talk("wang2", "still muted"), 2, true);
+        gate.talk(TalkMessage::for_test("wang2", "still muted"), 2, true);
         gate.stats().await;
         assert!(rec.popups().is_empty());
         tokio::time::sleep(Duration::from_secs(2)).await;
-        gate.talk(talk("wang2", "heard"), 3, true);
+        gate.talk(TalkMessage::for_test("wang2", "heard"), 3, true);
         let stats = gate.stats().await;
         assert_eq!(rec.popups().iter().map(|n| n.body.as_str()).collect::<Vec<_>>(), ["heard"]);
         assert_eq!((stats.paused, stats.is_paused), (2, false));
@@ -927,12 +917,12 @@ mod tests {
     async fn a_pause_of_duration_max_through_the_handle_mutes_until_resumed() {
         let (rec, gate) = gate();
         gate.pause(Some(Duration::MAX));
-        gate.talk(talk("wang2", "muted"), 1, true);
+        gate.talk(TalkMessage::for_test("wang2", "muted"), 1, true);
         let stats = gate.stats().await;
         assert!(rec.popups().is_empty());
         assert_eq!((stats.paused, stats.is_paused), (1, true));
         gate.resume();
-        gate.talk(talk("wang2", "heard"), 2, true);
+        gate.talk(TalkMessage::for_test("wang2", "heard"), 2, true);
         gate.stats().await;
         assert_eq!(rec.popups().len(), 1);
     }
@@ -941,7 +931,7 @@ mod tests {
     async fn pausing_during_a_burst_drops_its_summary() {
         let (rec, gate) = gate();
         for i in 0..10 {
-            gate.talk(talk("wang2", "x"), i, true);
+            gate.talk(TalkMessage::for_test("wang2", "x"), i, true);
         }
         gate.pause(None);
         tokio::time::sleep(Duration::from_secs(5)).await;
@@ -954,8 +944,8 @@ mod tests {
     async fn long_text_is_cut_at_300_chars_with_an_ellipsis() {
         let (rec, gate) = gate();
         let long = "字".repeat(1000);
-        gate.talk(talk("wang2", &long), 1, true);
-        gate.talk(talk(&"n".repeat(500), "short"), 2, true);
+        gate.talk(TalkMessage::for_test("wang2", &long), 1, true);
+        gate.talk(TalkMessage::for_test(&"n".repeat(500), "short"), 2, true);
         gate.stats().await;
         let popups = rec.popups();
         assert_eq!(popups[0].body.chars().count(), 300);
@@ -969,7 +959,7 @@ mod tests {
     async fn a_summary_of_long_names_is_held_to_300_characters() {
         let (rec, gate) = gate();
         for i in 0..20 {
-            gate.talk(talk(&format!("{i}{}", "long name ".repeat(100)), "x"), i, true);
+            gate.talk(TalkMessage::for_test(&format!("{i}{}", "long name ".repeat(100)), "x"), i, true);
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
         let popups = rec.popups();
@@ -983,8 +973,8 @@ mod tests {
     async fn a_failing_notifier_is_counted_and_the_gate_goes_on() {
         let rec = Arc::new(Recorder { fail: true, ..Recorder::default() });
         let gate = NotifyGate::spawn(rec.clone(), NotifySettings::default());
-        gate.talk(talk("wang2", "a"), 1, true);
-        gate.talk(talk("wang2", "b"), 2, true);
+        gate.talk(TalkMessage::for_test("wang2", "a"), 1, true);
+        gate.talk(TalkMessage::for_test("wang2", "b"), 2, true);
         let stats = gate.stats().await;
         assert_eq!((stats.shown, stats.failed), (0, 2));
         assert!(stats.last_error.unwrap().contains("no notification service"));
@@ -996,7 +986,7 @@ mod tests {
         gate.session_event(&SessionEvent::State(SessionState::Connected { user: crate::session::Identity::Unknown }));
         for i in 0..500 {
             let sender = ["wang2", "li3", "zhao4"][i % 3];
-            let talk = talk(sender, &format!("missed {i}"));
+            let talk = TalkMessage::for_test(sender, &format!("missed {i}"));
             gate.session_event(&SessionEvent::Talk { talk, row: i as i64, for_me: true, replay: true });
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -1007,7 +997,7 @@ mod tests {
         assert_eq!(popups[0].body, "500 new messages from wang2 and 2 others");
         assert!(matches!(&popups[0].kind, NotificationKind::Summary { rows } if rows.len() == 500));
         // Live talks afterwards show one by one again.
-        gate.talk(talk("wang2", "live"), 900, true);
+        gate.talk(TalkMessage::for_test("wang2", "live"), 900, true);
         gate.stats().await;
         assert_eq!(rec.popups().last().map(|n| n.body.as_str()), Some("live"));
     }
@@ -1018,7 +1008,7 @@ mod tests {
         gate.session_event(&SessionEvent::State(SessionState::Connected { user: crate::session::Identity::Unknown }));
         // Three live talks in the first second after connecting (no welcome, no seq).
         for (i, text) in ["one", "two", "three"].into_iter().enumerate() {
-            let talk = talk("wang2", text);
+            let talk = TalkMessage::for_test("wang2", text);
             gate.session_event(&SessionEvent::Talk { talk, row: i as i64, for_me: true, replay: false });
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
@@ -1035,9 +1025,9 @@ mod tests {
     async fn the_first_live_talk_after_a_replay_ends_the_catch_up() {
         let (rec, gate) = gate();
         for i in 0..5 {
-            gate.replayed(talk("wang2", &format!("missed {i}")), i, true);
+            gate.replayed(TalkMessage::for_test("wang2", &format!("missed {i}")), i, true);
         }
-        gate.talk(talk("li3", "live now"), 10, true);
+        gate.talk(TalkMessage::for_test("li3", "live now"), 10, true);
         gate.stats().await;
         let popups = rec.popups();
         assert_eq!(popups.len(), 2, "{popups:?}");
@@ -1051,7 +1041,7 @@ mod tests {
         let (rec, gate) = gate();
         // 500 talks over 25 s (a big backlog on a slow disk).
         for i in 0..500 {
-            gate.replayed(talk("wang2", "missed"), i, true);
+            gate.replayed(TalkMessage::for_test("wang2", "missed"), i, true);
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         tokio::time::sleep(Duration::from_secs(5)).await;
@@ -1063,7 +1053,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn one_missed_talk_after_reconnecting_is_shown_as_itself() {
         let (rec, gate) = gate();
-        gate.replayed(talk("wang2", "just one"), 1, true);
+        gate.replayed(TalkMessage::for_test("wang2", "just one"), 1, true);
         tokio::time::sleep(Duration::from_secs(10)).await;
         let popups = rec.popups();
         assert_eq!(popups.len(), 1);
@@ -1074,13 +1064,13 @@ mod tests {
     async fn session_events_feed_the_gate() {
         let (rec, gate) = gate();
         gate.session_event(&SessionEvent::Talk {
-            talk: talk("wang2", "via event"),
+            talk: TalkMessage::for_test("wang2", "via event"),
             row: 5,
             for_me: true,
             replay: false,
         });
         gate.session_event(&SessionEvent::Talk {
-            talk: talk("wang2", "not mine"),
+            talk: TalkMessage::for_test("wang2", "not mine"),
             row: 6,
             for_me: false,
             replay: false,
@@ -1094,12 +1084,12 @@ mod tests {
     async fn each_talk_is_published_with_what_the_gate_decided() {
         let (_rec, gate) = gate();
         let mut decisions = gate.decisions();
-        gate.talk(talk("wang2", "elsewhere"), 1, false);
+        gate.talk(TalkMessage::for_test("wang2", "elsewhere"), 1, false);
         for row in 2..5 {
-            gate.talk(talk("wang2", "x"), row, true);
+            gate.talk(TalkMessage::for_test("wang2", "x"), row, true);
         }
         gate.pause(None);
-        gate.talk(talk("wang2", "muted"), 5, true);
+        gate.talk(TalkMessage::for_test("wang2", "muted"), 5, true);
         gate.stats().await;
         let mut seen = Vec::new();
         while let Ok(d) = decisions.try_recv() {
@@ -1122,7 +1112,7 @@ mod tests {
     async fn shutdown_stops_the_gate() {
         let (rec, gate) = gate();
         gate.shutdown();
-        gate.talk(talk("wang2", "too late"), 1, true);
+        gate.talk(TalkMessage::for_test("wang2", "too late"), 1, true);
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(rec.popups().is_empty());
         // stats() still returns (the last published counters).
@@ -1157,7 +1147,7 @@ mod tests {
         }
 
         fn hear(policy: &mut Policy, now: Instant, wall: SystemTime, from: &str, row: i64) -> Outcome {
-            let t = talk(from, &format!("talk {row}"));
+            let t = TalkMessage::for_test(from, &format!("talk {row}"));
             let (outcome, out) = policy.on_talk(now, wall, Heard { talk: &t, row, for_me: true, replay: false });
             assert!(out.is_empty(), "no popup as it comes: {out:?}");
             outcome
@@ -1189,7 +1179,7 @@ mod tests {
             assert_eq!(hear(&mut policy, now, wall("2026-06-11T07:59"), "wang2", 1), Outcome::Quiet);
             // The machine slept over 08:00: the monotonic clock says a second went by.
             let later = now + Duration::from_secs(1);
-            let t = talk("li3", "good morning");
+            let t = TalkMessage::for_test("li3", "good morning");
             let heard = Heard { talk: &t, row: 2, for_me: true, replay: false };
             let (outcome, out) = policy.on_talk(later, wall("2026-06-11T08:30"), heard);
             assert_eq!(outcome, Outcome::Popup);
@@ -1236,8 +1226,8 @@ mod tests {
             let (rec, gate) = gate();
             let mut decisions = gate.decisions();
             gate.set_hush(Hush::new(None, berlin(), vec![mute("wang2")], false));
-            gate.talk(talk("wang2", "noisy"), 1, true);
-            gate.talk(talk("li3", "hello"), 2, true);
+            gate.talk(TalkMessage::for_test("wang2", "noisy"), 1, true);
+            gate.talk(TalkMessage::for_test("li3", "hello"), 2, true);
             tokio::time::sleep(Duration::from_secs(30)).await;
             let stats = gate.stats().await;
             let popups = rec.popups();
@@ -1253,7 +1243,7 @@ mod tests {
             let (rec, gate) = gate();
             let ended = Mute { until: Some(Timestamp::now() - jiff::SignedDuration::from_secs(1)), ..mute("wang2") };
             gate.set_hush(Hush::new(None, berlin(), vec![ended], true));
-            gate.talk(talk("wang2", "back"), 1, true);
+            gate.talk(TalkMessage::for_test("wang2", "back"), 1, true);
             gate.stats().await;
             assert_eq!(rec.popups().len(), 1);
             assert!(rec.popups()[0].sound);

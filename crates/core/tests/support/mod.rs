@@ -1,21 +1,19 @@
-//! A scripted WebSocket server on a real socket, and a recording store, for session tests.
+//! A scripted WebSocket server on a real socket, and a real history, for session tests.
 //!
 //! The relay never misbehaves on purpose, so the cases where a server goes silent, sends
 //! garbage or refuses us are played by this server instead; it speaks over real TCP.
 #![allow(dead_code)]
 
-use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use talkbell_core::protocol::{Person, Seq, TalkMessage, Token, UserId};
-use talkbell_core::session::outbox::{Outgoing, Queued, Reply};
+use talkbell_core::history::{History, HistoryError, HistoryQuery};
+use talkbell_core::protocol::{Seq, TalkMessage, Token, UserId};
 use talkbell_core::session::{
-    Credentials, Cursor, Inbound, ProxySettings, SessionConfig, SessionEvent, SessionHandle, SessionState, StoreError,
-    StoreFuture, Stored, TalkStore, Timing, Transport,
+    Credentials, ProxySettings, SessionConfig, SessionEvent, SessionHandle, SessionState, Timing, Transport,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc};
@@ -99,104 +97,42 @@ pub async fn echo_heartbeats(mut ws: ServerWs, seen: mpsc::UnboundedSender<Strin
     }
 }
 
-/// A TalkStore in memory, standing in for the SQLite history in these unit-level tests
-/// (the real one is tested against a real file in history_sqlite.rs and session_epoch.rs).
-/// It records no link: a cursor exists once a talk with a seq is stored.
-#[derive(Default)]
-pub struct MemStore {
-    pub talks: Mutex<Vec<TalkMessage>>,
-    /// (server, recipient, epoch, seq) stored.
-    seqs: Mutex<HashSet<(String, String, String, u64)>>,
-    cursors: Mutex<HashMap<(String, String), Cursor>>,
-    pub fail: Mutex<bool>,
-    /// Replies kept: (server, from, reply, where it stands).
-    pub replies: Mutex<Vec<(String, UserId, Reply, Outgoing)>>,
+/// The session's store in these tests: the real history, in a file in `dir`.
+pub fn history(dir: &tempfile::TempDir) -> Arc<History> {
+    Arc::new(History::open(&dir.path().join("data/history.sqlite3")).unwrap())
 }
 
-impl MemStore {
-    fn store_one(&self, server: &str, epoch: Option<&str>, inbound: &Inbound) -> Result<Stored, StoreError> {
-        if *self.fail.lock().unwrap() {
-            return Err(StoreError::DiskFull);
-        }
-        let talk = &inbound.talk;
-        if let Some(seq) = talk.seq {
-            let key = (server.to_owned(), talk.to.id.as_str().to_owned(), epoch.unwrap_or("").to_owned(), seq.0);
-            if !self.seqs.lock().unwrap().insert(key) {
-                return Ok(Stored::Duplicate);
+/// The texts of every talk in `h`, oldest first.
+pub fn texts(h: &History) -> Vec<String> {
+    let mut all: Vec<String> =
+        h.list(&HistoryQuery { limit: 100, ..Default::default() }).unwrap().into_iter().map(|e| e.talk).collect();
+    all.reverse();
+    all
+}
+
+/// Caps `h` and fills it (with talks from another server, ever shorter down to one
+/// character) until it is a full disk: any talk stored next fails with `DiskFull` until
+/// [`make_room`].
+pub fn fill_up(h: &History) {
+    h.set_max_pages_for_test(64);
+    let mut seq = 0;
+    for len in [100_000, 10_000, 1_000, 100, 10, 1] {
+        let text = "z".repeat(len);
+        loop {
+            seq += 1;
+            let filler = TalkMessage { seq: Some(Seq(seq)), ..TalkMessage::for_test("filler", &text) };
+            match h.insert("ws://filler.invalid/", &filler) {
+                Ok(_) => assert!(seq < 10_000, "the capped file never fills up"),
+                Err(HistoryError::DiskFull) => break,
+                Err(e) => panic!("filling the history up: {e}"),
             }
-            let mut cursors = self.cursors.lock().unwrap();
-            let cursor = cursors
-                .entry((server.to_owned(), talk.to.id.as_str().to_owned()))
-                .or_insert(Cursor { seq: Seq(0), epoch: epoch.map(str::to_owned) });
-            cursor.seq = cursor.seq.max(seq);
         }
-        let mut talks = self.talks.lock().unwrap();
-        talks.push(talk.clone());
-        Ok(Stored::New(talks.len() as i64))
     }
 }
 
-impl TalkStore for MemStore {
-    fn cursor<'a>(&'a self, server: &'a str, user: &'a UserId) -> StoreFuture<'a, Option<Cursor>> {
-        let cursor = self.cursors.lock().unwrap().get(&(server.to_owned(), user.as_str().to_owned())).cloned();
-        Box::pin(std::future::ready(Ok(cursor)))
-    }
-    fn store_all<'a>(
-        &'a self,
-        server: &'a str,
-        epoch: Option<&'a str>,
-        talks: &'a [Inbound],
-    ) -> StoreFuture<'a, Vec<Stored>> {
-        let stored = talks.iter().map(|t| self.store_one(server, epoch, t)).collect();
-        Box::pin(std::future::ready(stored))
-    }
-    fn linked<'a>(&'a self, _server: &'a str, _user: &'a UserId) -> StoreFuture<'a, ()> {
-        Box::pin(std::future::ready(Ok(())))
-    }
-    fn set_epoch<'a>(
-        &'a self,
-        server: &'a str,
-        user: &'a UserId,
-        epoch: Option<&'a str>,
-        reset: bool,
-    ) -> StoreFuture<'a, ()> {
-        let mut cursors = self.cursors.lock().unwrap();
-        let cursor =
-            cursors.entry((server.to_owned(), user.as_str().to_owned())).or_insert(Cursor { seq: Seq(0), epoch: None });
-        if reset {
-            cursor.seq = Seq(0);
-        }
-        if let Some(epoch) = epoch {
-            cursor.epoch = Some(epoch.to_owned());
-        }
-        Box::pin(std::future::ready(Ok(())))
-    }
-    fn queue_reply<'a>(&'a self, server: &'a str, from: &'a Person, reply: &'a Reply) -> StoreFuture<'a, i64> {
-        let mut replies = self.replies.lock().unwrap();
-        replies.push((server.to_owned(), from.id.clone(), reply.clone(), Outgoing::Queued));
-        Box::pin(std::future::ready(Ok(replies.len() as i64)))
-    }
-    fn outbox<'a>(&'a self, server: &'a str, from: &'a UserId) -> StoreFuture<'a, Vec<Queued>> {
-        let queued = self
-            .replies
-            .lock()
-            .unwrap()
-            .iter()
-            .enumerate()
-            .filter(|(_, (s, f, _, o))| s == server && f == from && *o == Outgoing::Queued)
-            .map(|(i, (_, _, reply, _))| Queued { row: i as i64 + 1, reply: reply.clone() })
-            .collect();
-        Box::pin(std::future::ready(Ok(queued)))
-    }
-    fn reply_done<'a>(&'a self, id: &'a str, outcome: &'a Outgoing, _ts: Option<i64>) -> StoreFuture<'a, Option<i64>> {
-        let mut replies = self.replies.lock().unwrap();
-        let row =
-            replies.iter_mut().enumerate().find(|(_, r)| r.2.id == id && r.3 == Outgoing::Queued).map(|(i, r)| {
-                r.3 = outcome.clone();
-                i as i64 + 1
-            });
-        Box::pin(std::future::ready(Ok(row)))
-    }
+/// Lifts the cap [`fill_up`] set: there is room again.
+pub fn make_room(h: &History) {
+    h.set_max_pages_for_test(1_000_000);
 }
 
 pub fn fast_timing() -> Timing {
@@ -230,22 +166,9 @@ pub fn creds(url: &str, user: Option<u64>) -> Credentials {
 /// Waits (generously) for an event that `pick` accepts.
 pub async fn wait_event<T>(
     rx: &mut broadcast::Receiver<SessionEvent>,
-    mut pick: impl FnMut(&SessionEvent) -> Option<T>,
+    pick: impl FnMut(&SessionEvent) -> Option<T>,
 ) -> T {
-    let wait = async {
-        loop {
-            match rx.recv().await {
-                Ok(ev) => {
-                    if let Some(t) = pick(&ev) {
-                        return t;
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(e) => panic!("event channel closed: {e}"),
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(20), wait).await.expect("timed out waiting for an event")
+    talkbell_testkit::wait::next_picked(rx, Duration::from_secs(20), "an event", pick).await
 }
 
 pub async fn wait_state(handle: &SessionHandle, pred: impl Fn(&SessionState) -> bool) -> SessionState {

@@ -4,10 +4,8 @@ GetServerInformation, and answers Notify with the D-Bus error
 org.example.Talkbell.Error.Refused ("refused by the test"). Prints {"ready": name} as a
 JSON line once it owns the name. Runs until killed. Needs Debian's python3-gi."""
 
-import json
-import sys
-
-from gi.repository import Gio, GLib
+from gi.repository import GLib
+from stand_in import serve
 
 XML = """
 <node>
@@ -39,20 +37,4 @@ def on_call(conn, sender, path, iface, method, params, invocation):
         invocation.return_value(None)
 
 
-def on_bus(conn, name):
-    info = Gio.DBusNodeInfo.new_for_xml(XML).interfaces[0]
-    conn.register_object("/org/freedesktop/Notifications", info, on_call, None, None)
-
-
-def on_name(conn, name):
-    print(json.dumps({"ready": name}), flush=True)
-
-
-def on_lost(conn, name):
-    sys.exit(f"could not own {name}")
-
-
-Gio.bus_own_name(
-    Gio.BusType.SESSION, "org.freedesktop.Notifications", Gio.BusNameOwnerFlags.NONE, on_bus, on_name, on_lost
-)
-GLib.MainLoop().run()
+serve("org.freedesktop.Notifications", "/org/freedesktop/Notifications", XML, on_call)
