@@ -114,7 +114,8 @@ pub enum Stored {
 
 /// Why a store could not store (or read a cursor). The talk is then not acked, so the
 /// server keeps it. `Display` says what to do about it.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum StoreError {
     /// No space left: nothing more can be stored until some is freed.
