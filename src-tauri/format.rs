@@ -139,11 +139,8 @@ mod tests {
             ..base.clone()
         };
         let untrusted = talkbell_core::session::OfflineReason::CertUntrusted(Untrusted::UnknownIssuer);
-        let certificate = Snapshot {
-            reason: Some(untrusted.to_string()),
-            offline_reason: Some(untrusted),
-            ..offline.clone()
-        };
+        let certificate =
+            Snapshot { reason: Some(untrusted.to_string()), offline_reason: Some(untrusted), ..offline.clone() };
         let not_running =
             Snapshot { running: false, process: None, state: StateKind::NotRunning, user_name: None, ..base.clone() };
         let unknown = Snapshot { user: None, user_name: None, user_unknown: true, ..base.clone() };

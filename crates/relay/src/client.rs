@@ -200,8 +200,8 @@ pub async fn post_talk(
 ) -> Result<Posted, SendError> {
     let target = parse_url(http_url.as_ref())?;
     let request = talk_request(&target, token.as_ref(), to.into_user_id(), text.as_ref())?;
-    let (status, bytes) =
-        tokio::time::timeout(REQUEST_TIMEOUT, round_trip(&target, request)).await
+    let (status, bytes) = tokio::time::timeout(REQUEST_TIMEOUT, round_trip(&target, request))
+        .await
         .map_err(|_| SendError::Timeout { after: REQUEST_TIMEOUT })??;
     answer(status, &bytes)
 }
@@ -301,11 +301,8 @@ where
     let result = async {
         let resp = sender.send_request(request).await.map_err(proto)?;
         let status = resp.status();
-        let bytes = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES)
-            .collect()
-            .await
-            .map_err(SendError::Body)?
-            .to_bytes();
+        let bytes =
+            Limited::new(resp.into_body(), MAX_RESPONSE_BYTES).collect().await.map_err(SendError::Body)?.to_bytes();
         Ok((status, bytes))
     }
     .await;
