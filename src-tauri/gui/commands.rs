@@ -286,9 +286,8 @@ pub async fn save_settings(app: AppHandle, settings: Settings) -> Result<(), Com
     blocking(move || {
         let shell = app.state::<Shell>();
         let engine = &shell.engine;
-        engine.save_heartbeat(interval, timeout)?;
-        if let Some(language) = settings.language.filter(|l| *l != engine.config().language) {
-            engine.save_language(language)?;
+        let language = settings.language.filter(|l| *l != engine.config().language);
+        if engine.save_settings(interval, timeout, language)?.is_some() {
             // The tray and the status line speak the new language at once.
             super::tray::relabel(&app);
             super::actions::refresh(&app);

@@ -309,7 +309,8 @@ impl Config {
     }
 
     /// Writes the file atomically (a temporary file renamed over it), private to the user.
-    pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
+    /// Outside this crate the config is changed through [`ConfigStore::update`].
+    pub(crate) fn save(&self, path: &Path) -> Result<(), ConfigError> {
         self.validate().map_err(|problem| ConfigError::Invalid { path: path.to_path_buf(), problem })?;
         let dir = path.parent().unwrap_or(Path::new("."));
         private_dir(dir).map_err(io(dir))?;

@@ -265,15 +265,23 @@ impl Engine {
         Ok(())
     }
 
-    /// New heartbeat timings: saved in the config, used from the next connection.
-    pub fn save_heartbeat(&self, interval_ms: u64, timeout_ms: u64) -> Result<(), EngineError> {
+    /// New heartbeat timings and, if given, a language: saved in one change of the config
+    /// (all or nothing); the timings are used from the next connection, the language is
+    /// this process's from now on (returned).
+    pub fn save_settings(
+        &self,
+        interval_ms: u64,
+        timeout_ms: u64,
+        language: Option<LanguageSetting>,
+    ) -> Result<Option<Lang>, EngineError> {
         let timing = self.config.update(|c| {
             c.heartbeat.interval_ms = interval_ms;
             c.heartbeat.timeout_ms = timeout_ms;
+            c.language = language.unwrap_or(c.language);
             c.timing()
         })?;
         self.session.set_timing(timing);
-        Ok(())
+        Ok(language.map(crate::i18n::choose))
     }
 
     /// Mutes `sender` for `duration` (none, or longer than the calendar holds: until
@@ -379,12 +387,6 @@ impl Engine {
             n.set_hush(hush);
         }
         Ok(())
-    }
-
-    /// The language setting: saved in the config, and this process's language from now on.
-    pub fn save_language(&self, setting: LanguageSetting) -> Result<Lang, EngineError> {
-        self.config.update(|c| c.language = setting)?;
-        Ok(crate::i18n::choose(setting))
     }
 
     /// Closes the link and stops every task of the engine, the notification gate
