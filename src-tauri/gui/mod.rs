@@ -10,6 +10,7 @@ mod bridge;
 mod chat;
 mod commands;
 mod error;
+mod menu;
 mod state;
 mod status;
 mod tray;
