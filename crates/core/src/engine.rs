@@ -415,6 +415,13 @@ impl Engine {
     pub fn watch_system(&self) {
         self.tasks.lock().unwrap_or_else(|e| e.into_inner()).spawn(crate::wake::run(self.session.clone()));
     }
+
+    /// Keeps the profile's status file (`talkbell status`) up to date for `process`, the
+    /// holder of the profile's lock, until the engine stops.
+    pub fn publish_status(&self, process: crate::instance::Holder) {
+        let publisher = crate::status::publisher(&self.session, &self.paths, process);
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).spawn(publisher);
+    }
 }
 
 /// The rows of the talks a popup stands for.

@@ -16,13 +16,13 @@
 //! a stale copy does no harm since it is believed only with the lock held.
 
 use std::fs::OpenOptions;
+use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
-use tokio::task::JoinHandle;
 
 use crate::config::{Config, ConfigError, Paths};
 use crate::history::{History, HistoryError};
@@ -352,12 +352,13 @@ fn status_path(paths: &Paths) -> PathBuf {
 }
 
 /// Follows `session`'s state and publishes it for `process` (which must hold the
-/// profile's lock) until the session stops. Writes happen one at a time, off the async
+/// profile's lock) until the session stops: the task the engine runs
+/// ([`crate::engine::Engine::publish_status`]). Writes happen one at a time, off the async
 /// threads; one that fails is logged and the next state is tried again.
-pub fn spawn_publisher(session: &SessionHandle, paths: &Paths, process: Holder) -> JoinHandle<()> {
+pub(crate) fn publisher(session: &SessionHandle, paths: &Paths, process: Holder) -> impl Future<Output = ()> {
     let mut states = session.watch();
     let path = status_path(paths);
-    tokio::spawn(async move {
+    async move {
         loop {
             let now = states.borrow_and_update().clone();
             let state = now.state.clone();
@@ -372,7 +373,7 @@ pub fn spawn_publisher(session: &SessionHandle, paths: &Paths, process: Holder) 
                 return;
             }
         }
-    })
+    }
 }
 
 /// Writes `published` to `path` through a private temporary file renamed over it, so a
