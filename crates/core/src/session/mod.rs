@@ -347,14 +347,14 @@ impl SessionState {
     }
 }
 
-/// Why a request to the session failed.
+/// Why a request to the session failed (the catalogue's `session-…`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SessionError {
-    #[error("not connected to the server")]
+    #[error("{}", t(Msg::SessionNotConnected))]
     NotConnected,
-    #[error("the server has not said who the signed-in user is")]
+    #[error("{}", t(Msg::SessionUnknownUser))]
     UnknownUser,
-    #[error("the session has stopped")]
+    #[error("{}", t(Msg::SessionStopped))]
     Stopped,
 }
 
