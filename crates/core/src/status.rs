@@ -397,7 +397,9 @@ pub fn write_atomically(path: &Path, published: &Published) -> Result<(), Status
     })
 }
 
-fn ms_since_epoch(t: SystemTime) -> u64 {
+/// `t` in milliseconds since the Unix epoch (0 before it), as the status file and the
+/// window count time.
+pub fn ms_since_epoch(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
