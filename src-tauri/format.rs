@@ -108,7 +108,6 @@ pub fn status_text(s: &Snapshot, now: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use talkbell_core::instance::Holder;
-    use talkbell_core::session::Untrusted;
     use talkbell_core::status::StateKind;
 
     use super::*;
@@ -138,9 +137,6 @@ mod tests {
             user_name: None,
             ..base.clone()
         };
-        let untrusted = talkbell_core::session::OfflineReason::CertUntrusted(Untrusted::UnknownIssuer);
-        let certificate =
-            Snapshot { reason: Some(untrusted.to_string()), offline_reason: Some(untrusted), ..offline.clone() };
         let not_running =
             Snapshot { running: false, process: None, state: StateKind::NotRunning, user_name: None, ..base.clone() };
         let unknown = Snapshot { user: None, user_name: None, user_unknown: true, ..base.clone() };
@@ -153,12 +149,6 @@ mod tests {
             (
                 offline,
                 "State:    offline\nReason:   could not reach the server: refused\nNext try: in 3 s\n\
-                 Process:  talkbell-daemon, pid 77\nServer:   wss://talk.example.com/ws\nUser:     id 1\nUnread:   2\n",
-            ),
-            (
-                certificate,
-                "State:    offline\nReason:   the server's certificate is not trusted: unknown issuer (self-signed, or \
-                 from a certificate authority not in the system store)\nNext try: in 3 s\n\
                  Process:  talkbell-daemon, pid 77\nServer:   wss://talk.example.com/ws\nUser:     id 1\nUnread:   2\n",
             ),
             (
