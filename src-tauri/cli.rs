@@ -8,10 +8,10 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use talkbell_core::app;
-use talkbell_core::config::Paths;
+use talkbell_core::config::{self, Paths};
 use talkbell_core::engine::{self, Engine, EngineError, IfUserUnknown};
 use talkbell_core::history::{History, HistoryQuery};
-use talkbell_core::i18n::{self, t, text, Msg};
+use talkbell_core::i18n::{t, text, Msg};
 use talkbell_core::protocol::{Token, UserId};
 
 use crate::gui::Start;
@@ -56,7 +56,7 @@ pub enum Command {
 pub fn run() -> ExitCode {
     app::logging::init();
     // The config's language, else the system's, before the help or any error is written.
-    i18n::choose_for_profile();
+    config::choose_language();
     let cli = parse();
     match cli.command {
         // Becomes `talkbell-daemon` where it can (returns only where it cannot).

@@ -1119,9 +1119,8 @@ fn a_talk_is_answered_from_the_window_and_the_popup_and_its_sender_muted_and_unm
 /// a server without a welcome (which says nothing until the first heartbeat) answers soon.
 fn quick_heartbeat(app: &App) {
     let path = app.config_file();
-    let mut config = talkbell_core::config::Config::load_or_create(&path).unwrap();
-    config.heartbeat.interval_ms = 1_000;
-    config.save(&path).unwrap();
+    let config = talkbell_core::config::ConfigStore::load_or_create(&path).unwrap();
+    config.update(|c| c.heartbeat.interval_ms = 1_000).unwrap();
 }
 
 #[test]

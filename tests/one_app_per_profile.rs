@@ -85,7 +85,7 @@ fn status_tells_the_state_why_the_server_user_and_unread_and_never_believes_a_de
 
     // Nothing runs: the server and user come from the config.
     let expect_idle = json!({"running": false, "process": null, "state": "not-running", "reason": null,
-        "reason_kind": null, "retry_at_ms": null, "server": url, "user": "1", "user_name": null, "user_unknown": false, "unread": 0});
+        "reason_kind": null, "offline_reason": null, "retry_at_ms": null, "server": url, "user": "1", "user_name": null, "user_unknown": false, "unread": 0});
     assert_eq!(app.status_json(), expect_idle);
     let text = app.status_text();
     assert!(text.starts_with("State:    not running\n"), "{text}");
@@ -102,7 +102,7 @@ fn status_tells_the_state_why_the_server_user_and_unread_and_never_believes_a_de
     assert_eq!(
         connected,
         json!({"running": true, "process": {"kind": "daemon", "pid": pid}, "state": "connected", "reason": null,
-            "reason_kind": null, "retry_at_ms": null, "server": url, "user": "1", "user_name": "wang1", "user_unknown": false, "unread": 3})
+            "reason_kind": null, "offline_reason": null, "retry_at_ms": null, "server": url, "user": "1", "user_name": "wang1", "user_unknown": false, "unread": 3})
     );
     let text = app.status_text();
     for line in [
@@ -120,6 +120,9 @@ fn status_tells_the_state_why_the_server_user_and_unread_and_never_believes_a_de
     let offline = wait_status(&app, "offline", |s| s["state"] == "offline");
     let reason = offline["reason"].as_str().unwrap_or_else(|| panic!("no reason: {offline}")).to_owned();
     assert!(!reason.is_empty());
+    // The daemon publishes why, typed; the words are this process's.
+    let kind = offline["offline_reason"]["kind"].as_str().unwrap_or_else(|| panic!("no typed reason: {offline}"));
+    assert!(["refused", "closed", "lost", "heartbeat-timeout"].contains(&kind), "{offline}");
     assert!(offline["retry_at_ms"].is_u64(), "{offline}");
     assert_eq!((&offline["server"], &offline["user"], &offline["unread"]), (&json!(url), &json!("1"), &json!(3)));
     let text = app.status_text();
@@ -134,7 +137,7 @@ fn status_tells_the_state_why_the_server_user_and_unread_and_never_believes_a_de
     assert_eq!(
         app.status_json(),
         json!({"running": false, "process": null, "state": "not-running", "reason": null,
-        "reason_kind": null, "retry_at_ms": null, "server": url, "user": "1", "user_name": null, "user_unknown": false, "unread": 3})
+        "reason_kind": null, "offline_reason": null, "retry_at_ms": null, "server": url, "user": "1", "user_name": null, "user_unknown": false, "unread": 3})
     );
     assert!(app.status_text().starts_with("State:    not running\n"));
 }
@@ -150,7 +153,7 @@ fn status_of_a_daemon_with_no_account_is_signed_out() {
     assert_eq!(
         status,
         json!({"running": true, "process": {"kind": "daemon", "pid": pid}, "state": "signed-out", "reason": null,
-            "reason_kind": null, "retry_at_ms": null, "server": null, "user": null, "user_name": null, "user_unknown": false, "unread": 0})
+            "reason_kind": null, "offline_reason": null, "retry_at_ms": null, "server": null, "user": null, "user_name": null, "user_unknown": false, "unread": 0})
     );
     let text = app.status_text();
     assert!(

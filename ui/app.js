@@ -486,7 +486,7 @@ $("settings").addEventListener("submit", async (ev) => {
   } catch (e) {
     $("settings-result").textContent = errorText(e);
     // A timing it refused is in the Advanced section: open it, so the field is seen.
-    if (e?.kind === "out_of_range" || e?.kind === "not_seconds") $("advanced").open = true;
+    if (e?.kind === "out-of-range" || e?.kind === "not-seconds") $("advanced").open = true;
   }
 });
 

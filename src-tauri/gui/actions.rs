@@ -12,6 +12,7 @@ use tauri::menu::MenuEvent;
 use tauri::{AppHandle, Emitter, Manager};
 use tokio::sync::Notify;
 
+use super::menu::MenuAction;
 use super::state::Shell;
 use super::status::Status;
 use super::{tray, window};
@@ -53,40 +54,31 @@ pub fn on_tray_menu(app: &AppHandle, event: MenuEvent) {
         let app = app.clone();
         tauri::async_runtime::spawn(async move { change_pause(&app, change).await });
     };
-    match event.id().as_ref() {
-        "open" => window::open(app, None),
-        "reconnect" => app.state::<Shell>().engine.session().reconnect_now(),
-        "pause-hour" => pause(PauseChange::For(Duration::from_secs(3600))),
-        "pause-forever" => pause(PauseChange::UntilResumed),
-        "resume" => pause(PauseChange::Resume),
-        "sign-out" => sign_out(app),
-        "quit" => app.exit(0),
-        id => on_recent(app, id),
+    let Some(action) = MenuAction::parse(event.id().as_ref()) else { return };
+    match action {
+        MenuAction::Status => {}
+        MenuAction::Open => window::open(app, None),
+        MenuAction::Reconnect => app.state::<Shell>().engine.session().reconnect_now(),
+        MenuAction::PauseHour => pause(PauseChange::For(Duration::from_secs(3600))),
+        MenuAction::PauseForever => pause(PauseChange::UntilResumed),
+        MenuAction::Resume => pause(PauseChange::Resume),
+        MenuAction::SignOut => sign_out(app),
+        MenuAction::Quit => app.exit(0),
+        MenuAction::OpenTalk { row } => window::open(app, Some(row)),
+        MenuAction::MuteSender { length, row } => mute_from_recent(app, length, row),
     }
 }
 
-/// Recent's items: `recent-open-<row>` opens the window at that talk,
-/// `recent-mute-<length>-<row>` mutes its sender for that [`MuteLength`].
-fn on_recent(app: &AppHandle, id: &str) {
-    let row = |prefix: &str| id.strip_prefix(prefix).and_then(|r| r.parse::<i64>().ok());
-    if let Some(row) = row("recent-open-") {
-        window::open(app, Some(row));
-    } else if let Some((length, row)) = id.strip_prefix("recent-mute-").and_then(mute_item) {
-        let app = app.clone();
-        tauri::async_runtime::spawn_blocking(move || {
-            let shell = app.state::<Shell>();
-            let Some(talk) = shell.recent_talk(row) else { return };
-            if let Err(e) = shell.engine.mute(talk.from, length.duration()) {
-                tracing::warn!(error = %e, "cannot mute from the tray");
-            }
-        });
-    }
-}
-
-/// `<length>-<row>` of a Recent mute item.
-fn mute_item(rest: &str) -> Option<(MuteLength, i64)> {
-    let (length, row) = rest.rsplit_once('-')?;
-    Some((MuteLength::from_id(length)?, row.parse().ok()?))
+/// Recent's mute item: mutes the sender of the talk in `row` for `length`.
+fn mute_from_recent(app: &AppHandle, length: MuteLength, row: i64) {
+    let app = app.clone();
+    tauri::async_runtime::spawn_blocking(move || {
+        let shell = app.state::<Shell>();
+        let Some(talk) = shell.recent_talk(row) else { return };
+        if let Err(e) = shell.engine.mute(talk.from, length.duration()) {
+            tracing::warn!(error = %e, "cannot mute from the tray");
+        }
+    });
 }
 
 /// What a person picked on a popup (called on the notifier's thread): "Open" opens the

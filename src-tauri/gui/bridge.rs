@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde::Serialize;
 use talkbell_core::notify::{Decision, Outcome};
@@ -51,7 +51,7 @@ impl EventLog {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    talkbell_core::status::ms_since_epoch(SystemTime::now())
 }
 
 /// A new talk as the window lists it (the fields of a history entry it reads), with what

@@ -151,7 +151,7 @@ pub fn sign_in_args(server: &str, token: String, user_id: Option<String>) -> Res
     let server = server.trim();
     at_most(Msg::WhatServerUrl, server, 2_048)?;
     talkbell_core::config::validate_server_url(server)
-        .map_err(|reason| CommandError::BadServer { url: server.to_owned(), reason: reason.to_string() })?;
+        .map_err(|reason| CommandError::BadServer { url: server.to_owned(), reason })?;
     at_most(Msg::WhatToken, &token, TOKEN_MAX)?;
     let token = Token::new(token).map_err(|_| CommandError::Empty { what: Msg::WhatToken })?;
     let user_id = user_id.filter(|s| !s.trim().is_empty()).map(|id| user_id_arg(&id)).transpose()?;
@@ -165,7 +165,7 @@ pub fn user_id_arg(id: &str) -> Result<UserId, CommandError> {
         return Err(CommandError::Empty { what: Msg::WhatUserId });
     }
     at_most(Msg::WhatUserId, id, USER_ID_MAX)?;
-    id.parse::<UserId>().map_err(|e| CommandError::BadUserId(e.to_string()))
+    id.parse::<UserId>().map_err(CommandError::BadUserId)
 }
 
 /// A checked sign-in.
@@ -286,16 +286,15 @@ pub async fn save_settings(app: AppHandle, settings: Settings) -> Result<(), Com
     blocking(move || {
         let shell = app.state::<Shell>();
         let engine = &shell.engine;
-        engine.save_heartbeat(interval, timeout)?;
-        if let Some(language) = settings.language.filter(|l| *l != engine.config().language) {
-            engine.save_language(language)?;
+        let language = settings.language.filter(|l| *l != engine.config().language);
+        if engine.save_settings(interval, timeout, language)?.is_some() {
             // The tray and the status line speak the new language at once.
             super::tray::relabel(&app);
             super::actions::refresh(&app);
         }
         let autostart = app.autolaunch();
         let result = if settings.autostart { autostart.enable() } else { autostart.disable() };
-        result.map_err(|e| CommandError::Autostart(e.to_string()))
+        result.map_err(CommandError::Autostart)
     })
     .await
 }
@@ -314,7 +313,7 @@ mod tests {
         assert!(matches!(pause_change(None), Ok(PauseChange::UntilResumed)));
         assert!(matches!(pause_change(Some(PAUSE_MAX_MINUTES)), Ok(PauseChange::For(_))));
         for absurd in [0, PAUSE_MAX_MINUTES + 1, u64::MAX / 60 + 1, u64::MAX] {
-            assert_eq!(kind(pause_change(Some(absurd))), "out_of_range", "{absurd}");
+            assert_eq!(kind(pause_change(Some(absurd))), "out-of-range", "{absurd}");
         }
     }
 
@@ -322,13 +321,13 @@ mod tests {
     fn history_queries_are_bounded() {
         let q = history_query(Some("  ".into()), Some(10), None).unwrap();
         assert_eq!((q.search, q.before, q.limit), (None, Some(10), 50));
-        assert_eq!(kind(history_query(None, None, Some(0))), "out_of_range");
-        assert_eq!(kind(history_query(None, None, Some(PAGE_MAX + 1))), "out_of_range");
-        assert_eq!(kind(history_query(None, None, Some(u64::MAX))), "out_of_range");
-        assert_eq!(kind(history_query(None, Some(-5), None)), "out_of_range");
-        assert_eq!(kind(history_query(Some("x".repeat(SEARCH_MAX + 1)), None, None)), "too_long");
-        assert_eq!(kind(rows_to_mark(&vec![1; MARK_MAX + 1])), "too_long");
-        assert_eq!(kind(rows_to_mark(&[3, 0])), "out_of_range");
+        assert_eq!(kind(history_query(None, None, Some(0))), "out-of-range");
+        assert_eq!(kind(history_query(None, None, Some(PAGE_MAX + 1))), "out-of-range");
+        assert_eq!(kind(history_query(None, None, Some(u64::MAX))), "out-of-range");
+        assert_eq!(kind(history_query(None, Some(-5), None)), "out-of-range");
+        assert_eq!(kind(history_query(Some("x".repeat(SEARCH_MAX + 1)), None, None)), "too-long");
+        assert_eq!(kind(rows_to_mark(&vec![1; MARK_MAX + 1])), "too-long");
+        assert_eq!(kind(rows_to_mark(&[3, 0])), "out-of-range");
         assert_eq!(kind(rows_to_mark(&[1, 2, 3])), "ok");
     }
 
@@ -336,12 +335,12 @@ mod tests {
     fn sign_in_takes_only_a_ws_url_and_bounded_texts() {
         let ok = sign_in_args(" ws://127.0.0.1:1/ ", "t".into(), Some("7".into())).unwrap();
         assert_eq!((ok.server.as_str(), ok.user_id), ("ws://127.0.0.1:1/", Some(UserId::from(7))));
-        assert_eq!(kind(sign_in_args("http://x/", "t".into(), None)), "bad_server");
-        assert_eq!(kind(sign_in_args("file:///etc/passwd", "t".into(), None)), "bad_server");
+        assert_eq!(kind(sign_in_args("http://x/", "t".into(), None)), "bad-server");
+        assert_eq!(kind(sign_in_args("file:///etc/passwd", "t".into(), None)), "bad-server");
         assert_eq!(kind(sign_in_args("ws://x/", "".into(), None)), "empty");
-        assert_eq!(kind(sign_in_args("ws://x/", "t".repeat(TOKEN_MAX + 1), None)), "too_long");
-        assert_eq!(kind(sign_in_args("ws://x/", "t".into(), Some("1".repeat(USER_ID_MAX + 1)))), "too_long");
-        assert_eq!(kind(sign_in_args(&format!("ws://{}/", "h".repeat(3000)), "t".into(), None)), "too_long");
+        assert_eq!(kind(sign_in_args("ws://x/", "t".repeat(TOKEN_MAX + 1), None)), "too-long");
+        assert_eq!(kind(sign_in_args("ws://x/", "t".into(), Some("1".repeat(USER_ID_MAX + 1)))), "too-long");
+        assert_eq!(kind(sign_in_args(&format!("ws://{}/", "h".repeat(3000)), "t".into(), None)), "too-long");
     }
 
     #[test]
@@ -357,10 +356,10 @@ mod tests {
         assert_eq!(heartbeat_of(&s(Some(2.5), Some(1.0005))).unwrap(), (2_500, 1_001));
         assert_eq!(heartbeat_of(&s(Some(1.0), Some(300.0))).unwrap(), (1_000, 300_000));
         for bad in [0.0, 0.9, -5.0, 300.1, 1e300] {
-            assert_eq!(kind(heartbeat_of(&s(Some(bad), Some(5.0)))), "out_of_range", "{bad}");
+            assert_eq!(kind(heartbeat_of(&s(Some(bad), Some(5.0)))), "out-of-range", "{bad}");
         }
         for none in [None, Some(f64::NAN), Some(f64::INFINITY)] {
-            assert_eq!(kind(heartbeat_of(&s(Some(5.0), none))), "not_seconds", "{none:?}");
+            assert_eq!(kind(heartbeat_of(&s(Some(5.0), none))), "not-seconds", "{none:?}");
         }
         let e = heartbeat_of(&s(Some(0.5), Some(5.0))).unwrap_err();
         assert_eq!(e.to_string(), "the heartbeat interval must be from 1 to 300 seconds, not 0.5");
@@ -372,6 +371,6 @@ mod tests {
     fn a_user_id_is_a_bounded_id_that_is_not_empty() {
         assert_eq!(user_id_arg(" 7 ").unwrap(), UserId::from(7));
         assert_eq!(kind(user_id_arg("  ")), "empty");
-        assert_eq!(kind(user_id_arg(&"1".repeat(USER_ID_MAX + 1))), "too_long");
+        assert_eq!(kind(user_id_arg(&"1".repeat(USER_ID_MAX + 1))), "too-long");
     }
 }

@@ -1,12 +1,16 @@
 //! What a command's failure tells the window: `{"kind": "...", "message": "..."}`. The
-//! kind is for code (stable, snake_case), the message for a person (it says what to do).
+//! kind is for code (stable, kebab-case like the states), the message for a person (it
+//! says what to do).
 
 use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
+use talkbell_core::config::BadServerUrl;
 use talkbell_core::engine::EngineError;
 use talkbell_core::history::HistoryError;
 use talkbell_core::i18n::{t, text, Msg};
 use talkbell_core::notify::quiet::BadDayTime;
+use talkbell_core::protocol::ProtocolError;
+use talkbell_core::secrets::SecretsError;
 use talkbell_core::session::outbox::ReplyError;
 
 /// Each message in the process's language (the catalogue's `cmd-…` and `what-…`).
@@ -28,18 +32,18 @@ pub enum CommandError {
     #[error("{}", text(Msg::CmdEmpty, &[("what", t(*what).as_str().into())]))]
     Empty { what: Msg },
     /// Not a ws:// or wss:// URL.
-    #[error("{}", text(Msg::CmdBadServer, &[("url", url.into()), ("reason", reason.into())]))]
-    BadServer { url: String, reason: String },
+    #[error("{}", text(Msg::CmdBadServer, &[("url", url.into()), ("reason", reason.to_string().as_str().into())]))]
+    BadServer { url: String, reason: BadServerUrl },
     /// Not a user id.
-    #[error("{}", text(Msg::CmdBadUserId, &[("reason", _0.into())]))]
-    BadUserId(String),
+    #[error("{}", text(Msg::CmdBadUserId, &[("reason", _0.to_string().as_str().into())]))]
+    BadUserId(#[source] ProtocolError),
     #[error(transparent)]
     History(#[from] HistoryError),
     #[error(transparent)]
     Engine(#[from] EngineError),
     /// Starting at login could not be turned on or off.
-    #[error("{}", text(Msg::CmdAutostart, &[("error", _0.into())]))]
-    Autostart(String),
+    #[error("{}", text(Msg::CmdAutostart, &[("error", _0.to_string().as_str().into())]))]
+    Autostart(#[source] tauri_plugin_autostart::Error),
     /// The reply was not kept (the engine says why).
     #[error(transparent)]
     Reply(#[from] ReplyError),
@@ -47,8 +51,8 @@ pub enum CommandError {
     #[error(transparent)]
     BadTime(#[from] BadDayTime),
     /// The work ran on a blocking thread that failed (the app is shutting down).
-    #[error("{}", text(Msg::CmdInterrupted, &[("error", _0.into())]))]
-    Interrupted(String),
+    #[error("{}", text(Msg::CmdInterrupted, &[("error", _0.to_string().as_str().into())]))]
+    Interrupted(#[source] tauri::Error),
 }
 
 /// The numbers go in as text: they are not counted, and an f64 would round a u64.
@@ -78,25 +82,48 @@ fn too_long(what: Msg, len: usize, max: usize) -> String {
 impl CommandError {
     pub fn kind(&self) -> &'static str {
         match self {
-            CommandError::OutOfRange { .. } | CommandError::SecondsOutOfRange { .. } => "out_of_range",
-            CommandError::NotSeconds { .. } => "not_seconds",
-            CommandError::TooLong { .. } => "too_long",
+            CommandError::OutOfRange { .. } | CommandError::SecondsOutOfRange { .. } => "out-of-range",
+            CommandError::NotSeconds { .. } => "not-seconds",
+            CommandError::TooLong { .. } => "too-long",
             CommandError::Empty { .. } => "empty",
-            CommandError::BadServer { .. } => "bad_server",
-            CommandError::BadUserId(_) => "bad_user_id",
+            CommandError::BadServer { .. } => "bad-server",
+            CommandError::BadUserId(_) => "bad-user-id",
             CommandError::History(_) => "history",
-            CommandError::Engine(_) => "engine",
+            CommandError::Engine(e) => engine_kind(e),
             CommandError::Autostart(_) => "autostart",
             CommandError::Reply(_) => "reply",
-            CommandError::BadTime(_) => "bad_time",
+            CommandError::BadTime(_) => "bad-time",
             CommandError::Interrupted(_) => "interrupted",
         }
     }
 }
 
+/// The kind of an engine's failure: what went wrong, so the window can tell them apart.
+fn engine_kind(e: &EngineError) -> &'static str {
+    match e {
+        EngineError::Config(_) => "config",
+        EngineError::History(_) => "history",
+        EngineError::Secrets(s) => match s {
+            SecretsError::NoKeyring { .. } => "no-keyring",
+            SecretsError::Locked => "keyring-locked",
+            SecretsError::NotFound { .. } => "token-not-found",
+            SecretsError::NoAnswer { .. } => "keyring-no-answer",
+            SecretsError::NoPersistentStore => "no-persistent-keyring",
+            SecretsError::Access(_) => "keyring-failed",
+        },
+        EngineError::Refused(_) => "refused",
+        EngineError::Unreachable(_) => "unreachable",
+        EngineError::Stopped => "stopped",
+        EngineError::NoUserId => "no-user-id",
+        EngineError::UserIdFromServer => "user-id-from-server",
+        EngineError::Timeout(_) => "timeout",
+        EngineError::BadServer { .. } => "bad-server",
+    }
+}
+
 impl From<tauri::Error> for CommandError {
     fn from(e: tauri::Error) -> Self {
-        CommandError::Interrupted(e.to_string())
+        CommandError::Interrupted(e)
     }
 }
 
@@ -155,13 +182,44 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&e).unwrap(),
             serde_json::json!({
-                "kind": "out_of_range",
+                "kind": "out-of-range",
                 "message": format!("the pause in minutes must be from 1 to 10080, not {}", u64::MAX),
             })
         );
         let e = at_most(Msg::WhatSearch, &"x".repeat(2000), 1000).unwrap_err();
-        assert_eq!(serde_json::to_value(&e).unwrap()["kind"], "too_long");
+        assert_eq!(serde_json::to_value(&e).unwrap()["kind"], "too-long");
         assert_eq!(e.to_string(), "the search is too long: 2000, at most 1000");
         assert!(at_most(Msg::WhatSearch, "字字", 2).is_ok());
+    }
+
+    #[test]
+    fn every_kind_is_kebab_case_and_an_engine_failure_says_which() {
+        use talkbell_core::session::OfflineReason;
+        let engine = |e: EngineError| CommandError::Engine(e);
+        let cases = [
+            (CommandError::NotSeconds { what: Msg::WhatPauseMinutes }, "not-seconds"),
+            (CommandError::Empty { what: Msg::WhatToken }, "empty"),
+            (CommandError::BadServer { url: "x".into(), reason: BadServerUrl::NoScheme }, "bad-server"),
+            (CommandError::BadUserId(ProtocolError::NotAnObject), "bad-user-id"),
+            (CommandError::History(HistoryError::WriterGone), "history"),
+            (CommandError::Reply(ReplyError::Empty), "reply"),
+            (CommandError::Interrupted(tauri::Error::WindowNotFound), "interrupted"),
+            (engine(EngineError::Secrets(SecretsError::Locked)), "keyring-locked"),
+            (engine(EngineError::Secrets(SecretsError::NoPersistentStore)), "no-persistent-keyring"),
+            (engine(EngineError::Refused(None)), "refused"),
+            (engine(EngineError::Unreachable(OfflineReason::CertExpired)), "unreachable"),
+            (engine(EngineError::Stopped), "stopped"),
+            (engine(EngineError::NoUserId), "no-user-id"),
+            (engine(EngineError::UserIdFromServer), "user-id-from-server"),
+            (engine(EngineError::Timeout(std::time::Duration::from_secs(30))), "timeout"),
+        ];
+        for (error, kind) in cases {
+            let json = serde_json::to_value(&error).unwrap();
+            assert_eq!(json["kind"], kind, "{error:?}");
+            assert_eq!(json["message"], error.to_string(), "{error:?}");
+            assert!(!error.to_string().is_empty(), "{error:?}");
+        }
+        let unreachable = engine(EngineError::Unreachable(OfflineReason::CertExpired));
+        assert!(unreachable.to_string().contains("the server's certificate has expired"), "{unreachable}");
     }
 }

@@ -10,6 +10,7 @@ mod bridge;
 mod chat;
 mod commands;
 mod error;
+mod menu;
 mod state;
 mod status;
 mod tray;
@@ -139,7 +140,7 @@ fn setup(app: &mut tauri::App, paths: &Paths, start: Start) -> Result<(), Box<dy
     let engine =
         Engine::start(paths.clone(), Some(Arc::new(notifier))).with_context(|| t(Msg::CliCannotStartEngine))?;
     if let Some(lock) = app.try_state::<ProfileLock>() {
-        talkbell_core::status::spawn_publisher(engine.session(), engine.paths(), lock.0.holder());
+        engine.publish_status(lock.0.holder());
     }
     engine.watch_system();
     app.manage(Shell::new(engine));

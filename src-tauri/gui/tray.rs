@@ -12,6 +12,7 @@ use tauri::menu::{Menu, MenuEvent, MenuItem, PredefinedMenuItem, Submenu};
 use tauri::tray::TrayIconBuilder;
 use tauri::{AppHandle, Manager, Wry};
 
+use super::menu::MenuAction;
 use super::state::{RecentTalk, Shell};
 use super::status::Status;
 
@@ -54,13 +55,13 @@ fn recent_submenu(app: &AppHandle, talks: &[RecentTalk]) -> tauri::Result<Submen
     for r in talks {
         let name = if r.from.name.is_empty() { r.from.id.to_string() } else { r.from.name.clone() };
         let label = format!("{}: {}", short(&name, 20), short(&r.talk, 40));
-        let open =
-            MenuItem::with_id(app, format!("recent-open-{}", r.row), t(Msg::PopupActionOpen), true, None::<&str>)?;
+        let open_talk = MenuAction::OpenTalk { row: r.row }.id();
+        let open = MenuItem::with_id(app, open_talk, t(Msg::PopupActionOpen), true, None::<&str>)?;
         let item = Submenu::with_items(app, label, true, &[&open])?;
         for length in MuteLength::ALL {
             let mute_label =
                 talkbell_core::i18n::text(length.menu_label(), &[("name", short(&name, 20).as_str().into())]);
-            let id = format!("recent-mute-{}-{}", length.id(), r.row);
+            let id = MenuAction::MuteSender { length, row: r.row }.id();
             item.append(&MenuItem::with_id(app, id, mute_label, true, None::<&str>)?)?;
         }
         menu.append(&item)?;
@@ -141,17 +142,19 @@ fn icon_for(state: StateKind) -> tauri::Result<Image<'static>> {
 }
 
 /// Puts the icon in the tray, with its menu; `on_menu` gets the menu's clicks (by the
-/// items' ids: open, reconnect, pause-hour, pause-forever, resume, sign-out, quit).
+/// items' ids, [`MenuAction::id`]).
 pub fn create(app: &AppHandle, on_menu: impl Fn(&AppHandle, MenuEvent) + Send + Sync + 'static) -> tauri::Result<()> {
-    let status = MenuItem::with_id(app, "status", "Talkbell", false, None::<&str>)?;
-    let open = MenuItem::with_id(app, "open", t(Msg::TrayOpen), true, None::<&str>)?;
-    let reconnect = MenuItem::with_id(app, "reconnect", t(Msg::TrayReconnect), true, None::<&str>)?;
-    let pause_hour = MenuItem::with_id(app, "pause-hour", t(Msg::TrayPauseHour), true, None::<&str>)?;
-    let pause_forever = MenuItem::with_id(app, "pause-forever", t(Msg::TrayPauseForever), true, None::<&str>)?;
+    let item =
+        |action: MenuAction, label: String, enabled| MenuItem::with_id(app, action.id(), label, enabled, None::<&str>);
+    let status = item(MenuAction::Status, "Talkbell".to_owned(), false)?;
+    let open = item(MenuAction::Open, t(Msg::TrayOpen), true)?;
+    let reconnect = item(MenuAction::Reconnect, t(Msg::TrayReconnect), true)?;
+    let pause_hour = item(MenuAction::PauseHour, t(Msg::TrayPauseHour), true)?;
+    let pause_forever = item(MenuAction::PauseForever, t(Msg::TrayPauseForever), true)?;
     let pause = Submenu::with_items(app, t(Msg::TrayPause), true, &[&pause_hour, &pause_forever])?;
-    let resume = MenuItem::with_id(app, "resume", t(Msg::TrayResume), false, None::<&str>)?;
-    let sign_out = MenuItem::with_id(app, "sign-out", t(Msg::TraySignOut), true, None::<&str>)?;
-    let quit = MenuItem::with_id(app, "quit", t(Msg::TrayQuit), true, None::<&str>)?;
+    let resume = item(MenuAction::Resume, t(Msg::TrayResume), false)?;
+    let sign_out = item(MenuAction::SignOut, t(Msg::TraySignOut), true)?;
+    let quit = item(MenuAction::Quit, t(Msg::TrayQuit), true)?;
     let recent = recent_submenu(app, &[])?;
     let menu = Menu::with_items(
         app,

@@ -255,12 +255,9 @@ impl App {
     /// Changes the config file (e.g. shorter heartbeat timings); it must exist (log in
     /// first). The daemon reads it when it starts.
     pub fn edit_config(&self, edit: impl FnOnce(&mut talkbell_core::config::Config)) {
-        use talkbell_core::config::Config;
         let path = self.config_file();
         assert!(path.exists(), "no config at {}: log in first", path.display());
-        let mut config = Config::load_or_create(&path).unwrap();
-        edit(&mut config);
-        config.save(&path).unwrap();
+        talkbell_core::config::ConfigStore::load_or_create(&path).unwrap().update(edit).unwrap();
     }
 
     /// Signs in to `relay` as user 1 (wang1), starts the daemon and waits for its link.

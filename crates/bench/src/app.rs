@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context, Result};
-use talkbell_core::config::{Config, Paths};
+use talkbell_core::config::{Config, ConfigStore, Paths};
 use talkbell_core::engine::DELIVERY_TRACE_ENV;
 use talkbell_testkit::child::Spawned;
 use talkbell_testkit::wait::Poll;
@@ -90,10 +90,11 @@ impl AppHome {
 
     /// Changes the config file (after login).
     pub fn edit_config(&self, edit: impl FnOnce(&mut Config)) -> Result<Config> {
-        let mut config = Config::load_or_create(&self.paths.config_file)?;
-        edit(&mut config);
-        config.save(&self.paths.config_file)?;
-        Ok(config)
+        let store = ConfigStore::load_or_create(&self.paths.config_file)?;
+        Ok(store.update(|config| {
+            edit(config);
+            config.clone()
+        })?)
     }
 
     /// Starts the app; `trace` turns the delivery trace on (TALKBELL_DELIVERY_TRACE).

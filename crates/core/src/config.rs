@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::i18n::{t, text, LanguageSetting, Msg};
+use crate::i18n::{self, t, text, Lang, LanguageSetting, Msg};
 use crate::notify::quiet::{Hush, Mute, QuietHours};
 use crate::notify::NotifySettings;
 use crate::protocol::UserId;
@@ -309,7 +309,8 @@ impl Config {
     }
 
     /// Writes the file atomically (a temporary file renamed over it), private to the user.
-    pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
+    /// Outside this crate the config is changed through [`ConfigStore::update`].
+    pub(crate) fn save(&self, path: &Path) -> Result<(), ConfigError> {
         self.validate().map_err(|problem| ConfigError::Invalid { path: path.to_path_buf(), problem })?;
         let dir = path.parent().unwrap_or(Path::new("."));
         private_dir(dir).map_err(io(dir))?;
@@ -355,6 +356,14 @@ impl Config {
         let n = &self.notifications;
         Hush::new(n.quiet_hours, jiff::tz::TimeZone::system(), n.mutes.clone(), n.sound)
     }
+}
+
+/// [`i18n::choose`] with the `language` of this profile's config file
+/// (`TALKBELL_CONFIG_DIR`, ...), `system` when it has none: what a binary calls first, so
+/// that its help and its errors speak the language too.
+pub fn choose_language() -> Lang {
+    let setting = Paths::from_env().map(|p| Config::language_at(&p.config_file)).unwrap_or_default();
+    i18n::choose(setting)
 }
 
 impl Default for Config {

@@ -265,15 +265,23 @@ impl Engine {
         Ok(())
     }
 
-    /// New heartbeat timings: saved in the config, used from the next connection.
-    pub fn save_heartbeat(&self, interval_ms: u64, timeout_ms: u64) -> Result<(), EngineError> {
+    /// New heartbeat timings and, if given, a language: saved in one change of the config
+    /// (all or nothing); the timings are used from the next connection, the language is
+    /// this process's from now on (returned).
+    pub fn save_settings(
+        &self,
+        interval_ms: u64,
+        timeout_ms: u64,
+        language: Option<LanguageSetting>,
+    ) -> Result<Option<Lang>, EngineError> {
         let timing = self.config.update(|c| {
             c.heartbeat.interval_ms = interval_ms;
             c.heartbeat.timeout_ms = timeout_ms;
+            c.language = language.unwrap_or(c.language);
             c.timing()
         })?;
         self.session.set_timing(timing);
-        Ok(())
+        Ok(language.map(crate::i18n::choose))
     }
 
     /// Mutes `sender` for `duration` (none, or longer than the calendar holds: until
@@ -381,12 +389,6 @@ impl Engine {
         Ok(())
     }
 
-    /// The language setting: saved in the config, and this process's language from now on.
-    pub fn save_language(&self, setting: LanguageSetting) -> Result<Lang, EngineError> {
-        self.config.update(|c| c.language = setting)?;
-        Ok(crate::i18n::choose(setting))
-    }
-
     /// Closes the link and stops every task of the engine, the notification gate
     /// included; returns once they have all ended.
     pub async fn shutdown(&self) {
@@ -412,6 +414,13 @@ impl Engine {
     /// NetworkManager). For the long-running modes; a one-off `login` does without.
     pub fn watch_system(&self) {
         self.tasks.lock().unwrap_or_else(|e| e.into_inner()).spawn(crate::wake::run(self.session.clone()));
+    }
+
+    /// Keeps the profile's status file (`talkbell status`) up to date for `process`, the
+    /// holder of the profile's lock, until the engine stops.
+    pub fn publish_status(&self, process: crate::instance::Holder) {
+        let publisher = crate::status::publisher(&self.session, &self.paths, process);
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).spawn(publisher);
     }
 }
 

@@ -130,17 +130,6 @@ pub fn choose(setting: LanguageSetting) -> Lang {
     lang
 }
 
-#[cfg(feature = "desktop")]
-/// [`choose`] with the `language` of this profile's config file (`TALKBELL_CONFIG_DIR`,
-/// ...), `system` when it has none: what a binary calls first, so that its help and its
-/// errors speak the language too.
-pub fn choose_for_profile() -> Lang {
-    let setting = crate::config::Paths::from_env()
-        .map(|p| crate::config::Config::language_at(&p.config_file))
-        .unwrap_or_default();
-    choose(setting)
-}
-
 macro_rules! messages {
     ($($variant:ident => $id:literal,)*) => {
         /// Every message of the catalogues, by its Fluent id ([`Msg::id`]).
@@ -240,6 +229,9 @@ messages! {
     RefusalCloseWords => "refusal-close-words",
     RefusalCloseCode => "refusal-close-code",
     RefusalError => "refusal-error",
+    SessionNotConnected => "session-not-connected",
+    SessionUnknownUser => "session-unknown-user",
+    SessionStopped => "session-stopped",
     EngineSignedOutMeanwhile => "engine-signed-out-meanwhile",
     EngineUnreachable => "engine-unreachable",
     EngineStopped => "engine-stopped",

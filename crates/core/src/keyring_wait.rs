@@ -2,7 +2,7 @@
 //!
 //! [`Engine::start`](crate::engine::Engine::start) never waits for the keyring: with a
 //! server configured, the session starts signed out
-//! ([`SignedOutReason::ReadingKeyring`]) and the task of [`spawn`], owned by the engine,
+//! ([`SignedOutReason::ReadingKeyring`]) and the task of [`read`], owned by the engine,
 //! reads the token and hands what it found to the session
 //! ([`SessionHandle::keyring_answer`]):
 //!
@@ -34,7 +34,6 @@
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::protocol::Token;
 use crate::secrets::{SecretStore, SecretsError};
@@ -68,12 +67,14 @@ impl Retry {
 /// Starts reading the token for `server` from `store` (see the module doc) on the current
 /// tokio runtime. `session` should be signed out for a keyring reason (e.g. started with
 /// [`SignedOutReason::ReadingKeyring`]); otherwise the task ends at once. The token goes
-/// to the session with the session's own user id ([`SessionHandle::user_id`]).
-pub fn spawn(session: SessionHandle, store: SecretStore, server: String, retry: Retry) -> JoinHandle<()> {
+/// to the session with the session's own user id ([`SessionHandle::user_id`]). For tests
+/// (the `test-hooks` feature); the engine runs [`read`] in its own tasks.
+#[cfg(any(test, feature = "test-hooks"))]
+pub fn spawn(session: SessionHandle, store: SecretStore, server: String, retry: Retry) -> tokio::task::JoinHandle<()> {
     tokio::spawn(read(session, store, server, retry))
 }
 
-/// What [`spawn`] runs, for a caller that owns its tasks (the engine's `JoinSet`).
+/// The reader, for a caller that owns its tasks (the engine's `JoinSet`).
 pub async fn read(session: SessionHandle, store: SecretStore, server: String, retry: Retry) {
     let states = session.watch();
     Reader { session, store, server, retry, told: None }.run(states).await

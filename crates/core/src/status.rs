@@ -16,19 +16,19 @@
 //! a stale copy does no harm since it is believed only with the lock held.
 
 use std::fs::OpenOptions;
+use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags};
 use serde::{Deserialize, Serialize};
-use tokio::task::JoinHandle;
 
 use crate::config::{Config, ConfigError, Paths};
 use crate::history::{History, HistoryError};
 use crate::instance::{self, Holder, InstanceError, Occupant};
 use crate::protocol::UserId;
-use crate::session::{Identity, SessionHandle, SessionNow, SessionState, SignedOutReason};
+use crate::session::{Identity, OfflineReason, SessionHandle, SessionNow, SessionState, SignedOutReason};
 
 mod words;
 pub use words::{describe, event_line, log_line, seconds_until, Description, Facts};
@@ -130,10 +130,15 @@ impl ReasonKind {
 pub struct Published {
     pub process: Holder,
     pub state: StateKind,
+    /// Why signed out, in words; why offline too, in the files of older versions.
     pub reason: Option<String>,
     /// Why signed out, for scripts (absent from the files of older versions).
     #[serde(default)]
     pub reason_kind: Option<ReasonKind>,
+    /// Why offline, typed: the reader puts it in its own words (absent from the files of
+    /// older versions, which have only `reason`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offline_reason: Option<OfflineReason>,
     /// When the next attempt is due (ms since the Unix epoch), while offline.
     pub retry_at_ms: Option<u64>,
     /// Who the session says the user is ([`SessionNow::user`]).
@@ -160,8 +165,15 @@ impl Published {
         Published {
             process,
             state: StateKind::of(state),
-            reason: reason_of(state),
+            reason: match state {
+                SessionState::SignedOut { reason } => reason.as_ref().map(|r| r.to_string()),
+                _ => None,
+            },
             reason_kind: ReasonKind::of_state(state),
+            offline_reason: match state {
+                SessionState::Backoff { reason, .. } => Some(reason.clone()),
+                _ => None,
+            },
             retry_at_ms,
             user_id: person.map(|p| p.id.to_string()),
             user_name: person.map(|p| p.name.clone()),
@@ -185,11 +197,16 @@ pub struct Snapshot {
     /// Which one, and its pid.
     pub process: Option<Holder>,
     pub state: StateKind,
+    /// Why offline or signed out, in words.
     pub reason: Option<String>,
     /// Why signed out, as a kebab-case word (`keyring-locked`, `server-refused`, ...);
     /// null in other states.
     #[serde(default)]
     pub reason_kind: Option<ReasonKind>,
+    /// Why offline, as `{"kind": "cert-expired"}`, `{"kind": "refused", "facts": {...}}`,
+    /// ...; null in other states, and from a running process of an older version.
+    #[serde(default)]
+    pub offline_reason: Option<OfflineReason>,
     pub retry_at_ms: Option<u64>,
     /// The configured server.
     pub server: Option<String>,
@@ -245,7 +262,8 @@ pub fn read(paths: &Paths) -> Result<Snapshot, StatusError> {
 
 impl Snapshot {
     /// From what [`read`] found. A process that holds the lock but has not published yet
-    /// (it is starting) is connecting.
+    /// (it is starting) is connecting. A typed offline reason is put in this process's
+    /// words.
     fn assemble(
         running: bool,
         process: Option<Holder>,
@@ -254,23 +272,35 @@ impl Snapshot {
         user: Option<String>,
         unread: u64,
     ) -> Snapshot {
-        let (state, reason, reason_kind, retry_at_ms, user_name, user_now, user_unknown) = match published {
-            Some(p) => (p.state, p.reason, p.reason_kind, p.retry_at_ms, p.user_name, p.user_id, p.user_unknown),
-            None if running => (StateKind::Connecting, Some("starting".to_owned()), None, None, None, None, false),
-            None => (StateKind::NotRunning, None, None, None, None, None, false),
+        let Some(p) = published else {
+            let state = if running { StateKind::Connecting } else { StateKind::NotRunning };
+            return Snapshot {
+                running,
+                process,
+                state,
+                reason: None,
+                reason_kind: None,
+                offline_reason: None,
+                retry_at_ms: None,
+                server,
+                user,
+                user_name: None,
+                user_unknown: false,
+                unread,
+            };
         };
-        let user = user_now.or(user);
         Snapshot {
             running,
             process,
-            state,
-            reason,
-            reason_kind,
-            retry_at_ms,
+            state: p.state,
+            reason: p.offline_reason.as_ref().map(OfflineReason::to_string).or(p.reason),
+            reason_kind: p.reason_kind,
+            offline_reason: p.offline_reason,
+            retry_at_ms: p.retry_at_ms,
             server,
-            user,
-            user_name,
-            user_unknown,
+            user: p.user_id.or(user),
+            user_name: p.user_name,
+            user_unknown: p.user_unknown,
             unread,
         }
     }
@@ -322,12 +352,13 @@ fn status_path(paths: &Paths) -> PathBuf {
 }
 
 /// Follows `session`'s state and publishes it for `process` (which must hold the
-/// profile's lock) until the session stops. Writes happen one at a time, off the async
+/// profile's lock) until the session stops: the task the engine runs
+/// ([`crate::engine::Engine::publish_status`]). Writes happen one at a time, off the async
 /// threads; one that fails is logged and the next state is tried again.
-pub fn spawn_publisher(session: &SessionHandle, paths: &Paths, process: Holder) -> JoinHandle<()> {
+pub(crate) fn publisher(session: &SessionHandle, paths: &Paths, process: Holder) -> impl Future<Output = ()> {
     let mut states = session.watch();
     let path = status_path(paths);
-    tokio::spawn(async move {
+    async move {
         loop {
             let now = states.borrow_and_update().clone();
             let state = now.state.clone();
@@ -342,7 +373,7 @@ pub fn spawn_publisher(session: &SessionHandle, paths: &Paths, process: Holder) 
                 return;
             }
         }
-    })
+    }
 }
 
 /// Writes `published` to `path` through a private temporary file renamed over it, so a
@@ -366,7 +397,9 @@ pub fn write_atomically(path: &Path, published: &Published) -> Result<(), Status
     })
 }
 
-fn ms_since_epoch(t: SystemTime) -> u64 {
+/// `t` in milliseconds since the Unix epoch (0 before it), as the status file and the
+/// window count time.
+pub fn ms_since_epoch(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
@@ -387,14 +420,15 @@ mod tests {
         Person { id: UserId::new("1"), name: "wang1".into() }
     }
 
-    /// What a daemon writes while offline (built by hand: the reason's type is the
-    /// session's business, only its text is published).
+    /// What a daemon of the previous version writes while offline: the reason's text
+    /// only.
     fn offline(process: Holder, reason: &str, retry_at_ms: u64) -> Published {
         Published {
             process,
             state: StateKind::Offline,
             reason: Some(reason.to_owned()),
             reason_kind: None,
+            offline_reason: None,
             retry_at_ms: Some(retry_at_ms),
             user_id: None,
             user_name: None,
@@ -478,7 +512,7 @@ mod tests {
         let SessionState::Backoff { reason, until, .. } = &state else { panic!("{state:?}") };
         let published = Published::of(&state, DAEMON);
         assert_eq!(published.state, StateKind::Offline);
-        assert_eq!(published.reason, Some(reason.to_string()));
+        assert_eq!((published.reason, published.offline_reason.as_ref()), (None, Some(reason)));
         assert!(!reason.to_string().is_empty());
         assert_eq!(published.retry_at_ms, Some(ms_since_epoch(*until)));
         session.shutdown().await;
@@ -499,7 +533,7 @@ mod tests {
             (
                 Snapshot::assemble(true, Some(DAEMON), Some(connected), server.clone(), Some("1".into()), 3),
                 json!({"running": true, "process": {"kind": "daemon", "pid": 4242}, "state": "connected",
-                       "reason": null, "reason_kind": null, "retry_at_ms": null, "server": "wss://talk.example.com/ws",
+                       "reason": null, "reason_kind": null, "offline_reason": null, "retry_at_ms": null, "server": "wss://talk.example.com/ws",
                        "user": "1", "user_name": "wang1", "user_unknown": false, "unread": 3}),
             ),
             (
@@ -512,32 +546,56 @@ mod tests {
                     0,
                 ),
                 json!({"running": true, "process": {"kind": "daemon", "pid": 4242}, "state": "offline",
-                       "reason": "no route", "reason_kind": null, "retry_at_ms": 1_700_000_005_000u64,
+                       "reason": "no route", "reason_kind": null, "offline_reason": null, "retry_at_ms": 1_700_000_005_000u64,
                        "server": "wss://talk.example.com/ws", "user": "1", "user_name": null, "user_unknown": false,
                        "unread": 0}),
             ),
             (
                 Snapshot::assemble(false, None, None, server.clone(), Some("1".into()), 7),
                 json!({"running": false, "process": null, "state": "not-running", "reason": null,
-                       "reason_kind": null, "retry_at_ms": null, "server": "wss://talk.example.com/ws", "user": "1",
+                       "reason_kind": null, "offline_reason": null, "retry_at_ms": null, "server": "wss://talk.example.com/ws", "user": "1",
                        "user_name": null, "user_unknown": false, "unread": 7}),
             ),
             (
                 Snapshot::assemble(true, Some(Holder { kind: ProcessKind::TrayApp, pid: 7 }), None, None, None, 0),
                 json!({"running": true, "process": {"kind": "tray-app", "pid": 7}, "state": "connecting",
-                       "reason": "starting", "reason_kind": null, "retry_at_ms": null, "server": null, "user": null,
+                       "reason": null, "reason_kind": null, "offline_reason": null, "retry_at_ms": null, "server": null, "user": null,
                        "user_name": null, "user_unknown": false, "unread": 0}),
             ),
             (
                 Snapshot::assemble(true, Some(DAEMON), Some(unknown), server.clone(), None, 0),
                 json!({"running": true, "process": {"kind": "daemon", "pid": 4242}, "state": "connected",
-                       "reason": null, "reason_kind": null, "retry_at_ms": null, "server": "wss://talk.example.com/ws",
+                       "reason": null, "reason_kind": null, "offline_reason": null, "retry_at_ms": null, "server": "wss://talk.example.com/ws",
                        "user": null, "user_name": null, "user_unknown": true, "unread": 0}),
             ),
         ];
         for (snapshot, expected) in cases {
             assert_eq!(serde_json::to_value(&snapshot).unwrap(), expected);
         }
+    }
+
+    #[test]
+    fn a_certificate_problem_is_published_typed_and_told_by_talkbell_status_as_by_the_window() {
+        let until = UNIX_EPOCH + Duration::from_secs(1_700_000_005);
+        let state = SessionState::Backoff {
+            attempt: 2,
+            delay: Duration::from_secs(5),
+            until,
+            reason: OfflineReason::CertExpired,
+        };
+        let written = serde_json::to_value(Published { updated_at_ms: 1, ..Published::of(&state, DAEMON) }).unwrap();
+        assert_eq!((&written["offline_reason"], &written["reason"]), (&json!({"kind": "cert-expired"}), &json!(null)));
+        let published: Published = serde_json::from_value(written).unwrap();
+        let s = Snapshot::assemble(true, Some(DAEMON), Some(published), None, None, 2);
+        assert_eq!(s.reason.as_deref(), Some("the server's certificate has expired"));
+        let words = describe(&Facts::of_snapshot(&s), until);
+        assert_eq!(words.tray, "Talkbell: offline · the server's certificate has expired · 2 unread");
+        assert_eq!(words.detail.as_deref(), Some("the server's certificate has expired"));
+
+        let refused = OfflineReason::Refused { addr: "127.0.0.1:1".into() };
+        let json = serde_json::to_value(&refused).unwrap();
+        assert_eq!(json, json!({"kind": "refused", "facts": {"addr": "127.0.0.1:1"}}));
+        assert_eq!(serde_json::from_value::<OfflineReason>(json).unwrap(), refused);
     }
 
     #[test]

@@ -6,7 +6,6 @@
 //! and its wall-clock check still notice a dead link); that is logged once, at start.
 
 use futures_util::StreamExt;
-use tokio::task::JoinHandle;
 use zbus::message::Type;
 use zbus::{Connection, MatchRule, MessageStream};
 
@@ -25,12 +24,7 @@ pub enum Wake {
 }
 
 /// Watches the system bus (`DBUS_SYSTEM_BUS_ADDRESS` if set) for as long as the session
-/// lives.
-pub fn spawn(session: SessionHandle) -> JoinHandle<()> {
-    tokio::spawn(run(session))
-}
-
-/// What [`spawn`] runs, for a caller that owns its tasks (the engine's `JoinSet`).
+/// lives; the caller owns the task (the engine's `JoinSet`).
 pub async fn run(session: SessionHandle) {
     match Connection::system().await {
         Ok(bus) => watch(bus, session).await,

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use talkbell_core::config::{Config, Paths};
+use talkbell_core::config::{ConfigStore, Paths};
 use talkbell_core::engine::Engine;
 use talkbell_core::history::History;
 use talkbell_core::protocol::{Person, Seq, TalkMessage};
@@ -13,9 +13,7 @@ use talkbell_testkit::wait::Poll;
 async fn history_beyond_max_rows_is_pruned_at_start_and_the_newest_stay() {
     let dir = tempfile::tempdir().unwrap();
     let paths = Paths::in_dir(dir.path());
-    let mut config = Config::new();
-    config.history.max_rows = 2;
-    config.save(&paths.config_file).unwrap();
+    ConfigStore::load_or_create(&paths.config_file).unwrap().update(|c| c.history.max_rows = 2).unwrap();
     {
         let history = History::open(&paths.history_db).unwrap();
         for i in 1..=5u64 {

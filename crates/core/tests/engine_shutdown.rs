@@ -37,7 +37,7 @@ async fn config_changes_go_through_its_one_owner() {
     let dir = tempfile::tempdir().unwrap();
     let paths = Paths::in_dir(dir.path());
     let engine = Engine::start(paths.clone(), None).unwrap();
-    engine.save_heartbeat(7_000, 3_000).unwrap();
+    engine.save_settings(7_000, 3_000, None).unwrap();
     engine.config_store().update(|c| c.notifications.burst_count = 5).unwrap();
     let saved = Config::load_or_create(&paths.config_file).unwrap();
     assert_eq!((saved.heartbeat.interval_ms, saved.heartbeat.timeout_ms), (7_000, 3_000), "not overwritten");

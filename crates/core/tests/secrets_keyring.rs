@@ -18,7 +18,7 @@ use support::{config, echo_heartbeats, history, next_text, send_text, Captured, 
 use support_bus::{run_bounded, BareBus};
 use support_keyring::{keyring_password, lock_login, login_is_locked, unlock_login, UnlockOnDrop, LOGIN};
 
-use talkbell_core::config::{Config, Paths};
+use talkbell_core::config::{ConfigStore, Paths};
 use talkbell_core::engine::Engine;
 use talkbell_core::instance::{Holder, ProcessKind};
 use talkbell_core::keyring_wait::{self, Retry};
@@ -310,10 +310,13 @@ async fn a_locked_keyring_at_start_signs_the_engine_out_and_it_connects_by_itsel
     store().set(&server.url(), &token("stored-before-the-lock")).await.expect("set while unlocked");
     let dir = tempfile::tempdir().expect("tempdir");
     let paths = Paths::in_dir(dir.path());
-    let mut settings = Config::new();
-    settings.server = Some(server.url());
-    settings.user_id = Some(UserId::from(1));
-    settings.save(&paths.config_file).expect("config");
+    let settings = ConfigStore::load_or_create(&paths.config_file).expect("config");
+    settings
+        .update(|c| {
+            c.server = Some(server.url());
+            c.user_id = Some(UserId::from(1));
+        })
+        .expect("config");
 
     let _unlock = UnlockOnDrop;
     lock_login();

@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use clap::{Arg, ArgAction, CommandFactory, FromArgMatches, Parser};
 use talkbell_core::app;
-use talkbell_core::config::Paths;
-use talkbell_core::i18n::{self, t, text, Msg};
+use talkbell_core::config::{self, Paths};
+use talkbell_core::i18n::{t, text, Msg};
 
 /// The command line: no options beyond these two; the profile comes from the environment.
 #[derive(Debug, Parser)]
@@ -50,7 +50,7 @@ pub fn localised(cmd: clap::Command) -> clap::Command {
 /// runtime, and runs the daemon until a signal.
 pub fn run() -> ExitCode {
     // The config's language, else the system's, before the help or any error is written.
-    i18n::choose_for_profile();
+    config::choose_language();
     let matches =
         localised(Args::command().about(t(Msg::CliDaemonAbout)).after_help(t(Msg::CliDaemonHelp))).get_matches();
     let Args {} = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());

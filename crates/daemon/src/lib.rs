@@ -30,7 +30,6 @@ use talkbell_core::i18n::{t, Msg};
 use talkbell_core::instance::{InstanceLock, ProcessKind};
 use talkbell_core::notify::{DesktopNotifier, PopupAction};
 use talkbell_core::session::SessionHandle;
-use talkbell_core::status;
 use tokio::sync::mpsc;
 
 /// The name of the daemon's binary, which the desktop app's binary looks for beside itself.
@@ -95,7 +94,7 @@ pub async fn run(paths: Paths) -> Result<()> {
     // reason (logged once, and in `talkbell status`) and connects once it can read the token.
     let engine = Engine::start(paths, Some(Arc::new(notifier)))?;
     let _ = session.set(engine.session().clone());
-    status::spawn_publisher(engine.session(), engine.paths(), lock.holder());
+    engine.publish_status(lock.holder());
     engine.watch_system();
     if engine.config().server.is_none() {
         tracing::warn!("no server configured: run `talkbell login --server URL` first");

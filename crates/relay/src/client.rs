@@ -31,10 +31,20 @@ pub enum SendError {
     BadUrl { url: String, reason: String },
     #[error("the token cannot be sent: it has characters not allowed in a header")]
     BadToken,
-    #[error("cannot connect to {addr}: {reason}")]
-    Connect { addr: String, reason: String },
-    #[error("TLS with {host} failed: {reason}")]
-    Tls { host: String, reason: String },
+    #[error("cannot find the server {host}: {source}")]
+    Resolve { host: String, source: std::io::Error },
+    #[error("{addr} refused the connection: is the relay running there?")]
+    Refused { addr: String, source: std::io::Error },
+    #[error("{addr} did not answer within {} s", .after.as_secs())]
+    ConnectTimeout { addr: String, after: Duration },
+    #[error("cannot connect to {addr}: {source}")]
+    Connect { addr: String, source: std::io::Error },
+    #[error("{host} is not a name a certificate can be for: {source}")]
+    BadHostName { host: String, source: rustls::pki_types::InvalidDnsNameError },
+    #[error("TLS with {host} failed: {source}")]
+    Tls { host: String, source: rustls::Error },
+    #[error("TLS with {host} failed: {source}")]
+    TlsIo { host: String, source: std::io::Error },
     #[error("the server's certificate is not trusted: {}", untrusted_reason(.cause))]
     Untrusted { host: String, cause: rustls::CertificateError },
     #[error("the server's certificate is not valid for the name {host}: {cause}")]
@@ -47,14 +57,18 @@ pub enum SendError {
     NotTls { host: String },
     #[error("the server did not answer in HTTP: is it a TLS server (https://)?")]
     NotHttp,
-    #[error("timed out talking to the server")]
-    Timeout,
+    #[error("the server did not answer within {} s", .after.as_secs())]
+    Timeout { after: Duration },
     #[error("the server answered {status}: {message}")]
     Http { status: u16, message: String },
+    #[error("the request cannot be written: {0}")]
+    Request(#[source] axum::http::Error),
     #[error("the HTTP exchange failed: {0}")]
-    Protocol(String),
+    Protocol(#[source] hyper::Error),
+    #[error("the server's answer cannot be read: {0}")]
+    Body(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the server's answer is not understood: {0}")]
-    BadResponse(String),
+    BadResponse(#[source] serde_json::Error),
 }
 
 impl SendError {
@@ -137,7 +151,7 @@ fn tls_error(host: &str, e: std::io::Error) -> SendError {
     use rustls::CertificateError as C;
     let host = host.to_owned();
     let Some(tls) = e.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()).cloned() else {
-        return SendError::Tls { host, reason: e.to_string() };
+        return SendError::TlsIo { host, source: e };
     };
     match tls {
         rustls::Error::InvalidCertificate(c @ (C::NotValidForName | C::NotValidForNameContext { .. })) => {
@@ -151,7 +165,7 @@ fn tls_error(host: &str, e: std::io::Error) -> SendError {
         }
         rustls::Error::InvalidCertificate(c) => SendError::Untrusted { host, cause: c },
         rustls::Error::InvalidMessage(_) => SendError::NotTls { host },
-        other => SendError::Tls { host, reason: other.to_string() },
+        other => SendError::Tls { host, source: other },
     }
 }
 
@@ -186,8 +200,9 @@ pub async fn post_talk(
 ) -> Result<Posted, SendError> {
     let target = parse_url(http_url.as_ref())?;
     let request = talk_request(&target, token.as_ref(), to.into_user_id(), text.as_ref())?;
-    let (status, bytes) =
-        tokio::time::timeout(REQUEST_TIMEOUT, round_trip(&target, request)).await.map_err(|_| SendError::Timeout)??;
+    let (status, bytes) = tokio::time::timeout(REQUEST_TIMEOUT, round_trip(&target, request))
+        .await
+        .map_err(|_| SendError::Timeout { after: REQUEST_TIMEOUT })??;
     answer(status, &bytes)
 }
 
@@ -202,29 +217,43 @@ fn talk_request(target: &Target, token: &str, to: UserId, text: &str) -> Result<
         .header(header::CONTENT_TYPE, "application/json")
         .header(header::USER_AGENT, concat!("talkbell-relay/", env!("CARGO_PKG_VERSION")))
         .body(Full::new(Bytes::from(body)))
-        .map_err(|e| SendError::Protocol(e.to_string()))
+        .map_err(SendError::Request)
 }
 
 /// Connects (TCP within the connect timeout, then TLS if the URL says so) and sends the
 /// request; the answer's status and body.
 async fn round_trip(target: &Target, request: Request<Full<Bytes>>) -> Result<(StatusCode, Bytes), SendError> {
-    let addr = format!("{}:{}", target.host, target.port);
-    let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((target.host.as_str(), target.port))).await
-    {
-        Ok(Ok(tcp)) => tcp,
-        Ok(Err(e)) => return Err(SendError::Connect { addr, reason: e.to_string() }),
-        Err(_) => return Err(SendError::Connect { addr, reason: "timed out".into() }),
+    let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, connect(target)).await {
+        Ok(tcp) => tcp?,
+        Err(_) => {
+            let addr = format!("{}:{}", target.host, target.port);
+            return Err(SendError::ConnectTimeout { addr, after: CONNECT_TIMEOUT });
+        }
     };
     let _ = tcp.set_nodelay(true);
     if !target.tls {
         return exchange(tcp, request, false).await;
     }
-    let tls_failed = |reason: String| SendError::Tls { host: target.host.clone(), reason };
-    let name = rustls::pki_types::ServerName::try_from(target.host.clone()).map_err(|e| tls_failed(e.to_string()))?;
-    let config = tls_config().map_err(|e| tls_failed(e.to_string()))?;
+    let host = || target.host.clone();
+    let name = rustls::pki_types::ServerName::try_from(target.host.clone())
+        .map_err(|source| SendError::BadHostName { host: host(), source })?;
+    let config = tls_config().map_err(|source| SendError::Tls { host: host(), source })?;
     let stream =
         tokio_rustls::TlsConnector::from(config).connect(name, tcp).await.map_err(|e| tls_error(&target.host, e))?;
     exchange(stream, request, true).await
+}
+
+/// The TCP connection: the host's addresses looked up, then each tried in turn.
+async fn connect(target: &Target) -> Result<TcpStream, SendError> {
+    let addr = format!("{}:{}", target.host, target.port);
+    let addrs: Vec<_> = tokio::net::lookup_host((target.host.as_str(), target.port))
+        .await
+        .map_err(|source| SendError::Resolve { host: target.host.clone(), source })?
+        .collect();
+    TcpStream::connect(&addrs[..]).await.map_err(|source| match source.kind() {
+        std::io::ErrorKind::ConnectionRefused => SendError::Refused { addr, source },
+        _ => SendError::Connect { addr, source },
+    })
 }
 
 /// A 200's `seq` and `ts`, or the error the relay gave (its `error` field, else the body
@@ -236,7 +265,7 @@ fn answer(status: StatusCode, bytes: &[u8]) -> Result<Posted, SendError> {
             seq: u64,
             ts: i64,
         }
-        let a: Answer = serde_json::from_slice(bytes).map_err(|e| SendError::BadResponse(e.to_string()))?;
+        let a: Answer = serde_json::from_slice(bytes).map_err(SendError::BadResponse)?;
         return Ok(Posted { seq: a.seq, ts: a.ts });
     }
     let message = serde_json::from_slice::<serde_json::Value>(bytes)
@@ -262,7 +291,7 @@ where
         if e.is_parse() && !tls {
             SendError::NotHttp
         } else {
-            SendError::Protocol(e.to_string())
+            SendError::Protocol(e)
         }
     };
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(proto)?;
@@ -272,11 +301,8 @@ where
     let result = async {
         let resp = sender.send_request(request).await.map_err(proto)?;
         let status = resp.status();
-        let bytes = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES)
-            .collect()
-            .await
-            .map_err(|e| SendError::Protocol(e.to_string()))?
-            .to_bytes();
+        let bytes =
+            Limited::new(resp.into_body(), MAX_RESPONSE_BYTES).collect().await.map_err(SendError::Body)?.to_bytes();
         Ok((status, bytes))
     }
     .await;

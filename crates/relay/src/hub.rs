@@ -275,8 +275,20 @@ pub(crate) enum RegisterError {
     Revoked,
     #[error("this user has {0} connections open, the most the relay allows")]
     TooMany(usize),
+    /// The broker is out of reach for now (try again).
     #[error("{0}")]
-    Broker(#[from] BrokerError),
+    Unavailable(BrokerError),
+    #[error("{0}")]
+    Broker(BrokerError),
+}
+
+impl From<BrokerError> for RegisterError {
+    fn from(e: BrokerError) -> Self {
+        match e {
+            e @ BrokerError::Unavailable(_) => RegisterError::Unavailable(e),
+            other => RegisterError::Broker(other),
+        }
+    }
 }
 
 /// A registered connection: where its live talks arrive, and where its replay ends.

@@ -146,7 +146,7 @@ pub(crate) async fn serve_connection(shared: Arc<Shared>, mut ws: WebSocket, pee
             send(&mut ws, error_frame("too_many_connections", e.to_string()), limit).await;
             return close(&mut ws, CLOSE_TRY_AGAIN, "too many connections for this user").await;
         }
-        Err(RegisterError::Broker(e @ crate::broker::BrokerError::Unavailable(_))) => {
+        Err(RegisterError::Unavailable(e)) => {
             tracing::warn!(%who, error = %e, "could not register a connection");
             send(&mut ws, error_frame("unavailable", "the relay's queue is out of reach; try again"), limit).await;
             return close(&mut ws, CLOSE_TRY_AGAIN, "queue out of reach").await;

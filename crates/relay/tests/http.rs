@@ -5,7 +5,7 @@ mod support;
 use serde_json::json;
 use support::*;
 use talkbell_core::protocol::MAX_MESSAGE_BYTES;
-use talkbell_relay::{post_talk, RateLimit};
+use talkbell_relay::{post_talk, RateLimit, SendError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn now_ms() -> i64 {
@@ -180,6 +180,10 @@ async fn unreachable_server_is_a_clear_error() {
     let addr = listener.local_addr().unwrap();
     drop(listener);
     let err = post_talk(&format!("http://{addr}"), "t", 1, "x").await.unwrap_err();
-    assert!(err.to_string().contains("cannot connect"), "{err}");
+    assert!(matches!(err, SendError::Refused { .. }), "{err:?}");
+    assert_eq!(err.to_string(), format!("{addr} refused the connection: is the relay running there?"));
+    let err = post_talk("http://nothing.invalid:1", "t", 1, "x").await.unwrap_err();
+    assert!(matches!(err, SendError::Resolve { ref host, .. } if host == "nothing.invalid"), "{err:?}");
+    assert!(err.to_string().starts_with("cannot find the server nothing.invalid: "), "{err}");
     assert!(post_talk("gopher://x", "t", 1, "x").await.is_err());
 }

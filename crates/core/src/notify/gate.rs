@@ -148,19 +148,11 @@ pub struct NotifyGate;
 
 impl NotifyGate {
     /// Spawns the gate's task on the current tokio runtime. It runs until every handle is
-    /// dropped or [`NotifyHandle::shutdown`] is called.
+    /// dropped or [`NotifyHandle::shutdown`] is called. For tests (the `test-hooks`
+    /// feature); the engine runs the task of [`start`](Self::start) in its own tasks.
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn spawn(notifier: Arc<dyn Notifier>, settings: NotifySettings) -> NotifyHandle {
         let (decisions, _) = broadcast::channel(DECISIONS_KEPT);
-        NotifyGate::spawn_publishing(notifier, settings, decisions)
-    }
-
-    /// [`spawn`](Self::spawn), publishing its decisions on `decisions` (the engine's
-    /// channel, which also carries [`Outcome::Off`] when no gate runs).
-    pub fn spawn_publishing(
-        notifier: Arc<dyn Notifier>,
-        settings: NotifySettings,
-        decisions: broadcast::Sender<Decision>,
-    ) -> NotifyHandle {
         let (handle, task) = NotifyGate::start(notifier, settings, decisions);
         tokio::spawn(task);
         handle

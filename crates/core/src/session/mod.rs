@@ -114,7 +114,8 @@ pub enum Stored {
 
 /// Why a store could not store (or read a cursor). The talk is then not acked, so the
 /// server keeps it. `Display` says what to do about it.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum StoreError {
     /// No space left: nothing more can be stored until some is freed.
@@ -346,14 +347,14 @@ impl SessionState {
     }
 }
 
-/// Why a request to the session failed.
+/// Why a request to the session failed (the catalogue's `session-…`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SessionError {
-    #[error("not connected to the server")]
+    #[error("{}", t(Msg::SessionNotConnected))]
     NotConnected,
-    #[error("the server has not said who the signed-in user is")]
+    #[error("{}", t(Msg::SessionUnknownUser))]
     UnknownUser,
-    #[error("the session has stopped")]
+    #[error("{}", t(Msg::SessionStopped))]
     Stopped,
 }
 

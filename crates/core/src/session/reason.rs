@@ -15,11 +15,14 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use super::StoreError;
 use crate::i18n::{t, text, Msg};
 
 /// Why the last attempt failed or the last link ended.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", content = "facts")]
 #[non_exhaustive]
 pub enum OfflineReason {
     /// The server URL cannot be used (not `ws://`/`wss://`, no host, ...).
@@ -85,7 +88,8 @@ pub enum OfflineReason {
 }
 
 /// Why a certificate is not trusted.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum Untrusted {
     /// No trusted root issued it: self-signed, or from a CA not in the system store.
@@ -104,7 +108,8 @@ pub enum Untrusted {
 }
 
 /// Why a proxy could not carry the connection.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum ProxyError {
     /// TCP to the proxy failed.

@@ -36,14 +36,13 @@ pub struct Facts<'a> {
 }
 
 impl<'a> Facts<'a> {
-    /// What `talkbell status` read (it cannot know of a pause, nor tell a certificate
-    /// problem from another reason).
+    /// What `talkbell status` read (it cannot know of a pause).
     pub fn of_snapshot(s: &'a Snapshot) -> Facts<'a> {
         Facts {
             state: s.state,
             reason: s.reason.as_deref(),
             reason_kind: s.reason_kind,
-            certificate_problem: false,
+            certificate_problem: s.offline_reason.as_ref().is_some_and(|r| r.is_certificate()),
             retry_at_ms: s.retry_at_ms,
             user: s.user_name.as_deref().or(s.user.as_deref()),
             user_unknown: s.user_unknown,
