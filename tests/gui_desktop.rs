@@ -259,13 +259,8 @@ fn webkit_children(pid: u32) -> Vec<String> {
 }
 
 /// Polls an async check with the same patience as [`eventually`].
-async fn until<T, F, Fut>(what: &str, check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let found = Poll::up_to(PATIENCE).every(Duration::from_millis(150)).check_with(check).await;
-    found.unwrap_or_else(|| panic!("timed out waiting for {what}"))
+async fn until<T>(what: &str, check: impl AsyncFnMut() -> Option<T>) -> T {
+    Poll::up_to(PATIENCE).every(Duration::from_millis(150)).until_with(what, check).await
 }
 
 async fn status_text(client: &Client) -> String {
