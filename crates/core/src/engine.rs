@@ -344,7 +344,7 @@ impl Engine {
                 }
             }
         };
-        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).spawn_on(reply, &self.runtime);
+        self.spawn(reply);
     }
 
     /// Ends `sender`'s mute (and drops mutes that have ended).
@@ -411,8 +411,24 @@ impl Engine {
     /// Reconnects at once after resume from sleep or when the network comes up (logind,
     /// NetworkManager). For the long-running modes; a one-off `login` does without.
     pub fn watch_system(&self) {
-        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).spawn(crate::wake::run(self.session.clone()));
+        self.spawn(crate::wake::run(self.session.clone()));
     }
+
+    /// Runs `task` as one of the engine's, on its runtime, once the tasks that have ended
+    /// are let go (a popup's reply is one, and the engine may run for months).
+    fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        spawn_reaped(&mut self.tasks.lock().unwrap_or_else(|e| e.into_inner()), task, &self.runtime);
+    }
+}
+
+/// Lets go of the ended tasks in `tasks`, then spawns `task` there on `runtime`.
+fn spawn_reaped(
+    tasks: &mut JoinSet<()>,
+    task: impl std::future::Future<Output = ()> + Send + 'static,
+    runtime: &tokio::runtime::Handle,
+) -> AbortHandle {
+    while tasks.try_join_next().is_some() {}
+    tasks.spawn_on(task, runtime)
 }
 
 /// The rows of the talks a popup stands for.
@@ -517,5 +533,25 @@ async fn prune_daily(history: Arc<History>, (max_rows, max_age): (usize, Duratio
             Ok(Err(e)) => tracing::warn!(error = %e, "could not prune the history"),
             Err(_) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_task_that_has_ended_is_let_go_when_the_next_one_starts() {
+        let runtime = tokio::runtime::Handle::current();
+        let mut tasks = JoinSet::new();
+        let ended: Vec<AbortHandle> = (0..3).map(|_| spawn_reaped(&mut tasks, async {}, &runtime)).collect();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !ended.iter().all(AbortHandle::is_finished) {
+            assert!(std::time::Instant::now() < deadline, "the tasks never ended");
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(tasks.len(), 3, "ended, not let go yet");
+        spawn_reaped(&mut tasks, std::future::pending(), &runtime);
+        assert_eq!(tasks.len(), 1, "only the running one is kept");
     }
 }
