@@ -18,8 +18,6 @@ use crate::history::{History, HistoryError};
 use crate::i18n::{t, text, Lang, LanguageSetting, Msg};
 use crate::keyring_wait::{self, Retry};
 use crate::notify::quiet::{self, Mute, QuietHours};
-use crate::notify::trace::TracingNotifier;
-pub use crate::notify::trace::DELIVERY_TRACE_ENV;
 use crate::notify::{
     Decision, NotificationKind, Notifier, NotifyGate, NotifyHandle, Outcome, PopupAction, DECISIONS_KEPT,
 };
@@ -71,6 +69,10 @@ pub enum IfUserUnknown {
     SignIn,
 }
 
+/// The environment variable that turns the benchmark's delivery trace on (a file path) in
+/// builds with the `delivery-trace` feature (`notify::trace`); other builds ignore it.
+pub const DELIVERY_TRACE_ENV: &str = "TALKBELL_DELIVERY_TRACE";
+
 /// How long a sign-in may take: a server without a welcome only shows it took the token
 /// by answering the first heartbeat, so this must exceed the heartbeat interval.
 const SIGN_IN_WAIT: Duration = Duration::from_secs(30);
@@ -85,8 +87,8 @@ pub struct Engine {
     paths: Paths,
     secrets: SecretStore,
     /// Every task the engine starts (the bridge, the daily pruning, the keyring reader,
-    /// the notification gate and, with a trace, its flusher; the wake watch): all
-    /// stopped by [`Engine::shutdown`].
+    /// the notification gate, the wake watch, a popup's reply; in a benchmark's build,
+    /// the delivery trace): all stopped by [`Engine::shutdown`].
     tasks: Mutex<JoinSet<()>>,
     /// The task reading the stored token ([`keyring_wait`]), while there is one.
     keyring: Option<AbortHandle>,
@@ -127,6 +129,10 @@ impl Engine {
             tasks.spawn(keyring_wait::read(session.clone(), SecretStore::new(), server, Retry::default()))
         });
         let (decisions, _) = broadcast::channel(DECISIONS_KEPT);
+        #[cfg(feature = "delivery-trace")]
+        if let Some(trace) = crate::notify::trace::DeliveryTrace::from_env() {
+            tasks.spawn(trace.follow(decisions.subscribe()));
+        }
         let popups = notifier.filter(|_| config.notifications.enabled);
         let notify = popups.clone().map(|n| start_gate(n, &config, decisions.clone(), &mut tasks));
         tasks.spawn(bridge(session.clone(), notify.clone(), decisions.clone(), store.clone()));
@@ -439,21 +445,13 @@ fn rows_of(kind: NotificationKind) -> Vec<i64> {
     }
 }
 
-/// Starts the notification gate in `tasks`, around a [`TracingNotifier`] when the
-/// benchmark's delivery trace is asked for ([`DELIVERY_TRACE_ENV`]).
+/// Starts the notification gate in `tasks`.
 fn start_gate(
     notifier: Arc<dyn Notifier>,
     config: &Config,
     decisions: broadcast::Sender<Decision>,
     tasks: &mut JoinSet<()>,
 ) -> NotifyHandle {
-    let notifier = match TracingNotifier::from_env(&notifier) {
-        Some(traced) => {
-            tasks.spawn(traced.clone().flush_every());
-            traced
-        }
-        None => notifier,
-    };
     let (handle, gate) = NotifyGate::start(notifier, config.notify_settings(), decisions);
     handle.set_hush(config.hush());
     tasks.spawn(gate);
