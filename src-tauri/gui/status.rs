@@ -41,7 +41,7 @@ impl Status {
         let engine = &shell.engine;
         let state = engine.session().state();
         let config = engine.config();
-        let unread = shell.unread();
+        let unread = *engine.unread().borrow();
         let paused = engine.notifications().is_some_and(|n| n.stats_now().is_paused);
         let user = match &state {
             SessionState::Connected { user: Identity::Welcomed(p) } => Some(p.name.clone()),

@@ -27,6 +27,7 @@ use crate::session::{
     Credentials, Identity, OfflineReason, Session, SessionConfig, SessionEvent, SessionHandle, SessionState,
     SignedOutReason, Start,
 };
+use crate::unread::{self, UnreadCount};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -83,6 +84,8 @@ pub struct Engine {
     notify: Option<NotifyHandle>,
     /// What became of each talk's popup: the gate's decisions, or [`Outcome::Off`].
     decisions: broadcast::Sender<Decision>,
+    /// The user's unread count, kept from the decisions.
+    unread: UnreadCount,
     config: Arc<ConfigStore>,
     paths: Paths,
     secrets: SecretStore,
@@ -129,6 +132,8 @@ impl Engine {
             tasks.spawn(keyring_wait::read(session.clone(), SecretStore::new(), server, Retry::default()))
         });
         let (decisions, _) = broadcast::channel(DECISIONS_KEPT);
+        let (unread, counting) = unread::start(session.watch(), history.clone(), decisions.subscribe());
+        tasks.spawn(counting);
         #[cfg(feature = "delivery-trace")]
         if let Some(trace) = crate::notify::trace::DeliveryTrace::from_env() {
             tasks.spawn(trace.follow(decisions.subscribe()));
@@ -136,13 +141,14 @@ impl Engine {
         let popups = notifier.filter(|_| config.notifications.enabled);
         let notify = popups.clone().map(|n| start_gate(n, &config, decisions.clone(), &mut tasks));
         tasks.spawn(bridge(session.clone(), notify.clone(), decisions.clone(), store.clone()));
-        tasks.spawn(prune_daily(history.clone(), retention));
+        tasks.spawn(prune_daily(history.clone(), retention, unread.clone()));
         let tasks = Mutex::new(tasks);
         Ok(Engine {
             session,
             history,
             notify,
             decisions,
+            unread,
             config: store,
             paths,
             secrets: SecretStore::new(),
@@ -169,6 +175,21 @@ impl Engine {
     /// the order they came: the gate's, or [`Outcome::Off`] when no gate runs.
     pub fn decisions(&self) -> broadcast::Receiver<Decision> {
         self.decisions.subscribe()
+    }
+
+    /// The user's unread talks (the session's user; while none is known, all), now and at
+    /// every change: the engine's count, which the shells show and never count again.
+    pub fn unread(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.unread.watch()
+    }
+
+    /// Marks the talks `rows` read; the unread count follows. Returns how many were unread.
+    pub fn mark_read(&self, rows: &[i64]) -> Result<usize, EngineError> {
+        let marked = self.history.mark_read(rows)?;
+        if marked > 0 {
+            self.unread.recount();
+        }
+        Ok(marked)
     }
 
     /// The config now (a copy); [`config_store`](Self::config_store) to change it.
@@ -299,7 +320,7 @@ impl Engine {
     pub fn on_popup_action(&self, action: PopupAction) -> Result<Option<PopupAction>, EngineError> {
         match action {
             PopupAction::MarkRead(kind) => {
-                self.history.mark_read(&rows_of(kind))?;
+                self.mark_read(&rows_of(kind))?;
                 Ok(None)
             }
             PopupAction::MuteHour(sender) => {
@@ -320,18 +341,18 @@ impl Engine {
     /// otherwise: a popup says so, with the reason. Runs on a task of the engine.
     pub fn reply_from_popup(&self, kind: NotificationKind, to: Person, talk: String) {
         let (session, history, popups) = (self.session.clone(), self.history.clone(), self.popups.clone());
+        let unread = self.unread.clone();
         let reply = async move {
             let row = match &kind {
                 NotificationKind::Talk { row } => Some(*row),
                 NotificationKind::Summary { .. } => None,
             };
             match session.reply(to.clone(), talk).await {
-                Ok(_) => {
-                    let read = tokio::task::spawn_blocking(move || history.mark_read(&rows_of(kind))).await;
-                    if let Ok(Err(e)) = read {
-                        tracing::warn!(error = %e, "cannot mark a replied talk read");
-                    }
-                }
+                Ok(_) => match tokio::task::spawn_blocking(move || history.mark_read(&rows_of(kind))).await {
+                    Ok(Ok(0)) | Err(_) => {}
+                    Ok(Ok(_)) => unread.recount(),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot mark a replied talk read"),
+                },
                 Err(e) => {
                     tracing::warn!(error = %e, "a reply written in a popup was not taken");
                     let Some(popups) = popups else { return };
@@ -519,15 +540,18 @@ async fn bridge(
 }
 
 /// Applies the history's retention limits now and then once a day: one wake-up a day is
-/// all it costs while the app sits in the tray.
-async fn prune_daily(history: Arc<History>, (max_rows, max_age): (usize, Duration)) {
+/// all it costs while the app sits in the tray. The unread count follows what it removes.
+async fn prune_daily(history: Arc<History>, (max_rows, max_age): (usize, Duration), unread: UnreadCount) {
     let mut day = tokio::time::interval(Duration::from_secs(86_400));
     loop {
         day.tick().await;
         let h = history.clone();
         match tokio::task::spawn_blocking(move || h.prune(max_rows, max_age)).await {
             Ok(Ok(0)) => {}
-            Ok(Ok(n)) => tracing::info!(removed = n, "history pruned to its retention limits"),
+            Ok(Ok(n)) => {
+                tracing::info!(removed = n, "history pruned to its retention limits");
+                unread.recount();
+            }
             Ok(Err(e)) => tracing::warn!(error = %e, "could not prune the history"),
             Err(_) => return,
         }
