@@ -28,7 +28,7 @@ use crate::config::{Config, ConfigError, Paths};
 use crate::history::{History, HistoryError};
 use crate::instance::{self, Holder, InstanceError, Occupant};
 use crate::protocol::UserId;
-use crate::session::{Identity, SessionHandle, SessionNow, SessionState, SignedOutReason};
+use crate::session::{SessionHandle, SessionNow, SessionState, SignedOutReason};
 
 mod words;
 pub use words::{describe, event_line, log_line, seconds_until, Description, Facts};
@@ -140,7 +140,7 @@ pub struct Published {
     pub user_id: Option<String>,
     pub user_name: Option<String>,
     /// Connected to a server that does not say who the user is, and no user id is known
-    /// ([`Identity::Unknown`]): talks cannot be told as the user's until one is set.
+    /// ([`crate::session::Identity::Unknown`]): talks cannot be told as the user's until one is set.
     #[serde(default)]
     pub user_unknown: bool,
     /// When this was written (ms since the Unix epoch).
@@ -149,10 +149,8 @@ pub struct Published {
 
 impl Published {
     pub fn of(state: &SessionState, process: Holder) -> Published {
-        let retry_at_ms = match state {
-            SessionState::Backoff { until, .. } => Some(ms_since_epoch(*until)),
-            _ => None,
-        };
+        let facts = Facts::of_state(state);
+        let retry_at_ms = facts.retry_at_ms;
         let person = match state {
             SessionState::Connected { user } => user.welcomed(),
             _ => None,
@@ -165,7 +163,7 @@ impl Published {
             retry_at_ms,
             user_id: person.map(|p| p.id.to_string()),
             user_name: person.map(|p| p.name.clone()),
-            user_unknown: matches!(state, SessionState::Connected { user: Identity::Unknown }),
+            user_unknown: facts.user_unknown,
             updated_at_ms: ms_since_epoch(SystemTime::now()),
         }
     }
@@ -379,7 +377,7 @@ mod tests {
     use super::*;
     use crate::instance::{InstanceLock, ProcessKind};
     use crate::protocol::{Person, Token};
-    use crate::session::{Credentials, Refusal, Session, SessionConfig, Timing};
+    use crate::session::{Credentials, Identity, Refusal, Session, SessionConfig, Timing};
 
     const DAEMON: Holder = Holder { kind: ProcessKind::Daemon, pid: 4242 };
 
