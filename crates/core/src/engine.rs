@@ -140,7 +140,8 @@ impl Engine {
         }
         let popups = notifier.filter(|_| config.notifications.enabled);
         let notify = popups.clone().map(|n| start_gate(n, &config, decisions.clone(), &mut tasks));
-        tasks.spawn(bridge(session.clone(), notify.clone(), decisions.clone(), store.clone()));
+        let followers = Followers { notify: notify.clone(), decisions: decisions.clone(), unread: unread.clone() };
+        tasks.spawn(bridge(session.clone(), followers, store.clone()));
         tasks.spawn(prune_daily(history.clone(), retention, unread.clone()));
         let tasks = Mutex::new(tasks);
         Ok(Engine {
@@ -499,14 +500,18 @@ async fn delete_token(server: &str) -> Result<(), EngineError> {
     }
 }
 
-/// Follows the session: talks go to the notifier; a welcome's user id is kept in the
-/// config. With no notifier, each talk's decision is [`Outcome::Off`].
-async fn bridge(
-    session: SessionHandle,
+/// Who the bridge hands each talk to.
+struct Followers {
     notify: Option<NotifyHandle>,
     decisions: broadcast::Sender<Decision>,
-    config: Arc<ConfigStore>,
-) {
+    /// Counted again when talks were missed.
+    unread: UnreadCount,
+}
+
+/// Follows the session: talks go to the notifier; a welcome's user id is kept in the
+/// config. With no notifier, each talk's decision is [`Outcome::Off`].
+async fn bridge(session: SessionHandle, followers: Followers, config: Arc<ConfigStore>) {
+    let Followers { notify, decisions, unread } = followers;
     let mut events = session.subscribe();
     loop {
         let event = events.recv().await;
@@ -534,6 +539,7 @@ async fn bridge(
             Err(RecvError::Lagged(missed)) => {
                 // The talks are in the history; only their popups are lost to the lag.
                 tracing::warn!(missed, "fell behind the session's events");
+                unread.recount();
             }
         }
     }
