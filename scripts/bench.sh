@@ -29,7 +29,7 @@ if $headless; then
   cargo build --release --locked -p talkbell-bench -p talkbell-relay
 else
   bash scripts/install-deps.sh core gui bench
-  cargo build --release --locked -p talkbell-bench -p talkbell -p talkbell-relay
+  cargo build --release --locked -p talkbell-bench -p talkbell -p talkbell-relay --features talkbell/delivery-trace
 fi
 
 # The relay benchmark holds 10,000 WebSocket connections open, the cluster benchmark as many

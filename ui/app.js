@@ -52,7 +52,7 @@ function showStatus(s) {
   // Only a server that does not say who the user is makes the window ask for a user id.
   $("user-id-form").hidden = !s.asks_user_id;
   const field = $("user-id");
-  if (s.asks_user_id && s.user && !field.value && document.activeElement !== field) field.value = s.user;
+  if (s.asks_user_id && s.user_id && !field.value && document.activeElement !== field) field.value = s.user_id;
   // What can do nothing signed out is not offered.
   $("sign-out").disabled = $("reconnect").disabled = s.state === "signed-out";
   // The unread count in the window's title, as chat apps do.

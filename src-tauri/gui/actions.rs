@@ -1,10 +1,9 @@
 //! What the user and the events do to the app, for the tray's menu, the window's
 //! commands, the popups' actions and the event bridge alike: pause and resume, sign out,
 //! reconnect, and
-//! showing the status again ([`refresh`], [`recount`]). The tray and the window only draw
-//! what this hands them.
+//! showing the status again ([`refresh`]; the engine's unread count shows itself). The tray
+//! and the window only draw what this hands them.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use talkbell_core::notify::{MuteLength, PopupAction};
@@ -83,7 +82,7 @@ fn mute_from_recent(app: &AppHandle, length: MuteLength, row: i64) {
 
 /// What a person picked on a popup (called on the notifier's thread): "Open" opens the
 /// window at its talk, "Reply" there with its reply box open; the others are the
-/// engine's (then the unread count changes).
+/// engine's (the unread count it keeps shows itself).
 pub fn on_popup(app: &AppHandle, action: PopupAction) {
     let app = app.clone();
     tauri::async_runtime::spawn_blocking(move || {
@@ -94,7 +93,7 @@ pub fn on_popup(app: &AppHandle, action: PopupAction) {
                 Some(row) => window::open_reply(&app, row),
                 None => window::open(&app, None),
             },
-            Ok(_) => recount(&app),
+            Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "the popup's action failed"),
         }
     });
@@ -107,57 +106,33 @@ pub fn refresh(app: &AppHandle) {
     }
 }
 
-/// Counts the unread talks again (one query, however many ask meanwhile), then shows
-/// the status again.
-pub fn recount(app: &AppHandle) {
-    if let Some(presenter) = app.try_state::<Presenter>() {
-        presenter.recount.store(true, Ordering::Relaxed);
-        presenter.wake.notify_one();
-    }
-}
-
 /// The one task that draws the status: asks made while it draws are folded into one
-/// more drawing, so a burst of talks costs a count or two, and the last status shown is
+/// more drawing, so a burst of talks costs a drawing or two, and the last status shown is
 /// the latest.
 struct Presenter {
     wake: Notify,
-    recount: AtomicBool,
 }
 
-/// Starts the task that shows the status, and shows it a first time.
+/// Starts the task that shows the status, and shows it a first time; it shows it again
+/// at each change of the engine's unread count too.
 pub fn spawn_presenter(app: &AppHandle) {
-    app.manage(Presenter { wake: Notify::new(), recount: AtomicBool::new(true) });
+    app.manage(Presenter { wake: Notify::new() });
+    let mut unread = app.state::<Shell>().engine.unread();
+    let follower = app.clone();
+    tauri::async_runtime::spawn(async move {
+        while unread.changed().await.is_ok() {
+            refresh(&follower);
+        }
+    });
     let app = app.clone();
     tauri::async_runtime::spawn(async move {
         let presenter = app.state::<Presenter>();
         presenter.wake.notify_one();
         loop {
             presenter.wake.notified().await;
-            if presenter.recount.swap(false, Ordering::Relaxed) && !count_unread(&app).await {
-                return;
-            }
             let status = Status::of(&app.state::<Shell>());
             tray::update(&app, &status);
             let _ = app.emit("talkbell://status", &status);
         }
     });
-}
-
-/// Counts the user's unread talks into the shell's state, on a blocking thread (the
-/// history is SQLite). False once the runtime is going away.
-async fn count_unread(app: &AppHandle) -> bool {
-    let reader = app.clone();
-    let counted = tauri::async_runtime::spawn_blocking(move || {
-        let engine = &reader.state::<Shell>().engine;
-        // The session owns who the user is; the config only remembers it across restarts.
-        let user = engine.session().user_id().or(engine.config().user_id);
-        engine.history().unread_count(user.as_ref())
-    })
-    .await;
-    match counted {
-        Ok(Ok(n)) => app.state::<Shell>().set_unread(n),
-        Ok(Err(e)) => tracing::warn!(error = %e, "cannot count the unread talks"),
-        Err(_) => return false,
-    }
-    true
 }

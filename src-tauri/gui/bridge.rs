@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use serde::Serialize;
-use talkbell_core::notify::{Decision, Outcome};
+use talkbell_core::notify::Decision;
 use talkbell_core::protocol::Person;
 use talkbell_core::session::outbox::Outgoing;
 use talkbell_core::session::SessionEvent;
@@ -14,7 +14,7 @@ use talkbell_core::status::{event_line, log_line};
 use tauri::{AppHandle, Emitter, Manager};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::actions::recount;
+use super::actions::refresh;
 use super::state::Shell;
 use super::state::{RecentTalk, RECENT_KEPT};
 use super::tray;
@@ -54,8 +54,7 @@ fn now_ms() -> u64 {
     talkbell_core::status::ms_since_epoch(SystemTime::now())
 }
 
-/// A new talk as the window lists it (the fields of a history entry it reads), with what
-/// the notifier did with it.
+/// A new talk as the window lists it (the fields of a history entry it reads).
 #[derive(Clone, Debug, Serialize)]
 pub struct LiveTalk {
     /// Its row in the history.
@@ -70,7 +69,6 @@ pub struct LiveTalk {
     read: bool,
     /// Addressed to the signed-in user (the window's "for me" shows it).
     for_me: bool,
-    notified: Outcome,
 }
 
 impl LiveTalk {
@@ -84,7 +82,6 @@ impl LiveTalk {
             received_at: now_ms(),
             read: false,
             for_me: d.for_me,
-            notified: d.outcome,
         }
     }
 }
@@ -124,20 +121,19 @@ fn fill_recent(app: &AppHandle) {
     tray::show_recent(app, &talks);
 }
 
-/// A new state is shown (and the unread counted again: the user may have changed), and
-/// what the log shows of an event is logged.
+/// A new state is shown, and what the log shows of an event is logged.
 async fn follow_session(app: AppHandle, mut events: tokio::sync::broadcast::Receiver<SessionEvent>) {
     loop {
         let event = match events.recv().await {
             Ok(event) => event,
             Err(RecvError::Lagged(_)) => {
-                recount(&app);
+                refresh(&app);
                 continue;
             }
             Err(RecvError::Closed) => return,
         };
         match &event {
-            SessionEvent::State(_) => recount(&app),
+            SessionEvent::State(_) => refresh(&app),
             // A reply of the user's changed where it stands: the window shows it.
             SessionEvent::Reply { row, outgoing } => {
                 let _ = app.emit("talkbell://reply", ReplyChange { row: *row, outgoing: outgoing.clone() });
@@ -150,21 +146,17 @@ async fn follow_session(app: AppHandle, mut events: tokio::sync::broadcast::Rece
     }
 }
 
-/// Each talk reaches the window as the notifier's decision; one for the user changes
-/// the unread count.
+/// Each talk reaches the window as the notifier's decision; one for the user goes into
+/// Recent (the engine counts it as unread).
 async fn follow_decisions(app: AppHandle, mut decisions: tokio::sync::broadcast::Receiver<Decision>) {
     let mut recent_changed = false;
     loop {
         let decision = match decisions.recv().await {
             Ok(decision) => decision,
-            Err(RecvError::Lagged(_)) => {
-                recount(&app);
-                continue;
-            }
+            Err(RecvError::Lagged(_)) => continue,
             Err(RecvError::Closed) => return,
         };
-        let for_me = decision.for_me;
-        if for_me {
+        if decision.for_me {
             let talk =
                 RecentTalk { row: decision.row, from: decision.talk.from.clone(), talk: decision.talk.talk.clone() };
             app.state::<Shell>().add_recent(talk);
@@ -176,8 +168,5 @@ async fn follow_decisions(app: AppHandle, mut decisions: tokio::sync::broadcast:
             recent_changed = false;
         }
         let _ = app.emit("talkbell://talk", &LiveTalk::of(decision));
-        if for_me {
-            recount(&app);
-        }
     }
 }

@@ -49,7 +49,7 @@ pub(super) async fn blocking<T: Send + 'static>(
 }
 
 /// The status now, with its words (the window asks again each second of a countdown).
-/// Reads no file: the unread count is the one last counted.
+/// Reads no file: the unread count is the engine's.
 #[tauri::command]
 pub async fn get_status(shell: State<'_, Shell>) -> Result<Status, CommandError> {
     Ok(Status::of(&shell))
@@ -134,16 +134,11 @@ pub fn rows_to_mark(ids: &[i64]) -> Result<(), CommandError> {
     Ok(())
 }
 
-/// The window marks what it has shown.
+/// The window marks what it has shown (the unread count follows, from the engine).
 #[tauri::command]
 pub async fn mark_read(app: AppHandle, ids: Vec<i64>) -> Result<usize, CommandError> {
     rows_to_mark(&ids)?;
-    let reader = app.clone();
-    let n = blocking(move || Ok(reader.state::<Shell>().engine.history().mark_read(&ids)?)).await?;
-    if n > 0 {
-        actions::recount(&app);
-    }
-    Ok(n)
+    blocking(move || Ok(app.state::<Shell>().engine.mark_read(&ids)?)).await
 }
 
 /// The arguments of a `sign_in` call, checked.

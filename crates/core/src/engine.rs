@@ -18,8 +18,6 @@ use crate::history::{History, HistoryError};
 use crate::i18n::{t, text, Lang, LanguageSetting, Msg};
 use crate::keyring_wait::{self, Retry};
 use crate::notify::quiet::{self, Mute, QuietHours};
-use crate::notify::trace::TracingNotifier;
-pub use crate::notify::trace::DELIVERY_TRACE_ENV;
 use crate::notify::{
     Decision, NotificationKind, Notifier, NotifyGate, NotifyHandle, Outcome, PopupAction, DECISIONS_KEPT,
 };
@@ -29,6 +27,7 @@ use crate::session::{
     Credentials, Identity, OfflineReason, Session, SessionConfig, SessionEvent, SessionHandle, SessionState,
     SignedOutReason, Start,
 };
+use crate::unread::{self, UnreadCount};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -71,6 +70,10 @@ pub enum IfUserUnknown {
     SignIn,
 }
 
+/// The environment variable that turns the benchmark's delivery trace on (a file path) in
+/// builds with the `delivery-trace` feature (`notify::trace`); other builds ignore it.
+pub const DELIVERY_TRACE_ENV: &str = "TALKBELL_DELIVERY_TRACE";
+
 /// How long a sign-in may take: a server without a welcome only shows it took the token
 /// by answering the first heartbeat, so this must exceed the heartbeat interval.
 const SIGN_IN_WAIT: Duration = Duration::from_secs(30);
@@ -81,12 +84,14 @@ pub struct Engine {
     notify: Option<NotifyHandle>,
     /// What became of each talk's popup: the gate's decisions, or [`Outcome::Off`].
     decisions: broadcast::Sender<Decision>,
+    /// The user's unread count, kept from the decisions.
+    unread: UnreadCount,
     config: Arc<ConfigStore>,
     paths: Paths,
     secrets: SecretStore,
     /// Every task the engine starts (the bridge, the daily pruning, the keyring reader,
-    /// the notification gate and, with a trace, its flusher; the wake watch): all
-    /// stopped by [`Engine::shutdown`].
+    /// the notification gate, the wake watch, a popup's reply; in a benchmark's build,
+    /// the delivery trace): all stopped by [`Engine::shutdown`].
     tasks: Mutex<JoinSet<()>>,
     /// The task reading the stored token ([`keyring_wait`]), while there is one.
     keyring: Option<AbortHandle>,
@@ -127,16 +132,24 @@ impl Engine {
             tasks.spawn(keyring_wait::read(session.clone(), SecretStore::new(), server, Retry::default()))
         });
         let (decisions, _) = broadcast::channel(DECISIONS_KEPT);
+        let (unread, counting) = unread::start(session.watch(), history.clone(), decisions.subscribe());
+        tasks.spawn(counting);
+        #[cfg(feature = "delivery-trace")]
+        if let Some(trace) = crate::notify::trace::DeliveryTrace::from_env() {
+            tasks.spawn(trace.follow(decisions.subscribe()));
+        }
         let popups = notifier.filter(|_| config.notifications.enabled);
         let notify = popups.clone().map(|n| start_gate(n, &config, decisions.clone(), &mut tasks));
-        tasks.spawn(bridge(session.clone(), notify.clone(), decisions.clone(), store.clone()));
-        tasks.spawn(prune_daily(history.clone(), retention));
+        let followers = Followers { notify: notify.clone(), decisions: decisions.clone(), unread: unread.clone() };
+        tasks.spawn(bridge(session.clone(), followers, store.clone()));
+        tasks.spawn(prune_daily(history.clone(), retention, unread.clone()));
         let tasks = Mutex::new(tasks);
         Ok(Engine {
             session,
             history,
             notify,
             decisions,
+            unread,
             config: store,
             paths,
             secrets: SecretStore::new(),
@@ -163,6 +176,21 @@ impl Engine {
     /// the order they came: the gate's, or [`Outcome::Off`] when no gate runs.
     pub fn decisions(&self) -> broadcast::Receiver<Decision> {
         self.decisions.subscribe()
+    }
+
+    /// The user's unread talks (the session's user; while none is known, all), now and at
+    /// every change: the engine's count, which the shells show and never count again.
+    pub fn unread(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.unread.watch()
+    }
+
+    /// Marks the talks `rows` read; the unread count follows. Returns how many were unread.
+    pub fn mark_read(&self, rows: &[i64]) -> Result<usize, EngineError> {
+        let marked = self.history.mark_read(rows)?;
+        if marked > 0 {
+            self.unread.recount();
+        }
+        Ok(marked)
     }
 
     /// The config now (a copy); [`config_store`](Self::config_store) to change it.
@@ -301,7 +329,7 @@ impl Engine {
     pub fn on_popup_action(&self, action: PopupAction) -> Result<Option<PopupAction>, EngineError> {
         match action {
             PopupAction::MarkRead(kind) => {
-                self.history.mark_read(&rows_of(kind))?;
+                self.mark_read(&rows_of(kind))?;
                 Ok(None)
             }
             PopupAction::MuteHour(sender) => {
@@ -322,18 +350,18 @@ impl Engine {
     /// otherwise: a popup says so, with the reason. Runs on a task of the engine.
     pub fn reply_from_popup(&self, kind: NotificationKind, to: Person, talk: String) {
         let (session, history, popups) = (self.session.clone(), self.history.clone(), self.popups.clone());
+        let unread = self.unread.clone();
         let reply = async move {
             let row = match &kind {
                 NotificationKind::Talk { row } => Some(*row),
                 NotificationKind::Summary { .. } => None,
             };
             match session.reply(to.clone(), talk).await {
-                Ok(_) => {
-                    let read = tokio::task::spawn_blocking(move || history.mark_read(&rows_of(kind))).await;
-                    if let Ok(Err(e)) = read {
-                        tracing::warn!(error = %e, "cannot mark a replied talk read");
-                    }
-                }
+                Ok(_) => match tokio::task::spawn_blocking(move || history.mark_read(&rows_of(kind))).await {
+                    Ok(Ok(0)) | Err(_) => {}
+                    Ok(Ok(_)) => unread.recount(),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot mark a replied talk read"),
+                },
                 Err(e) => {
                     tracing::warn!(error = %e, "a reply written in a popup was not taken");
                     let Some(popups) = popups else { return };
@@ -352,7 +380,7 @@ impl Engine {
                 }
             }
         };
-        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).spawn_on(reply, &self.runtime);
+        self.spawn(reply);
     }
 
     /// Ends `sender`'s mute (and drops mutes that have ended).
@@ -413,15 +441,31 @@ impl Engine {
     /// Reconnects at once after resume from sleep or when the network comes up (logind,
     /// NetworkManager). For the long-running modes; a one-off `login` does without.
     pub fn watch_system(&self) {
-        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).spawn(crate::wake::run(self.session.clone()));
+        self.spawn(crate::wake::run(self.session.clone()));
     }
 
     /// Keeps the profile's status file (`talkbell status`) up to date for `process`, the
     /// holder of the profile's lock, until the engine stops.
     pub fn publish_status(&self, process: crate::instance::Holder) {
         let publisher = crate::status::publisher(&self.session, &self.paths, process);
-        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).spawn(publisher);
+        self.spawn(publisher);
     }
+
+    /// Runs `task` as one of the engine's, on its runtime, once the tasks that have ended
+    /// are let go (a popup's reply is one, and the engine may run for months).
+    fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        spawn_reaped(&mut self.tasks.lock().unwrap_or_else(|e| e.into_inner()), task, &self.runtime);
+    }
+}
+
+/// Lets go of the ended tasks in `tasks`, then spawns `task` there on `runtime`.
+fn spawn_reaped(
+    tasks: &mut JoinSet<()>,
+    task: impl std::future::Future<Output = ()> + Send + 'static,
+    runtime: &tokio::runtime::Handle,
+) -> AbortHandle {
+    while tasks.try_join_next().is_some() {}
+    tasks.spawn_on(task, runtime)
 }
 
 /// The rows of the talks a popup stands for.
@@ -432,21 +476,13 @@ fn rows_of(kind: NotificationKind) -> Vec<i64> {
     }
 }
 
-/// Starts the notification gate in `tasks`, around a [`TracingNotifier`] when the
-/// benchmark's delivery trace is asked for ([`DELIVERY_TRACE_ENV`]).
+/// Starts the notification gate in `tasks`.
 fn start_gate(
     notifier: Arc<dyn Notifier>,
     config: &Config,
     decisions: broadcast::Sender<Decision>,
     tasks: &mut JoinSet<()>,
 ) -> NotifyHandle {
-    let notifier = match TracingNotifier::from_env(&notifier) {
-        Some(traced) => {
-            tasks.spawn(traced.clone().flush_every());
-            traced
-        }
-        None => notifier,
-    };
     let (handle, gate) = NotifyGate::start(notifier, config.notify_settings(), decisions);
     handle.set_hush(config.hush());
     tasks.spawn(gate);
@@ -473,14 +509,18 @@ async fn delete_token(server: &str) -> Result<(), EngineError> {
     }
 }
 
-/// Follows the session: talks go to the notifier; a welcome's user id is kept in the
-/// config. With no notifier, each talk's decision is [`Outcome::Off`].
-async fn bridge(
-    session: SessionHandle,
+/// Who the bridge hands each talk to.
+struct Followers {
     notify: Option<NotifyHandle>,
     decisions: broadcast::Sender<Decision>,
-    config: Arc<ConfigStore>,
-) {
+    /// Counted again when talks were missed.
+    unread: UnreadCount,
+}
+
+/// Follows the session: talks go to the notifier; a welcome's user id is kept in the
+/// config. With no notifier, each talk's decision is [`Outcome::Off`].
+async fn bridge(session: SessionHandle, followers: Followers, config: Arc<ConfigStore>) {
+    let Followers { notify, decisions, unread } = followers;
     let mut events = session.subscribe();
     loop {
         let event = events.recv().await;
@@ -508,23 +548,47 @@ async fn bridge(
             Err(RecvError::Lagged(missed)) => {
                 // The talks are in the history; only their popups are lost to the lag.
                 tracing::warn!(missed, "fell behind the session's events");
+                unread.recount();
             }
         }
     }
 }
 
 /// Applies the history's retention limits now and then once a day: one wake-up a day is
-/// all it costs while the app sits in the tray.
-async fn prune_daily(history: Arc<History>, (max_rows, max_age): (usize, Duration)) {
+/// all it costs while the app sits in the tray. The unread count follows what it removes.
+async fn prune_daily(history: Arc<History>, (max_rows, max_age): (usize, Duration), unread: UnreadCount) {
     let mut day = tokio::time::interval(Duration::from_secs(86_400));
     loop {
         day.tick().await;
         let h = history.clone();
         match tokio::task::spawn_blocking(move || h.prune(max_rows, max_age)).await {
             Ok(Ok(0)) => {}
-            Ok(Ok(n)) => tracing::info!(removed = n, "history pruned to its retention limits"),
+            Ok(Ok(n)) => {
+                tracing::info!(removed = n, "history pruned to its retention limits");
+                unread.recount();
+            }
             Ok(Err(e)) => tracing::warn!(error = %e, "could not prune the history"),
             Err(_) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_task_that_has_ended_is_let_go_when_the_next_one_starts() {
+        let runtime = tokio::runtime::Handle::current();
+        let mut tasks = JoinSet::new();
+        let ended: Vec<AbortHandle> = (0..3).map(|_| spawn_reaped(&mut tasks, async {}, &runtime)).collect();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !ended.iter().all(AbortHandle::is_finished) {
+            assert!(std::time::Instant::now() < deadline, "the tasks never ended");
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(tasks.len(), 3, "ended, not let go yet");
+        spawn_reaped(&mut tasks, std::future::pending(), &runtime);
+        assert_eq!(tasks.len(), 1, "only the running one is kept");
     }
 }

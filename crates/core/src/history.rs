@@ -557,6 +557,23 @@ impl History {
         Ok(count_of(n))
     }
 
+    /// [`unread_count`](Self::unread_count) and the newest row it counted among, read at
+    /// one moment (one statement): a talk stored later has a higher row.
+    pub fn unread_upto(&self, for_user: Option<&UserId>) -> Result<(u64, i64), HistoryError> {
+        const NEWEST: &str = "coalesce((SELECT max(id) FROM talks), 0)";
+        let (n, newest): (i64, i64) = self.readers.read(|conn| match for_user {
+            Some(user) => conn.query_row(
+                &format!("SELECT (SELECT count(*) FROM talks WHERE read = 0 AND to_id = ?1), {NEWEST}"),
+                [user.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            ),
+            None => conn.query_row(&format!("SELECT (SELECT count(*) FROM talks WHERE read = 0), {NEWEST}"), [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            }),
+        })?;
+        Ok((count_of(n), newest))
+    }
+
     /// Forgets talks beyond the newest `max_rows` or older than `max_age`.
     pub fn prune(&self, max_rows: usize, max_age: Duration) -> Result<usize, HistoryError> {
         let cutoff = now_ms().saturating_sub(i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX));

@@ -40,4 +40,6 @@ pub mod secrets;
 #[cfg(feature = "desktop")]
 pub mod status;
 #[cfg(feature = "desktop")]
+pub mod unread;
+#[cfg(feature = "desktop")]
 pub mod wake;

@@ -28,7 +28,7 @@ use crate::config::{Config, ConfigError, Paths};
 use crate::history::{History, HistoryError};
 use crate::instance::{self, Holder, InstanceError, Occupant};
 use crate::protocol::UserId;
-use crate::session::{Identity, OfflineReason, SessionHandle, SessionNow, SessionState, SignedOutReason};
+use crate::session::{OfflineReason, SessionHandle, SessionNow, SessionState, SignedOutReason};
 
 mod words;
 pub use words::{describe, event_line, log_line, seconds_until, Description, Facts};
@@ -145,7 +145,7 @@ pub struct Published {
     pub user_id: Option<String>,
     pub user_name: Option<String>,
     /// Connected to a server that does not say who the user is, and no user id is known
-    /// ([`Identity::Unknown`]): talks cannot be told as the user's until one is set.
+    /// ([`crate::session::Identity::Unknown`]): talks cannot be told as the user's until one is set.
     #[serde(default)]
     pub user_unknown: bool,
     /// When this was written (ms since the Unix epoch).
@@ -154,30 +154,27 @@ pub struct Published {
 
 impl Published {
     pub fn of(state: &SessionState, process: Holder) -> Published {
-        let retry_at_ms = match state {
-            SessionState::Backoff { until, .. } => Some(ms_since_epoch(*until)),
-            _ => None,
-        };
+        let facts = Facts::of_state(state);
         let person = match state {
             SessionState::Connected { user } => user.welcomed(),
             _ => None,
         };
         Published {
             process,
-            state: StateKind::of(state),
+            state: facts.state,
             reason: match state {
                 SessionState::SignedOut { reason } => reason.as_ref().map(|r| r.to_string()),
                 _ => None,
             },
-            reason_kind: ReasonKind::of_state(state),
+            reason_kind: facts.reason_kind,
             offline_reason: match state {
                 SessionState::Backoff { reason, .. } => Some(reason.clone()),
                 _ => None,
             },
-            retry_at_ms,
+            retry_at_ms: facts.retry_at_ms,
             user_id: person.map(|p| p.id.to_string()),
             user_name: person.map(|p| p.name.clone()),
-            user_unknown: matches!(state, SessionState::Connected { user: Identity::Unknown }),
+            user_unknown: facts.user_unknown,
             updated_at_ms: ms_since_epoch(SystemTime::now()),
         }
     }
@@ -412,7 +409,7 @@ mod tests {
     use super::*;
     use crate::instance::{InstanceLock, ProcessKind};
     use crate::protocol::{Person, Token};
-    use crate::session::{Credentials, Refusal, Session, SessionConfig, Timing};
+    use crate::session::{Credentials, Identity, Refusal, Session, SessionConfig, Timing};
 
     const DAEMON: Holder = Holder { kind: ProcessKind::Daemon, pid: 4242 };
 

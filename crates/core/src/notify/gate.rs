@@ -274,9 +274,6 @@ impl Task {
             match cmd {
                 None | Some(None) => break,
                 Some(Some(Command::Talk { talk, row, for_me, replay })) => {
-                    if for_me {
-                        self.notifier.handed(&talk);
-                    }
                     let heard = Heard { talk: &talk, row, for_me, replay };
                     let (outcome, out) = self.policy.on_talk(Instant::now(), SystemTime::now(), heard);
                     // Nobody listening (the daemon) is no error.

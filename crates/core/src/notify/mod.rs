@@ -4,8 +4,8 @@
 //! signed-in user, none while paused, and turns a burst into one summary instead of a
 //! flood (see [`gate`]). What it decides to show goes to a [`Notifier`]: the real one is
 //! [`DesktopNotifier`] (notify-rust: the freedesktop notification service on Linux, the
-//! native centres on macOS and Windows); tests use a recording fake. For benchmarks, a
-//! [`trace::TracingNotifier`] around it records each talk handed to it.
+//! native centres on macOS and Windows); tests use a recording fake. Built for the
+//! benchmarks (the `delivery-trace` feature), `trace` records when each talk was decided.
 
 mod desktop;
 pub mod gate;
@@ -13,6 +13,7 @@ pub mod gate;
 mod inline;
 pub mod quiet;
 pub mod text;
+#[cfg(feature = "delivery-trace")]
 pub mod trace;
 
 use std::time::Duration;
@@ -27,11 +28,6 @@ pub use gate::{Decision, NotifyGate, NotifyHandle, NotifySettings, NotifyStats, 
 /// round trip: the gate calls it off the async threads.
 pub trait Notifier: Send + Sync {
     fn show(&self, n: &Notification) -> Result<(), NotifyError>;
-
-    /// A talk for the user reached the gate, whether or not a popup stands for it. Nothing
-    /// by default; the benchmark's [`trace::TracingNotifier`] records it. Called on the
-    /// gate's task: it must not block.
-    fn handed(&self, _talk: &crate::protocol::TalkMessage) {}
 }
 
 /// One popup.

@@ -1,55 +1,47 @@
-//! The delivery trace, for benchmarks only: a [`Notifier`] that records each talk for the
-//! user handed to it, then forwards everything to the real one.
+//! The delivery trace, for benchmarks only (the `delivery-trace` feature; production
+//! builds have none of it): a record of when the notification gate decided each talk for
+//! the user.
 //!
-//! talkbell-bench measures delivery latency with it. When `TALKBELL_DELIVERY_TRACE=<file>`
-//! is set at `Engine::start` (and there is a notifier), the engine installs a
-//! [`TracingNotifier`] around the notifier; unset, nothing of this is on the path. The
-//! gate hands it every talk for the user it is fed ([`Notifier::handed`]), popup or not,
-//! and it appends one line per talk, `<unix time in µs>\t<talk text>`, with `\`, tab, CR
-//! and LF in the text written as `\\`, `\t`, `\r` and `\n`. The writer is buffered and
-//! flushed at least every 100 ms while lines wait ([`TracingNotifier::flush_every`]), and
-//! when dropped. A file that cannot be opened or written is logged and the trace ends; it
-//! never stops the engine.
+//! talkbell-bench measures delivery latency with it. When
+//! [`DELIVERY_TRACE_ENV`](crate::engine::DELIVERY_TRACE_ENV)`=<file>` is set at
+//! `Engine::start`, the engine runs [`DeliveryTrace::follow`] on the gate's decisions
+//! ([`Decision`]): every talk for the user, whatever its popup (one of its own, folded into
+//! a summary, paused, muted, notifications off), gets one line, `<unix time in µs>\t<talk
+//! text>`, with `\`, tab, CR and LF in the text written as `\\`, `\t`, `\r` and `\n`. The
+//! writer is buffered and flushed at least every 100 ms while lines wait, and when the
+//! trace is dropped (at the engine's shutdown). A file that cannot be opened or written
+//! is logged and the trace ends; it never stops the engine.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::Instant;
 
-use super::{Notification, Notifier, NotifyError};
-use crate::protocol::TalkMessage;
-
-/// The environment variable that turns the trace on: a file path.
-pub const DELIVERY_TRACE_ENV: &str = "TALKBELL_DELIVERY_TRACE";
+use super::Decision;
+use crate::engine::DELIVERY_TRACE_ENV;
 
 /// How long a traced line may wait in the buffer.
 pub const TRACE_FLUSH_EVERY: Duration = Duration::from_millis(100);
 
-/// Records, then forwards to `inner` (see the module doc).
-pub struct TracingNotifier {
-    inner: Arc<dyn Notifier>,
-    /// `None` once writing failed: the trace has ended.
-    trace: Mutex<Option<Trace>>,
-}
-
-struct Trace {
+/// The trace file, open for appending (see the module doc).
+pub struct DeliveryTrace {
     out: BufWriter<File>,
     /// Since when written lines wait unflushed.
     dirty_since: Option<Instant>,
 }
 
-impl TracingNotifier {
-    /// `inner` wrapped in a trace to the file `TALKBELL_DELIVERY_TRACE` names; `None` when
-    /// it is unset or empty, or the file cannot be opened (logged).
-    pub fn from_env(inner: &Arc<dyn Notifier>) -> Option<Arc<TracingNotifier>> {
+impl DeliveryTrace {
+    /// A trace to the file `TALKBELL_DELIVERY_TRACE` names; `None` when it is unset or
+    /// empty, or the file cannot be opened (logged).
+    pub fn from_env() -> Option<DeliveryTrace> {
         let path = std::env::var_os(DELIVERY_TRACE_ENV).filter(|p| !p.is_empty())?;
         let shown = std::path::Path::new(&path).display().to_string();
         match OpenOptions::new().create(true).append(true).open(&path) {
             Ok(file) => {
                 tracing::info!(path = %shown, "delivery trace on (benchmarks)");
-                Some(Arc::new(TracingNotifier::new(inner.clone(), BufWriter::with_capacity(64 * 1024, file))))
+                Some(DeliveryTrace::new(BufWriter::with_capacity(64 * 1024, file)))
             }
             Err(e) => {
                 tracing::warn!(path = %shown, error = %e, "delivery trace: cannot open; no trace");
@@ -58,46 +50,47 @@ impl TracingNotifier {
         }
     }
 
-    fn new(inner: Arc<dyn Notifier>, out: BufWriter<File>) -> TracingNotifier {
-        TracingNotifier { inner, trace: Mutex::new(Some(Trace { out, dirty_since: None })) }
+    fn new(out: BufWriter<File>) -> DeliveryTrace {
+        DeliveryTrace { out, dirty_since: None }
     }
 
-    /// Flushes the lines that waited [`TRACE_FLUSH_EVERY`], until the trace ends; the
-    /// engine runs it beside the gate.
-    pub async fn flush_every(self: Arc<Self>) {
+    /// Records each decided talk for the user, flushing what waited
+    /// [`TRACE_FLUSH_EVERY`], until the decisions end or writing fails. The engine runs it
+    /// as one of its tasks.
+    pub async fn follow(mut self, mut decisions: broadcast::Receiver<Decision>) {
         loop {
-            let due = match &*self.lock() {
-                None => return,
-                Some(t) => t.dirty_since.map(|since| since + TRACE_FLUSH_EVERY),
+            let due = self.flush_due();
+            // The far-off fallback is never polled (the branch is disabled without one).
+            let sleep_to = due.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
+            let written = tokio::select! {
+                _ = tokio::time::sleep_until(sleep_to), if due.is_some() => self.flush(),
+                decision = decisions.recv() => match decision {
+                    Ok(d) if d.for_me => self.record(&d.talk.talk),
+                    Ok(_) => Ok(()),
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "delivery trace: fell behind the decisions; lines missing");
+                        Ok(())
+                    }
+                    Err(RecvError::Closed) => return,
+                },
             };
-            tokio::time::sleep_until(due.unwrap_or_else(|| Instant::now() + TRACE_FLUSH_EVERY)).await;
-            self.flush();
-        }
-    }
-
-    /// Writes what waits; on an error the trace ends.
-    pub fn flush(&self) {
-        let mut trace = self.lock();
-        if let Some(t) = trace.as_mut() {
-            t.dirty_since = None;
-            if let Err(e) = t.out.flush() {
+            if let Err(e) = written {
                 tracing::warn!(error = %e, "delivery trace: cannot write; tracing stops");
-                *trace = None;
+                return;
             }
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Trace>> {
-        self.trace.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    #[cfg(test)]
+    /// When the lines waiting must be written.
     fn flush_due(&self) -> Option<Instant> {
-        self.lock().as_ref().and_then(|t| t.dirty_since.map(|since| since + TRACE_FLUSH_EVERY))
+        self.dirty_since.map(|since| since + TRACE_FLUSH_EVERY)
     }
-}
 
-impl Trace {
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.dirty_since = None;
+        self.out.flush()
+    }
+
     /// One line, stamped now.
     fn record(&mut self, text: &str) -> std::io::Result<()> {
         let now_us = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros());
@@ -121,87 +114,58 @@ impl Trace {
     }
 }
 
-impl Notifier for TracingNotifier {
-    fn show(&self, n: &Notification) -> Result<(), NotifyError> {
-        self.inner.show(n)
-    }
-
-    fn handed(&self, talk: &TalkMessage) {
-        {
-            let mut trace = self.lock();
-            if let Some(Err(e)) = trace.as_mut().map(|t| t.record(&talk.talk)) {
-                tracing::warn!(error = %e, "delivery trace: cannot write; tracing stops");
-                *trace = None;
-            }
-        }
-        self.inner.handed(talk);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{Person, UserId};
+    use crate::notify::Outcome;
+    use crate::protocol::{Person, TalkMessage, UserId};
 
-    struct Shown(Mutex<Vec<Notification>>);
-
-    impl Notifier for Shown {
-        fn show(&self, n: &Notification) -> Result<(), NotifyError> {
-            self.0.lock().unwrap().push(n.clone());
-            Ok(())
-        }
+    fn decided(text: &str, for_me: bool, outcome: Outcome) -> Decision {
+        let person = |id: u64| Person { id: UserId::from(id), name: format!("wang{id}") };
+        let to = if for_me { person(1) } else { person(3) };
+        let talk = TalkMessage { from: person(2), to, talk: text.into(), seq: None, ts: None };
+        Decision { row: 1, talk, for_me, outcome }
     }
 
-    fn talk(text: &str) -> TalkMessage {
-        let person = |id: u64| Person { id: UserId::from(id), name: format!("wang{id}") };
-        TalkMessage { from: person(2), to: person(1), talk: text.into(), seq: None, ts: None }
+    fn lines(path: &std::path::Path) -> Vec<(u128, String)> {
+        let text = std::fs::read_to_string(path).unwrap();
+        let line = |l: &str| {
+            let (us, talk) = l.split_once('\t').unwrap();
+            (us.parse().unwrap(), talk.to_owned())
+        };
+        text.lines().map(line).collect()
     }
 
     #[tokio::test(start_paused = true)]
-    async fn the_trace_writes_one_escaped_line_per_talk_handed_and_asks_for_a_flush_within_100_ms() {
+    async fn each_talk_for_the_user_is_one_escaped_line_written_within_100_ms_whatever_its_popup() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("trace.tsv");
         let file = OpenOptions::new().create(true).append(true).open(&path).unwrap();
-        let shown = Arc::new(Shown(Mutex::new(Vec::new())));
-        let inner: Arc<dyn Notifier> = shown.clone();
-        let trace = TracingNotifier::new(inner, BufWriter::new(file));
-        assert_eq!(trace.flush_due(), None, "nothing waits: no timer");
+        let (decisions, rx) = broadcast::channel(16);
         let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros();
-        trace.handed(&talk("bench 1 1763900000123456"));
-        trace.handed(&talk("two\tlines\nand a \\ and \r"));
-        assert_eq!(trace.flush_due(), Some(Instant::now() + TRACE_FLUSH_EVERY));
+        let follower = tokio::spawn(DeliveryTrace::new(BufWriter::new(file)).follow(rx));
+        decisions.send(decided("bench 1 1763900000123456", true, Outcome::Popup)).unwrap();
+        decisions.send(decided("between others", false, Outcome::NotForMe)).unwrap();
+        decisions.send(decided("two\tlines\nand a \\ and \r", true, Outcome::Summary)).unwrap();
+        decisions.send(decided("while paused", true, Outcome::Paused)).unwrap();
+        tokio::time::sleep(TRACE_FLUSH_EVERY / 2).await;
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "", "buffered until the flush");
-        trace.flush();
-        assert_eq!(trace.flush_due(), None);
-        let text = std::fs::read_to_string(&path).unwrap();
-        let lines: Vec<(u128, &str)> = text
-            .lines()
-            .map(|l| {
-                let (us, talk) = l.split_once('\t').unwrap();
-                (us.parse().unwrap(), talk)
-            })
-            .collect();
-        assert_eq!(lines.len(), 2, "{text:?}");
-        assert!(lines.iter().all(|(us, _)| *us >= before));
-        assert_eq!(lines[0].1, "bench 1 1763900000123456");
-        assert_eq!(lines[1].1, "two\\tlines\\nand a \\\\ and \\r");
-        let n = Notification {
-            title: "t".into(),
-            body: "b".into(),
-            kind: super::super::NotificationKind::Talk { row: 1 },
-            sound: true,
-            sender: None,
-        };
-        trace.show(&n).unwrap();
-        assert_eq!(*shown.0.lock().unwrap(), vec![n], "forwarded");
+        tokio::time::sleep(TRACE_FLUSH_EVERY / 2 + Duration::from_millis(1)).await;
+        let written = lines(&path);
+        let texts: Vec<&str> = written.iter().map(|(_, t)| t.as_str()).collect();
+        assert_eq!(texts, ["bench 1 1763900000123456", "two\\tlines\\nand a \\\\ and \\r", "while paused"]);
+        assert!(written.iter().all(|(us, _)| *us >= before));
+        decisions.send(decided("the last", true, Outcome::Off)).unwrap();
+        drop(decisions);
+        follower.await.unwrap();
+        assert_eq!(lines(&path).last().unwrap().1, "the last", "written when the trace ends");
     }
 
     #[test]
     fn without_the_variable_there_is_no_trace() {
         // The variable is not set in the test environment (and is never set by tests).
         if std::env::var_os(DELIVERY_TRACE_ENV).is_none() {
-            let inner: Arc<dyn Notifier> = Arc::new(Shown(Mutex::new(Vec::new())));
-            assert!(TracingNotifier::from_env(&inner).is_none());
+            assert!(DeliveryTrace::from_env().is_none());
         }
     }
 }

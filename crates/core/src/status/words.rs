@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::{ReasonKind, Snapshot, StateKind};
 use crate::i18n::{self, text_in, Lang, Msg};
 use crate::session::outbox::Outgoing;
-use crate::session::{SessionEvent, SessionState};
+use crate::session::{Identity, SessionEvent, SessionState};
 
 /// What the words are made of: the state and what goes with it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -36,6 +36,27 @@ pub struct Facts<'a> {
 }
 
 impl<'a> Facts<'a> {
+    /// What a running session's `state` says by itself: its kind and why, when the next
+    /// attempt is due, whether the server does not say who the user is. The status file
+    /// ([`super::Published`]) and the tray and window take these from here; the caller adds
+    /// the reason's words, the user, the unread count and the pause.
+    pub fn of_state(state: &SessionState) -> Facts<'a> {
+        Facts {
+            state: StateKind::of(state),
+            reason: None,
+            reason_kind: ReasonKind::of_state(state),
+            certificate_problem: matches!(state, SessionState::Backoff { reason, .. } if reason.is_certificate()),
+            retry_at_ms: match state {
+                SessionState::Backoff { until, .. } => Some(super::ms_since_epoch(*until)),
+                _ => None,
+            },
+            user: None,
+            user_unknown: matches!(state, SessionState::Connected { user: Identity::Unknown }),
+            unread: 0,
+            paused: false,
+        }
+    }
+
     /// What `talkbell status` read (it cannot know of a pause).
     pub fn of_snapshot(s: &'a Snapshot) -> Facts<'a> {
         Facts {
