@@ -34,7 +34,6 @@
 
 mod app;
 mod browser;
-mod carry;
 mod relay;
 mod report;
 mod sender;
@@ -219,7 +218,7 @@ async fn run(cli: Cli) -> Result<()> {
         tracing::warn!("no notes woven in ({}: {e})", cli.notes.display());
         String::new()
     });
-    let mut results = report::Results::new(&env, carry::previous(&cli.out, &json));
+    let mut results = report::Results::new(&env, report::previous(&json));
     let began = Instant::now();
     for name in selected {
         let started = Instant::now();
