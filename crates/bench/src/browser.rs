@@ -14,18 +14,18 @@
 //! in its own process group with a fresh profile; [`Baseline::stop`] and `Drop` kill the
 //! whole group.
 
-use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderName, Method, StatusCode};
+use talkbell_testkit::child::{Log, Spawned};
 use talkbell_testkit::procfs::{self, family, group_members};
 use talkbell_testkit::wait::Poll;
 use tokio::net::TcpListener;
@@ -52,7 +52,7 @@ const MAX_BODY: usize = 256 << 20;
 /// A running headless Chromium on `bench/baseline.html`, and the collector of its records.
 pub struct Baseline {
     /// The browser process; it leads the process group of every Chromium process.
-    child: Option<Child>,
+    child: Option<Spawned>,
     pid: u32,
     collector: Arc<Collector>,
     server: JoinHandle<()>,
@@ -91,15 +91,10 @@ impl Baseline {
         let (collector, opened, mut heard) = Collector::new();
         let server = tokio::spawn(serve(listener, collector.clone()));
         let profile = tempfile::Builder::new().prefix("talkbell-baseline-").tempdir().context("Chromium's profile")?;
-        let url = format!(
-            "file://{}?ws={}&token={}&user={user_id}&collector={}",
-            escape(&page.to_string_lossy(), b"/-._~"),
-            escape(ws_url, b"-._~"),
-            escape(token, b"-._~"),
-            escape(&format!("http://127.0.0.1:{port}/"), b"-._~"),
-        );
-        let child = spawn_chromium(&url, profile.path())?;
-        let pid = child.id();
+        let (user, collector_url) = (user_id.to_string(), format!("http://127.0.0.1:{port}/"));
+        let url = page_url(&page, &[("ws", ws_url), ("token", token), ("user", &user), ("collector", &collector_url)])?;
+        let child = spawn_chromium(url.as_str(), profile.path())?;
+        let pid = child.pid;
         let mut baseline = Baseline { child: Some(child), pid, collector, server, profile: Some(profile) };
         baseline.wait_open(opened, ws_url).await?;
         let opened_ms = u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -115,12 +110,10 @@ impl Baseline {
     /// Waits for the page's first "open", watching that Chromium is still there.
     async fn wait_open(&mut self, mut opened: watch::Receiver<u64>, ws_url: &str) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + START_TIMEOUT;
-        let log = self.profile.as_ref().map(|p| p.path().join("chromium.log")).unwrap_or_default();
+        let log = self.child.as_ref().map(|c| c.log.clone()).unwrap_or_default();
         while *opened.borrow_and_update() == 0 {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                // Reaped already; end whatever of its group is left.
-                self.child = None;
-                let _ = kill_group(self.pid, &[]);
+            if let Some(status) = self.child.as_mut().and_then(Spawned::exited) {
+                end(self.child.take(), self.pid);
                 bail!("chromium exited ({status}) before the page connected; its log ends:\n{}", log_tail(&log));
             }
             if tokio::time::Instant::now() >= deadline {
@@ -158,7 +151,7 @@ impl Baseline {
         let pid = self.pid;
         // Kill, reap the browser process, then wait until no process of the group is left
         // before the profile directory goes.
-        let _ = tokio::task::spawn_blocking(move || kill_and_reap(child, pid)).await;
+        let _ = tokio::task::spawn_blocking(move || end(Some(child), pid)).await;
         let gone = || group_members(pid).is_empty().then_some(());
         Poll::up_to(Duration::from_secs(5)).every(Duration::from_millis(20)).check_async(gone).await;
         self.server.abort();
@@ -171,7 +164,7 @@ impl Baseline {
 impl Drop for Baseline {
     fn drop(&mut self) {
         if let Some(child) = self.child.take() {
-            kill_and_reap(child, self.pid);
+            end(Some(child), self.pid);
             // Give the rest of the group a moment to go before the profile is removed.
             let gone = || group_members(self.pid).is_empty().then_some(());
             Poll::up_to(Duration::from_secs(2)).every(Duration::from_millis(10)).check(gone);
@@ -180,54 +173,40 @@ impl Drop for Baseline {
     }
 }
 
-/// SIGKILL to the whole process group and any descendant that left it, then reap.
-fn kill_and_reap(mut child: Child, pid: u32) {
-    let others: Vec<u32> = family(pid, false).into_iter().filter(|&p| p != pid).collect();
-    if kill_group(pid, &others).is_err() {
-        let _ = child.kill();
-    }
-    let _ = child.wait();
-}
-
-/// SIGKILL to process group `pgid` and to `others` (std has no killpg).
-fn kill_group(pgid: u32, others: &[u32]) -> std::io::Result<()> {
-    for &p in others {
-        let _ = procfs::signal(p, libc::SIGKILL);
-    }
-    procfs::signal_group(pgid, libc::SIGKILL)
+/// SIGKILL to the browser process and its descendants (reaped), then to what is left of
+/// its process group.
+fn end(child: Option<Spawned>, pgid: u32) {
+    drop(child);
+    let _ = procfs::signal_group(pgid, libc::SIGKILL);
 }
 
 /// Chromium on `url` in a process group of its own, its profile, cache and log in `dir`.
-fn spawn_chromium(url: &str, dir: &Path) -> anyhow::Result<Child> {
+fn spawn_chromium(url: &str, dir: &Path) -> anyhow::Result<Spawned> {
     let chromium =
         std::env::var_os("TALKBELL_CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
     if !chromium.exists() {
         bail!("{} not found: install Debian's chromium (scripts/install-deps.sh bench)", chromium.display());
     }
-    let log = fs::File::create(dir.join("chromium.log")).context("creating Chromium's log")?;
     let mut cmd = Command::new(&chromium);
     cmd.args(CHROMIUM_FLAGS.split_whitespace())
         .arg(format!("--user-data-dir={}", dir.join("profile").display()))
         .arg(format!("--disk-cache-dir={}", dir.join("cache").display()))
         .arg(url)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
         .process_group(0);
-    cmd.spawn().with_context(|| format!("starting {}", chromium.display()))
+    Ok(Spawned::spawn(&mut cmd, "chromium", Some(&dir.join("chromium.log")))?)
+}
+
+/// The `file://` URL of `page` with the query `pairs`, as the page's URLSearchParams reads them.
+fn page_url(page: &Path, pairs: &[(&str, &str)]) -> anyhow::Result<url::Url> {
+    let mut url = url::Url::from_file_path(page).map_err(|()| anyhow!("{} is not absolute", page.display()))?;
+    url.query_pairs_mut().extend_pairs(pairs);
+    Ok(url)
 }
 
 /// The last lines of Chromium's log, less its D-Bus complaints (there is no system bus).
-fn log_tail(path: &Path) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().filter(|l| !l.contains(":ERROR:dbus/")).collect();
+fn log_tail(log: &Log) -> String {
+    let lines: Vec<String> = log.lines().into_iter().filter(|l| !l.contains(":ERROR:dbus/")).collect();
     lines[lines.len().saturating_sub(20)..].join("\n")
-}
-
-/// Percent-encodes every byte of `s` but ASCII letters, digits and `keep`.
-fn escape(s: &str, keep: &[u8]) -> String {
-    let plain = |b: u8| b.is_ascii_alphanumeric() || keep.contains(&b);
-    s.bytes().map(|b| if plain(b) { char::from(b).to_string() } else { format!("%{b:02X}") }).collect()
 }
 
 // ---- the collector -----------------------------------------------------------------------
@@ -297,9 +276,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls() {
-        assert_eq!(escape("/a b/c.html", b"/-._~"), "/a%20b/c.html");
-        assert_eq!(escape("ws://127.0.0.1:1/?x=1&y", b"-._~"), "ws%3A%2F%2F127.0.0.1%3A1%2F%3Fx%3D1%26y");
+    fn the_page_gets_its_parameters_back() {
+        let pairs = [("ws", "ws://127.0.0.1:1/?x=1&y"), ("token", "a+b/c= d")];
+        let url = page_url(Path::new("/a b/c.html"), &pairs).unwrap();
+        assert!(url.as_str().starts_with("file:///a%20b/c.html?ws=ws%3A%2F%2F127.0.0.1"), "{url}");
+        let back: Vec<(String, String)> = url.query_pairs().map(|(k, v)| (k.into(), v.into())).collect();
+        assert_eq!(back, pairs.map(|(k, v)| (k.to_owned(), v.to_owned())));
     }
 
     #[tokio::test]

@@ -34,7 +34,6 @@
 
 mod app;
 mod browser;
-mod carry;
 mod relay;
 mod report;
 mod sender;
@@ -78,31 +77,13 @@ struct Cli {
     /// Keep the work directory (logs, histories, traces) instead of removing it.
     #[arg(long)]
     keep: bool,
-    /// Seconds connected and idle before the footprint is taken (default 60).
-    #[arg(long)]
-    idle_secs: Option<u64>,
-    /// Talks of the latency benchmark, per client (default 10,000).
-    #[arg(long)]
-    latency_talks: Option<u64>,
-    /// Talks of the burst benchmark (default 100,000).
-    #[arg(long)]
-    burst_talks: Option<u64>,
-    /// Relay restarts of the recovery benchmark (default 20).
-    #[arg(long)]
-    recovery_rounds: Option<usize>,
-    /// Idle clients of the relay benchmark (default 10,000).
-    #[arg(long)]
-    relay_clients: Option<usize>,
-    /// Runs per mode of the start benchmark (default 10).
-    #[arg(long)]
-    start_runs: Option<usize>,
+    /// A size of the run, NAME=VALUE (repeatable): a field of `sizes` in the report's JSON,
+    /// e.g. `--size burst_talks=20000`; `--size cluster_held=null` holds what the open files allow.
+    #[arg(long = "size", value_name = "NAME=VALUE", value_parser = size_arg)]
+    sizes: Vec<(String, serde_json::Value)>,
     /// Skip the browser baseline (when Chromium is not available).
     #[arg(long)]
     no_browser: bool,
-    /// Idle connections per relay node of the cluster benchmark (default: what the open
-    /// files allow).
-    #[arg(long)]
-    cluster_held: Option<u64>,
     #[command(subcommand)]
     hidden: Option<Hidden>,
 }
@@ -131,7 +112,7 @@ enum Hidden {
 macro_rules! sizes {
     ($($(#[$doc:meta])* $name:ident: $t:ty = $issue:expr, $quick:expr;)*) => {
         /// The sizes of a run: the issue's by default, small ones with `--quick`.
-        #[derive(Clone, Debug, serde::Serialize)]
+        #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
         pub struct Sizes { $($(#[$doc])* pub $name: $t,)* }
 
         impl Sizes {
@@ -237,7 +218,7 @@ async fn run(cli: Cli) -> Result<()> {
         tracing::warn!("no notes woven in ({}: {e})", cli.notes.display());
         String::new()
     });
-    let mut results = report::Results::new(&env, carry::previous(&cli.out, &json));
+    let mut results = report::Results::new(&env, report::previous(&json));
     let began = Instant::now();
     for name in selected {
         let started = Instant::now();
@@ -270,16 +251,45 @@ fn make_env(cli: &Cli, headless: bool, work: &Path) -> Result<Env> {
     let shm = Path::new("/dev/shm");
     let relay_db_dir =
         cli.relay_db_dir.clone().unwrap_or_else(|| if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() });
-    let mut sizes = Sizes::new(cli.quick);
-    let at_least_one = |v: Option<u64>, d: &mut u64| *d = v.map_or(*d, |v| v.max(1));
-    at_least_one(cli.idle_secs, &mut sizes.idle_secs);
-    at_least_one(cli.latency_talks, &mut sizes.latency_talks);
-    at_least_one(cli.burst_talks, &mut sizes.burst_talks);
-    let at_least_one = |v: Option<usize>, d: &mut usize| *d = v.map_or(*d, |v| v.max(1));
-    at_least_one(cli.recovery_rounds, &mut sizes.recovery_rounds);
-    at_least_one(cli.relay_clients, &mut sizes.relay_idle_clients);
-    at_least_one(cli.start_runs, &mut sizes.start_runs);
-    sizes.cluster_held = cli.cluster_held.or(sizes.cluster_held);
+    let sizes = sized(Sizes::new(cli.quick), &cli.sizes)?;
     let (quick, browser, nofile) = (cli.quick, !cli.no_browser, procfs::raise_nofile());
     Ok(Env { work: work.to_path_buf(), bin_dir, relay_db_dir, sizes, quick, browser, nofile })
+}
+
+/// `NAME=VALUE` of `--size`, the value as JSON; a number must be above 0.
+fn size_arg(arg: &str) -> Result<(String, serde_json::Value), String> {
+    let (name, value) = arg.split_once('=').ok_or("expected NAME=VALUE")?;
+    let value: serde_json::Value = serde_json::from_str(value).map_err(|e| format!("{value:?}: {e}"))?;
+    if value.as_f64().is_some_and(|v| v <= 0.0) {
+        return Err(format!("{name} must be above 0"));
+    }
+    Ok((name.to_owned(), value))
+}
+
+/// `sizes` with the `--size` overrides.
+fn sized(sizes: Sizes, overrides: &[(String, serde_json::Value)]) -> Result<Sizes> {
+    let mut fields = serde_json::to_value(sizes)?;
+    let known: Vec<String> = fields.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+    for (name, value) in overrides {
+        let field = fields.get_mut(name).with_context(|| format!("no size {name:?} (known: {})", known.join(", ")))?;
+        *field = value.clone();
+    }
+    serde_json::from_value(fields).context("a --size value of the wrong type")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_set_by_name() {
+        let set = |args: &[&str]| {
+            let args: Result<Vec<_>, String> = args.iter().map(|a| size_arg(a)).collect();
+            sized(Sizes::new(true), &args?).map_err(|e| e.to_string())
+        };
+        let s = set(&["burst_talks=20000", "cluster_held=null", "latency_rate=500.5"]).unwrap();
+        assert_eq!((s.burst_talks, s.cluster_held, s.latency_rate), (20_000, None, 500.5));
+        assert!(set(&["burst_talk=1"]).unwrap_err().contains("no size \"burst_talk\" (known: "));
+        assert!(set(&["idle_secs=0"]).is_err() && set(&["idle_secs=x"]).is_err() && set(&["start_runs=1.5"]).is_err());
+    }
 }

@@ -3,7 +3,8 @@
 //! per benchmark. Only measured facts are rendered here; what explains them is hand-written
 //! in docs/benchmarks-notes.md, whose `## ` sections are woven in under the generated
 //! sections of the same title (its text before the first heading under the introduction).
-//! The benchmarks a run leaves out keep their sections ([`crate::carry`]).
+//! The benchmarks a run leaves out keep their sections and targets from the JSON of the
+//! report it rewrites ([`previous`]).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -31,9 +32,6 @@ pub struct Ran {
     pub section: String,
     #[serde(default)]
     pub targets: Vec<Target>,
-    /// Where the section was taken from when not rendered from figures (an earlier report).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub copied_from: Option<String>,
 }
 
 /// Everything a run measured, and where.
@@ -97,14 +95,27 @@ impl Results {
         let figures = figures.and_then(|f| serde_json::to_value(f).ok());
         let (name, took_s, date) = (name.to_owned(), took.as_secs_f64(), now_utc());
         self.benchmarks.retain(|b| b.name != name);
-        self.benchmarks.push(Ran { name, took_s, date, figures, error, section, targets, copied_from: None });
+        self.benchmarks.push(Ran { name, took_s, date, figures, error, section, targets });
         self.benchmarks.sort_by_key(|b| BENCHMARKS.iter().position(|n| *n == b.name).unwrap_or(usize::MAX));
         self.total_s = total.as_secs_f64();
         self.load_at_end = procfs::loadavg();
     }
 }
 
-pub fn now_utc() -> String {
+/// The benchmarks of the report's earlier JSON, each with its section and targets as
+/// rendered when it ran.
+pub fn previous(json: &Path) -> Vec<Ran> {
+    #[derive(Deserialize)]
+    struct Json {
+        benchmarks: Vec<Ran>,
+    }
+    let text = std::fs::read_to_string(json).unwrap_or_default();
+    let mut kept = serde_json::from_str::<Json>(&text).map_or_else(|_| Vec::new(), |j| j.benchmarks);
+    kept.retain(|b| !b.section.is_empty() && BENCHMARKS.contains(&b.name.as_str()));
+    kept
+}
+
+fn now_utc() -> String {
     let date = std::process::Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]).output();
     date.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default()
 }
@@ -172,7 +183,7 @@ fn notes_by_heading(notes: &str) -> HashMap<String, String> {
     by
 }
 
-pub fn title(name: &str) -> String {
+fn title(name: &str) -> String {
     let t = ["Idle footprint", "Delivery latency", "Burst", "Recovery", "Relay", "Start", "Cluster"];
     BENCHMARKS.iter().position(|b| *b == name).map_or(name.to_owned(), |i| format!("{}. {}", i + 1, t[i]))
 }
@@ -192,13 +203,11 @@ fn render(r: &Results, notes: &str) -> String {
     for b in &r.benchmarks {
         let title = title(&b.name);
         s += &format!("## {title}\n\n{}\n", b.section.trim_end());
-        if b.copied_from.is_none() {
-            for t in b.targets.iter().filter(|t| t.met == Some(false)) {
-                s += &format!("\n**Missed: {}: {} against {}.**\n", t.what, t.measured, t.target);
-            }
-            if !note(&title).is_empty() {
-                s += &format!("\n{}\n", note(&title));
-            }
+        for t in b.targets.iter().filter(|t| t.met == Some(false)) {
+            s += &format!("\n**Missed: {}: {} against {}.**\n", t.what, t.measured, t.target);
+        }
+        if !note(&title).is_empty() {
+            s += &format!("\n{}\n", note(&title));
         }
         s += "\n";
     }
@@ -228,10 +237,8 @@ fn targets(r: &Results) -> String {
 
 fn setup(r: &Results) -> String {
     let (m, z) = (&r.machine, &r.sizes);
-    let (ran, copied): (Vec<&Ran>, Vec<&Ran>) = r.benchmarks.iter().partition(|b| b.copied_from.is_none());
-    let took: Vec<String> = ran.iter().map(|b| format!("{} {} ({})", b.name, secs_f(b.took_s), b.date)).collect();
-    let copied: Vec<String> =
-        copied.iter().map(|b| format!("{} ({})", b.name, b.copied_from.as_deref().unwrap_or(""))).collect();
+    let took: Vec<String> =
+        r.benchmarks.iter().map(|b| format!("{} {} ({})", b.name, secs_f(b.took_s), b.date)).collect();
     let sizes = format!(
         "idle {} s; latency {} talks at {}/s; burst {} talks; recovery {} rounds + {} half-open; relay {} idle \
          clients, {} talks to {} clients; start {} runs; cluster a burst of {} and {} at 1,000/s, {} node kills",
@@ -262,7 +269,6 @@ fn setup(r: &Results) -> String {
         ("app data (history) and logs", r.work.clone()),
         ("open files limit", r.nofile.to_string()),
         ("run time (date of each)", format!("{} ({})", secs_f(r.total_s), took.join(", "))),
-        ("sections kept from an earlier report", copied.join(", ")),
     ];
     let rows: Vec<Vec<String>> =
         rows.into_iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| vec![k.to_owned(), v]).collect();
@@ -767,5 +773,17 @@ mod tests {
         assert_eq!(table(&["a", "b"], &[vec!["1".into()]]), "| a | b |\n| --- | --- |\n| 1 |  |\n");
         let cols: &[Col<&(u64, &str)>] = &[("n", &|x| int(x.0)), ("name", &|x| bold(x.1.to_owned()))];
         assert_eq!(grid(cols, &[(1000, "x")]), "| n | name |\n| --- | --- |\n| 1,000 | **x** |\n");
+    }
+
+    #[test]
+    fn an_earlier_json_lends_the_benchmarks_it_rendered() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("benchmarks.json");
+        let ran = |name: &str, section: &str| serde_json::json!({"name": name, "took_s": 1.0, "figures": null, "error": null, "section": section});
+        let all = serde_json::json!({"benchmarks": [ran("idle", "Idle."), ran("burst", ""), ran("gone", "Old.")]});
+        std::fs::write(&json, all.to_string()).unwrap();
+        let kept = previous(&json);
+        assert_eq!(kept.iter().map(|b| (b.name.as_str(), b.section.as_str())).collect::<Vec<_>>(), [("idle", "Idle.")]);
+        assert!(previous(&dir.path().join("none.json")).is_empty());
     }
 }
