@@ -9,6 +9,7 @@ use futures_util::SinkExt;
 use serde_json::Value;
 use support::*;
 use talkbell_core::protocol::{Person, ProtocolError, Seq, UserId};
+use talkbell_core::session::outbox::ReplyError;
 use talkbell_core::session::{
     Identity, KeyringAnswer, OfflineReason, Session, SessionConfig, SessionEvent, SessionHandle, SessionState,
     SignedOutReason, Start, StoreError,
@@ -604,19 +605,19 @@ async fn a_late_answer_from_the_keyring_never_replaces_a_sign_in_or_a_sign_out()
     session.keyring_answer(KeyringAnswer::Token(creds(&stored.url(), Some(1))));
     session.keyring_answer(KeyringAnswer::Unreadable(SignedOutReason::KeyringNoAnswer));
     session.keyring_answer(KeyringAnswer::Missing);
-    // Commands are taken in order: once this talk is sent, the answers have been seen.
+    // Commands are taken in order: once this reply is answered (refused: a server without
+    // a welcome takes none), the answers have been seen.
     let to = Person { id: 2.into(), name: "wang2".into() };
-    session.send_talk(to.clone(), "still mine".into()).await.expect("the user's link is up");
+    let answer = session.reply(to.clone(), "still mine".into()).await;
+    assert!(matches!(answer, Err(ReplyError::NotOffered)), "{answer:?}");
     assert!(matches!(session.state(), SessionState::Connected { .. }), "{:?}", session.state());
 
     session.sign_out();
     wait_state(&session, |s| *s == SessionState::SignedOut { reason: None }).await;
     session.keyring_answer(KeyringAnswer::Token(creds(&stored.url(), Some(1))));
     session.keyring_answer(KeyringAnswer::Unreadable(SignedOutReason::KeyringLocked));
-    assert_eq!(
-        session.send_talk(to, "signed out".into()).await,
-        Err(talkbell_core::session::SessionError::NotConnected)
-    );
+    let refused = session.reply(to, "signed out".into()).await;
+    assert!(matches!(refused, Err(ReplyError::SignedOut)), "{refused:?}");
     assert_eq!(session.state(), SessionState::SignedOut { reason: None });
     assert_eq!((stored.accepted(), user.accepted()), (0, 1), "the stored token was never used");
     session.shutdown().await;
@@ -702,8 +703,10 @@ async fn a_user_id_set_on_a_server_whose_welcome_named_the_user_changes_nothing(
     let session = Session::spawn(config(fast_timing()), Some(creds(&server.url(), None)), history(&dir));
     wait_state(&session, |s| matches!(s, SessionState::Connected { user: Identity::Welcomed(_) })).await;
     session.set_user_id(UserId::from(9));
-    // A command after it is answered only once the id was handled.
-    session.send_talk(Person { id: UserId::from(2), name: String::new() }, "hi".into()).await.unwrap();
+    // A command after it is answered only once the id was handled (a reply, refused: the
+    // welcome did not list `send`).
+    let answer = session.reply(Person { id: UserId::from(2), name: String::new() }, "hi".into()).await;
+    assert!(matches!(answer, Err(ReplyError::NotOffered)), "{answer:?}");
     assert_eq!(session.user_id(), Some(UserId::from(1)));
     assert!(matches!(session.state(), SessionState::Connected { user: Identity::Welcomed(p) } if p.name == "wang1"));
     session.shutdown().await;

@@ -100,12 +100,6 @@ refusal-close-words = the server refused the token: { $reason }
 refusal-close-code = the server refused the token (close code { $code })
 refusal-error = the server refused the token: { $message }
 
-## Requests to the session (session/mod.rs)
-
-session-not-connected = not connected to the server
-session-unknown-user = the server has not said who the signed-in user is
-session-stopped = the session has stopped
-
 ## Signing in (engine.rs)
 
 engine-signed-out-meanwhile = signed out before the server took the token

@@ -91,12 +91,6 @@ refusal-close-words = 服务器拒绝了令牌：{ $reason }
 refusal-close-code = 服务器拒绝了令牌（关闭代码 { $code }）
 refusal-error = 服务器拒绝了令牌：{ $message }
 
-## 对会话的请求（session/mod.rs）
-
-session-not-connected = 未连接到服务器
-session-unknown-user = 服务器尚未告知已登录的用户是谁
-session-stopped = 会话已停止
-
 ## 登录（engine.rs）
 
 engine-signed-out-meanwhile = 服务器接受令牌之前已退出登录

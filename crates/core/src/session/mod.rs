@@ -347,17 +347,6 @@ impl SessionState {
     }
 }
 
-/// Why a request to the session failed (the catalogue's `session-…`).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SessionError {
-    #[error("{}", t(Msg::SessionNotConnected))]
-    NotConnected,
-    #[error("{}", t(Msg::SessionUnknownUser))]
-    UnknownUser,
-    #[error("{}", t(Msg::SessionStopped))]
-    Stopped,
-}
-
 /// What the engine's keyring reader found for the configured server
 /// ([`SessionHandle::keyring_answer`]).
 #[derive(Clone, Debug)]
@@ -379,7 +368,6 @@ pub(crate) enum Command {
     SignOut,
     SetTiming(Timing),
     SetUserId(UserId),
-    SendTalk { to: Person, text: String, done: oneshot::Sender<Result<(), SessionError>> },
     Reply { to: Person, text: String, done: oneshot::Sender<Result<i64, ReplyError>> },
     Shutdown { done: oneshot::Sender<()> },
 }
@@ -509,13 +497,6 @@ impl SessionHandle {
     /// New timings; they apply from the next connection.
     pub fn set_timing(&self, timing: Timing) {
         let _ = self.commands.send(Command::SetTiming(timing));
-    }
-
-    /// Sends a talk from the signed-in user (PROTOCOL.md §1.4).
-    pub async fn send_talk(&self, to: Person, text: String) -> Result<(), SessionError> {
-        let (done, result) = oneshot::channel();
-        self.commands.send(Command::SendTalk { to, text, done }).map_err(|_| SessionError::Stopped)?;
-        result.await.unwrap_or(Err(SessionError::Stopped))
     }
 
     /// Replies `text` to `to` (PROTOCOL.md 1.4): checked, kept in the history's outbox and

@@ -23,8 +23,8 @@ use super::connector::{self, ConnectError, Ws};
 use super::outbox::ReplyError;
 use super::reason::{OfflineReason, Refusal, SignedOutReason};
 use super::{
-    Command, Credentials, Cursor, Identity, Inbound, KeyringAnswer, SessionConfig, SessionError, SessionEvent,
-    SessionNow, SessionState, SharedStats, Start, StoreError, Stored, TalkStore, Timing,
+    Command, Credentials, Cursor, Identity, Inbound, KeyringAnswer, SessionConfig, SessionEvent, SessionNow,
+    SessionState, SharedStats, Start, StoreError, Stored, TalkStore, Timing,
 };
 use crate::protocol::{
     ClientFrame, HeartbeatHint, Hello, Person, ProtocolError, Seq, ServerFrame, TalkMessage, UserId, Welcome,
@@ -88,8 +88,6 @@ enum Handled {
     Stay,
     /// The phase ends (a link is closed first); this one follows.
     Then(Phase),
-    /// A talk to send on the link (only [`At::Linked`] gives one).
-    Send { to: Person, text: String, done: oneshot::Sender<Result<(), SessionError>> },
     /// A reply to keep (`command` keeps it, in any phase).
     Reply { to: Person, text: String, done: oneshot::Sender<Result<i64, ReplyError>> },
     /// A reply was kept while linked: send the outbox.
@@ -253,8 +251,7 @@ impl SessionTask {
         f(&mut self.stats.lock().unwrap_or_else(|e| e.into_inner()));
     }
 
-    /// What a command does, written once for every phase (`at`). Only a link can send a
-    /// talk ([`Handled::Send`]); everywhere else a talk is answered "not connected".
+    /// What a command does, written once for every phase (`at`).
     fn on_command(&mut self, cmd: Option<Command>, at: At<'_>) -> Handled {
         match cmd {
             // Every handle is gone: nobody can ever ask for anything again.
@@ -277,13 +274,6 @@ impl SessionTask {
                 Handled::Stay
             }
             Some(Command::Reply { to, text, done }) => Handled::Reply { to, text, done },
-            Some(Command::SendTalk { to, text, done }) => match at {
-                At::Linked => Handled::Send { to, text, done },
-                _ => {
-                    let _ = done.send(Err(SessionError::NotConnected));
-                    Handled::Stay
-                }
-            },
             Some(Command::ReconnectNow) => match at {
                 // A rejected token must not be retried on its own: signed out stays so.
                 At::SignedOut(_) => Handled::Stay,
@@ -533,20 +523,6 @@ impl SessionTask {
             // `command` has kept the reply already.
             Handled::Stay | Handled::Reply { .. } => None,
             Handled::Flush => self.flush_outbox(ws, link).await.err(),
-            Handled::Send { to, text, done } => match self.send_talk(ws, to, text, link.timing).await {
-                Ok(()) => {
-                    let _ = done.send(Ok(()));
-                    None
-                }
-                Err(None) => {
-                    let _ = done.send(Err(SessionError::UnknownUser));
-                    None
-                }
-                Err(Some(e)) => {
-                    let _ = done.send(Err(SessionError::NotConnected));
-                    Some(LinkEnd::Failed(lost("could not send a talk", e)))
-                }
-            },
             Handled::Then(next) => {
                 close(ws, CloseCode::Normal, self.config.timing.close_timeout).await;
                 Some(LinkEnd::Then(next))
@@ -663,24 +639,6 @@ impl SessionTask {
             }
         }
         Ok(())
-    }
-
-    /// Sends a talk from the signed-in user. `Err(Some(_))`: the socket failed, the link
-    /// is lost; `Err(None)`: nothing was sent, since who we are is not known.
-    async fn send_talk(
-        &mut self,
-        ws: &mut Ws,
-        to: Person,
-        text: String,
-        timing: Timing,
-    ) -> Result<(), Option<SendError>> {
-        let from = match self.identity() {
-            Identity::Welcomed(p) => p,
-            Identity::Given(id) => Person { id, name: String::new() },
-            Identity::Unknown => return Err(None),
-        };
-        let frame = ClientFrame::Talk(TalkMessage { from, to, talk: text, seq: None, ts: None });
-        send(ws, frame.to_text(), timing.heartbeat_timeout).await.map_err(Some)
     }
 
     /// A frame other than a talk.
