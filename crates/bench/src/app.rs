@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context, Result};
 use talkbell_core::config::{Config, ConfigStore, Paths};
-use talkbell_core::engine::DELIVERY_TRACE_ENV;
+use talkbell_core::notify::DELIVERY_TRACE_ENV;
 use talkbell_testkit::child::Spawned;
 use talkbell_testkit::wait::Poll;
 

@@ -70,9 +70,6 @@ pub enum IfUserUnknown {
     SignIn,
 }
 
-/// The environment variable that turns the benchmark's delivery trace on (a file path) in
-/// builds with the `delivery-trace` feature (`notify::trace`); other builds ignore it.
-pub const DELIVERY_TRACE_ENV: &str = "TALKBELL_DELIVERY_TRACE";
 
 /// How long a sign-in may take: a server without a welcome only shows it took the token
 /// by answering the first heartbeat, so this must exceed the heartbeat interval.

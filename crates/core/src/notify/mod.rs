@@ -24,6 +24,10 @@ use crate::protocol::Person;
 pub use desktop::DesktopNotifier;
 pub use gate::{Decision, NotifyGate, NotifyHandle, NotifySettings, NotifyStats, Outcome, DECISIONS_KEPT};
 
+/// The environment variable that turns the benchmark's delivery trace on (a file path) in
+/// builds with the `delivery-trace` feature (`notify::trace`); other builds ignore it.
+pub const DELIVERY_TRACE_ENV: &str = "TALKBELL_DELIVERY_TRACE";
+
 /// Something that can put a notification on the screen. `show` may block for a D-Bus
 /// round trip: the gate calls it off the async threads.
 pub trait Notifier: Send + Sync {

@@ -3,7 +3,7 @@
 //! the user.
 //!
 //! talkbell-bench measures delivery latency with it. When
-//! [`DELIVERY_TRACE_ENV`](crate::engine::DELIVERY_TRACE_ENV)`=<file>` is set at
+//! [`DELIVERY_TRACE_ENV`](super::DELIVERY_TRACE_ENV)`=<file>` is set at
 //! `Engine::start`, the engine runs [`DeliveryTrace::follow`] on the gate's decisions
 //! ([`Decision`]): every talk for the user, whatever its popup (one of its own, folded into
 //! a summary, paused, muted, notifications off), gets one line, `<unix time in µs>\t<talk
@@ -20,7 +20,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::Instant;
 
 use super::Decision;
-use crate::engine::DELIVERY_TRACE_ENV;
+use super::DELIVERY_TRACE_ENV;
 
 /// How long a traced line may wait in the buffer.
 pub const TRACE_FLUSH_EVERY: Duration = Duration::from_millis(100);
