@@ -70,7 +70,6 @@ pub enum IfUserUnknown {
     SignIn,
 }
 
-
 /// How long a sign-in may take: a server without a welcome only shows it took the token
 /// by answering the first heartbeat, so this must exceed the heartbeat interval.
 const SIGN_IN_WAIT: Duration = Duration::from_secs(30);
