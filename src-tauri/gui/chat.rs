@@ -150,7 +150,7 @@ mod tests {
         assert!(quiet_of(&settings(None, Some(""))).unwrap().is_none());
         assert_eq!(quiet_of(&settings(Some("22:00"), None)).unwrap_err().kind(), "empty");
         let bad = quiet_of(&settings(Some("25:00"), Some("08:00"))).unwrap_err();
-        assert_eq!(bad.kind(), "bad_time");
+        assert_eq!(bad.kind(), "bad-time");
         assert!(bad.to_string().contains("HH:MM"), "{bad}");
     }
 
@@ -160,6 +160,6 @@ mod tests {
         assert_eq!(ok.id, UserId::from(2));
         assert_eq!(Someone { id: " ".into(), name: String::new() }.person().unwrap_err().kind(), "empty");
         let long = Someone { id: "9".repeat(USER_ID_MAX + 1), name: String::new() };
-        assert_eq!(long.person().unwrap_err().kind(), "too_long");
+        assert_eq!(long.person().unwrap_err().kind(), "too-long");
     }
 }
