@@ -479,28 +479,13 @@ pub async fn run(env: &Env) -> Result<Cluster> {
         (Broker::Redis, false, 3 * per_node),
         (Broker::Sqlite, false, per_node),
     ] {
-        let sockets = quiet_sockets().await;
-        tracing::info!(total, haproxy, sockets, "cluster: idle connections");
+        tracing::info!(total, haproxy, "cluster: idle connections");
         held.push(tried(self::held(env, broker, haproxy, total).await));
     }
     tracing::info!("cluster: queued talks, node loss");
     let queued = tried(queued(env).await);
     let node_loss = tried(node_loss(env).await);
     Ok(Cluster { nofile: env.nofile, redis: redis_version(), traffic, held, queued, node_loss })
-}
-
-/// Waits (up to a minute) until the machine's TCP sockets of the run before are closed
-/// (fewer than 1,000 in use, from /proc/net/sockstat), so that a run of thousands of
-/// connections does not start while tens of thousands of the last one's are still going.
-/// How many were in use then.
-async fn quiet_sockets() -> Option<u64> {
-    let in_use = || {
-        let stat = std::fs::read_to_string("/proc/net/sockstat").ok()?;
-        let tcp = stat.lines().find_map(|l| l.strip_prefix("TCP: "))?;
-        tcp.split_whitespace().skip_while(|w| *w != "inuse").nth(1)?.parse::<u64>().ok()
-    };
-    let poll = Poll::up_to(Duration::from_secs(60)).every(Duration::from_millis(200));
-    poll.check_async(|| in_use().filter(|n| *n < 1_000)).await.or_else(in_use)
 }
 
 fn redis_version() -> String {
