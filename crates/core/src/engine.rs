@@ -524,7 +524,13 @@ async fn bridge(session: SessionHandle, followers: Followers, config: Arc<Config
             n.session_event(event);
         } else if let Ok(SessionEvent::Talk { talk, row, for_me, .. }) = &event {
             // No gate to decide: the decision is that notifications are off.
-            let _ = decisions.send(Decision { row: *row, talk: talk.clone(), for_me: *for_me, outcome: Outcome::Off });
+            let _ = decisions.send(Decision {
+                row: *row,
+                talk: talk.clone(),
+                for_me: *for_me,
+                outcome: Outcome::Off,
+                at: std::time::SystemTime::now(),
+            });
         }
         match event {
             Ok(SessionEvent::Welcome { user }) => {

@@ -145,7 +145,7 @@ mod tests {
     fn store(history: &History, to: u64, me: u64) -> Decision {
         let talk = talk(to, "hello");
         let crate::session::Stored::New(row) = history.insert("ws://test", &talk).unwrap() else { panic!("stored") };
-        Decision { row, talk, for_me: to == me, outcome: Outcome::Popup }
+        Decision { row, talk, for_me: to == me, outcome: Outcome::Popup, at: std::time::SystemTime::now() }
     }
 
     fn now_as(user: u64) -> SessionNow {

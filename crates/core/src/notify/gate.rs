@@ -112,6 +112,8 @@ pub struct Decision {
     /// Addressed to the signed-in user (so it counts as unread until read).
     pub for_me: bool,
     pub outcome: Outcome,
+    /// When the gate decided (the wall clock): what the benchmarks' delivery trace writes.
+    pub at: SystemTime,
 }
 
 /// What became of a talk's popup.
@@ -275,9 +277,10 @@ impl Task {
                 None | Some(None) => break,
                 Some(Some(Command::Talk { talk, row, for_me, replay })) => {
                     let heard = Heard { talk: &talk, row, for_me, replay };
-                    let (outcome, out) = self.policy.on_talk(Instant::now(), SystemTime::now(), heard);
+                    let at = SystemTime::now();
+                    let (outcome, out) = self.policy.on_talk(Instant::now(), at, heard);
                     // Nobody listening (the daemon) is no error.
-                    let _ = self.decisions.send(Decision { row, talk, for_me, outcome });
+                    let _ = self.decisions.send(Decision { row, talk, for_me, outcome, at });
                     self.show_all(out).await;
                 }
                 Some(Some(Command::Pause(duration))) => self.policy.pause(Instant::now(), SystemTime::now(), duration),

@@ -6,11 +6,11 @@
 //! [`DELIVERY_TRACE_ENV`](super::DELIVERY_TRACE_ENV)`=<file>` is set at
 //! `Engine::start`, the engine runs [`DeliveryTrace::follow`] on the gate's decisions
 //! ([`Decision`]): every talk for the user, whatever its popup (one of its own, folded into
-//! a summary, paused, muted, notifications off), gets one line, `<unix time in µs>\t<talk
-//! text>`, with `\`, tab, CR and LF in the text written as `\\`, `\t`, `\r` and `\n`. The
-//! writer is buffered and flushed at least every 100 ms while lines wait, and when the
-//! trace is dropped (at the engine's shutdown). A file that cannot be opened or written
-//! is logged and the trace ends; it never stops the engine.
+//! a summary, paused, muted, notifications off), gets one line, `<unix time in µs of the
+//! decision>\t<talk text>`, with `\`, tab, CR and LF in the text written as `\\`, `\t`,
+//! `\r` and `\n`. The writer is buffered and flushed at least every 100 ms while lines
+//! wait, and when the trace is dropped (at the engine's shutdown). A file that cannot be
+//! opened or written is logged and the trace ends; it never stops the engine.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -65,7 +65,7 @@ impl DeliveryTrace {
             let written = tokio::select! {
                 _ = tokio::time::sleep_until(sleep_to), if due.is_some() => self.flush(),
                 decision = decisions.recv() => match decision {
-                    Ok(d) if d.for_me => self.record(&d.talk.talk),
+                    Ok(d) if d.for_me => self.record(d.at, &d.talk.talk),
                     Ok(_) => Ok(()),
                     Err(RecvError::Lagged(missed)) => {
                         tracing::warn!(missed, "delivery trace: fell behind the decisions; lines missing");
@@ -91,10 +91,11 @@ impl DeliveryTrace {
         self.out.flush()
     }
 
-    /// One line, stamped now.
-    fn record(&mut self, text: &str) -> std::io::Result<()> {
-        let now_us = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros());
-        write!(self.out, "{now_us}\t")?;
+    /// One line, stamped with the time the gate decided (`at`): a write that waits for the
+    /// disk delays the line, never its time.
+    fn record(&mut self, at: SystemTime, text: &str) -> std::io::Result<()> {
+        let at_us = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros());
+        write!(self.out, "{at_us}\t")?;
         let mut rest = text;
         while let Some(i) = rest.find(['\\', '\t', '\r', '\n']) {
             self.out.write_all(&rest.as_bytes()[..i])?;
@@ -124,7 +125,7 @@ mod tests {
         let person = |id: u64| Person { id: UserId::from(id), name: format!("wang{id}") };
         let to = if for_me { person(1) } else { person(3) };
         let talk = TalkMessage { from: person(2), to, talk: text.into(), seq: None, ts: None };
-        Decision { row: 1, talk, for_me, outcome }
+        Decision { row: 1, talk, for_me, outcome, at: SystemTime::now() }
     }
 
     fn lines(path: &std::path::Path) -> Vec<(u128, String)> {
@@ -155,10 +156,13 @@ mod tests {
         let texts: Vec<&str> = written.iter().map(|(_, t)| t.as_str()).collect();
         assert_eq!(texts, ["bench 1 1763900000123456", "two\\tlines\\nand a \\\\ and \\r", "while paused"]);
         assert!(written.iter().all(|(us, _)| *us >= before));
-        decisions.send(decided("the last", true, Outcome::Off)).unwrap();
+        // A line's time is the gate's decision's, however late the line is written.
+        let at = UNIX_EPOCH + Duration::from_micros(1_763_900_000_654_321);
+        decisions.send(Decision { at, ..decided("the last", true, Outcome::Off) }).unwrap();
         drop(decisions);
         follower.await.unwrap();
-        assert_eq!(lines(&path).last().unwrap().1, "the last", "written when the trace ends");
+        let last = lines(&path).last().cloned().unwrap();
+        assert_eq!(last, (1_763_900_000_654_321, "the last".to_owned()), "written when the trace ends");
     }
 
     #[test]
