@@ -13,7 +13,8 @@
 //! opened or written is logged and the trace ends; it never stops the engine.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::Write;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::broadcast::{self, error::RecvError};
@@ -27,7 +28,9 @@ pub const TRACE_FLUSH_EVERY: Duration = Duration::from_millis(100);
 
 /// The trace file, open for appending (see the module doc).
 pub struct DeliveryTrace {
-    out: BufWriter<File>,
+    file: Arc<File>,
+    /// The lines not written yet.
+    out: Vec<u8>,
     /// Since when written lines wait unflushed.
     dirty_since: Option<Instant>,
 }
@@ -41,7 +44,7 @@ impl DeliveryTrace {
         match OpenOptions::new().create(true).append(true).open(&path) {
             Ok(file) => {
                 tracing::info!(path = %shown, "delivery trace on (benchmarks)");
-                Some(DeliveryTrace::new(BufWriter::with_capacity(64 * 1024, file)))
+                Some(DeliveryTrace::new(file))
             }
             Err(e) => {
                 tracing::warn!(path = %shown, error = %e, "delivery trace: cannot open; no trace");
@@ -50,8 +53,8 @@ impl DeliveryTrace {
         }
     }
 
-    fn new(out: BufWriter<File>) -> DeliveryTrace {
-        DeliveryTrace { out, dirty_since: None }
+    fn new(file: File) -> DeliveryTrace {
+        DeliveryTrace { file: Arc::new(file), out: Vec::with_capacity(64 * 1024), dirty_since: None }
     }
 
     /// Records each decided talk for the user, flushing what waited
@@ -63,7 +66,7 @@ impl DeliveryTrace {
             // The far-off fallback is never polled (the branch is disabled without one).
             let sleep_to = due.unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
             let written = tokio::select! {
-                _ = tokio::time::sleep_until(sleep_to), if due.is_some() => self.flush(),
+                _ = tokio::time::sleep_until(sleep_to), if due.is_some() => self.flush().await,
                 decision = decisions.recv() => match decision {
                     Ok(d) if d.for_me => self.record(d.at, &d.talk.talk),
                     Ok(_) => Ok(()),
@@ -86,9 +89,15 @@ impl DeliveryTrace {
         self.dirty_since.map(|since| since + TRACE_FLUSH_EVERY)
     }
 
-    fn flush(&mut self) -> std::io::Result<()> {
+    /// Writes what waits, off the async threads: the file may wait for a disk the history
+    /// keeps syncing, and the gate's next decision must not wait on this thread behind it.
+    async fn flush(&mut self) -> std::io::Result<()> {
         self.dirty_since = None;
-        self.out.flush()
+        let (lines, file) = (std::mem::take(&mut self.out), self.file.clone());
+        match tokio::task::spawn_blocking(move || (&*file).write_all(&lines)).await {
+            Ok(written) => written,
+            Err(e) => Err(std::io::Error::other(e)),
+        }
     }
 
     /// One line, stamped with the time the gate decided (`at`): a write that waits for the
@@ -112,6 +121,15 @@ impl DeliveryTrace {
         self.out.write_all(b"\n")?;
         self.dirty_since.get_or_insert_with(Instant::now);
         Ok(())
+    }
+}
+
+impl Drop for DeliveryTrace {
+    /// The lines still waiting, written when the trace ends (the engine's shutdown).
+    fn drop(&mut self) {
+        if !self.out.is_empty() {
+            let _ = (&*self.file).write_all(&self.out);
+        }
     }
 }
 
@@ -144,7 +162,7 @@ mod tests {
         let file = OpenOptions::new().create(true).append(true).open(&path).unwrap();
         let (decisions, rx) = broadcast::channel(16);
         let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros();
-        let follower = tokio::spawn(DeliveryTrace::new(BufWriter::new(file)).follow(rx));
+        let follower = tokio::spawn(DeliveryTrace::new(file).follow(rx));
         decisions.send(decided("bench 1 1763900000123456", true, Outcome::Popup)).unwrap();
         decisions.send(decided("between others", false, Outcome::NotForMe)).unwrap();
         decisions.send(decided("two\tlines\nand a \\ and \r", true, Outcome::Summary)).unwrap();
